@@ -1,0 +1,221 @@
+"""Hash banks and their entries (the curator role, in HMA's terms)."""
+
+from __future__ import annotations
+
+import io
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from takedown.api.auth import require, runtime
+from takedown.api.schemas import BankIn, BankPatch, EntriesIn, EntryPage, EntryPatch
+from takedown.api.uploads import read_upload
+from takedown.domain.hashlists import FORMATS, HashRecord
+from takedown.errors import InvalidRequest
+from takedown.runtime import Runtime
+from takedown.services.apikeys import Principal, Scope
+from takedown.services.banks import AddResult, BankView, EntryView, Provenance
+
+router = APIRouter(tags=["banks"])
+_read = require(Scope.BANKS_READ)
+_write = require(Scope.BANKS_WRITE)
+
+_MEDIA_TYPES = {"text": "text/plain", "csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+@router.get("/banks", response_model=list[BankView], summary="List banks")
+def list_banks(_: Principal = Depends(_read), rt: Runtime = Depends(runtime)) -> list[BankView]:
+    return [(b) for b in rt.banks.list_banks()]
+
+
+@router.post("/banks", response_model=BankView, status_code=201, summary="Create a bank")
+def create_bank(
+    body: BankIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> BankView:
+    view = rt.banks.create_bank(
+        body.name,
+        actor=p.actor,
+        source=body.source,
+        match_action=body.match_action,
+        pdq_threshold=body.pdq_threshold,
+        pdq_quality_floor=body.pdq_quality_floor,
+        description=body.description,
+    )
+    return view
+
+
+@router.get("/banks/{bank}", response_model=BankView, summary="Describe a bank")
+def get_bank(bank: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)) -> BankView:
+    return rt.banks.get_bank(bank)
+
+
+@router.patch(
+    "/banks/{bank}",
+    response_model=BankView,
+    summary="Change a bank's policy, or disable / re-enable it",
+)
+def update_bank(
+    bank: str, body: BankPatch, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> BankView:
+    view = rt.banks.update_bank(
+        bank,
+        actor=p.actor,
+        description=body.description,
+        match_action=body.match_action,
+        pdq_threshold=body.pdq_threshold,
+        pdq_quality_floor=body.pdq_quality_floor,
+        enabled=body.enabled,
+        reason=body.reason,
+    )
+    return view
+
+
+@router.get("/banks/{bank}/entries", response_model=EntryPage, summary="List a bank's entries")
+def list_entries(
+    bank: str,
+    after: str | None = Query(None, description="Cursor from the previous page."),
+    limit: int = Query(100, ge=1, le=1000),
+    include_disabled: bool = True,
+    _: Principal = Depends(_read),
+    rt: Runtime = Depends(runtime),
+) -> EntryPage:
+    views, cursor = rt.banks.list_entries(
+        bank, after=after, limit=limit, include_disabled=include_disabled
+    )
+    return EntryPage(entries=[(v) for v in views], next_cursor=cursor)
+
+
+@router.post(
+    "/banks/{bank}/entries",
+    response_model=AddResult,
+    status_code=201,
+    summary="Add entries by hash (all or nothing)",
+)
+def add_entries(
+    bank: str, body: EntriesIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> AddResult:
+    records = [
+        HashRecord(e.signal_type, e.value, e.quality, e.source, e.source_id, e.category, e.note)
+        for e in body.entries
+    ]
+    return rt.banks.add_hashes(bank, records, actor=p.actor)
+
+
+@router.post(
+    "/banks/{bank}/media",
+    response_model=AddResult,
+    status_code=201,
+    summary="Add an image: its PDQ, MD5 and SHA-256 are banked",
+)
+async def add_media(
+    bank: str,
+    file: UploadFile = File(),
+    source: str | None = Form(None, max_length=32),
+    source_id: str | None = Form(None, max_length=200),
+    category: str | None = Form(None, max_length=100),
+    note: str | None = Form(None, max_length=5000),
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> AddResult:
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+    result = await run_in_threadpool(
+        rt.banks.add_media,
+        bank,
+        data,
+        Provenance(source, source_id, category, note),
+        actor=p.actor,
+    )
+    return result
+
+
+@router.post(
+    "/banks/{bank}/import",
+    response_model=AddResult,
+    summary="Import a hash list (text, csv or jsonl) as the request body",
+    description="All or nothing: if any line is rejected nothing is imported and the "
+    "rejected lines are listed, unless skip_invalid=true.",
+)
+async def import_list(
+    bank: str,
+    request: Request,
+    format: str = Query(description="text, csv or jsonl"),
+    signal_type: str | None = Query(None, description="For text lists: pdq, md5 or sha256."),
+    source: str | None = Query(None, max_length=32),
+    category: str | None = Query(None, max_length=100),
+    skip_invalid: bool = False,
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> AddResult:
+    if format not in FORMATS:
+        raise InvalidRequest(
+            f"Unknown format {format[:20]!r}; use one of: {', '.join(FORMATS)}.",
+            code="unknown_format",
+        )
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The list must be UTF-8 text.", code="invalid_encoding") from None
+    result = await run_in_threadpool(
+        rt.banks.import_list,
+        bank,
+        text.splitlines(),
+        format,
+        actor=p.actor,
+        default_type=signal_type,
+        provenance=Provenance(source=source, category=category),
+        skip_invalid=skip_invalid,
+    )
+    return result
+
+
+@router.get("/banks/{bank}/export", summary="Export a bank's enabled entries")
+def export_list(
+    bank: str,
+    format: str = Query("csv", description="text, csv or jsonl"),
+    include_disabled: bool = False,
+    signal_type: str | None = Query(
+        None,
+        description="Only this signal type (needed for a text list of a bank holding several).",
+    ),
+    _: Principal = Depends(_read),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    if format not in FORMATS:
+        raise InvalidRequest(
+            f"Unknown format {format[:20]!r}; use one of: {', '.join(FORMATS)}.",
+            code="unknown_format",
+        )
+    out = io.StringIO()
+    rt.banks.export_list(
+        bank,
+        format,
+        out,
+        include_disabled=include_disabled,
+        with_provenance=format == "jsonl",
+        only_type=signal_type,
+    )
+    return Response(out.getvalue(), media_type=_MEDIA_TYPES[format])
+
+
+@router.get("/entries/{entry_id}", response_model=EntryView, summary="Describe an entry")
+def get_entry(
+    entry_id: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
+) -> EntryView:
+    return rt.banks.get_entry(entry_id)
+
+
+@router.patch(
+    "/entries/{entry_id}",
+    response_model=EntryView,
+    summary="Disable an entry (false positive) or re-enable it",
+)
+def update_entry(
+    entry_id: str,
+    body: EntryPatch,
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> EntryView:
+    view = rt.banks.set_entry_enabled(entry_id, body.enabled, actor=p.actor, reason=body.reason)
+    return view

@@ -1,0 +1,73 @@
+"""Upload screening: the call that sits in the platform's upload path."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from takedown.api.auth import require, runtime
+from takedown.api.schemas import ScreenHashesIn, ScreenOut
+from takedown.api.uploads import read_upload
+from takedown.runtime import Runtime
+from takedown.services.apikeys import Principal, Scope
+from takedown.services.screening import ScreeningResult
+
+router = APIRouter(prefix="/screen", tags=["screening"])
+
+
+def _out(result: ScreeningResult) -> ScreenOut:
+    return ScreenOut.model_validate(
+        {
+            "verdict": result.verdict.value,
+            "matches": result.matches,
+            "screening_id": result.screening_id,
+            "md5": result.md5,
+            "sha256": result.sha256,
+            "pdq": result.pdq,
+            "pdq_quality": result.pdq_quality,
+        }
+    )
+
+
+@router.post(
+    "",
+    response_model=ScreenOut,
+    summary="Screen an upload's bytes",
+    description="Hashes the image (PDQ with all 8 rotations/flips, MD5, SHA-256) and "
+    "returns every banked match and a verdict: block, review or allow.",
+)
+async def screen_media(
+    file: UploadFile = File(description="The uploaded image."),
+    content_ref: str | None = Form(None, max_length=500),
+    principal: Principal = Depends(require(Scope.SCREEN)),
+    rt: Runtime = Depends(runtime),
+) -> ScreenOut:
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+    result = await run_in_threadpool(
+        rt.screening.screen_media, data, actor=principal.actor, content_ref=content_ref
+    )
+    return _out(result)
+
+
+@router.post(
+    "/hashes",
+    response_model=ScreenOut,
+    summary="Screen precomputed hashes",
+    description="For platforms that hash on their own side: give PDQ (and its variants), "
+    "MD5 and/or SHA-256.",
+)
+def screen_hashes(
+    body: ScreenHashesIn,
+    principal: Principal = Depends(require(Scope.SCREEN)),
+    rt: Runtime = Depends(runtime),
+) -> ScreenOut:
+    result = rt.screening.screen_hashes(
+        actor=principal.actor,
+        pdq=body.pdq,
+        pdq_quality=body.pdq_quality,
+        pdq_variants=body.pdq_variants,
+        md5=body.md5,
+        sha256=body.sha256,
+        content_ref=body.content_ref,
+    )
+    return _out(result)

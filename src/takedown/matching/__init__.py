@@ -1,0 +1,21 @@
+"""Matching media signals against banks: the PDQ Hamming index and its protocol."""
+
+from takedown.matching.hamming import (
+    PDQ_BITS,
+    PDQ_BYTES,
+    BruteForceHammingIndex,
+    HammingIndex,
+    SearchResult,
+    bytes_to_hex,
+    hex_to_bytes_array,
+)
+
+__all__ = [
+    "PDQ_BITS",
+    "PDQ_BYTES",
+    "BruteForceHammingIndex",
+    "HammingIndex",
+    "SearchResult",
+    "bytes_to_hex",
+    "hex_to_bytes_array",
+]

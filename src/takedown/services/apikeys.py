@@ -1,0 +1,150 @@
+"""API keys for platforms and tools: created by an operator, shown once, stored hashed,
+each limited to the scopes it needs."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.errors import InvalidRequest, NotFound, Unauthenticated
+from takedown.ids import utcnow
+from takedown.store.db import unit_of_work
+from takedown.store.models import ApiKey
+
+KEY_PREFIX = "tdk_"
+_LAST_USED_EVERY_S = 60.0  # write last_used_at at most once a minute per key
+
+
+class Scope(StrEnum):
+    SCREEN = "screen"  # ask whether media may be published
+    BANKS_READ = "banks:read"  # list banks, entries, export
+    BANKS_WRITE = "banks:write"  # create banks, add/disable entries, import
+    ADMIN = "admin"  # everything
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: written into every row they create (added_by, requested_by)."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[Scope]
+
+    @property
+    def actor(self) -> str:
+        return f"apikey:{self.name}"
+
+    def allows(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+@dataclass(frozen=True)
+class ApiKeyView:
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def parse_scopes(values: list[str]) -> frozenset[Scope]:
+    if not values:
+        raise InvalidRequest("Give an API key at least one scope.", code="invalid_scope")
+    scopes = set()
+    for v in values:
+        try:
+            scopes.add(Scope(v.strip().lower()))
+        except ValueError:
+            allowed = ", ".join(s.value for s in Scope)
+            raise InvalidRequest(
+                f"Unknown scope {v[:40]!r}; use: {allowed}.", code="invalid_scope"
+            ) from None
+    return frozenset(scopes)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyService:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._last_used: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def create(self, name: str, scopes: list[str], *, actor: str) -> tuple[ApiKeyView, str]:
+        """Returns the key's view and the secret, which is never shown again."""
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise InvalidRequest("An API key name is 1 to 100 characters.", code="invalid_name")
+        parsed = parse_scopes(scopes)
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = ApiKey(
+            name=name,
+            key_hash=_digest(secret),
+            prefix=secret[:12],
+            scopes=",".join(sorted(s.value for s in parsed)),
+            created_by=actor,
+        )
+        with unit_of_work(self._sessions) as s:
+            s.add(row)
+            s.flush()
+            return _view(row), secret
+
+    def authenticate(self, secret: str) -> Principal:
+        if not secret.startswith(KEY_PREFIX):
+            raise Unauthenticated("That is not a Takedown API key.", code="invalid_api_key")
+        with unit_of_work(self._sessions, write=False) as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _digest(secret))).first()
+            if row is None or row.revoked_at is not None:
+                raise Unauthenticated("Unknown or revoked API key.", code="invalid_api_key")
+            principal = Principal(row.public_id, row.name, parse_scopes(row.scopes.split(",")))
+            row_id = row.id
+        self._touch(row_id)
+        return principal
+
+    def _touch(self, row_id: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_used.get(row_id, -1e9) < _LAST_USED_EVERY_S:
+                return
+            self._last_used[row_id] = now
+        with unit_of_work(self._sessions) as s:
+            s.execute(update(ApiKey).where(ApiKey.id == row_id).values(last_used_at=utcnow()))
+
+    def list(self) -> list[ApiKeyView]:
+        with unit_of_work(self._sessions, write=False) as s:
+            return [_view(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+
+    def revoke(self, key_id: str) -> ApiKeyView:
+        with unit_of_work(self._sessions) as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.public_id == key_id)).first()
+            if row is None:
+                raise NotFound(f"No API key with id {key_id[:40]!r}.", code="api_key_not_found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _view(row)
+
+
+def _view(row: ApiKey) -> ApiKeyView:
+    return ApiKeyView(
+        id=row.public_id,
+        name=row.name,
+        prefix=row.prefix,
+        scopes=row.scopes.split(","),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )

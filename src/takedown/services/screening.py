@@ -1,0 +1,183 @@
+"""Upload screening: "may this be published?" — answered from the banks' policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.domain.screening import Verdict, verdict_for
+from takedown.errors import InvalidRequest
+from takedown.media import ImageLimits, MediaSignals, hash_image_bytes
+from takedown.media.signals import MD5, PDQ, SHA256
+from takedown.services.matcher import Match, Matcher, QuerySignals
+from takedown.store.db import unit_of_work
+from takedown.store.models import Screening, ScreeningMatch
+
+
+@dataclass(frozen=True)
+class MatchView:
+    bank: str
+    bank_id: str
+    entry_id: str
+    signal_type: str
+    value: str
+    distance: int
+    threshold: int | None
+    variant: str | None
+    action: str
+    source: str
+    source_id: str | None
+    category: str | None
+    added_at: datetime
+
+    @classmethod
+    def of(cls, m: Match) -> MatchView:
+        e = m.entry
+        return cls(
+            bank=m.bank.name,
+            bank_id=m.bank_public_id,
+            entry_id=e.public_id,
+            signal_type=m.signal_type,
+            value=e.value,
+            distance=m.distance,
+            threshold=m.bank.pdq_threshold if m.signal_type == "pdq" else None,
+            variant=m.variant,
+            action=m.bank.match_action.value,
+            source=e.source,
+            source_id=e.source_id,
+            category=e.category,
+            added_at=e.added_at,
+        )
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    verdict: Verdict
+    matches: list[MatchView]
+    screening_id: str | None  # set when something matched and the screening was kept
+    md5: str | None
+    sha256: str | None
+    pdq: str | None
+    pdq_quality: int | None
+    media: MediaSignals | None = None
+
+
+class ScreeningService:
+    def __init__(
+        self, sessions: sessionmaker[Session], matcher: Matcher, limits: ImageLimits
+    ) -> None:
+        self._sessions = sessions
+        self._matcher = matcher
+        self._limits = limits
+
+    def screen_media(
+        self, data: bytes, *, actor: str, content_ref: str | None = None
+    ) -> ScreeningResult:
+        """Hash the upload (all 8 dihedral PDQ variants, MD5, SHA-256) and screen it."""
+        signals = hash_image_bytes(data, self._limits)
+        query = QuerySignals(
+            pdq_variants=signals.pdq.dihedral,
+            pdq_quality=signals.pdq.quality,
+            md5=signals.md5,
+            sha256=signals.sha256,
+        )
+        result = self._screen(query, actor=actor, content_ref=content_ref)
+        return ScreeningResult(**{**result.__dict__, "media": signals})
+
+    def screen_hashes(
+        self,
+        *,
+        actor: str,
+        pdq: str | None = None,
+        pdq_quality: int | None = None,
+        pdq_variants: list[str] | None = None,
+        md5: str | None = None,
+        sha256: str | None = None,
+        content_ref: str | None = None,
+    ) -> ScreeningResult:
+        """Screen precomputed hashes. Dihedral variants can only be computed from the
+        image, so a caller that wants rotated/flipped copies found sends them in
+        ``pdq_variants`` (our ``takedown hash`` prints them)."""
+        if not (pdq or md5 or sha256):
+            raise InvalidRequest(
+                "Give at least one hash to screen: pdq, md5 or sha256.", code="no_signals"
+            )
+        if pdq_quality is not None and not 0 <= pdq_quality <= 100:
+            raise InvalidRequest("pdq_quality must be between 0 and 100.", code="invalid_quality")
+        variants: list[tuple[str, str]] = []
+        if pdq:
+            variants.append(("original", PDQ.normalize(pdq)))
+            for i, v in enumerate(pdq_variants or [], start=1):
+                variants.append((f"variant{i}", PDQ.normalize(v)))
+        elif pdq_variants:
+            raise InvalidRequest("pdq_variants need pdq as well.", code="invalid_request")
+        query = QuerySignals(
+            pdq_variants=variants,
+            pdq_quality=pdq_quality,
+            md5=MD5.normalize(md5) if md5 else None,
+            sha256=SHA256.normalize(sha256) if sha256 else None,
+        )
+        return self._screen(query, actor=actor, content_ref=content_ref)
+
+    def _screen(
+        self, query: QuerySignals, *, actor: str, content_ref: str | None
+    ) -> ScreeningResult:
+        with unit_of_work(self._sessions, write=False) as s:
+            matches = self._matcher.find(s, query)
+            views = [MatchView.of(m) for m in matches]
+        verdict = verdict_for(m.bank.match_action for m in matches)
+        screening_id = (
+            self._record(query, matches, verdict, actor, content_ref) if matches else None
+        )
+        pdq = query.pdq_variants[0][1] if query.pdq_variants else None
+        return ScreeningResult(
+            verdict=verdict,
+            matches=views,
+            screening_id=screening_id,
+            md5=query.md5,
+            sha256=query.sha256,
+            pdq=pdq,
+            pdq_quality=query.pdq_quality,
+        )
+
+    def _record(
+        self,
+        query: QuerySignals,
+        matches: list[Match],
+        verdict: Verdict,
+        actor: str,
+        content_ref: str | None,
+    ) -> str:
+        """Keep a matched screening (the "record" in a bank's policy, and evidence for
+        the case that will follow). Only matches are stored, never clean uploads."""
+        with unit_of_work(self._sessions) as s:
+            row = Screening(
+                requested_by=actor,
+                content_ref=content_ref,
+                verdict=verdict.value,
+                md5=query.md5,
+                sha256=query.sha256,
+                pdq=query.pdq_variants[0][1] if query.pdq_variants else None,
+                pdq_quality=query.pdq_quality,
+            )
+            s.add(row)
+            s.flush()
+            s.execute(
+                insert(ScreeningMatch),
+                [
+                    {
+                        "screening_id": row.id,
+                        "entry_id": m.entry.id,
+                        "bank_id": m.bank.bank_id,
+                        "signal_type": m.signal_type,
+                        "distance": m.distance,
+                        "threshold": m.bank.pdq_threshold if m.signal_type == "pdq" else None,
+                        "variant": m.variant,
+                    }
+                    for m in matches
+                ],
+            )
+            return row.public_id

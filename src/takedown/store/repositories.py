@@ -1,0 +1,72 @@
+"""Queries the services share, so that each lives in one place."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from takedown.errors import NotFound
+from takedown.store.models import Bank, BankEntry
+
+# Arbitrary constant naming the PostgreSQL advisory lock that serializes entry inserts.
+_ENTRY_WRITE_LOCK = 0x7A6B_0001
+
+
+def lock_entry_writes(session: Session) -> None:
+    """Serialize transactions that insert bank entries, until commit.
+
+    Matchers follow new entries by their increasing id. On PostgreSQL two concurrent
+    transactions could commit ids out of order and a matcher could move its cursor past
+    a row not yet visible; holding this lock while inserting makes commit order equal id
+    order. SQLite already serializes writers (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ENTRY_WRITE_LOCK})
+
+
+def get_bank(session: Session, ref: str, *, for_update: bool = False) -> Bank:
+    """A bank by name or by public id."""
+    stmt = select(Bank).where((Bank.name == ref) | (Bank.public_id == ref))
+    if for_update:
+        stmt = stmt.with_for_update()
+    bank = session.scalars(stmt).first()
+    if bank is None:
+        raise NotFound(f"No bank named {ref[:120]!r}.", code="bank_not_found")
+    return bank
+
+
+def get_entry(session: Session, public_id: str) -> BankEntry:
+    entry = session.scalars(select(BankEntry).where(BankEntry.public_id == public_id)).first()
+    if entry is None:
+        raise NotFound(f"No bank entry with id {public_id[:60]!r}.", code="entry_not_found")
+    return entry
+
+
+def entry_counts(session: Session) -> dict[int, tuple[int, int]]:
+    """bank id -> (entries, enabled entries)."""
+    rows = session.execute(
+        select(
+            BankEntry.bank_id,
+            func.count(),
+            func.count().filter(BankEntry.enabled.is_(True)),
+        ).group_by(BankEntry.bank_id)
+    ).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def existing_values(
+    session: Session, bank_id: int, signal_type: str, values: list[str]
+) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        found.update(
+            session.scalars(
+                select(BankEntry.value).where(
+                    BankEntry.bank_id == bank_id,
+                    BankEntry.signal_type == signal_type,
+                    BankEntry.value.in_(chunk),
+                )
+            )
+        )
+    return found

@@ -1,0 +1,142 @@
+"""Shared fixtures: a real database on both backends, the real app, stand-in images.
+
+Every test that takes ``rt`` or ``client`` runs twice: on SQLite (the embedded default)
+and on PostgreSQL (production). Without a PostgreSQL server the PostgreSQL half is
+skipped with the reason, unless TAKEDOWN_REQUIRE_POSTGRES=1 (as in CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+from takedown.config import Settings
+from takedown.runtime import Runtime, open_runtime
+from takedown.store.db import make_engine, upgrade
+from takedown.store.models import Base
+
+PG_ADMIN_URL = os.environ.get(
+    "TAKEDOWN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_PG = os.environ.get("TAKEDOWN_REQUIRE_POSTGRES") == "1"
+
+
+# -- databases -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating each time is slower)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session, dropped at the end."""
+    name = f"takedown_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
+        if REQUIRE_PG:
+            pytest.fail(message + " (TAKEDOWN_REQUIRE_POSTGRES=1)")
+        pytest.skip(message)
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "takedown.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = open_runtime(settings, migrate=False)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    from takedown.api.app import create_app
+
+    with TestClient(create_app(rt), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def admin_key(rt: Runtime) -> str:
+    _, secret = rt.api_keys.create("test-admin", ["admin"], actor="test")
+    return secret
+
+
+@pytest.fixture
+def auth(admin_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_key}"}
+
+
+# -- stand-in images -----------------------------------------------------------------
+def standin_path(name: str) -> Path:
+    """A benign photo shipped inside the scikit-image wheel (a stand-in, never real
+    material)."""
+    import skimage
+
+    return Path(skimage.__file__).parent / "data" / name
+
+
+def standin_bytes(name: str) -> bytes:
+    return standin_path(name).read_bytes()
+
+
+def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kw: object) -> bytes:
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(np.ascontiguousarray(img))
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def standin_rgb(name: str) -> np.ndarray:
+    return np.asarray(Image.open(standin_path(name)).convert("RGB"))

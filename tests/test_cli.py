@@ -1,0 +1,76 @@
+"""The `takedown` command, end to end on a real database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from takedown.cli import app
+from tests.conftest import standin_path
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAKEDOWN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TAKEDOWN_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_hash_prints_one_json_object_per_file(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    result = runner.invoke(app, ["hash", str(standin_path("coffee.png")), str(bad)])
+    assert result.exit_code == 2
+    good, refused = [json.loads(line) for line in result.stdout.splitlines()]
+    assert good["file"].endswith("coffee.png") and len(good["pdq"]["hash"]) == 64
+    assert len(good["pdq"]["dihedral"]) == 8 and len(good["md5"]) == 32
+    assert refused["error"]["code"] == "media_unsupported_type"
+
+
+def test_bank_lifecycle_from_the_cli(cli_env):
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    r = runner.invoke(app, ["bank", "create", "own", "--action", "block"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["bank", "add-media", "own", str(standin_path("chelsea.png")), "--source-id", "case-9"]
+    )
+    assert r.exit_code == 0 and "added 3" in r.stdout
+    lst = cli_env / "list.csv"
+    lst.write_text("signal_type,signal\npdq," + "a" * 64 + "\nmd5,zz\npdq," + "b" * 64 + "\n")
+    r = runner.invoke(app, ["bank", "import", "own", str(lst)])
+    assert r.exit_code == 2 and "line 3" in r.output and "nothing imported" in r.output
+    r = runner.invoke(app, ["bank", "import", "own", str(lst), "--skip-invalid"])
+    assert r.exit_code == 0 and "added 2" in r.stdout and "line 3" in r.stdout
+    out = cli_env / "export.csv"
+    r = runner.invoke(app, ["bank", "export", "own", "--format", "csv", "-o", str(out)])
+    assert r.exit_code == 0 and out.read_text().count("\n") == 5
+    r = runner.invoke(app, ["screen", str(standin_path("chelsea.png"))])
+    assert json.loads(r.stdout)["verdict"] == "block"
+    r = runner.invoke(app, ["bank", "disable", "own", "--reason", "test"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["screen", str(standin_path("chelsea.png"))])
+    assert json.loads(r.stdout)["verdict"] == "allow"
+    r = runner.invoke(app, ["bank", "list"])
+    assert "own" in r.stdout
+
+
+def test_cli_errors_are_codes_and_sentences(cli_env):
+    r = runner.invoke(app, ["bank", "create", "Bad Name"])
+    assert r.exit_code == 2 and "invalid_bank_name" in r.output
+    r = runner.invoke(app, ["bank", "show", "missing"])
+    assert r.exit_code == 2 and "bank_not_found" in r.output
+
+
+def test_apikey_create_list_revoke(cli_env):
+    r = runner.invoke(app, ["apikey", "create", "platform", "--scope", "screen"])
+    assert r.exit_code == 0
+    secret = r.stdout.strip().splitlines()[-1]
+    assert secret.startswith("tdk_")
+    r = runner.invoke(app, ["apikey", "list"])
+    assert "platform" in r.stdout and secret not in r.stdout
+    r = runner.invoke(app, ["apikey", "create", "x", "--scope", "everything"])
+    assert r.exit_code == 2 and "invalid_scope" in r.output
