@@ -34,8 +34,8 @@ app.add_typer(entry_app, name="entry")
 app.add_typer(key_app, name="apikey")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths and hashes stay on one line
+err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = "cli"
 
 

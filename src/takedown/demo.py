@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from rich.console import Console
-from rich.panel import Panel
 
 from takedown.errors import NotFound
 from takedown.runtime import Runtime
@@ -39,7 +38,7 @@ def prepare_demo(rt: Runtime, console: Console, base_url: str) -> None:
     try_dir.mkdir(parents=True, exist_ok=True)
     files = _write_try_files(src, try_dir)
     _, key = rt.api_keys.create("demo", ["admin"], actor="demo")
-    console.print(Panel.fit(_instructions(base_url, key, files), title="Takedown demo"))
+    console.print(_instructions(base_url, key, files), soft_wrap=True)
 
 
 def _ensure_bank(rt: Runtime, name: str, action: str, photos: tuple[str, ...], src: Path) -> None:
@@ -88,10 +87,16 @@ def _write_try_files(src: Path, dest: Path) -> dict[str, Path]:
 
 
 def _instructions(base: str, key: str, files: dict[str, Path]) -> str:
-    auth = f'-H "Authorization: Bearer {key}"'
+    """Plain lines, never wrapped or boxed, so every command can be copied whole."""
+    auth = '-H "Authorization: Bearer $TAKEDOWN_KEY"'
     return "\n".join(
         [
-            f"API key (demo, all scopes): [bold]{key}[/bold]",
+            "",
+            "[bold]Takedown demo[/bold] — the photos are benign stand-ins from scikit-image, "
+            "not abuse material.",
+            "",
+            "An API key with all scopes (shown once; set it in your shell):",
+            f"  export TAKEDOWN_KEY={key}",
             f"API reference: {base}/docs",
             "",
             "A re-encoded, resized copy of a banked stand-in → block:",
@@ -102,8 +107,8 @@ def _instructions(base: str, key: str, files: dict[str, Path]) -> str:
             f"  curl -s {auth} -F file=@{files['unknown']} {base}/v1/screen",
             "The banks:",
             f"  curl -s {auth} {base}/v1/banks",
-            "Hash a file locally (in another shell):  takedown hash " + str(files["reupload"]),
+            "Hash a file locally, in another shell:",
+            f"  .venv/bin/takedown hash {files['reupload']}",
             "",
-            "The photos are benign stand-ins from scikit-image, not abuse material.",
         ]
     )
