@@ -4,10 +4,12 @@
                                         [--workers 1] [--database-url URL]
 
 Banks N random PDQ hashes (plus near-duplicate clusters so some queries match), starts
-`takedown serve` in a subprocess, and drives POST /v1/screen/hashes from this process
-with an asyncio httpx client (load generator and server share the machine's cores, as
-in the HMA figures we compare with). Also measures the screening service in-process,
-without HTTP, to show where the time goes. Prints JSON and writes
+`takedown serve` in a subprocess, and drives POST /v1/screen/hashes with `wrk` when it
+is installed (Debian package `wrk`; a C load generator that leaves the CPU to the
+server) or else from this process with an asyncio httpx client, which takes a core of
+its own and so understates the server. Load generator and server share the machine's
+cores, as in the HMA figures we compare with. Also measures the screening service
+in-process, without HTTP, to show where the time goes. Prints JSON and writes
 bench/results/screening.json.
 
 Baseline: HMA 2.0 measured on this kind of machine (ANCHORS.md): 213 req/s hash-only
@@ -21,6 +23,8 @@ import asyncio
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -111,6 +115,46 @@ async def _drive(
     return latencies, errors, blocks
 
 
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+bodies = {%(bodies)s}
+i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/v1/screen/hashes", nil, bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%.3f %%.3f\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def _drive_wrk(
+    base: str, key: str, queries: list[dict], seconds: float, conc: int
+) -> tuple[int, int, float, float]:
+    bodies = ",".join("'" + json.dumps(q) + "'" for q in queries)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(_WRK_SCRIPT % {"key": key, "bodies": bodies})
+    try:
+        proc = subprocess.run(
+            ["wrk", "-t1", f"-c{conc}", f"-d{int(seconds)}s", "-s", fh.name, base],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        os.unlink(fh.name)
+    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+)", proc.stdout)
+    if not m:
+        raise RuntimeError("wrk printed no result: " + proc.stdout + proc.stderr)
+    return int(m[1]), int(m[2]), float(m[3]), float(m[4])
+
+
 def _in_process(settings: Settings, queries: list[dict], seconds: float) -> dict:
     rt = open_runtime(settings, migrate=False)
     rt.screening.screen_hashes(actor="bench", **queries[0])  # loads the index
@@ -143,6 +187,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--database-url", default=None)
+    ap.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     args = ap.parse_args()
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,9 +224,32 @@ def main() -> None:
                     pass
                 time.sleep(0.1)
             asyncio.run(_drive(base, key, queries, 2.0, args.concurrency))  # warm-up
-            lat, errors, blocks = asyncio.run(
-                _drive(base, key, queries, args.seconds, args.concurrency)
-            )
+            load = args.load
+            if load == "auto":
+                load = "wrk" if shutil.which("wrk") else "python"
+            if load == "wrk":
+                count, errors, p50, p99 = _drive_wrk(
+                    base, key, queries, args.seconds, args.concurrency
+                )
+                http = {
+                    "requests": count,
+                    "errors": errors,
+                    "req_per_s": round(count / args.seconds, 1),
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                }
+            else:
+                lat, errors, blocks = asyncio.run(
+                    _drive(base, key, queries, args.seconds, args.concurrency)
+                )
+                http = {
+                    "requests": len(lat),
+                    "errors": errors,
+                    "blocked": blocks,
+                    "req_per_s": round(len(lat) / args.seconds, 1),
+                    "p50_ms": _pct(lat, 50),
+                    "p99_ms": _pct(lat, 99),
+                }
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -192,14 +260,8 @@ def main() -> None:
         "workers": args.workers,
         "concurrency": args.concurrency,
         "cores": os.cpu_count(),
-        "http": {
-            "requests": len(lat),
-            "errors": errors,
-            "blocked": blocks,
-            "req_per_s": round(len(lat) / args.seconds, 1),
-            "p50_ms": _pct(lat, 50),
-            "p99_ms": _pct(lat, 99),
-        },
+        "load_generator": load,
+        "http": http,
         "in_process_service": in_proc,
         "baseline_hma_2_0": {
             "raw_lookup_req_per_s_as_shipped": 213,

@@ -36,6 +36,7 @@ class Runtime:
     api_keys: ApiKeyService
 
     def close(self) -> None:
+        self.api_keys.close()
         self.engine.dispose()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -14,15 +14,21 @@ from takedown.services.apikeys import Principal, Scope
 _bearer = HTTPBearer(auto_error=False, description="An API key from `takedown apikey create`.")
 
 
-def runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def require(scope: Scope) -> Callable[..., Principal]:
+async def runtime(request: Request) -> Runtime:
+    """Dependency: the process's runtime. ``async`` only so that FastAPI does not send
+    this trivial lookup through its thread pool."""
+    return runtime_of(request)
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must present a valid key that carries ``scope``."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ) -> Principal:
@@ -30,7 +36,9 @@ def require(scope: Scope) -> Callable[..., Principal]:
             raise Unauthenticated(
                 "Send an API key as 'Authorization: Bearer <key>'.", code="unauthenticated"
             )
-        principal = runtime(request).api_keys.authenticate(credentials.credentials)
+        # One indexed lookup, run on the event loop: a thread-pool hop per request costs
+        # more than the query itself (measured; see bench/screening.py).
+        principal = runtime_of(request).api_keys.authenticate(credentials.credentials)
         if not principal.allows(scope):
             raise Forbidden(f"This API key lacks the '{scope.value}' scope.", code="forbidden")
         return principal

@@ -4,9 +4,11 @@ each limited to the scopes it needs."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +20,8 @@ from takedown.errors import InvalidRequest, NotFound, Unauthenticated
 from takedown.ids import utcnow
 from takedown.store.db import unit_of_work
 from takedown.store.models import ApiKey
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tdk_"
 _LAST_USED_EVERY_S = 60.0  # write last_used_at at most once a minute per key
@@ -82,6 +86,7 @@ class ApiKeyService:
         self._sessions = sessions
         self._last_used: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apikey-touch")
 
     def create(self, name: str, scopes: list[str], *, actor: str) -> tuple[ApiKeyView, str]:
         """Returns the key's view and the secret, which is never shown again."""
@@ -120,8 +125,20 @@ class ApiKeyService:
             if now - self._last_used.get(row_id, -1e9) < _LAST_USED_EVERY_S:
                 return
             self._last_used[row_id] = now
-        with unit_of_work(self._sessions) as s:
-            s.execute(update(ApiKey).where(ApiKey.id == row_id).values(last_used_at=utcnow()))
+        # Written in the background: authentication runs on the event loop and must
+        # never wait for the database's write lock for a bookkeeping field.
+        self._writer.submit(self._write_last_used, row_id, utcnow())
+
+    def _write_last_used(self, row_id: int, when: datetime) -> None:
+        try:
+            with unit_of_work(self._sessions) as s:
+                s.execute(update(ApiKey).where(ApiKey.id == row_id).values(last_used_at=when))
+        except Exception:  # noqa: BLE001 - bookkeeping; never fails a request
+            log.warning("could not record last use of API key %s", row_id, exc_info=True)
+
+    def close(self) -> None:
+        """Finish pending bookkeeping writes (called when the runtime closes)."""
+        self._writer.shutdown(wait=True)
 
     def list(self) -> list[ApiKeyView]:
         with unit_of_work(self._sessions, write=False) as s:

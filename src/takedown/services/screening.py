@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import insert
@@ -63,6 +63,17 @@ class ScreeningResult:
     pdq: str | None
     pdq_quality: int | None
     media: MediaSignals | None = None
+    # Set while a matched screening still has to be written (``record=False``).
+    pending: PendingRecord | None = None
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    query: QuerySignals
+    matches: list[Match]
+    verdict: Verdict
+    actor: str
+    content_ref: str | None
 
 
 class ScreeningService:
@@ -85,7 +96,7 @@ class ScreeningService:
             sha256=signals.sha256,
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
-        return ScreeningResult(**{**result.__dict__, "media": signals})
+        return replace(self.record(result), media=signals)
 
     def screen_hashes(
         self,
@@ -97,10 +108,15 @@ class ScreeningService:
         md5: str | None = None,
         sha256: str | None = None,
         content_ref: str | None = None,
+        record: bool = True,
     ) -> ScreeningResult:
         """Screen precomputed hashes. Dihedral variants can only be computed from the
         image, so a caller that wants rotated/flipped copies found sends them in
-        ``pdq_variants`` (our ``takedown hash`` prints them)."""
+        ``pdq_variants`` (our ``takedown hash`` prints them).
+
+        With ``record=False`` nothing is written: a matched result carries ``pending``
+        for :meth:`record`, so a caller on an event loop can read on the loop and write
+        in a thread (a write may wait for the database's write lock)."""
         if not (pdq or md5 or sha256):
             raise InvalidRequest(
                 "Give at least one hash to screen: pdq, md5 or sha256.", code="no_signals"
@@ -120,7 +136,16 @@ class ScreeningService:
             md5=MD5.normalize(md5) if md5 else None,
             sha256=SHA256.normalize(sha256) if sha256 else None,
         )
-        return self._screen(query, actor=actor, content_ref=content_ref)
+        result = self._screen(query, actor=actor, content_ref=content_ref)
+        return self.record(result) if record else result
+
+    def record(self, result: ScreeningResult) -> ScreeningResult:
+        """Write a matched screening that was screened with ``record=False``."""
+        if result.pending is None:
+            return result
+        p = result.pending
+        screening_id = self._record(p.query, p.matches, p.verdict, p.actor, p.content_ref)
+        return replace(result, screening_id=screening_id, pending=None)
 
     def _screen(
         self, query: QuerySignals, *, actor: str, content_ref: str | None
@@ -129,18 +154,17 @@ class ScreeningService:
             matches = self._matcher.find(s, query)
             views = [MatchView.of(m) for m in matches]
         verdict = verdict_for(m.bank.match_action for m in matches)
-        screening_id = (
-            self._record(query, matches, verdict, actor, content_ref) if matches else None
-        )
         pdq = query.pdq_variants[0][1] if query.pdq_variants else None
+        pending = PendingRecord(query, matches, verdict, actor, content_ref) if matches else None
         return ScreeningResult(
             verdict=verdict,
             matches=views,
-            screening_id=screening_id,
+            screening_id=None,
             md5=query.md5,
             sha256=query.sha256,
             pdq=pdq,
             pdq_quality=query.pdq_quality,
+            pending=pending,
         )
 
     def _record(

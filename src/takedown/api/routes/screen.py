@@ -56,7 +56,10 @@ async def screen_media(
     description="For platforms that hash on their own side: give PDQ (and its variants), "
     "MD5 and/or SHA-256.",
 )
-def screen_hashes(
+# Runs on the event loop, not the thread pool: the work is a few short indexed queries
+# and an in-memory search, and with many threads the GIL hand-offs cost more than the
+# work (measured with wrk: see bench/screening.py and the notes in docs/operations.md).
+async def screen_hashes(
     body: ScreenHashesIn,
     principal: Principal = Depends(require(Scope.SCREEN)),
     rt: Runtime = Depends(runtime),
@@ -69,5 +72,8 @@ def screen_hashes(
         md5=body.md5,
         sha256=body.sha256,
         content_ref=body.content_ref,
+        record=False,
     )
+    if result.pending is not None:  # a write may wait for a lock: off the loop
+        result = await run_in_threadpool(rt.screening.record, result)
     return _out(result)
