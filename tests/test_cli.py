@@ -74,3 +74,10 @@ def test_apikey_create_list_revoke(cli_env):
     assert "platform" in r.stdout and secret not in r.stdout
     r = runner.invoke(app, ["apikey", "create", "x", "--scope", "everything"])
     assert r.exit_code == 2 and "invalid_scope" in r.output
+
+
+def test_cli_apikey_errors(cli_env):
+    r = runner.invoke(app, ["apikey", "create", " ", "--scope", "screen"])
+    assert r.exit_code == 2 and "invalid_name" in r.output
+    r = runner.invoke(app, ["apikey", "revoke", "01NOSUCHKEY"])
+    assert r.exit_code == 2 and "api_key_not_found" in r.output

@@ -308,3 +308,22 @@ def test_openapi_lists_the_routes(client):
         spec["paths"]
     )
     assert client.get("/docs").status_code == 200
+
+
+def test_a_bug_is_a_500_with_a_code_and_no_details(client, auth, rt, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug with a secret path /srv/x")
+
+    monkeypatch.setattr(rt.banks, "list_banks", broken)
+    r = client.get("/v1/banks", headers=auth)
+    assert r.status_code == 500
+    assert r.json()["code"] == "internal_error" and "/srv/x" not in r.text
+
+
+def test_malformed_multipart_is_a_400(client, auth):
+    r = client.post(
+        "/v1/screen",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc',
+        headers={**auth, "content-type": "multipart/form-data"},  # no boundary
+    )
+    _assert_error(r, 400, "bad_request")

@@ -119,3 +119,12 @@ def test_import_is_all_or_nothing_and_reports_progress(rt: Runtime):
     assert calls[-1] == (12_000, 12_000) and len(calls) >= 3
     again = rt.banks.import_list("b", lines[:100], "text", actor="t", default_type="pdq")
     assert (again.added, again.already_present) == (0, 100)
+
+
+def test_entry_pages_refuse_silly_limits(rt: Runtime):
+    from takedown.errors import InvalidRequest
+
+    rt.banks.create_bank("b", actor="t")
+    with pytest.raises(InvalidRequest) as err:
+        rt.banks.list_entries("b", limit=5000)
+    assert err.value.code == "invalid_limit"

@@ -13,15 +13,11 @@ from takedown.errors import TakedownError
 
 log = logging.getLogger("takedown.api")
 
+# HTTP errors raised by the framework itself (routing, multipart parsing), not by us.
 _HTTP_CODES = {
     400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
 }
 
 
