@@ -140,3 +140,13 @@ def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kw: object) -> byt
 
 def standin_rgb(name: str) -> np.ndarray:
     return np.asarray(Image.open(standin_path(name)).convert("RGB"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """The report rate limit is per process; every test starts with a clean count."""
+    from takedown.api import ratelimit
+
+    ratelimit.reset()
+    yield
+    ratelimit.reset()

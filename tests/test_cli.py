@@ -81,3 +81,19 @@ def test_cli_apikey_errors(cli_env):
     assert r.exit_code == 2 and "invalid_name" in r.output
     r = runner.invoke(app, ["apikey", "revoke", "01NOSUCHKEY"])
     assert r.exit_code == 2 and "api_key_not_found" in r.output
+
+
+def test_user_create_and_list(cli_env, tmp_path, monkeypatch):
+    pw = tmp_path / "pw"
+    pw.write_text("a long enough password\n")
+    r = runner.invoke(
+        app, ["user", "create", "Admin", "--role", "admin", "--password-file", str(pw)]
+    )
+    assert r.exit_code == 0 and "admin" in r.stdout
+    monkeypatch.setenv("TAKEDOWN_NEW_PASSWORD", "another long password")
+    r = runner.invoke(app, ["user", "create", "mod", "--role", "moderator"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["user", "create", "x", "--role", "boss"])
+    assert r.exit_code == 2 and "invalid_username" in r.output or "invalid_role" in r.output
+    r = runner.invoke(app, ["user", "list"])
+    assert "admin" in r.stdout and "mod" in r.stdout

@@ -29,6 +29,10 @@ entry_app = typer.Typer(
 )
 key_app = typer.Typer(help="API keys for platforms and tools.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="People who sign in: moderators, specialists, legal, admins.", no_args_is_help=True
+)
+app.add_typer(user_app, name="user")
 app.add_typer(bank_app, name="bank")
 app.add_typer(entry_app, name="entry")
 app.add_typer(key_app, name="apikey")
@@ -91,8 +95,7 @@ def serve(
             log_level="info",
         )
         return
-    with rt.sessions() as s:
-        rt.matcher.sync(s, force=True)
+    rt.warm_up()
     uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
 
 
@@ -495,6 +498,45 @@ def key_revoke(key_id: str) -> None:
     except TakedownError as exc:
         raise _fail(exc) from None
     out.print(f"revoked {key_id}")
+
+
+# -- users ---------------------------------------------------------------------------
+@user_app.command("create")
+def user_create(
+    username: str,
+    role: Annotated[
+        str, typer.Option(help="admin, moderator, child_safety_specialist, legal, platform")
+    ],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the password from this file (else TAKEDOWN_NEW_PASSWORD, else a prompt)."
+        ),
+    ] = None,
+) -> None:
+    """Create a user (the first admin is created this way)."""
+    import os
+
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").strip()
+    elif os.environ.get("TAKEDOWN_NEW_PASSWORD"):
+        password = os.environ["TAKEDOWN_NEW_PASSWORD"]
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        view = _runtime().users.create(username, password, role, actor=CLI_ACTOR)
+    except TakedownError as exc:
+        raise _fail(exc) from None
+    out.print(f"created user {view.username} ({view.id}) with role {view.role}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users."""
+    table = Table("id", "username", "role", "active", "created")
+    for u in _runtime().users.list():
+        table.add_row(u.id, u.username, u.role, str(u.active), str(u.created_at)[:19])
+    out.print(table)
 
 
 # -- database ------------------------------------------------------------------------

@@ -45,6 +45,38 @@ class Settings(BaseSettings):
     default_pdq_quality_floor: int = Field(
         default=50, ge=0, le=100, description="Lowest PDQ quality used for matching."
     )
+    user_token_hours: float = Field(
+        default=8, gt=0, description="How long a user's sign-in token is valid."
+    )
+    decision_target_minor_hours: float = Field(
+        default=4, gt=0, description="Decision target for minor-safety cases, in hours."
+    )
+    decision_target_hours: float = Field(
+        default=72, gt=0, description="Decision target for other cases, in hours."
+    )
+    restrict_first_minor_safety: bool = Field(
+        default=True,
+        description="Restrict every known copy at once on a minor-safety report.",
+    )
+    restrict_first_takedown_requests: bool = Field(
+        default=True,
+        description="Restrict at once on a valid TAKE IT DOWN request (intimate imagery).",
+    )
+    report_rate_limit_per_hour: int = Field(
+        default=20, ge=1, description="Public report form submissions per address per hour."
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for reporter mail.")
+    smtp_port: int = Field(default=25, description="SMTP port.")
+    smtp_username: str | None = Field(default=None, description="SMTP user (optional).")
+    smtp_password: str | None = Field(default=None, description="SMTP password (optional).")
+    smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
+    mail_from: str = Field(default="takedown@localhost", description="Sender address.")
+    mail_poll_seconds: float = Field(
+        default=5, gt=0, description="How often the mail worker looks for mail to send, in s."
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."
+    )
     index_sync_interval_ms: int = Field(
         default=0,
         ge=0,

@@ -1,13 +1,14 @@
 """Wires the pieces together once per process: settings → database → services.
 
 The API and the CLI both start from :func:`open_runtime`, so they share one set of use
-cases and one in-memory matcher per process.
+cases and one set of in-memory indexes per process.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,8 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.config import Settings
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
+from takedown.services.cases import CasePolicy, CaseService
+from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
+from takedown.services.registry import RegistryService
 from takedown.services.screening import ScreeningService
+from takedown.services.users import UserService
 from takedown.store.db import make_engine, make_session_factory, upgrade
 
 # FAISS, numba and BLAS start one busy thread per core in every process; with several
@@ -31,9 +37,18 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     matcher: Matcher
+    media_index: IndexFollower
     banks: BankService
     screening: ScreeningService
     api_keys: ApiKeyService
+    users: UserService
+    cases: CaseService
+    registry: RegistryService
+
+    def warm_up(self) -> None:
+        """Load the in-memory indexes now rather than on the first request."""
+        self.matcher.sync(force=True)
+        self.media_index.sync(force=True)
 
     def close(self) -> None:
         self.api_keys.close()
@@ -46,13 +61,27 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     if migrate:
         upgrade(engine)
     sessions = make_session_factory(engine)
-    matcher = Matcher(sync_interval_s=settings.index_sync_interval_ms / 1000)
+    interval = settings.index_sync_interval_ms / 1000
+    matcher = Matcher(sessions, sync_interval_s=interval)
+    media_index = IndexFollower(sessions, MEDIA_ROWS, sync_interval_s=interval)
     limits = settings.image_limits
+    cases = CaseService(
+        sessions,
+        CopyFinder(media_index),
+        CasePolicy(
+            decision_target_minor_hours=settings.decision_target_minor_hours,
+            decision_target_hours=settings.decision_target_hours,
+            restrict_first_minor_safety=settings.restrict_first_minor_safety,
+            restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
+            public_base_url=settings.public_base_url,
+        ),
+    )
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=sessions,
         matcher=matcher,
+        media_index=media_index,
         banks=BankService(
             sessions,
             BankSettings(settings.default_pdq_threshold, settings.default_pdq_quality_floor),
@@ -60,4 +89,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         ),
         screening=ScreeningService(sessions, matcher, limits),
         api_keys=ApiKeyService(sessions),
+        users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
+        cases=cases,
+        registry=RegistryService(sessions, matcher, cases, limits),
     )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, FastAPI
 
 from takedown import __version__
 from takedown.api.errors import install_error_handlers
 from takedown.api.limits import BodyLimitMiddleware
-from takedown.api.routes import banks, health, screen
+from takedown.api.routes import banks, cases, health, registry, reports, screen, users
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
+from takedown.services.mail import start_mail_worker
+from takedown.web import public
 
 _ERRORS = {
     s: {"model": ErrorOut, "description": d}
@@ -26,23 +31,41 @@ _ERRORS = {
 
 
 def create_app(rt: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Background work that belongs to a serving process: reporter mail delivery
+        # (nothing starts when no SMTP server is configured).
+        worker = start_mail_worker(rt)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
     app = FastAPI(
         title="Takedown API",
         version=__version__,
         description=(
-            "Hash banks, matching and upload screening for child sexual abuse material "
-            "and non-consensual intimate imagery. Every endpoint except /v1/health needs "
-            "an API key (`Authorization: Bearer tdk_...`). Errors are JSON "
-            "`{code, message}` with a stable code."
+            "Hash banks, matching, upload screening, the content registry, reports and "
+            "cases for child sexual abuse material and non-consensual intimate imagery. "
+            "Machines authenticate with an API key (`Authorization: Bearer tdk_...`), "
+            "people with a token from `POST /v1/auth/token` (`tdu_...`); reporting is open "
+            "to the public. Errors are JSON `{code, message}` with a stable code."
         ),
         responses=_ERRORS,  # type: ignore[arg-type]
+        lifespan=lifespan,
     )
     app.state.runtime = rt
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
     v1.include_router(screen.router)
     v1.include_router(banks.router)
+    v1.include_router(registry.router)
+    v1.include_router(reports.router)
+    v1.include_router(cases.router)
+    v1.include_router(users.router)
     app.include_router(v1)
+    app.include_router(public.router)  # the public report and status pages (HTML)
     install_error_handlers(app)
     media_limit = rt.settings.max_upload_bytes + 256 * 1024  # multipart envelope + fields
     import_limit = rt.settings.max_import_bytes

@@ -14,6 +14,5 @@ from takedown.runtime import open_runtime
 
 def app_factory() -> FastAPI:
     rt = open_runtime(migrate=False)
-    with rt.sessions() as session:
-        rt.matcher.sync(session, force=True)  # load the index before the first request
+    rt.warm_up()  # load the indexes before the first request
     return create_app(rt)

@@ -1,4 +1,5 @@
-"""API-key authentication and scope checks, as FastAPI dependencies."""
+"""Authentication (API keys for machines, expiring tokens for people) and permission
+checks, as FastAPI dependencies."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from takedown.domain.access import Permission, Principal
 from takedown.errors import Forbidden, Unauthenticated
 from takedown.runtime import Runtime
-from takedown.services.apikeys import Principal, Scope
+from takedown.services.apikeys import KEY_PREFIX
+from takedown.services.users import TOKEN_PREFIX
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from `takedown apikey create`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`tdk_…`, from `takedown apikey create`) or a user token "
+    "(`tdu_…`, from `POST /v1/auth/token`).",
+)
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -25,22 +32,45 @@ async def runtime(request: Request) -> Runtime:
     return runtime_of(request)
 
 
-def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: the caller must present a valid key that carries ``scope``."""
+def authenticate(rt: Runtime, secret: str) -> Principal:
+    if secret.startswith(TOKEN_PREFIX):
+        return rt.users.authenticate(secret)
+    if secret.startswith(KEY_PREFIX):
+        return rt.api_keys.authenticate(secret)
+    raise Unauthenticated("That is not a Takedown API key or token.", code="invalid_api_key")
 
-    async def dependency(
-        request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthenticated(
-                "Send an API key as 'Authorization: Bearer <key>'.", code="unauthenticated"
+
+async def current_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal:
+    """Dependency: whoever is calling, authenticated. One indexed lookup, run on the
+    event loop: a thread-pool hop per request costs more than the query (measured)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated(
+            "Send an API key or token as 'Authorization: Bearer <key>'.", code="unauthenticated"
+        )
+    return authenticate(runtime_of(request), credentials.credentials)
+
+
+async def optional_principal(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal | None:
+    """For endpoints open to the public that trusted channels may also use."""
+    if credentials is None:
+        return None
+    return authenticate(runtime_of(request), credentials.credentials)
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: the caller must be authenticated and hold ``permission``."""
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.allows(permission):
+            raise Forbidden(
+                f"This {'API key' if principal.kind == 'apikey' else 'account'} lacks the "
+                f"'{permission.value}' permission.",
+                code="forbidden",
             )
-        # One indexed lookup, run on the event loop: a thread-pool hop per request costs
-        # more than the query itself (measured; see bench/screening.py).
-        principal = runtime_of(request).api_keys.authenticate(credentials.credentials)
-        if not principal.allows(scope):
-            raise Forbidden(f"This API key lacks the '{scope.value}' scope.", code="forbidden")
         return principal
 
     return dependency

@@ -26,6 +26,11 @@ class BankIn(BaseModel):
         description="ncmec, stopncii, take_it_down, tech_coalition, threatexchange, own or other.",
     )
     match_action: str = Field("review", description="block, review or record.")
+    restrict_on_match: bool = Field(
+        False,
+        description="A registered item matching this bank is restricted at once, "
+        "pending review (restrict first).",
+    )
     pdq_threshold: int | None = Field(
         None,
         description="Largest PDQ distance that matches (default from configuration, usually 31).",
@@ -37,6 +42,7 @@ class BankPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str | None = None
     match_action: str | None = None
+    restrict_on_match: bool | None = None
     pdq_threshold: int | None = None
     pdq_quality_floor: int | None = None
     enabled: bool | None = None

@@ -11,11 +11,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from takedown.domain.access import SCOPE_PERMISSIONS, Principal, permissions_for_scopes
 from takedown.errors import InvalidRequest, NotFound, Unauthenticated
 from takedown.ids import utcnow
 from takedown.store.db import unit_of_work
@@ -25,29 +25,6 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tdk_"
 _LAST_USED_EVERY_S = 60.0  # write last_used_at at most once a minute per key
-
-
-class Scope(StrEnum):
-    SCREEN = "screen"  # ask whether media may be published
-    BANKS_READ = "banks:read"  # list banks, entries, export
-    BANKS_WRITE = "banks:write"  # create banks, add/disable entries, import
-    ADMIN = "admin"  # everything
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: written into every row they create (added_by, requested_by)."""
-
-    key_id: str
-    name: str
-    scopes: frozenset[Scope]
-
-    @property
-    def actor(self) -> str:
-        return f"apikey:{self.name}"
-
-    def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or scope in self.scopes
 
 
 @dataclass(frozen=True)
@@ -62,18 +39,16 @@ class ApiKeyView:
     revoked_at: datetime | None
 
 
-def parse_scopes(values: list[str]) -> frozenset[Scope]:
+def parse_scopes(values: list[str]) -> frozenset[str]:
     if not values:
         raise InvalidRequest("Give an API key at least one scope.", code="invalid_scope")
     scopes = set()
     for v in values:
-        try:
-            scopes.add(Scope(v.strip().lower()))
-        except ValueError:
-            allowed = ", ".join(s.value for s in Scope)
-            raise InvalidRequest(
-                f"Unknown scope {v[:40]!r}; use: {allowed}.", code="invalid_scope"
-            ) from None
+        scope = v.strip().lower()
+        if scope not in SCOPE_PERMISSIONS:
+            allowed = ", ".join(SCOPE_PERMISSIONS)
+            raise InvalidRequest(f"Unknown scope {v[:40]!r}; use: {allowed}.", code="invalid_scope")
+        scopes.add(scope)
     return frozenset(scopes)
 
 
@@ -99,7 +74,7 @@ class ApiKeyService:
             name=name,
             key_hash=_digest(secret),
             prefix=secret[:12],
-            scopes=",".join(sorted(s.value for s in parsed)),
+            scopes=",".join(sorted(parsed)),
             created_by=actor,
         )
         with unit_of_work(self._sessions) as s:
@@ -114,7 +89,12 @@ class ApiKeyService:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _digest(secret))).first()
             if row is None or row.revoked_at is not None:
                 raise Unauthenticated("Unknown or revoked API key.", code="invalid_api_key")
-            principal = Principal(row.public_id, row.name, parse_scopes(row.scopes.split(",")))
+            principal = Principal(
+                "apikey",
+                row.public_id,
+                row.name,
+                permissions_for_scopes(parse_scopes(row.scopes.split(","))),
+            )
             row_id = row.id
         self._touch(row_id)
         return principal

@@ -49,6 +49,7 @@ class BankView:
     pdq_threshold: int
     pdq_quality_floor: int
     enabled: bool
+    restrict_on_match: bool
     created_at: datetime
     created_by: str
     updated_at: datetime
@@ -68,6 +69,7 @@ class BankView:
             pdq_threshold=bank.pdq_threshold,
             pdq_quality_floor=bank.pdq_quality_floor,
             enabled=bank.enabled,
+            restrict_on_match=bank.restrict_on_match,
             created_at=bank.created_at,
             created_by=bank.created_by,
             updated_at=bank.updated_at,
@@ -167,10 +169,12 @@ class BankService:
         pdq_threshold: int | None = None,
         pdq_quality_floor: int | None = None,
         description: str = "",
+        restrict_on_match: bool = False,
     ) -> BankView:
         bank = Bank(
             name=validate_bank_name(name),
             description=description,
+            restrict_on_match=restrict_on_match,
             source=parse_enum(BankSource, source, "bank source").value,
             match_action=parse_enum(MatchAction, match_action, "match action").value,
             pdq_threshold=validate_pdq_threshold(
@@ -212,11 +216,14 @@ class BankService:
         pdq_threshold: int | None = None,
         pdq_quality_floor: int | None = None,
         enabled: bool | None = None,
+        restrict_on_match: bool | None = None,
         reason: str | None = None,
     ) -> BankView:
         """Change a bank's policy. Takes effect for the next query in every worker."""
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
+            if restrict_on_match is not None:
+                bank.restrict_on_match = restrict_on_match
             if description is not None:
                 bank.description = description
             if match_action is not None:

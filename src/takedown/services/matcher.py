@@ -1,13 +1,7 @@
-"""Keeps an in-memory PDQ index in step with the bank entries in the database and
-turns query signals into matches.
+"""Turns query signals into bank matches.
 
-Why this shape (and not HMA's): HMA rebuilds its whole index on any bank change and
-reloads it every 30 s. Here the index only ever *grows* by the entries it has not seen:
-entry rows have an increasing integer id, and before answering, a matcher reads the rows
-above its cursor (one indexed range query that usually returns nothing). Writers take a
-lock while inserting entries (see ``store.repositories.lock_entry_writes``), so ids
-become visible in commit order and no row can slip behind the cursor.
-
+PDQ candidates come from an in-memory index that follows the ``bank_entries`` table
+(see ``services/follower.py``: new entries are picked up on the next query, no rebuild).
 Disabling an entry or a bank, or changing a threshold, needs no index change at all:
 index hits are only *candidates*, and every candidate is checked against its current
 row and bank before it is reported. So a disable is effective on the very next query,
@@ -16,18 +10,16 @@ in every worker process.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, pdq_candidate_counts
-from takedown.matching import BruteForceHammingIndex, HammingIndex, hex_to_bytes_array
+from takedown.matching import HammingIndex
+from takedown.services.follower import IndexFollower
 from takedown.store.models import Bank, BankEntry
 
 _SYNC_BATCH = 100_000
@@ -54,59 +46,32 @@ class Match:
 
 
 class Matcher:
-    def __init__(self, index: HammingIndex | None = None, sync_interval_s: float = 0.0) -> None:
-        self._index: HammingIndex = index or BruteForceHammingIndex()
-        self._cursor = 0
-        self._lock = threading.Lock()
-        self._sync_interval_s = sync_interval_s
-        self._last_sync = 0.0
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        index: HammingIndex | None = None,
+        sync_interval_s: float = 0.0,
+    ) -> None:
+        self._follower = IndexFollower(sessions, _ENTRY_ROWS, index, sync_interval_s)
 
     @property
     def indexed(self) -> int:
-        return len(self._index)
+        return len(self._follower)
 
-    def sync(self, session: Session, *, force: bool = False) -> int:
+    def sync(self, *, force: bool = False) -> int:
         """Load PDQ entries added since the last sync; returns how many were added."""
-        now = time.monotonic()
-        if not force and self._sync_interval_s and now - self._last_sync < self._sync_interval_s:
-            return 0
-        with self._lock:
-            added = 0
-            while True:
-                # All signal types are read (not just PDQ) so the cursor can pass every
-                # row in one statement: one snapshot, nothing skipped between two reads.
-                rows = session.execute(
-                    text(
-                        "SELECT id, signal_type, value FROM bank_entries "
-                        "WHERE id > :cursor ORDER BY id LIMIT :n"
-                    ),
-                    {"cursor": self._cursor, "n": _SYNC_BATCH},
-                ).all()
-                if not rows:
-                    break
-                pdq = [(r[0], r[2]) for r in rows if r[1] == "pdq"]
-                if pdq:
-                    ids = np.fromiter((i for i, _ in pdq), dtype=np.int64, count=len(pdq))
-                    self._index.add(ids, hex_to_bytes_array([v for _, v in pdq]))
-                    added += len(pdq)
-                self._cursor = int(rows[-1][0])
-                if len(rows) < _SYNC_BATCH:
-                    break
-            self._last_sync = now
-            return added
+        return self._follower.sync(force=force)
 
     def find(self, session: Session, query: QuerySignals) -> list[Match]:
         """Every enabled entry in an enabled bank that the query matches, best first."""
-        self.sync(session)
+        self._follower.sync()
         rules = _load_rules(session)
         if not rules:
             return []
         best: dict[int, tuple[int, str | None]] = {}
         if query.pdq_variants:
             radius = max(r.pdq_threshold for r, _ in rules.values())
-            result = self._index.search(
-                hex_to_bytes_array([h for _, h in query.pdq_variants]), radius
-            )
+            result = self._follower.search([h for _, h in query.pdq_variants], radius)
             names = [n for n, _ in query.pdq_variants]
             for qi, entry_id, dist in zip(
                 result.query_index.tolist(),
@@ -133,6 +98,10 @@ class Matcher:
         return matches
 
 
+_ENTRY_ROWS = (
+    "SELECT id, CASE WHEN signal_type = 'pdq' THEN value END FROM bank_entries "
+    "WHERE id > :cursor ORDER BY id LIMIT :n"
+)
 _ACTION_RANK = {MatchAction.BLOCK: 0, MatchAction.REVIEW: 1, MatchAction.RECORD: 2}
 
 

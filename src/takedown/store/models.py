@@ -60,6 +60,8 @@ class Bank(Base):
     pdq_threshold: Mapped[int] = mapped_column(Integer)
     pdq_quality_floor: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A match against this bank restricts the content at once, pending review.
+    restrict_on_match: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -148,3 +150,258 @@ class ScreeningMatch(Base):
     variant: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     screening: Mapped[Screening] = relationship(back_populates="matches", lazy="raise")
+
+
+# --------------------------------------------------------------------------------------
+# Content registry, reports, cases (migration 0002)
+# --------------------------------------------------------------------------------------
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    platform_id: Mapped[str] = mapped_column(String(200), unique=True)
+    handle: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # known for sharing abuse
+    confirmed_violations: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    platform_id: Mapped[str] = mapped_column(String(200), unique=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), nullable=True, index=True
+    )
+    url: Mapped[str | None] = mapped_column(String(2000), nullable=True, index=True)
+    # Edges of the copy graph by the platform's ids, so an item may name one that has
+    # not been registered yet (events arrive out of order).
+    reposts_platform_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    quotes_platform_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    replies_to_platform_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    monetized: Mapped[bool] = mapped_column(Boolean, default=False)  # as the platform says
+    monetization_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    visibility: Mapped[str] = mapped_column(String(16), default="visible")
+    view_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Media(Base):
+    __tablename__ = "media"
+
+    # The integer id is the cursor the in-memory media PDQ index follows.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    md5: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    media_type: Mapped[str] = mapped_column(String(16), default="image")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ItemMedia(Base):
+    __tablename__ = "item_media"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), primary_key=True, index=True)
+
+
+class ItemViews(Base):
+    """View-count samples, for growth and for exposure after the first report."""
+
+    __tablename__ = "item_views"
+    __table_args__ = (Index("ix_item_views_item_at", "item_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    view_count: Mapped[int] = mapped_column(BigInteger)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    categories: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    hash_sources: Mapped[str] = mapped_column(String(200), default="")  # banks' sources
+    minor_safety: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Restrict-first fired: copies found later are restricted too, pending review.
+    restrict_first: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    priority_factors: Mapped[str] = mapped_column(Text, default="[]")  # JSON
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_report_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decision_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    takedown_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    takedown_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    outcome_policy: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    public_reasons: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pending_dismissal_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    views_at_first_report: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseItem(Base):
+    __tablename__ = "case_items"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
+    # Why the item is in the case: reported, repost, quote, same_bytes, pdq, hash_match.
+    reason: Mapped[str] = mapped_column(String(32))
+    distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseLocation(Base):
+    """Where reports said the content is, including places not registered yet: an
+    item registered later at one of these joins the case."""
+
+    __tablename__ = "case_locations"
+    __table_args__ = (Index("ix_case_locations_value", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # url | item
+    value: Mapped[str] = mapped_column(String(2000))
+
+
+class Report(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # api | web
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    category: Mapped[str] = mapped_column(String(32))
+    reporter_role: Mapped[str] = mapped_column(String(32))
+    explanation: Mapped[str] = mapped_column(Text)
+    locations: Mapped[str] = mapped_column(Text)  # JSON {"urls": [...], "item_ids": [...]}
+    reporter_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reporter_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    contact: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    signature: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    good_faith: Mapped[bool] = mapped_column(Boolean)
+    not_consensual: Mapped[bool] = mapped_column(Boolean)
+    takedown_request: Mapped[bool] = mapped_column(Boolean)
+    status_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    reasons: Mapped[str] = mapped_column(Text)
+    internal_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_id: Mapped[str] = mapped_column(String(26))
+    user_role: Mapped[str] = mapped_column(String(32))
+    effective: Mapped[bool] = mapped_column(Boolean)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Appeal(Base):
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    appellant: Mapped[str] = mapped_column(String(16))  # reporter | uploader
+    reason: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OutboxMessage(Base):
+    """An action for the platform, written in the same transaction as the decision
+    that caused it; delivered (webhooks, retries) by a separate worker."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(16))  # item | account
+    target_platform_id: Mapped[str] = mapped_column(String(200), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailMessage(Base):
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_pending", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only record of every state change (hash chaining is a later step)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id
+    role: Mapped[str] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserToken(Base):
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,20 +8,26 @@ from sqlalchemy.orm import Session
 from takedown.errors import NotFound
 from takedown.store.models import Bank, BankEntry
 
-# Arbitrary constant naming the PostgreSQL advisory lock that serializes entry inserts.
-_ENTRY_WRITE_LOCK = 0x7A6B_0001
+# Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
+# the tables that in-memory indexes follow.
+ENTRY_INSERTS = 0x7A6B_0001
+MEDIA_INSERTS = 0x7A6B_0002
+
+
+def lock_inserts(session: Session, lock: int) -> None:
+    """Serialize transactions that insert into a followed table, until commit.
+
+    Index followers read new rows by increasing id. On PostgreSQL two concurrent
+    transactions could commit ids out of order and a follower could move its cursor
+    past a row not yet visible; holding this lock while inserting makes commit order
+    equal id order. SQLite already serializes writers (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
 
 
 def lock_entry_writes(session: Session) -> None:
-    """Serialize transactions that insert bank entries, until commit.
-
-    Matchers follow new entries by their increasing id. On PostgreSQL two concurrent
-    transactions could commit ids out of order and a matcher could move its cursor past
-    a row not yet visible; holding this lock while inserting makes commit order equal id
-    order. SQLite already serializes writers (BEGIN IMMEDIATE).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ENTRY_WRITE_LOCK})
+    lock_inserts(session, ENTRY_INSERTS)
 
 
 def get_bank(session: Session, ref: str, *, for_update: bool = False) -> Bank:

@@ -11,15 +11,15 @@ from starlette.concurrency import run_in_threadpool
 from takedown.api.auth import require, runtime
 from takedown.api.schemas import BankIn, BankPatch, EntriesIn, EntryPage, EntryPatch
 from takedown.api.uploads import read_upload
+from takedown.domain.access import Permission, Principal
 from takedown.domain.hashlists import FORMATS, HashRecord
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
-from takedown.services.apikeys import Principal, Scope
 from takedown.services.banks import AddResult, BankView, EntryView, Provenance
 
 router = APIRouter(tags=["banks"])
-_read = require(Scope.BANKS_READ)
-_write = require(Scope.BANKS_WRITE)
+_read = require(Permission.BANKS_READ)
+_write = require(Permission.BANKS_WRITE)
 
 _MEDIA_TYPES = {"text": "text/plain", "csv": "text/csv", "jsonl": "application/x-ndjson"}
 
@@ -41,6 +41,7 @@ def create_bank(
         pdq_threshold=body.pdq_threshold,
         pdq_quality_floor=body.pdq_quality_floor,
         description=body.description,
+        restrict_on_match=body.restrict_on_match,
     )
     return view
 
@@ -62,6 +63,7 @@ def update_bank(
         bank,
         actor=p.actor,
         description=body.description,
+        restrict_on_match=body.restrict_on_match,
         match_action=body.match_action,
         pdq_threshold=body.pdq_threshold,
         pdq_quality_floor=body.pdq_quality_floor,

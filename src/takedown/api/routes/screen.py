@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from takedown.api.auth import require, runtime
 from takedown.api.schemas import ScreenHashesIn, ScreenOut
 from takedown.api.uploads import read_upload
+from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.apikeys import Principal, Scope
 from takedown.services.screening import ScreeningResult
 
 router = APIRouter(prefix="/screen", tags=["screening"])
@@ -39,7 +39,7 @@ def _out(result: ScreeningResult) -> ScreenOut:
 async def screen_media(
     file: UploadFile = File(description="The uploaded image."),
     content_ref: str | None = Form(None, max_length=500),
-    principal: Principal = Depends(require(Scope.SCREEN)),
+    principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
 ) -> ScreenOut:
     data = await read_upload(file, rt.settings.max_upload_bytes)
@@ -61,7 +61,7 @@ async def screen_media(
 # work (measured with wrk: see bench/screening.py and the notes in docs/operations.md).
 async def screen_hashes(
     body: ScreenHashesIn,
-    principal: Principal = Depends(require(Scope.SCREEN)),
+    principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
 ) -> ScreenOut:
     result = rt.screening.screen_hashes(

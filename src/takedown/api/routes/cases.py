@@ -1,0 +1,98 @@
+"""Cases: the review queue, case pages, decisions and uploader appeals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from takedown.api.auth import require, runtime
+from takedown.domain.access import Permission, Principal
+from takedown.runtime import Runtime
+from takedown.services.cases import CaseDetail, CaseSummary, DecisionView
+
+router = APIRouter(tags=["cases"])
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: str = Field(description="violation, no_violation or needs_info")
+    policy: str | None = Field(
+        None, max_length=100, description="Which policy is violated (required for violation)."
+    )
+    reasons: str = Field(
+        max_length=5000, description="Written reasons, shown to the reporter and the uploader."
+    )
+    internal_note: str | None = Field(
+        None, max_length=5000, description="For reviewers only; never shown outside."
+    )
+
+
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(max_length=5000)
+
+
+class AppealOut(BaseModel):
+    case_id: str
+    state: str
+
+
+@router.get(
+    "/cases",
+    response_model=list[CaseSummary],
+    summary="The queue: open cases by priority, then deadline",
+)
+def list_cases(
+    state: str | None = Query(None),
+    category: str | None = Query(None),
+    limit: int = Query(50, ge=1, le=500),
+    _: Principal = Depends(require(Permission.CASES_READ)),
+    rt: Runtime = Depends(runtime),
+) -> list[CaseSummary]:
+    return rt.cases.queue(state=state, category=category, limit=limit)
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetail, summary="A case and its copies")
+def get_case(
+    case_id: str,
+    p: Principal = Depends(require(Permission.CASES_READ)),
+    rt: Runtime = Depends(runtime),
+) -> CaseDetail:
+    return rt.cases.get(case_id, p)
+
+
+@router.post(
+    "/cases/{case_id}/decisions",
+    response_model=DecisionView,
+    status_code=201,
+    summary="Decide a case (people only; four eyes for minor-safety dismissals)",
+)
+def decide_case(
+    case_id: str,
+    body: DecisionIn,
+    p: Principal = Depends(require(Permission.CASES_DECIDE)),
+    rt: Runtime = Depends(runtime),
+) -> DecisionView:
+    return rt.cases.decide(
+        case_id,
+        outcome=body.outcome,
+        reasons=body.reasons,
+        principal=p,
+        policy=body.policy,
+        internal_note=body.internal_note,
+    )
+
+
+@router.post(
+    "/cases/{case_id}/appeals",
+    response_model=AppealOut,
+    status_code=201,
+    summary="File the uploader's appeal (DSA Art. 20), through the platform",
+)
+def uploader_appeal(
+    case_id: str,
+    body: AppealIn,
+    p: Principal = Depends(require(Permission.UPLOADER_APPEAL)),
+    rt: Runtime = Depends(runtime),
+) -> AppealOut:
+    return AppealOut(case_id=case_id, state=rt.cases.appeal_as_uploader(case_id, body.reason, p))

@@ -1,0 +1,147 @@
+"""The content registry: accounts, items, media and views, keyed by the platform's ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, File, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from takedown.api.auth import require, runtime
+from takedown.api.uploads import read_upload
+from takedown.domain.access import Permission, Principal
+from takedown.runtime import Runtime
+from takedown.services.registry import (
+    AccountInput,
+    AccountView,
+    ItemInput,
+    ItemResult,
+    MediaInput,
+)
+
+router = APIRouter(tags=["registry"])
+_write = require(Permission.REGISTRY_WRITE)
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    handle: str | None = Field(None, max_length=200)
+    status: str = Field("active", description="active, suspended, terminated or deleted")
+    flagged: bool = Field(
+        False,
+        description="Known to the platform for sharing abuse "
+        "material (raises the priority of cases it is in).",
+    )
+
+
+class MediaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(description="SHA-256 of the file's bytes.")
+    md5: str | None = None
+    pdq: str | None = Field(None, description="PDQ hash, 64 hex digits.")
+    pdq_quality: int | None = Field(None, ge=0, le=100)
+    media_type: str = Field("image", pattern="^(image|video|gif)$")
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: str | None = Field(
+        None, max_length=200, description="The author's account id on the platform."
+    )
+    url: str | None = Field(None, max_length=2000)
+    posted_at: datetime | None = None
+    reposts: str | None = Field(None, max_length=200, description="Item id this reposts.")
+    quotes: str | None = Field(None, max_length=200, description="Item id this quotes.")
+    replies_to: str | None = Field(None, max_length=200)
+    monetized: bool = False
+    view_count: int | None = Field(None, ge=0)
+    media: list[MediaIn] = Field(default_factory=list, max_length=50)
+
+
+class ViewsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    view_count: int = Field(ge=0)
+    at: datetime | None = None
+
+
+@router.put(
+    "/accounts/{account_id}",
+    response_model=AccountView,
+    summary="Register or update an account (idempotent)",
+)
+def put_account(
+    account_id: str, body: AccountIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> AccountView:
+    return rt.registry.upsert_account(
+        AccountInput(account_id, body.handle, body.status, body.flagged), actor=p.actor
+    )
+
+
+@router.put(
+    "/items/{item_id}",
+    response_model=ItemResult,
+    summary="Register or update an item with its media hashes (idempotent)",
+    description="Media are screened against the banks; an item that copies "
+    "material in an open case joins it and is restricted like the rest.",
+)
+def put_item(
+    item_id: str, body: ItemIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> ItemResult:
+    media = [
+        MediaInput(m.sha256, m.md5, m.pdq, m.pdq_quality, (), m.media_type) for m in body.media
+    ]
+    return rt.registry.upsert_item(
+        ItemInput(
+            platform_id=item_id,
+            account_id=body.account_id,
+            url=body.url,
+            posted_at=body.posted_at,
+            reposts=body.reposts,
+            quotes=body.quotes,
+            replies_to=body.replies_to,
+            monetized=body.monetized,
+            view_count=body.view_count,
+            media=media,
+        ),
+        actor=p.actor,
+    )
+
+
+@router.post(
+    "/items/{item_id}/media",
+    response_model=ItemResult,
+    summary="Attach a media file by its bytes (hashed here: PDQ ×8, MD5, SHA-256)",
+)
+async def post_item_media(
+    item_id: str,
+    file: UploadFile = File(),
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> ItemResult:
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+
+    def attach() -> ItemResult:
+        current = rt.registry.get_item(item_id)  # the item must exist
+        media = rt.registry.media_from_bytes(data)
+        return rt.registry.attach_media(current.item_id, media, actor=p.actor)
+
+    return await run_in_threadpool(attach)
+
+
+@router.post(
+    "/items/{item_id}/views",
+    response_model=ItemResult,
+    summary="Report the item's current view count",
+)
+def post_views(
+    item_id: str, body: ViewsIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> ItemResult:
+    return rt.registry.record_views(item_id, body.view_count, actor=p.actor, at=body.at)
+
+
+@router.get("/items/{item_id}", response_model=ItemResult, summary="An item's state")
+def get_item(
+    item_id: str, _: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> ItemResult:
+    return rt.registry.get_item(item_id)

@@ -1,0 +1,93 @@
+"""Who may do what: permissions, and which roles and API-key scopes grant them.
+
+One table, so that the role × endpoint matrix test can read it and every endpoint
+names the one permission it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from takedown.domain.cases import UserRole
+
+
+class Permission(StrEnum):
+    SCREEN = "screen"
+    BANKS_READ = "banks:read"
+    BANKS_WRITE = "banks:write"
+    REGISTRY_WRITE = "registry:write"  # register accounts, items, media, views
+    UPLOADER_APPEAL = "appeals:uploader"  # the platform files an uploader's appeal
+    REPORT_TRUSTED_FLAGGER = "report:trusted_flagger"
+    REPORT_LAW_ENFORCEMENT = "report:law_enforcement"
+    CASES_READ = "cases:read"
+    CASES_DECIDE = "cases:decide"
+    REPORTER_IDENTITY = "reporters:identity"  # see who reported (legal, admin)
+    USERS_ADMIN = "users:admin"
+
+
+ALL = frozenset(Permission)
+
+ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
+    UserRole.ADMIN: ALL,
+    UserRole.MODERATOR: frozenset(
+        {Permission.CASES_READ, Permission.CASES_DECIDE, Permission.BANKS_READ}
+    ),
+    UserRole.CHILD_SAFETY_SPECIALIST: frozenset(
+        {
+            Permission.CASES_READ,
+            Permission.CASES_DECIDE,
+            Permission.BANKS_READ,
+            Permission.BANKS_WRITE,
+        }
+    ),
+    UserRole.LEGAL: frozenset(
+        {Permission.CASES_READ, Permission.REPORTER_IDENTITY, Permission.BANKS_READ}
+    ),
+    UserRole.PLATFORM: frozenset(
+        {
+            Permission.SCREEN,
+            Permission.REGISTRY_WRITE,
+            Permission.UPLOADER_APPEAL,
+            Permission.BANKS_READ,
+        }
+    ),
+}
+
+# API-key scopes (machine integrations). "platform" is the usual integration key.
+SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "screen": frozenset({Permission.SCREEN}),
+    "banks:read": frozenset({Permission.BANKS_READ}),
+    "banks:write": frozenset({Permission.BANKS_READ, Permission.BANKS_WRITE}),
+    "registry": frozenset({Permission.REGISTRY_WRITE, Permission.UPLOADER_APPEAL}),
+    "platform": ROLE_PERMISSIONS[UserRole.PLATFORM],
+    "report:trusted_flagger": frozenset({Permission.REPORT_TRUSTED_FLAGGER}),
+    "report:law_enforcement": frozenset({Permission.REPORT_LAW_ENFORCEMENT}),
+    "admin": ALL - {Permission.CASES_DECIDE},  # machines never decide cases
+}
+
+
+def permissions_for_scopes(scopes: frozenset[str]) -> frozenset[Permission]:
+    out: set[Permission] = set()
+    for scope in scopes:
+        out |= SCOPE_PERMISSIONS[scope]
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an API key (a machine) or a signed-in user (a person). Written
+    into every row and audit event they cause."""
+
+    kind: str  # "apikey" | "user"
+    id: str  # public id of the key or user
+    name: str
+    permissions: frozenset[Permission]
+    role: UserRole | None = None  # users only
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def allows(self, permission: Permission) -> bool:
+        return permission in self.permissions

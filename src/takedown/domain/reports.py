@@ -1,0 +1,222 @@
+"""What a report is, who may file it, and when it is complete. Pure rules, no I/O.
+
+Two laws shape the fields (see ../shared/docs/REQUIREMENTS.md):
+
+- **DSA Article 16** (notices): an explanation, the exact location, the notifier's
+  name and email — *optional* for child sexual abuse offences, so that nobody is
+  deterred from reporting it — and a good-faith statement.
+- **TAKE IT DOWN Act** (removal requests for intimate imagery, from the person depicted
+  or someone authorised to act for them): a signature, enough to identify and locate
+  the depiction, a good-faith statement that it is not consensual, and contact
+  information. A *valid* request starts the 48-hour removal clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from takedown.errors import InvalidRequest
+
+
+class Category(StrEnum):
+    CSAM = "csam"  # child sexual abuse material
+    MINOR_EXPLOITATION = "minor_sexual_exploitation"  # sextortion, grooming, enticement
+    NCII = "ncii"  # non-consensual intimate imagery of an adult
+    OTHER = "other"
+
+
+MINOR_SAFETY = frozenset({Category.CSAM, Category.MINOR_EXPLOITATION})
+# Categories where a request from the person depicted is a TAKE IT DOWN removal request.
+INTIMATE_IMAGERY = frozenset({Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII})
+
+
+class ReporterRole(StrEnum):
+    PERSON_DEPICTED = "person_depicted"
+    PARENT_GUARDIAN = "parent_guardian"
+    USER = "user"
+    TRUSTED_FLAGGER = "trusted_flagger"  # DSA Art. 22: registered, priority
+    LAW_ENFORCEMENT = "law_enforcement"
+
+
+# Roles that only an authenticated channel (an API key registered for it) may claim.
+AUTHENTICATED_ROLES = frozenset({ReporterRole.TRUSTED_FLAGGER, ReporterRole.LAW_ENFORCEMENT})
+# Roles that can make a TAKE IT DOWN request: the person depicted, or someone
+# authorised to act for them.
+VICTIM_ROLES = frozenset({ReporterRole.PERSON_DEPICTED, ReporterRole.PARENT_GUARDIAN})
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_URL = re.compile(r"^https?://[^\s]{3,2000}$", re.IGNORECASE)
+MAX_TEXT = 10_000
+MAX_LOCATIONS = 100
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """A report as submitted, before validation (API body or web form)."""
+
+    category: str
+    reporter_role: str
+    explanation: str = ""
+    urls: Sequence[str] = ()
+    item_ids: Sequence[str] = ()  # the platform's item ids
+    reporter_name: str | None = None
+    reporter_email: str | None = None
+    contact: str | None = None  # other contact information (phone, postal)
+    signature: str | None = None  # electronic signature: the signer's full name
+    good_faith: bool = False  # "I believe in good faith that this information is accurate"
+    not_consensual: bool = False  # TAKE IT DOWN: "this depiction is not consensual"
+    authorised_for_depicted: bool = False  # a guardian/agent: "I am authorised to act"
+
+
+@dataclass(frozen=True)
+class ValidReport:
+    """A report that passed validation, in canonical form."""
+
+    category: Category
+    reporter_role: ReporterRole
+    explanation: str
+    urls: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    reporter_name: str | None
+    reporter_email: str | None
+    contact: str | None
+    signature: str | None
+    good_faith: bool
+    not_consensual: bool
+    takedown_request: bool  # a valid TAKE IT DOWN Act request: starts the 48-hour clock
+    missing_for_takedown: tuple[str, ...] = field(default=())  # why not, if not
+
+    @property
+    def minor_safety(self) -> bool:
+        return self.category in MINOR_SAFETY
+
+
+def _clean(value: str | None, limit: int = 500) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if len(text) > limit:
+        raise InvalidRequest(f"A field is longer than {limit} characters.", code="field_too_long")
+    return text or None
+
+
+def _enum(enum: type[Category] | type[ReporterRole], value: str, code: str) -> str:
+    try:
+        return enum(value.strip().lower()).value
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum)
+        raise InvalidRequest(
+            f"Unknown value {value[:40]!r}; use one of: {allowed}.", code=code
+        ) from None
+
+
+def validate_report(
+    raw: ReportInput, *, authenticated_role: ReporterRole | None = None
+) -> ValidReport:
+    """Check a report against DSA Art. 16 and, where it applies, the TAKE IT DOWN Act.
+
+    ``authenticated_role`` is the channel the caller proved (a trusted flagger's or a
+    law-enforcement agency's API key); those roles cannot be claimed on the public form.
+    """
+    category = Category(_enum(Category, raw.category, "unknown_category"))
+    role = ReporterRole(_enum(ReporterRole, raw.reporter_role, "unknown_reporter_role"))
+    if role in AUTHENTICATED_ROLES and authenticated_role != role:
+        raise InvalidRequest(
+            f"Reports as {role.value.replace('_', ' ')} come through that channel's API key; "
+            "use the public form as a user, the person depicted or a parent or guardian.",
+            code="channel_key_required",
+        )
+    urls = tuple(dict.fromkeys(u.strip() for u in raw.urls if u and u.strip()))
+    item_ids = tuple(dict.fromkeys(i.strip() for i in raw.item_ids if i and i.strip()))
+    if not urls and not item_ids:
+        raise InvalidRequest(
+            "Say where the content is: its exact URL or the item's id on the platform.",
+            code="location_required",
+        )
+    if len(urls) + len(item_ids) > MAX_LOCATIONS:
+        raise InvalidRequest(
+            f"At most {MAX_LOCATIONS} locations per report.", code="too_many_locations"
+        )
+    for url in urls:
+        if not _URL.match(url):
+            raise InvalidRequest(f"Not a web address: {url[:100]!r}.", code="invalid_url")
+    explanation = (raw.explanation or "").strip()
+    if len(explanation) > MAX_TEXT:
+        raise InvalidRequest(
+            f"The explanation is longer than {MAX_TEXT} characters.", code="field_too_long"
+        )
+    name = _clean(raw.reporter_name, 200)
+    email = _clean(raw.reporter_email, 320)
+    if email and not _EMAIL.match(email):
+        raise InvalidRequest(f"Not an email address: {email[:100]!r}.", code="invalid_email")
+    # DSA Art. 16(2): an explanation and a good-faith statement from every notifier;
+    # name and email from all but reporters of child sexual abuse.
+    if not explanation:
+        raise InvalidRequest(
+            "Explain in a few words why this content is illegal or harmful.",
+            code="explanation_required",
+        )
+    if not raw.good_faith:
+        raise InvalidRequest(
+            "Confirm that you believe in good faith that the report is accurate and complete.",
+            code="good_faith_required",
+        )
+    if category not in MINOR_SAFETY and role not in AUTHENTICATED_ROLES and not (name and email):
+        raise InvalidRequest(
+            "Give your name and email address (they are optional only for reports of child "
+            "sexual abuse).",
+            code="contact_required",
+        )
+    signature = _clean(raw.signature, 200)
+    contact = _clean(raw.contact, 500)
+    missing = _missing_for_takedown(category, role, signature, raw, email, contact)
+    if category is Category.NCII and role in VICTIM_ROLES and missing:
+        # An adult depicted (or their agent) asking for removal: the request must be
+        # valid under the TAKE IT DOWN Act, so tell them exactly what is missing.
+        raise InvalidRequest(
+            "A removal request for intimate imagery needs: " + "; ".join(missing) + ".",
+            code="takedown_request_incomplete",
+            missing=list(missing),
+        )
+    return ValidReport(
+        category=category,
+        reporter_role=role,
+        explanation=explanation,
+        urls=urls,
+        item_ids=item_ids,
+        reporter_name=name,
+        reporter_email=email,
+        contact=contact,
+        signature=signature,
+        good_faith=True,
+        not_consensual=raw.not_consensual,
+        takedown_request=not missing,
+        missing_for_takedown=missing,
+    )
+
+
+def _missing_for_takedown(
+    category: Category,
+    role: ReporterRole,
+    signature: str | None,
+    raw: ReportInput,
+    email: str | None,
+    contact: str | None,
+) -> tuple[str, ...]:
+    if category not in INTIMATE_IMAGERY:
+        return ("a category of intimate imagery",)
+    if role not in VICTIM_ROLES:
+        return ("a request by the person depicted or someone authorised to act for them",)
+    missing = []
+    if not signature:
+        missing.append("your signature (type your full name)")
+    if not raw.not_consensual:
+        missing.append("a statement in good faith that the depiction is not consensual")
+    if role is ReporterRole.PARENT_GUARDIAN and not raw.authorised_for_depicted:
+        missing.append("a statement that you are authorised to act for the person depicted")
+    if not (email or contact):
+        missing.append("contact information (an email address or other contact)")
+    return tuple(missing)

@@ -1,0 +1,100 @@
+"""The content registry: idempotent events, screening, copies that appear later."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from takedown.runtime import Runtime
+from takedown.store.models import AuditEvent, ItemViews, OutboxMessage
+from tests.cases.helpers import parent_report, platform_headers, user_headers
+
+ITEM = {"account_id": "acc-1", "url": "https://social.example/p/1", "monetized": True,
+        "view_count": 5, "media": [{"sha256": "ab" * 32, "md5": "cd" * 16,
+                                     "pdq": "f0" * 32, "pdq_quality": 90}]}
+
+
+def _count(rt: Runtime, model) -> int:
+    with rt.sessions() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_the_same_event_twice_changes_nothing(rt: Runtime, client):
+    p = platform_headers(rt)
+    first = client.put("/v1/items/i1", json=ITEM, headers=p)
+    assert first.status_code == 200 and first.json()["created"] is True
+    events, views = _count(rt, AuditEvent), _count(rt, ItemViews)
+    again = client.put("/v1/items/i1", json=ITEM, headers=p)
+    assert again.json()["created"] is False and again.json()["changed"] is False
+    assert (_count(rt, AuditEvent), _count(rt, ItemViews)) == (events, views)
+    acc = client.put("/v1/accounts/acc-1", json={"handle": "a"}, headers=p)
+    events = _count(rt, AuditEvent)
+    assert client.put("/v1/accounts/acc-1", json={"handle": "a"}, headers=p).json() == acc.json()
+    assert _count(rt, AuditEvent) == events
+
+
+def test_registry_errors(rt: Runtime, client):
+    p = platform_headers(rt)
+    r = client.put("/v1/accounts/a", json={"status": "sleeping"}, headers=p)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_status"
+    r = client.post("/v1/items/nope/views", json={"view_count": 3}, headers=p)
+    assert r.status_code == 404 and r.json()["code"] == "item_not_found"
+    r = client.put("/v1/items/x", json={"media": [{"sha256": "zz"}]}, headers=p)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_hash"
+    r = client.put("/v1/items/x", json={"url": "u" * 2001}, headers=p)
+    assert r.status_code == 422
+    from takedown.errors import InvalidRequest, NotFound
+    from takedown.services.registry import _text
+
+    try:
+        _text("x" * 300, "handle")
+    except InvalidRequest as exc:
+        assert exc.code == "field_too_long"
+    try:
+        rt.registry._account(rt.sessions(), "missing", create=False, actor="t")
+    except NotFound as exc:
+        assert exc.code == "account_not_found"
+
+
+def test_a_bank_match_marked_restrict_first_opens_a_restricted_case(rt: Runtime, client, auth):
+    p = platform_headers(rt)
+    client.post("/v1/banks", headers=auth, json={
+        "name": "ncmec", "source": "ncmec", "match_action": "block", "restrict_on_match": True})
+    client.post("/v1/banks/ncmec/entries", headers=auth,
+                json={"entries": [{"signal_type": "md5", "value": "cd" * 16}]})
+    r = client.put("/v1/items/i1", json=ITEM, headers=p).json()
+    assert r["verdict"] == "block" and r["matched_banks"] == ["ncmec"]
+    assert r["visibility"] == "restricted" and len(r["cases"]) == 1
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    case = client.get(f"/v1/cases/{r['cases'][0]}", headers=spec).json()
+    assert any(f["name"] == "hash_match" for f in case["priority_factors"])
+    assert case["state"] == "restricted"
+
+
+def test_an_item_registered_later_at_a_reported_url_joins_and_is_restricted(rt, client):
+    p = platform_headers(rt)
+    receipt = client.post("/v1/reports", json=parent_report(
+        [], urls=["https://social.example/p/1"])).json()
+    assert receipt["restricted_items"] == 0 and receipt["status"] == "received"
+    r = client.put("/v1/items/i1", json=ITEM, headers=p).json()
+    assert r["cases"] == [receipt["case_number"]] and r["visibility"] == "restricted"
+    # …and a repost of it, registered after, too.
+    r = client.put("/v1/items/i2", json={"account_id": "acc-2", "reposts": "i1"}, headers=p)
+    assert r.json()["visibility"] == "restricted"
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 2
+    status = client.post("/v1/reports/status", json={
+        "case_number": receipt["case_number"], "token": receipt["status_token"]}).json()
+    assert status["status"] == "content_restricted" and status["content_restricted"]
+
+
+def test_views_are_recorded_and_raise_priority(rt: Runtime, client):
+    p = platform_headers(rt)
+    client.put("/v1/items/i1", json=ITEM, headers=p)
+    receipt = client.post("/v1/reports", json=parent_report(["i1"])).json()
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    before = client.get(f"/v1/cases/{receipt['case_number']}", headers=spec).json()
+    r = client.post("/v1/items/i1/views", json={"view_count": 50_000}, headers=p)
+    assert r.json()["changed"] is True
+    after = client.get(f"/v1/cases/{receipt['case_number']}", headers=spec).json()
+    assert after["priority"] > before["priority"]
+    assert after["views_since_first_report"] == 50_000 - 5
