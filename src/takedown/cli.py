@@ -494,7 +494,7 @@ def key_list() -> None:
 def key_revoke(key_id: str) -> None:
     """Revoke an API key at once."""
     try:
-        _runtime().api_keys.revoke(key_id)
+        _runtime().api_keys.revoke(key_id, actor=CLI_ACTOR)
     except TakedownError as exc:
         raise _fail(exc) from None
     out.print(f"revoked {key_id}")

@@ -177,3 +177,23 @@ def test_every_state_change_is_audited(rt: Runtime, client, decided_case):
     assert {"item.registered", "report.received", "case.opened", "item.restrict",
             "decision.first", "user.created"} <= actions or {
         "item.registered", "report.received", "case.opened", "decision.first"} <= actions
+
+
+def test_bank_and_key_changes_are_audited(rt: Runtime):
+    from sqlalchemy import select
+
+    from takedown.domain.hashlists import HashRecord
+    from takedown.store.models import AuditEvent
+
+    rt.banks.create_bank("b", actor="tester")
+    rt.banks.add_hashes("b", [HashRecord("md5", "a" * 32)], actor="tester")
+    [entry], _ = rt.banks.list_entries("b")
+    rt.banks.set_entry_enabled(entry.id, False, actor="tester", reason="false positive")
+    rt.banks.update_bank("b", actor="tester", pdq_threshold=20)
+    view, _ = rt.api_keys.create("k", ["screen"], actor="tester")
+    rt.api_keys.revoke(view.id, actor="tester")
+    with rt.sessions() as s:
+        actions = [a for (a,) in s.execute(
+            select(AuditEvent.action).where(AuditEvent.actor == "tester").order_by(AuditEvent.id))]
+    assert actions == ["bank.created", "bank.entries_added", "entry.disabled", "bank.updated",
+                       "apikey.created", "apikey.revoked"]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.domain.access import SCOPE_PERMISSIONS, Principal, permissions_for_scopes
 from takedown.errors import InvalidRequest, NotFound, Unauthenticated
 from takedown.ids import utcnow
+from takedown.services.audit import record
 from takedown.store.db import unit_of_work
 from takedown.store.models import ApiKey
 
@@ -80,6 +81,14 @@ class ApiKeyService:
         with unit_of_work(self._sessions) as s:
             s.add(row)
             s.flush()
+            record(
+                s,
+                actor,
+                "apikey.created",
+                "apikey",
+                row.public_id,
+                {"name": name, "scopes": sorted(parsed)},
+            )
             return _view(row), secret
 
     def authenticate(self, secret: str) -> Principal:
@@ -124,13 +133,14 @@ class ApiKeyService:
         with unit_of_work(self._sessions, write=False) as s:
             return [_view(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at))]
 
-    def revoke(self, key_id: str) -> ApiKeyView:
+    def revoke(self, key_id: str, *, actor: str = "operator") -> ApiKeyView:
         with unit_of_work(self._sessions) as s:
             row = s.scalars(select(ApiKey).where(ApiKey.public_id == key_id)).first()
             if row is None:
                 raise NotFound(f"No API key with id {key_id[:40]!r}.", code="api_key_not_found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+                record(s, actor, "apikey.revoked", "apikey", row.public_id, {})
             return _view(row)
 
 

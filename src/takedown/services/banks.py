@@ -31,6 +31,7 @@ from takedown.errors import Conflict, InvalidRequest
 from takedown.ids import new_id, utcnow
 from takedown.media import ImageLimits, hash_image_bytes
 from takedown.media.signals import SIGNAL_TYPES, signal_type
+from takedown.services.audit import record
 from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
 from takedown.store.models import Bank, BankEntry
@@ -191,6 +192,20 @@ class BankService:
                     raise _bank_exists(bank.name)
                 s.add(bank)
                 s.flush()
+                record(
+                    s,
+                    actor,
+                    "bank.created",
+                    "bank",
+                    bank.public_id,
+                    {
+                        "name": bank.name,
+                        "source": bank.source,
+                        "match_action": bank.match_action,
+                        "pdq_threshold": bank.pdq_threshold,
+                        "restrict_on_match": bank.restrict_on_match,
+                    },
+                )
                 return BankView.of(bank)
         except IntegrityError:  # lost a race with a concurrent create
             raise _bank_exists(bank.name) from None
@@ -242,6 +257,22 @@ class BankService:
                 bank.disabled_reason = None if enabled else reason
             bank.updated_at = utcnow()
             s.flush()
+            record(
+                s,
+                actor,
+                "bank.updated",
+                "bank",
+                bank.public_id,
+                {
+                    "name": bank.name,
+                    "match_action": bank.match_action,
+                    "pdq_threshold": bank.pdq_threshold,
+                    "quality_floor": bank.pdq_quality_floor,
+                    "enabled": bank.enabled,
+                    "reason": bank.disabled_reason,
+                    "restrict_on_match": bank.restrict_on_match,
+                },
+            )
             return BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
 
     # -- entries -------------------------------------------------------------------
@@ -410,6 +441,14 @@ class BankService:
                 entry.disabled_at = None if enabled else utcnow()
                 entry.disabled_by = None if enabled else actor
                 entry.disabled_reason = None if enabled else reason
+                record(
+                    s,
+                    actor,
+                    "entry.enabled" if enabled else "entry.disabled",
+                    "bank_entry",
+                    entry.public_id,
+                    {"reason": reason},
+                )
             bank = s.get_one(Bank, entry.bank_id)
             s.flush()
             return EntryView.of(entry, bank.name)
@@ -474,6 +513,16 @@ def _insert_records(
     if progress and total == 0:
         progress(0, 0)
     bank.updated_at = now
+    # One event per batch (an import of a million hashes is one decision); each entry
+    # carries its own added_by and added_at.
+    record(
+        s,
+        actor,
+        "bank.entries_added",
+        "bank",
+        bank.public_id,
+        {"added": result.added, "already_present": result.already_present},
+    )
     return result
 
 
