@@ -39,12 +39,12 @@ def test_four_eyes_rule():
     assert first.new_state is CaseState.AWAITING_SECOND_REVIEW and not first.effective
     waiting = _facts(CaseState.AWAITING_SECOND_REVIEW, pending="u1")
     with pytest.raises(Conflict):
-        decide(waiting, _d(Outcome.NO_VIOLATION, user="u1",
-                           role=UserRole.CHILD_SAFETY_SPECIALIST))
+        decide(waiting, _d(Outcome.NO_VIOLATION, user="u1", role=UserRole.CHILD_SAFETY_SPECIALIST))
     with pytest.raises(Forbidden):
         decide(waiting, _d(Outcome.NO_VIOLATION, user="u2"))
-    second = decide(waiting, _d(Outcome.NO_VIOLATION, user="u2",
-                                role=UserRole.CHILD_SAFETY_SPECIALIST))
+    second = decide(
+        waiting, _d(Outcome.NO_VIOLATION, user="u2", role=UserRole.CHILD_SAFETY_SPECIALIST)
+    )
     assert second.effective and second.effect is ItemEffect.RESTORE
     assert decide(_facts(minor=False), _d(Outcome.NO_VIOLATION)).effect is ItemEffect.RESTORE
     assert decide(_facts(), _d(Outcome.VIOLATION)).effect is ItemEffect.REMOVE
@@ -71,9 +71,15 @@ def test_appeal_window():
 
 def test_priority_orders_by_severity_role_and_reach():
     def p(**kw):
-        base = dict(categories=frozenset({Category.OTHER}), reporter_roles=frozenset(
-            {ReporterRole.USER}), hash_sources=frozenset(), account_confirmed_violations=0,
-            accounts_flagged=0, total_views=0, views_last_hour=0)
+        base = dict(
+            categories=frozenset({Category.OTHER}),
+            reporter_roles=frozenset({ReporterRole.USER}),
+            hash_sources=frozenset(),
+            account_confirmed_violations=0,
+            accounts_flagged=0,
+            total_views=0,
+            views_last_hour=0,
+        )
         base.update(kw)
         return priority(TriageInput(**base))[0]
 
@@ -83,8 +89,9 @@ def test_priority_orders_by_severity_role_and_reach():
     assert p(views_last_hour=10_000) > p()
     assert p(accounts_flagged=1) > p()
     assert p(hash_sources=frozenset({"ncmec"})) > p(hash_sources=frozenset({"other"})) > p()
-    score, factors = priority(TriageInput(frozenset({Category.CSAM}), frozenset(), frozenset(),
-                                          0, 0, 0, 0))
+    score, factors = priority(
+        TriageInput(frozenset({Category.CSAM}), frozenset(), frozenset(), 0, 0, 0, 0)
+    )
     assert score == sum(f.points for f in factors) and factors[0].name == "severity"
 
 
@@ -100,52 +107,92 @@ def test_clock_states():
 @pytest.fixture
 def decided_case(rt: Runtime, client) -> tuple[str, dict, dict[str, dict[str, str]]]:
     rt.registry.upsert_item(ItemInput("pic-1", account_id="acc"), actor="t")
-    receipt = client.post("/v1/reports", json={
-        "category": "ncii", "reporter_role": "user", "item_ids": ["pic-1"],
-        "explanation": "Shared without consent.", "good_faith": True,
-        "reporter_name": "Ann", "reporter_email": "ann@example.org"}).json()
+    receipt = client.post(
+        "/v1/reports",
+        json={
+            "category": "ncii",
+            "reporter_role": "user",
+            "item_ids": ["pic-1"],
+            "explanation": "Shared without consent.",
+            "good_faith": True,
+            "reporter_name": "Ann",
+            "reporter_email": "ann@example.org",
+        },
+    ).json()
     users = {r: user_headers(rt, r, r) for r in ("moderator", "child_safety_specialist")}
-    r = client.post(f"/v1/cases/{receipt['case_number']}/decisions", headers=users["moderator"],
-                    json={"outcome": "no_violation", "reasons": "Not intimate imagery."})
+    r = client.post(
+        f"/v1/cases/{receipt['case_number']}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "no_violation", "reasons": "Not intimate imagery."},
+    )
     assert r.json()["effective"] is True  # not a minor-safety case: one reviewer suffices
     return receipt["case_number"], receipt, users
 
 
 def test_decision_errors(client, decided_case):
     case_id, _, users = decided_case
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["moderator"],
-                    json={"outcome": "violation", "policy": "ncii",
-                          "reasons": "Changed my mind about it."})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "violation", "policy": "ncii", "reasons": "Changed my mind about it."},
+    )
     assert r.status_code == 409 and r.json()["code"] == "case_decided"
-    r = client.post("/v1/cases/01NOSUCHCASE/decisions", headers=users["moderator"],
-                    json={"outcome": "violation", "policy": "x", "reasons": "Reasons here."})
+    r = client.post(
+        "/v1/cases/01NOSUCHCASE/decisions",
+        headers=users["moderator"],
+        json={"outcome": "violation", "policy": "x", "reasons": "Reasons here."},
+    )
     assert r.status_code == 404 and r.json()["code"] == "case_not_found"
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["moderator"],
-                    json={"outcome": "maybe", "reasons": "Reasons here."})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "maybe", "reasons": "Reasons here."},
+    )
     assert r.json()["code"] == "invalid_outcome"
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["moderator"],
-                    json={"outcome": "violation", "reasons": "Reasons here."})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "violation", "reasons": "Reasons here."},
+    )
     assert r.json()["code"] == "policy_required"
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["moderator"],
-                    json={"outcome": "needs_info", "reasons": "short"})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "needs_info", "reasons": "short"},
+    )
     assert r.json()["code"] in ("reasons_required", "case_decided")
 
 
 def test_reporter_appeal_reopens_for_a_different_reviewer(rt: Runtime, client, decided_case):
     case_id, receipt, users = decided_case
-    r = client.post("/v1/reports/appeal", json={
-        "case_number": case_id, "token": receipt["status_token"],
-        "reason": "It is me in the picture and I did not consent."})
+    r = client.post(
+        "/v1/reports/appeal",
+        json={
+            "case_number": case_id,
+            "token": receipt["status_token"],
+            "reason": "It is me in the picture and I did not consent.",
+        },
+    )
     assert r.status_code == 200 and r.json()["status"] == "appeal_open"
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["moderator"],
-                    json={"outcome": "violation", "policy": "ncii", "reasons": "On appeal."})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["moderator"],
+        json={"outcome": "violation", "policy": "ncii", "reasons": "On appeal."},
+    )
     assert r.status_code == 409 and r.json()["code"] == "same_reviewer"
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers=users["child_safety_specialist"],
-                    json={"outcome": "violation", "policy": "ncii",
-                          "reasons": "On appeal: the person depicted did not consent."})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=users["child_safety_specialist"],
+        json={
+            "outcome": "violation",
+            "policy": "ncii",
+            "reasons": "On appeal: the person depicted did not consent.",
+        },
+    )
     assert r.status_code == 201 and r.json()["kind"] == "appeal"
-    status = client.post("/v1/reports/status", json={
-        "case_number": case_id, "token": receipt["status_token"]}).json()
+    status = client.post(
+        "/v1/reports/status", json={"case_number": case_id, "token": receipt["status_token"]}
+    ).json()
     assert status["decision"]["outcome"] == "violation"
     item = client.get("/v1/items/pic-1", headers=platform_headers(rt)).json()
     assert item["visibility"] == "removed"
@@ -156,14 +203,22 @@ def test_uploader_appeal_through_the_platform(rt: Runtime, client, decided_case)
     p = platform_headers(rt)
     r = client.post(f"/v1/cases/{case_id}/appeals", headers=p, json={"reason": "short"})
     assert r.status_code == 422 and r.json()["code"] == "reasons_required"
-    r = client.post(f"/v1/cases/{case_id}/appeals", headers=p,
-                    json={"reason": "This is my own photo, shared by me."})
+    r = client.post(
+        f"/v1/cases/{case_id}/appeals",
+        headers=p,
+        json={"reason": "This is my own photo, shared by me."},
+    )
     assert r.status_code == 201 and r.json()["state"] == "appealed"
-    r = client.post(f"/v1/cases/{case_id}/appeals", headers=p,
-                    json={"reason": "A second appeal while one is open."})
+    r = client.post(
+        f"/v1/cases/{case_id}/appeals",
+        headers=p,
+        json={"reason": "A second appeal while one is open."},
+    )
     assert r.status_code == 409 and r.json()["code"] == "not_appealable"
-    r = client.post("/v1/reports/appeal", json={"case_number": case_id, "token": "nope",
-                                                "reason": "Please look again at this."})
+    r = client.post(
+        "/v1/reports/appeal",
+        json={"case_number": case_id, "token": "nope", "reason": "Please look again at this."},
+    )
     assert r.status_code == 404
 
 
@@ -174,9 +229,19 @@ def test_every_state_change_is_audited(rt: Runtime, client, decided_case):
 
     with rt.sessions() as s:
         actions = set(s.scalars(select(AuditEvent.action)))
-    assert {"item.registered", "report.received", "case.opened", "item.restrict",
-            "decision.first", "user.created"} <= actions or {
-        "item.registered", "report.received", "case.opened", "decision.first"} <= actions
+    assert {
+        "item.registered",
+        "report.received",
+        "case.opened",
+        "item.restrict",
+        "decision.first",
+        "user.created",
+    } <= actions or {
+        "item.registered",
+        "report.received",
+        "case.opened",
+        "decision.first",
+    } <= actions
 
 
 def test_bank_and_key_changes_are_audited(rt: Runtime):
@@ -193,7 +258,27 @@ def test_bank_and_key_changes_are_audited(rt: Runtime):
     view, _ = rt.api_keys.create("k", ["screen"], actor="tester")
     rt.api_keys.revoke(view.id, actor="tester")
     with rt.sessions() as s:
-        actions = [a for (a,) in s.execute(
-            select(AuditEvent.action).where(AuditEvent.actor == "tester").order_by(AuditEvent.id))]
-    assert actions == ["bank.created", "bank.entries_added", "entry.disabled", "bank.updated",
-                       "apikey.created", "apikey.revoked"]
+        actions = [
+            a
+            for (a,) in s.execute(
+                select(AuditEvent.action)
+                .where(AuditEvent.actor == "tester")
+                .order_by(AuditEvent.id)
+            )
+        ]
+    assert actions == [
+        "bank.created",
+        "bank.entries_added",
+        "entry.disabled",
+        "bank.updated",
+        "apikey.created",
+        "apikey.revoked",
+    ]
+
+
+def test_earlier_deciders_stand_aside_in_an_appeals_second_review():
+    waiting = CaseFacts(CaseState.AWAITING_SECOND_REVIEW, True, "u3", frozenset({"u1"}), True)
+    with pytest.raises(Conflict):
+        decide(waiting, _d(Outcome.NO_VIOLATION, user="u1", role=UserRole.CHILD_SAFETY_SPECIALIST))
+    ok = decide(waiting, _d(Outcome.NO_VIOLATION, user="u4", role=UserRole.CHILD_SAFETY_SPECIALIST))
+    assert ok.effective

@@ -64,6 +64,7 @@ class CaseFacts:
     minor_safety: bool
     pending_dismissal_by: str | None  # user whose "no violation" awaits a second review
     deciders: frozenset[str]  # users who decided this case before (for appeals)
+    appeal_open: bool = False  # an appeal is being decided: earlier deciders stand aside
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def decide(case: CaseFacts, d: DecisionInput) -> DecisionEffect:
 
 
 def _second_review(case: CaseFacts, d: DecisionInput) -> DecisionEffect:
-    if d.user_id == case.pending_dismissal_by:
+    if d.user_id == case.pending_dismissal_by or (case.appeal_open and d.user_id in case.deciders):
         raise Conflict(
             "The second review must be done by a different person.", code="same_reviewer"
         )

@@ -693,8 +693,18 @@ class CaseService:
             deciders = frozenset(
                 s.scalars(select(Decision.user_id).where(Decision.case_id == case.id))
             )
+            appeal_open = s.scalar(
+                select(func.count())
+                .select_from(Appeal)
+                .where(Appeal.case_id == case.id, Appeal.decided_at.is_(None))
+            )
             facts = CaseFacts(
-                CaseState(case.state), case.minor_safety, case.pending_dismissal_by, deciders
+                CaseState(case.state),
+                case.minor_safety,
+                case.pending_dismissal_by,
+                # the pending dismisser is checked on its own; the others stand aside
+                deciders - {case.pending_dismissal_by or ""},
+                bool(appeal_open),
             )
             effect = decide(facts, DecisionInput(parsed, principal.id, principal.role, reasons))
             now = utcnow()
