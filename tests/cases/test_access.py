@@ -22,13 +22,25 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
     ("post", "/v1/items/i1/views", Permission.REGISTRY_WRITE, {"view_count": 1}),
     ("get", "/v1/cases", Permission.CASES_READ, None),
     ("get", "/v1/cases/{case}", Permission.CASES_READ, None),
-    ("post", "/v1/cases/{case}/decisions", Permission.CASES_DECIDE,
-     {"outcome": "needs_info", "reasons": "Need the full video to decide."}),
-    ("post", "/v1/cases/{case}/appeals", Permission.UPLOADER_APPEAL,
-     {"reason": "This is my own holiday photo."}),
+    (
+        "post",
+        "/v1/cases/{case}/decisions",
+        Permission.CASES_DECIDE,
+        {"outcome": "needs_info", "reasons": "Need the full video to decide."},
+    ),
+    (
+        "post",
+        "/v1/cases/{case}/appeals",
+        Permission.UPLOADER_APPEAL,
+        {"reason": "This is my own holiday photo."},
+    ),
     ("get", "/v1/users", Permission.USERS_ADMIN, None),
-    ("post", "/v1/users", Permission.USERS_ADMIN,
-     {"username": "new-user", "password": PASSWORD, "role": "legal"}),
+    (
+        "post",
+        "/v1/users",
+        Permission.USERS_ADMIN,
+        {"username": "new-user", "password": PASSWORD, "role": "legal"},
+    ),
 ]
 
 
@@ -37,9 +49,16 @@ def case_id(rt: Runtime, client) -> str:
     from takedown.services.registry import ItemInput
 
     rt.registry.upsert_item(ItemInput("i1", account_id="a1"), actor="t")
-    r = client.post("/v1/reports", json={
-        "category": "csam", "reporter_role": "user", "item_ids": ["i1"],
-        "explanation": "Looks like abuse material.", "good_faith": True})
+    r = client.post(
+        "/v1/reports",
+        json={
+            "category": "csam",
+            "reporter_role": "user",
+            "item_ids": ["i1"],
+            "explanation": "Looks like abuse material.",
+            "good_faith": True,
+        },
+    )
     return str(r.json()["case_number"])
 
 
@@ -53,10 +72,16 @@ def test_role_by_endpoint_matrix(rt: Runtime, client, case_id: str, role: str):
         r = getattr(client, method)(url, headers=headers, **kwargs)
         if permission in allowed:
             assert r.status_code < 400 or r.json()["code"] not in (
-                "forbidden", "unauthenticated"), (role, method, url, r.text)
+                "forbidden",
+                "unauthenticated",
+            ), (role, method, url, r.text)
         else:
             assert r.status_code == 403 and r.json()["code"] == "forbidden", (
-                role, method, url, r.text)
+                role,
+                method,
+                url,
+                r.text,
+            )
         if r.status_code >= 500:
             pytest.fail(f"{role} {method} {url}: {r.text}")
 
@@ -70,8 +95,11 @@ def test_every_endpoint_refuses_anonymous_callers(client, case_id: str):
 
 def test_api_keys_never_decide_cases(rt: Runtime, client, case_id: str):
     _, key = rt.api_keys.create("robot", ["admin"], actor="t")
-    r = client.post(f"/v1/cases/{case_id}/decisions", headers={"Authorization": f"Bearer {key}"},
-                    json={"outcome": "no_violation", "reasons": "automated dismissal"})
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"outcome": "no_violation", "reasons": "automated dismissal"},
+    )
     assert r.status_code == 403
 
 
@@ -97,8 +125,11 @@ def test_sign_in_tokens_expire_and_can_be_revoked(rt: Runtime, client):
 
 def test_user_administration(rt: Runtime, client):
     admin = user_headers(rt, "root-admin", "admin")
-    r = client.post("/v1/users", headers=admin, json={
-        "username": "Bo", "password": PASSWORD, "role": "child_safety_specialist"})
+    r = client.post(
+        "/v1/users",
+        headers=admin,
+        json={"username": "Bo", "password": PASSWORD, "role": "child_safety_specialist"},
+    )
     assert r.status_code == 201 and r.json()["username"] == "bo"
     user_id = r.json()["id"]
     for body, code in (

@@ -8,9 +8,13 @@ from takedown.runtime import Runtime
 from takedown.store.models import AuditEvent, ItemViews, OutboxMessage
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 
-ITEM = {"account_id": "acc-1", "url": "https://social.example/p/1", "monetized": True,
-        "view_count": 5, "media": [{"sha256": "ab" * 32, "md5": "cd" * 16,
-                                     "pdq": "f0" * 32, "pdq_quality": 90}]}
+ITEM = {
+    "account_id": "acc-1",
+    "url": "https://social.example/p/1",
+    "monetized": True,
+    "view_count": 5,
+    "media": [{"sha256": "ab" * 32, "md5": "cd" * 16, "pdq": "f0" * 32, "pdq_quality": 90}],
+}
 
 
 def _count(rt: Runtime, model) -> int:
@@ -57,10 +61,21 @@ def test_registry_errors(rt: Runtime, client):
 
 def test_a_bank_match_marked_restrict_first_opens_a_restricted_case(rt: Runtime, client, auth):
     p = platform_headers(rt)
-    client.post("/v1/banks", headers=auth, json={
-        "name": "ncmec", "source": "ncmec", "match_action": "block", "restrict_on_match": True})
-    client.post("/v1/banks/ncmec/entries", headers=auth,
-                json={"entries": [{"signal_type": "md5", "value": "cd" * 16}]})
+    client.post(
+        "/v1/banks",
+        headers=auth,
+        json={
+            "name": "ncmec",
+            "source": "ncmec",
+            "match_action": "block",
+            "restrict_on_match": True,
+        },
+    )
+    client.post(
+        "/v1/banks/ncmec/entries",
+        headers=auth,
+        json={"entries": [{"signal_type": "md5", "value": "cd" * 16}]},
+    )
     r = client.put("/v1/items/i1", json=ITEM, headers=p).json()
     assert r["verdict"] == "block" and r["matched_banks"] == ["ncmec"]
     assert r["visibility"] == "restricted" and len(r["cases"]) == 1
@@ -72,8 +87,9 @@ def test_a_bank_match_marked_restrict_first_opens_a_restricted_case(rt: Runtime,
 
 def test_an_item_registered_later_at_a_reported_url_joins_and_is_restricted(rt, client):
     p = platform_headers(rt)
-    receipt = client.post("/v1/reports", json=parent_report(
-        [], urls=["https://social.example/p/1"])).json()
+    receipt = client.post(
+        "/v1/reports", json=parent_report([], urls=["https://social.example/p/1"])
+    ).json()
     assert receipt["restricted_items"] == 0 and receipt["status"] == "received"
     r = client.put("/v1/items/i1", json=ITEM, headers=p).json()
     assert r["cases"] == [receipt["case_number"]] and r["visibility"] == "restricted"
@@ -82,8 +98,10 @@ def test_an_item_registered_later_at_a_reported_url_joins_and_is_restricted(rt, 
     assert r.json()["visibility"] == "restricted"
     with rt.sessions() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 2
-    status = client.post("/v1/reports/status", json={
-        "case_number": receipt["case_number"], "token": receipt["status_token"]}).json()
+    status = client.post(
+        "/v1/reports/status",
+        json={"case_number": receipt["case_number"], "token": receipt["status_token"]},
+    ).json()
     assert status["status"] == "content_restricted" and status["content_restricted"]
 
 

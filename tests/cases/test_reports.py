@@ -7,9 +7,15 @@ import pytest
 from takedown.runtime import Runtime
 from tests.cases.helpers import platform_headers
 
-BASE = {"category": "other", "reporter_role": "user", "urls": ["https://social.example/p/1"],
-        "explanation": "Spam with a phishing link.", "good_faith": True,
-        "reporter_name": "Ann Example", "reporter_email": "ann@example.org"}
+BASE = {
+    "category": "other",
+    "reporter_role": "user",
+    "urls": ["https://social.example/p/1"],
+    "explanation": "Spam with a phishing link.",
+    "good_faith": True,
+    "reporter_name": "Ann Example",
+    "reporter_email": "ann@example.org",
+}
 
 
 def _post(client, **changes):
@@ -17,21 +23,29 @@ def _post(client, **changes):
     return client.post("/v1/reports", json={k: v for k, v in body.items() if v is not ...})
 
 
-@pytest.mark.parametrize("changes,code", [
-    ({"category": "gossip"}, "unknown_category"),
-    ({"reporter_role": "neighbour"}, "unknown_reporter_role"),
-    ({"reporter_role": "trusted_flagger"}, "channel_key_required"),
-    ({"reporter_role": "law_enforcement"}, "channel_key_required"),
-    ({"urls": [], "item_ids": []}, "location_required"),
-    ({"urls": ["javascript:alert(1)"]}, "invalid_url"),
-    ({"urls": [f"https://x.example/{i}" for i in range(60)],
-      "item_ids": [str(i) for i in range(60)]}, "too_many_locations"),
-    ({"explanation": "   "}, "explanation_required"),
-    ({"good_faith": False}, "good_faith_required"),
-    ({"reporter_name": None}, "contact_required"),
-    ({"reporter_email": "not-an-address"}, "invalid_email"),
-    ({"reporter_name": "x" * 300}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "changes,code",
+    [
+        ({"category": "gossip"}, "unknown_category"),
+        ({"reporter_role": "neighbour"}, "unknown_reporter_role"),
+        ({"reporter_role": "trusted_flagger"}, "channel_key_required"),
+        ({"reporter_role": "law_enforcement"}, "channel_key_required"),
+        ({"urls": [], "item_ids": []}, "location_required"),
+        ({"urls": ["javascript:alert(1)"]}, "invalid_url"),
+        (
+            {
+                "urls": [f"https://x.example/{i}" for i in range(60)],
+                "item_ids": [str(i) for i in range(60)],
+            },
+            "too_many_locations",
+        ),
+        ({"explanation": "   "}, "explanation_required"),
+        ({"good_faith": False}, "good_faith_required"),
+        ({"reporter_name": None}, "contact_required"),
+        ({"reporter_email": "not-an-address"}, "invalid_email"),
+        ({"reporter_name": "x" * 300}, "invalid_request"),
+    ],
+)
 def test_invalid_reports_are_refused_with_a_code(client, changes, code):
     r = _post(client, **changes)
     assert r.status_code == 422, r.text
@@ -65,21 +79,37 @@ def test_a_removal_request_for_intimate_imagery_must_be_complete(client):
     body = r.json()
     assert body["code"] == "takedown_request_incomplete"
     assert len(body["details"]["missing"]) == 2  # signature and non-consent statement
-    r = _post(client, category="ncii", reporter_role="person_depicted", signature="Ann Example",
-              not_consensual=True)
+    r = _post(
+        client,
+        category="ncii",
+        reporter_role="person_depicted",
+        signature="Ann Example",
+        not_consensual=True,
+    )
     assert r.status_code == 201 and r.json()["takedown_request"] is True
-    r = _post(client, category="ncii", reporter_role="parent_guardian", signature="Bo Example",
-              not_consensual=True)
+    r = _post(
+        client,
+        category="ncii",
+        reporter_role="parent_guardian",
+        signature="Bo Example",
+        not_consensual=True,
+    )
     assert r.json()["code"] == "takedown_request_incomplete"  # must say they are authorised
 
 
 def test_a_valid_takedown_request_starts_the_48_hour_clock_and_restricts(rt: Runtime, client):
     from takedown.services.registry import ItemInput
 
-    rt.registry.upsert_item(ItemInput("pic-1", account_id="ex", url="https://social.example/p/1"),
-                            actor="t")
-    r = _post(client, category="ncii", reporter_role="person_depicted", signature="Ann Example",
-              not_consensual=True)
+    rt.registry.upsert_item(
+        ItemInput("pic-1", account_id="ex", url="https://social.example/p/1"), actor="t"
+    )
+    r = _post(
+        client,
+        category="ncii",
+        reporter_role="person_depicted",
+        signature="Ann Example",
+        not_consensual=True,
+    )
     assert r.status_code == 201 and r.json()["restricted_items"] == 1
     moderator = _user(rt, "legal-1", "legal")
     case = client.get(f"/v1/cases/{r.json()['case_number']}", headers=moderator).json()
@@ -93,21 +123,30 @@ def test_a_valid_takedown_request_starts_the_48_hour_clock_and_restricts(rt: Run
 
 def test_trusted_flaggers_report_with_their_key(rt: Runtime, client):
     _, key = rt.api_keys.create("hotline", ["report:trusted_flagger"], actor="t")
-    r = client.post("/v1/reports", headers={"Authorization": f"Bearer {key}"}, json={
-        **BASE, "reporter_role": "trusted_flagger", "category": "csam"})
+    r = client.post(
+        "/v1/reports",
+        headers={"Authorization": f"Bearer {key}"},
+        json={**BASE, "reporter_role": "trusted_flagger", "category": "csam"},
+    )
     assert r.status_code == 201
-    r = client.post("/v1/reports", headers=platform_headers(rt), json={
-        **BASE, "reporter_role": "law_enforcement"})
+    r = client.post(
+        "/v1/reports",
+        headers=platform_headers(rt),
+        json={**BASE, "reporter_role": "law_enforcement"},
+    )
     assert r.json()["code"] == "channel_key_required"
 
 
 def test_report_status_needs_the_right_token(client):
     receipt = _post(client).json()
-    r = client.post("/v1/reports/status", json={"case_number": receipt["case_number"],
-                                                 "token": "wrong"})
+    r = client.post(
+        "/v1/reports/status", json={"case_number": receipt["case_number"], "token": "wrong"}
+    )
     assert r.status_code == 404 and r.json()["code"] == "report_not_found"
-    r = client.post("/v1/reports/status", json={"case_number": receipt["case_number"],
-                                                 "token": receipt["status_token"]})
+    r = client.post(
+        "/v1/reports/status",
+        json={"case_number": receipt["case_number"], "token": receipt["status_token"]},
+    )
     assert r.status_code == 200 and r.json()["status"] == "received"
 
 

@@ -9,12 +9,14 @@ from takedown.matching.hamming import (
     bytes_to_hex,
     hex_to_bytes_array,
 )
+from takedown.matching.mih import MultiIndexHammingIndex
 
 __all__ = [
     "PDQ_BITS",
     "PDQ_BYTES",
     "BruteForceHammingIndex",
     "HammingIndex",
+    "MultiIndexHammingIndex",
     "SearchResult",
     "bytes_to_hex",
     "hex_to_bytes_array",

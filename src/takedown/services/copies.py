@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from takedown.services.follower import IndexFollower
 from takedown.store.models import Item, ItemMedia, Media
 
-_CHUNK = 900  # below SQLite's default limit on bound parameters per statement
+_CHUNK = 5_000  # ids per IN list: well below SQLite (32,766) and PostgreSQL (65,535) limits
 MAX_ROUNDS = 20
 PDQ_RADIUS = 31  # the field's threshold for "the same picture"
 PDQ_QUALITY_FLOOR = 50

@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from takedown.matching import BruteForceHammingIndex, HammingIndex, SearchResult, hex_to_bytes_array
+from takedown.matching import HammingIndex, MultiIndexHammingIndex, SearchResult, hex_to_bytes_array
 from takedown.store.db import unit_of_work
 
 _SYNC_BATCH = 100_000
@@ -40,7 +40,9 @@ class IndexFollower:
     ) -> None:
         self._sessions = sessions
         self._sql = text(rows_sql)
-        self._index: HammingIndex = index or BruteForceHammingIndex()
+        # Multi-index hashing: exact, ~0.1 ms per query at a million hashes, adds
+        # visible at once (see matching/mih.py).
+        self._index: HammingIndex = index or MultiIndexHammingIndex()
         self._cursor = 0
         self._lock = threading.Lock()
         self._sync_interval_s = sync_interval_s
