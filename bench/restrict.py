@@ -34,19 +34,47 @@ RESULTS = Path(__file__).parent / "results"
 def _populate(rt, copies: int) -> None:  # type: ignore[no-untyped-def]
     now = utcnow()
     with rt.sessions.begin() as s:
-        s.execute(insert(Account), [{"public_id": new_id(), "platform_id": f"acc-{i}",
-                                     "flagged": i == 0, "created_at": now, "updated_at": now}
-                                    for i in range(copies)])
+        s.execute(
+            insert(Account),
+            [
+                {
+                    "public_id": new_id(),
+                    "platform_id": f"acc-{i}",
+                    "flagged": i == 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(copies)
+            ],
+        )
         ids = dict(s.execute(select(Account.platform_id, Account.id)).all())
-        rows = [{"public_id": new_id(), "platform_id": "video-1", "account_id": ids["acc-0"],
-                 "url": "https://social.example/p/video-1", "monetized": True,
-                 "view_count": 167_000, "registered_at": now, "updated_at": now}]
-        rows += [{"public_id": new_id(), "platform_id": f"repost-{i}",
-                  "account_id": ids[f"acc-{i}"], "reposts_platform_id": "video-1",
-                  "monetized": True, "view_count": 75, "registered_at": now,
-                  "updated_at": now} for i in range(1, copies)]
+        rows = [
+            {
+                "public_id": new_id(),
+                "platform_id": "video-1",
+                "account_id": ids["acc-0"],
+                "url": "https://social.example/p/video-1",
+                "monetized": True,
+                "view_count": 167_000,
+                "registered_at": now,
+                "updated_at": now,
+            }
+        ]
+        rows += [
+            {
+                "public_id": new_id(),
+                "platform_id": f"repost-{i}",
+                "account_id": ids[f"acc-{i}"],
+                "reposts_platform_id": "video-1",
+                "monetized": True,
+                "view_count": 75,
+                "registered_at": now,
+                "updated_at": now,
+            }
+            for i in range(1, copies)
+        ]
         for start in range(0, len(rows), 10_000):
-            s.execute(insert(Item), rows[start:start + 10_000])
+            s.execute(insert(Item), rows[start : start + 10_000])
 
 
 def run(copies: int, database_url: str | None) -> dict[str, object]:
@@ -57,35 +85,57 @@ def run(copies: int, database_url: str | None) -> dict[str, object]:
         setup_s = time.perf_counter() - t0
         client = TestClient(create_app(rt))
         t0 = time.perf_counter()
-        r = client.post("/v1/reports", json={
-            "category": "csam", "reporter_role": "parent_guardian", "item_ids": ["video-1"],
-            "explanation": "This video shows my son; he was 13.", "good_faith": True})
+        r = client.post(
+            "/v1/reports",
+            json={
+                "category": "csam",
+                "reporter_role": "parent_guardian",
+                "item_ids": ["video-1"],
+                "explanation": "This video shows my son; he was 13.",
+                "good_faith": True,
+            },
+        )
         elapsed = time.perf_counter() - t0
         assert r.status_code == 201, r.text
         body = r.json()
         with rt.sessions() as s:
-            visible = s.scalar(select(func.count()).select_from(Item)
-                               .where(Item.visibility == "visible"))
+            visible = s.scalar(
+                select(func.count()).select_from(Item).where(Item.visibility == "visible")
+            )
             outbox = s.scalar(select(func.count()).select_from(OutboxMessage))
         rt.close()
     assert body["restricted_items"] == copies and visible == 0 and outbox == copies
-    return {"copies": copies, "report_to_all_restricted_s": round(elapsed, 3),
-            "per_copy_ms": round(elapsed * 1000 / copies, 4), "setup_s": round(setup_s, 1),
-            "restricted": body["restricted_items"], "outbox_rows": outbox}
+    return {
+        "copies": copies,
+        "report_to_all_restricted_s": round(elapsed, 3),
+        "per_copy_ms": round(elapsed * 1000 / copies, 4),
+        "setup_s": round(setup_s, 1),
+        "restricted": body["restricted_items"],
+        "outbox_rows": outbox,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--copies", type=int, nargs="+", default=[2_224, 100_000])
-    ap.add_argument("--database-url", default=None,
-                    help="PostgreSQL URL of an EMPTY, migrated database (default: SQLite)")
+    ap.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL of an EMPTY, migrated database (default: SQLite)",
+    )
     args = ap.parse_args()
     if args.database_url:
-        print("PostgreSQL runs need an empty database per size; use SQLite or pass one "
-              "size at a time.", file=sys.stderr)
+        print(
+            "PostgreSQL runs need an empty database per size; use SQLite or pass one "
+            "size at a time.",
+            file=sys.stderr,
+        )
     runs = [run(n, args.database_url) for n in args.copies]
-    result = {"benchmark": "report to every copy restricted (one request, one transaction)",
-              "database": "postgresql" if args.database_url else "sqlite", "runs": runs}
+    result = {
+        "benchmark": "report to every copy restricted (one request, one transaction)",
+        "database": "postgresql" if args.database_url else "sqlite",
+        "runs": runs,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "restrict.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -97,3 +97,14 @@ def test_user_create_and_list(cli_env, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "invalid_username" in r.output or "invalid_role" in r.output
     r = runner.invoke(app, ["user", "list"])
     assert "admin" in r.stdout and "mod" in r.stdout
+
+
+def test_outbox_commands_and_worker_without_config(cli_env):
+    r = runner.invoke(app, ["outbox", "list"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["outbox", "list", "--state", "lost"])
+    assert r.exit_code == 2 and "invalid_state" in r.output
+    r = runner.invoke(app, ["outbox", "redeliver", "01NOSUCH"])
+    assert r.exit_code == 2 and "outbox_not_found" in r.output
+    r = runner.invoke(app, ["worker"])
+    assert r.exit_code == 2 and "nothing to do" in r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -498,6 +499,73 @@ def key_revoke(key_id: str) -> None:
     except TakedownError as exc:
         raise _fail(exc) from None
     out.print(f"revoked {key_id}")
+
+
+# -- background work -----------------------------------------------------------------
+@app.command()
+def worker() -> None:
+    """Deliver the platform's actions (webhooks) and reporter mail until stopped.
+
+    `takedown serve` does this itself; run separate workers (several are safe on
+    PostgreSQL) when the API runs on many processes."""
+    import signal
+    import threading
+
+    from takedown.services.delivery import start_delivery_worker
+    from takedown.services.mail import start_mail_worker
+
+    rt = _runtime()
+    workers = [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
+    if not workers:
+        err.print(
+            "[yellow]nothing to do:[/yellow] set TAKEDOWN_WEBHOOK_URL and/or TAKEDOWN_SMTP_HOST"
+        )
+        raise typer.Exit(code=2)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out.print(f"delivering ({len(workers)} worker thread(s)); Ctrl-C to stop")
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    for w in workers:
+        w.stop()
+
+
+outbox_app = typer.Typer(
+    help="Actions for the platform: deliveries and dead letters.", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    state: Annotated[
+        str | None, typer.Option(help="pending, delivering, acknowledged, dead_letter")
+    ] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+) -> None:
+    """Recent actions and their delivery state."""
+    rt = _runtime()
+    try:
+        rows = rt.outbox.list(state=state, limit=limit)
+    except TakedownError as exc:
+        raise _fail(exc) from None
+    table = Table("id", "topic", "target", "state", "attempts", "last error")
+    for r in rows:
+        table.add_row(
+            r.id, r.topic, r.target_id, r.state, str(r.attempts), (r.last_error or "")[:60]
+        )
+    out.print(table)
+    out.print(", ".join(f"{k}: {v}" for k, v in sorted(rt.outbox.counts().items())))
+
+
+@outbox_app.command("redeliver")
+def outbox_redeliver(outbox_id: str) -> None:
+    """Queue a dead-lettered action again."""
+    try:
+        _runtime().outbox.redeliver(outbox_id, actor=CLI_ACTOR)
+    except TakedownError as exc:
+        raise _fail(exc) from None
+    out.print(f"queued {outbox_id} again")
 
 
 # -- users ---------------------------------------------------------------------------

@@ -74,6 +74,22 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(
         default=5, gt=0, description="How often the mail worker looks for mail to send, in s."
     )
+    webhook_url: str | None = Field(
+        default=None, description="The platform's endpoint for actions (restrict, remove…)."
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="Shared secret for webhook signatures (or a file below)."
+    )
+    webhook_secret_file: Path | None = Field(
+        default=None, description="File holding the webhook secret."
+    )
+    webhook_timeout_s: float = Field(default=10, gt=0, description="Webhook HTTP timeout.")
+    webhook_give_up_hours: float = Field(
+        default=72, ge=72, description="Retry an action this long before dead-lettering it."
+    )
+    delivery_poll_seconds: float = Field(
+        default=2, gt=0, description="How often due actions are delivered."
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."
     )
@@ -85,6 +101,19 @@ class Settings(BaseSettings):
             "processes; 0 checks before every query."
         ),
     )
+
+    def webhook_secret_value(self) -> str:
+        """The webhook secret from the environment or its file; refuses to run without."""
+        if self.webhook_secret_file is not None:
+            secret = self.webhook_secret_file.read_text(encoding="utf-8").strip()
+        else:
+            secret = self.webhook_secret or ""
+        if len(secret) < 16:
+            raise ValueError(
+                "TAKEDOWN_WEBHOOK_URL is set but the webhook secret is missing or shorter "
+                "than 16 characters (TAKEDOWN_WEBHOOK_SECRET or TAKEDOWN_WEBHOOK_SECRET_FILE)."
+            )
+        return secret
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
 from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.delivery import OutboxService
 from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
@@ -44,6 +45,7 @@ class Runtime:
     users: UserService
     cases: CaseService
     registry: RegistryService
+    outbox: OutboxService
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -92,4 +94,5 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
         cases=cases,
         registry=RegistryService(sessions, matcher, cases, limits),
+        outbox=OutboxService(sessions),
     )

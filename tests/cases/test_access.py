@@ -35,6 +35,8 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
         {"reason": "This is my own holiday photo."},
     ),
     ("get", "/v1/users", Permission.USERS_ADMIN, None),
+    ("get", "/v1/outbox", Permission.OUTBOX_ADMIN, None),
+    ("post", "/v1/outbox/01NOSUCH/redeliver", Permission.OUTBOX_ADMIN, None),
     (
         "post",
         "/v1/users",

@@ -10,9 +10,10 @@ from fastapi import APIRouter, FastAPI
 from takedown import __version__
 from takedown.api.errors import install_error_handlers
 from takedown.api.limits import BodyLimitMiddleware
-from takedown.api.routes import banks, cases, health, registry, reports, screen, users
+from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
+from takedown.services.delivery import start_delivery_worker
 from takedown.services.mail import start_mail_worker
 from takedown.web import public
 
@@ -33,14 +34,16 @@ _ERRORS = {
 def create_app(rt: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Background work that belongs to a serving process: reporter mail delivery
-        # (nothing starts when no SMTP server is configured).
-        worker = start_mail_worker(rt)
+        # Background work that belongs to a serving process: reporter mail and the
+        # platform's actions (each starts only when its server is configured).
+        mail = start_mail_worker(rt)
+        delivery = start_delivery_worker(rt)
         try:
             yield
         finally:
-            if worker is not None:
-                worker.stop()
+            for worker in (mail, delivery):
+                if worker is not None:
+                    worker.stop()
 
     app = FastAPI(
         title="Takedown API",
@@ -64,6 +67,7 @@ def create_app(rt: Runtime) -> FastAPI:
     v1.include_router(reports.router)
     v1.include_router(cases.router)
     v1.include_router(users.router)
+    v1.include_router(outbox.router)
     app.include_router(v1)
     app.include_router(public.router)  # the public report and status pages (HTML)
     install_error_handlers(app)

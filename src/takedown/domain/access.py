@@ -24,6 +24,7 @@ class Permission(StrEnum):
     CASES_DECIDE = "cases:decide"
     REPORTER_IDENTITY = "reporters:identity"  # see who reported (legal, admin)
     USERS_ADMIN = "users:admin"
+    OUTBOX_ADMIN = "outbox:admin"  # see deliveries, redeliver dead letters
 
 
 ALL = frozenset(Permission)

@@ -338,7 +338,11 @@ class OutboxMessage(Base):
     that caused it; delivered (webhooks, retries) by a separate worker."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next", "state", "next_attempt_at"),
+        # Order per target: "is there an earlier undelivered action for this item?"
+        Index("ix_outbox_target_order", "target_type", "target_platform_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
@@ -352,6 +356,9 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MailMessage(Base):
