@@ -282,3 +282,59 @@ def test_earlier_deciders_stand_aside_in_an_appeals_second_review():
         decide(waiting, _d(Outcome.NO_VIOLATION, user="u1", role=UserRole.CHILD_SAFETY_SPECIALIST))
     ok = decide(waiting, _d(Outcome.NO_VIOLATION, user="u4", role=UserRole.CHILD_SAFETY_SPECIALIST))
     assert ok.effective
+
+
+def test_every_action_carries_a_statement_of_reasons(rt: Runtime, client):
+    import json
+
+    from sqlalchemy import select
+
+    from takedown.store.models import OutboxMessage
+
+    rt.registry.upsert_item(ItemInput("pic-9", account_id="acc"), actor="t")
+    receipt = client.post(
+        "/v1/reports",
+        json={
+            "category": "csam",
+            "reporter_role": "user",
+            "item_ids": ["pic-9"],
+            "explanation": "Abuse material.",
+            "good_faith": True,
+        },
+    ).json()
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    client.post(
+        f"/v1/cases/{receipt['case_number']}/decisions",
+        headers=spec,
+        json={"outcome": "violation", "policy": "csam", "reasons": "A minor is depicted here."},
+    )
+    with rt.sessions() as s:
+        payloads = [
+            json.loads(p)
+            for p in s.scalars(select(OutboxMessage.payload).order_by(OutboxMessage.id))
+        ]
+    restrict, remove = (p["statement_of_reasons"] for p in payloads)
+    for sor in (restrict, remove):
+        assert set(sor) >= {
+            "measure",
+            "territorial_scope",
+            "duration",
+            "facts",
+            "automated_detection",
+            "automated_decision",
+            "ground",
+            "redress",
+        }
+        assert sor["ground_type"] == "illegal_content" and "appeal" in sor["redress"]
+    assert restrict["automated_decision"] == "fully" and "review" in restrict["measure"]
+    assert remove["automated_decision"] == "not_automated"
+    assert "A minor is depicted here." in remove["facts"]
+
+
+def test_statements_for_other_content_use_the_terms():
+    from takedown.domain.statements import statement_for
+
+    sor = statement_for("restore", {Category.OTHER}, reason="no_violation", policy="spam")
+    assert sor.ground_type == "incompatible_content" and "spam" in sor.ground
+    sor = statement_for("restrict", {Category.NCII}, reason="hash_match")
+    assert sor.automated_detection and "hash match" in sor.facts

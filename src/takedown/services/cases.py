@@ -41,6 +41,7 @@ from takedown.domain.reports import (
     ValidReport,
     validate_report,
 )
+from takedown.domain.statements import statement_for
 from takedown.domain.triage import (
     TAKE_IT_DOWN_WINDOW,
     Clock,
@@ -424,6 +425,17 @@ class CaseService:
     ) -> int:
         if not ids:
             return 0
+        action = topic.split(".", 1)[1]
+        # The statement of reasons (DSA art. 17) travels with every action, for the
+        # platform to pass on to the owner of the content; it is the same for all copies.
+        statement = statement_for(
+            action,
+            _categories(case),
+            reason=why,
+            decision_reasons=case.public_reasons if action != "restrict" else None,
+            policy=case.outcome_policy,
+            hash_match=bool(case.hash_sources),
+        ).to_dict()
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):
             s.execute(
@@ -445,11 +457,12 @@ class CaseService:
                     "case_id": case.id,
                     "payload": json.dumps(
                         {
-                            "action": topic.split(".", 1)[1],
+                            "action": action,
                             "item_id": pid,
                             "case": case.public_id,
                             "reason": why,
                             "monetization": "paused" if paused else "resumed",
+                            "statement_of_reasons": statement,
                         }
                     ),
                     "state": "pending",
