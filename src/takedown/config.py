@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         default=True,
         description="Restrict at once on a valid TAKE IT DOWN request (intimate imagery).",
     )
+    suspend_on_minor_safety: bool = Field(
+        default=True,
+        description="Suspend at once an account that posted confirmed minor-safety material.",
+    )
+    ncii_strikes_to_suspend: int = Field(
+        default=2, ge=1,
+        description="Confirmed intimate-imagery violations before suspension (the ones "
+        "before it are warnings, DSA art. 23).",
+    )
     report_rate_limit_per_hour: int = Field(
         default=20, ge=1, description="Public report form submissions per address per hour."
     )

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
+from takedown.domain.enforcement import AccountPolicy
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
@@ -76,6 +77,10 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             restrict_first_minor_safety=settings.restrict_first_minor_safety,
             restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
             public_base_url=settings.public_base_url,
+            accounts=AccountPolicy(
+                suspend_on_minor_safety=settings.suspend_on_minor_safety,
+                ncii_strikes_to_suspend=settings.ncii_strikes_to_suspend,
+            ),
         ),
     )
     return Runtime(

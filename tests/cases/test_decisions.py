@@ -311,7 +311,11 @@ def test_every_action_carries_a_statement_of_reasons(rt: Runtime, client):
     with rt.sessions() as s:
         payloads = [
             json.loads(p)
-            for p in s.scalars(select(OutboxMessage.payload).order_by(OutboxMessage.id))
+            for p in s.scalars(
+                select(OutboxMessage.payload)
+                .where(OutboxMessage.target_type == "item")
+                .order_by(OutboxMessage.id)
+            )
         ]
     restrict, remove = (p["statement_of_reasons"] for p in payloads)
     for sor in (restrict, remove):
@@ -338,3 +342,73 @@ def test_statements_for_other_content_use_the_terms():
     assert sor.ground_type == "incompatible_content" and "spam" in sor.ground
     sor = statement_for("restrict", {Category.NCII}, reason="hash_match")
     assert sor.automated_detection and "hash match" in sor.facts
+
+
+def _confirm(rt: Runtime, client, item: str, category: str, spec: dict[str, str]) -> str:
+    r = client.post(
+        "/v1/reports",
+        json={
+            "category": category,
+            "reporter_role": "user",
+            "item_ids": [item],
+            "explanation": "Reported content.",
+            "good_faith": True,
+            "reporter_name": "Ann",
+            "reporter_email": "ann@example.org",
+        },
+    )
+    case_id = r.json()["case_number"]
+    r = client.post(
+        f"/v1/cases/{case_id}/decisions",
+        headers=spec,
+        json={"outcome": "violation", "policy": category, "reasons": "Confirmed on review."},
+    )
+    assert r.status_code == 201, r.text
+    return case_id
+
+
+def test_minor_safety_suspends_and_queues_the_accounts_other_items(rt: Runtime, client):
+    from sqlalchemy import select
+
+    from takedown.store.models import Account, Case, CaseItem, Item
+
+    for i in ("x1", "x2", "x3"):
+        rt.registry.upsert_item(ItemInput(i, account_id="poster"), actor="t")
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    case_id = _confirm(rt, client, "x1", "csam", spec)
+    with rt.sessions() as s:
+        assert s.scalar(select(Account.status).where(Account.platform_id == "poster")) == (
+            "suspended"
+        )
+        sweep = s.execute(
+            select(Case.public_id, Case.state, Item.platform_id, CaseItem.reason)
+            .join(CaseItem, CaseItem.case_id == Case.id)
+            .join(Item, Item.id == CaseItem.item_id)
+            .where(Case.public_id != case_id)
+        ).all()
+    assert {(row[2], row[3]) for row in sweep} == {("x2", "same_account"), ("x3", "same_account")}
+    assert {row[1] for row in sweep} == {"open"}
+
+
+def test_ncii_warns_first_then_suspends(rt: Runtime, client):
+    import json
+
+    from sqlalchemy import select
+
+    from takedown.store.models import Account, OutboxMessage
+
+    for i in ("n1", "n2"):
+        rt.registry.upsert_item(ItemInput(i, account_id="sharer"), actor="t")
+    mod = user_headers(rt, "mod", "moderator")
+    _confirm(rt, client, "n1", "ncii", mod)
+    with rt.sessions() as s:
+        assert s.scalar(select(Account.status).where(Account.platform_id == "sharer")) == ("active")
+        warn = s.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.topic == "account.warn")
+        ).one()
+    assert json.loads(warn)["statement_of_reasons"]["ground"].endswith("(DSA art. 23).")
+    _confirm(rt, client, "n2", "ncii", mod)
+    with rt.sessions() as s:
+        assert s.scalar(select(Account.status).where(Account.platform_id == "sharer")) == (
+            "suspended"
+        )

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from takedown.runtime import Runtime
 from takedown.services.registry import AccountInput, ItemInput, MediaInput
-from takedown.store.models import CaseItem, Item, OutboxMessage
+from takedown.store.models import Account, CaseItem, Item, OutboxMessage
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 from tests.conftest import standin_bytes
 
@@ -186,6 +186,43 @@ def test_the_mission_case(rt: Runtime, client):
             .where(Item.platform_id == "reupload-1")
         ).one()
     assert reason == "pdq" and 0 < distance <= 31  # a near-duplicate, not the same bytes
+
+    # The posting accounts are suspended (minor safety), the platform is told, and the
+    # flagged account's other items are queued for checking.
+    r = client.put(
+        "/v1/items/other-by-trafficker", json={"account_id": "trafficker-1"}, headers=platform
+    )
+    with rt.sessions() as s:
+        assert (
+            s.scalar(select(Account.status).where(Account.platform_id == "trafficker-1"))
+            == "suspended"
+        )
+        suspends = s.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.topic == "account.suspend")
+        )
+    assert suspends == REPOSTS + 1
+
+    # Re-uploads are blocked at upload: the media went into the platform's own bank…
+    admin = user_headers(rt, "root", "admin")
+    body = client.post(
+        "/v1/screen", files={"file": ("re.jpg", buf.getvalue())}, headers=platform
+    ).json()
+    assert body["verdict"] == "block" and body["matches"][0]["bank"] == "own-confirmed"
+    assert body["matches"][0]["source_id"] == case_id
+    # …and disabling those entries (a false positive) lets such uploads through again.
+    entries = client.get("/v1/banks/own-confirmed/entries", headers=admin).json()["entries"]
+    for e in entries:
+        client.patch(
+            f"/v1/entries/{e['id']}",
+            headers=admin,
+            json={"enabled": False, "reason": "false positive (test)"},
+        )
+    body = client.post(
+        "/v1/screen", files={"file": ("re.jpg", buf.getvalue())}, headers=platform
+    ).json()
+    assert body["verdict"] == "allow"
 
 
 def test_an_unfounded_report_is_lifted_only_by_a_specialist(rt: Runtime, client):

@@ -32,6 +32,7 @@ from takedown.domain.cases import (
     check_appeal,
     decide,
 )
+from takedown.domain.enforcement import AccountPolicy
 from takedown.domain.reports import (
     AUTHENTICATED_ROLES,
     MINOR_SAFETY,
@@ -53,6 +54,7 @@ from takedown.errors import Forbidden, InvalidRequest, NotFound
 from takedown.ids import new_id, utcnow
 from takedown.services.audit import record, record_many
 from takedown.services.copies import Copy, CopyFinder, chunks
+from takedown.services.enforcement import apply_account_measures, bank_confirmed_media
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
@@ -86,6 +88,7 @@ class CasePolicy:
     restrict_first_minor_safety: bool = True
     restrict_first_takedown_requests: bool = True
     public_base_url: str = "http://127.0.0.1:8000"
+    accounts: AccountPolicy = field(default_factory=AccountPolicy)
 
 
 @dataclass(frozen=True)
@@ -479,34 +482,28 @@ class CaseService:
         return len(pids)
 
     def _apply_effect(
-        self, s: Session, case: Case, effect: ItemEffect, actor: str, now: datetime
+        self,
+        s: Session,
+        case: Case,
+        effect: ItemEffect,
+        actor: str,
+        now: datetime,
+        decision_id: str = "",
     ) -> None:
         if effect is ItemEffect.REMOVE:
             removed = set(self._case_item_ids(s, case, visibility="removed"))
-            ids = [i for i in self._case_item_ids(s, case) if i not in removed]
+            all_ids = self._case_item_ids(s, case)
+            ids = [i for i in all_ids if i not in removed]
             self._set_items(
                 s, case, ids, "removed", True, "item.remove", actor, "confirmed_violation", now
             )
-            self._count_violation(s, case)
+            # Re-uploads are blocked: the media go into the platform's own bank.
+            bank_confirmed_media(s, case, all_ids, actor, decision_id)
+            apply_account_measures(s, case, all_ids, actor, self._policy.accounts, now)
         else:
             ids = self._case_item_ids(s, case, visibility="restricted")
             self._set_items(
                 s, case, ids, "visible", False, "item.restore", actor, "no_violation", now
-            )
-
-    def _count_violation(self, s: Session, case: Case) -> None:
-        accounts: set[int] = set()
-        for part in chunks(self._case_item_ids(s, case)):
-            accounts.update(
-                a
-                for a in s.scalars(select(Item.account_id).where(Item.id.in_(part)))
-                if a is not None
-            )
-        for part in chunks(sorted(accounts)):
-            s.execute(
-                update(Account)
-                .where(Account.id.in_(part))
-                .values(confirmed_violations=Account.confirmed_violations + 1)
             )
 
     # -- copies that appear later (called by the registry) ----------------------------
@@ -755,7 +752,8 @@ class CaseService:
                     .values(decided_at=now)
                 )
             if effect.effect is not None:
-                self._apply_effect(s, case, effect.effect, principal.actor, now)
+                s.flush()  # the decision's public id, for provenance
+                self._apply_effect(s, case, effect.effect, principal.actor, now, row.public_id)
             case.updated_at = now
             s.flush()
             record(

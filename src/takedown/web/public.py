@@ -503,3 +503,40 @@ async def stylesheet() -> Response:
         media_type="text/css; charset=utf-8",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"},
     )
+
+
+# -- the scripts that hash an image on the reporter's device ----------------------------------
+# Only these files are served (no path from the URL ever reaches the filesystem).
+SCRIPT_NAMES = frozenset({"hash-worker.js", "md5.js", "pdq.js"})
+# A Web Worker's CSP comes from its own script's response, not from the page. These scripts
+# may import one another ('self') and nothing else; default-src 'none' leaves them no way to
+# fetch, post or open a socket, so the image the worker reads cannot leave the device
+# through it.
+SCRIPT_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+SCRIPT_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": SCRIPT_CONTENT_SECURITY_POLICY,
+    # No personal data here, but the three files must not be mixed across versions:
+    # revalidate on every use.
+    "Cache-Control": "no-cache",
+}
+
+
+@cache
+def _script(name: str) -> bytes:
+    return (Path(__file__).parent / "static" / "js" / name).read_bytes()
+
+
+@router.get("/assets/js/{name}")
+async def script(name: str) -> Response:
+    """The browser-side hashing scripts (ES modules, see docs/browser-hashing.md)."""
+    if name not in SCRIPT_NAMES:
+        return Response(
+            "Not found", status_code=404, media_type="text/plain", headers=SECURITY_HEADERS
+        )
+    return Response(
+        _script(name), media_type="text/javascript; charset=utf-8", headers=SCRIPT_HEADERS
+    )

@@ -1,0 +1,218 @@
+"""After a confirmed violation: re-upload blocking and account measures.
+
+Called inside the decision's transaction, so the bank entries, account states and the
+platform's account actions are written together with the decision or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from takedown.domain.banks import MatchAction
+from takedown.domain.enforcement import AccountMeasure, AccountPolicy, measure_for
+from takedown.domain.hashlists import HashRecord
+from takedown.domain.reports import Category
+from takedown.domain.statements import REDRESS
+from takedown.ids import new_id
+from takedown.services.audit import record
+from takedown.services.banks import _insert_records
+from takedown.services.copies import chunks
+from takedown.store.models import (
+    Account,
+    Bank,
+    Case,
+    CaseItem,
+    Item,
+    ItemMedia,
+    Media,
+    OutboxMessage,
+)
+
+OWN_BANK = "own-confirmed"
+PDQ_QUALITY_FLOOR = 50
+
+
+def own_bank(s: Session, actor: str) -> Bank:
+    """The platform's bank of its own confirmed material, created on first use."""
+    bank = s.scalars(select(Bank).where(Bank.name == OWN_BANK)).first()
+    if bank is None:
+        bank = Bank(
+            name=OWN_BANK,
+            description="Media confirmed by this platform's own "
+            "reviewers; uploads matching them are blocked.",
+            source="own",
+            match_action=MatchAction.BLOCK.value,
+            pdq_threshold=31,
+            pdq_quality_floor=PDQ_QUALITY_FLOOR,
+            restrict_on_match=True,
+            created_by=actor,
+        )
+        s.add(bank)
+        s.flush()
+        record(s, actor, "bank.created", "bank", bank.public_id, {"name": OWN_BANK})
+    return bank
+
+
+def bank_confirmed_media(
+    s: Session, case: Case, item_ids: Sequence[int], actor: str, decision_id: str
+) -> int:
+    """Every media file of the case's copies into the own bank, with the case as
+    provenance. Disabling such an entry (a false positive) lets uploads through again."""
+    media: set[int] = set()
+    for part in chunks(list(item_ids)):
+        media.update(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id.in_(part))))
+    rows: list[tuple[str, str | None, str | None, int | None]] = []
+    for part in chunks(sorted(media)):
+        rows += s.execute(
+            select(Media.sha256, Media.md5, Media.pdq, Media.pdq_quality).where(Media.id.in_(part))
+        ).all()
+    if not rows:
+        return 0
+    category = case.categories.split(",")[0] or None
+    note = f"confirmed by decision {decision_id}"
+    records: list[HashRecord] = []
+    for sha, md5, pdq, quality in rows:
+        records.append(HashRecord("sha256", sha, None, "own", case.public_id, category, note))
+        if md5:
+            records.append(HashRecord("md5", md5, None, "own", case.public_id, category, note))
+        if pdq and (quality is None or quality >= PDQ_QUALITY_FLOOR):
+            records.append(HashRecord("pdq", pdq, quality, "own", case.public_id, category, note))
+    result = _insert_records(s, own_bank(s, actor), records, actor, None)
+    return result.added
+
+
+def apply_account_measures(
+    s: Session,
+    case: Case,
+    item_ids: Sequence[int],
+    actor: str,
+    policy: AccountPolicy,
+    now: datetime,
+) -> dict[str, str]:
+    """Strike, warn or suspend each posting account; returns account id -> measure.
+    Suspended accounts' other items are queued for checking in a case of their own."""
+    accounts: set[int] = set()
+    for part in chunks(list(item_ids)):
+        accounts.update(
+            a for a in s.scalars(select(Item.account_id).where(Item.id.in_(part))) if a is not None
+        )
+    categories = {Category(c) for c in case.categories.split(",") if c}
+    taken: dict[str, str] = {}
+    outbox = []
+    for part in chunks(sorted(accounts)):
+        for acc in s.scalars(select(Account).where(Account.id.in_(part))):
+            acc.confirmed_violations += 1
+            measure = measure_for(categories, acc.confirmed_violations, acc.status, policy)
+            if measure is AccountMeasure.NONE:
+                continue
+            if measure is AccountMeasure.SUSPEND:
+                acc.status = "suspended"
+            acc.updated_at = now
+            taken[acc.platform_id] = measure.value
+            outbox.append(_account_action(acc, measure, case, now))
+    for part in chunks(outbox, 5000):  # type: ignore[arg-type]
+        s.execute(insert(OutboxMessage), part)
+    for platform_id, done_measure in taken.items():
+        record(
+            s, actor, f"account.{done_measure}", "account", platform_id, {"case": case.public_id}
+        )
+    suspended = [pid for pid, m in taken.items() if m == AccountMeasure.SUSPEND.value]
+    if suspended:
+        _queue_other_items(s, case, suspended, set(item_ids), actor, now)
+    return taken
+
+
+def _account_action(
+    acc: Account, measure: AccountMeasure, case: Case, now: datetime
+) -> dict[str, object]:
+    key = new_id()
+    statement = {
+        "measure": "Account suspended."
+        if measure is AccountMeasure.SUSPEND
+        else "Warning: a further violation of this kind will suspend the account.",
+        "territorial_scope": "Worldwide.",
+        "duration": "Until reviewed on appeal."
+        if measure is AccountMeasure.SUSPEND
+        else "Not applicable.",
+        "facts": f"Content posted by this account was confirmed as violating (case "
+        f"{case.public_id}); strikes: {acc.confirmed_violations}.",
+        "automated_detection": False,
+        "automated_decision": "partially",  # a person confirmed; the rule applied the measure
+        "ground": "The platform's repeat-violation policy (DSA art. 23).",
+        "ground_type": "incompatible_content",
+        "redress": REDRESS,
+    }
+    return {
+        "public_id": key,
+        "idempotency_key": key,
+        "topic": f"account.{measure.value}",
+        "target_type": "account",
+        "target_platform_id": acc.platform_id,
+        "case_id": case.id,
+        "payload": json.dumps(
+            {
+                "action": measure.value,
+                "account_id": acc.platform_id,
+                "case": case.public_id,
+                "strikes": acc.confirmed_violations,
+                "statement_of_reasons": statement,
+            }
+        ),
+        "state": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+
+
+def _queue_other_items(
+    s: Session, case: Case, account_pids: list[str], done: set[int], actor: str, now: datetime
+) -> None:
+    """One case per suspended account holding its other items, open for a reviewer."""
+    for pid in account_pids:
+        others = [
+            i
+            for i in s.scalars(
+                select(Item.id)
+                .join(Account, Account.id == Item.account_id)
+                .where(Account.platform_id == pid)
+            )
+            if i not in done
+        ]
+        if not others:
+            continue
+        sweep = Case(
+            state="open",
+            categories=case.categories,
+            minor_safety=case.minor_safety,
+            opened_at=now,
+            updated_at=now,
+            decision_due_at=case.decision_due_at,
+        )
+        s.add(sweep)
+        s.flush()
+        s.execute(
+            insert(CaseItem),
+            [
+                {"case_id": sweep.id, "item_id": i, "reason": "same_account", "added_at": now}
+                for i in others
+            ],
+        )
+        record(
+            s,
+            actor,
+            "case.opened",
+            "case",
+            sweep.public_id,
+            {
+                "reason": "account_sweep",
+                "account": pid,
+                "from_case": case.public_id,
+                "items": len(others),
+            },
+        )
