@@ -98,16 +98,28 @@ def run(copies: int, database_url: str | None) -> dict[str, object]:
         elapsed = time.perf_counter() - t0
         assert r.status_code == 201, r.text
         body = r.json()
-        with rt.sessions() as s:
+        # A specialist confirms: every copy removed, media banked, accounts acted on.
+        from takedown.domain.access import Principal
+        from takedown.domain.cases import UserRole
+
+        specialist = Principal("user", "bench-specialist", "bench", frozenset(),
+                               UserRole.CHILD_SAFETY_SPECIALIST)
+        t0 = time.perf_counter()
+        rt.cases.decide(body["case_number"], outcome="violation", policy="csam",
+                        reasons="Confirmed on review (benchmark).", principal=specialist)
+        decide_s = time.perf_counter() - t0
+        with rt.sessions() as s:  # after the decision every copy is removed
             visible = s.scalar(
                 select(func.count()).select_from(Item).where(Item.visibility == "visible")
             )
             outbox = s.scalar(select(func.count()).select_from(OutboxMessage))
         rt.close()
-    assert body["restricted_items"] == copies and visible == 0 and outbox == copies
+    # copies restrict + copies remove + one suspension per posting account
+    assert body["restricted_items"] == copies and visible == 0 and outbox == 3 * copies
     return {
         "copies": copies,
         "report_to_all_restricted_s": round(elapsed, 3),
+        "decision_to_all_actions_planned_s": round(decide_s, 3),
         "per_copy_ms": round(elapsed * 1000 / copies, 4),
         "setup_s": round(setup_s, 1),
         "restricted": body["restricted_items"],

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         description="Suspend at once an account that posted confirmed minor-safety material.",
     )
     ncii_strikes_to_suspend: int = Field(
-        default=2, ge=1,
+        default=2,
+        ge=1,
         description="Confirmed intimate-imagery violations before suspension (the ones "
         "before it are warnings, DSA art. 23).",
     )

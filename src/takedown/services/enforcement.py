@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from takedown.domain.banks import MatchAction
@@ -19,7 +19,7 @@ from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS
 from takedown.ids import new_id
-from takedown.services.audit import record
+from takedown.services.audit import record, record_many
 from takedown.services.banks import _insert_records
 from takedown.services.copies import chunks
 from takedown.store.models import (
@@ -104,31 +104,44 @@ def apply_account_measures(
     categories = {Category(c) for c in case.categories.split(",") if c}
     taken: dict[str, str] = {}
     outbox = []
+    to_suspend: list[int] = []
+    # In bulk (a case of 100,000 copies may involve 100,000 accounts): one UPDATE for the
+    # strikes, one read, one UPDATE for the suspensions, per chunk.
     for part in chunks(sorted(accounts)):
-        for acc in s.scalars(select(Account).where(Account.id.in_(part))):
-            acc.confirmed_violations += 1
-            measure = measure_for(categories, acc.confirmed_violations, acc.status, policy)
+        s.execute(
+            update(Account)
+            .where(Account.id.in_(part))
+            .values(confirmed_violations=Account.confirmed_violations + 1, updated_at=now)
+        )
+        for acc_id, pid, strikes, status in s.execute(
+            select(
+                Account.id, Account.platform_id, Account.confirmed_violations, Account.status
+            ).where(Account.id.in_(part))
+        ).all():
+            measure = measure_for(categories, strikes, status, policy)
             if measure is AccountMeasure.NONE:
                 continue
             if measure is AccountMeasure.SUSPEND:
-                acc.status = "suspended"
-            acc.updated_at = now
-            taken[acc.platform_id] = measure.value
-            outbox.append(_account_action(acc, measure, case, now))
+                to_suspend.append(acc_id)
+            taken[pid] = measure.value
+            outbox.append(_account_action(pid, strikes, measure, case, now))
+    for part in chunks(to_suspend):
+        s.execute(update(Account).where(Account.id.in_(part)).values(status="suspended"))
     for part in chunks(outbox, 5000):  # type: ignore[arg-type]
         s.execute(insert(OutboxMessage), part)
+    by_measure: dict[str, list[str]] = {}
     for platform_id, done_measure in taken.items():
-        record(
-            s, actor, f"account.{done_measure}", "account", platform_id, {"case": case.public_id}
-        )
-    suspended = [pid for pid, m in taken.items() if m == AccountMeasure.SUSPEND.value]
+        by_measure.setdefault(done_measure, []).append(platform_id)
+    for done_measure, pids in by_measure.items():
+        record_many(s, actor, f"account.{done_measure}", "account", pids, {"case": case.public_id})
+    suspended = by_measure.get(AccountMeasure.SUSPEND.value, [])
     if suspended:
         _queue_other_items(s, case, suspended, set(item_ids), actor, now)
     return taken
 
 
 def _account_action(
-    acc: Account, measure: AccountMeasure, case: Case, now: datetime
+    platform_id: str, strikes: int, measure: AccountMeasure, case: Case, now: datetime
 ) -> dict[str, object]:
     key = new_id()
     statement = {
@@ -140,7 +153,7 @@ def _account_action(
         if measure is AccountMeasure.SUSPEND
         else "Not applicable.",
         "facts": f"Content posted by this account was confirmed as violating (case "
-        f"{case.public_id}); strikes: {acc.confirmed_violations}.",
+        f"{case.public_id}); strikes: {strikes}.",
         "automated_detection": False,
         "automated_decision": "partially",  # a person confirmed; the rule applied the measure
         "ground": "The platform's repeat-violation policy (DSA art. 23).",
@@ -152,14 +165,14 @@ def _account_action(
         "idempotency_key": key,
         "topic": f"account.{measure.value}",
         "target_type": "account",
-        "target_platform_id": acc.platform_id,
+        "target_platform_id": platform_id,
         "case_id": case.id,
         "payload": json.dumps(
             {
                 "action": measure.value,
-                "account_id": acc.platform_id,
+                "account_id": platform_id,
                 "case": case.public_id,
-                "strikes": acc.confirmed_violations,
+                "strikes": strikes,
                 "statement_of_reasons": statement,
             }
         ),
@@ -173,19 +186,18 @@ def _account_action(
 def _queue_other_items(
     s: Session, case: Case, account_pids: list[str], done: set[int], actor: str, now: datetime
 ) -> None:
-    """One case per suspended account holding its other items, open for a reviewer."""
-    for pid in account_pids:
-        others = [
-            i
-            for i in s.scalars(
-                select(Item.id)
-                .join(Account, Account.id == Item.account_id)
-                .where(Account.platform_id == pid)
-            )
-            if i not in done
-        ]
-        if not others:
-            continue
+    """One case per suspended account holding its other items, open for a reviewer.
+    Queried in batches: a case of 100,000 copies may suspend 100,000 accounts."""
+    others: dict[str, list[int]] = {}
+    for part in chunks(account_pids):
+        for item_id, pid in s.execute(
+            select(Item.id, Account.platform_id)
+            .join(Account, Account.id == Item.account_id)
+            .where(Account.platform_id.in_(part))
+        ).all():
+            if item_id not in done:
+                others.setdefault(pid, []).append(item_id)
+    for pid, items in others.items():
         sweep = Case(
             state="open",
             categories=case.categories,
@@ -200,7 +212,7 @@ def _queue_other_items(
             insert(CaseItem),
             [
                 {"case_id": sweep.id, "item_id": i, "reason": "same_account", "added_at": now}
-                for i in others
+                for i in items
             ],
         )
         record(
@@ -213,6 +225,6 @@ def _queue_other_items(
                 "reason": "account_sweep",
                 "account": pid,
                 "from_case": case.public_id,
-                "items": len(others),
+                "items": len(items),
             },
         )
