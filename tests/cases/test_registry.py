@@ -116,3 +116,33 @@ def test_views_are_recorded_and_raise_priority(rt: Runtime, client):
     after = client.get(f"/v1/cases/{receipt['case_number']}", headers=spec).json()
     assert after["priority"] > before["priority"]
     assert after["views_since_first_report"] == 50_000 - 5
+
+
+def test_reported_intimate_imagery_stops_earning_while_under_review(rt: Runtime, client):
+    p = platform_headers(rt)
+    client.put("/v1/items/i1", json=ITEM, headers=p)
+    r = client.post(
+        "/v1/reports",
+        json={
+            "category": "ncii",
+            "reporter_role": "user",
+            "item_ids": ["i1"],
+            "explanation": "Shared without consent.",
+            "good_faith": True,
+            "reporter_name": "Ann",
+            "reporter_email": "ann@example.org",
+        },
+    ).json()
+    assert r["restricted_items"] == 0
+    item = client.get("/v1/items/i1", headers=p).json()
+    assert item["visibility"] == "visible" and item["monetization_paused"] is True
+    with rt.sessions() as s:
+        topics = list(s.scalars(select(OutboxMessage.topic)))
+    assert topics == ["item.demonetize"]
+    mod = user_headers(rt, "mod", "moderator")
+    client.post(
+        f"/v1/cases/{r['case_number']}/decisions",
+        headers=mod,
+        json={"outcome": "no_violation", "reasons": "Not intimate imagery at all."},
+    )
+    assert client.get("/v1/items/i1", headers=p).json()["monetization_paused"] is False

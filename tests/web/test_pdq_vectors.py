@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -388,7 +388,7 @@ console.log("{}");
 
 
 def _exif(orientation: int, big_endian: bool) -> bytes:
-    order = "big" if big_endian else "little"
+    order: Literal["big", "little"] = "big" if big_endian else "little"
     tiff = (b"MM\x00*" if big_endian else b"II*\x00") + (8).to_bytes(4, order)
     entry = (
         (0x0112).to_bytes(2, order)

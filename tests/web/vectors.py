@@ -23,8 +23,6 @@ Each vector records:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import struct
 import zlib
@@ -357,10 +355,6 @@ def load_vectors() -> list[dict[str, Any]]:
     return vectors
 
 
-def md5_of(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def main() -> None:
     VECTOR_DIR.mkdir(exist_ok=True)
     specs = corpus()
@@ -392,15 +386,6 @@ def main() -> None:
     print(
         f"{len(vectors)} vectors, {total:,d} bytes -> {JSON_PATH.relative_to(HERE.parent.parent)}"
     )
-
-
-def decoded_bytes(data: bytes) -> bytes:
-    """Helper for tests: the server's reference pixels as raw RGB bytes."""
-    return np.ascontiguousarray(decode_reference(data)).tobytes()
-
-
-def open_image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def statement_for(
         )
         duration = "Until the review decides; you will receive the decision."
         automated = "fully"  # restrict-first applies automatically to such reports
+    elif action == "demonetize":
+        measure = "Monetization paused while the content is reviewed; it stays visible."
+        duration = "Until the review decides; you will receive the decision."
+        automated = "fully"
     elif action == "remove":
         measure = "Content removed and monetization stopped."
         duration = "Permanent, unless reversed on appeal."

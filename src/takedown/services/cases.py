@@ -35,6 +35,7 @@ from takedown.domain.cases import (
 from takedown.domain.enforcement import AccountPolicy
 from takedown.domain.reports import (
     AUTHENTICATED_ROLES,
+    INTIMATE_IMAGERY,
     MINOR_SAFETY,
     Category,
     ReporterRole,
@@ -290,6 +291,10 @@ class CaseService:
             restricted = 0
             if self._restrict_first(valid) and case.outcome != Outcome.VIOLATION.value:
                 restricted = self._restrict(s, case, actor, "restrict_first", now)
+            elif valid.category in INTIMATE_IMAGERY and case.outcome is None:
+                # Not hidden yet (e.g. a bystander's report of intimate imagery), but
+                # nobody should earn from it while it is reviewed.
+                self._demonetize(s, case, actor, now)
             self._refresh_priority(s, case, now)
             status = PUBLIC_STATUS[CaseState(case.state)]
             self._mail(s, case, [report], "received", now)
@@ -408,6 +413,23 @@ class CaseService:
                 case.restricted_at = now
         return changed
 
+    def _demonetize(self, s: Session, case: Case, actor: str, now: datetime) -> int:
+        """Monetization off on every visible, still monetized copy; one action each."""
+        unpaid = set(self._paused_ids(s, case, paused=False))
+        ids = [i for i in self._case_item_ids(s, case, visibility="visible") if i in unpaid]
+        return self._set_items(
+            s, case, ids, "visible", True, "item.demonetize", actor, "under_review", now
+        )
+
+    def _paused_ids(self, s: Session, case: Case, *, paused: bool) -> list[int]:
+        return list(
+            s.scalars(
+                select(CaseItem.item_id)
+                .join(Item, Item.id == CaseItem.item_id)
+                .where(CaseItem.case_id == case.id, Item.monetization_paused.is_(paused))
+            )
+        )
+
     def _case_item_ids(self, s: Session, case: Case, *, visibility: str | None = None) -> list[int]:
         stmt = select(CaseItem.item_id).where(CaseItem.case_id == case.id)
         if visibility is not None:
@@ -501,7 +523,10 @@ class CaseService:
             bank_confirmed_media(s, case, all_ids, actor, decision_id)
             apply_account_measures(s, case, all_ids, actor, self._policy.accounts, now)
         else:
+            paused = set(self._paused_ids(s, case, paused=True))
             ids = self._case_item_ids(s, case, visibility="restricted")
+            # Demonetized-only copies get their monetization back too.
+            ids += [i for i in self._case_item_ids(s, case, visibility="visible") if i in paused]
             self._set_items(
                 s, case, ids, "visible", False, "item.restore", actor, "no_violation", now
             )
