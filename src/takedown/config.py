@@ -72,6 +72,16 @@ class Settings(BaseSettings):
         description="Confirmed intimate-imagery violations before suspension (the ones "
         "before it are warnings, DSA art. 23).",
     )
+    unfounded_reports_to_warn: int = Field(
+        default=2, ge=1, description="Manifestly unfounded reports before a reporter is warned."
+    )
+    unfounded_reports_to_limit: int = Field(
+        default=3,
+        ge=1,
+        description="Manifestly unfounded reports (after the warning) before a reporter's "
+        "reports stop hiding content before review.",
+    )
+    unfounded_limit_days: int = Field(default=30, ge=1, description="How long a limit lasts.")
     report_rate_limit_per_hour: int = Field(
         default=20, ge=1, description="Public report form submissions per address per hour."
     )

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
-from takedown.domain.enforcement import AccountPolicy
+from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
@@ -80,6 +80,11 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             accounts=AccountPolicy(
                 suspend_on_minor_safety=settings.suspend_on_minor_safety,
                 ncii_strikes_to_suspend=settings.ncii_strikes_to_suspend,
+            ),
+            reporters=ReporterPolicy(
+                warn_after=settings.unfounded_reports_to_warn,
+                limit_after=settings.unfounded_reports_to_limit,
+                limit_days=settings.unfounded_limit_days,
             ),
         ),
     )

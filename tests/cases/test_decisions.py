@@ -412,3 +412,64 @@ def test_ncii_warns_first_then_suspends(rt: Runtime, client):
         assert s.scalar(select(Account.status).where(Account.platform_id == "sharer")) == (
             "suspended"
         )
+
+
+def test_manifestly_unfounded_reporters_are_warned_then_limited(rt: Runtime, client):
+    from sqlalchemy import select
+
+    from takedown.store.models import AuditEvent, MailMessage
+
+    mod = user_headers(rt, "mod", "moderator")
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    body = {
+        "category": "csam",
+        "reporter_role": "user",
+        "explanation": "Abuse material.",
+        "good_faith": True,
+        "reporter_email": "Troll@Example.org",
+    }
+
+    def unfounded_report(n: int) -> dict:
+        rt.registry.upsert_item(ItemInput(f"cat-{n}", account_id=f"owner-{n}"), actor="t")
+        r = client.post("/v1/reports", json={**body, "item_ids": [f"cat-{n}"]}).json()
+        case_id = r["case_number"]
+        client.post(
+            f"/v1/cases/{case_id}/decisions",
+            headers=mod,
+            json={"outcome": "no_violation", "reasons": "A photo of a cat, obviously."},
+        )
+        d = client.post(
+            f"/v1/cases/{case_id}/decisions",
+            headers=spec,
+            json={
+                "outcome": "no_violation",
+                "reasons": "Agreed: a cat, nothing else.",
+                "manifestly_unfounded": True,
+            },
+        )
+        assert d.status_code == 201, d.text
+        return r
+
+    assert unfounded_report(1)["restricted_items"] == 1
+    assert unfounded_report(2)["restricted_items"] == 1  # the second one warns
+    assert unfounded_report(3)["restricted_items"] == 1  # the third one limits
+    # Now the reporter's reports are still received and reviewed, but hide nothing first.
+    rt.registry.upsert_item(ItemInput("cat-4", account_id="owner-4"), actor="t")
+    r = client.post("/v1/reports", json={**body, "item_ids": ["cat-4"]})
+    assert r.status_code == 201 and r.json()["restricted_items"] == 0
+    with rt.sessions() as s:
+        actions = set(s.scalars(select(AuditEvent.action)))
+        subjects = set(s.scalars(select(MailMessage.subject)))
+    assert {"reporter.warn", "reporter.limit", "report.from_limited_reporter"} <= actions
+    assert {"About your reports", "Your reports are limited"} <= subjects
+    r = client.post(
+        f"/v1/cases/{r.json()['case_number']}/decisions",
+        headers=mod,
+        json={
+            "outcome": "violation",
+            "policy": "csam",
+            "reasons": "Not unfounded this time.",
+            "manifestly_unfounded": True,
+        },
+    )
+    assert r.status_code == 422 and r.json()["code"] == "invalid_request"

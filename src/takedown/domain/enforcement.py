@@ -41,3 +41,31 @@ def measure_for(
             return AccountMeasure.SUSPEND
         return AccountMeasure.WARN
     return AccountMeasure.NONE
+
+
+class ReporterMeasure(StrEnum):
+    NONE = "none"
+    WARN = "warn"
+    LIMIT = "limit"
+
+
+@dataclass(frozen=True)
+class ReporterPolicy:
+    """DSA Art. 23(2): after a warning, suspend the processing of notices from those who
+    frequently submit manifestly unfounded ones. We never drop a report (it might be
+    real): a limited reporter's reports are still reviewed, but no longer hide content
+    before review and no longer raise the priority by the reporter's role."""
+
+    warn_after: int = 2
+    limit_after: int = 3
+    limit_days: int = 30
+
+
+def reporter_measure(
+    unfounded: int, already_warned: bool, policy: ReporterPolicy
+) -> ReporterMeasure:
+    if unfounded >= policy.limit_after and already_warned:
+        return ReporterMeasure.LIMIT
+    if unfounded >= policy.warn_after and not already_warned:
+        return ReporterMeasure.WARN
+    return ReporterMeasure.NONE

@@ -32,7 +32,7 @@ from takedown.domain.cases import (
     check_appeal,
     decide,
 )
-from takedown.domain.enforcement import AccountPolicy
+from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.domain.reports import (
     AUTHENTICATED_ROLES,
     INTIMATE_IMAGERY,
@@ -55,7 +55,13 @@ from takedown.errors import Forbidden, InvalidRequest, NotFound
 from takedown.ids import new_id, utcnow
 from takedown.services.audit import record, record_many
 from takedown.services.copies import Copy, CopyFinder, chunks
-from takedown.services.enforcement import apply_account_measures, bank_confirmed_media
+from takedown.services.enforcement import (
+    apply_account_measures,
+    bank_confirmed_media,
+    count_unfounded,
+    is_limited,
+    reporter_key,
+)
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
@@ -90,6 +96,7 @@ class CasePolicy:
     restrict_first_takedown_requests: bool = True
     public_base_url: str = "http://127.0.0.1:8000"
     accounts: AccountPolicy = field(default_factory=AccountPolicy)
+    reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
 
 
 @dataclass(frozen=True)
@@ -269,6 +276,11 @@ class CaseService:
                 takedown_request=valid.takedown_request,
                 status_token_hash=_token_hash(token),
                 received_at=now,
+                from_limited_reporter=is_limited(
+                    s,
+                    reporter_key(principal.actor if principal else None, valid.reporter_email),
+                    now,
+                ),
             )
             s.add(report)
             s.flush()
@@ -289,7 +301,17 @@ class CaseService:
             before = PUBLIC_STATUS[CaseState(case.state)]
             self._apply_report(s, case, valid, now)
             restricted = 0
-            if self._restrict_first(valid) and case.outcome != Outcome.VIOLATION.value:
+            if report.from_limited_reporter:
+                # DSA art. 23(2): reviewed like any report, but it hides nothing first.
+                record(
+                    s,
+                    actor,
+                    "report.from_limited_reporter",
+                    "case",
+                    case.public_id,
+                    {"report": report.public_id},
+                )
+            elif self._restrict_first(valid) and case.outcome != Outcome.VIOLATION.value:
                 restricted = self._restrict(s, case, actor, "restrict_first", now)
             elif valid.category in INTIMATE_IMAGERY and case.outcome is None:
                 # Not hidden yet (e.g. a bystander's report of intimate imagery), but
@@ -663,7 +685,11 @@ class CaseService:
 
     def _refresh_priority(self, s: Session, case: Case, now: datetime) -> None:
         reports = s.execute(
-            select(Report.category, Report.reporter_role).where(Report.case_id == case.id)
+            select(Report.category, Report.reporter_role).where(
+                Report.case_id == case.id,
+                # A limited reporter's role no longer raises the priority (DSA art. 23).
+                Report.from_limited_reporter.is_(False),
+            )
         ).all()
         accounts = s.execute(
             select(Account.confirmed_violations, Account.flagged)
@@ -710,9 +736,15 @@ class CaseService:
         principal: Principal,
         policy: str | None = None,
         internal_note: str | None = None,
+        manifestly_unfounded: bool = False,
     ) -> DecisionView:
         if principal.kind != "user" or principal.role is None:
             raise Forbidden("Cases are decided by people, not API keys.", code="forbidden")
+        if manifestly_unfounded and outcome != Outcome.NO_VIOLATION.value:
+            raise InvalidRequest(
+                "Only a 'no_violation' decision can find the reports manifestly unfounded.",
+                code="invalid_request",
+            )
         try:
             parsed = Outcome(outcome)
         except ValueError:
@@ -750,6 +782,7 @@ class CaseService:
                 policy=policy,
                 reasons=reasons.strip(),
                 internal_note=internal_note,
+                manifestly_unfounded=manifestly_unfounded,
                 user_id=principal.id,
                 user_role=principal.role.value,
                 effective=effect.effective,
@@ -779,6 +812,19 @@ class CaseService:
             if effect.effect is not None:
                 s.flush()  # the decision's public id, for provenance
                 self._apply_effect(s, case, effect.effect, principal.actor, now, row.public_id)
+            if (
+                effect.effective
+                and parsed is Outcome.NO_VIOLATION
+                and (
+                    manifestly_unfounded
+                    or s.scalar(
+                        select(func.count())
+                        .select_from(Decision)
+                        .where(Decision.case_id == case.id, Decision.manifestly_unfounded.is_(True))
+                    )
+                )
+            ):
+                count_unfounded(s, case, principal.actor, self._policy.reporters, now)
             case.updated_at = now
             s.flush()
             record(

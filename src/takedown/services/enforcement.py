@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from takedown.domain.banks import MatchAction
-from takedown.domain.enforcement import AccountMeasure, AccountPolicy, measure_for
+from takedown.domain.enforcement import (
+    AccountMeasure,
+    AccountPolicy,
+    ReporterMeasure,
+    ReporterPolicy,
+    measure_for,
+    reporter_measure,
+)
 from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS
@@ -29,8 +36,11 @@ from takedown.store.models import (
     CaseItem,
     Item,
     ItemMedia,
+    MailMessage,
     Media,
     OutboxMessage,
+    Report,
+    ReporterStanding,
 )
 
 OWN_BANK = "own-confirmed"
@@ -228,3 +238,85 @@ def _queue_other_items(
                 "items": len(items),
             },
         )
+
+
+def reporter_key(submitted_by: str | None, email: str | None) -> str | None:
+    """What identifies a reporter across reports; None for anonymous reporters."""
+    if submitted_by:
+        return submitted_by
+    if email:
+        return "email:" + email.strip().lower()
+    return None
+
+
+def is_limited(s: Session, key: str | None, now: datetime) -> bool:
+    if key is None:
+        return False
+    until = s.scalar(
+        select(ReporterStanding.limited_until).where(ReporterStanding.reporter_key == key)
+    )
+    return until is not None and until > now
+
+
+def count_unfounded(
+    s: Session, case: Case, actor: str, policy: ReporterPolicy, now: datetime
+) -> dict[str, str]:
+    """A manifestly unfounded outcome counts against each identifiable reporter of the
+    case; returns reporter key -> measure taken (warn or limit)."""
+    taken: dict[str, str] = {}
+    for report in s.scalars(select(Report).where(Report.case_id == case.id)):
+        key = reporter_key(report.submitted_by, report.reporter_email)
+        if key is None or key in taken:
+            continue
+        standing = s.scalars(
+            select(ReporterStanding).where(ReporterStanding.reporter_key == key)
+        ).first()
+        if standing is None:
+            standing = ReporterStanding(reporter_key=key, unfounded=0)
+            s.add(standing)
+        standing.unfounded += 1
+        standing.updated_at = now
+        measure = reporter_measure(standing.unfounded, standing.warned_at is not None, policy)
+        if measure is ReporterMeasure.WARN:
+            standing.warned_at = now
+        elif measure is ReporterMeasure.LIMIT:
+            standing.limited_until = now + timedelta(days=policy.limit_days)
+        else:
+            continue
+        taken[key] = measure.value
+        record(
+            s,
+            actor,
+            f"reporter.{measure.value}",
+            "reporter",
+            key,
+            {"case": case.public_id, "unfounded": standing.unfounded},
+        )
+        if report.reporter_email:
+            s.add(
+                MailMessage(
+                    to_address=report.reporter_email,
+                    subject="About your reports"
+                    if measure is ReporterMeasure.WARN
+                    else "Your reports are limited",
+                    body=_reporter_mail(measure, policy),
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+            )
+    return taken
+
+
+def _reporter_mail(measure: ReporterMeasure, policy: ReporterPolicy) -> str:
+    if measure is ReporterMeasure.WARN:
+        return (
+            "Several of your recent reports were found, on review, to be manifestly "
+            "unfounded. Please report only content you believe in good faith to be "
+            "illegal or harmful. If this continues, your reports will no longer hide "
+            "content before it is reviewed."
+        )
+    return (
+        f"Because your reports were repeatedly found manifestly unfounded, for "
+        f"{policy.limit_days} days they will still be reviewed but will no longer hide "
+        "content before review. You can contest this through an appeal."
+    )

@@ -299,6 +299,8 @@ class Report(Base):
     good_faith: Mapped[bool] = mapped_column(Boolean)
     not_consensual: Mapped[bool] = mapped_column(Boolean)
     takedown_request: Mapped[bool] = mapped_column(Boolean)
+    # The reporter's standing was limited when this came in: no restrict-first.
+    from_limited_reporter: Mapped[bool] = mapped_column(Boolean, default=False)
     status_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -315,6 +317,7 @@ class Decision(Base):
     policy: Mapped[str | None] = mapped_column(String(100), nullable=True)
     reasons: Mapped[str] = mapped_column(Text)
     internal_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    manifestly_unfounded: Mapped[bool] = mapped_column(Boolean, default=False)
     user_id: Mapped[str] = mapped_column(String(26))
     user_role: Mapped[str] = mapped_column(String(32))
     effective: Mapped[bool] = mapped_column(Boolean)
@@ -412,3 +415,19 @@ class UserToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReporterStanding(Base):
+    """How often a reporter's notices were manifestly unfounded (DSA Art. 23(2)).
+
+    Keyed by what identifies a reporter across reports: a channel's API key name, or the
+    email address a reporter gave (lower-cased). Anonymous reports have no standing."""
+
+    __tablename__ = "reporter_standing"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reporter_key: Mapped[str] = mapped_column(String(400), unique=True)
+    unfounded: Mapped[int] = mapped_column(Integer, default=0)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -22,6 +22,11 @@ class DecisionIn(BaseModel):
     reasons: str = Field(
         max_length=5000, description="Written reasons, shown to the reporter and the uploader."
     )
+    manifestly_unfounded: bool = Field(
+        False,
+        description="With no_violation: the reports were manifestly unfounded (counts "
+        "against their reporters, DSA art. 23).",
+    )
     internal_note: str | None = Field(
         None, max_length=5000, description="For reviewers only; never shown outside."
     )
@@ -80,6 +85,7 @@ def decide_case(
         principal=p,
         policy=body.policy,
         internal_note=body.internal_note,
+        manifestly_unfounded=body.manifestly_unfounded,
     )
 
 
