@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default=True,
         description="Suspend at once an account that posted confirmed minor-safety material.",
     )
+    minor_safety_strikes_to_terminate: int = Field(
+        default=2,
+        ge=1,
+        description="Confirmed minor-safety violations at which an account is terminated.",
+    )
     ncii_strikes_to_suspend: int = Field(
         default=2,
         ge=1,

@@ -79,6 +79,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             public_base_url=settings.public_base_url,
             accounts=AccountPolicy(
                 suspend_on_minor_safety=settings.suspend_on_minor_safety,
+                minor_safety_strikes_to_terminate=settings.minor_safety_strikes_to_terminate,
                 ncii_strikes_to_suspend=settings.ncii_strikes_to_suspend,
             ),
             reporters=ReporterPolicy(

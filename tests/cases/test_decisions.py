@@ -333,6 +333,7 @@ def test_every_action_carries_a_statement_of_reasons(rt: Runtime, client):
     assert restrict["automated_decision"] == "fully" and "review" in restrict["measure"]
     assert remove["automated_decision"] == "not_automated"
     assert "A minor is depicted here." in remove["facts"]
+    assert payloads[0]["decision"] is None and payloads[1]["decision"]  # what caused it
 
 
 def test_statements_for_other_content_use_the_terms():
@@ -386,6 +387,12 @@ def test_minor_safety_suspends_and_queues_the_accounts_other_items(rt: Runtime, 
             .join(Item, Item.id == CaseItem.item_id)
             .where(Case.public_id != case_id)
         ).all()
+    # A second confirmed case against the same account terminates it.
+    _confirm(rt, client, "x2", "csam", spec)
+    with rt.sessions() as s:
+        assert s.scalar(select(Account.status).where(Account.platform_id == "poster")) == (
+            "terminated"
+        )
     assert {(row[2], row[3]) for row in sweep} == {("x2", "same_account"), ("x3", "same_account")}
     assert {row[1] for row in sweep} == {"open"}
 

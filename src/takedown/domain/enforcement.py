@@ -1,7 +1,8 @@
 """What a confirmed violation does to the accounts that posted it. Pure rules.
 
 - Child sexual abuse material or the sexual exploitation of a minor: the account is
-  suspended at once (configurable) and its other items are queued for checking.
+  suspended at once (configurable) and its other items are queued for checking; a
+  repeat offender's account is terminated.
 - Non-consensual intimate imagery: DSA Art. 23 asks for a warning before suspending
   those who frequently provide manifestly illegal content; the account is warned, and
   suspended once its strikes reach the threshold.
@@ -20,11 +21,13 @@ class AccountMeasure(StrEnum):
     NONE = "none"
     WARN = "warn"
     SUSPEND = "suspend"
+    TERMINATE = "terminate"
 
 
 @dataclass(frozen=True)
 class AccountPolicy:
     suspend_on_minor_safety: bool = True
+    minor_safety_strikes_to_terminate: int = 2  # a repeat offender's account is closed
     ncii_strikes_to_suspend: int = 2  # the first confirmed violation is a warning
 
 
@@ -32,10 +35,16 @@ def measure_for(
     categories: set[Category], strikes: int, status: str, policy: AccountPolicy
 ) -> AccountMeasure:
     """``strikes`` counts confirmed violations including the one just confirmed."""
-    if status in ("suspended", "terminated", "deleted"):
+    if status in ("terminated", "deleted"):
         return AccountMeasure.NONE  # nothing more to do on the platform's side
-    if categories & MINOR_SAFETY and policy.suspend_on_minor_safety:
-        return AccountMeasure.SUSPEND
+    if categories & MINOR_SAFETY:
+        if strikes >= policy.minor_safety_strikes_to_terminate:
+            return AccountMeasure.TERMINATE
+        if policy.suspend_on_minor_safety and status != "suspended":
+            return AccountMeasure.SUSPEND
+        return AccountMeasure.NONE
+    if status == "suspended":
+        return AccountMeasure.NONE
     if Category.NCII in categories:
         if strikes >= policy.ncii_strikes_to_suspend:
             return AccountMeasure.SUSPEND

@@ -469,6 +469,7 @@ class CaseService:
         actor: str,
         why: str,
         now: datetime,
+        decision_id: str | None = None,
     ) -> int:
         if not ids:
             return 0
@@ -510,6 +511,7 @@ class CaseService:
                             "reason": why,
                             "monetization": "paused" if paused else "resumed",
                             "statement_of_reasons": statement,
+                            "decision": decision_id,
                         }
                     ),
                     "state": "pending",
@@ -539,7 +541,16 @@ class CaseService:
             all_ids = self._case_item_ids(s, case)
             ids = [i for i in all_ids if i not in removed]
             self._set_items(
-                s, case, ids, "removed", True, "item.remove", actor, "confirmed_violation", now
+                s,
+                case,
+                ids,
+                "removed",
+                True,
+                "item.remove",
+                actor,
+                "confirmed_violation",
+                now,
+                decision_id,
             )
             # Re-uploads are blocked: the media go into the platform's own bank.
             bank_confirmed_media(s, case, all_ids, actor, decision_id)
@@ -550,7 +561,16 @@ class CaseService:
             # Demonetized-only copies get their monetization back too.
             ids += [i for i in self._case_item_ids(s, case, visibility="visible") if i in paused]
             self._set_items(
-                s, case, ids, "visible", False, "item.restore", actor, "no_violation", now
+                s,
+                case,
+                ids,
+                "visible",
+                False,
+                "item.restore",
+                actor,
+                "no_violation",
+                now,
+                decision_id,
             )
 
     # -- copies that appear later (called by the registry) ----------------------------

@@ -115,6 +115,7 @@ def apply_account_measures(
     taken: dict[str, str] = {}
     outbox = []
     to_suspend: list[int] = []
+    statuses: dict[int, str] = {}
     # In bulk (a case of 100,000 copies may involve 100,000 accounts): one UPDATE for the
     # strikes, one read, one UPDATE for the suspensions, per chunk.
     for part in chunks(sorted(accounts)):
@@ -131,12 +132,17 @@ def apply_account_measures(
             measure = measure_for(categories, strikes, status, policy)
             if measure is AccountMeasure.NONE:
                 continue
-            if measure is AccountMeasure.SUSPEND:
+            if measure in (AccountMeasure.SUSPEND, AccountMeasure.TERMINATE):
                 to_suspend.append(acc_id)
+                statuses[acc_id] = (
+                    "terminated" if measure is AccountMeasure.TERMINATE else "suspended"
+                )
             taken[pid] = measure.value
             outbox.append(_account_action(pid, strikes, measure, case, now))
-    for part in chunks(to_suspend):
-        s.execute(update(Account).where(Account.id.in_(part)).values(status="suspended"))
+    for status in ("suspended", "terminated"):
+        ids = [i for i in to_suspend if statuses[i] == status]
+        for part in chunks(ids):
+            s.execute(update(Account).where(Account.id.in_(part)).values(status=status))
     for part in chunks(outbox, 5000):  # type: ignore[arg-type]
         s.execute(insert(OutboxMessage), part)
     by_measure: dict[str, list[str]] = {}
@@ -144,7 +150,9 @@ def apply_account_measures(
         by_measure.setdefault(done_measure, []).append(platform_id)
     for done_measure, pids in by_measure.items():
         record_many(s, actor, f"account.{done_measure}", "account", pids, {"case": case.public_id})
-    suspended = by_measure.get(AccountMeasure.SUSPEND.value, [])
+    suspended = by_measure.get(AccountMeasure.SUSPEND.value, []) + by_measure.get(
+        AccountMeasure.TERMINATE.value, []
+    )
     if suspended:
         _queue_other_items(s, case, suspended, set(item_ids), actor, now)
     return taken
@@ -155,12 +163,13 @@ def _account_action(
 ) -> dict[str, object]:
     key = new_id()
     statement = {
-        "measure": "Account suspended."
-        if measure is AccountMeasure.SUSPEND
-        else "Warning: a further violation of this kind will suspend the account.",
+        "measure": {
+            AccountMeasure.SUSPEND: "Account suspended.",
+            AccountMeasure.TERMINATE: "Account terminated (repeated violations).",
+        }.get(measure, "Warning: a further violation of this kind will suspend the account."),
         "territorial_scope": "Worldwide.",
         "duration": "Until reviewed on appeal."
-        if measure is AccountMeasure.SUSPEND
+        if measure in (AccountMeasure.SUSPEND, AccountMeasure.TERMINATE)
         else "Not applicable.",
         "facts": f"Content posted by this account was confirmed as violating (case "
         f"{case.public_id}); strikes: {strikes}.",
