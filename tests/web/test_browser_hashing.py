@@ -209,17 +209,27 @@ def test_worker_hashes_every_vector_like_the_server(harness: Harness, live_url: 
         if vector["bytes"] > 3 * 64 * 1024 and len(reading) < 3:
             problems.append(f"{name}: only {len(reading)} reading progress messages")
 
+        decoders = {result["decoder"]}
         if vector["format"] == "PNG":
             # The same file through the browser's own decoder: the canvas for opaque images
             # (this exercises the row-by-row 512-sampling on exact data), WebCodecs for
             # transparent ones.
-            via_canvas = harness.hash(path, decoder="browser")["result"]
-            bits = pdq_distance(via_canvas["pdq"], vector["pdq"])
-            rows.append((name, via_canvas["decoder"], bits, "", via_canvas["approximate"], ""))
-            if via_canvas["md5"] != vector["md5"]:
-                problems.append(f"{name} via canvas: md5")
-            if via_canvas["approximate"] or bits:
+            via_browser = harness.hash(path, decoder="browser")["result"]
+            decoders.add(via_browser["decoder"])
+            bits = pdq_distance(via_browser["pdq"], vector["pdq"])
+            rows.append((name, via_browser["decoder"], bits, "", via_browser["approximate"], ""))
+            if via_browser["md5"] != vector["md5"]:
+                problems.append(f"{name} via the browser's decoder: md5")
+            if via_browser["approximate"] or bits:
                 problems.append(f"{name} via the browser's decoder: {bits} bits from the server")
+        if "webcodecs" in decoders:
+            # Without WebCodecs (Safari), partial transparency goes through a canvas's
+            # premultiplied alpha: the result must say it is approximate.
+            via_canvas = harness.hash(path, decoder="canvas")["result"]
+            bits = pdq_distance(via_canvas["pdq"], vector["pdq"])
+            rows.append((name, "canvas only", bits, "", via_canvas["approximate"], ""))
+            if not via_canvas["approximate"]:
+                problems.append(f"{name} via a canvas only: not flagged approximate")
 
     print("\n" + _table(rows))
     assert not problems, "\n".join(problems) + "\n\n" + _table(rows)

@@ -39,7 +39,7 @@
 //
 // Worker protocol
 //   in:  {type: "hash", id, file: Blob, limits?: {maxBytes, maxPixels, maxSide},
-//         decoder?: "auto" | "browser", chunkSize?}
+//         decoder?: "auto" | "browser" | "canvas" (the last two for tests), chunkSize?}
 //   out: {type: "progress", id, stage: "reading" | "decoding" | "hashing", loaded, total}
 //        {type: "result", id, result: {md5, pdq, quality, width, height, format, mimeType,
 //                                      bytes, dihedral, decoder, approximate}}
@@ -770,7 +770,7 @@ function requireBrowserDecoding() {
   }
 }
 
-async function decodeWithBrowser(bytes, format, limits) {
+async function decodeWithBrowser(bytes, format, limits, useWebCodecs = true) {
   requireBrowserDecoding();
   let bitmap;
   try {
@@ -846,14 +846,13 @@ async function decodeWithBrowser(bytes, format, limits) {
     // GIF transparency is all-or-nothing and has been restored exactly. Any other partly
     // transparent pixel went through premultiplied alpha: read it again with WebCodecs,
     // or flag the hash as approximate.
-    if (transparent && !(format.name === "GIF" && fill)) {
+    if (transparent && !(format.name === "GIF" && fill) && useWebCodecs) {
       const rows = sampled ? sampleIndices(height) : allIndices(height);
       const cols = sampled ? sampleIndices(width) : allIndices(width);
       const exact = await readWithImageDecoder(bytes, format, width, height, rows, cols, rgba);
       if (exact) return { ...result, rgba: exact, decoder: "webcodecs", approximate: false };
-      return { ...result, approximate: true };
     }
-    return { ...result, approximate: false };
+    return { ...result, approximate: transparent && !(format.name === "GIF" && fill) };
   } finally {
     bitmap.close();
   }
@@ -879,9 +878,10 @@ async function readAll(blob, chunkSize, md5, onProgress) {
 /**
  * MD5 and PDQ of an image file, as the server would compute them.
  * @param {Blob} blob  e.g. the File from an <input type=file>
- * @param {{limits?: object, decoder?: "auto"|"browser", chunkSize?: number,
- *          onProgress?: function}} options  `decoder: "browser"` skips the JavaScript PNG
- *          decoder (for tests); onProgress receives {stage, loaded, total}.
+ * @param {{limits?: object, decoder?: "auto"|"browser"|"canvas", chunkSize?: number,
+ *          onProgress?: function}} options  For tests, `decoder: "browser"` skips the
+ *          JavaScript PNG decoder and "canvas" also WebCodecs (what Safari gets);
+ *          onProgress receives {stage, loaded, total}.
  */
 export async function hashBlob(blob, options = {}) {
   const limits = { ...DEFAULT_LIMITS, ...(options.limits || {}) };
@@ -908,7 +908,8 @@ export async function hashBlob(blob, options = {}) {
 
   let decoded = null;
   let decoder = "browser";
-  if (format.name === "PNG" && options.decoder !== "browser") {
+  const decoderChoice = options.decoder || "auto";
+  if (format.name === "PNG" && decoderChoice === "auto") {
     try {
       decoded = await decodePng(bytes, limits);
       decoder = "javascript";
@@ -923,7 +924,7 @@ export async function hashBlob(blob, options = {}) {
     }
   }
   if (decoded === null) {
-    decoded = await decodeWithBrowser(bytes, format, limits);
+    decoded = await decodeWithBrowser(bytes, format, limits, decoderChoice !== "canvas");
     decoder = decoded.decoder || "browser";
   }
   if (declared && (declared.width !== decoded.width || declared.height !== decoded.height)) {
