@@ -99,6 +99,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             sessions,
             BankSettings(settings.default_pdq_threshold, settings.default_pdq_quality_floor),
             limits,
+            on_policy_change=matcher.invalidate,
         ),
         screening=ScreeningService(sessions, matcher, limits),
         api_keys=ApiKeyService(sessions),

@@ -154,8 +154,12 @@ class BankService:
         sessions: sessionmaker[Session],
         defaults: BankSettings | None = None,
         image_limits: ImageLimits | None = None,
+        on_policy_change: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Called after a bank is created or its policy changes (the matcher re-reads
+        # its search radius at once in this process).
+        self._on_policy_change = on_policy_change or (lambda: None)
         self._defaults = defaults or BankSettings()
         self._limits = image_limits or ImageLimits()
 
@@ -206,9 +210,11 @@ class BankService:
                         "restrict_on_match": bank.restrict_on_match,
                     },
                 )
-                return BankView.of(bank)
+                view = BankView.of(bank)
         except IntegrityError:  # lost a race with a concurrent create
             raise _bank_exists(bank.name) from None
+        self._on_policy_change()
+        return view
 
     def list_banks(self) -> list[BankView]:
         with unit_of_work(self._sessions, write=False) as s:
@@ -273,7 +279,9 @@ class BankService:
                     "restrict_on_match": bank.restrict_on_match,
                 },
             )
-            return BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
+            view = BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
+        self._on_policy_change()
+        return view
 
     # -- entries -------------------------------------------------------------------
     def add_hashes(

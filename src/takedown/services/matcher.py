@@ -10,10 +10,11 @@ in every worker process.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
@@ -53,6 +54,8 @@ class Matcher:
         sync_interval_s: float = 0.0,
     ) -> None:
         self._follower = IndexFollower(sessions, _ENTRY_ROWS, index, sync_interval_s)
+        self._radius_value: int | None = None
+        self._radius_at = float("-inf")
 
     @property
     def indexed(self) -> int:
@@ -62,15 +65,33 @@ class Matcher:
         """Load PDQ entries added since the last sync; returns how many were added."""
         return self._follower.sync(force=force)
 
+    def invalidate(self) -> None:
+        """Forget the cached search radius (a bank's threshold changed here)."""
+        self._radius_at = float("-inf")
+
+    def _radius(self, session: Session) -> int | None:
+        """The largest threshold of the enabled banks, re-read at most once a second.
+
+        Only the radius is cached, never a decision: every candidate is checked against
+        its bank's current row. The one effect of the cache: a threshold *raised* in
+        another process applies there within a second."""
+        now = time.monotonic()
+        if self._radius_value is None or now - self._radius_at > RADIUS_TTL_S:
+            self._radius_value = session.scalar(
+                select(func.max(Bank.pdq_threshold)).where(Bank.enabled.is_(True))
+            )
+            self._radius_at = now
+        return self._radius_value
+
     def find(self, session: Session, query: QuerySignals) -> list[Match]:
-        """Every enabled entry in an enabled bank that the query matches, best first."""
+        """Every enabled entry in an enabled bank that the query matches, best first.
+
+        The common case — nothing matches — costs the follower's check for new rows and
+        the in-memory search; banks are read only when there are candidates."""
         self._follower.sync()
-        rules = _load_rules(session)
-        if not rules:
-            return []
         best: dict[int, tuple[int, str | None]] = {}
-        if query.pdq_variants:
-            radius = max(r.pdq_threshold for r, _ in rules.values())
+        radius = self._radius(session) if query.pdq_variants else None
+        if query.pdq_variants and radius is not None:
             result = self._follower.search([h for _, h in query.pdq_variants], radius)
             names = [n for n, _ in query.pdq_variants]
             for qi, entry_id, dist in zip(
@@ -81,6 +102,10 @@ class Matcher:
             ):
                 if entry_id not in best or dist < best[entry_id][0]:
                     best[entry_id] = (dist, names[qi])
+        exact = _exact_entries(session, query)
+        if not best and not exact:
+            return []
+        rules = _load_rules(session)
         matches: list[Match] = []
         if best:
             entries = session.scalars(
@@ -93,11 +118,15 @@ class Matcher:
                 dist, variant = best[entry.id]
                 if pdq_candidate_counts(rule, dist, query.pdq_quality, entry.quality):
                     matches.append(Match(entry, rule, bank_public_id, "pdq", dist, variant))
-        matches.extend(_exact_matches(session, query, rules))
+        for signal_type, entry in exact:
+            if entry.bank_id in rules:
+                rule, bank_public_id = rules[entry.bank_id]
+                matches.append(Match(entry, rule, bank_public_id, signal_type, 0, None))
         matches.sort(key=lambda m: (_ACTION_RANK[m.bank.match_action], m.distance, m.entry.id))
         return matches
 
 
+RADIUS_TTL_S = 1.0
 _ENTRY_ROWS = (
     "SELECT id, CASE WHEN signal_type = 'pdq' THEN value END FROM bank_entries "
     "WHERE id > :cursor ORDER BY id LIMIT :n"
@@ -118,14 +147,11 @@ def _load_rules(session: Session) -> dict[int, tuple[BankRule, str]]:
     }
 
 
-def _exact_matches(
-    session: Session, query: QuerySignals, rules: dict[int, tuple[BankRule, str]]
-) -> list[Match]:
-    wanted = [(t, v) for t, v in (("md5", query.md5), ("sha256", query.sha256)) if v]
-    if not wanted:
-        return []
-    found: list[Match] = []
-    for signal_type, value in wanted:
+def _exact_entries(session: Session, query: QuerySignals) -> list[tuple[str, BankEntry]]:
+    found: list[tuple[str, BankEntry]] = []
+    for signal_type, value in (("md5", query.md5), ("sha256", query.sha256)):
+        if not value:
+            continue
         entries = session.scalars(
             select(BankEntry).where(
                 BankEntry.signal_type == signal_type,
@@ -133,8 +159,5 @@ def _exact_matches(
                 BankEntry.enabled.is_(True),
             )
         ).all()
-        for entry in entries:
-            if entry.bank_id in rules:
-                rule, bank_public_id = rules[entry.bank_id]
-                found.append(Match(entry, rule, bank_public_id, signal_type, 0, None))
+        found.extend((signal_type, e) for e in entries)
     return found
