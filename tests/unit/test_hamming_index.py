@@ -398,9 +398,13 @@ def test_interleaved_operations_match_a_dict_model(seed: int, reuse: float) -> N
 
 def test_searches_during_writes_see_consistent_snapshots() -> None:
     """A writer churns ids 1000+ while readers search; ids 0..99 never change."""
+    assert_snapshots_consistent(BruteForceHammingIndex(chunk_rows=64))
+
+
+def assert_snapshots_consistent(index: HammingIndex) -> tuple[list[str], list[Triple]]:
+    """Shared with the MIH tests: readers of ids 0..99 never see a writer's churn."""
     rng = random.Random(21)
     stable = {id_: random_hex(rng) for id_ in range(100)}
-    index = BruteForceHammingIndex(chunk_rows=64)
     load(index, stable)
     queries = list(stable.values())[:8]
     expected = oracle(stable, queries, 0)
@@ -432,3 +436,4 @@ def test_searches_during_writes_see_consistent_snapshots() -> None:
     stop.set()
     threads[0].join()
     assert errors == []
+    return queries, expected

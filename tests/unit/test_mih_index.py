@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from takedown.matching.mih import (
     row_bits_for,
 )
 from tests.unit.test_hamming_index import (
+    assert_snapshots_consistent,
     flip_bits,
     load,
     oracle,
@@ -519,39 +519,7 @@ def test_interleaved_operations_match_a_dict_model(seed: int, reuse: float) -> N
 
 def test_searches_during_writes_see_consistent_snapshots() -> None:
     """A writer churns ids 1000+ (flushing and merging) while readers search ids 0..99."""
-    rng = random.Random(21)
-    stable = {id_: random_hex(rng) for id_ in range(100)}
     index = MultiIndexHammingIndex(delta_rows=32, strategy="probe")
-    load(index, stable)
-    queries = list(stable.values())[:8]
-    expected = oracle(stable, queries, 0)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        writer_rng = random.Random(22)
-        while not stop.is_set():
-            ids = np.array([1000 + writer_rng.randrange(500) for _ in range(20)])
-            index.add(ids, hex_to_bytes_array([random_hex(writer_rng) for _ in range(20)]))
-            index.remove(ids[:15])
-
-    def reader() -> None:
-        try:
-            for _ in range(200):
-                found = search(index, queries, 0)
-                assert [t for t in found if t[2] < 1000] == expected
-        except BaseException as exc:  # reported to the main thread below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads[1:]:
-        thread.join()
-    stop.set()
-    threads[0].join()
-    assert errors == []
+    queries, expected = assert_snapshots_consistent(index)
     assert len(index) >= 100
     assert [t for t in search(index, queries, 0) if t[2] < 1000] == expected

@@ -489,11 +489,7 @@ def _insert_records(
     result = AddResult()
     seen: set[tuple[str, str]] = set()
     unique: list[HashRecord] = []
-    for r in records:
-        st = signal_type(r.signal_type)
-        value = st.normalize(r.value)
-        if (st.name, value) != (r.signal_type, r.value):
-            r = HashRecord(st.name, value, r.quality, r.source, r.source_id, r.category, r.note)
+    for r in records:  # a HashRecord is already canonical (validated on construction)
         key = (r.signal_type, r.value)
         if key in seen:
             result.duplicates_in_input += 1
@@ -554,12 +550,11 @@ def _row(bank: Bank, r: HashRecord, actor: str, now: datetime) -> dict[str, obje
 def _views_for(s: Session, bank: Bank, records: Sequence[HashRecord]) -> list[EntryView]:
     views: list[EntryView] = []
     for r in records:
-        st = signal_type(r.signal_type)
         entry = s.scalars(
             select(BankEntry).where(
                 BankEntry.bank_id == bank.id,
-                BankEntry.signal_type == st.name,
-                BankEntry.value == st.normalize(r.value),
+                BankEntry.signal_type == r.signal_type,
+                BankEntry.value == r.value,
             )
         ).first()
         if entry is not None:
