@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         ),
     )
 
+    master_key: str | None = Field(
+        default=None,
+        description="Master key sealing stored media and evidence (base64 of 32 bytes). "
+        "Prefer the file below; unset both on the embedded default and a key file is "
+        "created in the data directory.",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="File with the master key, one base64 key per line: the first seals, "
+        "the others still open older objects (rotation).",
+    )
+
     def webhook_secret_value(self) -> str:
         """The webhook secret from the environment or its file; refuses to run without."""
         if self.webhook_secret_file is not None:

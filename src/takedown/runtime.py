@@ -25,6 +25,7 @@ from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
 from takedown.services.screening import ScreeningService
 from takedown.services.users import UserService
+from takedown.store.blobs import BlobStore, EnvelopeCipher, Keyring
 from takedown.store.db import make_engine, make_session_factory, upgrade
 
 # FAISS, numba and BLAS start one busy thread per core in every process; with several
@@ -47,6 +48,7 @@ class Runtime:
     cases: CaseService
     registry: RegistryService
     outbox: OutboxService
+    blobs: BlobStore
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -107,4 +109,9 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         cases=cases,
         registry=RegistryService(sessions, matcher, cases, limits),
         outbox=OutboxService(sessions),
+        blobs=BlobStore(
+            EnvelopeCipher(
+                Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
+            )
+        ),
     )

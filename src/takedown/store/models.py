@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -431,3 +432,18 @@ class ReporterStanding(Base):
     warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     limited_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Blob(Base):
+    """An encrypted object (media bytes, evidence): see store/blobs.py. Never plaintext."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "media", "evidence", ...
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the plaintext
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,190 @@
+"""Encrypted storage for media bytes and evidence: never plaintext at rest.
+
+Envelope encryption with AES-256-GCM (``cryptography``; we write no cipher code):
+each object gets its own random data key; the data key is wrapped (AES-GCM) by the
+master key; both layers bind the blob's public id as associated data, so a ciphertext
+moved to another row does not open. The master key comes from ``TAKEDOWN_MASTER_KEY``
+(base64 of 32 bytes) or ``TAKEDOWN_MASTER_KEY_FILE``; on the embedded default, when
+neither is set, a key file is created once in the data directory (mode 0600).
+
+A key file may hold several keys, one per line: the first seals new objects, the
+others still open old ones (rotation). Each sealed object names its key by a short
+fingerprint, never the key.
+
+Blobs live in the database (table ``blobs``) rather than on a file system: a blob is
+written in the same transaction as the rows that point at it, so a failed request
+leaves no orphan and a backup of the database holds everything. Deleting the row is
+the destruction of the object.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from takedown.errors import NotFound
+from takedown.ids import new_id
+from takedown.store.models import Blob
+
+MAGIC = b"TDE1"
+_KEY_ID_LEN = 8
+_NONCE = 12
+_WRAPPED = 32 + 16  # a 256-bit data key plus the GCM tag
+
+
+class KeyConfigError(RuntimeError):
+    """The master key is missing or malformed, or a stored object does not open: an
+    operator's or an integrity problem, never a caller's, so not a TakedownError (it is
+    raised at start-up where it can be, and is a 500 anywhere else)."""
+
+
+def _fingerprint(key: bytes) -> bytes:
+    return hashlib.sha256(b"takedown-master-key:" + key).digest()[:_KEY_ID_LEN]
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyConfigError(f"The master key in {where} is not base64.") from exc
+    if len(key) != 32:
+        raise KeyConfigError(f"The master key in {where} must be 32 bytes (AES-256).")
+    return key
+
+
+def new_key_text() -> str:
+    """A fresh master key as the one line a key file or TAKEDOWN_MASTER_KEY holds."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The current master key (seals) and every key that may open (rotation)."""
+
+    current: bytes
+    older: tuple[bytes, ...] = ()
+
+    @classmethod
+    def from_lines(cls, lines: list[str], where: str) -> Keyring:
+        keys = [_parse_key(line, where) for line in lines if line.strip()]
+        if not keys:
+            raise KeyConfigError(f"No master key in {where}.")
+        return cls(keys[0], tuple(keys[1:]))
+
+    @classmethod
+    def load(cls, env_key: str | None, key_file: Path | None, data_dir: Path) -> Keyring:
+        if env_key:
+            return cls.from_lines([env_key], "TAKEDOWN_MASTER_KEY")
+        path = key_file or data_dir / "master.key"
+        if key_file is None and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(new_key_text() + "\n")
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise KeyConfigError(f"Cannot read the master key file {path}: {exc}.") from exc
+        return cls.from_lines(lines, str(path))
+
+    def key_for(self, key_id: bytes) -> bytes:
+        for key in (self.current, *self.older):
+            if _fingerprint(key) == key_id:
+                return key
+        raise KeyConfigError("No configured master key opens this object (was a key removed?).")
+
+
+class EnvelopeCipher:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        data_key = AESGCM.generate_key(bit_length=256)
+        wrap_nonce, nonce = os.urandom(_NONCE), os.urandom(_NONCE)
+        master = self.keyring.current
+        wrapped = AESGCM(master).encrypt(wrap_nonce, data_key, b"dek:" + aad)
+        body = AESGCM(data_key).encrypt(nonce, plaintext, aad)
+        return MAGIC + _fingerprint(master) + wrap_nonce + wrapped + nonce + body
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        head = len(MAGIC)
+        if sealed[:head] != MAGIC or len(sealed) < head + _KEY_ID_LEN + 2 * _NONCE + _WRAPPED:
+            raise KeyConfigError("A stored object is not in the expected sealed format.")
+        pos = head
+        key_id = sealed[pos : pos + _KEY_ID_LEN]
+        pos += _KEY_ID_LEN
+        wrap_nonce = sealed[pos : pos + _NONCE]
+        pos += _NONCE
+        wrapped = sealed[pos : pos + _WRAPPED]
+        pos += _WRAPPED
+        nonce = sealed[pos : pos + _NONCE]
+        pos += _NONCE
+        master = self.keyring.key_for(key_id)
+        try:
+            data_key = AESGCM(master).decrypt(wrap_nonce, wrapped, b"dek:" + aad)
+            return AESGCM(data_key).decrypt(nonce, sealed[pos:], aad)
+        except InvalidTag as exc:
+            raise KeyConfigError("A stored object failed its integrity check.") from exc
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    public_id: str
+    kind: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class BlobStore:
+    """Put, get and destroy encrypted objects inside the caller's transaction."""
+
+    def __init__(self, cipher: EnvelopeCipher) -> None:
+        self.cipher = cipher
+
+    def put(self, session: Session, data: bytes, *, kind: str, content_type: str) -> BlobInfo:
+        public_id = new_id()
+        digest = hashlib.sha256(data).hexdigest()
+        row = Blob(
+            public_id=public_id,
+            kind=kind,
+            content_type=content_type,
+            size=len(data),
+            sha256=digest,
+            sealed=self.cipher.seal(data, public_id.encode()),
+        )
+        session.add(row)
+        session.flush()
+        return BlobInfo(public_id, kind, content_type, len(data), digest)
+
+    def info(self, session: Session, public_id: str) -> BlobInfo:
+        row = self._row(session, public_id)
+        return BlobInfo(row.public_id, row.kind, row.content_type, row.size, row.sha256)
+
+    def get(self, session: Session, public_id: str) -> bytes:
+        row = self._row(session, public_id)
+        data = self.cipher.open(row.sealed, row.public_id.encode())
+        if hashlib.sha256(data).hexdigest() != row.sha256:
+            raise KeyConfigError("A stored object does not match its recorded SHA-256.")
+        return data
+
+    def destroy(self, session: Session, public_id: str) -> None:
+        session.delete(self._row(session, public_id))
+        session.flush()
+
+    @staticmethod
+    def _row(session: Session, public_id: str) -> Blob:
+        row = session.scalar(select(Blob).where(Blob.public_id == public_id))
+        if row is None:
+            raise NotFound(f"No stored object {public_id}.", code="blob_not_found")
+        return row
