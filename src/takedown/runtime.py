@@ -70,6 +70,11 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     matcher = Matcher(sessions, sync_interval_s=interval)
     media_index = IndexFollower(sessions, MEDIA_ROWS, sync_interval_s=interval)
     limits = settings.image_limits
+    blobs = BlobStore(
+        EnvelopeCipher(
+            Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
+        )
+    )
     cases = CaseService(
         sessions,
         CopyFinder(media_index),
@@ -107,11 +112,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         api_keys=ApiKeyService(sessions),
         users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
         cases=cases,
-        registry=RegistryService(sessions, matcher, cases, limits),
+        registry=RegistryService(sessions, matcher, cases, limits, blobs),
         outbox=OutboxService(sessions),
-        blobs=BlobStore(
-            EnvelopeCipher(
-                Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
-            )
-        ),
+        blobs=blobs,
     )

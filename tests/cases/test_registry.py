@@ -146,3 +146,22 @@ def test_reported_intimate_imagery_stops_earning_while_under_review(rt: Runtime,
         json={"outcome": "no_violation", "reasons": "Not intimate imagery at all."},
     )
     assert client.get("/v1/items/i1", headers=p).json()["monetization_paused"] is False
+
+
+def test_attached_file_is_kept_encrypted_once(rt: Runtime, client):
+    from takedown.store.models import Blob, Media
+    from tests.conftest import standin_bytes
+
+    photo = standin_bytes("coffee.png")  # a stand-in photo
+    p = platform_headers(rt)
+    for item in ("f1", "f2"):  # the same bytes on two items: stored once
+        assert client.put(f"/v1/items/{item}", json={"account_id": "a"}, headers=p).is_success
+        r = client.post(f"/v1/items/{item}/media", headers=p, files={"file": ("x.png", photo)})
+        assert r.status_code == 200, r.text
+    with rt.sessions() as s:
+        media = s.scalars(select(Media)).one()
+        assert media.blob_id is not None
+        blob = rt.blobs.info(s, media.blob_id)
+        assert (blob.content_type, blob.size, blob.kind) == ("image/png", len(photo), "media")
+        assert rt.blobs.get(s, media.blob_id) == photo
+        assert _count(rt, Blob) == 1

@@ -26,6 +26,7 @@ from takedown.services.audit import record
 from takedown.services.cases import CaseService
 from takedown.services.matcher import Matcher, QuerySignals
 from takedown.store import repositories as repo
+from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import Account, Bank, Item, ItemMedia, ItemViews, Media
 
@@ -112,7 +113,9 @@ class RegistryService:
         matcher: Matcher,
         cases: CaseService,
         limits: ImageLimits,
+        blobs: BlobStore,
     ) -> None:
+        self._blobs = blobs
         self._sessions = sessions
         self._matcher = matcher
         self._cases = cases
@@ -223,8 +226,19 @@ class RegistryService:
             result.monetization_paused = item.monetization_paused
             return result
 
-    def attach_media(self, platform_id: str, media: MediaInput, *, actor: str) -> ItemResult:
-        """Add one media file to a registered item, then screen it and join cases."""
+    def attach_media(
+        self,
+        platform_id: str,
+        media: MediaInput,
+        *,
+        actor: str,
+        content: bytes | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ItemResult:
+        """Add one media file to a registered item, then screen it and join cases.
+
+        With ``content`` (the file's bytes), they are kept, encrypted, for review and
+        evidence (the first copy of a given SHA-256 is enough)."""
         m = _normalize_media(media)
         with unit_of_work(self._sessions) as s:
             item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
@@ -233,6 +247,8 @@ class RegistryService:
                     f"No item {platform_id[:60]!r}; register it first.", code="item_not_found"
                 )
             fresh = self._attach_media(s, item, [m])
+            if content is not None:
+                self._keep_content(s, m.sha256, content, content_type)
             result = ItemResult(
                 item_id=platform_id,
                 created=False,
@@ -275,6 +291,13 @@ class RegistryService:
         if fresh:
             s.execute(insert(ItemMedia), [{"item_id": item.id, "media_id": i} for i in fresh])
         return fresh
+
+    def _keep_content(self, s: Session, sha256: str, content: bytes, content_type: str) -> None:
+        row = s.scalars(select(Media).where(Media.sha256 == sha256)).one()
+        if row.blob_id is None:
+            row.blob_id = self._blobs.put(
+                s, content, kind="media", content_type=content_type
+            ).public_id
 
     def _screen_and_join(
         self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str

@@ -208,6 +208,8 @@ class Media(Base):
     pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     media_type: Mapped[str] = mapped_column(String(16), default="image")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The bytes, encrypted (store/blobs.py), when the platform sent the file itself.
+    blob_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
 
 
 class ItemMedia(Base):

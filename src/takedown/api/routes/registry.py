@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from takedown.api.auth import require, runtime
 from takedown.api.uploads import read_upload
 from takedown.domain.access import Permission, Principal
+from takedown.media.decode import sniff_format
 from takedown.runtime import Runtime
 from takedown.services.registry import (
     AccountInput,
@@ -124,7 +125,13 @@ async def post_item_media(
     def attach() -> ItemResult:
         current = rt.registry.get_item(item_id)  # the item must exist
         media = rt.registry.media_from_bytes(data)
-        return rt.registry.attach_media(current.item_id, media, actor=p.actor)
+        return rt.registry.attach_media(
+            current.item_id,
+            media,
+            actor=p.actor,
+            content=data,
+            content_type=sniff_format(data).mime_type,
+        )
 
     return await run_in_threadpool(attach)
 

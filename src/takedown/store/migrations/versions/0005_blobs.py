@@ -1,4 +1,4 @@
-"""encrypted blobs
+"""encrypted blobs; media keep their bytes
 
 Revision ID: 0005
 Revises: 0004
@@ -30,8 +30,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("public_id"),
     )
     op.create_index("ix_blobs_sha256", "blobs", ["sha256"], unique=False)
+    with op.batch_alter_table("media", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("blob_id", sa.String(length=26), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("media", schema=None) as batch_op:
+        batch_op.drop_column("blob_id")
     op.drop_index("ix_blobs_sha256", table_name="blobs")
     op.drop_table("blobs")
