@@ -23,6 +23,7 @@ from takedown.services.delivery import OutboxService
 from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
+from takedown.services.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
 from takedown.services.screening import ScreeningService
 from takedown.services.users import UserService
 from takedown.store.blobs import BlobStore, EnvelopeCipher, Keyring
@@ -41,6 +42,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     matcher: Matcher
     media_index: IndexFollower
+    reported_hashes: IndexFollower
     banks: BankService
     screening: ScreeningService
     api_keys: ApiKeyService
@@ -54,6 +56,7 @@ class Runtime:
         """Load the in-memory indexes now rather than on the first request."""
         self.matcher.sync(force=True)
         self.media_index.sync(force=True)
+        self.reported_hashes.sync(force=True)
 
     def close(self) -> None:
         self.api_keys.close()
@@ -75,6 +78,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
         )
     )
+    reported_hashes = IndexFollower(sessions, REPORTED_PDQ_ROWS, sync_interval_s=interval)
     cases = CaseService(
         sessions,
         CopyFinder(media_index),
@@ -95,6 +99,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
                 limit_days=settings.unfounded_limit_days,
             ),
         ),
+        ReportedHashes(media_index, reported_hashes, matcher),
     )
     return Runtime(
         settings=settings,
@@ -102,6 +107,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         sessions=sessions,
         matcher=matcher,
         media_index=media_index,
+        reported_hashes=reported_hashes,
         banks=BankService(
             sessions,
             BankSettings(settings.default_pdq_threshold, settings.default_pdq_quality_floor),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from takedown.errors import InvalidRequest
+from takedown.media.signals import MD5, PDQ
 
 
 class Category(StrEnum):
@@ -51,6 +52,35 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _URL = re.compile(r"^https?://[^\s]{3,2000}$", re.IGNORECASE)
 MAX_TEXT = 10_000
 MAX_LOCATIONS = 100
+MAX_HASHED_FILES = 20
+DIHEDRAL_VARIANTS = 8
+
+
+@dataclass(frozen=True)
+class ReportedHash:
+    """One file hashed on the reporter's own device (the file itself is never sent):
+    the MD5 of its bytes and its PDQ hash with quality and its 8 dihedral variants
+    (rotations and mirror images, first = the original), as the browser computes them."""
+
+    md5: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    dihedral: tuple[str, ...] = ()
+
+    @property
+    def pdq_variants(self) -> tuple[str, ...]:
+        """Every PDQ to search with: the variants if sent, else the one hash."""
+        if self.dihedral:
+            return self.dihedral
+        return (self.pdq,) if self.pdq else ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "md5": self.md5,
+            "pdq": self.pdq,
+            "pdq_quality": self.pdq_quality,
+            "dihedral": list(self.dihedral),
+        }
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,7 @@ class ReportInput:
     good_faith: bool = False  # "I believe in good faith that this information is accurate"
     not_consensual: bool = False  # TAKE IT DOWN: "this depiction is not consensual"
     authorised_for_depicted: bool = False  # a guardian/agent: "I am authorised to act"
+    hashes: Sequence[ReportedHash] = ()  # files hashed on the reporter's device
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,7 @@ class ValidReport:
     not_consensual: bool
     takedown_request: bool  # a valid TAKE IT DOWN Act request: starts the 48-hour clock
     missing_for_takedown: tuple[str, ...] = field(default=())  # why not, if not
+    hashes: tuple[ReportedHash, ...] = ()
 
     @property
     def minor_safety(self) -> bool:
@@ -131,9 +163,14 @@ def validate_report(
         )
     urls = tuple(dict.fromkeys(u.strip() for u in raw.urls if u and u.strip()))
     item_ids = tuple(dict.fromkeys(i.strip() for i in raw.item_ids if i and i.strip()))
-    if not urls and not item_ids:
+    hashes = validate_hashes(raw.hashes)
+    # A file's hashes locate the content as well as an address does: they find every
+    # copy the platform holds (and the TAKE IT DOWN Act asks only for information
+    # "reasonably sufficient" to locate it).
+    if not urls and not item_ids and not hashes:
         raise InvalidRequest(
-            "Say where the content is: its exact URL or the item's id on the platform.",
+            "Say where the content is: its exact URL, the item's id on the platform, or "
+            "the hashes of the image.",
             code="location_required",
         )
     if len(urls) + len(item_ids) > MAX_LOCATIONS:
@@ -195,7 +232,39 @@ def validate_report(
         not_consensual=raw.not_consensual,
         takedown_request=not missing,
         missing_for_takedown=missing,
+        hashes=hashes,
     )
+
+
+def validate_hashes(raw: Sequence[ReportedHash]) -> tuple[ReportedHash, ...]:
+    """Canonical hashes (lowercase hex), each file with at least an MD5 or a PDQ, the
+    same file once. Raises ``invalid_hash`` or ``too_many_files``."""
+    if len(raw) > MAX_HASHED_FILES:
+        raise InvalidRequest(
+            f"At most {MAX_HASHED_FILES} hashed files per report.", code="too_many_files"
+        )
+    out: dict[tuple[str | None, str | None], ReportedHash] = {}
+    for h in raw:
+        md5 = MD5.normalize(h.md5) if h.md5 else None
+        pdq = PDQ.normalize(h.pdq) if h.pdq else None
+        if md5 is None and pdq is None:
+            raise InvalidRequest(
+                "Each hashed file needs its MD5 or its PDQ hash.", code="invalid_hash"
+            )
+        quality = h.pdq_quality
+        if quality is not None and not (isinstance(quality, int) and 0 <= quality <= 100):
+            raise InvalidRequest(
+                "A PDQ quality is a whole number from 0 to 100.", code="invalid_hash"
+            )
+        dihedral = tuple(PDQ.normalize(v) for v in h.dihedral)
+        if dihedral and (pdq is None or len(dihedral) != DIHEDRAL_VARIANTS or dihedral[0] != pdq):
+            raise InvalidRequest(
+                f"The dihedral variants are {DIHEDRAL_VARIANTS} PDQ hashes, the first being "
+                "the file's own PDQ.",
+                code="invalid_hash",
+            )
+        out.setdefault((md5, pdq), ReportedHash(md5, pdq, quality if pdq else None, dihedral))
+    return tuple(out.values())
 
 
 def _missing_for_takedown(

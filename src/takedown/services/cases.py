@@ -14,8 +14,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.access import Permission, Principal
@@ -62,6 +63,8 @@ from takedown.services.enforcement import (
     is_limited,
     reporter_key,
 )
+from takedown.services.reported_hashes import REASON as REPORTED_HASH
+from takedown.services.reported_hashes import HashedMedia, ReportedHashes
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
@@ -131,6 +134,8 @@ class PublicStatusView:
     restricted_at: datetime | None
     decision: PublicDecision | None
     timeline: list[dict[str, str]]
+    withdrawn_at: datetime | None = None  # this reporter withdrew their report
+    hashed_files: int = 0  # files whose hashes (not the files) came with this report
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ class ReportView:
     channel: str
     received_at: datetime
     takedown_request: bool
-    locations: dict[str, list[str]]
+    locations: dict[str, list[Any]]  # urls, item_ids: str; hashes: objects
     reporter_name: str | None = None  # legal and admin only
     reporter_email: str | None = None
     contact: str | None = None
@@ -222,6 +227,15 @@ class CaseDetail:
     decisions: list[DecisionView]
     appeals: list[dict[str, object]]
     unresolved_locations: list[str] = field(default_factory=list)
+    hash_sources: list[str] = field(default_factory=list)  # banks' sources matched
+
+
+def _hash_sources(case: Case) -> list[str]:
+    return sorted(filter(None, case.hash_sources.split(",")))
+
+
+def _add_hash_sources(case: Case, sources: set[str]) -> None:
+    case.hash_sources = ",".join(sorted(set(_hash_sources(case)) | sources))
 
 
 def _token_hash(token: str) -> str:
@@ -238,11 +252,16 @@ def _is_active(case: Case) -> bool:
 
 class CaseService:
     def __init__(
-        self, sessions: sessionmaker[Session], copies: CopyFinder, policy: CasePolicy
+        self,
+        sessions: sessionmaker[Session],
+        copies: CopyFinder,
+        policy: CasePolicy,
+        reported_hashes: ReportedHashes,
     ) -> None:
         self._sessions = sessions
         self._copies = copies
         self._policy = policy
+        self._hashes = reported_hashes
 
     # -- intake --------------------------------------------------------------------
     def submit_report(
@@ -256,9 +275,16 @@ class CaseService:
             now = utcnow()
             seeds = self._resolve(s, valid.item_ids, valid.urls)
             copies = self._copies.expand(s, seeds) if seeds else {}
+            found = self._hashes.find(s, valid.hashes) if valid.hashes else None
+            if found and found.copies:
+                # What the hashes found, and everything it links to; an item both named
+                # and found keeps "reported".
+                more = self._copies.expand(s, found.copies, known=frozenset(copies))
+                copies.update({i: found.copies.get(i, c) for i, c in more.items()})
             case = self._case_for(s, set(copies), now)
-            self._add_locations(s, case, valid)
             added = self._add_copies(s, case, copies)
+            if found and found.bank_sources:
+                _add_hash_sources(case, found.bank_sources)
             report = Report(
                 case_id=case.id,
                 channel=channel,
@@ -266,7 +292,13 @@ class CaseService:
                 category=valid.category.value,
                 reporter_role=valid.reporter_role.value,
                 explanation=valid.explanation,
-                locations=json.dumps({"urls": list(valid.urls), "item_ids": list(valid.item_ids)}),
+                locations=json.dumps(
+                    {
+                        "urls": list(valid.urls),
+                        "item_ids": list(valid.item_ids),
+                        "hashes": [h.to_json() for h in valid.hashes],
+                    }
+                ),
                 reporter_name=valid.reporter_name,
                 reporter_email=valid.reporter_email,
                 contact=valid.contact,
@@ -284,6 +316,7 @@ class CaseService:
             )
             s.add(report)
             s.flush()
+            self._add_locations(s, case, report, valid)
             record(
                 s,
                 actor,
@@ -296,6 +329,9 @@ class CaseService:
                     "reporter_role": valid.reporter_role.value,
                     "takedown_request": valid.takedown_request,
                     "copies_added": added,
+                    "hashed_files": len(valid.hashes),
+                    "hash_matched_items": len(found.copies) if found else 0,
+                    "hash_matched_banks": sorted(found.bank_sources) if found else [],
                 },
             )
             before = PUBLIC_STATUS[CaseState(case.state)]
@@ -365,11 +401,14 @@ class CaseService:
         record(s, "system", "case.opened", "case", case.public_id, {})
         return case
 
-    def _add_locations(self, s: Session, case: Case, valid: ValidReport) -> None:
-        rows = [{"case_id": case.id, "kind": "url", "value": u} for u in valid.urls]
-        rows += [{"case_id": case.id, "kind": "item", "value": i} for i in valid.item_ids]
+    def _add_locations(self, s: Session, case: Case, report: Report, valid: ValidReport) -> None:
+        base = {"case_id": case.id, "report_id": report.id}
+        rows = [{**base, "kind": "url", "value": u} for u in valid.urls]
+        rows += [{**base, "kind": "item", "value": i} for i in valid.item_ids]
         if rows:
             s.execute(insert(CaseLocation), rows)
+        if valid.hashes:
+            self._hashes.keep(s, case.id, report.id, valid.hashes)
 
     def _add_copies(self, s: Session, case: Case, copies: dict[int, Copy]) -> int:
         if not copies:
@@ -605,20 +644,38 @@ class CaseService:
         return [c.public_id for c in cases.values()]
 
     def join_by_location(
-        self, s: Session, item_id: int, platform_id: str, url: str | None, actor: str
+        self,
+        s: Session,
+        item_id: int,
+        platform_id: str,
+        url: str | None,
+        actor: str,
+        media: Sequence[HashedMedia] = (),
     ) -> list[str]:
-        """An item registered at a place a report named earlier joins that case."""
+        """An item registered at a place a report named earlier, or whose media match
+        the hashes a report sent, joins that case."""
         conds = [(CaseLocation.kind == "item") & (CaseLocation.value == platform_id)]
         if url:
             conds.append((CaseLocation.kind == "url") & (CaseLocation.value == url))
         case_ids = set(s.scalars(select(CaseLocation.case_id).where(or_(*conds))))
+        by_hash = self._hashes.cases_for_media(s, media) if media else {}
+        case_ids |= set(by_hash)
         joined = []
         now = utcnow()
         for case in s.scalars(select(Case).where(Case.id.in_(case_ids))):
             if not _is_active(case):
                 continue
             known = frozenset(self._case_item_ids(s, case))
-            copies = self._copies.expand(s, {item_id}, known=known)
+            if case.id in by_hash:
+                copies = self._copies.expand(
+                    s,
+                    {item_id},
+                    seed_reason=REPORTED_HASH,
+                    known=known,
+                    seed_distance=by_hash[case.id],
+                )
+            else:
+                copies = self._copies.expand(s, {item_id}, known=known)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now)
                 self._refresh_priority(s, case, now)
@@ -633,9 +690,7 @@ class CaseService:
         copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
         case = self._case_for(s, set(copies), now)
         self._add_copies(s, case, copies)
-        case.hash_sources = ",".join(
-            sorted(set(filter(None, case.hash_sources.split(","))) | sources)
-        )
+        _add_hash_sources(case, sources)
         if case.decision_due_at is None:
             case.decision_due_at = now + timedelta(hours=self._policy.decision_target_hours)
         if restrict and case.outcome != Outcome.VIOLATION.value:
@@ -724,7 +779,7 @@ class CaseService:
                 categories=frozenset(Category(r[0]) for r in reports)
                 | frozenset(_categories(case)),
                 reporter_roles=frozenset(ReporterRole(r[1]) for r in reports),
-                hash_sources=frozenset(filter(None, case.hash_sources.split(","))),
+                hash_sources=frozenset(_hash_sources(case)),
                 account_confirmed_violations=sum(a[0] for a in accounts),
                 accounts_flagged=sum(1 for a in accounts if a[1]),
                 total_views=total,
@@ -894,9 +949,48 @@ class CaseService:
         self._mail_status_change(s, case, PublicStatus.APPEAL_OPEN, now)
 
     # -- reading -------------------------------------------------------------------------
+    def withdraw(self, case_number: str, token: str) -> PublicStatusView:
+        """The reporter withdraws their report (idempotent).
+
+        What changes: their report no longer counts as a TAKE IT DOWN request (the
+        48-hour clock stops if no other request remains), the hashes and places it
+        named stop pulling later uploads into the case, and the timeline says so.
+        What does not: content already hidden stays hidden until a reviewer decides,
+        and the case stays in review. A withdrawal can be coerced (an abuser making the
+        victim take it back), and material of a minor must be reviewed (and reported
+        where the law requires) whoever withdraws."""
+        with unit_of_work(self._sessions) as s:
+            case, report = self._report_for_token(s, case_number, token)
+            if report.withdrawn_at is None:
+                now = utcnow()
+                report.withdrawn_at = now
+                s.execute(delete(CaseLocation).where(CaseLocation.report_id == report.id))
+                still_requested = s.scalar(
+                    select(func.count())
+                    .select_from(Report)
+                    .where(
+                        Report.case_id == case.id,
+                        Report.takedown_request.is_(True),
+                        Report.withdrawn_at.is_(None),
+                    )
+                )
+                if report.takedown_request and not still_requested and case.decided_at is None:
+                    case.takedown_due_at = None
+                case.updated_at = now
+                record(
+                    s,
+                    f"reporter:{report.reporter_role}",
+                    "report.withdrawn",
+                    "case",
+                    case.public_id,
+                    {"report": report.public_id, "takedown_request": report.takedown_request},
+                )
+                self._refresh_priority(s, case, now)
+        return self.public_status(case_number, token)
+
     def public_status(self, case_number: str, token: str) -> PublicStatusView:
         with unit_of_work(self._sessions, write=False) as s:
-            case = self._case_for_token(s, case_number, token)
+            case, report = self._report_for_token(s, case_number, token)
             first = s.scalar(select(func.min(Report.received_at)).where(Report.case_id == case.id))
             status = PUBLIC_STATUS[CaseState(case.state)]
             timeline = [{"at": first.isoformat(), "event": "received"}] if first else []
@@ -915,6 +1009,8 @@ class CaseService:
                 timeline.append({"at": case.decided_at.isoformat(), "event": "decided"})
             for appeal in s.scalars(select(Appeal).where(Appeal.case_id == case.id)):
                 timeline.append({"at": appeal.opened_at.isoformat(), "event": "appeal_opened"})
+            if report.withdrawn_at:
+                timeline.append({"at": report.withdrawn_at.isoformat(), "event": "withdrawn"})
             timeline.sort(key=lambda e: e["at"])
             restricted = s.scalar(
                 select(func.count())
@@ -931,6 +1027,8 @@ class CaseService:
                 restricted_at=case.restricted_at,
                 decision=decision,
                 timeline=timeline,
+                withdrawn_at=report.withdrawn_at,
+                hashed_files=len(json.loads(report.locations).get("hashes", [])),
             )
 
     def queue(
@@ -1053,6 +1151,7 @@ class CaseService:
                 id=case.public_id,
                 state=case.state,
                 categories=sorted(c.value for c in _categories(case)),
+                hash_sources=_hash_sources(case),
                 minor_safety=case.minor_safety,
                 priority=case.priority,
                 priority_factors=json.loads(case.priority_factors),
@@ -1110,19 +1209,22 @@ class CaseService:
         return case
 
     def _case_for_token(self, s: Session, case_number: str, token: str) -> Case:
-        case = s.scalars(
-            select(Case)
+        return self._report_for_token(s, case_number, token)[0]
+
+    def _report_for_token(self, s: Session, case_number: str, token: str) -> tuple[Case, Report]:
+        row = s.execute(
+            select(Case, Report)
             .join(Report, Report.case_id == Case.id)
             .where(
                 Case.public_id == case_number.strip(),
                 Report.status_token_hash == _token_hash(token.strip()),
             )
         ).first()
-        if case is None:
+        if row is None:
             # One answer for "no such case" and "wrong token": a case number alone
             # reveals nothing.
             raise NotFound("No report matches that case number and token.", code="report_not_found")
-        return case
+        return row[0], row[1]
 
     # -- mail ------------------------------------------------------------------------------
     def _mail(

@@ -332,7 +332,9 @@ class RegistryService:
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
         joined = self._cases.join_later_copies(s, {item.id}, actor)
-        joined += self._cases.join_by_location(s, item.id, item.platform_id, item.url, actor)
+        joined += self._cases.join_by_location(
+            s, item.id, item.platform_id, item.url, actor, media=media
+        )
         if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
             joined.append(
                 self._cases.open_for_match(

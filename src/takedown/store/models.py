@@ -279,8 +279,12 @@ class CaseLocation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(8))  # url | item
+    kind: Mapped[str] = mapped_column(String(8))  # url | item | md5 | pdq (hash-only reports)
     value: Mapped[str] = mapped_column(String(2000))
+    # The report that named it: withdrawing a report deletes its locations.
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reports.id"), nullable=True, index=True
+    )
 
 
 class Report(Base):

@@ -12,6 +12,7 @@ from takedown.store.models import Bank, BankEntry
 # the tables that in-memory indexes follow.
 ENTRY_INSERTS = 0x7A6B_0001
 MEDIA_INSERTS = 0x7A6B_0002
+REPORTED_HASH_INSERTS = 0x7A6B_0003  # case_locations of kind 'pdq'
 
 
 def lock_inserts(session: Session, lock: int) -> None:

@@ -14,11 +14,25 @@ from starlette.concurrency import run_in_threadpool
 from takedown.api.auth import optional_principal, runtime
 from takedown.api.ratelimit import check_report_rate
 from takedown.domain.access import Principal
-from takedown.domain.reports import ReportInput
+from takedown.domain.reports import ReportedHash, ReportInput
 from takedown.runtime import Runtime
 from takedown.services.cases import PublicStatusView, ReportReceipt
 
 router = APIRouter(tags=["reports"])
+
+
+class HashIn(BaseModel):
+    """One file hashed on the reporter's device; the file itself is never sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    md5: str | None = Field(None, max_length=64, description="MD5 of the file's bytes (hex).")
+    pdq: str | None = Field(None, max_length=128, description="PDQ hash of the image (hex).")
+    pdq_quality: int | None = Field(None, description="PDQ quality, 0 to 100.")
+    dihedral: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The 8 dihedral PDQ variants (rotations, mirror images), first = pdq.",
+    )
 
 
 class ReportIn(BaseModel):
@@ -49,6 +63,13 @@ class ReportIn(BaseModel):
     authorised_for_depicted: bool = Field(
         False, description="A parent, guardian or agent authorised to act for the person depicted."
     )
+    hashes: list[HashIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Instead of (or with) a location: hashes of files computed on the "
+        "reporter's device (see docs/browser-hashing.md). Matching content is found and "
+        "treated as if its address had been reported.",
+    )
 
 
 class StatusIn(BaseModel):
@@ -62,7 +83,9 @@ class ReporterAppealIn(StatusIn):
 
 
 def report_input(body: ReportIn) -> ReportInput:
-    return ReportInput(**body.model_dump())
+    fields = body.model_dump(exclude={"hashes"})
+    hashes = [ReportedHash(h.md5, h.pdq, h.pdq_quality, tuple(h.dihedral)) for h in body.hashes]
+    return ReportInput(**fields, hashes=hashes)
 
 
 @router.post(
@@ -102,3 +125,15 @@ def report_status(body: StatusIn, rt: Runtime = Depends(runtime)) -> PublicStatu
 )
 def reporter_appeal(body: ReporterAppealIn, rt: Runtime = Depends(runtime)) -> PublicStatusView:
     return rt.cases.appeal_as_reporter(body.case_number, body.token, body.reason)
+
+
+@router.post(
+    "/reports/withdraw",
+    response_model=PublicStatusView,
+    summary="Withdraw your report (case number + token); idempotent",
+    description="The report stops counting as a removal request and its hashes and "
+    "addresses stop pulling in later uploads. Content already hidden stays hidden until "
+    "a reviewer decides.",
+)
+def withdraw_report(body: StatusIn, rt: Runtime = Depends(runtime)) -> PublicStatusView:
+    return rt.cases.withdraw(body.case_number, body.token)
