@@ -100,9 +100,14 @@ def test_form_renders_with_a_label_for_every_control(client: TestClient) -> None
     assert r.headers["content-type"].startswith("text/html")
     page = parse(r.text)
     assert page.html_lang == "en"
-    assert page.scripts == 0
+    # One script: the optional in-browser hashing, an external module from this server.
+    assert page.scripts == 1
+    assert '<script type="module" src="/assets/js/report-form.js"></script>' in r.text
     assert page.fieldsets >= 5 and page.legends == page.fieldsets
-    names = {c["name"] for c in page.controls}
+    # The image picker has no name, so a browser can never include the file in the form.
+    picker = [c for c in page.controls if c.get("type") == "file"]
+    assert len(picker) == 1 and "name" not in picker[0] and picker[0]["id"] == "hash-file"
+    names = {c["name"] for c in page.controls if c.get("type") != "file"}
     assert names == {
         "category",
         "reporter_role",
@@ -120,9 +125,9 @@ def test_form_renders_with_a_label_for_every_control(client: TestClient) -> None
     for control in page.controls:
         assert control.get("id") in page.label_for, f"no <label> for {control}"
     assert len(page.ids) == len(set(page.ids)), "ids must be unique"
-    roles = {c["value"] for c in page.controls if c["name"] == "reporter_role"}
+    roles = {c["value"] for c in page.controls if c.get("name") == "reporter_role"}
     assert roles == {"person_depicted", "parent_guardian", "user"}  # others use the API
-    categories = {c["value"] for c in page.controls if c["name"] == "category"}
+    categories = {c["value"] for c in page.controls if c.get("name") == "category"}
     assert categories == {"csam", "minor_sexual_exploitation", "ncii", "other"}
     # The plain-language notice the TAKE IT DOWN Act asks for, and no CAPTCHA.
     text = r.text
@@ -209,7 +214,48 @@ def test_script_in_the_explanation_is_never_rendered_raw(client: TestClient) -> 
     assert SCRIPT not in bad.text and "<b>x</b>" not in bad.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in bad.text
     assert 'value="&#34;&gt;&lt;b&gt;x&lt;/b&gt;' in bad.text
-    assert parse(bad.text).scripts == 0
+    assert parse(bad.text).scripts == 1  # only the page's own hashing module
+
+
+def test_hashes_from_the_form_find_the_content_and_survive_errors(
+    client: TestClient, rt: Runtime
+) -> None:
+    import json
+
+    from takedown.media import hash_image_bytes
+    from tests.conftest import standin_bytes
+
+    photo = standin_bytes("camera.png")  # a stand-in photo
+    register_post(rt, "pic-7", "https://social.example/p/pic-7")
+    rt.registry.attach_media("pic-7", rt.registry.media_from_bytes(photo), actor="test")
+    sig = hash_image_bytes(photo)
+    field = json.dumps(
+        {
+            "md5": sig.md5,
+            "pdq": sig.pdq.hash,
+            "pdq_quality": sig.pdq.quality,
+            "dihedral": [h for _, h in sig.pdq.dihedral],
+        }
+    )
+    hash_only = {**parent_csam(urls=""), "hashes": field}
+    # An error elsewhere: the hashes come back (as a hidden field and listed), unchanged.
+    bad = client.post("/report", data={**hash_only, "good_faith": ""})
+    assert bad.status_code == 422
+    assert sig.pdq.hash in bad.text and 'name="hashes"' in bad.text
+    ok = client.post("/report", data=hash_only)
+    assert ok.status_code == 200, ok.text
+    assert "hashes of 1 image" in ok.text and "We have hidden 1 item" in ok.text
+    case_number, token = credentials(ok.text)
+    creds = {"case_number": case_number, "token": token}
+    status = client.post("/status", data=creds)
+    assert "hashes of 1 image" in status.text and "Withdraw my report" in status.text
+    withdrawn = client.post("/status/withdraw", data=creds)
+    assert withdrawn.status_code == 200 and "You have withdrawn your report" in withdrawn.text
+    assert "Withdraw my report" not in withdrawn.text
+    assert client.post("/status/withdraw", data={**creds, "token": "x"}).status_code == 404
+    for broken in ("not json", json.dumps({"md5": 5}), json.dumps({"pdq": "zz"})):
+        r = client.post("/report", data={**hash_only, "hashes": broken})
+        assert r.status_code == 422 and 'href="#hash-file"' in r.text
 
 
 def test_validation_error_re_renders_with_422_and_keeps_input(client: TestClient) -> None:
@@ -318,9 +364,14 @@ def test_security_headers_on_every_page(client: TestClient) -> None:
     ]
     for r in pages:
         csp = r.headers["content-security-policy"]
+        form_page = 'action="/report"' in r.text
+        # The report form runs its own hashing scripts and may send nothing by script.
+        scripts = (
+            ("script-src 'self'", "connect-src 'none'") if form_page else ("script-src 'none'",)
+        )
         for directive in (
             "default-src 'self'",
-            "script-src 'none'",
+            *scripts,
             "form-action 'self'",
             "frame-ancestors 'none'",
         ):
@@ -330,7 +381,11 @@ def test_security_headers_on_every_page(client: TestClient) -> None:
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["cache-control"] == "no-store"
         assert "set-cookie" not in r.headers  # anonymous forms: no session, nothing to forge
-        assert "<script" not in r.text and " style=" not in r.text  # the CSP allows neither
+        assert " style=" not in r.text  # the CSP allows no inline style
+        scripts_seen = re.findall(r"<script[^>]*>", r.text)
+        assert scripts_seen == (
+            ['<script type="module" src="/assets/js/report-form.js">'] if form_page else []
+        )
 
 
 def test_oversize_or_file_posts_are_refused_politely(client: TestClient) -> None:

@@ -1,4 +1,8 @@
-"""The public report form and status pages: no login, no JavaScript, no cookies.
+"""The public report form and status pages: no login, no cookies, no JavaScript needed.
+
+The one script is optional: on the report form, "hash it here" computes an image's
+hashes on the reporter's device (static/js/report-form.js) so that only the hashes are
+sent. Everything else works, and the form still works, with scripts off.
 
 Why server-rendered HTML and not a script-driven page: the people who use these pages
 are victims, parents and bystanders, often on an old phone, sometimes with scripts
@@ -17,6 +21,7 @@ So there is deliberately no CSRF token, and no cookie is ever set here.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,13 +40,15 @@ from starlette.exceptions import HTTPException
 from takedown.api.ratelimit import check_report_rate
 from takedown.domain.reports import (
     INTIMATE_IMAGERY,
+    MAX_HASHED_FILES,
     MAX_TEXT,
     VICTIM_ROLES,
     Category,
+    ReportedHash,
     ReporterRole,
     ReportInput,
 )
-from takedown.errors import NotFound, TakedownError
+from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.runtime import Runtime
 from takedown.services.cases import PublicStatusView
 
@@ -58,6 +65,15 @@ STYLESHEET_PATH = "/assets/public.css"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# The report form alone runs a script: the optional in-browser hashing (report-form.js and
+# the worker). Scripts and the worker only from this server ('self'), and connect-src
+# 'none': no script on the page can send anything by fetch, XHR, WebSocket or beacon.
+# What leaves is the form post, and the file input has no name, so never the file.
+REPORT_FORM_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'none'; "
+    "style-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -137,6 +153,8 @@ _CODE_FIELD = {
     "invalid_email": "reporter_email",
     "explanation_required": "explanation",
     "good_faith_required": "good_faith",
+    "invalid_hash": "hash-file",
+    "too_many_files": "hash-file",
 }
 # The domain's wording names the API's values; on the form, a radio left empty is
 # simply a question not yet answered.
@@ -156,6 +174,7 @@ EVENT_TEXT = {
     "content_restricted": "Content hidden from the public while we review it",
     "decided": "Decision made",
     "appeal_opened": "Appeal received",
+    "withdrawn": "You withdrew your report",
 }
 
 
@@ -205,9 +224,12 @@ def _env() -> Environment:
     return env
 
 
-def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(
+    template: str, status: int = 200, csp: str = CONTENT_SECURITY_POLICY, **context: Any
+) -> HTMLResponse:
     html = _env().get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": csp}
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def _error_page(status: int, title: str, message: str) -> HTMLResponse:
@@ -231,7 +253,7 @@ def _text(form: FormData, name: str) -> str:
 
 # -- the report form ----------------------------------------------------------------------
 def _form_values(form: FormData | None) -> dict[str, Any]:
-    values: dict[str, Any] = {"category": "", "reporter_role": ""}
+    values: dict[str, Any] = {"category": "", "reporter_role": "", "hashes": []}
     values.update({name: "" for name in TEXT_FIELDS})
     values.update({name: False for name in CHECKBOXES})
     if form is None:
@@ -240,7 +262,31 @@ def _form_values(form: FormData | None) -> dict[str, Any]:
         values[name] = _text(form, name)
     for name in CHECKBOXES:
         values[name] = bool(_text(form, name))
+    values["hashes"] = [h for h in form.getlist("hashes") if isinstance(h, str)][
+        : MAX_HASHED_FILES + 1
+    ]
     return values
+
+
+def _reported_hashes(fields: list[str]) -> list[ReportedHash]:
+    """The hidden "hashes" fields the page's script added: one JSON object per file."""
+    out = []
+    for text in fields:
+        try:
+            data = json.loads(text)
+            md5, pdq, quality = data.get("md5"), data.get("pdq"), data.get("pdq_quality")
+            dihedral = data.get("dihedral") or []
+            if not all(isinstance(v, str | None) for v in (md5, pdq, *dihedral)):
+                raise TypeError("hashes are strings")
+            if not isinstance(quality, int | None) or not isinstance(dihedral, list):
+                raise TypeError("a quality is a number, the variants a list")
+            out.append(ReportedHash(md5, pdq, quality, tuple(dihedral)))
+        except (ValueError, AttributeError, TypeError):
+            raise InvalidRequest(
+                "The image's hashes could not be read; remove them and hash the image again.",
+                code="invalid_hash",
+            ) from None
+    return out
 
 
 def _lines(text: str) -> list[str]:
@@ -265,6 +311,7 @@ def _report_input(values: Mapping[str, Any]) -> ReportInput:
         good_faith=values["good_faith"],
         not_consensual=values["not_consensual"],
         authorised_for_depicted=values["authorised_for_depicted"],
+        hashes=_reported_hashes(values["hashes"]),
     )
 
 
@@ -297,6 +344,18 @@ def _errors_for(exc: TakedownError, values: Mapping[str, Any]) -> list[FieldErro
     return [FieldError(_CODE_FIELD.get(exc.code), _WEB_MESSAGES.get(exc.code, exc.message))]
 
 
+def _shown_hashes(fields: list[str]) -> list[dict[str, str]]:
+    """The hashes to list again after a validation error (also without script)."""
+    shown = []
+    for text in fields:
+        try:
+            data = json.loads(text)
+            shown.append({"raw": text, "md5": str(data.get("md5")), "pdq": str(data.get("pdq"))})
+        except (ValueError, AttributeError):
+            continue
+    return shown
+
+
 def _form_page(
     values: Mapping[str, Any], errors: list[FieldError] | None = None, status: int = 200
 ) -> HTMLResponse:
@@ -308,9 +367,11 @@ def _form_page(
     return _page(
         "report_form.html",
         status,
+        csp=REPORT_FORM_CONTENT_SECURITY_POLICY,
         v=values,
         errors=errors,
         field_errors=by_field,
+        shown_hashes=_shown_hashes(values["hashes"]),
         categories=CATEGORY_CHOICES,
         roles=ROLE_CHOICES,
     )
@@ -364,6 +425,7 @@ async def report_submit(request: Request) -> HTMLResponse:
         minor_safety=values["category"] in (Category.CSAM.value, Category.MINOR_EXPLOITATION.value),
         show_missing=victim_request and not receipt.takedown_request,
         gave_email=bool(values["reporter_email"].strip()),
+        hashed_files=len(values["hashes"]),
     )
 
 
@@ -376,6 +438,7 @@ def _status_page(
     errors: list[FieldError] | None = None,
     appeal_reason: str = "",
     appeal_sent: bool = False,
+    withdrawn_now: bool = False,
 ) -> HTMLResponse:
     can_appeal = (
         view.decision is not None
@@ -391,6 +454,7 @@ def _status_page(
         can_appeal=can_appeal,
         appeal_reason=appeal_reason,
         appeal_sent=appeal_sent,
+        withdrawn_now=withdrawn_now,
         outcome_text=OUTCOME_TEXT,
         event_text=EVENT_TEXT,
     )
@@ -489,6 +553,21 @@ async def status_appeal(request: Request) -> HTMLResponse:
     return _status_page(view, token, appeal_sent=True)
 
 
+@router.post("/status/withdraw", response_class=HTMLResponse)
+async def status_withdraw(request: Request) -> HTMLResponse:
+    """The reporter withdraws their report (see CaseService.withdraw for what changes)."""
+    try:
+        form = await _read_form(request)
+    except HTTPException:
+        return _status_form(errors=[FieldError(None, "The form could not be read.")], status=400)
+    case_number, token = _text(form, "case_number").strip(), _text(form, "token").strip()
+    found = await _lookup(request, case_number, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    view = await run_in_threadpool(_runtime(request).cases.withdraw, case_number, token)
+    return _status_page(view, token, withdrawn_now=True)
+
+
 # -- the stylesheet ---------------------------------------------------------------------------
 @cache
 def _stylesheet() -> bytes:
@@ -507,7 +586,7 @@ async def stylesheet() -> Response:
 
 # -- the scripts that hash an image on the reporter's device ----------------------------------
 # Only these files are served (no path from the URL ever reaches the filesystem).
-SCRIPT_NAMES = frozenset({"hash-worker.js", "md5.js", "pdq.js"})
+SCRIPT_NAMES = frozenset({"hash-worker.js", "md5.js", "pdq.js", "report-form.js"})
 # A Web Worker's CSP comes from its own script's response, not from the page. These scripts
 # may import one another ('self') and nothing else; default-src 'none' leaves them no way to
 # fetch, post or open a socket, so the image the worker reads cannot leave the device
