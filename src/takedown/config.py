@@ -119,11 +119,14 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."
     )
     index_sync_interval_ms: int = Field(
-        default=0,
+        default=250,
         ge=0,
+        le=1000,
         description=(
-            "How often a worker polls the database for bank changes made by other "
-            "processes; 0 checks before every query."
+            "How often a worker polls the database for bank entries added by other "
+            "processes (at most 1000: adds are searchable everywhere within a second); "
+            "0 checks before every query. Entries added by the same process, disables "
+            "and policy changes apply on the next query regardless."
         ),
     )
 

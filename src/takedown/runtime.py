@@ -71,14 +71,17 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     sessions = make_session_factory(engine)
     interval = settings.index_sync_interval_ms / 1000
     matcher = Matcher(sessions, sync_interval_s=interval)
-    media_index = IndexFollower(sessions, MEDIA_ROWS, sync_interval_s=interval)
+    # The registry's followers check on every use: a copy registered a moment ago by
+    # another worker must not escape a report (restrict first), and they are off the
+    # screening hot path.
+    media_index = IndexFollower(sessions, MEDIA_ROWS)
     limits = settings.image_limits
     blobs = BlobStore(
         EnvelopeCipher(
             Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
         )
     )
-    reported_hashes = IndexFollower(sessions, REPORTED_PDQ_ROWS, sync_interval_s=interval)
+    reported_hashes = IndexFollower(sessions, REPORTED_PDQ_ROWS)
     cases = CaseService(
         sessions,
         CopyFinder(media_index),

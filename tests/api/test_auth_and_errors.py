@@ -62,6 +62,23 @@ def test_unknown_and_revoked_keys_are_refused(client, rt):
     _assert_error(client.get("/v1/banks", headers=headers), 401, "invalid_api_key")
 
 
+def test_a_key_revoked_by_another_process_stops_working_within_the_cache_time(rt):
+    from takedown.errors import Unauthenticated
+    from takedown.services.apikeys import ApiKeyService
+
+    now = [100.0]
+    worker = ApiKeyService(rt.sessions, cache_s=1.0, clock=lambda: now[0])
+    view, secret = rt.api_keys.create("platform", ["screen"], actor="test")
+    assert worker.authenticate(secret).id == view.id
+    rt.api_keys.revoke(view.id)  # another process (runtime) revokes it
+    now[0] += 0.5
+    assert worker.authenticate(secret).id == view.id  # still cached: at most 1 s
+    now[0] += 0.6
+    with pytest.raises(Unauthenticated):
+        worker.authenticate(secret)
+    worker.close()
+
+
 def test_scopes_are_enforced(client, rt):
     screen_only = _key(rt, "screen")
     reader = _key(rt, "banks:read")

@@ -74,7 +74,9 @@ def test_disabled_entries_never_match_and_multiple_variants_take_the_best(rt: Ru
 
 
 def test_entries_added_by_another_process_are_seen_without_rebuild(settings):
-    """Two runtimes on one database stand for two worker processes."""
+    """Two runtimes on one database stand for two worker processes (polling before
+    every query here; by default a worker polls every 250 ms)."""
+    settings = settings.model_copy(update={"index_sync_interval_ms": 0})
     worker_a = open_runtime(settings, migrate=False)
     worker_b = open_runtime(settings, migrate=False)
     try:

@@ -8,6 +8,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,13 +54,28 @@ def parse_scopes(values: list[str]) -> frozenset[str]:
     return frozenset(scopes)
 
 
+_CACHE_MAX = 10_000  # valid keys remembered; a platform has a handful
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ApiKeyService:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        cache_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sessions = sessions
+        # A key found valid is trusted for ``cache_s`` without asking the database
+        # again: screening sits in the upload path and this lookup was a third of a
+        # request's time. A key revoked here is forgotten at once; one revoked by
+        # another process stops working there within ``cache_s``.
+        self._cache_s = cache_s
+        self._clock = clock
+        self._valid: dict[str, tuple[Principal, int, float]] = {}
         self._last_used: dict[int, float] = {}
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apikey-touch")
@@ -94,17 +110,27 @@ class ApiKeyService:
     def authenticate(self, secret: str) -> Principal:
         if not secret.startswith(KEY_PREFIX):
             raise Unauthenticated("That is not a Takedown API key.", code="invalid_api_key")
-        with unit_of_work(self._sessions, write=False) as s:
-            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _digest(secret))).first()
-            if row is None or row.revoked_at is not None:
-                raise Unauthenticated("Unknown or revoked API key.", code="invalid_api_key")
-            principal = Principal(
-                "apikey",
-                row.public_id,
-                row.name,
-                permissions_for_scopes(parse_scopes(row.scopes.split(","))),
-            )
-            row_id = row.id
+        digest = _digest(secret)
+        now = self._clock()
+        cached = self._valid.get(digest)
+        if cached is not None and cached[2] > now:
+            principal, row_id, _ = cached
+        else:
+            with unit_of_work(self._sessions, write=False) as s:
+                row = s.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+                if row is None or row.revoked_at is not None:
+                    raise Unauthenticated("Unknown or revoked API key.", code="invalid_api_key")
+                principal = Principal(
+                    "apikey",
+                    row.public_id,
+                    row.name,
+                    permissions_for_scopes(parse_scopes(row.scopes.split(","))),
+                )
+                row_id = row.id
+            if self._cache_s > 0:
+                if len(self._valid) >= _CACHE_MAX:
+                    self._valid.clear()
+                self._valid[digest] = (principal, row_id, now + self._cache_s)
         self._touch(row_id)
         return principal
 
@@ -141,7 +167,9 @@ class ApiKeyService:
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 record(s, actor, "apikey.revoked", "apikey", row.public_id, {})
-            return _view(row)
+            view, digest = _view(row), row.key_hash
+        self._valid.pop(digest, None)  # after commit: nothing can cache it again here
+        return view
 
 
 def _view(row: ApiKey) -> ApiKeyView:

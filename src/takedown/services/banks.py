@@ -511,6 +511,7 @@ def _insert_records(
         ]
         if fresh:
             s.execute(insert(BankEntry), fresh)
+            s.info[repo.ENTRIES_ADDED] = True  # this process's matcher reads them at commit
             result.added += len(fresh)
         if progress:
             progress(min(start + _INSERT_CHUNK, total), total)

@@ -46,7 +46,7 @@ class IndexFollower:
         self._cursor = 0
         self._lock = threading.Lock()
         self._sync_interval_s = sync_interval_s
-        self._last_sync = 0.0
+        self._last_sync = float("-inf")
 
     def __len__(self) -> int:
         return len(self._index)
@@ -74,6 +74,11 @@ class IndexFollower:
                     break
             self._last_sync = now
             return added
+
+    def mark_stale(self) -> None:
+        """Rows were added in this process: read them before the next search, whatever
+        the interval."""
+        self._last_sync = float("-inf")
 
     def search(self, hexes: list[str], radius: int) -> SearchResult:
         self.sync()

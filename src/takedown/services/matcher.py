@@ -14,16 +14,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, pdq_candidate_counts
 from takedown.matching import HammingIndex
 from takedown.services.follower import IndexFollower
+from takedown.store import repositories as repo
+from takedown.store.db import unit_of_work
 from takedown.store.models import Bank, BankEntry
 
 _SYNC_BATCH = 100_000
+Candidates = dict[int, tuple[int, str | None]]  # entry id -> (distance, variant)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,11 @@ class Matcher:
         index: HammingIndex | None = None,
         sync_interval_s: float = 0.0,
     ) -> None:
+        self._sessions = sessions
         self._follower = IndexFollower(sessions, _ENTRY_ROWS, index, sync_interval_s)
+        # Entries committed by this process are searchable on the next query, whatever
+        # the sync interval (which only delays what other processes add).
+        event.listen(sessions, "after_commit", self._after_commit)
         self._radius_value: int | None = None
         self._radius_at = float("-inf")
 
@@ -66,10 +73,17 @@ class Matcher:
         return self._follower.sync(force=force)
 
     def invalidate(self) -> None:
-        """Forget the cached search radius (a bank's threshold changed here)."""
+        """Banks or entries changed in this process: re-read the radius and the new
+        entries on the next query (other processes see it within their sync interval
+        and within a second for the radius)."""
         self._radius_at = float("-inf")
+        self._follower.mark_stale()
 
-    def _radius(self, session: Session) -> int | None:
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(repo.ENTRIES_ADDED, False):
+            self._follower.mark_stale()
+
+    def _radius(self) -> int | None:
         """The largest threshold of the enabled banks, re-read at most once a second.
 
         Only the radius is cached, never a decision: every candidate is checked against
@@ -77,9 +91,10 @@ class Matcher:
         another process applies there within a second."""
         now = time.monotonic()
         if self._radius_value is None or now - self._radius_at > RADIUS_TTL_S:
-            self._radius_value = session.scalar(
-                select(func.max(Bank.pdq_threshold)).where(Bank.enabled.is_(True))
-            )
+            with unit_of_work(self._sessions, write=False) as session:
+                self._radius_value = session.scalar(
+                    select(func.max(Bank.pdq_threshold)).where(Bank.enabled.is_(True))
+                )
             self._radius_at = now
         return self._radius_value
 
@@ -88,20 +103,33 @@ class Matcher:
 
         The common case — nothing matches — costs the follower's check for new rows and
         the in-memory search; banks are read only when there are candidates."""
-        self._follower.sync()
-        best: dict[int, tuple[int, str | None]] = {}
-        radius = self._radius(session) if query.pdq_variants else None
-        if query.pdq_variants and radius is not None:
-            result = self._follower.search([h for _, h in query.pdq_variants], radius)
-            names = [n for n, _ in query.pdq_variants]
-            for qi, entry_id, dist in zip(
-                result.query_index.tolist(),
-                result.ids.tolist(),
-                result.distances.tolist(),
-                strict=True,
-            ):
-                if entry_id not in best or dist < best[entry_id][0]:
-                    best[entry_id] = (dist, names[qi])
+        return self.resolve(session, query, self.candidates(query))
+
+    def candidates(self, query: QuerySignals) -> Candidates:
+        """PDQ index hits for the query, entry id -> (distance, variant): memory only
+        (the follower reads new rows at most every ``sync_interval_s``, the radius is
+        re-read once a second). Empty, and no exact hash to look up, means no match:
+        the caller need not open a database session at all."""
+        best: Candidates = {}
+        if not query.pdq_variants:
+            return best
+        radius = self._radius()
+        if radius is None:
+            return best
+        result = self._follower.search([h for _, h in query.pdq_variants], radius)
+        names = [n for n, _ in query.pdq_variants]
+        for qi, entry_id, dist in zip(
+            result.query_index.tolist(),
+            result.ids.tolist(),
+            result.distances.tolist(),
+            strict=True,
+        ):
+            if entry_id not in best or dist < best[entry_id][0]:
+                best[entry_id] = (dist, names[qi])
+        return best
+
+    def resolve(self, session: Session, query: QuerySignals, best: Candidates) -> list[Match]:
+        """Check candidates (and the query's exact hashes) against the current rows."""
         exact = _exact_entries(session, query)
         if not best and not exact:
             return []

@@ -150,9 +150,15 @@ class ScreeningService:
     def _screen(
         self, query: QuerySignals, *, actor: str, content_ref: str | None
     ) -> ScreeningResult:
-        with unit_of_work(self._sessions, write=False) as s:
-            matches = self._matcher.find(s, query)
-            views = [MatchView.of(m) for m in matches]
+        candidates = self._matcher.candidates(query)
+        matches: list[Match] = []
+        views: list[MatchView] = []
+        # The common case, a PDQ with no index hit and no exact hash to look up, never
+        # touches the database.
+        if candidates or query.md5 or query.sha256:
+            with unit_of_work(self._sessions, write=False) as s:
+                matches = self._matcher.resolve(s, query, candidates)
+                views = [MatchView.of(m) for m in matches]
         verdict = verdict_for(m.bank.match_action for m in matches)
         pdq = query.pdq_variants[0][1] if query.pdq_variants else None
         pending = PendingRecord(query, matches, verdict, actor, content_ref) if matches else None

@@ -13,6 +13,9 @@ from takedown.store.models import Bank, BankEntry
 ENTRY_INSERTS = 0x7A6B_0001
 MEDIA_INSERTS = 0x7A6B_0002
 REPORTED_HASH_INSERTS = 0x7A6B_0003  # case_locations of kind 'pdq'
+# session.info flag: this transaction added bank entries (the matcher of the same
+# process reads them right after commit, whatever its sync interval).
+ENTRIES_ADDED = "takedown.bank_entries_added"
 
 
 def lock_inserts(session: Session, lock: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
@@ -13,6 +13,13 @@ from takedown.runtime import Runtime
 from takedown.services.screening import ScreeningResult
 
 router = APIRouter(prefix="/screen", tags=["screening"])
+
+
+def _response(result: ScreeningResult) -> Response:
+    """The answer serialized once by pydantic-core: returning a Response skips FastAPI's
+    second validation and encoding of the response model (a tenth of a hash-only
+    request's time). The OpenAPI schema still comes from ``response_model``."""
+    return Response(_out(result).model_dump_json(), media_type="application/json")
 
 
 def _out(result: ScreeningResult) -> ScreenOut:
@@ -41,12 +48,12 @@ async def screen_media(
     content_ref: str | None = Form(None, max_length=500),
     principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
-) -> ScreenOut:
+) -> Response:
     data = await read_upload(file, rt.settings.max_upload_bytes)
     result = await run_in_threadpool(
         rt.screening.screen_media, data, actor=principal.actor, content_ref=content_ref
     )
-    return _out(result)
+    return _response(result)
 
 
 @router.post(
@@ -63,7 +70,7 @@ async def screen_hashes(
     body: ScreenHashesIn,
     principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
-) -> ScreenOut:
+) -> Response:
     result = rt.screening.screen_hashes(
         actor=principal.actor,
         pdq=body.pdq,
@@ -76,4 +83,4 @@ async def screen_hashes(
     )
     if result.pending is not None:  # a write may wait for a lock: off the loop
         result = await run_in_threadpool(rt.screening.record, result)
-    return _out(result)
+    return _response(result)
