@@ -19,11 +19,15 @@ from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
 from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.cybertipline import CyberTiplineService, cybertipline_service
 from takedown.services.delivery import OutboxService
+from takedown.services.dsa import DsaService
 from takedown.services.follower import IndexFollower
+from takedown.services.legal import LegalService
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
 from takedown.services.screening import ScreeningService
+from takedown.services.transparency import TransparencyService
 from takedown.services.users import UserService
 from takedown.store.db import make_engine, make_session_factory, upgrade
 
@@ -47,6 +51,10 @@ class Runtime:
     cases: CaseService
     registry: RegistryService
     outbox: OutboxService
+    cybertipline: CyberTiplineService
+    legal: LegalService
+    dsa: DsaService
+    transparency: TransparencyService
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -107,4 +115,12 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         cases=cases,
         registry=RegistryService(sessions, matcher, cases, limits),
         outbox=OutboxService(sessions),
+        cybertipline=cybertipline_service(sessions, settings),
+        legal=LegalService(
+            sessions,
+            alert_after=timedelta(hours=settings.legal_alert_after_hours),
+            alert_email=settings.legal_alert_email,
+        ),
+        dsa=DsaService(sessions, settings),
+        transparency=TransparencyService(sessions),
     )
