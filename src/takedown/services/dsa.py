@@ -77,7 +77,7 @@ class DsaService:
                         outbox_id=msg.id,
                         payload=json.dumps(body, sort_keys=True),
                         created_at=utcnow(),
-                        next_attempt_at=utcnow(),
+                        next_attempt_at=msg.created_at,  # due since the action
                     )
                 )
             return len(rows)
