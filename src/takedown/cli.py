@@ -628,5 +628,15 @@ def db_current() -> None:
     out.print(current_revision(engine) or "empty (run `takedown db upgrade`)")
 
 
+# -- legal (its commands live in cli_legal.py) ----------------------------------------
+def _add_legal() -> None:
+    from takedown.cli_legal import legal_app
+
+    app.add_typer(legal_app, name="legal")
+
+
+_add_legal()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -7,6 +7,7 @@ Secrets never live in code; API keys are created with ``takedown apikey create``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -129,6 +130,74 @@ class Settings(BaseSettings):
             "and policy changes apply on the next query regardless."
         ),
     )
+    # -- legal reporting (CyberTipline, alerts, DSA Transparency Database) ------------
+    ncmec_environment: Literal["test", "production"] = Field(
+        default="test",
+        description="CyberTipline environment: test (exttest.cybertip.org) unless you "
+        "mean to file real reports.",
+    )
+    ncmec_base_url: str | None = Field(
+        default=None, description="Override the environment's URL (a local test server)."
+    )
+    ncmec_username: str | None = Field(default=None, description="CyberTipline API user.")
+    ncmec_password: str | None = Field(default=None, description="CyberTipline password.")
+    ncmec_password_file: Path | None = Field(
+        default=None, description="File holding the CyberTipline password."
+    )
+    ncmec_timeout_s: float = Field(default=30, gt=0, description="CyberTipline HTTP timeout.")
+    ncmec_platform_name: str | None = Field(
+        default=None, description="incidentSummary/platform: the service's name."
+    )
+    ncmec_reporter_email: str | None = Field(
+        default=None, description="reporter/reportingPerson/email (required to file)."
+    )
+    ncmec_reporter_first_name: str | None = Field(default=None, description="Reporting person.")
+    ncmec_reporter_last_name: str | None = Field(default=None, description="Reporting person.")
+    ncmec_terms_of_service_url: str | None = Field(
+        default=None, description="reporter/termsOfService: the platform's terms."
+    )
+    ncmec_legal_url: str | None = Field(
+        default=None, description="reporter/legalURL: where law enforcement sends process."
+    )
+    legal_alert_after_hours: float = Field(
+        default=24,
+        gt=0,
+        description="Alert when a confirmed reportable case has waited this long since "
+        "the company had knowledge without being reported.",
+    )
+    legal_alert_email: str | None = Field(
+        default=None, description="Where overdue-report alerts are mailed (mail outbox)."
+    )
+    dsa_api_url: str = Field(
+        default="https://transparency.dsa.ec.europa.eu/api/v1/statement",
+        description="The DSA Transparency Database's statement endpoint.",
+    )
+    dsa_api_token: str | None = Field(default=None, description="DSA database bearer token.")
+    dsa_api_token_file: Path | None = Field(
+        default=None, description="File holding the DSA database token."
+    )
+    dsa_timeout_s: float = Field(default=30, gt=0, description="DSA database HTTP timeout.")
+    dsa_territorial_scope: str = Field(
+        default="",
+        description="Comma-separated ISO country codes of the EU/EEA scope of actions "
+        "(empty: all EU/EEA states).",
+    )
+
+    def ncmec_password_value(self) -> str | None:
+        if self.ncmec_password_file is not None:
+            return self.ncmec_password_file.read_text(encoding="utf-8").strip() or None
+        return self.ncmec_password or None
+
+    def dsa_token_value(self) -> str | None:
+        if self.dsa_api_token_file is not None:
+            return self.dsa_api_token_file.read_text(encoding="utf-8").strip() or None
+        return self.dsa_api_token or None
+
+    @property
+    def ncmec_url(self) -> str:
+        from takedown.integrations.cybertipline import ENVIRONMENTS
+
+        return self.ncmec_base_url or ENVIRONMENTS[self.ncmec_environment]
 
     master_key: str | None = Field(
         default=None,

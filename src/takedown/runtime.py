@@ -19,12 +19,16 @@ from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
 from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.cybertipline import CyberTiplineService, cybertipline_service
 from takedown.services.delivery import OutboxService
+from takedown.services.dsa import DsaService
 from takedown.services.follower import IndexFollower
+from takedown.services.legal import LegalService
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
 from takedown.services.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
 from takedown.services.screening import ScreeningService
+from takedown.services.transparency import TransparencyService
 from takedown.services.users import UserService
 from takedown.store.blobs import BlobStore, EnvelopeCipher, Keyring
 from takedown.store.db import make_engine, make_session_factory, upgrade
@@ -51,6 +55,10 @@ class Runtime:
     registry: RegistryService
     outbox: OutboxService
     blobs: BlobStore
+    cybertipline: CyberTiplineService
+    legal: LegalService
+    dsa: DsaService
+    transparency: TransparencyService
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -124,4 +132,12 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         registry=RegistryService(sessions, matcher, cases, limits, blobs),
         outbox=OutboxService(sessions),
         blobs=blobs,
+        cybertipline=cybertipline_service(sessions, settings, blobs),
+        legal=LegalService(
+            sessions,
+            alert_after=timedelta(hours=settings.legal_alert_after_hours),
+            alert_email=settings.legal_alert_email,
+        ),
+        dsa=DsaService(sessions, settings),
+        transparency=TransparencyService(sessions),
     )

@@ -43,6 +43,25 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
         Permission.USERS_ADMIN,
         {"username": "new-user", "password": PASSWORD, "role": "legal"},
     ),
+    ("get", "/v1/legal/queue", Permission.LEGAL_READ, None),
+    ("get", "/v1/legal/cases/{case}/filings", Permission.LEGAL_READ, None),
+    ("get", "/v1/legal/filings/01NOSUCH", Permission.LEGAL_READ, None),
+    (
+        "get",
+        "/v1/legal/dsa/transparency?start=2026-01-01T00:00:00Z&end=2026-02-01T00:00:00Z",
+        Permission.LEGAL_READ,
+        None,
+    ),
+    (
+        "get",
+        "/v1/legal/take-it-down/compliance?start=2026-01-01T00:00:00Z&end=2026-02-01T00:00:00Z",
+        Permission.LEGAL_READ,
+        None,
+    ),
+    ("post", "/v1/legal/cases/{case}/cybertipline", Permission.LEGAL_FILE, {}),
+    ("post", "/v1/legal/cases/{case}/nca", Permission.LEGAL_FILE, {"reference": "NCA-1"}),
+    ("post", "/v1/legal/filings/01NOSUCH/submit", Permission.LEGAL_FILE, None),
+    ("post", "/v1/legal/filings/01NOSUCH/retract", Permission.LEGAL_FILE, None),
 ]
 
 

@@ -25,6 +25,8 @@ class Permission(StrEnum):
     REPORTER_IDENTITY = "reporters:identity"  # see who reported (legal, admin)
     USERS_ADMIN = "users:admin"
     OUTBOX_ADMIN = "outbox:admin"  # see deliveries, redeliver dead letters
+    LEGAL_READ = "legal:read"  # the legal queue, filings, transparency figures
+    LEGAL_FILE = "legal:file"  # draft, submit, retract reports; record NCA references
 
 
 ALL = frozenset(Permission)
@@ -43,7 +45,13 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
         }
     ),
     UserRole.LEGAL: frozenset(
-        {Permission.CASES_READ, Permission.REPORTER_IDENTITY, Permission.BANKS_READ}
+        {
+            Permission.CASES_READ,
+            Permission.REPORTER_IDENTITY,
+            Permission.BANKS_READ,
+            Permission.LEGAL_READ,
+            Permission.LEGAL_FILE,
+        }
     ),
     UserRole.PLATFORM: frozenset(
         {

@@ -174,3 +174,99 @@ PUBLIC_TEXT = {
     PublicStatus.DECIDED: "We have made a decision on your report.",
     PublicStatus.APPEAL_OPEN: "An appeal against the decision is being reviewed.",
 }
+
+
+# -- the review of each file: what a CyberTipline report says about it ------------------
+class IndustryClassification(StrEnum):
+    """The Tech Coalition's industry classification of apparent CSAM."""
+
+    A1 = "A1"  # prepubescent minor, sex act
+    A2 = "A2"  # prepubescent minor, lascivious exhibition
+    B1 = "B1"  # pubescent minor, sex act
+    B2 = "B2"  # pubescent minor, lascivious exhibition
+
+
+class FileAnnotation(StrEnum):
+    """NCMEC's ``fileAnnotations`` elements, in the schema's order."""
+
+    ANIME_DRAWING_VIRTUAL_HENTAI = "animeDrawingVirtualHentai"
+    POTENTIAL_MEME = "potentialMeme"
+    VIRAL = "viral"
+    POSSIBLE_SELF_PRODUCTION = "possibleSelfProduction"
+    PHYSICAL_HARM = "physicalHarm"
+    VIOLENCE_GORE = "violenceGore"
+    BESTIALITY = "bestiality"
+    LIVE_STREAMING = "liveStreaming"
+    INFANT = "infant"
+    GENERATIVE_AI = "generativeAi"
+
+
+MAX_MEDIA_REVIEWS = 1000
+
+
+@dataclass(frozen=True)
+class MediaReview:
+    """A reviewer's finding on one file of a case (by the media's public id)."""
+
+    media_id: str
+    classification: IndustryClassification | None
+    annotations: tuple[FileAnnotation, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "media_id": self.media_id,
+            "classification": self.classification.value if self.classification else None,
+            "annotations": [a.value for a in self.annotations],
+        }
+
+
+def validate_media_review(
+    outcome: Outcome, entries: list[dict[str, object]] | None
+) -> tuple[MediaReview, ...]:
+    """Classification and annotations belong to files the reviewer confirmed as
+    violating (NCMEC: only files reported as relevant carry them), so they come only
+    with a ``violation`` decision; each file once; values from the closed lists."""
+    if not entries:
+        return ()
+    if outcome is not Outcome.VIOLATION:
+        raise InvalidRequest(
+            "Files are classified only in a 'violation' decision.",
+            code="media_review_needs_violation",
+        )
+    if len(entries) > MAX_MEDIA_REVIEWS:
+        raise InvalidRequest(
+            f"At most {MAX_MEDIA_REVIEWS} files per decision.", code="invalid_request"
+        )
+    seen: set[str] = set()
+    out = []
+    for entry in entries:
+        media_id = str(entry.get("media_id") or "").strip()
+        if not media_id:
+            raise InvalidRequest("Each file review names its media_id.", code="invalid_request")
+        if media_id in seen:
+            raise InvalidRequest(
+                f"Media {media_id[:40]!r} is reviewed twice in one decision.",
+                code="duplicate_media_review",
+            )
+        seen.add(media_id)
+        raw_class = entry.get("classification")
+        try:
+            classification = IndustryClassification(str(raw_class)) if raw_class else None
+        except ValueError:
+            raise InvalidRequest(
+                "classification is A1, A2, B1 or B2.", code="invalid_classification"
+            ) from None
+        raw_notes = entry.get("annotations") or []
+        if not isinstance(raw_notes, list):
+            raise InvalidRequest("annotations is a list.", code="invalid_annotation")
+        try:
+            notes = {FileAnnotation(str(a)) for a in raw_notes}
+        except ValueError:
+            raise InvalidRequest(
+                "Unknown file annotation; use NCMEC's names: "
+                + ", ".join(a.value for a in FileAnnotation),
+                code="invalid_annotation",
+            ) from None
+        ordered = tuple(a for a in FileAnnotation if a in notes)
+        out.append(MediaReview(media_id, classification, ordered))
+    return tuple(out)

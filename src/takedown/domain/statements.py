@@ -109,3 +109,151 @@ def statement_for(
         ground_type="illegal_content" if ground else "incompatible_content",
         redress=REDRESS,
     )
+
+
+# -- the same statement for the DSA Transparency Database (Art. 24(5)) --------------------
+# What goes there must carry no personal data: no item or account ids, no URLs, no
+# names, and none of the reviewer's free text (it may quote the content or name people).
+# The facts are the fixed sentences above; the puid is the platform's own opaque id.
+
+EU_EEA = (
+    "AT",
+    "BE",
+    "BG",
+    "HR",
+    "CY",
+    "CZ",
+    "DK",
+    "EE",
+    "FI",
+    "FR",
+    "DE",
+    "GR",
+    "HU",
+    "IE",
+    "IT",
+    "LV",
+    "LT",
+    "LU",
+    "MT",
+    "NL",
+    "PL",
+    "PT",
+    "RO",
+    "SK",
+    "SI",
+    "ES",
+    "SE",
+    "IS",
+    "LI",
+    "NO",
+)
+
+_DB_VISIBILITY = {
+    "restrict": "DECISION_VISIBILITY_CONTENT_DISABLED",
+    "remove": "DECISION_VISIBILITY_CONTENT_REMOVED",
+}
+_DB_MONETARY = {"demonetize": "DECISION_MONETARY_SUSPENSION"}
+_DB_ACCOUNT = {
+    "suspend": "DECISION_ACCOUNT_SUSPENDED",
+    "terminate": "DECISION_ACCOUNT_TERMINATED",
+}
+_DB_AUTOMATED = {
+    "fully": "AUTOMATED_DECISION_FULLY",
+    "partially": "AUTOMATED_DECISION_PARTIALLY",
+    "not_automated": "AUTOMATED_DECISION_NOT_AUTOMATED",
+}
+_DB_CATEGORY = {
+    Category.CSAM: (
+        "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
+        "KEYWORD_CHILD_SEXUAL_ABUSE_MATERIAL",
+    ),
+    Category.MINOR_EXPLOITATION: (
+        "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
+        "KEYWORD_GROOMING_SEXUAL_ENTICEMENT_MINORS",
+    ),
+    Category.NCII: (
+        "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR",
+        "KEYWORD_IMAGE_BASED_SEXUAL_ABUSE",
+    ),
+}
+_DB_CONTENT_TYPE = {
+    "image": "CONTENT_TYPE_IMAGE",
+    "video": "CONTENT_TYPE_VIDEO",
+    "gif": "CONTENT_TYPE_IMAGE",
+}
+MAX_FACTS = 5000
+
+
+def restricts(action: str) -> bool:
+    """Art. 17 statements are owed for restrictions; restoring or warning is none."""
+    return action in _DB_VISIBILITY or action in _DB_MONETARY or action in _DB_ACCOUNT
+
+
+def transparency_db_statement(
+    statement: StatementOfReasons,
+    *,
+    puid: str,
+    action: str,
+    categories: set[Category],
+    media_types: set[str],
+    content_date: str,
+    application_date: str,
+    source_type: str,
+    territorial_scope: list[str] | None = None,
+) -> dict[str, object]:
+    """The JSON body of ``POST /api/v1/statement``. ``action``: restrict, remove,
+    demonetize (content) or suspend, terminate (account). Dates are ``YYYY-MM-DD``;
+    ``source_type`` one of SOURCE_ARTICLE_16, SOURCE_TRUSTED_FLAGGER,
+    SOURCE_TYPE_OTHER_NOTIFICATION, SOURCE_VOLUNTARY."""
+    if not restricts(action):
+        raise ValueError(f"no statement of reasons for {action!r}")
+    body: dict[str, object] = {}
+    if action in _DB_VISIBILITY:
+        body["decision_visibility"] = [_DB_VISIBILITY[action]]
+    if action in _DB_MONETARY:
+        body["decision_monetary"] = _DB_MONETARY[action]
+    if action in _DB_ACCOUNT:
+        body["decision_account"] = _DB_ACCOUNT[action]
+    facts = statement.facts[:MAX_FACTS]
+    if statement.ground_type == "illegal_content":
+        body["decision_ground"] = "DECISION_GROUND_ILLEGAL_CONTENT"
+        body["illegal_content_legal_ground"] = statement.ground
+        body["illegal_content_explanation"] = facts
+    else:
+        body["decision_ground"] = "DECISION_GROUND_INCOMPATIBLE_CONTENT"
+        body["incompatible_content_ground"] = statement.ground
+        body["incompatible_content_explanation"] = facts
+    top = next(
+        (c for c in (Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII) if c in categories),
+        None,
+    )
+    if top is not None:
+        body["category"], keyword = _DB_CATEGORY[top]
+        keywords = [keyword]
+        if top is Category.NCII:
+            keywords.append("KEYWORD_NON_CONSENSUAL_IMAGE_SHARING")
+        body["category_specification"] = keywords
+    else:
+        body["category"] = "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE"
+    if action in _DB_ACCOUNT:
+        body["content_type"] = ["CONTENT_TYPE_OTHER"]
+        body["content_type_other"] = "User account"
+    else:
+        types = sorted({_DB_CONTENT_TYPE.get(t, "CONTENT_TYPE_OTHER") for t in media_types})
+        body["content_type"] = types or ["CONTENT_TYPE_TEXT"]
+        if "CONTENT_TYPE_OTHER" in types:
+            body["content_type_other"] = "Media"
+    body.update(
+        {
+            "content_date": content_date,
+            "application_date": application_date,
+            "decision_facts": facts,
+            "source_type": source_type,
+            "automated_detection": "Yes" if statement.automated_detection else "No",
+            "automated_decision": _DB_AUTOMATED[statement.automated_decision],
+            "territorial_scope": sorted(territorial_scope or EU_EEA),
+            "puid": puid,
+        }
+    )
+    return body

@@ -32,6 +32,7 @@ from takedown.domain.cases import (
     PublicStatus,
     check_appeal,
     decide,
+    validate_media_review,
 )
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.domain.reports import (
@@ -55,6 +56,7 @@ from takedown.domain.triage import (
 from takedown.errors import Forbidden, InvalidRequest, NotFound
 from takedown.ids import new_id, utcnow
 from takedown.services.audit import record, record_many
+from takedown.services.case_media import check_media_in_case
 from takedown.services.copies import Copy, CopyFinder, chunks
 from takedown.services.enforcement import (
     apply_account_measures,
@@ -179,6 +181,8 @@ class DecisionView:
     user_role: str
     effective: bool
     decided_at: datetime
+    # Per file: industry classification and annotations (violation decisions only).
+    media_review: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -812,6 +816,7 @@ class CaseService:
         policy: str | None = None,
         internal_note: str | None = None,
         manifestly_unfounded: bool = False,
+        media_review: list[dict[str, object]] | None = None,
     ) -> DecisionView:
         if principal.kind != "user" or principal.role is None:
             raise Forbidden("Cases are decided by people, not API keys.", code="forbidden")
@@ -830,8 +835,10 @@ class CaseService:
             raise InvalidRequest(
                 "Say which policy the content violates (policy).", code="policy_required"
             )
+        reviews = validate_media_review(parsed, media_review)
         with unit_of_work(self._sessions) as s:
             case = self._get(s, case_id, for_update=True)
+            check_media_in_case(s, case.id, [r.media_id for r in reviews])
             deciders = frozenset(
                 s.scalars(select(Decision.user_id).where(Decision.case_id == case.id))
             )
@@ -862,6 +869,7 @@ class CaseService:
                 user_role=principal.role.value,
                 effective=effect.effective,
                 decided_at=now,
+                media_review=json.dumps([r.to_dict() for r in reviews]) if reviews else None,
             )
             s.add(row)
             before = PUBLIC_STATUS[CaseState(case.state)]
@@ -1317,6 +1325,7 @@ def _decision_view(d: Decision) -> DecisionView:
         d.user_role,
         d.effective,
         d.decided_at,
+        json.loads(d.media_review) if d.media_review else [],
     )
 
 

@@ -329,6 +329,8 @@ class Decision(Base):
     user_role: Mapped[str] = mapped_column(String(32))
     effective: Mapped[bool] = mapped_column(Boolean)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Per media: industry classification (A1..B2) and file annotations, JSON (0007).
+    media_review: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Appeal(Base):
@@ -453,3 +455,102 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)  # of the plaintext
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------------------
+# Legal filings: CyberTipline, NCA references, DSA statements, alerts (migration 0007)
+# --------------------------------------------------------------------------------------
+
+
+class LegalFiling(Base):
+    """One report to one body: a CyberTipline report (one per reported account) or a
+    recorded NCA reference. ``dedupe_key`` makes a second live filing for the same case,
+    body and account impossible; it is cleared when a report is retracted."""
+
+    __tablename__ = "legal_filings"
+    __table_args__ = (Index("ix_legal_filings_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    body: Mapped[str] = mapped_column(String(16))  # ncmec | nca
+    subject: Mapped[str] = mapped_column(String(200), default="")  # account platform id
+    dedupe_key: Mapped[str | None] = mapped_column(String(500), unique=True, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    environment: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    escalate: Mapped[bool] = mapped_column(Boolean, default=False)
+    prior_report_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON
+    report_xml: Mapped[str | None] = mapped_column(Text, nullable=True)  # exactly as sent
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # NCMEC code
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_change_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LegalFilingFile(Base):
+    __tablename__ = "legal_filing_files"
+    __table_args__ = (UniqueConstraint("filing_id", "media_id", name="uq_legal_filing_files"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    filing_id: Mapped[int] = mapped_column(ForeignKey("legal_filings.id"), index=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # uploaded | described
+    file_name: Mapped[str] = mapped_column(String(200))
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON: what fileinfo says
+    ncmec_file_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    ncmec_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    fileinfo_xml: Mapped[str | None] = mapped_column(Text, nullable=True)  # exactly as sent
+
+
+class LegalExchange(Base):
+    """Every request to a reporting body and its answer, kept verbatim."""
+
+    __tablename__ = "legal_exchanges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    filing_id: Mapped[int] = mapped_column(ForeignKey("legal_filings.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    step: Mapped[str] = mapped_column(String(16))
+    request: Mapped[str] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LegalAlert(Base):
+    __tablename__ = "legal_alerts"
+    __table_args__ = (UniqueConstraint("case_id", "kind", name="uq_legal_alerts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DsaStatement(Base):
+    """A statement of reasons for the EU Transparency Database, one per action."""
+
+    __tablename__ = "dsa_statements"
+    __table_args__ = (Index("ix_dsa_statements_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    puid: Mapped[str] = mapped_column(String(500), unique=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), unique=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON, exactly as sent
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | submitted
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    db_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)

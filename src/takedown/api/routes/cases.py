@@ -13,6 +13,15 @@ from takedown.services.cases import CaseDetail, CaseSummary, DecisionView
 router = APIRouter(tags=["cases"])
 
 
+class MediaReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    media_id: str = Field(max_length=26, description="The media's public id.")
+    classification: str | None = Field(None, description="A1, A2, B1 or B2.")
+    annotations: list[str] = Field(
+        default_factory=list, max_length=20, description="e.g. potentialMeme, generativeAi."
+    )
+
+
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: str = Field(description="violation, no_violation or needs_info")
@@ -29,6 +38,12 @@ class DecisionIn(BaseModel):
     )
     internal_note: str | None = Field(
         None, max_length=5000, description="For reviewers only; never shown outside."
+    )
+    media_review: list[MediaReviewIn] | None = Field(
+        None,
+        max_length=1000,
+        description="With violation: per file of the case, its industry classification "
+        "(A1, A2, B1, B2) and NCMEC file annotations, for the CyberTipline report.",
     )
 
 
@@ -86,6 +101,7 @@ def decide_case(
         policy=body.policy,
         internal_note=body.internal_note,
         manifestly_unfounded=body.manifestly_unfounded,
+        media_review=[m.model_dump() for m in body.media_review] if body.media_review else None,
     )
 
 

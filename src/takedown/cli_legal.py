@@ -1,0 +1,122 @@
+"""``takedown legal …``: the reporting queue, due work, and the compliance reports.
+
+Run ``takedown legal run`` from cron (every few minutes) where no serving process does
+it: it retries CyberTipline filings that are due, raises overdue-report alerts and, when
+a DSA token is set, sends pending statements of reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from takedown.config import Settings
+from takedown.errors import TakedownError
+from takedown.runtime import open_runtime
+
+legal_app = typer.Typer(
+    help="Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
+    no_args_is_help=True,
+)
+
+
+def _fail(exc: TakedownError) -> typer.Exit:
+    sys.stderr.write(f"error {exc.code}: {exc.message}\n")
+    return typer.Exit(code=2)
+
+
+def _when(value: str) -> datetime:
+    """A date (YYYY-MM-DD, midnight UTC) or an ISO time with a zone."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@legal_app.command("queue")
+def queue(
+    all_cases: Annotated[bool, typer.Option("--all", help="Include reported.")] = False,
+) -> None:
+    """Confirmed reportable cases as JSON lines: knowledge time, escalation, filings."""
+    rt = open_runtime(Settings())
+    try:
+        for entry in rt.legal.queue(include_reported=all_cases):
+            sys.stdout.write(
+                json.dumps(entry.__dict__, default=lambda o: getattr(o, "__dict__", str(o))) + "\n"
+            )
+    finally:
+        rt.close()
+
+
+@legal_app.command("run")
+def run() -> None:
+    """Retry due CyberTipline filings, raise overdue alerts, send DSA statements."""
+    settings = Settings()
+    rt = open_runtime(settings)
+    try:
+        filings = rt.cybertipline.run_due()
+        alerts = rt.legal.check_alerts()
+        result: dict[str, object] = {"filings_run": filings, "alerts": alerts}
+        if settings.dsa_token_value():
+            result["dsa"] = rt.dsa.submit_due().__dict__
+        else:
+            result["dsa_statements_written"] = rt.dsa.collect()
+        sys.stdout.write(json.dumps(result) + "\n")
+    except TakedownError as exc:
+        raise _fail(exc) from None
+    finally:
+        rt.close()
+
+
+@legal_app.command("transparency")
+def transparency(
+    start: Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")],
+    end: Annotated[str, typer.Option(help="End, exclusive.")],
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+) -> None:
+    """DSA Art. 15/24 transparency figures for a period."""
+    rt = open_runtime(Settings())
+    try:
+        a, b = _when(start), _when(end)
+        text = (
+            rt.transparency.dsa_csv(a, b)
+            if fmt == "csv"
+            else json.dumps(rt.transparency.dsa_report(a, b), indent=2) + "\n"
+        )
+        sys.stdout.write(text)
+    except (TakedownError, ValueError) as exc:
+        raise _fail(
+            exc
+            if isinstance(exc, TakedownError)
+            else TakedownError(str(exc), code="invalid_date_range")
+        ) from None
+    finally:
+        rt.close()
+
+
+@legal_app.command("take-it-down")
+def take_it_down(
+    start: Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")],
+    end: Annotated[str, typer.Option(help="End, exclusive.")],
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+) -> None:
+    """TAKE IT DOWN Act compliance: requests, time to removal, copies, late ones and why."""
+    rt = open_runtime(Settings())
+    try:
+        a, b = _when(start), _when(end)
+        text = (
+            rt.transparency.take_it_down_csv(a, b)
+            if fmt == "csv"
+            else json.dumps(rt.transparency.take_it_down(a, b), indent=2) + "\n"
+        )
+        sys.stdout.write(text)
+    except (TakedownError, ValueError) as exc:
+        raise _fail(
+            exc
+            if isinstance(exc, TakedownError)
+            else TakedownError(str(exc), code="invalid_date_range")
+        ) from None
+    finally:
+        rt.close()
