@@ -102,11 +102,17 @@ def run(copies: int, database_url: str | None) -> dict[str, object]:
         from takedown.domain.access import Principal
         from takedown.domain.cases import UserRole
 
-        specialist = Principal("user", "bench-specialist", "bench", frozenset(),
-                               UserRole.CHILD_SAFETY_SPECIALIST)
+        specialist = Principal(
+            "user", "bench-specialist", "bench", frozenset(), UserRole.CHILD_SAFETY_SPECIALIST
+        )
         t0 = time.perf_counter()
-        rt.cases.decide(body["case_number"], outcome="violation", policy="csam",
-                        reasons="Confirmed on review (benchmark).", principal=specialist)
+        rt.cases.decide(
+            body["case_number"],
+            outcome="violation",
+            policy="csam",
+            reasons="Confirmed on review (benchmark).",
+            principal=specialist,
+        )
         decide_s = time.perf_counter() - t0
         with rt.sessions() as s:  # after the decision every copy is removed
             visible = s.scalar(

@@ -18,7 +18,7 @@ from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
-from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFinder
 from takedown.services.delivery import OutboxService
 from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
@@ -66,7 +66,9 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     sessions = make_session_factory(engine)
     interval = settings.index_sync_interval_ms / 1000
     matcher = Matcher(sessions, sync_interval_s=interval)
-    media_index = IndexFollower(sessions, MEDIA_ROWS, sync_interval_s=interval)
+    media_index = IndexFollower(
+        sessions, MEDIA_ROWS, sync_interval_s=interval, more_rows=MEDIA_MORE_ROWS
+    )
     limits = settings.image_limits
     cases = CaseService(
         sessions,
@@ -97,14 +99,25 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         media_index=media_index,
         banks=BankService(
             sessions,
-            BankSettings(settings.default_pdq_threshold, settings.default_pdq_quality_floor),
+            BankSettings(
+                settings.default_pdq_threshold,
+                settings.default_pdq_quality_floor,
+                settings.default_video_match_percent,
+                settings.default_video_frame_threshold,
+            ),
             limits,
             on_policy_change=matcher.invalidate,
+            video_limits=settings.video_limits,
+            video_sampling=settings.video_sampling,
         ),
-        screening=ScreeningService(sessions, matcher, limits),
+        screening=ScreeningService(
+            sessions, matcher, limits, settings.video_limits, settings.video_sampling
+        ),
         api_keys=ApiKeyService(sessions),
         users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
         cases=cases,
-        registry=RegistryService(sessions, matcher, cases, limits),
+        registry=RegistryService(
+            sessions, matcher, cases, limits, settings.video_limits, settings.video_sampling
+        ),
         outbox=OutboxService(sessions),
     )

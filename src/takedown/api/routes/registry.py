@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
-from takedown.api.uploads import read_upload
+from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
 from takedown.services.registry import (
@@ -119,7 +119,7 @@ async def post_item_media(
     p: Principal = Depends(_write),
     rt: Runtime = Depends(runtime),
 ) -> ItemResult:
-    data = await read_upload(file, rt.settings.max_upload_bytes)
+    data = await read_media_upload(file, rt.settings)
 
     def attach() -> ItemResult:
         current = rt.registry.get_item(item_id)  # the item must exist
