@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import io
+import re
+import struct
 from collections.abc import Iterator, Sequence
 
 import av
@@ -151,3 +153,31 @@ def banked_video() -> bytes:
 def other_video() -> bytes:
     """A different 8 s stand-in video (other photos)."""
     return make_video(SCENES_B)
+
+
+def huge_declared_video(width: int = 16_000, height: int = 10_000) -> bytes:
+    """A tiny MJPEG-in-AVI whose headers (container and every JPEG frame) declare a
+    huge frame size: a decoder that trusted them would allocate gigabytes."""
+    frames = list(scene_frames(SCENES_A[:1], 1, 4, (32, 32)))
+    data = bytearray(encode_video(frames, 4, codec="mjpeg", container="avi"))
+    at = data.find(b"strf")  # BITMAPINFOHEADER: size, then width and height
+    struct.pack_into("<ii", data, at + 12, width, height)
+    at = data.find(b"avih")  # main AVI header: width and height at bytes 32 and 36
+    struct.pack_into("<II", data, at + 8 + 32, width, height)
+    for sof in re.finditer(b"\xff\xc0\x00\x11\x08", bytes(data)):  # JPEG start of frame
+        struct.pack_into(">HH", data, sof.start() + 5, height, width)
+    return bytes(data)
+
+
+def audio_only() -> bytes:
+    """A Matroska file with one second of silence and no video stream."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 8000), dtype=np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return buffer.getvalue()
