@@ -33,10 +33,10 @@ RUNS = 3
 
 def main() -> None:
     import av
+    from tests.media.videos import SCENES_A, SCENES_B, make_video
 
     from takedown.media.video import hash_video_bytes
     from takedown.media.video_limits import VideoLimits
-    from tests.media.videos import SCENES_A, SCENES_B, make_video
 
     scenes = (*SCENES_A, *SCENES_B)
     results: dict[str, object] = {}
