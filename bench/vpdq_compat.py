@@ -4,7 +4,8 @@ Run with ``.venv/bin/python bench/vpdq_compat.py`` from the repository root. It:
 
 1. creates a throwaway virtual environment in a temporary directory and installs Meta's
    ``vpdq`` package from PyPI into it (it compiles against FFmpeg's development headers:
-   Debian's ``libavcodec-dev libavformat-dev libavutil-dev libswscale-dev pkg-config``,
+   Debian's ``libavcodec-dev libavformat-dev libavutil-dev libswscale-dev pkg-config``
+   and, for vpdq 0.2.5, ``libavdevice-dev libavfilter-dev libswresample-dev``;
    installed with apt-get when missing and running as root). Takedown itself never needs
    these: they are for this check only;
 2. generates stand-in videos (benign photos panned and zoomed, ``tests/media/videos.py``)
@@ -30,7 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-APT_PACKAGES = ["libavcodec-dev", "libavformat-dev", "libavutil-dev", "libswscale-dev"]
+# vpdq 0.2.5 also asks pkg-config for libavdevice and libavfilter (and libswresample).
+APT_PACKAGES = [
+    "libavcodec-dev",
+    "libavformat-dev",
+    "libavutil-dev",
+    "libswscale-dev",
+    "libavdevice-dev",
+    "libavfilter-dev",
+    "libswresample-dev",
+]
 MAX_BITS = 10
 MIN_QUALITY = 80
 
