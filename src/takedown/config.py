@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from takedown.media.limits import ImageLimits
+from takedown.media.video_limits import VideoLimits, VideoSampling
 
 
 class Settings(BaseSettings):
@@ -210,6 +211,54 @@ class Settings(BaseSettings):
         description="File with the master key, one base64 key per line: the first seals, "
         "the others still open older objects (rotation).",
     )
+
+    # -- video (media/video.py) ------------------------------------------------------------
+    max_video_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1, description="Largest video file accepted, in bytes."
+    )
+    max_video_seconds: int = Field(
+        default=3600, ge=1, description="Longest video accepted, in seconds."
+    )
+    max_video_pixels: int = Field(
+        default=4096 * 2160, ge=1, description="Largest video frame accepted (width × height)."
+    )
+    video_decode_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="Wall-clock budget to decode and hash one video; the decoding process "
+        "is killed past it.",
+    )
+    video_seconds_per_hash: float = Field(
+        default=1.0, gt=0, description="One frame hash per this many seconds of video (vPDQ)."
+    )
+    default_video_match_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="For new banks: share of a banked video's frames (or of a clip's) that "
+        "must match.",
+    )
+    default_video_frame_threshold: int = Field(
+        default=31, ge=0, le=128, description="For new banks: PDQ distance for video frames."
+    )
+
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(
+            max_bytes=self.max_video_bytes,
+            max_seconds=self.max_video_seconds,
+            max_pixels=self.max_video_pixels,
+            max_decode_seconds=self.video_decode_seconds,
+        )
+
+    @property
+    def video_sampling(self) -> VideoSampling:
+        return VideoSampling(seconds_per_hash=self.video_seconds_per_hash)
+
+    @property
+    def max_media_bytes(self) -> int:
+        """The largest upload a media endpoint reads: an image or a video."""
+        return max(self.max_upload_bytes, self.max_video_bytes)
 
     def webhook_secret_value(self) -> str:
         """The webhook secret from the environment or its file; refuses to run without."""

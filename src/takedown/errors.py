@@ -88,3 +88,22 @@ class NotFound(TakedownError):
 class Conflict(TakedownError):
     status = 409
     code = "conflict"
+
+
+# -- video (media/video.py) --------------------------------------------------------------
+
+
+class VideoTooLong(InvalidMedia):
+    status = 413
+    code = "video_too_long"
+
+
+class VideoDecodeTimeout(InvalidMedia):
+    """Decoding took longer than the configured budget (or the decoder hung)."""
+
+    status = 422
+    code = "video_decode_timeout"
+
+
+class VideoNoStream(InvalidMedia):
+    code = "video_no_stream"

@@ -18,7 +18,7 @@ from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
-from takedown.services.copies import MEDIA_ROWS, CopyFinder
+from takedown.services.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFinder
 from takedown.services.cybertipline import CyberTiplineService, cybertipline_service
 from takedown.services.delivery import OutboxService
 from takedown.services.dsa import DsaService
@@ -82,7 +82,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     # The registry's followers check on every use: a copy registered a moment ago by
     # another worker must not escape a report (restrict first), and they are off the
     # screening hot path.
-    media_index = IndexFollower(sessions, MEDIA_ROWS)
+    media_index = IndexFollower(sessions, MEDIA_ROWS, more_rows=MEDIA_MORE_ROWS)
     limits = settings.image_limits
     blobs = BlobStore(
         EnvelopeCipher(
@@ -121,15 +121,32 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         reported_hashes=reported_hashes,
         banks=BankService(
             sessions,
-            BankSettings(settings.default_pdq_threshold, settings.default_pdq_quality_floor),
+            BankSettings(
+                settings.default_pdq_threshold,
+                settings.default_pdq_quality_floor,
+                settings.default_video_match_percent,
+                settings.default_video_frame_threshold,
+            ),
             limits,
             on_policy_change=matcher.invalidate,
+            video_limits=settings.video_limits,
+            video_sampling=settings.video_sampling,
         ),
-        screening=ScreeningService(sessions, matcher, limits),
+        screening=ScreeningService(
+            sessions, matcher, limits, settings.video_limits, settings.video_sampling
+        ),
         api_keys=ApiKeyService(sessions),
         users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
         cases=cases,
-        registry=RegistryService(sessions, matcher, cases, limits, blobs),
+        registry=RegistryService(
+            sessions,
+            matcher,
+            cases,
+            limits,
+            blobs,
+            settings.video_limits,
+            settings.video_sampling,
+        ),
         outbox=OutboxService(sessions),
         blobs=blobs,
         cybertipline=cybertipline_service(sessions, settings, blobs),

@@ -73,7 +73,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(v1)
     app.include_router(public.router)  # the public report and status pages (HTML)
     install_error_handlers(app)
-    media_limit = rt.settings.max_upload_bytes + 256 * 1024  # multipart envelope + fields
+    media_limit = rt.settings.max_media_bytes + 256 * 1024  # multipart envelope + fields
     import_limit = rt.settings.max_import_bytes
 
     def limit_for(path: str) -> int:

@@ -36,6 +36,14 @@ class BankIn(BaseModel):
         description="Largest PDQ distance that matches (default from configuration, usually 31).",
     )
     pdq_quality_floor: int | None = Field(None, description="Lowest PDQ quality used (usually 50).")
+    video_match_percent: int | None = Field(
+        None,
+        description="A video matches a banked one when this share (%) of the banked video's "
+        "frames, or of a clip's own frames, match (usually 80).",
+    )
+    video_frame_threshold: int | None = Field(
+        None, description="Largest PDQ distance between matching video frames (usually 31)."
+    )
 
 
 class BankPatch(BaseModel):
@@ -47,6 +55,8 @@ class BankPatch(BaseModel):
     pdq_quality_floor: int | None = None
     enabled: bool | None = None
     reason: str | None = Field(None, description="Required when disabling.")
+    video_match_percent: int | None = None
+    video_frame_threshold: int | None = None
 
 
 class EntryIn(BaseModel):
@@ -102,6 +112,14 @@ class ScreenOut(BaseModel):
     sha256: str | None
     pdq: str | None
     pdq_quality: int | None
+    media_type: Literal["image", "video"] | None = Field(
+        None, description="What the uploaded file was (file screenings only)."
+    )
+    video: dict[str, Any] | None = Field(
+        None,
+        description="For a video: container, codec, size, duration and the kept frame "
+        "features (frame number, timestamp, PDQ, quality).",
+    )
 
 
 class HealthOut(BaseModel):

@@ -24,6 +24,8 @@ class BankRule:
     match_action: MatchAction
     pdq_threshold: int
     pdq_quality_floor: int
+    video_match_percent: int = 80  # the video rule (domain/video.py)
+    video_frame_threshold: int = 31
 
 
 def pdq_candidate_counts(

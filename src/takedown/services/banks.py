@@ -27,14 +27,18 @@ from takedown.domain.hashlists import (
     parse_hash_list,
     write_hash_list,
 )
+from takedown.domain.video import validate_match_percent
 from takedown.errors import Conflict, InvalidRequest
 from takedown.ids import new_id, utcnow
 from takedown.media import ImageLimits, hash_image_bytes
 from takedown.media.signals import SIGNAL_TYPES, signal_type
+from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit import record
+from takedown.services.video_matching import VPDQ, frame_rows
 from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
-from takedown.store.models import Bank, BankEntry
+from takedown.store.models import Bank, BankEntry, BankVideoFrame
 
 _INSERT_CHUNK = 5_000
 ProgressFn = Callable[[int, int], None]
@@ -58,6 +62,8 @@ class BankView:
     disabled_reason: str | None
     entries: int = 0
     enabled_entries: int = 0
+    video_match_percent: int = 80
+    video_frame_threshold: int = 31
 
     @classmethod
     def of(cls, bank: Bank, counts: tuple[int, int] = (0, 0)) -> BankView:
@@ -78,6 +84,8 @@ class BankView:
             disabled_reason=bank.disabled_reason,
             entries=counts[0],
             enabled_entries=counts[1],
+            video_match_percent=bank.video_match_percent,
+            video_frame_threshold=bank.video_frame_threshold,
         )
 
 
@@ -146,6 +154,8 @@ class BankSettings:
 
     pdq_threshold: int = 31
     pdq_quality_floor: int = 50
+    video_match_percent: int = 80
+    video_frame_threshold: int = 31
 
 
 class BankService:
@@ -155,7 +165,11 @@ class BankService:
         defaults: BankSettings | None = None,
         image_limits: ImageLimits | None = None,
         on_policy_change: Callable[[], None] | None = None,
+        video_limits: VideoLimits | None = None,
+        video_sampling: VideoSampling | None = None,
     ) -> None:
+        self._video_limits = video_limits
+        self._video_sampling = video_sampling
         self._sessions = sessions
         # Called after a bank is created or its policy changes (the matcher re-reads
         # its search radius at once in this process).
@@ -175,7 +189,10 @@ class BankService:
         pdq_quality_floor: int | None = None,
         description: str = "",
         restrict_on_match: bool = False,
+        video_match_percent: int | None = None,
+        video_frame_threshold: int | None = None,
     ) -> BankView:
+        d = self._defaults
         bank = Bank(
             name=validate_bank_name(name),
             description=description,
@@ -189,6 +206,12 @@ class BankService:
                 self._defaults.pdq_quality_floor if pdq_quality_floor is None else pdq_quality_floor
             ),
             created_by=actor,
+            video_match_percent=validate_match_percent(
+                d.video_match_percent if video_match_percent is None else video_match_percent
+            ),
+            video_frame_threshold=validate_pdq_threshold(
+                d.video_frame_threshold if video_frame_threshold is None else video_frame_threshold
+            ),
         )
         try:
             with unit_of_work(self._sessions) as s:
@@ -239,10 +262,16 @@ class BankService:
         enabled: bool | None = None,
         restrict_on_match: bool | None = None,
         reason: str | None = None,
+        video_match_percent: int | None = None,
+        video_frame_threshold: int | None = None,
     ) -> BankView:
         """Change a bank's policy. Takes effect for the next query in every worker."""
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
+            if video_match_percent is not None:
+                bank.video_match_percent = validate_match_percent(video_match_percent)
+            if video_frame_threshold is not None:
+                bank.video_frame_threshold = validate_pdq_threshold(video_frame_threshold)
             if restrict_on_match is not None:
                 bank.restrict_on_match = restrict_on_match
             if description is not None:
@@ -277,6 +306,8 @@ class BankService:
                     "enabled": bank.enabled,
                     "reason": bank.disabled_reason,
                     "restrict_on_match": bank.restrict_on_match,
+                    "video_match_percent": bank.video_match_percent,
+                    "video_frame_threshold": bank.video_frame_threshold,
                 },
             )
             view = BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
@@ -303,7 +334,11 @@ class BankService:
 
     def add_media(self, ref: str, data: bytes, provenance: Provenance, *, actor: str) -> AddResult:
         """Hash a file and bank its PDQ, MD5 and SHA-256. A PDQ hash below the bank's
-        quality floor is left out (it would only cause false matches) and said so."""
+        quality floor is left out (it would only cause false matches) and said so.
+        A video is banked by its digests and its frame features (:meth:`add_video`)."""
+        if is_video(data):
+            video = hash_video_bytes(data, self._video_limits, self._video_sampling)
+            return self.add_video(ref, video, provenance, actor=actor)
         signals = hash_image_bytes(data, self._limits)
         p = provenance
         with unit_of_work(self._sessions) as s:
@@ -336,6 +371,67 @@ class BankService:
             result = _insert_records(s, bank, records, actor, None)
             result.skipped = skipped
             result.entries = _views_for(s, bank, records)
+            return result
+
+    def add_video(
+        self, ref: str, video: VideoSignals, provenance: Provenance, *, actor: str
+    ) -> AddResult:
+        """Bank a hashed video: its MD5 and SHA-256 as entries, and one ``vpdq`` entry
+        (valued by the file's SHA-256) whose frame features follow it in
+        ``bank_video_frames``. Frames below the bank's quality floor are left out."""
+        p = provenance
+        records = [
+            HashRecord("md5", video.md5, None, p.source, p.source_id, p.category, p.note),
+            HashRecord("sha256", video.sha256, None, p.source, p.source_id, p.category, p.note),
+        ]
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            result = _insert_records(s, bank, records, actor, None)
+            frames = [f for f in video.frames if f.quality >= bank.pdq_quality_floor]
+            entry = s.scalars(
+                select(BankEntry).where(
+                    BankEntry.bank_id == bank.id,
+                    BankEntry.signal_type == VPDQ,
+                    BankEntry.value == video.sha256,
+                )
+            ).first()
+            if not frames:
+                result.skipped.append(
+                    "Frames left out: no frame reaches the bank's quality floor of "
+                    f"{bank.pdq_quality_floor}; only exact copies will match."
+                )
+            elif entry is not None:
+                result.already_present += 1
+            else:
+                entry = BankEntry(
+                    bank_id=bank.id,
+                    signal_type=VPDQ,
+                    value=video.sha256,
+                    quality=None,
+                    source=p.source or bank.source,
+                    source_id=p.source_id,
+                    category=p.category,
+                    note=p.note,
+                    added_by=actor,
+                )
+                s.add(entry)
+                s.flush()
+                s.execute(
+                    insert(BankVideoFrame),
+                    [{"entry_id": entry.id, **row} for row in frame_rows(frames)],
+                )
+                result.added += 1
+                record(
+                    s,
+                    actor,
+                    "bank.video_added",
+                    "bank",
+                    bank.public_id,
+                    {"entry": entry.public_id, "frames": len(frames), "sha256": video.sha256},
+                )
+            result.entries = _views_for(s, bank, records)
+            if entry is not None:
+                result.entries.insert(0, EntryView.of(entry, bank.name))
             return result
 
     def import_list(
@@ -392,6 +488,9 @@ class BankService:
         with unit_of_work(self._sessions, write=False) as s:
             bank = repo.get_bank(s, ref)
             stmt = select(BankEntry).where(BankEntry.bank_id == bank.id).order_by(BankEntry.id)
+            # A banked video's frame set has no line in a hash list; its MD5 and
+            # SHA-256 entries are exported like any other.
+            stmt = stmt.where(BankEntry.signal_type != VPDQ)
             if only_type:
                 stmt = stmt.where(BankEntry.signal_type == signal_type(only_type).name)
             if not include_disabled:

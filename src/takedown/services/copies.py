@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from takedown.domain.video import VideoRule
+from takedown.services import video_matching
 from takedown.services.follower import IndexFollower
 from takedown.store.models import Item, ItemMedia, Media
 
@@ -29,6 +31,10 @@ PDQ_RADIUS = 31  # the field's threshold for "the same picture"
 PDQ_QUALITY_FLOOR = 50
 
 MEDIA_ROWS = "SELECT id, pdq FROM media WHERE id > :cursor ORDER BY id LIMIT :n"
+# Video frames of registered media share the media index (services/video_matching.py).
+MEDIA_MORE_ROWS = [(video_matching.MEDIA_FRAME_ROWS, video_matching.FRAME_ID_BASE)]
+# Two uploads are the same video by the field's rule (domain/video.py).
+VIDEO_RULE = VideoRule(frame_threshold=PDQ_RADIUS, quality_floor=PDQ_QUALITY_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,23 @@ class CopyFinder:
         seen_media |= near_media  # not searched again: PDQ is not chained
         for copy in near_items:
             new.setdefault(copy.item_id, copy)
+        for copy in self._same_video(s, media, seen_media):
+            new.setdefault(copy.item_id, copy)
         return new
+
+    def _same_video(self, s: Session, media: set[int], seen_media: set[int]) -> list[Copy]:
+        """Items carrying a copy, a clip or a longer cut of one of these videos."""
+        if not media:
+            return []
+        distance = video_matching.near_duplicate_videos(s, self._media_index, media, VIDEO_RULE)
+        seen_media |= set(distance)  # not searched again: not chained
+        out: list[Copy] = []
+        for part in chunks(sorted(distance)):
+            for item_id, media_id in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
+            ).all():
+                out.append(Copy(item_id, "vpdq", distance[media_id]))
+        return out
 
     def _edges(self, s: Session, items: set[int]) -> list[Copy]:
         rows: list[tuple[str, str | None, str | None]] = []

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.matching import HammingIndex, MultiIndexHammingIndex, SearchResult, hex_to_bytes_array
@@ -29,7 +30,12 @@ _SYNC_BATCH = 100_000
 
 class IndexFollower:
     """``rows_sql`` selects ``(id, pdq_hex_or_null)`` for ids above ``:cursor``, ordered by
-    id, at most ``:n`` rows. Rows whose hash is null advance the cursor only."""
+    id, at most ``:n`` rows. Rows whose hash is null advance the cursor only.
+
+    ``more_rows`` are further tables that share the same index, each as ``(sql,
+    id_offset)``: their ids enter the index plus the offset (so they never collide with
+    the first table's) and each has its own cursor. Video frame hashes share the index
+    of image hashes this way."""
 
     def __init__(
         self,
@@ -37,9 +43,12 @@ class IndexFollower:
         rows_sql: str,
         index: HammingIndex | None = None,
         sync_interval_s: float = 0.0,
+        more_rows: Sequence[tuple[str, int]] = (),
     ) -> None:
         self._sessions = sessions
         self._sql = text(rows_sql)
+        self._more = [(text(sql), offset) for sql, offset in more_rows]
+        self._more_cursors = [0] * len(self._more)
         # Multi-index hashing: exact, ~0.1 ms per query at a million hashes, adds
         # visible at once (see matching/mih.py).
         self._index: HammingIndex = index or MultiIndexHammingIndex()
@@ -72,6 +81,8 @@ class IndexFollower:
                 self._cursor = int(rows[-1][0])
                 if len(rows) < _SYNC_BATCH:
                     break
+            for i, (sql, offset) in enumerate(self._more):
+                added += self._sync_more(session, i, sql, offset)
             self._last_sync = now
             return added
 
@@ -79,6 +90,23 @@ class IndexFollower:
         """Rows were added in this process: read them before the next search, whatever
         the interval."""
         self._last_sync = float("-inf")
+
+    def _sync_more(self, session: Session, i: int, sql: TextClause, offset: int) -> int:
+        added = 0
+        while True:
+            rows = session.execute(sql, {"cursor": self._more_cursors[i], "n": _SYNC_BATCH}).all()
+            if not rows:
+                return added
+            hashed = [(r[0], r[1]) for r in rows if r[1]]
+            if hashed:
+                ids = np.fromiter(
+                    (offset + row_id for row_id, _ in hashed), dtype=np.int64, count=len(hashed)
+                )
+                self._index.add(ids, hex_to_bytes_array([v for _, v in hashed]))
+                added += len(hashed)
+            self._more_cursors[i] = int(rows[-1][0])
+            if len(rows) < _SYNC_BATCH:
+                return added
 
     def search(self, hexes: list[str], radius: int) -> SearchResult:
         self.sync()

@@ -19,7 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, pdq_candidate_counts
+from takedown.domain.video import VideoMatch, VideoRule
 from takedown.matching import HammingIndex
+from takedown.media.video_decode import FrameFeature
+from takedown.services import video_matching
 from takedown.services.follower import IndexFollower
 from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
@@ -37,6 +40,7 @@ class QuerySignals:
     pdq_quality: int | None = None
     md5: str | None = None
     sha256: str | None = None
+    video_frames: Sequence[FrameFeature] = ()  # a video's kept frame features
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Match:
     signal_type: str
     distance: int
     variant: str | None  # which dihedral variant of the query matched (PDQ only)
+    video: VideoMatch | None = None  # how a video matched (signal type "vpdq")
 
 
 class Matcher:
@@ -57,7 +62,13 @@ class Matcher:
         sync_interval_s: float = 0.0,
     ) -> None:
         self._sessions = sessions
-        self._follower = IndexFollower(sessions, _ENTRY_ROWS, index, sync_interval_s)
+        self._follower = IndexFollower(
+            sessions,
+            _ENTRY_ROWS,
+            index,
+            sync_interval_s,
+            more_rows=[(video_matching.BANK_FRAME_ROWS, video_matching.FRAME_ID_BASE)],
+        )
         # Entries committed by this process are searchable on the next query, whatever
         # the sync interval (which only delays what other processes add).
         event.listen(sessions, "after_commit", self._after_commit)
@@ -131,10 +142,11 @@ class Matcher:
     def resolve(self, session: Session, query: QuerySignals, best: Candidates) -> list[Match]:
         """Check candidates (and the query's exact hashes) against the current rows."""
         exact = _exact_entries(session, query)
-        if not best and not exact:
+        frame_hits = self._video_hits(session, query)
+        if not best and not exact and not frame_hits:
             return []
         rules = _load_rules(session)
-        matches: list[Match] = []
+        matches: list[Match] = self._video_matches(session, query, frame_hits, rules)
         if best:
             entries = session.scalars(
                 select(BankEntry).where(BankEntry.id.in_(best), BankEntry.enabled.is_(True))
@@ -153,6 +165,78 @@ class Matcher:
         matches.sort(key=lambda m: (_ACTION_RANK[m.bank.match_action], m.distance, m.entry.id))
         return matches
 
+    # -- video ---------------------------------------------------------------------------
+    def _video_hits(self, session: Session, query: QuerySignals) -> video_matching.FrameHits:
+        if not query.video_frames:
+            return video_matching.FrameHits([], [])
+        radius = session.execute(
+            select(func.max(Bank.pdq_threshold), func.max(Bank.video_frame_threshold)).where(
+                Bank.enabled.is_(True)
+            )
+        ).one()
+        if radius[0] is None:
+            return video_matching.FrameHits([], [])
+        result = self._follower.search([f.pdq for f in query.video_frames], max(radius))
+        return video_matching.split_hits(result)
+
+    def _video_matches(
+        self,
+        session: Session,
+        query: QuerySignals,
+        hits: video_matching.FrameHits,
+        rules: dict[int, tuple[BankRule, str]],
+    ) -> list[Match]:
+        """Banked videos the upload's frames match under each bank's video rule, and
+        banked images that one of its frames shows."""
+        matches: list[Match] = []
+        if hits.frames:
+            owners = video_matching.frame_owners(session, [f for _, f, _ in hits.frames])
+            entries = {
+                e.id: e
+                for e in session.scalars(
+                    select(BankEntry).where(
+                        BankEntry.id.in_(set(owners.values())), BankEntry.enabled.is_(True)
+                    )
+                )
+                if e.bank_id in rules
+            }
+            rule_of_entry = {i: _video_rule(rules[e.bank_id][0]) for i, e in entries.items()}
+            judged = video_matching.judge_banked(
+                session, query.video_frames, hits.frames, rule_of_entry
+            )
+            for entry_id, video in judged.items():
+                entry = entries[entry_id]
+                rule, public_id = rules[entry.bank_id]
+                matches.append(Match(entry, rule, public_id, "vpdq", video.distance, None, video))
+        if hits.other:
+            matches += self._frames_showing_images(session, query, hits.other, rules)
+        return matches
+
+    def _frames_showing_images(
+        self,
+        session: Session,
+        query: QuerySignals,
+        hits: list[tuple[int, int, int]],
+        rules: dict[int, tuple[BankRule, str]],
+    ) -> list[Match]:
+        best: dict[int, tuple[int, int]] = {}  # entry id -> (distance, frame index)
+        for q, entry_id, d in hits:
+            if entry_id not in best or d < best[entry_id][0]:
+                best[entry_id] = (d, q)
+        out: list[Match] = []
+        for entry in session.scalars(
+            select(BankEntry).where(BankEntry.id.in_(best), BankEntry.enabled.is_(True))
+        ):
+            if entry.bank_id not in rules:
+                continue
+            rule, public_id = rules[entry.bank_id]
+            d, q = best[entry.id]
+            frame = query.video_frames[q]
+            if pdq_candidate_counts(rule, d, frame.quality, entry.quality):
+                variant = f"frame@{frame.timestamp:g}s"
+                out.append(Match(entry, rule, public_id, "pdq", d, variant))
+        return out
+
 
 RADIUS_TTL_S = 1.0
 _ENTRY_ROWS = (
@@ -167,12 +251,26 @@ def _load_rules(session: Session) -> dict[int, tuple[BankRule, str]]:
     return {
         b.id: (
             BankRule(
-                b.id, b.name, MatchAction(b.match_action), b.pdq_threshold, b.pdq_quality_floor
+                b.id,
+                b.name,
+                MatchAction(b.match_action),
+                b.pdq_threshold,
+                b.pdq_quality_floor,
+                video_match_percent=b.video_match_percent,
+                video_frame_threshold=b.video_frame_threshold,
             ),
             b.public_id,
         )
         for b in banks
     }
+
+
+def _video_rule(rule: BankRule) -> VideoRule:
+    return VideoRule(
+        match_percent=rule.video_match_percent,
+        frame_threshold=rule.video_frame_threshold,
+        quality_floor=rule.pdq_quality_floor,
+    )
 
 
 def _exact_entries(session: Session, query: QuerySignals) -> list[tuple[str, BankEntry]]:

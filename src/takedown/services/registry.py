@@ -22,13 +22,25 @@ from takedown.errors import InvalidRequest, NotFound
 from takedown.ids import utcnow
 from takedown.media import ImageLimits, hash_image_bytes
 from takedown.media.signals import MD5, PDQ, SHA256
+from takedown.media.video import hash_video_bytes, is_video
+from takedown.media.video_decode import FrameFeature
+from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit import record
 from takedown.services.cases import CaseService
 from takedown.services.matcher import Matcher, QuerySignals
+from takedown.services.video_matching import frame_rows, stored_features
 from takedown.store import repositories as repo
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
-from takedown.store.models import Account, Bank, Item, ItemMedia, ItemViews, Media
+from takedown.store.models import (
+    Account,
+    Bank,
+    Item,
+    ItemMedia,
+    ItemViews,
+    Media,
+    MediaVideoFrame,
+)
 
 ACCOUNT_STATUSES = ("active", "suspended", "terminated", "deleted")
 
@@ -51,6 +63,7 @@ class MediaInput:
     pdq_quality: int | None = None
     pdq_variants: tuple[tuple[str, str], ...] = ()  # only when we hashed the bytes
     media_type: str = "image"
+    video_frames: tuple[FrameFeature, ...] = ()  # a video we hashed: its frame features
 
 
 @dataclass(frozen=True)
@@ -114,8 +127,12 @@ class RegistryService:
         cases: CaseService,
         limits: ImageLimits,
         blobs: BlobStore,
+        video_limits: VideoLimits | None = None,
+        video_sampling: VideoSampling | None = None,
     ) -> None:
         self._blobs = blobs
+        self._video_limits = video_limits
+        self._video_sampling = video_sampling
         self._sessions = sessions
         self._matcher = matcher
         self._cases = cases
@@ -152,6 +169,14 @@ class RegistryService:
 
     # -- items -----------------------------------------------------------------------
     def media_from_bytes(self, data: bytes) -> MediaInput:
+        if is_video(data):
+            video = hash_video_bytes(data, self._video_limits, self._video_sampling)
+            return MediaInput(
+                sha256=video.sha256,
+                md5=video.md5,
+                media_type="video",
+                video_frames=video.frames,
+            )
         signals = hash_image_bytes(data, self._limits)
         return MediaInput(
             sha256=signals.sha256,
@@ -258,7 +283,14 @@ class RegistryService:
                 verdict=Verdict.ALLOW.value,
             )
             if fresh:
-                record(s, actor, "item.media_added", "item", platform_id, {"sha256": m.sha256})
+                record(
+                    s,
+                    actor,
+                    "item.media_added",
+                    "item",
+                    platform_id,
+                    {"sha256": m.sha256, "media_type": m.media_type},
+                )
             self._screen_and_join(s, item, [m], result, actor)
             s.refresh(item)
             result.visibility = item.visibility
@@ -282,6 +314,11 @@ class RegistryService:
                 )
                 s.add(row)
                 s.flush()
+                if m.video_frames:  # followed by the media index, like the row itself
+                    s.execute(
+                        insert(MediaVideoFrame),
+                        [{"media_id": row.id, **r} for r in frame_rows(m.video_frames)],
+                    )
             elif row.pdq is None and m.pdq:
                 # A media row's PDQ never changes once set: the media index follows ids.
                 pass
@@ -307,7 +344,14 @@ class RegistryService:
         sources: set[str] = set()
         if not media:  # the item's known media, when the event did not repeat them
             media = [
-                MediaInput(r.sha256, r.md5, r.pdq, r.pdq_quality)
+                MediaInput(
+                    r.sha256,
+                    r.md5,
+                    r.pdq,
+                    r.pdq_quality,
+                    media_type=r.media_type,
+                    video_frames=stored_features(s, r.id) if r.media_type == "video" else (),
+                )
                 for r in s.scalars(
                     select(Media)
                     .join(ItemMedia, ItemMedia.media_id == Media.id)
@@ -319,7 +363,11 @@ class RegistryService:
             matches = self._matcher.find(
                 s,
                 QuerySignals(
-                    pdq_variants=variants, pdq_quality=m.pdq_quality, md5=m.md5, sha256=m.sha256
+                    pdq_variants=variants,
+                    pdq_quality=m.pdq_quality,
+                    md5=m.md5,
+                    sha256=m.sha256,
+                    video_frames=m.video_frames,
                 ),
             )
             for match in matches:
@@ -393,6 +441,7 @@ def _normalize_media(m: MediaInput) -> MediaInput:
         pdq_quality=m.pdq_quality,
         pdq_variants=tuple((n, PDQ.normalize(v)) for n, v in m.pdq_variants),
         media_type=m.media_type,
+        video_frames=m.video_frames,
     )
 
 

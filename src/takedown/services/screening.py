@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -12,6 +13,8 @@ from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest
 from takedown.media import ImageLimits, MediaSignals, hash_image_bytes
 from takedown.media.signals import MD5, PDQ, SHA256
+from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.matcher import Match, Matcher, QuerySignals
 from takedown.store.db import unit_of_work
 from takedown.store.models import Screening, ScreeningMatch
@@ -32,6 +35,9 @@ class MatchView:
     source_id: str | None
     category: str | None
     added_at: datetime
+    # A video match: kind, shares of frames matched and the time ranges on both
+    # timelines (see domain/video.py).
+    video: dict[str, object] | None = None
 
     @classmethod
     def of(cls, m: Match) -> MatchView:
@@ -50,6 +56,7 @@ class MatchView:
             source_id=e.source_id,
             category=e.category,
             added_at=e.added_at,
+            video=m.video.to_dict() if m.video else None,
         )
 
 
@@ -63,6 +70,7 @@ class ScreeningResult:
     pdq: str | None
     pdq_quality: int | None
     media: MediaSignals | None = None
+    video: VideoSignals | None = None  # set when the upload was a video
     # Set while a matched screening still has to be written (``record=False``).
     pending: PendingRecord | None = None
 
@@ -78,16 +86,26 @@ class PendingRecord:
 
 class ScreeningService:
     def __init__(
-        self, sessions: sessionmaker[Session], matcher: Matcher, limits: ImageLimits
+        self,
+        sessions: sessionmaker[Session],
+        matcher: Matcher,
+        limits: ImageLimits,
+        video_limits: VideoLimits | None = None,
+        video_sampling: VideoSampling | None = None,
     ) -> None:
         self._sessions = sessions
         self._matcher = matcher
         self._limits = limits
+        self._video_limits = video_limits
+        self._video_sampling = video_sampling
 
     def screen_media(
         self, data: bytes, *, actor: str, content_ref: str | None = None
     ) -> ScreeningResult:
-        """Hash the upload (all 8 dihedral PDQ variants, MD5, SHA-256) and screen it."""
+        """Hash the upload (all 8 dihedral PDQ variants, MD5, SHA-256) and screen it.
+        A video is screened by its frames (vPDQ) and its file digests."""
+        if is_video(data):
+            return self.screen_video(data, actor=actor, content_ref=content_ref)
         signals = hash_image_bytes(data, self._limits)
         query = QuerySignals(
             pdq_variants=signals.pdq.dihedral,
@@ -97,6 +115,16 @@ class ScreeningService:
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         return replace(self.record(result), media=signals)
+
+    def screen_video(
+        self, data: bytes, *, actor: str, content_ref: str | None = None
+    ) -> ScreeningResult:
+        """Hash a video (one PDQ a second, MD5, SHA-256) and screen it: banked videos it
+        copies, contains or was cut from, banked images one of its frames shows."""
+        video = hash_video_bytes(data, self._video_limits, self._video_sampling)
+        query = QuerySignals(md5=video.md5, sha256=video.sha256, video_frames=video.frames)
+        result = self._screen(query, actor=actor, content_ref=content_ref)
+        return replace(self.record(result), video=video)
 
     def screen_hashes(
         self,
@@ -155,7 +183,7 @@ class ScreeningService:
         views: list[MatchView] = []
         # The common case, a PDQ with no index hit and no exact hash to look up, never
         # touches the database.
-        if candidates or query.md5 or query.sha256:
+        if candidates or query.md5 or query.sha256 or query.video_frames:
             with unit_of_work(self._sessions, write=False) as s:
                 matches = self._matcher.resolve(s, query, candidates)
                 views = [MatchView.of(m) for m in matches]
@@ -206,6 +234,7 @@ class ScreeningService:
                         "distance": m.distance,
                         "threshold": m.bank.pdq_threshold if m.signal_type == "pdq" else None,
                         "variant": m.variant,
+                        "video_match": json.dumps(m.video.to_dict()) if m.video else None,
                     }
                     for m in matches
                 ],

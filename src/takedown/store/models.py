@@ -68,6 +68,11 @@ class Bank(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The video rule (migration 0009): a video matches a banked one when this share of
+    # the banked video's frames (or of the upload's, for a clip) match within the
+    # frame threshold. See domain/video.py.
+    video_match_percent: Mapped[int] = mapped_column(Integer, default=80)
+    video_frame_threshold: Mapped[int] = mapped_column(Integer, default=31)
 
     entries: Mapped[list[BankEntry]] = relationship(back_populates="bank", lazy="raise")
 
@@ -149,6 +154,8 @@ class ScreeningMatch(Base):
     distance: Mapped[int] = mapped_column(Integer)
     threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
     variant: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # For a video match: JSON of the matched fractions and time ranges (migration 0009).
+    video_match: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     screening: Mapped[Screening] = relationship(back_populates="matches", lazy="raise")
 
@@ -554,3 +561,37 @@ class DsaStatement(Base):
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     db_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# --------------------------------------------------------------------------------------
+# Video frames (migration 0009)
+# --------------------------------------------------------------------------------------
+
+
+class BankVideoFrame(Base):
+    """One vPDQ feature of a banked video. The video itself is a ``vpdq`` bank entry;
+    its frames follow here. The integer id is a cursor the bank index follows (frame
+    hashes share the index with image hashes, see services/matcher.py)."""
+
+    __tablename__ = "bank_video_frames"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"), index=True)
+    frame_number: Mapped[int] = mapped_column(Integer)
+    timestamp_ms: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[int] = mapped_column(Integer)
+    pdq: Mapped[str] = mapped_column(String(64))
+
+
+class MediaVideoFrame(Base):
+    """One vPDQ feature of a registered video (``media.media_type == "video"``); the
+    media index follows these ids as well, for the copy graph."""
+
+    __tablename__ = "media_video_frames"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), index=True)
+    frame_number: Mapped[int] = mapped_column(Integer)
+    timestamp_ms: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[int] = mapped_column(Integer)
+    pdq: Mapped[str] = mapped_column(String(64))

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
 from takedown.api.schemas import BankIn, BankPatch, EntriesIn, EntryPage, EntryPatch
-from takedown.api.uploads import read_upload
+from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.domain.hashlists import FORMATS, HashRecord
 from takedown.errors import InvalidRequest
@@ -42,6 +42,8 @@ def create_bank(
         pdq_quality_floor=body.pdq_quality_floor,
         description=body.description,
         restrict_on_match=body.restrict_on_match,
+        video_match_percent=body.video_match_percent,
+        video_frame_threshold=body.video_frame_threshold,
     )
     return view
 
@@ -69,6 +71,8 @@ def update_bank(
         pdq_quality_floor=body.pdq_quality_floor,
         enabled=body.enabled,
         reason=body.reason,
+        video_match_percent=body.video_match_percent,
+        video_frame_threshold=body.video_frame_threshold,
     )
     return view
 
@@ -108,7 +112,8 @@ def add_entries(
     "/banks/{bank}/media",
     response_model=AddResult,
     status_code=201,
-    summary="Add an image: its PDQ, MD5 and SHA-256 are banked",
+    summary="Add an image (its PDQ, MD5 and SHA-256) or a video (its frame hashes, MD5 "
+    "and SHA-256)",
 )
 async def add_media(
     bank: str,
@@ -120,7 +125,7 @@ async def add_media(
     p: Principal = Depends(_write),
     rt: Runtime = Depends(runtime),
 ) -> AddResult:
-    data = await read_upload(file, rt.settings.max_upload_bytes)
+    data = await read_media_upload(file, rt.settings)
     result = await run_in_threadpool(
         rt.banks.add_media,
         bank,

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
-from takedown.api.uploads import read_upload
+from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
-from takedown.media.decode import sniff_format
+from takedown.media.video import media_mime_type
 from takedown.runtime import Runtime
 from takedown.services.registry import (
     AccountInput,
@@ -120,7 +120,7 @@ async def post_item_media(
     p: Principal = Depends(_write),
     rt: Runtime = Depends(runtime),
 ) -> ItemResult:
-    data = await read_upload(file, rt.settings.max_upload_bytes)
+    data = await read_media_upload(file, rt.settings)
 
     def attach() -> ItemResult:
         current = rt.registry.get_item(item_id)  # the item must exist
@@ -130,7 +130,7 @@ async def post_item_media(
             media,
             actor=p.actor,
             content=data,
-            content_type=sniff_format(data).mime_type,
+            content_type=media_mime_type(data),
         )
 
     return await run_in_threadpool(attach)

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
 from takedown.api.schemas import ScreenHashesIn, ScreenOut
-from takedown.api.uploads import read_upload
+from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
 from takedown.services.screening import ScreeningResult
@@ -32,6 +32,8 @@ def _out(result: ScreeningResult) -> ScreenOut:
             "sha256": result.sha256,
             "pdq": result.pdq,
             "pdq_quality": result.pdq_quality,
+            "media_type": "video" if result.video else "image" if result.media else None,
+            "video": result.video.to_dict() if result.video else None,
         }
     )
 
@@ -40,16 +42,17 @@ def _out(result: ScreeningResult) -> ScreenOut:
     "",
     response_model=ScreenOut,
     summary="Screen an upload's bytes",
-    description="Hashes the image (PDQ with all 8 rotations/flips, MD5, SHA-256) and "
-    "returns every banked match and a verdict: block, review or allow.",
+    description="Hashes the image (PDQ with all 8 rotations/flips, MD5, SHA-256) or the "
+    "video (one PDQ a second as vPDQ does, MD5, SHA-256) and returns every banked match "
+    "and a verdict: block, review or allow.",
 )
 async def screen_media(
-    file: UploadFile = File(description="The uploaded image."),
+    file: UploadFile = File(description="The uploaded image or video."),
     content_ref: str | None = Form(None, max_length=500),
     principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
 ) -> Response:
-    data = await read_upload(file, rt.settings.max_upload_bytes)
+    data = await read_media_upload(file, rt.settings)
     result = await run_in_threadpool(
         rt.screening.screen_media, data, actor=principal.actor, content_ref=content_ref
     )

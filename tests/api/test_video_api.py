@@ -1,0 +1,143 @@
+"""Video through the API: banked, screened (copies, clips, others), registered and
+found as a copy of a reported video; hostile files get their 4xx codes."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from takedown.store.models import BankVideoFrame, MediaVideoFrame, ScreeningMatch
+from tests.cases.helpers import parent_report, platform_headers
+from tests.media.videos import (
+    audio_only,
+    banked_video,
+    huge_declared_video,
+    other_video,
+    transcode,
+)
+
+
+def _bank_video(client, auth, **bank: object) -> dict:
+    r = client.post("/v1/banks", headers=auth, json={"name": "videos", "source": "ncmec", **bank})
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/v1/banks/videos/media",
+        headers=auth,
+        files={"file": ("v.mp4", banked_video(), "video/mp4")},
+        data={"category": "stand-in"},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _screen(client, auth, data: bytes) -> dict:
+    r = client.post("/v1/screen", headers=auth, files={"file": ("u.mp4", data, "video/mp4")})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth, rt):
+    added = _bank_video(client, auth, match_action="block")
+    assert added["added"] == 3  # MD5, SHA-256 and the video's frame set
+    assert {e["signal_type"] for e in added["entries"]} == {"vpdq", "md5", "sha256"}
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(BankVideoFrame)) == 8
+
+    same = _screen(client, auth, banked_video())
+    assert same["verdict"] == "block" and same["media_type"] == "video"
+    assert {m["signal_type"] for m in same["matches"]} == {"vpdq", "md5", "sha256"}
+
+    copy = _screen(client, auth, transcode(banked_video(), size=(256, 192), crop=3, crf=35))
+    [match] = copy["matches"]
+    assert match["signal_type"] == "vpdq" and match["video"]["kind"] == "copy"
+    assert match["video"]["banked_percent"] >= 80 and match["distance"] <= 31
+    assert copy["video"]["duration"] == 8.0 and len(copy["video"]["frames"]) == 8
+
+    clip = _screen(client, auth, transcode(banked_video(), start_s=2, end_s=6))
+    [match] = clip["matches"]
+    assert match["video"]["kind"] == "clip" and match["video"]["upload_percent"] == 100
+    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 5.0}]
+    assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 3.0}]
+    with rt.sessions() as s:
+        kept = s.scalars(
+            select(ScreeningMatch.video_match).where(ScreeningMatch.signal_type == "vpdq")
+        ).all()
+    assert any('"kind": "clip"' in (v or "") for v in kept)
+
+    other = _screen(client, auth, other_video())
+    assert other["verdict"] == "allow" and other["matches"] == []
+
+
+def test_the_video_rule_is_configurable_per_bank(client, auth):
+    _bank_video(client, auth, match_action="review", video_match_percent=100)
+    cropped = transcode(banked_video(), crop=3)
+    assert _screen(client, auth, cropped)["verdict"] == "review"
+    r = client.patch("/v1/banks/videos", headers=auth, json={"video_frame_threshold": 2})
+    assert r.status_code == 200 and r.json()["video_frame_threshold"] == 2
+    assert _screen(client, auth, cropped)["verdict"] == "allow"
+    r = client.patch("/v1/banks/videos", headers=auth, json={"video_match_percent": 0})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_video_match_percent"
+
+
+def test_a_frame_showing_a_banked_image_is_found(client, auth):
+    import io
+
+    import av
+
+    from tests.conftest import encode
+
+    with av.open(io.BytesIO(banked_video())) as src:
+        still = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    client.post("/v1/banks", headers=auth, json={"name": "images", "match_action": "review"})
+    r = client.post(
+        "/v1/banks/images/media", headers=auth, files={"file": ("a.png", encode(still))}
+    )
+    assert r.status_code == 201, r.text
+    result = _screen(client, auth, transcode(banked_video(), crf=30))
+    assert result["verdict"] == "review"
+    assert [m["variant"] for m in result["matches"]] == ["frame@0s"]
+
+
+def test_a_copy_of_a_reported_video_joins_the_case_and_is_restricted(client, rt):
+    p = platform_headers(rt)
+    for item in ("orig", "copy", "unrelated"):
+        assert client.put(f"/v1/items/{item}", json={"account_id": item}, headers=p).is_success
+    r = client.post("/v1/items/orig/media", headers=p, files={"file": ("v.mp4", banked_video())})
+    assert r.status_code == 200, r.text
+    with rt.sessions() as s:  # the video itself is kept, encrypted, for review and evidence
+        from sqlalchemy import select
+
+        from takedown.store.models import Media
+
+        blob_id = s.scalars(select(Media.blob_id).where(Media.media_type == "video")).one()
+        assert rt.blobs.info(s, blob_id).content_type == "video/mp4"
+        assert rt.blobs.get(s, blob_id) == banked_video()
+    receipt = client.post("/v1/reports", json=parent_report(["orig"])).json()
+    assert receipt["restricted_items"] == 1
+    # A re-encoded, rescaled clip of it is uploaded elsewhere later.
+    copy = transcode(banked_video(), size=(240, 180), start_s=1, end_s=6, crf=32)
+    r = client.post("/v1/items/copy/media", headers=p, files={"file": ("c.mp4", copy)})
+    assert r.status_code == 200, r.text
+    assert r.json()["cases"] == [receipt["case_number"]]
+    assert r.json()["visibility"] == "restricted"
+    r = client.post(
+        "/v1/items/unrelated/media", headers=p, files={"file": ("o.mp4", other_video())}
+    )
+    assert r.json()["cases"] == [] and r.json()["visibility"] == "visible"
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(MediaVideoFrame)) == 8 + 5 + 8
+
+
+def test_hostile_videos_get_their_codes(client, auth, rt):
+    rt.screening._video_limits = type(rt.settings.video_limits)(max_seconds=5)
+    mp4 = banked_video()
+    cases = [
+        (mp4[: len(mp4) // 2], 422, "media_corrupt"),
+        (b"\x00\x00\x00\x18ftypisom" + b"\x00" * 3000, 422, "media_corrupt"),
+        (huge_declared_video(), 413, "media_too_many_pixels"),
+        (audio_only(), 422, "video_no_stream"),
+        (mp4, 413, "video_too_long"),
+        (b"", 422, "media_empty"),
+    ]
+    for data, status, code in cases:
+        r = client.post("/v1/screen", headers=auth, files={"file": ("x.mp4", data)})
+        assert (r.status_code, r.json()["code"]) == (status, code), r.text
