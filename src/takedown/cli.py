@@ -628,5 +628,12 @@ def db_current() -> None:
     out.print(current_revision(engine) or "empty (run `takedown db upgrade`)")
 
 
+# -- audit log and evidence vault (commands in cli_legal.py) ---------------------------
+from takedown.cli_legal import audit_app, evidence_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(evidence_app, name="evidence")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

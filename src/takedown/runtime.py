@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.services.apikeys import ApiKeyService
+from takedown.services.audit import AuditChain, attach
+from takedown.services.audit_log import AuditLog
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
 from takedown.services.copies import MEDIA_ROWS, CopyFinder
 from takedown.services.delivery import OutboxService
+from takedown.services.evidence import EvidenceVault
 from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
@@ -49,6 +52,8 @@ class Runtime:
     registry: RegistryService
     outbox: OutboxService
     blobs: BlobStore
+    audit: AuditLog
+    evidence: EvidenceVault
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -70,11 +75,14 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     matcher = Matcher(sessions, sync_interval_s=interval)
     media_index = IndexFollower(sessions, MEDIA_ROWS, sync_interval_s=interval)
     limits = settings.image_limits
-    blobs = BlobStore(
-        EnvelopeCipher(
-            Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
-        )
+    keyring = Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
+    blobs = BlobStore(EnvelopeCipher(keyring))
+    audit_chain = AuditChain.from_master_keys(
+        (keyring.current, *keyring.older),
+        checkpoint_every_events=settings.audit_checkpoint_events,
+        checkpoint_every=timedelta(minutes=settings.audit_checkpoint_minutes),
     )
+    attach(sessions, audit_chain)
     cases = CaseService(
         sessions,
         CopyFinder(media_index),
@@ -115,4 +123,8 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         registry=RegistryService(sessions, matcher, cases, limits, blobs),
         outbox=OutboxService(sessions),
         blobs=blobs,
+        audit=AuditLog(sessions, audit_chain),
+        evidence=EvidenceVault(
+            sessions, blobs, timedelta(days=settings.evidence_preservation_days)
+        ),
     )

@@ -43,6 +43,7 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
         Permission.USERS_ADMIN,
         {"username": "new-user", "password": PASSWORD, "role": "legal"},
     ),
+    ("get", "/v1/evidence?case_id={case}&purpose=matrix+check", Permission.EVIDENCE, None),
 ]
 
 

@@ -25,6 +25,7 @@ class Permission(StrEnum):
     REPORTER_IDENTITY = "reporters:identity"  # see who reported (legal, admin)
     USERS_ADMIN = "users:admin"
     OUTBOX_ADMIN = "outbox:admin"  # see deliveries, redeliver dead letters
+    EVIDENCE = "evidence"  # the evidence vault: preserve, hold, read, export, destroy
 
 
 ALL = frozenset(Permission)
@@ -54,6 +55,8 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
         }
     ),
 }
+# The evidence vault is for legal staff (and admins, who hold every permission).
+ROLE_PERMISSIONS[UserRole.LEGAL] = ROLE_PERMISSIONS[UserRole.LEGAL] | {Permission.EVIDENCE}
 
 # API-key scopes (machine integrations). "platform" is the usual integration key.
 SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {

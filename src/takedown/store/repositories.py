@@ -12,6 +12,8 @@ from takedown.store.models import Bank, BankEntry
 # the tables that in-memory indexes follow.
 ENTRY_INSERTS = 0x7A6B_0001
 MEDIA_INSERTS = 0x7A6B_0002
+# Serializes appends to the audit hash chain (services/audit.py).
+AUDIT_APPENDS = 0x7A6B_0003
 
 
 def lock_inserts(session: Session, lock: int) -> None:
