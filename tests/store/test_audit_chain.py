@@ -5,6 +5,7 @@ verify`, on SQLite and PostgreSQL; concurrent writers still make one chain."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -282,6 +283,34 @@ def test_concurrent_writers_make_one_chain(rt: Runtime):
     report = rt.audit.verify()
     assert report.ok, report.problems
     assert report.events_checked == 8 * (15 + 3 * 50)
+
+
+def _process_writer(url: str, data_dir: str, w: int) -> None:
+    """Runs in its own process, with its own runtime, engine and connections."""
+    from takedown.config import Settings
+    from takedown.runtime import open_runtime
+
+    rt = open_runtime(Settings(database_url=url, data_dir=data_dir), migrate=False)
+    try:
+        for i in range(10):
+            with unit_of_work(rt.sessions) as s:
+                record_many(s, f"p{w}", "y", "item", [f"{w}-{i}-{k}" for k in range(20)], {})
+    finally:
+        rt.close()
+
+
+def test_writer_processes_make_one_chain(rt: Runtime):
+    ctx = multiprocessing.get_context("spawn")
+    url, data_dir = rt.settings.resolved_database_url, str(rt.settings.data_dir)
+    procs = [ctx.Process(target=_process_writer, args=(url, data_dir, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    report = rt.audit.verify()
+    assert report.ok, report.problems
+    assert report.events_checked == 3 * 10 * 20
 
 
 def test_events_from_before_the_chain_are_counted_not_failed(rt: Runtime):
