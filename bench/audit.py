@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -114,7 +115,12 @@ def main() -> None:
                 with admin.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 admin.dispose()
-    result = {"benchmark": "audit hash chain: write and verify cost", "runs": runs}
+    result = {
+        "benchmark": "audit hash chain: write and verify cost",
+        "cpus": os.cpu_count(),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),  # shared machines: context
+        "runs": runs,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -81,13 +81,24 @@ def test_legal_only_and_purpose_required(rt: Runtime, client, case_id, legal):
         h = user_headers(rt, f"u-{role}", role)
         r = client.post("/v1/evidence", json={"case_id": case_id, "purpose": WHY}, headers=h)
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    _, key = rt.api_keys.create("robot", ["admin"], actor="t")  # machines never
+    r = client.post(
+        "/v1/evidence",
+        json={"case_id": case_id, "purpose": WHY},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 403
+    admin = user_headers(rt, "ada-admin", "admin")  # an admin person may
+    assert client.post(
+        "/v1/evidence", json={"case_id": case_id, "purpose": WHY}, headers=admin
+    ).is_success
     r = client.post("/v1/evidence", json={"case_id": case_id}, headers=legal)
     assert r.status_code == 422 and r.json()["code"] == "purpose_required"
     ev = _preserve(client, case_id, legal)
     r = client.get(f"/v1/evidence/{ev['id']}", params={"purpose": "  "}, headers=legal)
     assert r.json()["code"] == "purpose_required"
     r = client.get("/v1/evidence", params={"case_id": case_id, "purpose": WHY}, headers=legal)
-    assert [e["id"] for e in r.json()] == [ev["id"]]
+    assert [e["id"] for e in r.json()][-1] == ev["id"] and len(r.json()) == 2
     r = client.get("/v1/evidence/01NOSUCH", params={"purpose": WHY}, headers=legal)
     assert r.status_code == 404 and r.json()["code"] == "evidence_not_found"
     r = client.post("/v1/evidence", json={"case_id": "01NOSUCH", "purpose": WHY}, headers=legal)

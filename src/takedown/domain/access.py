@@ -71,6 +71,11 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
 }
 
 
+# Evidence is read by named people who state a purpose, never by machines: an admin
+# key does not open the vault (the CyberTipline code calls the vault in-process).
+SCOPE_PERMISSIONS["admin"] = SCOPE_PERMISSIONS["admin"] - {Permission.EVIDENCE}
+
+
 def permissions_for_scopes(scopes: frozenset[str]) -> frozenset[Permission]:
     out: set[Permission] = set()
     for scope in scopes:

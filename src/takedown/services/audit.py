@@ -146,6 +146,10 @@ def append_pending(session: Session) -> None:
         return
     chain = chain_of(session)
     key = chain.keys[0]
+    # Everything else this transaction writes goes out first: once it holds the append
+    # lock it only inserts audit rows, so it never waits on another writer's row locks
+    # while others wait on it.
+    session.flush()
     lock_inserts(session, AUDIT_APPENDS)
     head = session.execute(
         select(AuditEvent.id, AuditEvent.event_hash).order_by(AuditEvent.id.desc()).limit(1)
