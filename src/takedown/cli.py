@@ -636,6 +636,11 @@ def _add_legal() -> None:
 
 
 _add_legal()
+# -- audit log and evidence vault (commands in cli_audit.py) ---------------------------
+from takedown.cli_audit import audit_app, evidence_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(evidence_app, name="evidence")
 
 
 if __name__ == "__main__":  # pragma: no cover

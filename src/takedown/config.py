@@ -260,6 +260,24 @@ class Settings(BaseSettings):
         """The largest upload a media endpoint reads: an image or a video."""
         return max(self.max_upload_bytes, self.max_video_bytes)
 
+    audit_checkpoint_events: int = Field(
+        default=10_000,
+        ge=1,
+        description="Write an audit checkpoint at least every this many events.",
+    )
+    audit_checkpoint_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="Write an audit checkpoint with the first event after this many "
+        "minutes without one.",
+    )
+    evidence_preservation_days: int = Field(
+        default=365,
+        ge=365,
+        description="Preservation hold after a report is completed (18 U.S.C. 2258A(h): "
+        "at least one year; never shorter than one calendar year).",
+    )
+
     def webhook_secret_value(self) -> str:
         """The webhook secret from the environment or its file; refuses to run without."""
         if self.webhook_secret_file is not None:

@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.services.apikeys import ApiKeyService
+from takedown.services.audit import AuditChain, attach
+from takedown.services.audit_log import AuditLog
 from takedown.services.banks import BankService, BankSettings
 from takedown.services.cases import CasePolicy, CaseService
 from takedown.services.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFinder
 from takedown.services.cybertipline import CyberTiplineService, cybertipline_service
 from takedown.services.delivery import OutboxService
 from takedown.services.dsa import DsaService
+from takedown.services.evidence import EvidenceVault
 from takedown.services.follower import IndexFollower
 from takedown.services.legal import LegalService
 from takedown.services.matcher import Matcher
@@ -59,6 +62,8 @@ class Runtime:
     legal: LegalService
     dsa: DsaService
     transparency: TransparencyService
+    audit: AuditLog
+    evidence: EvidenceVault
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -84,12 +89,16 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     # screening hot path.
     media_index = IndexFollower(sessions, MEDIA_ROWS, more_rows=MEDIA_MORE_ROWS)
     limits = settings.image_limits
-    blobs = BlobStore(
-        EnvelopeCipher(
-            Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
-        )
+    keyring = Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
+    blobs = BlobStore(EnvelopeCipher(keyring))
+    audit_chain = AuditChain.from_master_keys(
+        (keyring.current, *keyring.older),
+        checkpoint_every_events=settings.audit_checkpoint_events,
+        checkpoint_every=timedelta(minutes=settings.audit_checkpoint_minutes),
     )
     reported_hashes = IndexFollower(sessions, REPORTED_PDQ_ROWS)
+    attach(sessions, audit_chain)
+    evidence = EvidenceVault(sessions, blobs, timedelta(days=settings.evidence_preservation_days))
     cases = CaseService(
         sessions,
         CopyFinder(media_index),
@@ -149,7 +158,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         ),
         outbox=OutboxService(sessions),
         blobs=blobs,
-        cybertipline=cybertipline_service(sessions, settings, blobs),
+        cybertipline=cybertipline_service(sessions, settings, blobs, evidence),
         legal=LegalService(
             sessions,
             alert_after=timedelta(hours=settings.legal_alert_after_hours),
@@ -157,4 +166,6 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         ),
         dsa=DsaService(sessions, settings),
         transparency=TransparencyService(sessions),
+        audit=AuditLog(sessions, audit_chain),
+        evidence=evidence,
     )

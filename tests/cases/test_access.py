@@ -62,6 +62,7 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
     ("post", "/v1/legal/cases/{case}/nca", Permission.LEGAL_FILE, {"reference": "NCA-1"}),
     ("post", "/v1/legal/filings/01NOSUCH/submit", Permission.LEGAL_FILE, None),
     ("post", "/v1/legal/filings/01NOSUCH/retract", Permission.LEGAL_FILE, None),
+    ("get", "/v1/evidence?case_id={case}&purpose=matrix+check", Permission.EVIDENCE, None),
 ]
 
 

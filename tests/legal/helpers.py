@@ -118,7 +118,7 @@ def wire_ncmec(
         ncmec_legal_url="https://platform.example/legal",
         **extra,
     )
-    rt.cybertipline = cybertipline_service(rt.sessions, settings, rt.blobs)
+    rt.cybertipline = cybertipline_service(rt.sessions, settings, rt.blobs, rt.evidence)
     provider = StandinBytes(data or {})
     rt.cybertipline.media = provider
     return provider

@@ -263,3 +263,27 @@ def test_files_come_from_the_encrypted_media_store(rt, client):
     assert source.read(media.public_id, media.sha256) == photo
     assert source.read(media.public_id, "0" * 64) is None  # not the file the report names
     assert source.read("01NOSUCHMEDIA", media.sha256) is None
+
+
+def test_a_finished_production_report_starts_the_preservation_hold(rt, client):
+    c = confirmed_case(rt, client)
+    with ncmec_server() as (url, _server):
+        wire_ncmec(rt, url, c.data, ncmec_environment="production")
+        r = client.post(f"/v1/legal/cases/{c.case_id}/cybertipline", headers=c.legal, json={})
+        filing = _by_account(r.json())["acc-a"]
+        r = client.post(f"/v1/legal/filings/{filing['id']}/submit", headers=c.legal)
+        assert r.status_code == 200 and r.json()["state"] == "finished", r.text
+    [evidence] = rt.evidence.list_for_case(c.case_id, "user:lex", "hold check in a test")
+    assert evidence.reported_at is not None and evidence.held_until is not None
+    assert evidence.held_until >= evidence.reported_at + timedelta(days=365)
+    assert "report" in {f.role for f in evidence.files}  # the exact XML sent is kept
+
+
+def test_test_environment_reports_start_no_hold(rt, client):
+    c = confirmed_case(rt, client)
+    with ncmec_server() as (url, _server):
+        wire_ncmec(rt, url, c.data)
+        r = client.post(f"/v1/legal/cases/{c.case_id}/cybertipline", headers=c.legal, json={})
+        filing = _by_account(r.json())["acc-a"]
+        assert client.post(f"/v1/legal/filings/{filing['id']}/submit", headers=c.legal).is_success
+    assert rt.evidence.list_for_case(c.case_id, "user:lex", "hold check in a test") == []

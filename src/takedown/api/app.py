@@ -11,6 +11,7 @@ from takedown import __version__
 from takedown.api.errors import install_error_handlers
 from takedown.api.limits import BodyLimitMiddleware
 from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
+from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
@@ -70,6 +71,7 @@ def create_app(rt: Runtime) -> FastAPI:
     v1.include_router(users.router)
     v1.include_router(outbox.router)
     v1.include_router(legal_router)
+    v1.include_router(evidence_routes.router)
     app.include_router(v1)
     app.include_router(public.router)  # the public report and status pages (HTML)
     install_error_handlers(app)

@@ -27,6 +27,7 @@ class Permission(StrEnum):
     OUTBOX_ADMIN = "outbox:admin"  # see deliveries, redeliver dead letters
     LEGAL_READ = "legal:read"  # the legal queue, filings, transparency figures
     LEGAL_FILE = "legal:file"  # draft, submit, retract reports; record NCA references
+    EVIDENCE = "evidence"  # the evidence vault: preserve, hold, read, export, destroy
 
 
 ALL = frozenset(Permission)
@@ -62,6 +63,8 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
         }
     ),
 }
+# The evidence vault is for legal staff (and admins, who hold every permission).
+ROLE_PERMISSIONS[UserRole.LEGAL] = ROLE_PERMISSIONS[UserRole.LEGAL] | {Permission.EVIDENCE}
 
 # API-key scopes (machine integrations). "platform" is the usual integration key.
 SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
@@ -74,6 +77,11 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "report:law_enforcement": frozenset({Permission.REPORT_LAW_ENFORCEMENT}),
     "admin": ALL - {Permission.CASES_DECIDE},  # machines never decide cases
 }
+
+
+# Evidence is read by named people who state a purpose, never by machines: an admin
+# key does not open the vault (the CyberTipline code calls the vault in-process).
+SCOPE_PERMISSIONS["admin"] = SCOPE_PERMISSIONS["admin"] - {Permission.EVIDENCE}
 
 
 def permissions_for_scopes(scopes: frozenset[str]) -> frozenset[Permission]:

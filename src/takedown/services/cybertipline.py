@@ -44,6 +44,7 @@ from takedown.ids import utcnow
 from takedown.integrations import cybertipline as api
 from takedown.integrations.cybertipline import CyberTiplineClient, Exchange
 from takedown.services.audit import record
+from takedown.services.evidence import EvidenceVault, ReportSent
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
@@ -149,11 +150,23 @@ class CyberTiplineService:
         settings: FilerSettings,
         client_factory: Callable[[], CyberTiplineClient] | None,
         media: MediaBytes | None,
+        evidence: EvidenceVault | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._client_factory = client_factory
         self.media = media
+        self.evidence = evidence
+
+    def _preserve(self, s: Session, f: LegalFiling, actor: str, now: datetime) -> None:
+        """A finished production report starts the evidence's preservation hold (at
+        least a year, 18 U.S.C. 2258A(h)), with the exact XML sent, in the same
+        transaction. Test-environment reports are not reports to NCMEC: no hold."""
+        if self.evidence is None or f.environment != "production":
+            return
+        case = s.get_one(Case, f.case_id)
+        sent = ReportSent("cybertipline-report.xml", (f.report_xml or "").encode())
+        self.evidence.mark_reported_in(s, case, now, actor, reference=f.external_id, report=sent)
 
     # -- drafting ------------------------------------------------------------------------
     def draft(
@@ -502,6 +515,7 @@ class CyberTiplineService:
             f.last_error = ex.error or f"{ex.code}: {ex.description or ''}".strip()
             if ex.code == api.ALREADY_FINISHED:  # nothing is ever sent again
                 f.state, f.finished_at = "finished", f.finished_at or now
+                self._preserve(s, f, actor, now)
                 record(
                     s,
                     actor,
@@ -559,6 +573,7 @@ class CyberTiplineService:
         with unit_of_work(self._sessions) as s:
             f = _filing(s, pid, for_update=True)
             f.state, f.finished_at, f.updated_at = "finished", now, now
+            self._preserve(s, f, actor, now)
             record(
                 s,
                 actor,
@@ -853,7 +868,10 @@ class StoredMediaBytes:
 
 
 def cybertipline_service(
-    sessions: sessionmaker[Session], settings: Settings, blobs: BlobStore
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    blobs: BlobStore,
+    evidence: EvidenceVault | None = None,
 ) -> CyberTiplineService:
     """From the settings: a client only when credentials and the reporter's email are
     set (otherwise filing answers ``ncmec_not_configured``); the test environment unless
@@ -883,4 +901,5 @@ def cybertipline_service(
         ),
         factory,
         StoredMediaBytes(sessions, blobs),
+        evidence,
     )

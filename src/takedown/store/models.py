@@ -408,6 +408,10 @@ class AuditEvent(Base):
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[str] = mapped_column(String(200))
     details: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    # The hash chain (migration 0009; domain/audit_chain.py). The id is the chain
+    # position, assigned by the appender; NULL only on events older than the chain.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    event_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class User(Base):
@@ -595,3 +599,71 @@ class MediaVideoFrame(Base):
     timestamp_ms: Mapped[int] = mapped_column(Integer)
     quality: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
+
+
+# --------------------------------------------------------------------------------------
+# Audit checkpoints and the evidence vault (migration 0009)
+# --------------------------------------------------------------------------------------
+
+
+class AuditCheckpoint(Base):
+    """The audit chain reached ``event_id`` with ``event_hash``: MACed, append-only."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)  # 1, 2, 3… (chained MACs)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    event_hash: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    made_by: Mapped[str] = mapped_column(String(200))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class Evidence(Base):
+    """A preserved snapshot of a case (services/evidence.py): its files are encrypted
+    blobs, listed in ``evidence_files``."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="preserved")  # | deleted | destroyed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A destruction on a law-enforcement request: who asked, and their reference.
+    le_requested_by: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    le_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class EvidenceFile(Base):
+    __tablename__ = "evidence_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # context | media | report
+    name: Mapped[str] = mapped_column(String(200))  # its path inside an export
+    blob_id: Mapped[str] = mapped_column(String(26), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # False: the registry's media blob, referenced (media are stored once per SHA-256).
+    owned: Mapped[bool] = mapped_column(Boolean)
+
+
+class EvidenceHold(Base):
+    __tablename__ = "evidence_holds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    evidence_id: Mapped[int] = mapped_column(ForeignKey("evidence.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # preservation | legal
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)

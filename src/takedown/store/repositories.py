@@ -16,6 +16,8 @@ REPORTED_HASH_INSERTS = 0x7A6B_0003  # case_locations of kind 'pdq'
 # session.info flag: this transaction added bank entries (the matcher of the same
 # process reads them right after commit, whatever its sync interval).
 ENTRIES_ADDED = "takedown.bank_entries_added"
+# Serializes appends to the audit hash chain (services/audit.py).
+AUDIT_APPENDS = 0x7A6B_0004
 
 
 def lock_inserts(session: Session, lock: int) -> None:
