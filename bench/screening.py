@@ -469,11 +469,7 @@ def main() -> None:
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    suffix = (
-        ""
-        if args.workers == 1 and not args.database_url
-        else (f"-{result['database']}-w{args.workers}")
-    )
+    suffix = "-postgresql" if args.database_url else ""
     (RESULTS / f"screening{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
