@@ -12,6 +12,14 @@ cores, as in the HMA figures we compare with. Also measures the screening servic
 in-process, without HTTP, to show where the time goes. Prints JSON and writes
 bench/results/screening.json.
 
+Bank scale, in the same JSON: the N hashes are imported from a text file through
+`takedown bank import` into the database of the running server (seconds, items/s), then
+the seconds until every worker answers for the last imported hash; resident memory (RSS)
+of each worker; a `takedown index snapshot` and a restart (seconds from spawn until
+searchable, RSS with the snapshot mapped). Uploads: POST /v1/screen with 12 MP JPEG
+stand-ins (scikit-image photos, one banked, one not; every verdict is checked).
+The machine's load average is recorded next to each figure.
+
 Baseline: HMA 2.0 measured on this kind of machine (ANCHORS.md): 213 req/s hash-only
 lookup as shipped, 666 req/s with OMP_NUM_THREADS=1, 1M hashes, 2 gunicorn workers.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import random
@@ -36,8 +45,8 @@ from pathlib import Path
 import httpx
 
 from takedown.config import Settings
-from takedown.domain.hashlists import HashRecord
 from takedown.runtime import open_runtime
+from takedown.services.banks import Provenance
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -54,25 +63,169 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _populate(settings: Settings, n: int, rng: random.Random) -> tuple[str, list[int]]:
+def _populate(settings: Settings, rng: random.Random) -> tuple[str, bytes, bytes]:
+    """An empty bank, an API key, and two stand-in photos: one banked, one not."""
     rt = open_runtime(settings)
     rt.banks.create_bank("bench", actor="bench", match_action="block")
-    centres = [rng.getrandbits(256) for _ in range(max(1, n // 1000))]
-    t0 = time.perf_counter()
-    chunk = 50_000
-    for start in range(0, n, chunk):
-        size = min(chunk, n - start)
-        values = [rng.getrandbits(256) for _ in range(size)]
-        if start == 0:
-            values[: len(centres)] = centres
-        rt.banks.add_hashes(
-            "bench", [HashRecord("pdq", f"{v:064x}") for v in values], actor="bench"
-        )
-    load_s = time.perf_counter() - t0
+    banked, other = _stand_in_jpeg("chelsea"), _stand_in_jpeg("coffee")
+    rt.banks.add_media("bench", banked, Provenance(), actor="bench")
     _, key = rt.api_keys.create("bench", ["screen"], actor="bench")
     rt.close()
-    print(f"banked {n} hashes in {load_s:.1f}s", file=sys.stderr)
-    return key, centres
+    return key, banked, other
+
+
+def _write_list(path: Path, n: int, rng: random.Random) -> list[int]:
+    """N random PDQ hashes (the first N/1000 are cluster centres) as a text hash list."""
+    centres = [rng.getrandbits(256) for _ in range(max(1, n // 1000))]
+    with path.open("w") as fh:
+        fh.writelines(f"{v:064x}\n" for v in centres)
+        fh.writelines(f"{rng.getrandbits(256):064x}\n" for _ in range(n - len(centres)))
+    return centres
+
+
+def _stand_in_jpeg(name: str) -> bytes:
+    """A scikit-image stand-in photo upscaled to 12 MP, JPEG quality 90 (never real
+    material)."""
+    from PIL import Image
+    from skimage import data
+
+    with Image.fromarray(getattr(data, name)()) as photo:
+        large = photo.convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    large.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _cli(env: dict[str, str], *args: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "takedown.cli", *args],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _rss(pid: int) -> dict[str, float]:
+    """Resident memory of one process in MB: total, and its anonymous and file-backed
+    (shared, e.g. a mapped index) parts."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def _workers(pid: int) -> list[int]:
+    """The serving processes: the server's children (several workers) or itself."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(parts[1]) == pid:
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if b"resource_tracker" not in cmdline:
+                children.append(int(stat.parent.name))
+    # uvicorn's supervisor also starts a resource tracker, left out
+    pids = children or [pid]
+    return sorted(pids, key=lambda p: -_rss(p).get("VmRSS", 0))
+
+
+def _start(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "takedown.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _until_searchable(base: str, key: str, value: int, limit_s: float = 600) -> float:
+    """Seconds until 20 answers in a row, each on a new connection (so any worker may
+    answer), say the hash is blocked."""
+    t = time.perf_counter()
+    streak = 0
+    body = {"pdq": f"{value:064x}", "pdq_quality": 100}
+    headers = {"Authorization": f"Bearer {key}"}
+    while streak < 20:
+        if time.perf_counter() - t > limit_s:
+            raise RuntimeError("the imported hashes never became searchable")
+        try:
+            r = httpx.post(base + "/v1/screen/hashes", json=body, headers=headers, timeout=30)
+            ok = r.status_code == 200 and r.json()["verdict"] == "block"
+        except httpx.HTTPError:
+            ok = False
+        streak = streak + 1 if ok else 0
+        if not ok:
+            time.sleep(0.05)
+    return round(time.perf_counter() - t, 2)
+
+
+async def _drive_uploads(
+    base: str, key: str, photos: list[tuple[bytes, str]], seconds: float, conc: int
+) -> dict[str, float | int]:
+    """POST /v1/screen with 12 MP JPEGs; each answer's verdict is checked."""
+    latencies: list[float] = []
+    errors = wrong = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+
+        async def worker(offset: int) -> None:
+            nonlocal errors, wrong
+            i = offset
+            while time.perf_counter() < deadline:
+                data, expected = photos[i % len(photos)]
+                t = time.perf_counter()
+                r = await client.post("/v1/screen", files={"file": ("p.jpg", data, "image/jpeg")})
+                latencies.append((time.perf_counter() - t) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+                elif r.json()["verdict"] != expected:
+                    wrong += 1
+                i += 1
+
+        await asyncio.gather(*(worker(k) for k in range(conc)))
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "wrong_answers": wrong,
+        "per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+        "concurrency": conc,
+        "image": "stand-ins: scikit-image chelsea (banked) and coffee (not), 4032x3024, q90",
+        "bytes": len(photos[0][0]),
+    }
+
+
+def _wait_healthy(base: str) -> None:
+    for _ in range(3000):
+        try:
+            if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the server did not start")
 
 
 def _queries(centres: list[int], rng: random.Random, count: int = 4096) -> list[dict]:
@@ -174,6 +327,53 @@ def _in_process(settings: Settings, queries: list[dict], seconds: float) -> dict
     }
 
 
+def _hash_only(
+    base: str, key: str, queries: list[dict], args: argparse.Namespace, load: str
+) -> dict[str, object]:
+    if load == "wrk":
+        count, errors, p50, p99 = _drive_wrk(base, key, queries, args.seconds, args.concurrency)
+        return {
+            "requests": count,
+            "errors": errors,
+            "req_per_s": round(count / args.seconds, 1),
+            "p50_ms": p50,
+            "p99_ms": p99,
+        }
+    lat, errors, blocks = asyncio.run(_drive(base, key, queries, args.seconds, args.concurrency))
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "blocked": blocks,
+        "req_per_s": round(len(lat) / args.seconds, 1),
+        "p50_ms": _pct(lat, 50),
+        "p99_ms": _pct(lat, 99),
+    }
+
+
+def _restart(
+    env: dict[str, str], base: str, port: int, key: str, last: int, workers: int
+) -> dict[str, object]:
+    """A fresh start on the full bank: from a snapshot when the CLI writes one, else by
+    replaying the database. Seconds from spawn until every worker answers, and RSS."""
+    out: dict[str, object] = {}
+    try:
+        out["snapshot_write_s"] = round(_cli(env, "index", "snapshot"), 2)
+    except subprocess.CalledProcessError:
+        out["snapshot_write_s"] = None
+    t = time.perf_counter()
+    server = _start(env, port, workers)
+    try:
+        _wait_healthy(base)
+        _until_searchable(base, key, last)
+        out["start_to_searchable_s"] = round(time.perf_counter() - t, 2)
+        out["load_average_at_restart"] = _load_average()
+        out["worker_rss_mb_after_restart"] = [_rss(p) for p in _workers(server.pid)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
 def _pct(values: list[float], p: int) -> float:
     if not values:
         return float("nan")
@@ -185,74 +385,60 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--upload-concurrency", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
     args = ap.parse_args()
     rng = random.Random(42)
+    scale: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TAKEDOWN_DATA_DIR": tmp}
         if args.database_url:
             env["TAKEDOWN_DATABASE_URL"] = args.database_url
         settings = Settings(data_dir=Path(tmp), database_url=args.database_url)
-        key, centres = _populate(settings, args.n, rng)
+        key, banked, other = _populate(settings, rng)
+        hash_list = Path(tmp) / "bench-hashes.txt"
+        centres = _write_list(hash_list, args.n, rng)
         queries = _queries(centres, rng)
-        in_proc = _in_process(settings, queries, min(args.seconds, 5.0))
         port = _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "takedown.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         base = f"http://127.0.0.1:{port}"
+        server = _start(env, port, args.workers)
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            _wait_healthy(base)
+            # Bank scale: import through the CLI into the running server's database,
+            # then time until every worker answers for the last hash of the list.
+            scale["load_average_before_import"] = _load_average()
+            import_s = _cli(
+                env, "bank", "import", "bench", str(hash_list), "--format", "text", "--type", "pdq"
+            )
+            last = int(hash_list.read_text()[-65:-1], 16)
+            scale["import_s"] = round(import_s, 2)
+            scale["import_per_s"] = round(args.n / import_s)
+            scale["searchable_after_import_s"] = _until_searchable(base, key, last)
+            scale["load_average_after"] = _load_average()
             asyncio.run(_drive(base, key, queries, 2.0, args.concurrency))  # warm-up
+            scale["worker_rss_mb"] = [_rss(p) for p in _workers(server.pid)]
             load = args.load
             if load == "auto":
                 load = "wrk" if shutil.which("wrk") else "python"
-            if load == "wrk":
-                count, errors, p50, p99 = _drive_wrk(
-                    base, key, queries, args.seconds, args.concurrency
+            http = _hash_only(base, key, queries, args, load)
+            http["load_average"] = _load_average()
+            uploads = asyncio.run(
+                _drive_uploads(
+                    base,
+                    key,
+                    [(banked, "block"), (other, "allow")],
+                    args.seconds,
+                    args.upload_concurrency,
                 )
-                http = {
-                    "requests": count,
-                    "errors": errors,
-                    "req_per_s": round(count / args.seconds, 1),
-                    "p50_ms": p50,
-                    "p99_ms": p99,
-                }
-            else:
-                lat, errors, blocks = asyncio.run(
-                    _drive(base, key, queries, args.seconds, args.concurrency)
-                )
-                http = {
-                    "requests": len(lat),
-                    "errors": errors,
-                    "blocked": blocks,
-                    "req_per_s": round(len(lat) / args.seconds, 1),
-                    "p50_ms": _pct(lat, 50),
-                    "p99_ms": _pct(lat, 99),
-                }
+            )
+            uploads["load_average"] = _load_average()
         finally:
             server.terminate()
             server.wait(timeout=30)
+        scale.update(_restart(env, base, port, key, last, args.workers))
+        in_proc = _in_process(settings, queries, min(args.seconds, 5.0))
     result = {
         "benchmark": "hash-only screening, POST /v1/screen/hashes",
         "n_hashes": args.n,
@@ -263,18 +449,27 @@ def main() -> None:
         "load_generator": load,
         "http": http,
         "in_process_service": in_proc,
+        "bank_scale": scale,
+        "uploads_12mp": uploads,
         "baseline_hma_2_0": {
             "raw_lookup_req_per_s_as_shipped": 213,
             "raw_lookup_req_per_s_omp1": 666,
+            "uploads_12mp_per_s": 2.6,
+            "import_items_per_s": 253,
+            "index_build_s": 43,
+            "worker_rss_mb": 803,
             "note": "ANCHORS.md, 1M hashes, 2 gunicorn workers, same kind of machine",
+        },
+        "goals": {
+            "hash_only_req_per_s": 2000,
+            "uploads_12mp_per_s": 40,
+            "import_1m_s": 30,
+            "searchable_s": 3,
+            "worker_rss_mb": 300,
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    suffix = (
-        ""
-        if args.workers == 1 and not args.database_url
-        else (f"-{result['database']}-w{args.workers}")
-    )
+    suffix = "-postgresql" if args.database_url else ""
     (RESULTS / f"screening{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

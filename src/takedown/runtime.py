@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
+from takedown.services import index_snapshot
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.audit import AuditChain, attach
 from takedown.services.audit_log import AuditLog
@@ -67,6 +68,11 @@ class Runtime:
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
+        # The bank index starts from its snapshot when there is one (mapped, shared
+        # between workers), then reads only the rows added since.
+        index_snapshot.load(
+            self.matcher.follower, index_snapshot.snapshot_path(self.settings.data_dir)
+        )
         self.matcher.sync(force=True)
         self.media_index.sync(force=True)
         self.reported_hashes.sync(force=True)

@@ -400,3 +400,21 @@ def test_invalid_hash_reasons_reuse_the_signal_messages() -> None:
 )
 def test_detect_format(first_line: str, filename: str | None, expected: str) -> None:
     assert detect_format(first_line, filename) == expected
+
+
+def test_canonical_lines_take_the_fast_path_and_equal_validated_records():
+    lines = ["ab" * 32, "AB" * 32 + " ", "cd" * 32, "# comment", "zz"]
+    parsed = parse_hash_list(lines, "text", default_type=PDQ)
+    assert parsed.records == [HashRecord("pdq", "ab" * 32), HashRecord("pdq", "cd" * 32)]
+    assert parsed.duplicates_in_file == 1
+    assert [r.line_number for r in parsed.rejected] == [5]
+
+
+def test_bulk_ids_are_distinct_ulids():
+    from ulid import ULID
+
+    from takedown.ids import new_ids
+
+    ids = new_ids(1000)
+    assert len(set(ids)) == 1000 and new_ids(0) == []
+    assert all(len(i) == 26 and str(ULID.from_str(i)) == i for i in ids)

@@ -108,6 +108,25 @@ class IndexFollower:
             if len(rows) < _SYNC_BATCH:
                 return added
 
+    # -- snapshots (services/index_snapshot.py) --------------------------------------
+    def snapshot_state(self) -> tuple[HammingIndex, list[int]]:
+        """The index and the cursors it covers (first table, then ``more_rows``)."""
+        with self._lock:
+            return self._index, [self._cursor, *self._more_cursors]
+
+    def adopt(self, index: HammingIndex, cursors: list[int]) -> None:
+        """Continue from a loaded index that covers rows up to ``cursors``; refused
+        when the database holds fewer rows than the snapshot (it is another one)."""
+        if len(cursors) != 1 + len(self._more):
+            raise ValueError(f"{len(cursors)} cursors for {1 + len(self._more)} tables")
+        with self._lock, unit_of_work(self._sessions, write=False) as session:
+            for sql, cursor in zip([self._sql, *(m[0] for m in self._more)], cursors, strict=True):
+                if cursor and not session.execute(sql, {"cursor": cursor - 1, "n": 1}).first():
+                    raise ValueError(f"the database has no row {cursor} (another database?)")
+            self._index = index
+            self._cursor, *self._more_cursors = cursors
+            self._last_sync = float("-inf")
+
     def search(self, hexes: list[str], radius: int) -> SearchResult:
         self.sync()
         return self._index.search(hex_to_bytes_array(hexes), radius)

@@ -83,6 +83,11 @@ class Matcher:
         """Load PDQ entries added since the last sync; returns how many were added."""
         return self._follower.sync(force=force)
 
+    @property
+    def follower(self) -> IndexFollower:
+        """The follower of bank entries (for snapshots: services/index_snapshot.py)."""
+        return self._follower
+
     def invalidate(self) -> None:
         """Banks or entries changed in this process: re-read the radius and the new
         entries on the next query (other processes see it within their sync interval
