@@ -287,6 +287,16 @@ end
 """
 
 
+def _ensure_wrk() -> bool:
+    """wrk (Debian package) if it is here, or can be installed (root with apt-get)."""
+    if shutil.which("wrk"):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False)
+    return shutil.which("wrk") is not None
+
+
 def _drive_wrk(
     base: str, key: str, queries: list[dict], seconds: float, conc: int
 ) -> tuple[int, int, float, float]:
@@ -421,7 +431,7 @@ def main() -> None:
             scale["worker_rss_mb"] = [_rss(p) for p in _workers(server.pid)]
             load = args.load
             if load == "auto":
-                load = "wrk" if shutil.which("wrk") else "python"
+                load = "wrk" if _ensure_wrk() else "python"
             http = _hash_only(base, key, queries, args, load)
             http["load_average"] = _load_average()
             uploads = asyncio.run(
