@@ -23,6 +23,7 @@ from takedown.services.delivery import OutboxService
 from takedown.services.follower import IndexFollower
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
+from takedown.services.review import ReviewService
 from takedown.services.screening import ScreeningService
 from takedown.services.users import UserService
 from takedown.store.blobs import BlobStore, EnvelopeCipher, Keyring
@@ -49,6 +50,7 @@ class Runtime:
     registry: RegistryService
     outbox: OutboxService
     blobs: BlobStore
+    review: ReviewService  # the review console's use cases (locks, media views, wellness)
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -115,4 +117,12 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         registry=RegistryService(sessions, matcher, cases, limits, blobs),
         outbox=OutboxService(sessions),
         blobs=blobs,
+        review=ReviewService(
+            sessions,
+            cases,
+            matcher,
+            blobs,
+            lock_ttl=timedelta(minutes=settings.console_lock_minutes),
+            break_minutes=settings.console_break_minutes,
+        ),
     )
