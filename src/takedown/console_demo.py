@@ -7,6 +7,7 @@ material anywhere in this project.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,9 +41,11 @@ class DemoCases:
     other_case: str  # a bystander's report with hash-only media
 
 
-def seed_console_demo(rt: Runtime) -> DemoCases:
-    for name, role in USERS.items():
-        rt.users.create(name, PASSWORD, role, actor="demo")
+def seed_console_demo(rt: Runtime, users: Iterable[str] = tuple(USERS)) -> DemoCases:
+    """The cases, and the named users of ``USERS`` (tests create theirs as needed:
+    hashing a password with argon2 is slow on purpose)."""
+    for name in users:
+        rt.users.create(name, PASSWORD, USERS[name], actor="demo")
     photos = standin_dir()
     rt.banks.create_bank(
         "standins-review",
