@@ -101,7 +101,10 @@
   function focus(id) { const el = document.getElementById(id); if (el) el.focus(); }
 
   document.addEventListener("keydown", (event) => {
-    const typing = event.target.closest("input, textarea, select");
+    // Typing in a text field is typing; on a radio, checkbox or button, keys are shortcuts.
+    const typing = event.target.closest(
+      "textarea, select, input:not([type=radio]):not([type=checkbox]):not([type=submit])",
+    );
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       const form = event.target.closest("form");
       if (form) { event.preventDefault(); form.requestSubmit(); }
