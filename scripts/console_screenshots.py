@@ -73,9 +73,7 @@ def main() -> int:
                 page.wait_for_load_state()
                 _shot(page, "case-blurred")
                 page.click("button.reveal")
-                page.wait_for_function(
-                    "document.querySelector('img.media.full')?.naturalWidth > 0"
-                )
+                page.wait_for_function("document.querySelector('img.media.full')?.naturalWidth > 0")
                 page.locator("figure.media-card").first.scroll_into_view_if_needed()
                 _shot(page, "case-revealed")
                 page.locator("#decision-form").scroll_into_view_if_needed()
