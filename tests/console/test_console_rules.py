@@ -468,3 +468,35 @@ def test_queue_filters_and_badges(client, rt, demo: DemoCases):
             .values(decision_due_at=utcnow() - timedelta(minutes=1))
         )
     assert "decision: overdue" in client.get("/console/queue?team=moderation").text
+
+
+@sqlite_only
+def test_video_is_muted_never_autoplays_and_loads_only_when_revealed(client, rt, demo):
+    import hashlib
+
+    from takedown.services.registry import MediaInput
+
+    clip = b"\x00\x00\x00\x18ftypmp42 stand-in bytes, not a real video"
+    rt.registry.attach_media(
+        "post-2",
+        MediaInput(sha256=hashlib.sha256(clip).hexdigest(), media_type="video"),
+        actor="t",
+        content=clip,
+        content_type="video/mp4",
+    )
+    csrf = sign_in(client, "mod")
+    page = client.get(f"/console/cases/{demo.ncii_case}").text
+    video = re.search(r"<video[^>]*>", page).group(0)
+    assert "muted" in video and 'preload="none"' in video
+    assert "autoplay" not in video and "src=" not in video
+    assert all(not details["full"] for _, _, details in _views(rt))  # nothing sharp yet
+    reveal = reveal_urls(page)[-1]
+    link = client.post(
+        reveal,
+        data={"csrf": csrf, "purpose": "review"},
+        headers={"Accept": "application/json"},
+    ).json()["url"]
+    served = client.get(link)
+    assert served.headers["content-type"] == "video/mp4" and served.content == clip
+    assert served.headers["cache-control"] == "no-store"
+    assert _views(rt)[-1][2]["full"] is True
