@@ -44,7 +44,16 @@ def _sign_in(page: Any, base: str, username: str) -> None:
 
 
 def _no_horizontal_scroll(page: Any) -> bool:
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
+    page.wait_for_load_state("load")  # measured with the stylesheet applied
+    wide = page.evaluate(
+        """() => document.documentElement.scrollWidth <= window.innerWidth + 1 ? [] :
+        [...document.querySelectorAll('main *, header *')]
+          .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                       && !e.closest('.scroll'))
+          .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))"""
+    )
+    assert wide == [], wide
+    return True
 
 
 def test_a_case_worked_end_to_end_by_moderator_and_specialist(
@@ -81,6 +90,7 @@ def _work_the_case(context: Any, base: str, rt: Runtime, case: str) -> None:
 
     _sign_in(page, base, "mod")
     expect(page.locator("h1")).to_have_text("Moderation queue")
+    page.wait_for_load_state("load")  # the shortcuts' script has run
     first = page.locator("table.queue tbody tr").first
     expect(first).to_contain_text(case)
     page.keyboard.press("j")  # keyboard: select the first row, Enter opens it
