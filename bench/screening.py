@@ -153,7 +153,8 @@ def _start(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[byt
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        # The server's log, shown if it does not come up (see _wait_healthy).
+        stderr=open(Path(env["TAKEDOWN_DATA_DIR"]) / "server.log", "wb"),  # noqa: SIM115
     )
 
 
@@ -217,7 +218,7 @@ async def _drive_uploads(
     }
 
 
-def _wait_healthy(base: str) -> None:
+def _wait_healthy(base: str, log: Path | None = None) -> None:
     for _ in range(3000):
         try:
             if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
@@ -225,7 +226,8 @@ def _wait_healthy(base: str) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError("the server did not start")
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError("the server did not start\n" + tail)
 
 
 def _queries(centres: list[int], rng: random.Random, count: int = 4096) -> list[dict]:
@@ -415,7 +417,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         server = _start(env, port, args.workers)
         try:
-            _wait_healthy(base)
+            _wait_healthy(base, Path(tmp) / "server.log")
             # Bank scale: import through the CLI into the running server's database,
             # then time until every worker answers for the last hash of the list.
             scale["load_average_before_import"] = _load_average()

@@ -108,3 +108,22 @@ def test_outbox_commands_and_worker_without_config(cli_env):
     assert r.exit_code == 2 and "outbox_not_found" in r.output
     r = runner.invoke(app, ["worker"])
     assert r.exit_code == 2 and "nothing to do" in r.output
+
+
+def test_the_cli_runs_as_a_module_too(tmp_path):
+    """`python -m takedown.cli` (how the benchmarks start servers) loads every command
+    group without a circular import."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TAKEDOWN_DATA_DIR": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "takedown.cli", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "audit log intact" in r.stdout

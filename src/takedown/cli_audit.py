@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, TypeVar
 
 import typer
 
-import takedown.cli as base
 from takedown.errors import TakedownError
 from takedown.runtime import Runtime
 from takedown.services.evidence import EvidenceView
@@ -24,6 +24,15 @@ audit_app = typer.Typer(
     help="The tamper-evident audit log: verify the hash chain, write a checkpoint.",
     no_args_is_help=True,
 )
+
+
+def _cli() -> ModuleType:
+    """``takedown.cli``, imported when a command runs, not at import: cli.py imports this
+    module while it is itself being loaded (also as ``__main__`` under
+    ``python -m takedown.cli``), so a top-level import would be circular."""
+    import takedown.cli
+
+    return takedown.cli
 
 
 def _anchor(text: str) -> tuple[int, str]:
@@ -44,7 +53,7 @@ def audit_verify(
 ) -> None:
     """Check every event and checkpoint; exit 1 naming the first bad event."""
     anchors = [_anchor(a) for a in anchor or []]
-    rt = base._runtime()
+    rt = _cli()._runtime()
     try:
         report = rt.audit.verify(anchors)
     finally:
@@ -55,27 +64,27 @@ def audit_verify(
         f"{report.checkpoints} checkpoints"
     )
     if report.ok:
-        base.out.print(f"audit log intact: {summary}")
+        _cli().out.print(f"audit log intact: {summary}")
         return
     first = report.problems[0]
-    base.err.print(f"[red]audit log NOT intact[/red]: {first.message}")
+    _cli().err.print(f"[red]audit log NOT intact[/red]: {first.message}")
     for p in report.problems[1:20]:
-        base.err.print(f"  also: {p.message}")
+        _cli().err.print(f"  also: {p.message}")
     if len(report.problems) > 20:
-        base.err.print(f"  … and {len(report.problems) - 20} more problems")
-    base.err.print(f"checked: {summary}")
+        _cli().err.print(f"  … and {len(report.problems) - 20} more problems")
+    _cli().err.print(f"checked: {summary}")
     raise typer.Exit(code=1)
 
 
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
     """Checkpoint the chain's head now and print it (keep a copy elsewhere: an anchor)."""
-    rt = base._runtime()
+    rt = _cli()._runtime()
     try:
-        cp = rt.audit.checkpoint(base.CLI_ACTOR)
+        cp = rt.audit.checkpoint(_cli().CLI_ACTOR)
     finally:
         rt.close()
-    base.out.print(json.dumps(cp.__dict__ | {"anchor": f"{cp.event_id}:{cp.event_hash}"}))
+    _cli().out.print(json.dumps(cp.__dict__ | {"anchor": f"{cp.event_id}:{cp.event_hash}"}))
 
 
 # -- evidence ----------------------------------------------------------------------------
@@ -95,15 +104,15 @@ def _utc(value: datetime) -> datetime:
 
 def _show(views: list[EvidenceView]) -> None:
     for v in views:
-        base.out.print(json.dumps(asdict(v), default=str, indent=1))
+        _cli().out.print(json.dumps(asdict(v), default=str, indent=1))
 
 
 def _run(work: Callable[[Runtime], T]) -> T:
-    rt = base._runtime()
+    rt = _cli()._runtime()
     try:
         return work(rt)
     except TakedownError as exc:
-        raise base._fail(exc) from None
+        raise _cli()._fail(exc) from None
     finally:
         rt.close()
 
@@ -111,19 +120,19 @@ def _run(work: Callable[[Runtime], T]) -> T:
 @evidence_app.command("preserve")
 def evidence_preserve(case_id: str, purpose: Purpose) -> None:
     """Snapshot a case's evidence now (encrypted)."""
-    _show([_run(lambda rt: rt.evidence.preserve(case_id, base.CLI_ACTOR, purpose))])
+    _show([_run(lambda rt: rt.evidence.preserve(case_id, _cli().CLI_ACTOR, purpose))])
 
 
 @evidence_app.command("list")
 def evidence_list(case_id: str, purpose: Purpose) -> None:
     """A case's preserved evidence."""
-    _show(_run(lambda rt: rt.evidence.list_for_case(case_id, base.CLI_ACTOR, purpose)))
+    _show(_run(lambda rt: rt.evidence.list_for_case(case_id, _cli().CLI_ACTOR, purpose)))
 
 
 @evidence_app.command("show")
 def evidence_show(evidence_id: str, purpose: Purpose) -> None:
     """One evidence record: holds and files."""
-    _show([_run(lambda rt: rt.evidence.get(evidence_id, base.CLI_ACTOR, purpose))])
+    _show([_run(lambda rt: rt.evidence.get(evidence_id, _cli().CLI_ACTOR, purpose))])
 
 
 @evidence_app.command("reported")
@@ -136,7 +145,7 @@ def evidence_reported(
     _show(
         _run(
             lambda rt: rt.evidence.mark_reported(
-                case_id, _utc(at), base.CLI_ACTOR, reference=reference
+                case_id, _utc(at), _cli().CLI_ACTOR, reference=reference
             )
         )
     )
@@ -147,10 +156,10 @@ def evidence_hold(evidence_id: str, until: Until, reason: Reason) -> None:
     """Add a legal hold."""
     hold = _run(
         lambda rt: rt.evidence.add_hold(
-            evidence_id, base.CLI_ACTOR, until=_utc(until), reason=reason
+            evidence_id, _cli().CLI_ACTOR, until=_utc(until), reason=reason
         )
     )
-    base.out.print(json.dumps(asdict(hold), default=str))
+    _cli().out.print(json.dumps(asdict(hold), default=str))
 
 
 @evidence_app.command("extend")
@@ -158,25 +167,25 @@ def evidence_extend(evidence_id: str, hold_id: str, until: Until, reason: Reason
     """Extend a hold to a later end."""
     hold = _run(
         lambda rt: rt.evidence.extend_hold(
-            evidence_id, hold_id, base.CLI_ACTOR, until=_utc(until), reason=reason
+            evidence_id, hold_id, _cli().CLI_ACTOR, until=_utc(until), reason=reason
         )
     )
-    base.out.print(json.dumps(asdict(hold), default=str))
+    _cli().out.print(json.dumps(asdict(hold), default=str))
 
 
 @evidence_app.command("release")
 def evidence_release(evidence_id: str, hold_id: str, reason: Reason) -> None:
     """End a legal hold."""
     hold = _run(
-        lambda rt: rt.evidence.release_hold(evidence_id, hold_id, base.CLI_ACTOR, reason=reason)
+        lambda rt: rt.evidence.release_hold(evidence_id, hold_id, _cli().CLI_ACTOR, reason=reason)
     )
-    base.out.print(json.dumps(asdict(hold), default=str))
+    _cli().out.print(json.dumps(asdict(hold), default=str))
 
 
 @evidence_app.command("delete")
 def evidence_delete(evidence_id: str, reason: Reason) -> None:
     """Delete evidence whose holds have all ended (refused while held)."""
-    _show([_run(lambda rt: rt.evidence.delete(evidence_id, base.CLI_ACTOR, reason=reason))])
+    _show([_run(lambda rt: rt.evidence.delete(evidence_id, _cli().CLI_ACTOR, reason=reason))])
 
 
 @evidence_app.command("destroy")
@@ -192,7 +201,7 @@ def evidence_destroy(
             _run(
                 lambda rt: rt.evidence.destroy(
                     evidence_id,
-                    base.CLI_ACTOR,
+                    _cli().CLI_ACTOR,
                     requested_by=requested_by,
                     reference=reference,
                     reason=reason,
@@ -213,10 +222,10 @@ def evidence_export(
     The file holds plaintext evidence: write it only where it may be."""
     pkg = _run(
         lambda rt: rt.evidence.export(
-            evidence_id, base.CLI_ACTOR, purpose, le_reference=le_reference
+            evidence_id, _cli().CLI_ACTOR, purpose, le_reference=le_reference
         )
     )
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pkg.data)
-    base.out.print(f"wrote {output} (manifest SHA-256 {pkg.manifest_sha256})")
+    _cli().out.print(f"wrote {output} (manifest SHA-256 {pkg.manifest_sha256})")

@@ -278,6 +278,31 @@ class Settings(BaseSettings):
         "at least one year; never shorter than one calendar year).",
     )
 
+    # -- review console -------------------------------------------------------------
+    console_lock_minutes: float = Field(
+        default=30,
+        gt=0,
+        description="How long a claimed case stays locked to its reviewer without activity.",
+    )
+    console_break_minutes: int = Field(
+        default=90,
+        ge=10,
+        le=600,
+        description="Default minutes of review before the console suggests a break "
+        "(each reviewer can change their own).",
+    )
+    console_cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark the console's cookies Secure. Unset: when the request came over "
+        "HTTPS (behind a proxy, run uvicorn with --proxy-headers).",
+    )
+    console_media_link_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="How long a signed media link in the console stays valid.",
+    )
+
     def webhook_secret_value(self) -> str:
         """The webhook secret from the environment or its file; refuses to run without."""
         if self.webhook_secret_file is not None:

@@ -31,6 +31,7 @@ from takedown.services.legal import LegalService
 from takedown.services.matcher import Matcher
 from takedown.services.registry import RegistryService
 from takedown.services.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
+from takedown.services.review import ReviewService
 from takedown.services.screening import ScreeningService
 from takedown.services.transparency import TransparencyService
 from takedown.services.users import UserService
@@ -65,6 +66,7 @@ class Runtime:
     transparency: TransparencyService
     audit: AuditLog
     evidence: EvidenceVault
+    review: ReviewService  # the review console's use cases (locks, media views, wellness)
 
     def warm_up(self) -> None:
         """Load the in-memory indexes now rather than on the first request."""
@@ -174,4 +176,12 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
         transparency=TransparencyService(sessions),
         audit=AuditLog(sessions, audit_chain),
         evidence=evidence,
+        review=ReviewService(
+            sessions,
+            cases,
+            matcher,
+            blobs,
+            lock_ttl=timedelta(minutes=settings.console_lock_minutes),
+            break_minutes=settings.console_break_minutes,
+        ),
     )

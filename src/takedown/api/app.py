@@ -17,7 +17,7 @@ from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
 from takedown.services.delivery import start_delivery_worker
 from takedown.services.mail import start_mail_worker
-from takedown.web import public
+from takedown.web import console, public
 
 _ERRORS = {
     s: {"model": ErrorOut, "description": d}
@@ -74,6 +74,7 @@ def create_app(rt: Runtime) -> FastAPI:
     v1.include_router(evidence_routes.router)
     app.include_router(v1)
     app.include_router(public.router)  # the public report and status pages (HTML)
+    app.include_router(console.router)  # the review console (HTML, session cookies)
     install_error_handlers(app)
     media_limit = rt.settings.max_media_bytes + 256 * 1024  # multipart envelope + fields
     import_limit = rt.settings.max_import_bytes

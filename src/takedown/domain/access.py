@@ -108,3 +108,15 @@ class Principal:
 
     def allows(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+
+# Who may see media (the console's previews and reveals): people whose work needs it.
+# Never an API key, whatever its scopes: a machine has no eyes, and a leaked key must
+# not be a way to download the material.
+MEDIA_VIEWERS = frozenset(
+    {UserRole.ADMIN, UserRole.MODERATOR, UserRole.CHILD_SAFETY_SPECIALIST, UserRole.LEGAL}
+)
+
+
+def may_view_media(principal: Principal) -> bool:
+    return principal.kind == "user" and principal.role in MEDIA_VIEWERS

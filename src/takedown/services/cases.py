@@ -67,6 +67,7 @@ from takedown.services.enforcement import (
 )
 from takedown.services.reported_hashes import REASON as REPORTED_HASH
 from takedown.services.reported_hashes import HashedMedia, ReportedHashes
+from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
@@ -1208,13 +1209,7 @@ class CaseService:
         return out
 
     def _get(self, s: Session, case_id: str, *, for_update: bool = False) -> Case:
-        stmt = select(Case).where(Case.public_id == case_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        case = s.scalars(stmt).first()
-        if case is None:
-            raise NotFound(f"No case {case_id[:40]!r}.", code="case_not_found")
-        return case
+        return repo.get_case(s, case_id, for_update=for_update)
 
     def _case_for_token(self, s: Session, case_number: str, token: str) -> Case:
         return self._report_for_token(s, case_number, token)[0]

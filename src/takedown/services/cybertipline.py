@@ -45,6 +45,7 @@ from takedown.integrations import cybertipline as api
 from takedown.integrations.cybertipline import CyberTiplineClient, Exchange
 from takedown.services.audit import record
 from takedown.services.evidence import EvidenceVault, ReportSent
+from takedown.store import repositories as repo
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
@@ -715,13 +716,7 @@ class CyberTiplineService:
 
 # -- helpers --------------------------------------------------------------------------------
 def _case(s: Session, case_id: str, *, for_update: bool = False) -> Case:
-    stmt = select(Case).where(Case.public_id == case_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    case = s.scalars(stmt).first()
-    if case is None:
-        raise NotFound(f"No case {case_id[:40]!r}.", code="case_not_found")
-    return case
+    return repo.get_case(s, case_id, for_update=for_update)
 
 
 def _filing(s: Session, filing_id: str, *, for_update: bool = False) -> LegalFiling:

@@ -39,6 +39,7 @@ from takedown.errors import Conflict, InvalidRequest, NotFound
 from takedown.ids import utcnow
 from takedown.services.audit import record
 from takedown.services.evidence_snapshot import FORMAT, case_context
+from takedown.store import repositories as repo
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, Evidence, EvidenceFile, EvidenceHold, Media
@@ -526,10 +527,7 @@ class EvidenceVault:
 
 
 def _case(s: Session, case_id: str) -> Case:
-    case = s.scalars(select(Case).where(Case.public_id == case_id)).first()
-    if case is None:
-        raise NotFound(f"No case {case_id[:40]!r}.", code="case_not_found")
-    return case
+    return repo.get_case(s, case_id)
 
 
 def _evidence(s: Session, evidence_id: str, *, for_update: bool = False) -> Evidence:

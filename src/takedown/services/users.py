@@ -156,3 +156,32 @@ class UserService:
             tok = s.scalars(select(UserToken).where(UserToken.token_hash == _digest(token))).first()
             if tok is not None and tok.revoked_at is None:
                 tok.revoked_at = utcnow()
+
+    def change_password(self, user_id: str, current: str, new: str, *, keep_token: str) -> None:
+        """Change one's own password: the current one is checked, and every other
+        sign-in of the user is ended (the one in use, ``keep_token``, stays)."""
+        if len(new) < MIN_PASSWORD:
+            raise InvalidRequest(
+                f"A password has at least {MIN_PASSWORD} characters.", code="weak_password"
+            )
+        with unit_of_work(self._sessions) as s:
+            user = s.scalars(select(User).where(User.public_id == user_id)).first()
+            if user is None:
+                raise NotFound(f"No user with id {user_id[:40]!r}.", code="user_not_found")
+            try:
+                _hasher.verify(user.password_hash, current)
+            except (VerificationError, InvalidHashError):
+                raise Unauthenticated(
+                    "The current password is wrong.", code="invalid_credentials"
+                ) from None
+            user.password_hash = _hasher.hash(new)
+            now = utcnow()
+            for tok in s.scalars(
+                select(UserToken).where(
+                    UserToken.user_id == user.id,
+                    UserToken.revoked_at.is_(None),
+                    UserToken.token_hash != _digest(keep_token),
+                )
+            ):
+                tok.revoked_at = now
+            record(s, f"user:{user.username}", "user.password_changed", "user", user_id, {})

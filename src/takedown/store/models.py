@@ -667,3 +667,35 @@ class EvidenceHold(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+# --------------------------------------------------------------------------------------
+# Review console (migration 0010)
+# --------------------------------------------------------------------------------------
+
+
+class CaseLock(Base):
+    """Who is working a case now. One row per case at most (the primary key), claimed
+    with a conditional write so that two reviewers never hold it at once, in any number
+    of worker processes; a lock past ``expires_at`` is free to be taken over."""
+
+    __tablename__ = "case_locks"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(26), index=True)  # the user's public id
+    username: Mapped[str] = mapped_column(String(100))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReviewerSettings(Base):
+    """A reviewer's wellness settings, and when their current stretch of review began."""
+
+    __tablename__ = "reviewer_settings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    blur_strength: Mapped[int] = mapped_column(Integer)
+    greyscale: Mapped[bool] = mapped_column(Boolean)
+    break_minutes: Mapped[int] = mapped_column(Integer)
+    stretch_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,7 +6,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from takedown.errors import NotFound
-from takedown.store.models import Bank, BankEntry
+from takedown.store.models import Bank, BankEntry, Case
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -82,3 +82,14 @@ def existing_values(
             )
         )
     return found
+
+
+def get_case(session: Session, case_id: str, *, for_update: bool = False) -> Case:
+    """A case by its public id (the case number), or ``case_not_found``."""
+    stmt = select(Case).where(Case.public_id == case_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    case = session.scalars(stmt).first()
+    if case is None:
+        raise NotFound(f"No case {case_id[:40]!r}.", code="case_not_found")
+    return case

@@ -1,0 +1,13 @@
+"""The review console (``/console``): see docs/console.md."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from takedown.web.console import admin, assets, media, pages
+
+router = APIRouter()
+for part in (pages.router, media.router, admin.router, assets.router):
+    router.include_router(part)
+
+__all__ = ["router"]
