@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from takedown.config import Settings
 from takedown.errors import TakedownError
 from takedown.runtime import open_runtime
+from takedown.services.transparency import TransparencyService
 
 legal_app = typer.Typer(
     help="Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
@@ -70,47 +72,40 @@ def run() -> None:
         rt.close()
 
 
+_START = Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")]
+_END = Annotated[str, typer.Option(help="End, exclusive.")]
+_FORMAT = Annotated[str, typer.Option("--format", help="json or csv")]
+
+
 @legal_app.command("transparency")
-def transparency(
-    start: Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")],
-    end: Annotated[str, typer.Option(help="End, exclusive.")],
-    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
-) -> None:
+def transparency(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
     """DSA Art. 15/24 transparency figures for a period."""
-    rt = open_runtime(Settings())
-    try:
-        a, b = _when(start), _when(end)
-        text = (
-            rt.transparency.dsa_csv(a, b)
-            if fmt == "csv"
-            else json.dumps(rt.transparency.dsa_report(a, b), indent=2) + "\n"
-        )
-        sys.stdout.write(text)
-    except (TakedownError, ValueError) as exc:
-        raise _fail(
-            exc
-            if isinstance(exc, TakedownError)
-            else TakedownError(str(exc), code="invalid_date_range")
-        ) from None
-    finally:
-        rt.close()
+    _period_report(start, end, fmt, TransparencyService.dsa_csv, TransparencyService.dsa_report)
 
 
 @legal_app.command("take-it-down")
-def take_it_down(
-    start: Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")],
-    end: Annotated[str, typer.Option(help="End, exclusive.")],
-    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
-) -> None:
+def take_it_down(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
     """TAKE IT DOWN Act compliance: requests, time to removal, copies, late ones and why."""
+    _period_report(
+        start, end, fmt, TransparencyService.take_it_down_csv, TransparencyService.take_it_down
+    )
+
+
+def _period_report(
+    start: str,
+    end: str,
+    fmt: str,
+    as_csv: Callable[[TransparencyService, datetime, datetime], str],
+    as_json: Callable[[TransparencyService, datetime, datetime], Any],
+) -> None:
+    """Print one of TransparencyService's period reports as CSV or JSON."""
     rt = open_runtime(Settings())
     try:
         a, b = _when(start), _when(end)
-        text = (
-            rt.transparency.take_it_down_csv(a, b)
-            if fmt == "csv"
-            else json.dumps(rt.transparency.take_it_down(a, b), indent=2) + "\n"
-        )
+        if fmt == "csv":
+            text = as_csv(rt.transparency, a, b)
+        else:
+            text = json.dumps(as_json(rt.transparency, a, b), indent=2) + "\n"
         sys.stdout.write(text)
     except (TakedownError, ValueError) as exc:
         raise _fail(
