@@ -80,6 +80,7 @@ class Runtime:
         self.reported_hashes.sync(force=True)
 
     def close(self) -> None:
+        self.screening.close()  # writes matched screenings still queued
         self.api_keys.close()
         self.engine.dispose()
 

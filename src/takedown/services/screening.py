@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.screening import Verdict, verdict_for
@@ -16,8 +14,8 @@ from takedown.media.signals import MD5, PDQ, SHA256
 from takedown.media.video import VideoSignals, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.matcher import Match, Matcher, QuerySignals
+from takedown.services.screening_recorder import ScreeningRecord, ScreeningRecorder
 from takedown.store.db import unit_of_work
-from takedown.store.models import Screening, ScreeningMatch
 
 
 @dataclass(frozen=True)
@@ -72,16 +70,7 @@ class ScreeningResult:
     media: MediaSignals | None = None
     video: VideoSignals | None = None  # set when the upload was a video
     # Set while a matched screening still has to be written (``record=False``).
-    pending: PendingRecord | None = None
-
-
-@dataclass(frozen=True)
-class PendingRecord:
-    query: QuerySignals
-    matches: list[Match]
-    verdict: Verdict
-    actor: str
-    content_ref: str | None
+    pending: ScreeningRecord | None = None
 
 
 class ScreeningService:
@@ -92,8 +81,10 @@ class ScreeningService:
         limits: ImageLimits,
         video_limits: VideoLimits | None = None,
         video_sampling: VideoSampling | None = None,
+        recorder: ScreeningRecorder | None = None,
     ) -> None:
         self._sessions = sessions
+        self._recorder = recorder or ScreeningRecorder(sessions)
         self._matcher = matcher
         self._limits = limits
         self._video_limits = video_limits
@@ -171,9 +162,18 @@ class ScreeningService:
         """Write a matched screening that was screened with ``record=False``."""
         if result.pending is None:
             return result
-        p = result.pending
-        screening_id = self._record(p.query, p.matches, p.verdict, p.actor, p.content_ref)
+        return replace(result, screening_id=self._recorder.record(result.pending), pending=None)
+
+    async def record_async(self, result: ScreeningResult) -> ScreeningResult:
+        """:meth:`record` for a caller on an event loop: the loop serves other requests
+        while the write commits, batched with theirs (services/screening_recorder.py)."""
+        if result.pending is None:
+            return result
+        screening_id = await self._recorder.record_async(result.pending)
         return replace(result, screening_id=screening_id, pending=None)
+
+    def close(self) -> None:
+        self._recorder.close()
 
     def _screen(
         self, query: QuerySignals, *, actor: str, content_ref: str | None
@@ -189,7 +189,9 @@ class ScreeningService:
                 views = [MatchView.of(m) for m in matches]
         verdict = verdict_for(m.bank.match_action for m in matches)
         pdq = query.pdq_variants[0][1] if query.pdq_variants else None
-        pending = PendingRecord(query, matches, verdict, actor, content_ref) if matches else None
+        pending = (
+            ScreeningRecord(query, matches, verdict.value, actor, content_ref) if matches else None
+        )
         return ScreeningResult(
             verdict=verdict,
             matches=views,
@@ -200,43 +202,3 @@ class ScreeningService:
             pdq_quality=query.pdq_quality,
             pending=pending,
         )
-
-    def _record(
-        self,
-        query: QuerySignals,
-        matches: list[Match],
-        verdict: Verdict,
-        actor: str,
-        content_ref: str | None,
-    ) -> str:
-        """Keep a matched screening (the "record" in a bank's policy, and evidence for
-        the case that will follow). Only matches are stored, never clean uploads."""
-        with unit_of_work(self._sessions) as s:
-            row = Screening(
-                requested_by=actor,
-                content_ref=content_ref,
-                verdict=verdict.value,
-                md5=query.md5,
-                sha256=query.sha256,
-                pdq=query.pdq_variants[0][1] if query.pdq_variants else None,
-                pdq_quality=query.pdq_quality,
-            )
-            s.add(row)
-            s.flush()
-            s.execute(
-                insert(ScreeningMatch),
-                [
-                    {
-                        "screening_id": row.id,
-                        "entry_id": m.entry.id,
-                        "bank_id": m.bank.bank_id,
-                        "signal_type": m.signal_type,
-                        "distance": m.distance,
-                        "threshold": m.bank.pdq_threshold if m.signal_type == "pdq" else None,
-                        "variant": m.variant,
-                        "video_match": json.dumps(m.video.to_dict()) if m.video else None,
-                    }
-                    for m in matches
-                ],
-            )
-            return row.public_id

@@ -66,8 +66,8 @@ async def screen_media(
     description="For platforms that hash on their own side: give PDQ (and its variants), "
     "MD5 and/or SHA-256.",
 )
-# Runs on the event loop, not the thread pool: the work is a few short indexed queries
-# and an in-memory search, and with many threads the GIL hand-offs cost more than the
+# Runs on the event loop, not the thread pool: the work is an in-memory search and, on a
+# hit, a few short indexed reads, and with many threads the GIL hand-offs cost more than the
 # work (measured with wrk: see bench/screening.py and the notes in docs/operations.md).
 async def screen_hashes(
     body: ScreenHashesIn,
@@ -84,6 +84,7 @@ async def screen_hashes(
         content_ref=body.content_ref,
         record=False,
     )
-    if result.pending is not None:  # a write may wait for a lock: off the loop
-        result = await run_in_threadpool(rt.screening.record, result)
+    # A match is kept before the answer leaves; the loop serves others meanwhile, and
+    # the write commits together with theirs (services/screening_recorder.py).
+    result = await rt.screening.record_async(result)
     return _response(result)
