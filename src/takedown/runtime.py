@@ -80,6 +80,8 @@ class Runtime:
         self.reported_hashes.sync(force=True)
 
     def close(self) -> None:
+        for follower in (self.matcher.follower, self.media_index, self.reported_hashes):
+            follower.close()
         self.api_keys.close()
         self.engine.dispose()
 
