@@ -1210,8 +1210,9 @@ class MultiIndexHammingIndex:
 
     # ----------------------------------------------------------------- persistence
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to directory ``path`` (replaced if it exists)."""
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Write the index to directory ``path`` (replaced if it exists); returns the live
+        rows written: those of one moment, while writes and merges may go on."""
         target = Path(path)
         with self._write_lock:
             snapshot = self._make_snapshot()
@@ -1248,6 +1249,7 @@ class MultiIndexHammingIndex:
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
+        return live
 
     @classmethod
     def load(
