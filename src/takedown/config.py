@@ -131,6 +131,21 @@ class Settings(BaseSettings):
             "and policy changes apply on the next query regardless."
         ),
     )
+    index_snapshot_rows: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "A serving process writes a new bank index snapshot (which workers start "
+            "from) once its index holds this many hashes more than the snapshot on disk; "
+            "one process on the machine at a time. 0: only `takedown index snapshot` "
+            "writes one."
+        ),
+    )
+    index_snapshot_check_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How often a serving process checks whether a new snapshot is due.",
+    )
     # -- legal reporting (CyberTipline, alerts, DSA Transparency Database) ------------
     ncmec_environment: Literal["test", "production"] = Field(
         default="test",

@@ -1,11 +1,21 @@
 """Bank index snapshots: a worker started from a snapshot plus the rows added after it
-answers exactly as one that replays the database; unusable snapshots are ignored."""
+answers exactly as one that replays the database; unusable snapshots are ignored;
+serving processes write new ones as the index grows, one process at a time, and a
+worker starting meanwhile always finds one."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -94,5 +104,168 @@ def test_unusable_snapshot_is_ignored_with_a_warning(
         assert started.matcher.indexed == 200  # replayed from the database
         assert _answers(started, banked[:5]) == _answers(rt, banked[:5])
         assert all(_answers(started, banked[:5]))
+    finally:
+        started.close()
+
+
+# -- written by serving processes -----------------------------------------------------
+def _generations(target: Path) -> set[str]:
+    return {p.name for p in target.parent.glob(f"{target.name}.g*")}
+
+
+def _add(rt: Runtime, hashes: list[str]) -> None:
+    rt.banks.add_hashes("b", [HashRecord("pdq", h) for h in hashes], actor="t")
+
+
+def test_worker_writes_once_grown_and_skips_while_another_writer_holds_the_lock(
+    rt: Runtime, settings: Settings
+):
+    rng = random.Random(7)
+    rt.banks.create_bank("b", actor="t")
+    _add(rt, _hashes(rng, 300))
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    worker = index_snapshot.SnapshotWorker(
+        rt.matcher.follower, target, every_rows=200, check_s=0.05
+    )
+    assert worker.check() == 300  # no snapshot yet: 300 beyond nothing
+    assert target.is_symlink() and index_snapshot.written_hashes(target) == 300
+    assert worker.check() is None  # nothing new
+    _add(rt, _hashes(rng, 150))
+    assert worker.check() is None  # 150 < 200
+    _add(rt, _hashes(rng, 100))
+    with index_snapshot.writer_lock(target, wait=False) as mine:  # as another process
+        assert mine
+        assert worker.check() is None  # due, but someone else is writing: skipped
+        assert index_snapshot.written_hashes(target) == 300
+    assert worker.check() == 550
+    first, second = sorted(_generations(target))
+    assert (target.parent / os.readlink(target)).name == second
+
+    worker.start()  # the thread: the same rounds every check_s
+    try:
+        _add(rt, _hashes(rng, 250))
+        deadline = time.monotonic() + 30
+        while index_snapshot.written_hashes(target) != 800 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert index_snapshot.written_hashes(target) == 800 and worker.written == 3
+    assert second in _generations(target) and first not in _generations(target)
+    assert len(_generations(target)) == 2  # the current one and the previous one
+
+
+def test_workers_starting_while_snapshots_are_rewritten_always_find_one(
+    rt: Runtime, settings: Settings
+):
+    """The link is switched atomically: no moment without a usable snapshot."""
+    rng = random.Random(8)
+    rt.banks.create_bank("b", actor="t")
+    _add(rt, _hashes(rng, 500))
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    index_snapshot.write(rt.matcher.follower, target)
+    reader = open_runtime(settings, migrate=False)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        try:
+            for _ in range(6):
+                _add(rt, _hashes(rng, 50))
+                index_snapshot.write(rt.matcher.follower, target)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=rewrite)
+    thread.start()
+    loads = 0
+    try:
+        while not done.is_set() or loads == 0:
+            assert index_snapshot.load(reader.matcher.follower, target)
+            assert reader.matcher.indexed >= 500
+            loads += 1
+    finally:
+        thread.join()
+        reader.close()
+    assert errors == [] and index_snapshot.written_hashes(target) == 800
+
+
+def test_a_snapshot_directory_from_before_generations_is_replaced(rt: Runtime, settings: Settings):
+    rng = random.Random(9)
+    rt.banks.create_bank("b", actor="t")
+    _add(rt, _hashes(rng, 100))
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    index_snapshot.write(rt.matcher.follower, target)
+    generation = target.resolve()
+    target.unlink()
+    generation.rename(target)
+    assert target.is_dir() and not target.is_symlink()  # the layout of the last release
+    started = _fresh(settings)
+    try:
+        assert started.matcher.indexed == 100
+    finally:
+        started.close()
+    index_snapshot.write(rt.matcher.follower, target)  # the old directory becomes previous
+    assert target.is_symlink() and len(_generations(target)) == 2
+    index_snapshot.write(rt.matcher.follower, target)  # and then goes
+    assert len(_generations(target)) == 2 and index_snapshot.written_hashes(target) == 100
+
+
+def test_serving_processes_keep_the_snapshot_fresh_one_writer_at_a_time(
+    sqlite_template: Path, tmp_path: Path
+):
+    """`takedown serve --workers 2`: two real processes, each with a snapshot worker."""
+    database = tmp_path / "takedown.sqlite3"
+    shutil.copy(sqlite_template, database)
+    settings = Settings(database_url=f"sqlite:///{database}", data_dir=tmp_path / "data")
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    rng = random.Random(10)
+    rt = open_runtime(settings, migrate=False)
+    rt.banks.create_bank("b", actor="t")
+    _add(rt, _hashes(rng, 3000))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "TAKEDOWN_DATABASE_URL": settings.resolved_database_url,
+        "TAKEDOWN_DATA_DIR": str(settings.data_dir),
+        "TAKEDOWN_INDEX_SNAPSHOT_ROWS": "1000",
+        "TAKEDOWN_INDEX_SNAPSHOT_CHECK_SECONDS": "0.2",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "takedown.cli", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def wait_for(hashes: int) -> None:
+        deadline = time.monotonic() + 120
+        while index_snapshot.written_hashes(target) != hashes:
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)  # five more rounds of both workers
+
+    try:
+        wait_for(3000)  # both workers replayed 3000 rows: due in both, one writes
+        (first,) = _generations(target)
+        with index_snapshot.writer_lock(target, wait=True):  # as a third writer
+            _add(rt, _hashes(rng, 1500))
+            time.sleep(1.5)  # due in both workers, but the lock is held
+            assert index_snapshot.written_hashes(target) == 3000
+            assert _generations(target) == {first}
+        wait_for(4500)
+        assert len(_generations(target)) == 2 and first in _generations(target)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=60)
+        rt.close()
+    assert "Traceback" not in stderr, stderr
+    started = _fresh(settings)
+    try:
+        assert started.matcher.indexed == 4500
     finally:
         started.close()

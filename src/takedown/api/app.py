@@ -16,6 +16,7 @@ from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
 from takedown.services.delivery import start_delivery_worker
+from takedown.services.index_snapshot import start_snapshot_worker
 from takedown.services.mail import start_mail_worker
 from takedown.web import console, public
 
@@ -37,13 +38,15 @@ def create_app(rt: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Background work that belongs to a serving process: reporter mail and the
-        # platform's actions (each starts only when its server is configured).
+        # platform's actions (each starts only when its server is configured), and the
+        # bank index snapshot that workers start from (unless turned off).
         mail = start_mail_worker(rt)
         delivery = start_delivery_worker(rt)
+        snapshots = start_snapshot_worker(rt)
         try:
             yield
         finally:
-            for worker in (mail, delivery):
+            for worker in (mail, delivery, snapshots):
                 if worker is not None:
                     worker.stop()
 

@@ -69,18 +69,33 @@ Incremental updates, and the merge policy
 -----------------------------------------
 * Adds go to a small unsorted *delta* (default 65,536 rows) that is searched by a compiled
   linear scan, so an add is visible to the very next search without any rebuild.
-* When the delta fills, it becomes a shard; then, while the previous shard holds no more
-  than twice as many live rows as the last one, the two are merged (tiered, as in an LSM
-  tree). Each hash is thus rewritten O(log n) times in total and there are O(log n) shards.
-  Merges are **synchronous**, inside the ``add`` that fills the delta: simple, no thread to
-  manage, amortized a few microseconds per added hash, but an occasional ``add`` pauses for
-  a rebuild (about 0.7 s per million rows merged). Searches are never blocked by it: they
-  run on the previous snapshot meanwhile. A bulk ``add`` larger than the delta builds shards
-  directly. Each extra shard costs ~0.3-0.4 ms per 8-query batch at r = 31 (measured: 10M
-  bulk-loaded, then 200K added 1,000 at a time: 1.75 ms instead of 1.33 ms);
-  :meth:`MultiIndexHammingIndex.compact` folds them back into one.
+* When the delta fills, the adding thread freezes it into a small shard (~15 ms at the
+  default size) and returns. Merging is left to a *compactor*, a daemon thread of the
+  index started at the first merge due: while a shard holds no more than twice as many
+  live rows as the next newer one, the two are merged (tiered, as in an LSM tree), so each
+  hash is rewritten O(log n) times in total and there are O(log n) shards. A bulk ``add``
+  of at least a delta's worth builds its own shards before taking the write lock.
+* A merge reads its input shards and builds the merged one *outside* the write lock (~0.5 s
+  per million rows), so writers and searches go on meanwhile; then, under the lock,
+  it swaps the result in for the inputs. Rows removed or replaced in the inputs while it
+  ran are tombstoned in the merged shard at the swap, so they stay dead. Searches read the
+  inputs until the swap and the merged shard after it: exact at every moment.
+* Why a thread of the index rather than a maintenance call left to the serving process:
+  every index needs its merges (the bank index, the registry's, a CLI import, a
+  benchmark), and one that nobody maintains would quietly pile up shards and slow down.
+  The thread sleeps on an event between rounds and holds the index weakly (an index
+  dropped without :meth:`MultiIndexHammingIndex.close` ends it);
+  :meth:`MultiIndexHammingIndex.maintain` runs what is due in the caller's thread (after
+  the compactor's round), for tests and tools that want a settled layout.
+  ``background=False`` runs merges in the writing thread before ``add`` returns (still
+  outside the write lock).
+* Backpressure: a writer that finds more than ``STALL_SHARDS`` shards (the compactor has
+  fallen behind, e.g. a bulk load outpacing it) runs the due merges itself. Each extra
+  shard costs ~0.3-0.4 ms per 8-query batch at r = 31 (measured: 10M bulk-loaded, then
+  200K added 1,000 at a time: 1.75 ms instead of 1.33 ms);
+  :meth:`MultiIndexHammingIndex.compact` folds them back into one, synchronously.
 * Removing, or replacing, an id clears its tombstone bit. A shard whose rows are more than a
-  quarter dead is rebuilt; :meth:`MultiIndexHammingIndex.compact` rebuilds everything.
+  quarter dead is rebuilt by the compactor the same way as a merge.
 
 Persistence
 -----------
@@ -88,13 +103,17 @@ Persistence
 (into a sibling temporary directory, renamed into place). :meth:`MultiIndexHammingIndex.load`
 with ``mmap=True`` maps the large arrays copy-on-write, so several worker processes serving
 the same bank share one copy of the pages; the tombstone bits and the small delta are read
-into memory. Mapped files use 4 KiB pages rather than the transparent huge pages numpy
-requests for large in-memory arrays, so random reads pay more TLB misses (measured in
-``bench/matching.py``).
+into memory. A merge or rebuild of a mapped shard reads it and writes a new shard in the
+process's own memory (the files are never written). Mapped files use 4 KiB pages rather
+than the transparent huge pages numpy requests for large in-memory arrays, so random reads
+pay more TLB misses (measured in ``bench/matching.py``).
 
-Thread safety: one writer at a time (mutations hold an ``RLock``); searches read an immutable
-snapshot, taken under a separate short lock, and run in parallel with each other and with a
-writer, including during a merge (the kernels release the GIL).
+Thread safety: one writer at a time (mutations hold an ``RLock``, for microseconds unless
+they freeze the delta); one merge at a time (a separate lock, held across its build, and
+the write lock only to pick its inputs and to swap). Searches read an immutable snapshot,
+taken under a third short lock, and run in parallel with each other, with a writer and
+with a merge (the kernels release the GIL). :meth:`MultiIndexHammingIndex.save` writes the
+snapshot of one moment, taken under the write lock, while writes and merges go on.
 
 Why compiled code (numba): the hot loops walk buckets, test a filter byte and follow
 data-dependent row numbers. In numpy each bucket would be a separate array operation of ~20
@@ -107,10 +126,13 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
 import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +164,10 @@ MERGE_RATIO = 2
 # Rebuild a shard once more than this share of its rows are tombstones (dead rows still
 # cost table space and verification reads); waiting for a fixed share amortizes the rebuild.
 COMPACT_DEAD_SHARE = 0.25
+# Backpressure: a writer that finds more shards than this (the background compactor has
+# fallen far behind, e.g. during a bulk load) runs the due merges itself before returning.
+# Tiering keeps ~log2(n / delta_rows) + 6 shards at 100M rows, far below this.
+STALL_SHARDS = 32
 # Software-pipeline distances (in probes / candidates) of the prefetches; measured best.
 _OFFSETS_AHEAD = 8
 _BUCKETS_AHEAD = 8
@@ -155,6 +181,8 @@ FORMAT = "takedown-mih"
 FORMAT_VERSION = 1
 
 _WORDS = 4
+
+log = logging.getLogger(__name__)
 
 # Planner cost model, in nanoseconds, fitted to measurements on the development machine
 # (1e5-1e7 rows, radii 16-56). Only the choice between probing and scanning depends on
@@ -830,6 +858,76 @@ class _Snapshot:
     delta_size: int
 
 
+def _due_job(shards: Sequence[_Shard]) -> tuple[int, int] | None:
+    """The shards ``[start, stop)`` to rebuild as one next, or None when none are due.
+
+    Tiered merging first, newest pair first (the smallest, cheapest work, as an LSM tree
+    flushes): two neighbours merge when the older holds at most ``MERGE_RATIO`` times the
+    live rows of the newer. Then any shard more than ``COMPACT_DEAD_SHARE`` dead is
+    rebuilt alone (dropped when nothing in it is alive).
+    """
+    for k in range(len(shards) - 2, -1, -1):
+        previous, last = shards[k], shards[k + 1]
+        if previous.live <= MERGE_RATIO * last.live and previous.live + last.live <= MAX_SHARD_ROWS:
+            return k, k + 2
+    for k, shard in enumerate(shards):
+        if shard.dead > COMPACT_DEAD_SHARE * shard.rows:
+            return k, k + 1
+    return None
+
+
+def _killed_since(before: _Shard, after: _Shard) -> np.ndarray:
+    """Rows live in ``before`` and dead in ``after``, a later copy of the same shard."""
+    newly_dead = before.alive & ~after.alive
+    return np.flatnonzero(np.unpackbits(newly_dead, count=before.rows, bitorder="little"))
+
+
+class _Compactor:
+    """The daemon thread that runs an index's due merges and rebuilds.
+
+    It holds the index only weakly, between rounds too, so an index dropped without
+    :meth:`MultiIndexHammingIndex.close` is freed and its thread ends.
+    """
+
+    def __init__(self, index: MultiIndexHammingIndex) -> None:
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=_compact_while_alive,
+            args=(weakref.ref(index), self.wake, self.stop),
+            name="takedown-mih-compactor",
+            daemon=True,
+        )
+        weakref.finalize(index, _finish, self.wake, self.stop)
+        self.thread.start()
+
+    def close(self) -> None:
+        _finish(self.wake, self.stop)
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+
+def _finish(wake: threading.Event, stop: threading.Event) -> None:
+    stop.set()
+    wake.set()
+
+
+def _compact_while_alive(
+    ref: weakref.ref[MultiIndexHammingIndex], wake: threading.Event, stop: threading.Event
+) -> None:
+    while True:
+        wake.wait()
+        wake.clear()
+        index = ref()
+        if index is None or stop.is_set():
+            return
+        try:
+            index._maintain(stop)
+        except Exception:  # a failed round must not end compaction for the process
+            log.exception("index compaction failed; it is retried after the next write")
+        del index
+
+
 # --------------------------------------------------------------------------- index
 
 
@@ -840,18 +938,35 @@ class MultiIndexHammingIndex:
     become a shard: larger means fewer merges but a slower delta scan (~0.2 ms per 8-query
     batch at the default 65,536). ``strategy`` pins how shards are searched -- "auto"
     (by the cost model), "probe" or "scan" -- for tests and benchmarks; results are the
-    same whichever is used.
+    same whichever is used. ``background`` runs merges and rebuilds in a daemon thread
+    of the index (started at the first one due); with False the thread that wrote runs
+    them before returning, for a shard layout that depends only on the writes made.
     """
 
-    def __init__(self, *, delta_rows: int = DEFAULT_DELTA_ROWS, strategy: str = "auto") -> None:
+    def __init__(
+        self,
+        *,
+        delta_rows: int = DEFAULT_DELTA_ROWS,
+        strategy: str = "auto",
+        background: bool = True,
+    ) -> None:
         if delta_rows < 1:
             raise ValueError("delta_rows must be positive")
         if strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}; got {strategy!r}")
         self._delta_rows = delta_rows
         self._strategy = strategy
+        self._background = background
+        # Lock order: compaction, then write, then snapshot. The compaction lock is held
+        # by whoever runs merges (one at a time); the write lock by every mutation and by
+        # the short moments a merge reads its inputs and swaps its result in.
+        self._compaction_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._snapshot_lock = threading.Lock()
+        self._compactor: _Compactor | None = None
+        # Called by a merge between building its shard and swapping it in (tests pause
+        # there to remove rows mid-merge).
+        self._before_swap: Callable[[], None] | None = None
         self._shards: list[_Shard] = []
         self._delta = _Delta()
         self._live = 0
@@ -889,27 +1004,45 @@ class MultiIndexHammingIndex:
     def add(self, ids: np.ndarray, hashes: np.ndarray) -> None:
         words = _to_words(hashes, "hashes")
         id_array = _check_ids(ids, expected=words.shape[0])
-        if id_array.shape[0] == 0:
+        count = id_array.shape[0]
+        if count == 0:
             return
         if not _ascending(id_array):
             keep = _last_occurrences(id_array)
             id_array, words = id_array[keep], words[keep]
-        with self._write_lock:
-            self._kill(id_array)
-            if self._delta.size + id_array.shape[0] >= self._delta_rows:
-                delta_ids, delta_words = self._delta.live()
-                self._delta = _Delta()
-                self._shards.extend(
-                    _build_shards(
-                        np.concatenate([delta_ids, id_array]),
-                        np.concatenate([delta_words, words]),
+            count = id_array.shape[0]
+        if count >= self._delta_rows:
+            # A bulk batch becomes shards of its own, built before taking the lock so that
+            # other writers and merges go on meanwhile. It takes effect (replacing older
+            # copies of its ids) when it is appended, so the build needs no reconciling.
+            built = _build_shards(id_array, words)
+            with self._write_lock:
+                self._kill(id_array)
+                self._shards.extend(built)
+                self._live += count
+                self._publish()
+                background = self._schedule()
+        else:
+            with self._write_lock:
+                self._kill(id_array)
+                if self._delta.size + count >= self._delta_rows:
+                    # Freeze the full delta into one small shard (at most twice the delta,
+                    # ~15 ms at the default size); merging it is left to the compactor.
+                    delta_ids, delta_words = self._delta.live()
+                    self._delta = _Delta()
+                    self._shards.extend(
+                        _build_shards(
+                            np.concatenate([delta_ids, id_array]),
+                            np.concatenate([delta_words, words]),
+                        )
                     )
-                )
-                self._merge_tail()
-            else:
-                self._delta.append(id_array, words)
-            self._live += id_array.shape[0]
-            self._publish()
+                else:
+                    self._delta.append(id_array, words)
+                self._live += count
+                self._publish()
+                background = self._schedule()
+        if not background:
+            self.maintain()
 
     def remove(self, ids: np.ndarray) -> None:
         id_array = _check_ids(ids)
@@ -918,10 +1051,16 @@ class MultiIndexHammingIndex:
         with self._write_lock:
             self._kill(np.unique(id_array))
             self._publish()
+            background = self._schedule()
+        if not background:
+            self.maintain()
 
     def compact(self) -> None:
-        """Rebuild everything, delta included, into as few shards as possible, no tombstones."""
-        with self._write_lock:
+        """Rebuild everything, delta included, into as few shards as possible, no tombstones.
+
+        Synchronous, under the write lock (other writers wait), after any merge running.
+        """
+        with self._compaction_lock, self._write_lock:
             ids, words = self._gather(self._shards)
             delta_ids, delta_words = self._delta.live()
             self._shards = _build_shards(
@@ -930,8 +1069,86 @@ class MultiIndexHammingIndex:
             self._delta = _Delta()
             self._publish()
 
+    def maintain(self) -> int:
+        """Run every merge and rebuild that is due, in this thread; returns how many ran.
+
+        Waits for the background compactor's current round first, so on return nothing
+        is due (unless other threads keep writing). Writes and searches go on meanwhile.
+        """
+        return self._maintain(None)
+
+    def close(self) -> None:
+        """Stop the background compactor, after the merge it is running; later writes run
+        their merges themselves. Searching and writing stay possible. Idempotent."""
+        with self._write_lock:
+            self._background = False
+            compactor, self._compactor = self._compactor, None
+        if compactor is not None:
+            compactor.close()
+
+    def _maintain(self, stop: threading.Event | None) -> int:
+        """Merges and rebuilds, each built outside the write lock and swapped in under it.
+
+        While a shard is being built, writers may only append shards or tombstone rows of
+        the shards being merged (tombstoning replaces a shard by a copy that shares its
+        ``ids`` array); the swap carries those tombstones over, so a row removed or
+        replaced mid-merge stays dead. Searches use the inputs until the swap.
+        """
+        done = 0
+        with self._compaction_lock:
+            while stop is None or not stop.is_set():
+                with self._write_lock:
+                    job = _due_job(self._shards)
+                    if job is None:
+                        break
+                    start, stop_at = job
+                    inputs = self._shards[start:stop_at]
+                built = _build_shards(*self._gather(inputs))
+                if self._before_swap is not None:
+                    self._before_swap()
+                with self._write_lock:
+                    self._swap(start, inputs, built)
+                done += 1
+        return done
+
+    def _swap(self, start: int, inputs: list[_Shard], built: list[_Shard]) -> None:
+        """Replace ``inputs`` (now at ``start``) by ``built``, their rows killed since."""
+        current = self._shards[start : start + len(inputs)]
+        if len(current) != len(inputs) or any(
+            now.ids is not then.ids for now, then in zip(current, inputs, strict=False)
+        ):
+            raise RuntimeError("the shards of a merge moved while it ran")  # a bug
+        killed = [
+            now.ids[_killed_since(then, now)]
+            for now, then in zip(current, inputs, strict=True)
+            if now.dead != then.dead
+        ]
+        if killed:
+            ids = np.concatenate(killed)
+            built = [
+                shard.without(rows) if (rows := shard.find_live(ids)).shape[0] else shard
+                for shard in built
+            ]
+        self._shards[start : start + len(inputs)] = built
+        self._publish()
+
+    def _schedule(self) -> bool:
+        """Under the write lock, after a write: wake the compactor if anything is due.
+
+        False when the writing thread must run the merges itself: compaction is not in
+        the background, or the shards have piled up past ``STALL_SHARDS``.
+        """
+        if _due_job(self._shards) is None:
+            return True
+        if not self._background or len(self._shards) > STALL_SHARDS:
+            return False
+        if self._compactor is None:
+            self._compactor = _Compactor(self)
+        self._compactor.wake.set()
+        return True
+
     def _kill(self, ids: np.ndarray) -> None:
-        """Tombstone every live copy of ``ids`` (at most one each), then tidy up shards."""
+        """Tombstone every live copy of ``ids`` (at most one each)."""
         killed = self._delta.kill(ids)
         for k, shard in enumerate(self._shards):
             rows = shard.find_live(ids)
@@ -939,28 +1156,6 @@ class MultiIndexHammingIndex:
                 self._shards[k] = shard.without(rows)
                 killed += rows.shape[0]
         self._live -= killed
-        if killed:
-            self._rebuild_dead_shards()
-
-    def _rebuild_dead_shards(self) -> None:
-        shards: list[_Shard] = []
-        for shard in self._shards:
-            if shard.dead > COMPACT_DEAD_SHARE * shard.rows:
-                shards.extend(_build_shards(*self._gather([shard])))
-            else:
-                shards.append(shard)
-        self._shards = shards
-
-    def _merge_tail(self) -> None:
-        """Tiered merging: fold the newest shard into the previous one while similar in size."""
-        shards = self._shards
-        while len(shards) >= 2:
-            previous, last = shards[-2], shards[-1]
-            if previous.live > MERGE_RATIO * last.live:
-                break
-            if previous.live + last.live > MAX_SHARD_ROWS:
-                break
-            shards[-2:] = _build_shards(*self._gather([previous, last]))
 
     @staticmethod
     def _gather(shards: list[_Shard]) -> tuple[np.ndarray, np.ndarray]:
@@ -1015,8 +1210,9 @@ class MultiIndexHammingIndex:
 
     # ----------------------------------------------------------------- persistence
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to directory ``path`` (replaced if it exists)."""
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Write the index to directory ``path`` (replaced if it exists); returns the live
+        rows written: those of one moment, while writes and merges may go on."""
         target = Path(path)
         with self._write_lock:
             snapshot = self._make_snapshot()
@@ -1053,6 +1249,7 @@ class MultiIndexHammingIndex:
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
+        return live
 
     @classmethod
     def load(
@@ -1062,10 +1259,13 @@ class MultiIndexHammingIndex:
         mmap: bool = True,
         delta_rows: int = DEFAULT_DELTA_ROWS,
         strategy: str = "auto",
+        background: bool = True,
     ) -> MultiIndexHammingIndex:
         """Open an index written by :meth:`save`; ``mmap`` maps the large arrays.
 
         The mapping is copy-on-write and never written, so processes share the pages.
+        Merges and rebuilds read mapped shards and write new, in-memory ones; they start
+        with the first write that finds them due.
         """
         source = Path(path)
         manifest = json.loads((source / "manifest.json").read_text())
@@ -1073,7 +1273,7 @@ class MultiIndexHammingIndex:
             raise ValueError(f"{source} is not a version-{FORMAT_VERSION} {FORMAT} index")
         if manifest.get("tables") != TABLES:
             raise ValueError(f"{source} has {manifest.get('tables')} tables, not {TABLES}")
-        index = cls(delta_rows=delta_rows, strategy=strategy)
+        index = cls(delta_rows=delta_rows, strategy=strategy, background=background)
         for k, note in enumerate(manifest["shards"]):
             arrays = {
                 name: _load_array(source / f"shard-{k:04d}-{name}.npy", mmap and name != "alive")

@@ -127,6 +127,11 @@ class IndexFollower:
             self._cursor, *self._more_cursors = cursors
             self._last_sync = float("-inf")
 
+    def close(self) -> None:
+        """Stop the index's background merges (searching and syncing still work)."""
+        if isinstance(self._index, MultiIndexHammingIndex):
+            self._index.close()
+
     def search(self, hexes: list[str], radius: int) -> SearchResult:
         self.sync()
         return self._index.search(hex_to_bytes_array(hexes), radius)

@@ -8,29 +8,54 @@ version and the follower cursors it covers. A worker loads it, then follows the 
 above those cursors like any others. Rows disabled after the snapshot need nothing:
 index hits are only candidates, checked against the current rows.
 
-A snapshot is written whole into a staging directory and renamed into place, so a
-reader sees the old one or the new one. One that cannot be read (corrupt, another
-version, or ahead of the database it is meant for) is ignored with a warning and the
-database is replayed.
+Layout: ``bank-index`` is a symbolic link to the current *generation*, a directory
+``bank-index.g<time>-<pid>`` written whole before the link is switched to it (one
+atomic rename), so a starting worker sees the old snapshot or the new one, never none.
+The previous generation is kept (a worker may still be loading it); older ones are
+deleted. Workers that mapped a deleted generation keep reading it until they exit (the
+files live on while mapped). A snapshot that cannot be read (corrupt, another version,
+or ahead of the database it is meant for) is ignored with a warning and the database is
+replayed.
+
+Who writes: ``takedown index snapshot``, and every serving process through a
+:class:`SnapshotWorker` once its index has grown by ``TAKEDOWN_INDEX_SNAPSHOT_ROWS``
+hashes beyond the snapshot on disk. One process on the machine at a time: writers take
+an exclusive ``flock`` on ``bank-index.lock`` in the data directory (released by the
+kernel if the process dies); the CLI waits for it, a serving process skips its round.
+Writing does not hold up searches: the index is saved from an immutable snapshot of
+itself while searches, adds and merges go on.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import shutil
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from takedown.matching import MultiIndexHammingIndex
 from takedown.services.follower import IndexFollower
+
+if TYPE_CHECKING:
+    from takedown.runtime import Runtime
 
 FORMAT = "takedown-bank-index"
 VERSION = 1
 DIRECTORY = "bank-index"  # under the data directory
 _META = "snapshot.json"
 _INDEX = "mih"
+_GENERATION = ".g"  # bank-index.g<time_ns>-<pid>
+_LOCK = ".lock"  # bank-index.lock
+# Leftovers of interrupted writers (this layout's and the one before links), deleted by
+# the next writer, which holds the lock so no other writer is using them.
+_LEFTOVERS = (_GENERATION, ".link-", ".tmp-", ".old-")
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +64,95 @@ def snapshot_path(data_dir: Path) -> Path:
     return data_dir / DIRECTORY
 
 
+@contextmanager
+def writer_lock(target: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the machine-wide right to write the snapshot at ``target``; yields False
+    (without waiting) when ``wait`` is False and another writer holds it.
+
+    An ``flock`` on a file beside the snapshot: it excludes other processes and other
+    threads (each opens the file anew), and the kernel drops it if the holder dies.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.with_name(target.name + _LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write(follower: IndexFollower, target: Path) -> int:
-    """Bring the follower up to date and write its index; returns the hashes written."""
+    """Bring the follower up to date and write its index (waiting for any other writer);
+    returns the hashes written."""
+    with writer_lock(target, wait=True):
+        return _write(follower, target)
+
+
+def written_hashes(target: Path) -> int:
+    """Hashes in the snapshot at ``target``; 0 when there is none usable."""
+    try:
+        meta = json.loads((target / _META).read_text())
+        if meta.get("format") == FORMAT and meta.get("version") == VERSION:
+            return int(meta["hashes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0
+
+
+def _write(follower: IndexFollower, target: Path) -> int:
+    """Write a new generation and point ``target`` at it; the caller holds the lock.
+
+    The cursors are read before the index saves its own snapshot, so the files hold every
+    row up to the cursors and perhaps a few above (added meanwhile), which a worker
+    loading them reads again and replaces with the same hash: harmless.
+    """
     follower.sync(force=True)
-    staging = target.with_name(f"{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     index, cursors = follower.snapshot_state()
     if not isinstance(index, MultiIndexHammingIndex):
         raise TypeError(f"a {type(index).__name__} cannot be saved")
-    index.save(staging / _INDEX)
-    meta = {"format": FORMAT, "version": VERSION, "cursors": cursors, "hashes": len(index)}
-    (staging / _META).write_text(json.dumps(meta))
-    old = target.with_name(f"{target.name}.old-{os.getpid()}-{threading.get_ident()}")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    return len(index)
+    generation = target.with_name(f"{target.name}{_GENERATION}{time.time_ns()}-{os.getpid()}")
+    generation.mkdir(parents=True)
+    try:
+        hashes = index.save(generation / _INDEX)
+        meta = {"format": FORMAT, "version": VERSION, "cursors": cursors, "hashes": hashes}
+        (generation / _META).write_text(json.dumps(meta))
+        _point(target, generation)
+    except BaseException:
+        shutil.rmtree(generation, ignore_errors=True)
+        raise
+    return hashes
+
+
+def _point(target: Path, generation: Path) -> None:
+    """Switch the link ``target`` to ``generation`` atomically; keep the previous
+    generation, delete older ones and leftovers."""
+    previous = os.readlink(target) if target.is_symlink() else None
+    if target.is_dir() and not target.is_symlink():  # written before generations
+        previous = f"{target.name}{_GENERATION}0-{os.getpid()}"
+        target.rename(target.with_name(previous))
+    link = target.with_name(f"{target.name}.link-{os.getpid()}-{threading.get_ident()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(generation.name)
+    os.replace(link, target)
+    keep = {generation.name, previous}
+    for path in target.parent.iterdir():
+        name = path.name
+        if name in keep or not any(name.startswith(target.name + p) for p in _LEFTOVERS):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load(follower: IndexFollower, source: Path) -> bool:
     """Start the follower from the snapshot at ``source``; False (and a warning) when
     there is none usable, leaving the follower to replay the database."""
+    source = source.resolve()  # one generation, even if the link moves meanwhile
     if not (source / _META).exists():
         return False
     try:
@@ -75,3 +166,92 @@ def load(follower: IndexFollower, source: Path) -> bool:
         log.warning("index snapshot %s not used (%s); replaying the database", source, exc)
         return False
     return True
+
+
+class SnapshotWorker:
+    """A serving process's thread that writes a new snapshot once the index has grown by
+    ``every_rows`` hashes beyond the one on disk, checking every ``check_s`` seconds.
+
+    Several workers on one machine coordinate through the writer lock: one writes, the
+    others skip (and, re-reading the snapshot's size, find nothing left to do). Errors
+    are logged and the next round tries again. The thread is a daemon.
+    """
+
+    def __init__(
+        self, follower: IndexFollower, target: Path, *, every_rows: int, check_s: float
+    ) -> None:
+        if every_rows < 1 or check_s <= 0:
+            raise ValueError("every_rows and check_s must be positive")
+        self._follower = follower
+        self._target = target
+        self.every_rows = every_rows
+        self.check_s = check_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0  # snapshots written by this worker (for tests and logs)
+
+    def check(self) -> int | None:
+        """One round: write a snapshot if it is due and no other process is writing one;
+        returns the hashes written, or None."""
+        self._follower.sync()  # rows other processes added; a no-op within the interval
+        if len(self._follower) - written_hashes(self._target) < self.every_rows:
+            return None
+        with writer_lock(self._target, wait=False) as mine:
+            if not mine:
+                return None
+            # Another process may have written one while we looked.
+            if len(self._follower) - written_hashes(self._target) < self.every_rows:
+                return None
+            started = time.monotonic()
+            hashes = _write(self._follower, self._target)
+        self.written += 1
+        log.info(
+            "index snapshot of %d hashes written to %s in %.1f s",
+            hashes,
+            self._target,
+            time.monotonic() - started,
+        )
+        return hashes
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="takedown-index-snapshot", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 60.0) -> None:
+        """Stop after the snapshot being written, if any, waiting up to ``timeout`` s."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("index snapshot still being written after %s s", timeout)
+            else:
+                self._thread = None
+
+    def _run(self) -> None:
+        # The first round waits too: not while the process is starting up.
+        while not self._stop.wait(self.check_s):
+            try:
+                self.check()
+            except Exception:
+                log.exception("index snapshot round failed; retrying in %s s", self.check_s)
+
+
+def start_snapshot_worker(rt: Runtime) -> SnapshotWorker | None:
+    """Keep the bank index snapshot fresh from this process, unless
+    ``TAKEDOWN_INDEX_SNAPSHOT_ROWS`` is 0. Call ``stop()`` at shutdown."""
+    every_rows = rt.settings.index_snapshot_rows
+    if not every_rows:
+        return None
+    worker = SnapshotWorker(
+        rt.matcher.follower,
+        snapshot_path(rt.settings.data_dir),
+        every_rows=every_rows,
+        check_s=rt.settings.index_snapshot_check_seconds,
+    )
+    worker.start()
+    return worker
