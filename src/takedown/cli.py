@@ -64,7 +64,14 @@ def _fail(exc: TakedownError) -> typer.Exit:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (each holds its own index).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes, each with its own index and its own listening socket "
+            "(SO_REUSEPORT, so connections spread evenly).",
+        ),
+    ] = 1,
     demo: Annotated[
         bool,
         typer.Option(
@@ -87,17 +94,18 @@ def serve(
         prepare_demo(rt, out, f"http://{host}:{port}")
     if workers > 1:
         rt.close()
-        uvicorn.run(
-            "takedown.api.asgi:app_factory",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-        )
-        return
+        from takedown.api.server import WorkerOptions, serve_workers
+
+        try:
+            code = serve_workers(host, port, workers, WorkerOptions(settings.access_log))
+        except OSError as exc:
+            err.print(f"[red]Cannot listen on {host}:{port}:[/red] {exc.strerror or exc}")
+            raise typer.Exit(1) from exc
+        raise typer.Exit(code)
     rt.warm_up()
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(rt), host=host, port=port, log_level="info", access_log=settings.access_log
+    )
 
 
 # -- hash ----------------------------------------------------------------------------

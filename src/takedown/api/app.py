@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from takedown import __version__
 from takedown.api.errors import install_error_handlers
+from takedown.api.fast_screen import FastScreenHashes
 from takedown.api.limits import BodyLimitMiddleware
 from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
 from takedown.api.routes import evidence as evidence_routes
@@ -34,7 +36,7 @@ _ERRORS = {
 }
 
 
-def create_app(rt: Runtime) -> FastAPI:
+def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Background work that belongs to a serving process: reporter mail and the
@@ -50,7 +52,7 @@ def create_app(rt: Runtime) -> FastAPI:
                 if worker is not None:
                     worker.stop()
 
-    app = FastAPI(
+    app = TakedownAPI(
         title="Takedown API",
         version=__version__,
         description=(
@@ -86,4 +88,20 @@ def create_app(rt: Runtime) -> FastAPI:
         return import_limit if path.endswith("/import") else media_limit
 
     app.add_middleware(BodyLimitMiddleware, limit_for_path=limit_for)
+    if fast_screening:
+        app.fast_screen = FastScreenHashes(rt)
     return app
+
+
+class TakedownAPI(FastAPI):
+    """The API application. One request, the upload path's hash screening, is answered
+    before the framework's middleware and routing (api/fast_screen.py says why); every
+    other request, and that one too when ``fast_screen`` is unset, goes through FastAPI."""
+
+    fast_screen: FastScreenHashes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_screen is not None and self.fast_screen.handles(scope):
+            await self.fast_screen(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -65,12 +65,16 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     """Dependency: the caller must be authenticated and hold ``permission``."""
 
     async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
-        if not principal.allows(permission):
-            raise Forbidden(
-                f"This {'API key' if principal.kind == 'apikey' else 'account'} lacks the "
-                f"'{permission.value}' permission.",
-                code="forbidden",
-            )
+        check_permission(principal, permission)
         return principal
 
     return dependency
+
+
+def check_permission(principal: Principal, permission: Permission) -> None:
+    if not principal.allows(permission):
+        raise Forbidden(
+            f"This {'API key' if principal.kind == 'apikey' else 'account'} lacks the "
+            f"'{permission.value}' permission.",
+            code="forbidden",
+        )

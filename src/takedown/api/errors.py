@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +30,19 @@ def error_response(status: int, code: str, message: str, **extra: object) -> JSO
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def validation_problem(errors: Sequence[Any]) -> tuple[str, list[dict[str, str]]]:
+    """A validation failure as one sentence plus every problem by field."""
+    problems = [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+            "problem": err.get("msg", ""),
+        }
+        for err in errors
+    ]
+    first = problems[0] if problems else {"field": "", "problem": "invalid"}
+    return f"Invalid request: {first['field'] or 'body'}: {first['problem']}.", problems
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TakedownError)
     async def _takedown_error(_req: Request, exc: TakedownError) -> JSONResponse:
@@ -35,15 +50,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
-                "problem": err.get("msg", ""),
-            }
-            for err in exc.errors()
-        ]
-        first = problems[0] if problems else {"field": "", "problem": "invalid"}
-        message = f"Invalid request: {first['field'] or 'body'}: {first['problem']}."
+        message, problems = validation_problem(exc.errors())
         return error_response(422, "invalid_request", message, details={"errors": problems})
 
     @app.exception_handler(StarletteHTTPException)

@@ -150,23 +150,27 @@ class Matcher:
         frame_hits = self._video_hits(session, query)
         if not best and not exact and not frame_hits:
             return []
-        rules = _load_rules(session)
-        matches: list[Match] = self._video_matches(session, query, frame_hits, rules)
+        matches: list[Match] = []
+        if exact or frame_hits:
+            rules = _load_rules(session)
+            matches += self._video_matches(session, query, frame_hits, rules)
+            for signal_type, entry in exact:
+                if entry.bank_id in rules:
+                    rule, bank_public_id = rules[entry.bank_id]
+                    matches.append(Match(entry, rule, bank_public_id, signal_type, 0, None))
         if best:
-            entries = session.scalars(
-                select(BankEntry).where(BankEntry.id.in_(best), BankEntry.enabled.is_(True))
-            ).all()
-            for entry in entries:
-                if entry.bank_id not in rules:
-                    continue
-                rule, bank_public_id = rules[entry.bank_id]
+            # Candidates and their banks in one query (the upload path's only read when
+            # a PDQ hits): both must still be enabled, whatever the index remembers.
+            rows = session.execute(
+                select(BankEntry, Bank)
+                .join(Bank, Bank.id == BankEntry.bank_id)
+                .where(BankEntry.id.in_(best), BankEntry.enabled.is_(True), Bank.enabled.is_(True))
+            )
+            for entry, bank in rows:
+                rule = _rule(bank)
                 dist, variant = best[entry.id]
                 if pdq_candidate_counts(rule, dist, query.pdq_quality, entry.quality):
-                    matches.append(Match(entry, rule, bank_public_id, "pdq", dist, variant))
-        for signal_type, entry in exact:
-            if entry.bank_id in rules:
-                rule, bank_public_id = rules[entry.bank_id]
-                matches.append(Match(entry, rule, bank_public_id, signal_type, 0, None))
+                    matches.append(Match(entry, rule, bank.public_id, "pdq", dist, variant))
         matches.sort(key=lambda m: (_ACTION_RANK[m.bank.match_action], m.distance, m.entry.id))
         return matches
 
@@ -253,21 +257,19 @@ _ACTION_RANK = {MatchAction.BLOCK: 0, MatchAction.REVIEW: 1, MatchAction.RECORD:
 
 def _load_rules(session: Session) -> dict[int, tuple[BankRule, str]]:
     banks = session.scalars(select(Bank).where(Bank.enabled.is_(True))).all()
-    return {
-        b.id: (
-            BankRule(
-                b.id,
-                b.name,
-                MatchAction(b.match_action),
-                b.pdq_threshold,
-                b.pdq_quality_floor,
-                video_match_percent=b.video_match_percent,
-                video_frame_threshold=b.video_frame_threshold,
-            ),
-            b.public_id,
-        )
-        for b in banks
-    }
+    return {b.id: (_rule(b), b.public_id) for b in banks}
+
+
+def _rule(b: Bank) -> BankRule:
+    return BankRule(
+        b.id,
+        b.name,
+        MatchAction(b.match_action),
+        b.pdq_threshold,
+        b.pdq_quality_floor,
+        video_match_percent=b.video_match_percent,
+        video_frame_threshold=b.video_frame_threshold,
+    )
 
 
 def _video_rule(rule: BankRule) -> VideoRule:

@@ -19,7 +19,12 @@ def _response(result: ScreeningResult) -> Response:
     """The answer serialized once by pydantic-core: returning a Response skips FastAPI's
     second validation and encoding of the response model (a tenth of a hash-only
     request's time). The OpenAPI schema still comes from ``response_model``."""
-    return Response(_out(result).model_dump_json(), media_type="application/json")
+    return Response(serialize(result), media_type="application/json")
+
+
+def serialize(result: ScreeningResult) -> bytes:
+    """The JSON answer to a screening (also used by api/fast_screen.py)."""
+    return _out(result).model_dump_json().encode()
 
 
 def _out(result: ScreeningResult) -> ScreenOut:
@@ -66,6 +71,9 @@ async def screen_media(
     description="For platforms that hash on their own side: give PDQ (and its variants), "
     "MD5 and/or SHA-256.",
 )
+# The API answers this address with api/fast_screen.py, ahead of the framework; this
+# route defines it (OpenAPI) and serves it when that is off (create_app(fast_screening=
+# False)); tests/api/test_fast_screen.py holds the two to the same answers.
 # Runs on the event loop, not the thread pool: the work is an in-memory search and, on a
 # hit, a few short indexed reads, and with many threads the GIL hand-offs cost more than the
 # work (measured with wrk: see bench/screening.py and the notes in docs/operations.md).
@@ -74,8 +82,15 @@ async def screen_hashes(
     principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
 ) -> Response:
+    return _response(await screen_hashes_body(rt, principal.actor, body))
+
+
+async def screen_hashes_body(rt: Runtime, actor: str, body: ScreenHashesIn) -> ScreeningResult:
+    """Screen a validated body (the route above and api/fast_screen.py). A match is kept
+    before the answer leaves; the loop serves others meanwhile, and the write commits
+    together with theirs (services/screening_recorder.py)."""
     result = rt.screening.screen_hashes(
-        actor=principal.actor,
+        actor=actor,
         pdq=body.pdq,
         pdq_quality=body.pdq_quality,
         pdq_variants=body.pdq_variants,
@@ -84,7 +99,4 @@ async def screen_hashes(
         content_ref=body.content_ref,
         record=False,
     )
-    # A match is kept before the answer leaves; the loop serves others meanwhile, and
-    # the write commits together with theirs (services/screening_recorder.py).
-    result = await rt.screening.record_async(result)
-    return _response(result)
+    return await rt.screening.record_async(result)
