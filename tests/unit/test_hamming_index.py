@@ -23,6 +23,7 @@ from takedown.matching import (
     SearchResult,
     bytes_to_hex,
     hex_to_bytes_array,
+    stored_hex_to_bytes_array,
 )
 
 Triple = tuple[int, int, int]  # (query_index, distance, id)
@@ -106,6 +107,31 @@ def test_hex_conversion_of_nothing() -> None:
 def test_hex_conversion_rejects_non_pdq(bad: str) -> None:
     with pytest.raises(InvalidHash) as caught:
         hex_to_bytes_array(["0" * 64, bad])
+    assert caught.value.code == "invalid_hash"
+
+
+def test_stored_hashes_convert_in_one_pass_to_the_same_array() -> None:
+    rng = random.Random(2)
+    hashes = [random_hex(rng) for _ in range(1000)]
+    assert np.array_equal(stored_hex_to_bytes_array(hashes), hex_to_bytes_array(hashes))
+    assert stored_hex_to_bytes_array([]).shape == (0, 32)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "g" * 64,  # not hex
+        "0" * 62 + " 0",  # fromhex would skip the space: same length, one byte short
+        "0" * 63,  # short, made up by the next one being long
+        "0" * 66,
+    ],
+)
+def test_a_malformed_stored_hash_is_still_named(bad: str) -> None:
+    values = ["0" * 64, bad]
+    if len(bad) == 63:
+        values.append("0" * 65)
+    with pytest.raises(InvalidHash) as caught:
+        stored_hex_to_bytes_array(values)
     assert caught.value.code == "invalid_hash"
 
 

@@ -8,6 +8,7 @@ from takedown.matching.hamming import (
     SearchResult,
     bytes_to_hex,
     hex_to_bytes_array,
+    stored_hex_to_bytes_array,
 )
 from takedown.matching.mih import MultiIndexHammingIndex
 
@@ -20,4 +21,5 @@ __all__ = [
     "SearchResult",
     "bytes_to_hex",
     "hex_to_bytes_array",
+    "stored_hex_to_bytes_array",
 ]

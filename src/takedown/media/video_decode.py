@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO, Final
 
-import av
 import numpy as np
 import pdqhash
 from PIL import Image, ImageFilter
@@ -154,6 +153,11 @@ def decode_and_hash(
 
 
 def _open(handle: BinaryIO, fmt: ContainerFormat) -> Any:
+    # PyAV is imported where it is used: this module's small types are imported by every
+    # serving process, FFmpeg only ever runs in the decoding child, and loading it costs
+    # ~22 MB of resident memory per process.
+    import av
+
     try:
         return av.open(handle, mode="r", format=fmt.demuxer)
     except av.FFmpegError as exc:
@@ -187,6 +191,8 @@ class _Hasher:
         self.best_poster: tuple[int, np.ndarray] | None = None
 
     def run(self) -> DecodedVideo:
+        import av  # see _open
+
         stream = self._video_stream()
         codec = stream.codec_context.name
         if codec not in ACCEPTED_CODECS:
@@ -345,5 +351,7 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
+        import av  # see _open
+
         return float(container.duration) / av.time_base
     return None

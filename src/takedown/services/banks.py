@@ -468,12 +468,9 @@ class BankService:
                     {"line": r.line_number, "reason": r.reason} for r in parsed.rejected[:1000]
                 ],
             )
-        records = parsed.records
-        if provenance is not None:
-            records = [_with_defaults(r, provenance) for r in records]
         with _paused_gc(), unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
-            result = _insert_records(s, bank, records, actor, progress)
+            result = _insert_records(s, bank, parsed.records, actor, progress, provenance)
         result.rejected = parsed.rejected
         result.duplicates_in_input += parsed.duplicates_in_file
         return result
@@ -570,25 +567,16 @@ def _bank_exists(name: str) -> Conflict:
     return Conflict(f"A bank named {name!r} already exists.", code="bank_exists")
 
 
-def _with_defaults(record: HashRecord, p: Provenance) -> HashRecord:
-    return HashRecord(
-        record.signal_type,
-        record.value,
-        record.quality,
-        record.source or p.source,
-        record.source_id or p.source_id,
-        record.category or p.category,
-        record.note or p.note,
-    )
-
-
 def _insert_records(
     s: Session,
     bank: Bank,
     records: Sequence[HashRecord],
     actor: str,
     progress: ProgressFn | None,
+    provenance: Provenance | None = None,
 ) -> AddResult:
+    """Insert the records not yet in the bank; what a record leaves out comes from
+    ``provenance`` (the import's defaults), then from the bank."""
     repo.lock_entry_writes(s)
     result = AddResult()
     seen: set[tuple[str, str]] = set()
@@ -620,7 +608,8 @@ def _insert_records(
             if fresh:
                 # Core rows, not ORM objects: a million-line import spends its time in
                 # SQLite's indexes rather than in the unit of work.
-                connection.execute(insert(table), _rows(bank, fresh, actor, now))
+                rows = _rows(bank, fresh, actor, now, provenance or _NO_PROVENANCE)
+                connection.execute(insert(table), rows)
                 s.info[repo.ENTRIES_ADDED] = True  # this process's matcher reads them at commit
                 result.added += len(fresh)
             if progress:
@@ -641,8 +630,11 @@ def _insert_records(
     return result
 
 
+_NO_PROVENANCE = Provenance()
+
+
 def _rows(
-    bank: Bank, records: Sequence[HashRecord], actor: str, now: datetime
+    bank: Bank, records: Sequence[HashRecord], actor: str, now: datetime, p: Provenance
 ) -> list[dict[str, object]]:
     return [
         {
@@ -651,10 +643,10 @@ def _rows(
             "signal_type": r.signal_type,
             "value": r.value,
             "quality": r.quality,
-            "source": r.source or bank.source,
-            "source_id": r.source_id,
-            "category": r.category,
-            "note": r.note,
+            "source": r.source or p.source or bank.source,
+            "source_id": r.source_id or p.source_id,
+            "category": r.category or p.category,
+            "note": r.note or p.note,
             "added_by": actor,
             "added_at": now,
             "enabled": True,

@@ -22,8 +22,14 @@ import numpy as np
 from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from takedown.matching import HammingIndex, MultiIndexHammingIndex, SearchResult, hex_to_bytes_array
-from takedown.store.db import unit_of_work
+from takedown.matching import (
+    HammingIndex,
+    MultiIndexHammingIndex,
+    SearchResult,
+    hex_to_bytes_array,
+    stored_hex_to_bytes_array,
+)
+from takedown.store.db import raw_rows, unit_of_work
 
 _SYNC_BATCH = 100_000
 
@@ -70,13 +76,13 @@ class IndexFollower:
             while True:
                 # One statement reads every row above the cursor (hash or not), so the
                 # cursor passes them all from one snapshot: nothing skipped between reads.
-                rows = session.execute(self._sql, {"cursor": self._cursor, "n": _SYNC_BATCH}).all()
+                rows = raw_rows(session, self._sql, {"cursor": self._cursor, "n": _SYNC_BATCH})
                 if not rows:
                     break
                 hashed = [(r[0], r[1]) for r in rows if r[1]]
                 if hashed:
                     ids = np.fromiter((i for i, _ in hashed), dtype=np.int64, count=len(hashed))
-                    self._index.add(ids, hex_to_bytes_array([v for _, v in hashed]))
+                    self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
                     added += len(hashed)
                 self._cursor = int(rows[-1][0])
                 if len(rows) < _SYNC_BATCH:
@@ -94,7 +100,7 @@ class IndexFollower:
     def _sync_more(self, session: Session, i: int, sql: TextClause, offset: int) -> int:
         added = 0
         while True:
-            rows = session.execute(sql, {"cursor": self._more_cursors[i], "n": _SYNC_BATCH}).all()
+            rows = raw_rows(session, sql, {"cursor": self._more_cursors[i], "n": _SYNC_BATCH})
             if not rows:
                 return added
             hashed = [(r[0], r[1]) for r in rows if r[1]]
@@ -102,7 +108,7 @@ class IndexFollower:
                 ids = np.fromiter(
                     (offset + row_id for row_id, _ in hashed), dtype=np.int64, count=len(hashed)
                 )
-                self._index.add(ids, hex_to_bytes_array([v for _, v in hashed]))
+                self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
                 added += len(hashed)
             self._more_cursors[i] = int(rows[-1][0])
             if len(rows) < _SYNC_BATCH:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, TextClause, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -88,7 +89,32 @@ def unit_of_work(factory: sessionmaker[Session], *, write: bool = True) -> Itera
         session.close()
 
 
+def raw_rows(session: Session, statement: TextClause, params: dict[str, Any]) -> list[Any]:
+    """Rows of ``statement`` as the driver returns them (tuples), inside the session's
+    transaction. For bulk reads of up to millions of rows (the index followers), where
+    SQLAlchemy's per-row Result processing costs about a microsecond a row: a million
+    rows, 1.1 s of a 1.8 s read. Only for statements whose columns need no conversion
+    (integers and text)."""
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    values = compiled.construct_params(params)
+    dbapi_params: Any = (
+        tuple(values[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else values
+    )
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(compiled), dbapi_params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def alembic_config(engine: Engine) -> AlembicConfig:
+    # Alembic is imported only to migrate: serving workers never do (12 MB each).
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -97,6 +123,8 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (idempotent; runs at start-up)."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
