@@ -287,6 +287,8 @@ def _exact_entries(session: Session, query: QuerySignals) -> list[tuple[str, Ban
             continue
         entries = session.scalars(
             select(BankEntry).where(
+                # Naming the banks lets the (bank_id, signal_type, value) index answer.
+                BankEntry.bank_id.in_(select(Bank.id).where(Bank.enabled.is_(True))),
                 BankEntry.signal_type == signal_type,
                 BankEntry.value == value,
                 BankEntry.enabled.is_(True),

@@ -80,8 +80,8 @@ class Bank(Base):
 class BankEntry(Base):
     __tablename__ = "bank_entries"
     __table_args__ = (
+        # Also the index of exact lookups, which name the banks (see matcher.py).
         UniqueConstraint("bank_id", "signal_type", "value", name="uq_bank_entries_signal"),
-        Index("ix_bank_entries_lookup", "signal_type", "value"),
     )
 
     # The integer id doubles as the change cursor the in-memory index syncs on
