@@ -18,6 +18,7 @@ from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
 from takedown.services.delivery import start_delivery_worker
+from takedown.services.follower import Poller
 from takedown.services.index_snapshot import start_snapshot_worker
 from takedown.services.mail import start_mail_worker
 from takedown.web import console, public
@@ -40,15 +41,20 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Background work that belongs to a serving process: reporter mail and the
-        # platform's actions (each starts only when its server is configured), and the
-        # bank index snapshot that workers start from (unless turned off).
+        # platform's actions (each starts only when its server is configured), the
+        # bank index snapshot that workers start from (unless turned off), and the
+        # reading of bank entries that other processes add.
         mail = start_mail_worker(rt)
         delivery = start_delivery_worker(rt)
         snapshots = start_snapshot_worker(rt)
+        # Bank entries other processes add are read by a thread, not by the query that
+        # happens to come next (services/follower.py).
+        interval_s = rt.settings.index_sync_interval_ms / 1000
+        poller = Poller(rt.matcher.follower, interval_s).start() if interval_s else None
         try:
             yield
         finally:
-            for worker in (mail, delivery, snapshots):
+            for worker in (poller, mail, delivery, snapshots):
                 if worker is not None:
                     worker.stop()
 

@@ -14,6 +14,7 @@ back, and the cursor would move past ids that SQLite can hand out again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from takedown.store.db import raw_rows, unit_of_work
 # at 250k a read, 2.2 s at 100k, which leaves 10 shards for the compactor to merge),
 # small enough to bound the memory a read holds (~40 MB of row tuples).
 _SYNC_BATCH = 250_000
+
+log = logging.getLogger(__name__)
 
 
 class IndexFollower:
@@ -65,40 +68,64 @@ class IndexFollower:
         self._lock = threading.Lock()
         self._sync_interval_s = sync_interval_s
         self._last_sync = float("-inf")
+        # Adds committed by this process: marked stale (a count), read before the next
+        # search whatever else is going on (``_synced`` is the mark the last read covers).
+        self._stale = 0
+        self._synced = 0
 
     def __len__(self) -> int:
         return len(self._index)
 
-    def sync(self, *, force: bool = False) -> int:
-        """Load rows added since the last sync; returns how many hashes were added."""
+    def sync(self, *, force: bool = False, wait: bool = True) -> int:
+        """Load rows added since the last sync; returns how many hashes were added.
+
+        ``wait=False``: when another thread is reading already (a poller in the middle
+        of a large import), return at once instead of waiting for it."""
         now = time.monotonic()
-        if not force and self._sync_interval_s and now - self._last_sync < self._sync_interval_s:
+        due = (
+            force
+            or not self._sync_interval_s
+            or now - self._last_sync >= self._sync_interval_s
+            or self._synced != self._stale  # own adds not read yet
+        )
+        if not due:
             return 0
-        with self._lock, unit_of_work(self._sessions, write=False) as session:
-            added = 0
-            while True:
-                # One statement reads every row above the cursor (hash or not), so the
-                # cursor passes them all from one snapshot: nothing skipped between reads.
-                rows = raw_rows(session, self._sql, {"cursor": self._cursor, "n": _SYNC_BATCH})
-                if not rows:
-                    break
-                hashed = [(r[0], r[1]) for r in rows if r[1]]
-                if hashed:
-                    ids = np.fromiter((i for i, _ in hashed), dtype=np.int64, count=len(hashed))
-                    self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
-                    added += len(hashed)
-                self._cursor = int(rows[-1][0])
-                if len(rows) < _SYNC_BATCH:
-                    break
-            for i, (sql, offset) in enumerate(self._more):
-                added += self._sync_more(session, i, sql, offset)
+        if not self._lock.acquire(blocking=wait):
+            return 0
+        try:
+            stale = self._stale  # what this read will cover: marks made before it began
+            with unit_of_work(self._sessions, write=False) as session:
+                added = self._read(session)
             self._last_sync = now
+            self._synced = stale
             return added
+        finally:
+            self._lock.release()
+
+    def _read(self, session: Session) -> int:
+        added = 0
+        while True:
+            # One statement reads every row above the cursor (hash or not), so the
+            # cursor passes them all from one snapshot: nothing skipped between reads.
+            rows = raw_rows(session, self._sql, {"cursor": self._cursor, "n": _SYNC_BATCH})
+            if not rows:
+                break
+            hashed = [(r[0], r[1]) for r in rows if r[1]]
+            if hashed:
+                ids = np.fromiter((i for i, _ in hashed), dtype=np.int64, count=len(hashed))
+                self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
+                added += len(hashed)
+            self._cursor = int(rows[-1][0])
+            if len(rows) < _SYNC_BATCH:
+                break
+        for i, (sql, offset) in enumerate(self._more):
+            added += self._sync_more(session, i, sql, offset)
+        return added
 
     def mark_stale(self) -> None:
         """Rows were added in this process: read them before the next search, whatever
         the interval."""
-        self._last_sync = float("-inf")
+        self._stale += 1
 
     def _sync_more(self, session: Session, i: int, sql: TextClause, offset: int) -> int:
         added = 0
@@ -142,5 +169,38 @@ class IndexFollower:
             self._index.close()
 
     def search(self, hexes: list[str], radius: int) -> SearchResult:
-        self.sync()
+        """Search, after reading new rows when due. A search waits for a read only for
+        this process's own adds; rows other processes added are left to a read already
+        under way (a :class:`Poller`'s), so a million-row import never stalls queries."""
+        self.sync(wait=self._synced != self._stale)
         return self._index.search(hex_to_bytes_array(hexes), radius)
+
+
+class Poller:
+    """A serving process's thread that reads new rows every ``interval_s``, so that a
+    worker picks up another process's adds (a bank import) at once, in parallel with the
+    other workers, rather than on its next query -- which would hold that query, and
+    with sequential queries, one worker after the other. Errors are logged and retried."""
+
+    def __init__(self, follower: IndexFollower, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self._follower = follower
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="takedown-index-poller", daemon=True)
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._follower.sync(force=True)
+            except Exception:
+                log.exception("reading new index rows failed; retrying")
