@@ -107,6 +107,20 @@ def _cli(env: dict[str, str], *args: str) -> float:
     return time.perf_counter() - t
 
 
+def _until_snapshot(data_dir: Path, hashes: int, limit_s: float = 300) -> float:
+    """Seconds until a serving worker has written a snapshot of at least ``hashes``."""
+    t = time.perf_counter()
+    meta = data_dir / "bank-index" / "snapshot.json"
+    while time.perf_counter() - t < limit_s:
+        try:
+            if json.loads(meta.read_text())["hashes"] >= hashes:
+                return round(time.perf_counter() - t, 2)
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the serving workers wrote no snapshot")
+
+
 def _load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -454,6 +468,9 @@ def main() -> None:
         # Access log off, as in HMA's measured set-up (gunicorn logs no requests unless
         # told to); see TAKEDOWN_ACCESS_LOG in docs/operations.md.
         env = {**os.environ, "TAKEDOWN_DATA_DIR": tmp, "TAKEDOWN_ACCESS_LOG": "false"}
+        # Serving workers write the index snapshot and move onto it (shared pages) soon
+        # after the import rather than a minute later, in the middle of the load runs.
+        env["TAKEDOWN_INDEX_SNAPSHOT_CHECK_SECONDS"] = "2"
         if args.database_url:
             env["TAKEDOWN_DATABASE_URL"] = args.database_url
         settings = Settings(data_dir=Path(tmp), database_url=args.database_url)
@@ -478,6 +495,9 @@ def main() -> None:
             scale["searchable_after_import_s"] = _until_searchable(base, key, last)
             scale["load_average_after"] = _load_average()
             asyncio.run(_drive(base, key, queries, 2.0, args.concurrency))  # warm-up
+            scale["worker_rss_mb_replayed"] = [_rss(p) for p in _workers(server.pid)]
+            scale["snapshot_by_workers_s"] = _until_snapshot(Path(tmp), args.n)
+            time.sleep(5)  # every worker's next check moves it onto the snapshot
             scale["worker_rss_mb"] = [_rss(p) for p in _workers(server.pid)]
             load = args.load
             if load == "auto":

@@ -269,3 +269,51 @@ def test_serving_processes_keep_the_snapshot_fresh_one_writer_at_a_time(
         assert started.matcher.indexed == 4500
     finally:
         started.close()
+
+
+def test_a_serving_worker_moves_onto_a_fresh_snapshot_without_a_gap(settings: Settings):
+    """A worker that replayed the database (its index private to it) moves onto the
+    snapshot another process wrote: the mapped index, caught up with the rows added
+    after it, and no search meanwhile misses anything the worker already had."""
+    rng = random.Random(11)
+    writer, worker = open_runtime(settings, migrate=False), open_runtime(settings, migrate=False)
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    try:
+        writer.banks.create_bank("b", actor="t")
+        before, after = _hashes(rng, 3000), _hashes(rng, 600)
+        writer.banks.add_hashes("b", [HashRecord("pdq", h) for h in before], actor="t")
+        index_snapshot.write(writer.matcher.follower, target)  # as another process
+        writer.banks.add_hashes("b", [HashRecord("pdq", h) for h in after], actor="t")
+        worker.matcher.sync(force=True)  # replayed: 3600 hashes in its own memory
+        private = worker.matcher.follower.snapshot_state()[0]
+        queries = before[:30] + after[:30]
+        expected = _answers(worker, queries)
+        assert all(len(found) == 1 for found in expected)
+
+        misses: list[int] = []
+        stop = threading.Event()
+
+        def search_meanwhile() -> None:
+            while not stop.is_set():
+                misses.extend(i for i, a in enumerate(_answers(worker, queries)) if not a)
+
+        searcher = threading.Thread(target=search_meanwhile)
+        searcher.start()
+        keeper = index_snapshot.SnapshotWorker(
+            worker.matcher.follower, target, every_rows=1000, check_s=60
+        )
+        try:
+            assert keeper.check() is None  # 600 new hashes: no new snapshot is due
+        finally:
+            stop.set()
+            searcher.join()
+        assert keeper.switched == 1 and misses == []
+        mapped, cursors = worker.matcher.follower.snapshot_state()
+        assert mapped is not private and worker.matcher.indexed == 3600
+        assert worker.matcher.follower.snapshot_generation == str(target.resolve())
+        assert _answers(worker, queries) == expected
+        keeper.check()
+        assert keeper.switched == 1  # already on the newest one
+    finally:
+        writer.close()
+        worker.close()

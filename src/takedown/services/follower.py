@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.matching import (
@@ -72,6 +72,8 @@ class IndexFollower:
         # search whatever else is going on (``_synced`` is the mark the last read covers).
         self._stale = 0
         self._synced = 0
+        # The snapshot generation the index was loaded from (services/index_snapshot.py).
+        self.snapshot_generation: str | None = None
 
     def __len__(self) -> int:
         return len(self._index)
@@ -103,46 +105,41 @@ class IndexFollower:
             self._lock.release()
 
     def _read(self, session: Session) -> int:
+        cursors = [self._cursor, *self._more_cursors]
+        added = self._read_into(session, self._index, cursors)
+        self._cursor, *self._more_cursors = cursors
+        return added
+
+    def _read_into(self, session: Session, index: HammingIndex, cursors: list[int]) -> int:
+        """Add every row above ``cursors`` (one per table, advanced in place) to
+        ``index``; returns the hashes added."""
         added = 0
-        while True:
-            # One statement reads every row above the cursor (hash or not), so the
-            # cursor passes them all from one snapshot: nothing skipped between reads.
-            rows = raw_rows(session, self._sql, {"cursor": self._cursor, "n": _SYNC_BATCH})
-            if not rows:
-                break
-            hashed = [(r[0], r[1]) for r in rows if r[1]]
-            if hashed:
-                ids = np.fromiter((i for i, _ in hashed), dtype=np.int64, count=len(hashed))
-                self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
-                added += len(hashed)
-            self._cursor = int(rows[-1][0])
-            if len(rows) < _SYNC_BATCH:
-                break
-        for i, (sql, offset) in enumerate(self._more):
-            added += self._sync_more(session, i, sql, offset)
+        tables = [(self._sql, 0), *self._more]
+        for i, (sql, offset) in enumerate(tables):
+            while True:
+                # One statement reads every row above the cursor (hash or not), so the
+                # cursor passes them all from one snapshot: nothing skipped between reads.
+                rows = raw_rows(session, sql, {"cursor": cursors[i], "n": _SYNC_BATCH})
+                if not rows:
+                    break
+                hashed = [(r[0], r[1]) for r in rows if r[1]]
+                if hashed:
+                    ids = np.fromiter(
+                        (offset + row_id for row_id, _ in hashed),
+                        dtype=np.int64,
+                        count=len(hashed),
+                    )
+                    index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
+                    added += len(hashed)
+                cursors[i] = int(rows[-1][0])
+                if len(rows) < _SYNC_BATCH:
+                    break
         return added
 
     def mark_stale(self) -> None:
         """Rows were added in this process: read them before the next search, whatever
         the interval."""
         self._stale += 1
-
-    def _sync_more(self, session: Session, i: int, sql: TextClause, offset: int) -> int:
-        added = 0
-        while True:
-            rows = raw_rows(session, sql, {"cursor": self._more_cursors[i], "n": _SYNC_BATCH})
-            if not rows:
-                return added
-            hashed = [(r[0], r[1]) for r in rows if r[1]]
-            if hashed:
-                ids = np.fromiter(
-                    (offset + row_id for row_id, _ in hashed), dtype=np.int64, count=len(hashed)
-                )
-                self._index.add(ids, stored_hex_to_bytes_array([v for _, v in hashed]))
-                added += len(hashed)
-            self._more_cursors[i] = int(rows[-1][0])
-            if len(rows) < _SYNC_BATCH:
-                return added
 
     # -- snapshots (services/index_snapshot.py) --------------------------------------
     def snapshot_state(self) -> tuple[HammingIndex, list[int]]:
@@ -152,16 +149,24 @@ class IndexFollower:
 
     def adopt(self, index: HammingIndex, cursors: list[int]) -> None:
         """Continue from a loaded index that covers rows up to ``cursors``; refused
-        when the database holds fewer rows than the snapshot (it is another one)."""
+        when the database holds fewer rows than the snapshot (it is another one).
+
+        A follower that is already serving switches without a gap: the rows above the
+        snapshot's cursors are read into the loaded index *before* it replaces the
+        current one, all under the lock, so no search ever sees fewer rows than before.
+        The replaced index is closed (its background merges stop; its memory goes)."""
         if len(cursors) != 1 + len(self._more):
             raise ValueError(f"{len(cursors)} cursors for {1 + len(self._more)} tables")
         with self._lock, unit_of_work(self._sessions, write=False) as session:
             for sql, cursor in zip([self._sql, *(m[0] for m in self._more)], cursors, strict=True):
                 if cursor and not session.execute(sql, {"cursor": cursor - 1, "n": 1}).first():
                     raise ValueError(f"the database has no row {cursor} (another database?)")
-            self._index = index
+            cursors = list(cursors)
+            self._read_into(session, index, cursors)
+            old, self._index = self._index, index
             self._cursor, *self._more_cursors = cursors
-            self._last_sync = float("-inf")
+        if old is not index and isinstance(old, MultiIndexHammingIndex):
+            old.close()
 
     def close(self) -> None:
         """Stop the index's background merges (searching and syncing still work)."""
