@@ -126,13 +126,21 @@ def _load_average() -> list[float]:
 
 
 def _rss(pid: int) -> dict[str, float]:
-    """Resident memory of one process in MB: total, and its anonymous and file-backed
-    (shared, e.g. a mapped index) parts."""
+    """Resident memory of one process in MB: total, its anonymous (private) and
+    file-backed parts (shared libraries, the mapped index snapshot), and its
+    proportional share (Pss: pages shared by N processes count 1/N each)."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
             fields[name] = round(int(value.split()[0]) / 1024, 1)
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "Pss":
+                fields["Pss"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
     return fields
 
 
