@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, TextClause, create_engine, event
+from sqlalchemy import Connection, Engine, Table, TextClause, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,6 +109,52 @@ def raw_rows(session: Session, statement: TextClause, params: dict[str, Any]) ->
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) with one DBAPI ``executemany``.
+
+    ``connection.execute(insert(table), rows)`` does the same, but converts every value
+    of every row through its column type one call at a time: a sixth of a million-row
+    import, a third of it re-formatting the one timestamp all rows share. Here each
+    column's converter runs once per distinct value. The statement and converters are
+    SQLAlchemy's own, so what is stored is identical."""
+    if not rows:
+        return
+    keys = list(rows[0])
+    dialect = connection.dialect
+    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+    converted: dict[str, list[Any]] = {}
+    for key in keys:
+        column_values = [row[key] for row in rows]
+        process = table.c[key].type._cached_bind_processor(dialect)
+        if process is not None:
+            column_values = _convert(process, column_values)
+        converted[key] = column_values
+    if compiled.positional:
+        order = [converted[name] for name in compiled.positiontup or ()]
+        params: list[Any] = list(zip(*order, strict=True))
+    else:
+        columns = zip(*converted.values(), strict=True)
+        params = [dict(zip(keys, values, strict=True)) for values in columns]
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(str(compiled), params)
+    finally:
+        cursor.close()
+
+
+def _convert(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    memo: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        try:
+            if v not in memo:
+                memo[v] = process(v)
+            out.append(memo[v])
+        except TypeError:  # unhashable (a JSON value): converted on its own
+            out.append(process(v))
+    return out
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
