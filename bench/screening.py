@@ -1,24 +1,32 @@
 """Hash-only screening throughput: requests per second through the real HTTP API.
 
-    .venv/bin/python bench/screening.py [--n 100000] [--seconds 10] [--concurrency 16]
-                                        [--workers 1] [--database-url URL]
+    .venv/bin/python bench/screening.py [--n 100000] [--seconds 10] [--rounds 3]
+                                        [--concurrency 16] [--workers 1]
+                                        [--database-url URL]
 
 Banks N random PDQ hashes (plus near-duplicate clusters so some queries match), starts
-`takedown serve` in a subprocess, and drives POST /v1/screen/hashes with `wrk` when it
-is installed (Debian package `wrk`; a C load generator that leaves the CPU to the
-server) or else from this process with an asyncio httpx client, which takes a core of
-its own and so understates the server. Load generator and server share the machine's
-cores, as in the HMA figures we compare with. Also measures the screening service
-in-process, without HTTP, to show where the time goes. Prints JSON and writes
-bench/results/screening.json.
+`takedown serve --workers W` in a subprocess (one SO_REUSEPORT socket per worker, the
+access log off as in HMA's gunicorn set-up), and drives POST /v1/screen/hashes with
+`wrk` when it is installed (Debian package `wrk`, installed here when running as root;
+a C load generator that leaves the CPU to the server), else from this process with an
+asyncio httpx client, which takes a core of its own and so understates the server.
+Every answer is checked: a quarter of the queries are near-duplicates that must be
+blocked, the rest random hashes that must be allowed (`wrong_answers`). `--rounds`
+load runs; the median is the figure (this machine's speed varies by a fifth between
+runs), every round is kept. Load generator and server share the machine's cores, as
+in the HMA figures we compare with. Also measures the screening service in-process,
+without HTTP.
 
 Bank scale, in the same JSON: the N hashes are imported from a text file through
 `takedown bank import` into the database of the running server (seconds, items/s), then
-the seconds until every worker answers for the last imported hash; resident memory (RSS)
-of each worker; a `takedown index snapshot` and a restart (seconds from spawn until
-searchable, RSS with the snapshot mapped). Uploads: POST /v1/screen with 12 MP JPEG
-stand-ins (scikit-image photos, one banked, one not; every verdict is checked).
-The machine's load average is recorded next to each figure.
+the seconds until every worker answers for the last imported hash; the serving workers
+then write an index snapshot and move onto it, and each worker's memory is read
+(resident total, private, file-backed and Pss, the proportional share of pages shared
+between workers); then a `takedown index snapshot` and a restart (seconds from spawn
+until searchable, memory with the snapshot mapped). Uploads: POST /v1/screen with
+12 MP JPEG stand-ins (scikit-image photos, one banked, one not; every verdict is
+checked). Prints JSON and writes bench/results/screening.json (screening-postgresql.json
+with --database-url). The machine's load average is recorded next to each figure.
 
 Baseline: HMA 2.0 measured on this kind of machine (ANCHORS.md): 213 req/s hash-only
 lookup as shipped, 666 req/s with OMP_NUM_THREADS=1, 1M hashes, 2 gunicorn workers.
@@ -503,7 +511,6 @@ def main() -> None:
             scale["searchable_after_import_s"] = _until_searchable(base, key, last)
             scale["load_average_after"] = _load_average()
             asyncio.run(_drive(base, key, queries, 2.0, args.concurrency))  # warm-up
-            scale["worker_rss_mb_replayed"] = [_rss(p) for p in _workers(server.pid)]
             scale["snapshot_by_workers_s"] = _until_snapshot(Path(tmp), args.n)
             time.sleep(5)  # every worker's next check moves it onto the snapshot
             scale["worker_rss_mb"] = [_rss(p) for p in _workers(server.pid)]
