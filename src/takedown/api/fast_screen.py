@@ -6,11 +6,11 @@ parsing, JSON decoding into Python objects and then validating them, six middlew
 layers) cost more than the screening itself -- measured with py-spy on this 2-core
 machine, about half of a worker's time. The application hands that one request to
 this handler before the framework sees it (``TakedownAPI.__call__`` in api/app.py),
-and it answers with the same model (``ScreenHashesIn``, validated straight from the JSON bytes
-by pydantic-core), the same authentication and permission check, the same service call
-and the same errors as the FastAPI route in routes/screen.py, which stays the documented
-definition of the endpoint (OpenAPI) and serves it when this fast path is not installed.
-The tests run the same requests against both (tests/api/test_fast_screen.py).
+and it answers with the same model (``ScreenHashesIn``, validated straight from the
+JSON bytes by pydantic-core), the same authentication and permission check, the same
+service call and the same errors as the FastAPI route in routes/screen.py, which stays
+the documented definition of the endpoint (OpenAPI) and serves it when this fast path
+is not installed. The tests run the same requests against both (tests/api/test_fast_screen.py).
 
 Anything but a POST to exactly that path goes to the application untouched.
 """
@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from takedown.api.auth import authenticate, check_permission
 from takedown.api.errors import error_response, validation_problem
+from takedown.api.routes.screen import screen_hashes_body, serialize
 from takedown.api.schemas import ScreenHashesIn
 from takedown.domain.access import Permission
 from takedown.errors import (
@@ -77,8 +78,6 @@ class FastScreenHashes:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        from takedown.api.routes.screen import screen_hashes_body, serialize  # the route's own
-
         headers = dict(scope["headers"])
         principal = authenticate(self.rt, _bearer(headers.get(b"authorization")))
         check_permission(principal, Permission.SCREEN)

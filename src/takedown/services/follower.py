@@ -2,8 +2,9 @@
 
 Why this shape (and not HMA's): HMA rebuilds its whole index on any bank change and
 reloads it every 30 s. Here an index only ever *grows* by the rows it has not seen:
-rows have an increasing integer id, and before answering, a follower reads the rows
-above its cursor (one indexed range query that usually returns nothing). Writers take a
+rows have an increasing integer id, and a follower reads the rows above its cursor
+(one indexed range query that usually returns nothing) before a search when due, or in
+a :class:`Poller` thread every interval. Writers take a
 lock while inserting (``store.repositories.lock_inserts``), so ids become visible in
 commit order and no row can slip behind the cursor.
 
@@ -184,7 +185,9 @@ class IndexFollower:
         """Search, after reading new rows when due. A search waits for a read only for
         this process's own adds; rows other processes added are left to a read already
         under way (a :class:`Poller`'s), so a million-row import never stalls queries."""
-        self.sync(wait=self._synced != self._stale)
+        # A follower without an interval (the registry's) is read-your-writes across
+        # processes: it always waits for a read under way, as a read may hold the row.
+        self.sync(wait=not self._sync_interval_s or self._synced != self._stale)
         return self._index.search(hex_to_bytes_array(hexes), radius)
 
 
