@@ -88,7 +88,8 @@ class BankEntry(Base):
     # (see services/matcher.py); it is never shown outside.
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
-    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"), index=True)
+    # No index of its own: the unique constraint's index leads with it.
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
     signal_type: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(64))
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
