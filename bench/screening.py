@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -209,6 +210,9 @@ def _until_searchable(base: str, key: str, value: int, limit_s: float = 600) -> 
     return round(time.perf_counter() - t, 2)
 
 
+_PHOTOS = {"image": "stand-ins: scikit-image chelsea (banked) and coffee (not), 4032x3024, q90"}
+
+
 async def _drive_uploads(
     base: str, key: str, photos: list[tuple[bytes, str]], seconds: float, conc: int
 ) -> dict[str, float | int]:
@@ -243,7 +247,8 @@ async def _drive_uploads(
         "p50_ms": _pct(latencies, 50),
         "p99_ms": _pct(latencies, 99),
         "concurrency": conc,
-        "image": "stand-ins: scikit-image chelsea (banked) and coffee (not), 4032x3024, q90",
+        "load_generator": "python (httpx)",
+        **_PHOTOS,
         "bytes": len(photos[0][0]),
     }
 
@@ -359,13 +364,10 @@ def _ensure_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def _drive_wrk(
-    base: str, key: str, queries: list[dict], seconds: float, conc: int
-) -> dict[str, float | int]:
-    bodies = ",".join("'" + json.dumps(q) + "'" for q in queries)
-    expected = ",".join(f'["{q["pdq"]}"]="{_expected(i)}"' for i, q in enumerate(queries))
+def _run_wrk(base: str, script: str, seconds: float, conc: int) -> dict[str, float | int]:
+    """Run wrk with a Lua script whose ``done`` prints the RESULT line below."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_WRK_SCRIPT % {"key": key, "bodies": bodies, "expected": expected})
+        fh.write(script)
     try:
         proc = subprocess.run(
             ["wrk", "-t1", f"-c{conc}", f"-d{int(seconds)}s", "-s", fh.name, base],
@@ -387,6 +389,91 @@ def _drive_wrk(
         "req_per_s": round(requests / seconds, 1),
         "p50_ms": float(m[3]),
         "p99_ms": float(m[4]),
+    }
+
+
+def _drive_wrk(
+    base: str, key: str, queries: list[dict], seconds: float, conc: int
+) -> dict[str, float | int]:
+    bodies = ",".join("'" + json.dumps(q) + "'" for q in queries)
+    expected = ",".join(f'["{q["pdq"]}"]="{_expected(i)}"' for i, q in enumerate(queries))
+    script = _WRK_SCRIPT % {"key": key, "bodies": bodies, "expected": expected}
+    return _run_wrk(base, script, seconds, conc)
+
+
+_WRK_UPLOADS = """
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=%(boundary)s"
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+bodies = {%(bodies)s}
+expected = {%(expected)s}
+i = 0
+checked = 0
+wrong = 0
+threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/v1/screen", nil, bodies[(i %% #bodies) + 1])
+end
+response = function(status, headers, body)
+  if status == 200 then
+    local md5 = string.match(body, '"md5":"(%%x+)"')
+    local verdict = string.match(body, '"verdict":"(%%a+)"')
+    checked = checked + 1
+    if md5 == nil or expected[md5] ~= verdict then
+      wrong = wrong + 1
+    end
+  end
+end
+""" + _WRK_SCRIPT[_WRK_SCRIPT.index("done = function") :]
+
+
+def _drive_wrk_uploads(
+    base: str, key: str, photos: list[tuple[bytes, str]], seconds: float, conc: int, tmp: Path
+) -> dict[str, float | int]:
+    """POST /v1/screen with the photos as multipart bodies, from wrk; every answer's
+    verdict is checked against the photo it names (by MD5)."""
+    boundary = "takedown-bench-boundary"
+    paths, expected = [], []
+    for n, (data, verdict) in enumerate(photos):
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="p{n}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        path = tmp / f"upload-{n}.bin"
+        path.write_bytes(body)
+        paths.append(f'read("{path}")')
+        expected.append(f'["{hashlib.md5(data).hexdigest()}"]="{verdict}"')
+    script = _WRK_UPLOADS % {
+        "key": key,
+        "boundary": boundary,
+        "bodies": ",".join(paths),
+        "expected": ",".join(expected),
+    }
+    out = _run_wrk(base, script, seconds, conc)
+    return {
+        "requests": out["requests"],
+        "errors": out["errors"],
+        "checked": out["checked"],
+        "wrong_answers": out["wrong_answers"],
+        "per_s": out["req_per_s"],
+        "p50_ms": out["p50_ms"],
+        "p99_ms": out["p99_ms"],
+        "concurrency": conc,
+        "load_generator": "wrk",
+        **_PHOTOS,
+        "bytes": len(photos[0][0]),
     }
 
 
@@ -519,15 +606,15 @@ def main() -> None:
                 load = "wrk" if _ensure_wrk() else "python"
             http = _hash_only(base, key, queries, args, load)
             http["load_average"] = _load_average()
-            uploads = asyncio.run(
-                _drive_uploads(
-                    base,
-                    key,
-                    [(banked, "block"), (other, "allow")],
-                    args.seconds,
-                    args.upload_concurrency,
+            photos = [(banked, "block"), (other, "allow")]
+            if load == "wrk":
+                uploads = _drive_wrk_uploads(
+                    base, key, photos, args.seconds, args.upload_concurrency, Path(tmp)
                 )
-            )
+            else:
+                uploads = asyncio.run(
+                    _drive_uploads(base, key, photos, args.seconds, args.upload_concurrency)
+                )
             uploads["load_average"] = _load_average()
         finally:
             server.terminate()
