@@ -13,9 +13,11 @@ from takedown.services import banks
 
 
 @pytest.mark.parametrize("read_whole_bank", [banks._READ_WHOLE_BANK, 1])
+# read whole (the bank is small) / asked per chunk (it holds more than 1)
 def test_entries_already_in_the_bank_are_counted(rt: Runtime, monkeypatch, read_whole_bank):
     monkeypatch.setattr(banks, "_READ_WHOLE_BANK", read_whole_bank)
     monkeypatch.setattr(banks, "_INSERT_CHUNK", 2)  # several chunks
+    monkeypatch.setattr(banks, "_READ_WHOLE_BANK_FOR", 1)  # even for a few records
     rng = random.Random(4)
     old = [f"{rng.getrandbits(256):064x}" for _ in range(3)]
     new = [f"{rng.getrandbits(256):064x}" for _ in range(2)]

@@ -591,19 +591,20 @@ def _insert_records(
     total = len(unique)
     now = utcnow()
     # Only entries from before this call can collide (the input is deduplicated above,
-    # and nobody else inserts meanwhile: the bank row is locked). A small bank -- the
-    # usual case, empty included -- is read once; a large one is asked per chunk. Per
-    # chunk on a small bank would be slow on PostgreSQL: its statistics still describe
-    # the table before the import, and its planner then filters the whole bank for
-    # each chunk instead of looking the values up.
-    before = s.execute(
-        select(BankEntry.signal_type, BankEntry.value)
-        .where(BankEntry.bank_id == bank.id)
-        .limit(_READ_WHOLE_BANK + 1)
-    ).all()
-    known: set[tuple[str, str]] | None = (
-        {(t, v) for t, v in before} if len(before) <= _READ_WHOLE_BANK else None
-    )
+    # and nobody else inserts meanwhile: the bank row is locked). For a large import
+    # into a small bank -- the usual case, empty included -- the bank is read once;
+    # otherwise it is asked per chunk. Per chunk, a large import into a small bank is
+    # slow on PostgreSQL: its statistics still describe the table before the import,
+    # and its planner then filters the whole bank for each chunk.
+    known: set[tuple[str, str]] | None = None
+    if total >= _READ_WHOLE_BANK_FOR:
+        before = s.execute(
+            select(BankEntry.signal_type, BankEntry.value)
+            .where(BankEntry.bank_id == bank.id)
+            .limit(_READ_WHOLE_BANK + 1)
+        ).all()
+        if len(before) <= _READ_WHOLE_BANK:
+            known = {(t, v) for t, v in before}
     table = Base.metadata.tables["bank_entries"]
     connection = s.connection()
     with _bulk_cache(connection, total):
@@ -645,6 +646,7 @@ def _insert_records(
 
 _NO_PROVENANCE = Provenance()
 _READ_WHOLE_BANK = 200_000  # entries: read once (~30 MB) rather than asked per chunk
+_READ_WHOLE_BANK_FOR = 2 * _INSERT_CHUNK  # records: fewer are asked about directly
 
 
 def _rows(

@@ -124,7 +124,8 @@ class ScreeningRecorder:
                 )
                 self._thread.start()
             self._waiting += 1
-        self._queue.put((record, done))
+            # Under the lock: a close() cannot slip between the check and the put.
+            self._queue.put((record, done))
 
     def _run(self) -> None:
         while True:
