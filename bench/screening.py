@@ -312,10 +312,18 @@ async def _drive(
     return latencies, errors, blocks
 
 
+# One load script for both endpoints: the bodies, and for each answer the verdict it
+# must carry, found by the field that names what was screened (``pdq`` or ``md5``).
 _WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "%(content_type)s"
 wrk.headers["Authorization"] = "Bearer %(key)s"
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  return data
+end
 bodies = {%(bodies)s}
 expected = {%(expected)s}
 i = 0
@@ -327,15 +335,15 @@ setup = function(thread)
 end
 request = function()
   i = i + 1
-  return wrk.format(nil, "/v1/screen/hashes", nil, bodies[(i %% #bodies) + 1])
+  return wrk.format(nil, "%(path)s", nil, bodies[(i %% #bodies) + 1])
 end
--- Every answer is checked: the verdict must be the one expected for the hash it names.
+-- Every answer is checked: the verdict must be the one expected for what it names.
 response = function(status, headers, body)
   if status == 200 then
-    local pdq = string.match(body, '"pdq":"(%%x+)"')
+    local named = string.match(body, '"%(field)s":"(%%x+)"')
     local verdict = string.match(body, '"verdict":"(%%a+)"')
     checked = checked + 1
-    if pdq == nil or expected[pdq] ~= verdict then
+    if named == nil or expected[named] ~= verdict then
       wrong = wrong + 1
     end
   end
@@ -397,44 +405,15 @@ def _drive_wrk(
 ) -> dict[str, float | int]:
     bodies = ",".join("'" + json.dumps(q) + "'" for q in queries)
     expected = ",".join(f'["{q["pdq"]}"]="{_expected(i)}"' for i, q in enumerate(queries))
-    script = _WRK_SCRIPT % {"key": key, "bodies": bodies, "expected": expected}
+    script = _WRK_SCRIPT % {
+        "key": key,
+        "content_type": "application/json",
+        "path": "/v1/screen/hashes",
+        "field": "pdq",
+        "bodies": bodies,
+        "expected": expected,
+    }
     return _run_wrk(base, script, seconds, conc)
-
-
-_WRK_UPLOADS = """
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer %(key)s"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary=%(boundary)s"
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-bodies = {%(bodies)s}
-expected = {%(expected)s}
-i = 0
-checked = 0
-wrong = 0
-threads = {}
-setup = function(thread)
-  table.insert(threads, thread)
-end
-request = function()
-  i = i + 1
-  return wrk.format(nil, "/v1/screen", nil, bodies[(i %% #bodies) + 1])
-end
-response = function(status, headers, body)
-  if status == 200 then
-    local md5 = string.match(body, '"md5":"(%%x+)"')
-    local verdict = string.match(body, '"verdict":"(%%a+)"')
-    checked = checked + 1
-    if md5 == nil or expected[md5] ~= verdict then
-      wrong = wrong + 1
-    end
-  end
-end
-""" + _WRK_SCRIPT[_WRK_SCRIPT.index("done = function") :]
 
 
 def _drive_wrk_uploads(
@@ -455,21 +434,18 @@ def _drive_wrk_uploads(
         path.write_bytes(body)
         paths.append(f'read("{path}")')
         expected.append(f'["{hashlib.md5(data).hexdigest()}"]="{verdict}"')
-    script = _WRK_UPLOADS % {
+    script = _WRK_SCRIPT % {
         "key": key,
-        "boundary": boundary,
+        "content_type": f"multipart/form-data; boundary={boundary}",
+        "path": "/v1/screen",
+        "field": "md5",
         "bodies": ",".join(paths),
         "expected": ",".join(expected),
     }
     out = _run_wrk(base, script, seconds, conc)
+    out["per_s"] = out.pop("req_per_s")
     return {
-        "requests": out["requests"],
-        "errors": out["errors"],
-        "checked": out["checked"],
-        "wrong_answers": out["wrong_answers"],
-        "per_s": out["req_per_s"],
-        "p50_ms": out["p50_ms"],
-        "p99_ms": out["p99_ms"],
+        **out,
         "concurrency": conc,
         "load_generator": "wrk",
         **_PHOTOS,
@@ -574,6 +550,7 @@ def main() -> None:
         # Serving workers write the index snapshot and move onto it (shared pages) soon
         # after the import rather than a minute later, in the middle of the load runs.
         env["TAKEDOWN_INDEX_SNAPSHOT_CHECK_SECONDS"] = "2"
+        env["TAKEDOWN_INDEX_SNAPSHOT_ROWS"] = str(min(args.n, 100_000))  # small --n too
         if args.database_url:
             env["TAKEDOWN_DATABASE_URL"] = args.database_url
         settings = Settings(data_dir=Path(tmp), database_url=args.database_url)

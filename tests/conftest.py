@@ -10,6 +10,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +118,24 @@ def admin_key(rt: Runtime) -> str:
 @pytest.fixture
 def auth(admin_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {admin_key}"}
+
+
+# -- a real server ------------------------------------------------------------------
+def start_server(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Popen[str], int]:
+    """`takedown serve --workers N` in a subprocess on a free port (stderr kept for the
+    test to read); the caller stops it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "takedown.cli", "serve", "--workers", str(workers)]
+        + ["--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return server, port
 
 
 # -- stand-in images -----------------------------------------------------------------

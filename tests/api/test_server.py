@@ -8,8 +8,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from takedown.api.server import listen_sockets
+from tests.conftest import start_server
 
 
 def _accepted(sockets: list[socket.socket], timeout: float = 2.0) -> list[int]:
@@ -94,22 +93,12 @@ def _healthy(base: str) -> bool:
 def test_serve_replaces_a_dead_worker_and_stops_on_sigterm(sqlite_template: Path, tmp_path: Path):
     database = tmp_path / "takedown.sqlite3"
     shutil.copy(sqlite_template, database)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
-        **os.environ,
         "TAKEDOWN_DATABASE_URL": f"sqlite:///{database}",
         "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
         "TAKEDOWN_ACCESS_LOG": "false",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "takedown.cli", "serve", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, port = start_server(env, workers=2)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: len(_children(server.pid)) == 2, "two workers")

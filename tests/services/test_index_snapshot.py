@@ -10,9 +10,6 @@ import logging
 import os
 import random
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +22,7 @@ from takedown.matching import MultiIndexHammingIndex
 from takedown.runtime import Runtime, open_runtime
 from takedown.services import index_snapshot
 from takedown.services.matcher import QuerySignals
+from tests.conftest import start_server
 
 
 def _hashes(rng: random.Random, n: int) -> list[str]:
@@ -224,23 +222,13 @@ def test_serving_processes_keep_the_snapshot_fresh_one_writer_at_a_time(
     rt = open_runtime(settings, migrate=False)
     rt.banks.create_bank("b", actor="t")
     _add(rt, _hashes(rng, 3000))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
-        **os.environ,
         "TAKEDOWN_DATABASE_URL": settings.resolved_database_url,
         "TAKEDOWN_DATA_DIR": str(settings.data_dir),
         "TAKEDOWN_INDEX_SNAPSHOT_ROWS": "1000",
         "TAKEDOWN_INDEX_SNAPSHOT_CHECK_SECONDS": "0.2",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "takedown.cli", "serve", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, _ = start_server(env, workers=2)
 
     def wait_for(hashes: int) -> None:
         deadline = time.monotonic() + 120

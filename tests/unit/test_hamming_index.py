@@ -435,7 +435,6 @@ def assert_snapshots_consistent(index: HammingIndex) -> tuple[list[str], list[Tr
     queries = list(stable.values())[:8]
     expected = oracle(stable, queries, 0)
     stop = threading.Event()
-    errors: list[BaseException] = []
 
     def writer() -> None:
         writer_rng = random.Random(22)
@@ -445,21 +444,34 @@ def assert_snapshots_consistent(index: HammingIndex) -> tuple[list[str], list[Tr
             index.remove(ids[:15])
 
     def reader() -> None:
+        for _ in range(200):
+            found = search(index, queries, 0)
+            assert [t for t in found if t[2] < 1000] == expected
+
+    race(writer, reader, readers=3, stop=stop)
+    return queries, expected
+
+
+def race(
+    writer: Callable[[], None], reader: Callable[[], None], *, readers: int, stop: threading.Event
+) -> None:
+    """Run ``writer`` until ``readers`` threads of ``reader`` are done (it watches
+    ``stop``); what any reader raised fails the test here."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
         try:
-            for _ in range(200):
-                found = search(index, queries, 0)
-                assert [t for t in found if t[2] < 1000] == expected
+            reader()
         except BaseException as exc:  # reported to the main thread below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(3)
-    ]
+    threads = [threading.Thread(target=guarded) for _ in range(readers)]
+    writing = threading.Thread(target=writer)
+    writing.start()
     for thread in threads:
         thread.start()
-    for thread in threads[1:]:
+    for thread in threads:
         thread.join()
     stop.set()
-    threads[0].join()
+    writing.join()
     assert errors == []
-    return queries, expected

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from takedown.matching import MultiIndexHammingIndex, hex_to_bytes_array, mih
-from tests.unit.test_hamming_index import load, oracle, random_hex, search
+from tests.unit.test_hamming_index import load, oracle, race, random_hex, search
 
 
 def nothing_due(index: MultiIndexHammingIndex) -> bool:
@@ -104,7 +104,6 @@ def test_searches_stay_exact_while_merges_swap_in() -> None:
     load(index, stable)
     queries = [random_hex(rng) for _ in range(4)] + list(stable.values())[:4]
     expected = oracle(stable, queries, 47)
-    errors: list[BaseException] = []
     stop = threading.Event()
 
     def writer() -> None:
@@ -118,23 +117,11 @@ def test_searches_stay_exact_while_merges_swap_in() -> None:
             next_id += size
 
     def reader() -> None:
-        try:
-            for _ in range(150):
-                found = [t for t in search(index, queries, 47) if t[2] < 10_000]
-                assert found == expected
-        except BaseException as exc:  # reported to the main thread below
-            errors.append(exc)
+        for _ in range(150):
+            found = [t for t in search(index, queries, 47) if t[2] < 10_000]
+            assert found == expected
 
-    threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader) for _ in range(2)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads[1:]:
-        thread.join()
-    stop.set()
-    threads[0].join()
-    assert errors == []
+    race(writer, reader, readers=2, stop=stop)
     index.maintain()
     assert nothing_due(index)
     assert [t for t in search(index, queries, 47) if t[2] < 10_000] == expected

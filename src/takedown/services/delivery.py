@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from takedown.errors import Conflict, InvalidRequest, NotFound
 from takedown.ids import utcnow
 from takedown.integrations.webhooks import WebhookClient
 from takedown.services.audit import record
+from takedown.services.periodic import PeriodicWorker
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage
 
@@ -275,35 +275,19 @@ def _view(row: OutboxMessage, case: str | None) -> OutboxView:
     )
 
 
-class DeliveryWorker:
-    """A daemon thread that delivers due actions every few seconds; it logs and carries
-    on after any error, so one bad round never stops delivery."""
+class DeliveryWorker(PeriodicWorker):
+    """A daemon thread that delivers due actions every few seconds, at once again while
+    a round fills its batch (services/periodic.py: one bad round never stops delivery)."""
 
     def __init__(
         self, dispatcher: DeliveryDispatcher, *, interval_s: float = 2.0, batch: int = 200
     ) -> None:
+        super().__init__(interval_s, name="takedown-delivery")
         self._dispatcher = dispatcher
-        self._interval = interval_s
         self._batch = batch
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="takedown-delivery", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                full = self._dispatcher.deliver_due(limit=self._batch) >= self._batch
-            except Exception:  # noqa: BLE001 - a worker must survive any round
-                log.exception("delivery round failed")
-                full = False
-            if not full:
-                self._stop.wait(self._interval)
+    def round(self) -> bool:
+        return self._dispatcher.deliver_due(limit=self._batch) >= self._batch
 
 
 def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -34,14 +33,13 @@ from takedown.matching import (
     hex_to_bytes_array,
     stored_hex_to_bytes_array,
 )
+from takedown.services.periodic import PeriodicWorker
 from takedown.store.db import raw_rows, unit_of_work
 
 # Rows per read: large enough that a replay builds few shards (a million rows: 1.25 s
 # at 250k a read, 2.2 s at 100k, which leaves 10 shards for the compactor to merge),
 # small enough to bound the memory a read holds (~40 MB of row tuples).
 _SYNC_BATCH = 250_000
-
-log = logging.getLogger(__name__)
 
 
 class IndexFollower:
@@ -210,31 +208,18 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-class Poller:
+class Poller(PeriodicWorker):
     """A serving process's thread that reads new rows every ``interval_s``, so that a
     worker picks up another process's adds (a bank import) at once, in parallel with the
     other workers, rather than on its next query -- which would hold that query, and
-    with sequential queries, one worker after the other. Errors are logged and retried."""
+    with sequential queries, one worker after the other (services/periodic.py)."""
+
+    stop_timeout_s = 60.0
 
     def __init__(self, follower: IndexFollower, interval_s: float) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
+        super().__init__(interval_s, name="takedown-index-poller", wait_first=True)
         self._follower = follower
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="takedown-index-poller", daemon=True)
 
-    def start(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._follower.sync(force=True)
-            except Exception:
-                log.exception("reading new index rows failed; retrying")
+    def round(self) -> bool:
+        self._follower.sync(force=True)
+        return False

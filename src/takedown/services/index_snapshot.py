@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from takedown.matching import MultiIndexHammingIndex
 from takedown.services.follower import IndexFollower
+from takedown.services.periodic import PeriodicWorker
 
 if TYPE_CHECKING:
     from takedown.runtime import Runtime
@@ -169,13 +170,13 @@ def load(follower: IndexFollower, source: Path) -> bool:
     return True
 
 
-class SnapshotWorker:
+class SnapshotWorker(PeriodicWorker):
     """A serving process's thread that writes a new snapshot once the index has grown by
     ``every_rows`` hashes beyond the one on disk, checking every ``check_s`` seconds.
 
     Several workers on one machine coordinate through the writer lock: one writes, the
     others skip (and, re-reading the snapshot's size, find nothing left to do). Errors
-    are logged and the next round tries again. The thread is a daemon.
+    are logged and the next round tries again (services/periodic.py).
     """
 
     def __init__(
@@ -183,14 +184,23 @@ class SnapshotWorker:
     ) -> None:
         if every_rows < 1 or check_s <= 0:
             raise ValueError("every_rows and check_s must be positive")
+        # The first round waits too: not while the process is starting up.
+        super().__init__(check_s, name="takedown-index-snapshot", wait_first=True)
         self._follower = follower
         self._target = target
         self.every_rows = every_rows
-        self.check_s = check_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.written = 0  # snapshots written by this worker (for tests and logs)
         self.switched = 0  # snapshots this worker moved onto
+
+    stop_timeout_s = 60.0  # a snapshot being written is let finish
+
+    @property
+    def check_s(self) -> float:
+        return self.interval_s
+
+    def round(self) -> bool:
+        self.check()
+        return False
 
     def check(self) -> int | None:
         """One round: write a snapshot if it is due and no other process is writing one,
@@ -235,33 +245,6 @@ class SnapshotWorker:
         if load(self._follower, generation):
             self.switched += 1
             log.info("serving the bank index from snapshot %s", generation)
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="takedown-index-snapshot", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 60.0) -> None:
-        """Stop after the snapshot being written, if any, waiting up to ``timeout`` s."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("index snapshot still being written after %s s", timeout)
-            else:
-                self._thread = None
-
-    def _run(self) -> None:
-        # The first round waits too: not while the process is starting up.
-        while not self._stop.wait(self.check_s):
-            try:
-                self.check()
-            except Exception:
-                log.exception("index snapshot round failed; retrying in %s s", self.check_s)
 
 
 def start_snapshot_worker(rt: Runtime) -> SnapshotWorker | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -43,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.ids import utcnow
 from takedown.integrations.mail import MailDeliveryError, SmtpSender
+from takedown.services.periodic import PeriodicWorker
 from takedown.store.db import unit_of_work
 from takedown.store.models import MailMessage
 
@@ -249,14 +249,10 @@ class _Deliverer(Protocol):
     def deliver_due(self, now: datetime | None = None, limit: int = 100) -> int: ...
 
 
-class MailWorker:
-    """A background thread that calls ``deliver_due`` every ``interval_s`` seconds.
-
-    It logs and survives every exception (a database restart or a bug in one round must
-    not stop mail for the life of the process). When a round fills its whole batch it
-    goes again at once, to drain a backlog, but still checks for ``stop()`` in between.
-    The thread is a daemon so it never keeps the process alive on its own.
-    """
+class MailWorker(PeriodicWorker):
+    """A background thread that calls ``deliver_due`` every ``interval_s`` seconds; when
+    a round fills its whole batch it goes again at once, to drain a backlog
+    (services/periodic.py: errors are logged and the next round tries again)."""
 
     def __init__(
         self,
@@ -266,47 +262,12 @@ class MailWorker:
         batch: int = 20,
         name: str = "takedown-mail",
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
+        super().__init__(interval_s, name=name)
         self._dispatcher = dispatcher
-        self.interval_s = interval_s
         self.batch = batch
-        self._name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.rounds = 0  # completed rounds, failed ones included (for tests and health)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Ask the thread to finish its current message and wait up to ``timeout`` s."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("mail worker still sending after %s s; left to finish", timeout)
-            else:
-                self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            sent = 0
-            try:
-                sent = self._dispatcher.deliver_due(limit=self.batch)
-            except Exception:
-                log.exception("mail delivery round failed; retrying in %s s", self.interval_s)
-            self.rounds += 1
-            if sent < self.batch:
-                self._stop.wait(self.interval_s)
+    def round(self) -> bool:
+        return self._dispatcher.deliver_due(limit=self.batch) >= self.batch
 
 
 def start_mail_worker(rt: Runtime) -> MailWorker | None:

@@ -81,10 +81,9 @@ class ScreeningService:
         limits: ImageLimits,
         video_limits: VideoLimits | None = None,
         video_sampling: VideoSampling | None = None,
-        recorder: ScreeningRecorder | None = None,
     ) -> None:
         self._sessions = sessions
-        self._recorder = recorder or ScreeningRecorder(sessions)
+        self._recorder = ScreeningRecorder(sessions)
         self._matcher = matcher
         self._limits = limits
         self._video_limits = video_limits
