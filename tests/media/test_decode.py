@@ -53,10 +53,19 @@ def test_small_images_keep_their_size() -> None:
     assert (decoded.width, decoded.height, decoded.format) == (500, 300, "PNG")
 
 
-def test_decoded_pixels_are_what_pdqhash_expects() -> None:
-    decoded = decode_for_pdq(encode(coordinate_image(900, 700), "JPEG"))
+def test_decoded_pixels_are_what_pdq_expects() -> None:
+    decoded = decode_for_pdq(encode(coordinate_image(900, 700), "PNG"))
     pixels = decoded.pixels
     assert pixels.dtype == np.uint8 and pixels.shape == (512, 512, 3)
+    assert pixels.flags.c_contiguous and not pixels.flags.writeable
+    assert (decoded.width, decoded.height, decoded.mime_type) == (900, 700, "image/png")
+
+
+def test_large_jpegs_are_decoded_to_luma() -> None:
+    """A JPEG's Y channel is PDQ's luma: the chroma is never decoded (docs in decode.py)."""
+    decoded = decode_for_pdq(encode(coordinate_image(900, 700), "JPEG"))
+    pixels = decoded.pixels
+    assert pixels.dtype == np.uint8 and pixels.shape == (512, 512)
     assert pixels.flags.c_contiguous and not pixels.flags.writeable
     assert (decoded.width, decoded.height, decoded.mime_type) == (900, 700, "image/jpeg")
 
@@ -84,7 +93,7 @@ def test_draft_is_used_only_for_large_jpegs(monkeypatch: pytest.MonkeyPatch) -> 
     decode_for_pdq(encode(photo, "JPEG"))  # 451 x 300
     assert calls == []
     decode_for_pdq(large)
-    assert calls == [("RGB", (1024, 1024))]
+    assert calls == [("L", (1024, 1024))]
 
 
 def _hash_of(pixels: np.ndarray) -> str:

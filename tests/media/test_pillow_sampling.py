@@ -16,12 +16,12 @@ from takedown.media import decode
 def _array_path(data: bytes, draft: bool) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
-        if draft:
-            img.draft("RGB", (decode.DRAFT_MIN_SIDE, decode.DRAFT_MIN_SIDE))
-        rgb = decode._to_rgb(img)
-        rows = decode.sample_indices(height, rgb.shape[0])
-        cols = decode.sample_indices(width, rgb.shape[1])
-        return np.ascontiguousarray(rgb[np.ix_(rows, cols)])
+        if draft:  # large JPEGs: reduced DCT scale, luma only
+            img.draft("L", (decode.DRAFT_MIN_SIDE, decode.DRAFT_MIN_SIDE))
+        pixels = np.asarray(img) if draft else decode._to_rgb(img)
+        rows = decode.sample_indices(height, pixels.shape[0])
+        cols = decode.sample_indices(width, pixels.shape[1])
+        return np.ascontiguousarray(pixels[np.ix_(rows, cols)])
 
 
 SIZES = [
@@ -47,13 +47,15 @@ def test_pillow_sampling_equals_the_array_path(width: int, height: int, fmt: str
     Image.fromarray(noise).save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     data = buffer.getvalue()
     ours = decode.decode_for_pdq(data).pixels
-    assert ours.shape == (512, 512, 3)
+    assert ours.shape == ((512, 512) if fmt == "JPEG" else (512, 512, 3))
     assert np.array_equal(ours, _array_path(data, draft=fmt == "JPEG"))
 
 
 def test_the_fast_path_is_taken_for_exact_reductions_only():
+    rgb_only, with_luma = ("RGB",), ("RGB", "L")
     with Image.new("RGB", (2016, 1512)) as img:
-        assert decode._sample_in_pillow(img, 4032, 3024) is not None  # exactly 1/2
-        assert decode._sample_in_pillow(img, 4031, 3023) is None  # not an integer factor
+        assert decode._sample_in_pillow(img, 4032, 3024, rgb_only) is not None  # exactly 1/2
+        assert decode._sample_in_pillow(img, 4031, 3023, rgb_only) is None  # not an integer factor
     with Image.new("L", (1024, 1024)) as grey:
-        assert decode._sample_in_pillow(grey, 1024, 1024) is None  # converted first
+        assert decode._sample_in_pillow(grey, 1024, 1024, rgb_only) is None  # converted first
+        assert decode._sample_in_pillow(grey, 1024, 1024, with_luma) is not None  # JPEG luma

@@ -1,11 +1,12 @@
 """PDQ hashes of decoded pixels, written the way the rest of the field writes them.
 
-``pdqhash`` (the Python binding of Meta's C++ code) returns a 256-element 0/1 vector.
-Its *first* element is the *most* significant bit of the hex string -- the
-convention of python-threatexchange and Hasher-Matcher-Actioner, and therefore of
-every hash list exchanged with them. Getting this backwards produces well-formed
-hashes that never match anything, so ``tests/media`` cross-checks it against
-``threatexchange`` directly.
+The arithmetic is :mod:`takedown.media.pdq_compute` (Meta's algorithm in numpy,
+held to the ``pdqhash`` binding by the tests). Hashes are 64 hex digits with bit 255
+first: ``pdqhash``'s 256-element 0/1 vector has its *first* element as the *most*
+significant bit -- the convention of python-threatexchange and
+Hasher-Matcher-Actioner, and therefore of every hash list exchanged with them.
+Getting this backwards produces well-formed hashes that never match anything, so
+``tests/media`` cross-checks it against ``threatexchange`` directly.
 
 The eight dihedral hashes come from one DCT: Meta's code derives the hash of each
 rotation/flip of the image by permuting and negating coefficients, far cheaper
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import pdqhash
 
+from takedown.media.pdq_compute import pdq_dihedral
 from takedown.media.signals import PDQ
 
 HASH_BITS: Final = 256
@@ -35,7 +36,7 @@ DIHEDRAL_NAMES: Final[tuple[str, ...]] = (
     "transpose",  # mirror across the main diagonal, img.transpose(1, 0, 2)
     "transverse",  # mirror across the anti-diagonal
 )
-"""Names of the hashes ``pdqhash.compute_dihedral`` returns, in its order.
+"""Names of the 8 dihedral hashes, in the order of ``pdqhash.compute_dihedral``.
 
 Each entry is the (approximate) hash of the image transformed that way. The
 vocabulary is Pillow's ``Image.Transpose`` (rotations counter-clockwise); the order
@@ -79,15 +80,19 @@ def hex_to_bits(value: str) -> np.ndarray:
 
 
 def pdq_from_pixels(pixels: np.ndarray) -> PdqHash:
-    """Hash uint8 H x W x 3 RGB pixels (as produced by ``decode_for_pdq``)."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
+    """Hash uint8 pixels: H x W x 3 RGB, or H x W grey (as ``decode_for_pdq`` returns)."""
+    if (
+        pixels.dtype != np.uint8
+        or not pixels.size
+        or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3))
+    ):
         raise ValueError(
-            f"Expected non-empty uint8 H x W x 3 RGB pixels, got {pixels.dtype} {pixels.shape}."
+            "Expected non-empty uint8 H x W x 3 RGB or H x W grey pixels, "
+            f"got {pixels.dtype} {pixels.shape}."
         )
-    vectors, quality = pdqhash.compute_dihedral(np.ascontiguousarray(pixels))
-    hexes = tuple(bits_to_hex(vector) for vector in vectors)
+    hexes, quality = pdq_dihedral(pixels)
     return PdqHash(
         hash=hexes[0],
-        quality=int(quality),
+        quality=quality,
         dihedral=tuple(zip(DIHEDRAL_NAMES, hexes, strict=True)),
     )

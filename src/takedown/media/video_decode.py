@@ -10,9 +10,10 @@ output order from 0; ``fps`` is the stream's average frame rate, else its real b
 rate), converts it to RGB at the stream's declared size with swscale, and runs PDQ on
 the *full-size* frame: unlike the image reference, vPDQ does **not** resize to
 512 x 512 first. The timestamp is ``frame_number / fps``. We do the same with PyAV
-(which carries its own FFmpeg), and the PDQ itself is the same ``pdqhash`` binding and
-hex convention as images (:mod:`takedown.media.pdq`). ``bench/vpdq_compat.py`` checks
-the result against Meta's own ``vpdq`` package.
+(which carries its own FFmpeg), and the PDQ itself is the same code and hex convention
+as images (:mod:`takedown.media.pdq_compute`, held to Meta's ``pdqhash`` by the
+tests). ``bench/vpdq_compat.py`` checks the result against Meta's own ``vpdq``
+package.
 
 Then the frames are pruned as vPDQ's users (HMA, python-threatexchange) prune them:
 frames below the quality floor are dropped and a run of identical consecutive hashes
@@ -44,7 +45,6 @@ from fractions import Fraction
 from typing import Any, BinaryIO, Final
 
 import numpy as np
-import pdqhash
 from PIL import Image, ImageFilter
 
 from takedown.errors import (
@@ -55,7 +55,7 @@ from takedown.errors import (
     VideoNoStream,
     VideoTooLong,
 )
-from takedown.media.pdq import bits_to_hex
+from takedown.media.pdq_compute import pdq_original
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
 ACCEPTED_CONTAINERS_TEXT: Final = "MP4/MOV, Matroska/WebM, AVI and MPEG-TS"
@@ -281,12 +281,12 @@ class _Hasher:
     def _hash(self, frame: Any, number: int, timestamp: float, w: int, h: int) -> FrameFeature:
         # vPDQ converts every frame to RGB24 at the stream's declared size.
         rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-        vector, quality = pdqhash.compute(np.ascontiguousarray(rgb))
+        pdq, quality = pdq_original(rgb)
         if self.poster_blur is not None and (
             self.best_poster is None or quality > self.best_poster[0]
         ):
             self.best_poster = (int(quality), _shrink(rgb))
-        return FrameFeature(number, round(timestamp, 3), bits_to_hex(vector), int(quality))
+        return FrameFeature(number, round(timestamp, 3), pdq, quality)
 
     def _poster(self) -> bytes | None:
         if self.poster_blur is None or self.best_poster is None:
