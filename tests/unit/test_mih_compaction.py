@@ -10,7 +10,9 @@ rather than let shards pile up, and that saving and mapped indexes work with it.
 from __future__ import annotations
 
 import gc
+import os
 import random
+import sys
 import threading
 import time
 from pathlib import Path
@@ -254,4 +256,52 @@ def test_saving_during_writes_and_merges_writes_a_consistent_state(tmp_path: Pat
         assert hits == [(i, i) for i in range(count)]
         counts.append(count)
     assert counts[-1] == total and counts == sorted(counts)
+    index.close()
+
+
+def test_a_loaded_index_with_merges_due_starts_compacting_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(47)
+    monkeypatch.setattr(mih, "_due_job", lambda shards: None)  # save an unmerged layout
+    index = MultiIndexHammingIndex(delta_rows=8, strategy="probe")
+    model: dict[int, str] = {}
+    for b in range(6):
+        batch = {b * 100 + i: random_hex(rng) for i in range(10)}
+        load(index, batch)
+        model.update(batch)
+    index.save(tmp_path / "bank")
+    shards_saved = len(index.shard_rows)
+    monkeypatch.undo()
+    assert shards_saved > 1 and not nothing_due(index)
+
+    loaded = MultiIndexHammingIndex.load(tmp_path / "bank", delta_rows=8, strategy="probe")
+    assert loaded._compactor is not None  # no write needed to start it
+    loaded.maintain()
+    assert nothing_due(loaded) and len(loaded.shard_rows) < shards_saved
+    queries = list(model.values())[::7] + [random_hex(rng)]
+    assert search(loaded, queries, 31) == oracle(model, queries, 31)
+    loaded.close()
+    index.close()
+
+    inline = MultiIndexHammingIndex.load(tmp_path / "bank", delta_rows=8, background=False)
+    assert inline._compactor is None and not nothing_due(inline)  # the first write merges
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_the_compactor_runs_at_lower_priority() -> None:
+    rng = random.Random(48)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    index = MultiIndexHammingIndex(delta_rows=8)
+    for b in range(2):
+        load(index, {b * 100 + i: random_hex(rng) for i in range(10)})
+    assert index._compactor is not None
+    tid = index._compactor.thread.native_id
+    assert tid is not None
+    expected = min(19, mine + mih.COMPACTOR_NICENESS)
+    deadline = time.monotonic() + 10
+    while os.getpriority(os.PRIO_PROCESS, tid) != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, tid) == expected
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # others keep theirs
     index.close()

@@ -130,12 +130,13 @@ import logging
 import math
 import os
 import shutil
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from llvmlite import ir
@@ -882,6 +883,28 @@ def _killed_since(before: _Shard, after: _Shard) -> np.ndarray:
     return np.flatnonzero(np.unpackbits(newly_dead, count=before.rows, bitorder="little"))
 
 
+COMPACTOR_NICENESS: Final = 10
+"""How much less CPU priority the compactor thread takes than the process: merges
+(tens of ms to seconds of compiled code) then yield a core to queries under load."""
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by ``increment`` (capped at 19).
+
+    On Linux the nice value belongs to the thread, not the process, so this touches
+    nothing else; elsewhere, or if refused, the thread keeps its priority.
+    """
+    get_native_id = getattr(threading, "get_native_id", None)
+    if not hasattr(os, "setpriority") or get_native_id is None or sys.platform != "linux":
+        return
+    try:
+        tid = get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+    except OSError:
+        log.debug("could not lower the compactor thread's priority", exc_info=True)
+
+
 class _Compactor:
     """The daemon thread that runs an index's due merges and rebuilds.
 
@@ -915,6 +938,7 @@ def _finish(wake: threading.Event, stop: threading.Event) -> None:
 def _compact_while_alive(
     ref: weakref.ref[MultiIndexHammingIndex], wake: threading.Event, stop: threading.Event
 ) -> None:
+    lower_thread_priority(COMPACTOR_NICENESS)
     while True:
         wake.wait()
         wake.clear()
@@ -1142,10 +1166,13 @@ class MultiIndexHammingIndex:
             return True
         if not self._background or len(self._shards) > STALL_SHARDS:
             return False
+        self._wake_compactor()
+        return True
+
+    def _wake_compactor(self) -> None:
         if self._compactor is None:
             self._compactor = _Compactor(self)
         self._compactor.wake.set()
-        return True
 
     def _kill(self, ids: np.ndarray) -> None:
         """Tombstone every live copy of ``ids`` (at most one each)."""
@@ -1264,8 +1291,9 @@ class MultiIndexHammingIndex:
         """Open an index written by :meth:`save`; ``mmap`` maps the large arrays.
 
         The mapping is copy-on-write and never written, so processes share the pages.
-        Merges and rebuilds read mapped shards and write new, in-memory ones; they start
-        with the first write that finds them due.
+        Merges and rebuilds read mapped shards and write new, in-memory ones; if some are
+        due in the saved layout, the background compactor starts on them at once (with
+        ``background=False``, the first write runs them).
         """
         source = Path(path)
         manifest = json.loads((source / "manifest.json").read_text())
@@ -1292,6 +1320,9 @@ class MultiIndexHammingIndex:
         if index._live != manifest.get("live"):
             raise ValueError(f"{source}: manifest says {manifest.get('live')} live rows")
         index._publish()
+        if background and _due_job(index._shards) is not None:
+            with index._write_lock:
+                index._wake_compactor()
         return index
 
 

@@ -39,7 +39,7 @@ from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit import record
 from takedown.services.video_matching import VPDQ, frame_rows
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import Bank, BankEntry, BankVideoFrame, Base
 
 _INSERT_CHUNK = 5_000
@@ -471,6 +471,11 @@ class BankService:
         with _paused_gc(), unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
             result = _insert_records(s, bank, parsed.records, actor, progress, provenance)
+        if result.added >= _ANALYZE_AFTER:
+            # The exact lookups that screen uploads (MD5, SHA-256) are planned from the
+            # table's statistics: refresh them now rather than when autovacuum gets to it.
+            with unit_of_work(self._sessions, write=False) as s:
+                refresh_statistics(s.connection(), Base.metadata.tables["bank_entries"])
         result.rejected = parsed.rejected
         result.duplicates_in_input += parsed.duplicates_in_file
         return result
@@ -595,7 +600,8 @@ def _insert_records(
     # into a small bank -- the usual case, empty included -- the bank is read once;
     # otherwise it is asked per chunk. Per chunk, a large import into a small bank is
     # slow on PostgreSQL: its statistics still describe the table before the import,
-    # and its planner then filters the whole bank for each chunk.
+    # and its planner then filters the whole bank for each chunk. A large bank is
+    # asked per chunk, after its statistics are refreshed.
     known: set[tuple[str, str]] | None = None
     if total >= _READ_WHOLE_BANK_FOR:
         before = s.execute(
@@ -607,6 +613,10 @@ def _insert_records(
             known = {(t, v) for t, v in before}
     table = Base.metadata.tables["bank_entries"]
     connection = s.connection()
+    if known is None and total >= _READ_WHOLE_BANK_FOR:
+        # A large import into a large bank asks per chunk: the plan of that question
+        # must know how large the bank is now (see refresh_statistics).
+        refresh_statistics(connection, table)
     with _bulk_cache(connection, total):
         for start in range(0, total, _INSERT_CHUNK):
             chunk = unique[start : start + _INSERT_CHUNK]
@@ -647,6 +657,7 @@ def _insert_records(
 _NO_PROVENANCE = Provenance()
 _READ_WHOLE_BANK = 200_000  # entries: read once (~30 MB) rather than asked per chunk
 _READ_WHOLE_BANK_FOR = 2 * _INSERT_CHUNK  # records: fewer are asked about directly
+_ANALYZE_AFTER = 10_000  # entries added by one import: refresh the planner's statistics
 
 
 def _rows(

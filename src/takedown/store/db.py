@@ -165,6 +165,23 @@ def _copy(
         cursor.close()
 
 
+def refresh_statistics(connection: Connection, table: Table) -> bool:
+    """PostgreSQL: ``ANALYZE`` the table now, so the planner knows its current size.
+
+    Why by hand: autovacuum re-analyzes a table only after it notices 10 % of it
+    changed, up to a minute later. Until then the planner plans from the old figures,
+    and for a bank that grew from nothing to a million entries it does the wrong thing:
+    asked whether 500 values are in the bank, it reads the whole bank through the
+    index on (bank, signal type) and filters (0.4 s per question, measured) instead of
+    looking the 500 values up (3 ms). ANALYZE samples 30,000 rows whatever the size
+    (~0.1-0.5 s). Returns False on SQLite, whose planner has no such figures."""
+    if connection.dialect.name != "postgresql":
+        return False
+    quote = connection.dialect.identifier_preparer.quote
+    connection.exec_driver_sql(f"ANALYZE {quote(table.name)}")
+    return True
+
+
 def _convert(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     memo: dict[Any, Any] = {}
     out = []
