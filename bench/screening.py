@@ -368,7 +368,10 @@ def _ensure_wrk() -> bool:
         return True
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False)
+        # apt's progress goes to stderr: stdout carries only this benchmark's JSON.
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, stdout=sys.stderr
+        )
     return shutil.which("wrk") is not None
 
 

@@ -14,11 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from takedown.config import Settings
 from takedown.domain.hashlists import HashRecord
-from takedown.matching import MultiIndexHammingIndex
+from takedown.matching import MultiIndexHammingIndex, mih
 from takedown.runtime import Runtime, open_runtime
 from takedown.services import index_snapshot
 from takedown.services.matcher import QuerySignals
@@ -305,3 +306,30 @@ def test_a_serving_worker_moves_onto_a_fresh_snapshot_without_a_gap(settings: Se
     finally:
         writer.close()
         worker.close()
+
+
+def test_snapshots_are_written_with_nothing_left_to_merge(
+    rt: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A worker that loaded a snapshot with merges due would copy mapped shards into its
+    own memory; the writer merges first."""
+    rt.banks.create_bank("b", actor="t")
+    rt.banks.add_hashes(
+        "b", [HashRecord("pdq", h) for h in _hashes(random.Random(9), 10)], actor="t"
+    )
+    index = rt.matcher.follower.snapshot_state()[0]
+    assert isinstance(index, MultiIndexHammingIndex)
+    monkeypatch.setattr(mih, "_due_job", lambda shards: None)  # let shards pile up
+    words = np.random.default_rng(9).integers(
+        0, 256, (2 * mih.DEFAULT_DELTA_ROWS + 10, 32), np.uint8
+    )
+    for half in np.array_split(np.arange(words.shape[0]), 2):
+        index.add(half + 10**12, words[half])
+    monkeypatch.undo()
+    assert mih._due_job(index._current().shards) is not None
+
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    index_snapshot.write(rt.matcher.follower, target)
+    saved = MultiIndexHammingIndex.load(target / index_snapshot._INDEX, background=False)
+    assert len(saved) == words.shape[0] + 10
+    assert mih._due_job(saved._current().shards) is None

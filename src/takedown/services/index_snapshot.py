@@ -115,6 +115,10 @@ def _write(follower: IndexFollower, target: Path) -> int:
     index, cursors = follower.snapshot_state()
     if not isinstance(index, MultiIndexHammingIndex):
         raise TypeError(f"a {type(index).__name__} cannot be saved")
+    # Save a settled layout: a worker maps the snapshot's shards and shares their pages
+    # with the other workers, but a merge it ran itself would copy the merged rows into
+    # its own memory (measured: 131 -> 263 MB private per worker at 1M hashes).
+    index.maintain()
     generation = target.with_name(f"{target.name}{_GENERATION}{time.time_ns()}-{os.getpid()}")
     generation.mkdir(parents=True)
     try:
