@@ -10,9 +10,7 @@ rather than let shards pile up, and that saving and mapped indexes work with it.
 from __future__ import annotations
 
 import gc
-import os
 import random
-import sys
 import threading
 import time
 from pathlib import Path
@@ -286,22 +284,3 @@ def test_a_loaded_index_with_merges_due_starts_compacting_at_once(
 
     inline = MultiIndexHammingIndex.load(tmp_path / "bank", delta_rows=8, background=False)
     assert inline._compactor is None and not nothing_due(inline)  # the first write merges
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
-def test_the_compactor_runs_at_lower_priority() -> None:
-    rng = random.Random(48)
-    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    index = MultiIndexHammingIndex(delta_rows=8)
-    for b in range(2):
-        load(index, {b * 100 + i: random_hex(rng) for i in range(10)})
-    assert index._compactor is not None
-    tid = index._compactor.thread.native_id
-    assert tid is not None
-    expected = min(19, mine + mih.COMPACTOR_NICENESS)
-    deadline = time.monotonic() + 10
-    while os.getpriority(os.PRIO_PROCESS, tid) != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert os.getpriority(os.PRIO_PROCESS, tid) == expected
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # others keep theirs
-    index.close()

@@ -130,13 +130,12 @@ import logging
 import math
 import os
 import shutil
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -883,28 +882,6 @@ def _killed_since(before: _Shard, after: _Shard) -> np.ndarray:
     return np.flatnonzero(np.unpackbits(newly_dead, count=before.rows, bitorder="little"))
 
 
-COMPACTOR_NICENESS: Final = 10
-"""How much less CPU priority the compactor thread takes than the process: merges
-(tens of ms to seconds of compiled code) then yield a core to queries under load."""
-
-
-def lower_thread_priority(increment: int) -> None:
-    """Raise the calling thread's nice value by ``increment`` (capped at 19).
-
-    On Linux the nice value belongs to the thread, not the process, so this touches
-    nothing else; elsewhere, or if refused, the thread keeps its priority.
-    """
-    get_native_id = getattr(threading, "get_native_id", None)
-    if not hasattr(os, "setpriority") or get_native_id is None or sys.platform != "linux":
-        return
-    try:
-        tid = get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
-    except OSError:
-        log.debug("could not lower the compactor thread's priority", exc_info=True)
-
-
 class _Compactor:
     """The daemon thread that runs an index's due merges and rebuilds.
 
@@ -938,7 +915,6 @@ def _finish(wake: threading.Event, stop: threading.Event) -> None:
 def _compact_while_alive(
     ref: weakref.ref[MultiIndexHammingIndex], wake: threading.Event, stop: threading.Event
 ) -> None:
-    lower_thread_priority(COMPACTOR_NICENESS)
     while True:
         wake.wait()
         wake.clear()
