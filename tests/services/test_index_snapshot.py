@@ -21,6 +21,7 @@ from takedown.config import Settings
 from takedown.domain.hashlists import HashRecord
 from takedown.matching import MultiIndexHammingIndex, mih
 from takedown.runtime import Runtime, open_runtime
+from takedown.services import follower as follower_module
 from takedown.services import index_snapshot
 from takedown.services.matcher import QuerySignals
 from tests.conftest import start_server
@@ -333,3 +334,22 @@ def test_snapshots_are_written_with_nothing_left_to_merge(
     saved = MultiIndexHammingIndex.load(target / index_snapshot._INDEX, background=False)
     assert len(saved) == words.shape[0] + 10
     assert mih._due_job(saved._current().shards) is None
+
+
+def test_no_snapshot_is_written_while_a_large_import_is_being_read(
+    rt: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(follower_module, "_SYNC_BATCH", 100)
+    follower = rt.matcher.follower
+    rt.banks.create_bank("b", actor="t")
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    worker = index_snapshot.SnapshotWorker(follower, target, every_rows=50, check_s=0.05)
+    _add(rt, _hashes(random.Random(10), 250))
+    follower.sync(force=True)  # 250 hashes in batches of 100: an import being read
+    assert follower.catching_up
+    assert worker.check() is None and index_snapshot.written_hashes(target) == 0
+    with follower._lock:  # a read under way (as a poller's)
+        assert follower.catching_up and worker.check() is None
+    follower.sync(force=True)  # nothing more to read: caught up
+    assert not follower.catching_up
+    assert worker.check() == 250

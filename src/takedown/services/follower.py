@@ -74,6 +74,7 @@ class IndexFollower:
         # search whatever else is going on (``_synced`` is the mark the last read covers).
         self._stale = 0
         self._synced = 0
+        self._last_added = 0  # hashes the last read brought
         # The snapshot generation the index was loaded from (services/index_snapshot.py).
         self.snapshot_generation: str | None = None
 
@@ -102,11 +103,18 @@ class IndexFollower:
                 added = self._read(session)
             if added >= _SYNC_BATCH:  # a replay or an import: its row tuples are gone
                 release_freed_memory()
+            self._last_added = added
             self._last_sync = now
             self._synced = stale
             return added
         finally:
             self._lock.release()
+
+    @property
+    def catching_up(self) -> bool:
+        """A read is under way, or the last one brought a full batch or more: a replay or
+        a large import is being read (for work that can wait until it is done)."""
+        return self._lock.locked() or self._last_added >= _SYNC_BATCH
 
     def _read(self, session: Session) -> int:
         cursors = [self._cursor, *self._more_cursors]
