@@ -21,10 +21,9 @@ from typing import Final
 
 import numpy as np
 
+from takedown.media.pdq_compute import bits_to_hex as bits_to_hex  # part of this API
 from takedown.media.pdq_compute import pdq_dihedral
 from takedown.media.signals import PDQ
-
-HASH_BITS: Final = 256
 
 DIHEDRAL_NAMES: Final[tuple[str, ...]] = (
     "original",
@@ -60,14 +59,6 @@ class PdqHash:
     def variants(self) -> dict[str, str]:
         """The dihedral hashes as a name -> hex mapping."""
         return dict(self.dihedral)
-
-
-def bits_to_hex(bits: np.ndarray | list[int]) -> str:
-    """256 bits (element 0 = most significant) to 64 lowercase hex digits."""
-    array = np.asarray(bits)
-    if array.shape != (HASH_BITS,) or not np.isin(array, (0, 1)).all():
-        raise ValueError(f"A PDQ hash is a vector of {HASH_BITS} zeros and ones.")
-    return np.packbits(array.astype(np.uint8)).tobytes().hex()
 
 
 def hex_to_bits(value: str) -> np.ndarray:

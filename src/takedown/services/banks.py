@@ -602,6 +602,8 @@ def _insert_records(
     # slow on PostgreSQL: its statistics still describe the table before the import,
     # and its planner then filters the whole bank for each chunk. A large bank is
     # asked per chunk, after its statistics are refreshed.
+    table = Base.metadata.tables["bank_entries"]
+    connection = s.connection()
     known: set[tuple[str, str]] | None = None
     if total >= _READ_WHOLE_BANK_FOR:
         before = s.execute(
@@ -611,12 +613,10 @@ def _insert_records(
         ).all()
         if len(before) <= _READ_WHOLE_BANK:
             known = {(t, v) for t, v in before}
-    table = Base.metadata.tables["bank_entries"]
-    connection = s.connection()
-    if known is None and total >= _READ_WHOLE_BANK_FOR:
-        # A large import into a large bank asks per chunk: the plan of that question
-        # must know how large the bank is now (see refresh_statistics).
-        refresh_statistics(connection, table)
+        else:
+            # A large import into a large bank asks per chunk: the plan of that
+            # question must know how large the bank is now (see refresh_statistics).
+            refresh_statistics(connection, table)
     with _bulk_cache(connection, total):
         for start in range(0, total, _INSERT_CHUNK):
             chunk = unique[start : start + _INSERT_CHUNK]
