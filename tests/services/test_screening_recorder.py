@@ -87,10 +87,45 @@ def test_screenings_queued_behind_a_commit_share_the_next_one(rt: Runtime):
     assert _count(rt, ScreeningMatch) == 20
 
 
+def test_each_screening_of_a_batch_keeps_its_own_matches(rt: Runtime):
+    """The rows of one transaction get their ids in the order of the batch: a screening's
+    matches are its own, never its neighbour's."""
+    rt.banks.create_bank("own", actor="t", match_action="block")
+    values = [f"{i:x}" * 64 for i in range(1, 7)]  # six banked hashes, far apart
+    rt.banks.add_hashes("own", [HashRecord("pdq", v) for v in values], actor="t")
+    records = []
+    for i in range(12):
+        value = values[i % len(values)]
+        result = rt.screening.screen_hashes(actor="t", pdq=value, content_ref=f"r{i}", record=False)
+        assert result.pending is not None
+        records.append(result.pending)
+    recorder = ScreeningRecorder(rt.sessions)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            with _write_lock_held(rt):
+                futures = [pool.submit(recorder.record, r) for r in records]
+                _wait_until(lambda: recorder.waiting == 12, "12 screenings wait")
+            ids = [f.result(timeout=30) for f in futures]
+    finally:
+        recorder.close()
+    assert recorder.batches <= 2
+    with rt.sessions() as s:
+        found = s.execute(
+            select(Screening.public_id, Screening.content_ref, BankEntry.value)
+            .join(ScreeningMatch, ScreeningMatch.screening_id == Screening.id)
+            .join(BankEntry, BankEntry.id == ScreeningMatch.entry_id)
+        ).all()
+    assert sorted(found) == sorted(
+        (public_id, f"r{i}", values[i % len(values)]) for i, public_id in enumerate(ids)
+    )
+
+
 def test_a_bad_record_fails_alone(rt: Runtime):
     record = _record(rt)
     match = record.matches[0]
-    ghost = dataclasses.replace(match, entry=BankEntry(id=10**9))  # no such entry
+    ghost = dataclasses.replace(
+        match, entry=dataclasses.replace(match.entry, id=10**9)
+    )  # no such entry
     bad = dataclasses.replace(record, matches=[ghost], content_ref="bad")
     recorder = ScreeningRecorder(rt.sessions)
     outcomes: dict[str, object] = {}

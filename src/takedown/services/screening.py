@@ -15,7 +15,6 @@ from takedown.media.video import VideoSignals, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening_recorder import ScreeningRecord, ScreeningRecorder
-from takedown.store.db import unit_of_work
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,6 @@ class ScreeningService:
         video_limits: VideoLimits | None = None,
         video_sampling: VideoSampling | None = None,
     ) -> None:
-        self._sessions = sessions
         self._recorder = ScreeningRecorder(sessions)
         self._matcher = matcher
         self._limits = limits
@@ -177,15 +175,10 @@ class ScreeningService:
     def _screen(
         self, query: QuerySignals, *, actor: str, content_ref: str | None
     ) -> ScreeningResult:
-        candidates = self._matcher.candidates(query)
-        matches: list[Match] = []
-        views: list[MatchView] = []
         # The common case, a PDQ with no index hit and no exact hash to look up, never
         # touches the database.
-        if candidates or query.md5 or query.sha256 or query.video_frames:
-            with unit_of_work(self._sessions, write=False) as s:
-                matches = self._matcher.resolve(s, query, candidates)
-                views = [MatchView.of(m) for m in matches]
+        matches = self._matcher.check(query, self._matcher.candidates(query))
+        views = [MatchView.of(m) for m in matches]
         verdict = verdict_for(m.bank.match_action for m in matches)
         pdq = query.pdq_variants[0][1] if query.pdq_variants else None
         pending = (
