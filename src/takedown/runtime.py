@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
+from takedown.matching.mih import compile_kernels
 from takedown.services import index_snapshot
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.audit import AuditChain, attach
@@ -69,7 +70,9 @@ class Runtime:
     review: ReviewService  # the review console's use cases (locks, media views, wellness)
 
     def warm_up(self) -> None:
-        """Load the in-memory indexes now rather than on the first request."""
+        """Compile the index kernels and load the in-memory indexes now rather than on
+        the first request (or the first large import)."""
+        compile_kernels()
         # The bank index starts from its snapshot when there is one (mapped, shared
         # between workers), then reads only the rows added since.
         index_snapshot.load(

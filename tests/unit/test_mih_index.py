@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -524,3 +526,19 @@ def test_searches_during_writes_see_consistent_snapshots() -> None:
     queries, expected = assert_snapshots_consistent(index)
     assert len(index) >= 100
     assert [t for t in search(index, queries, 0) if t[2] < 1000] == expected
+
+
+def test_compile_kernels_compiles_every_kernel_before_first_use():
+    """A fresh process that only calls ``compile_kernels`` has every kernel that Python
+    calls compiled (or loaded from numba's cache; the helpers they call are compiled into
+    them): none is left to compile on a worker's first large import or search."""
+    script = (
+        "import takedown.matching.mih as mih\n"
+        "kernels = [mih._build_tables, mih._mih_search, mih._scan_search]\n"
+        "assert not any(k.signatures for k in kernels)\n"
+        "mih.compile_kernels()\n"
+        "print([k.__name__ for k in kernels if not k.signatures])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
