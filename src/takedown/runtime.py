@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.matching.mih import compile_kernels
+from takedown.memory import drop_clean_library_pages
 from takedown.services import index_snapshot
 from takedown.services.apikeys import ApiKeyService
 from takedown.services.audit import AuditChain, attach
@@ -81,6 +82,8 @@ class Runtime:
         self.matcher.sync(force=True)
         self.media_index.sync(force=True)
         self.reported_hashes.sync(force=True)
+        # LLVM was needed to load the kernels, and is not again (takedown/memory.py).
+        drop_clean_library_pages("libllvmlite")
 
     def close(self) -> None:
         self.screening.close()  # writes matched screenings still queued

@@ -15,9 +15,6 @@ back, and the cursor would move past ids that SQLite can hand out again.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +30,7 @@ from takedown.matching import (
     hex_to_bytes_array,
     stored_hex_to_bytes_array,
 )
+from takedown.memory import release_freed_memory
 from takedown.services.periodic import PeriodicWorker
 from takedown.store.db import raw_rows, unit_of_work
 
@@ -195,25 +193,6 @@ class IndexFollower:
         # processes: it always waits for a read under way, as a read may hold the row.
         self.sync(wait=not self._sync_interval_s or self._synced != self._stale)
         return self._index.search(hex_to_bytes_array(hexes), radius)
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed after a large read back to the system. glibc keeps freed heap
-    pages for reuse, and after a million rows were read as Python tuples and strings
-    (then dropped) a worker stayed ~70 MB larger than one that never read them
-    (measured). ``malloc_trim`` is glibc's own call for this; elsewhere it is skipped."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
 
 
 class Poller(PeriodicWorker):
