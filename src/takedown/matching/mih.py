@@ -1305,7 +1305,7 @@ class MultiIndexHammingIndex:
 
 def compile_kernels() -> None:
     """Compile every kernel now, or load it from numba's cache (``__pycache__`` beside
-    this file): ~0.1 s when cached, 10-20 s on a fresh install or after this file changed.
+    this file): ~0.5 s when cached, ~10 s on a fresh install or after this file changed.
 
     Why: numba compiles a kernel on its first call, and in a serving worker that is the
     first shard built or searched -- typically when a large import arrives, so on a fresh

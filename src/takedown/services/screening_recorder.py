@@ -211,14 +211,13 @@ class ScreeningRecorder:
         with unit_of_work(self._sessions) as s:
             connection = s.connection()
             ids = connection.execute(_INSERT_SCREENINGS, screenings).scalars().all()
-            connection.execute(
-                _INSERT_MATCHES,
-                [
-                    {**m, "screening_id": screening_id}
-                    for screening_id, found in zip(ids, matches, strict=True)
-                    for m in found
-                ],
-            )
+            match_rows = [
+                {**m, "screening_id": screening_id}
+                for screening_id, found in zip(ids, matches, strict=True)
+                for m in found
+            ]
+            if match_rows:  # a record is made for a match, but an empty list would
+                connection.execute(_INSERT_MATCHES, match_rows)  # insert one blank row
         return public_ids
 
 
