@@ -28,8 +28,9 @@ def release_freed_memory() -> None:
 
 
 def drop_clean_library_pages(name: str) -> int:
-    """Unmap from this process the resident pages of the shared library whose file name
-    contains ``name`` that are clean copies of the file; returns the bytes dropped.
+    """Drop from this process's page tables the resident pages of the shared library
+    whose file name contains ``name`` that are clean copies of the file (the mappings
+    stay); returns the bytes dropped.
 
     Why: loading LLVM (``libllvmlite.so``, which numba needs to load its compiled
     kernels) runs its static constructors, scattered over the whole library, and the
