@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, func, insert, select, text
 from takedown.config import Settings
 from takedown.ids import utcnow
 from takedown.runtime import open_runtime
-from takedown.services.audit import record, record_many
+from takedown.services.audit.chain import record, record_many
 from takedown.store.db import unit_of_work
 from takedown.store.models import AuditEvent
 

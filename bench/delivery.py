@@ -27,7 +27,8 @@ from takedown.domain.reports import ReportInput  # noqa: E402
 from takedown.ids import new_id, utcnow  # noqa: E402
 from takedown.integrations.webhooks import WebhookClient  # noqa: E402
 from takedown.runtime import open_runtime  # noqa: E402
-from takedown.services.delivery import DeliveryDispatcher, DeliveryWorker  # noqa: E402
+from takedown.runtime.workers import DeliveryWorker  # noqa: E402
+from takedown.services.outbound.delivery import DeliveryDispatcher  # noqa: E402
 from takedown.store.models import Item  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -41,7 +41,7 @@ from PIL import Image
 from takedown.media import hash_image_bytes
 from takedown.media.decode import decode_for_pdq, decode_reference
 from takedown.media.pdq import bits_to_hex, pdq_from_pixels
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 
 ROOT = Path(__file__).resolve().parents[1]
 

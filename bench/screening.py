@@ -55,7 +55,7 @@ import httpx
 
 from takedown.config import Settings
 from takedown.runtime import open_runtime
-from takedown.services.banks import Provenance
+from takedown.services.banks.service import Provenance
 
 RESULTS = Path(__file__).parent / "results"
 

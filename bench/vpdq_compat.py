@@ -107,9 +107,9 @@ def make_videos(folder: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    from takedown.media.signals import pdq_distance
     from takedown.media.video import hash_video_bytes
     from takedown.media.video_limits import VideoSampling
+    from takedown.signals import pdq_distance
 
     ensure_system_packages()
     report: dict[str, object] = {"criterion": f"quality >= {MIN_QUALITY}: <= {MAX_BITS} bits"}

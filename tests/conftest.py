@@ -166,7 +166,7 @@ def standin_rgb(name: str) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """The report rate limit is per process; every test starts with a clean count."""
-    from takedown.api import ratelimit
+    from takedown.web import ratelimit
 
     ratelimit.reset()
     yield

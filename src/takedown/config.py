@@ -15,6 +15,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from takedown.media.limits import ImageLimits
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
+# NCMEC's CyberTipline environments (integrations/cybertipline.py speaks to them).
+NCMEC_ENVIRONMENTS = {
+    "test": "https://exttest.cybertip.org/ispws",
+    "production": "https://report.cybertip.org/ispws",
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAKEDOWN_", extra="ignore")
@@ -219,9 +225,7 @@ class Settings(BaseSettings):
 
     @property
     def ncmec_url(self) -> str:
-        from takedown.integrations.cybertipline import ENVIRONMENTS
-
-        return self.ncmec_base_url or ENVIRONMENTS[self.ncmec_environment]
+        return self.ncmec_base_url or NCMEC_ENVIRONMENTS[self.ncmec_environment]
 
     master_key: str | None = Field(
         default=None,

@@ -16,8 +16,8 @@ from takedown.demo import standin_dir
 from takedown.domain.reports import ReportInput
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
-from takedown.services.banks import Provenance
-from takedown.services.registry import ItemInput, MediaInput
+from takedown.services.banks.service import Provenance
+from takedown.services.registry.service import ItemInput, MediaInput
 
 PASSWORD = "stand-in password 1"
 USERS = {

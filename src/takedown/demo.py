@@ -16,7 +16,7 @@ from rich.console import Console
 
 from takedown.errors import NotFound
 from takedown.runtime import Runtime
-from takedown.services.banks import Provenance
+from takedown.services.banks.service import Provenance
 
 BLOCK_BANK = "demo-standins-block"
 REVIEW_BANK = "demo-standins-review"

@@ -64,7 +64,7 @@ def test_unknown_and_revoked_keys_are_refused(client, rt):
 
 def test_a_key_revoked_by_another_process_stops_working_within_the_cache_time(rt):
     from takedown.errors import Unauthenticated
-    from takedown.services.apikeys import ApiKeyService
+    from takedown.services.identity.apikeys import ApiKeyService
 
     now = [100.0]
     worker = ApiKeyService(rt.sessions, cache_s=1.0, clock=lambda: now[0])

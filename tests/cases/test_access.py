@@ -68,7 +68,7 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
 
 @pytest.fixture
 def case_id(rt: Runtime, client) -> str:
-    from takedown.services.registry import ItemInput
+    from takedown.services.registry.service import ItemInput
 
     rt.registry.upsert_item(ItemInput("i1", account_id="a1"), actor="t")
     r = client.post(

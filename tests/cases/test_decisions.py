@@ -20,7 +20,7 @@ from takedown.domain.reports import Category, ReporterRole
 from takedown.domain.triage import Clock, ClockState, TriageInput, priority
 from takedown.errors import Conflict, Forbidden, InvalidRequest
 from takedown.runtime import Runtime
-from takedown.services.registry import ItemInput
+from takedown.services.registry.service import ItemInput
 from tests.cases.helpers import platform_headers, user_headers
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

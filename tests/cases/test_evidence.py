@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from takedown.cli import app
 from takedown.domain.evidence import one_year_after, preservation_until
 from takedown.runtime import Runtime
-from takedown.services.evidence import ReportSent
+from takedown.services.evidence.vault import ReportSent
 from takedown.store.models import AuditEvent, Blob, Media
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 from tests.conftest import standin_bytes

@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from takedown.runtime import Runtime
-from takedown.services.registry import AccountInput, ItemInput, MediaInput
+from takedown.services.registry.service import AccountInput, ItemInput, MediaInput
 from takedown.store.models import Account, CaseItem, Item, OutboxMessage
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 from tests.conftest import standin_bytes

@@ -47,7 +47,7 @@ def test_registry_errors(rt: Runtime, client):
     r = client.put("/v1/items/x", json={"url": "u" * 2001}, headers=p)
     assert r.status_code == 422
     from takedown.errors import InvalidRequest, NotFound
-    from takedown.services.registry import _text
+    from takedown.services.registry.service import _text
 
     try:
         _text("x" * 300, "handle")

@@ -98,7 +98,7 @@ def test_a_removal_request_for_intimate_imagery_must_be_complete(client):
 
 
 def test_a_valid_takedown_request_starts_the_48_hour_clock_and_restricts(rt: Runtime, client):
-    from takedown.services.registry import ItemInput
+    from takedown.services.registry.service import ItemInput
 
     rt.registry.upsert_item(
         ItemInput("pic-1", account_id="ex", url="https://social.example/p/1"), actor="t"
@@ -151,7 +151,7 @@ def test_report_status_needs_the_right_token(client):
 
 
 def test_public_reports_are_rate_limited_per_address(rt: Runtime, client):
-    from takedown.api import ratelimit
+    from takedown.web import ratelimit
 
     ratelimit.reset()
     rt.settings.report_rate_limit_per_hour = 2

@@ -474,7 +474,7 @@ def test_queue_filters_and_badges(client, rt, demo: DemoCases):
 def test_video_is_muted_never_autoplays_and_loads_only_when_revealed(client, rt, demo):
     import hashlib
 
-    from takedown.services.registry import MediaInput
+    from takedown.services.registry.service import MediaInput
     from tests.media.videos import banked_video
 
     clip = banked_video()  # a stand-in video made from stand-in photos

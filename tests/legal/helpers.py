@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from takedown.config import Settings
 from takedown.runtime import Runtime
-from takedown.services.cybertipline import cybertipline_service
-from takedown.services.registry import AccountInput, ItemInput, MediaInput
+from takedown.services.legal.cybertipline import cybertipline_service
+from takedown.services.registry.service import AccountInput, ItemInput, MediaInput
 from takedown.store.db import unit_of_work
 from takedown.store.models import Media
 from tests.cases.helpers import parent_report, user_headers

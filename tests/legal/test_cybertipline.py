@@ -7,11 +7,10 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy import select
 
-from takedown.config import Settings
+from takedown.config import NCMEC_ENVIRONMENTS, Settings
 from takedown.ids import utcnow
-from takedown.integrations.cybertipline import ENVIRONMENTS
 from takedown.runtime import Runtime
-from takedown.services.audit import record
+from takedown.services.audit.chain import record
 from takedown.store.db import unit_of_work
 from takedown.store.models import Media
 from tests.legal.helpers import confirmed_case, wire_ncmec
@@ -207,7 +206,7 @@ def test_refusals(rt, client):
 
 
 def test_only_minor_safety_violations_are_reportable(rt, client):
-    from takedown.services.registry import ItemInput
+    from takedown.services.registry.service import ItemInput
     from tests.cases.helpers import user_headers
 
     rt.registry.upsert_item(ItemInput("n1", account_id="x"), actor="t")
@@ -236,7 +235,9 @@ def test_only_minor_safety_violations_are_reportable(rt, client):
 
 def test_test_environment_is_the_default():
     assert Settings().ncmec_environment == "test"
-    assert Settings().ncmec_url == ENVIRONMENTS["test"] == "https://exttest.cybertip.org/ispws"
+    assert (
+        Settings().ncmec_url == NCMEC_ENVIRONMENTS["test"] == "https://exttest.cybertip.org/ispws"
+    )
     assert Settings(ncmec_environment="production").ncmec_url == "https://report.cybertip.org/ispws"
 
 
@@ -248,7 +249,7 @@ def _legal(rt: Runtime):
 
 
 def test_files_come_from_the_encrypted_media_store(rt, client):
-    from takedown.services.cybertipline import StoredMediaBytes
+    from takedown.services.legal.cybertipline import StoredMediaBytes
     from tests.cases.helpers import platform_headers
     from tests.conftest import standin_bytes
 

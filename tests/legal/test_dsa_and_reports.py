@@ -17,7 +17,7 @@ from sqlalchemy import select
 from takedown.config import Settings
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
-from takedown.services.dsa import DsaService
+from takedown.services.legal.dsa import DsaService
 from takedown.store.db import unit_of_work
 from takedown.store.models import DsaStatement
 from tests.legal.helpers import confirmed_case
@@ -161,7 +161,7 @@ def test_transparency_report_as_json_and_csv(rt, client):
 
 
 def test_take_it_down_compliance(rt, client):
-    from takedown.services.registry import ItemInput
+    from takedown.services.registry.service import ItemInput
     from tests.cases.helpers import user_headers
 
     rt.registry.upsert_item(ItemInput("ti1", account_id="ex"), actor="t")

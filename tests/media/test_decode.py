@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, JpegImagePlugin
 from takedown.media import hash_image_bytes
 from takedown.media.decode import decode_for_pdq, decode_reference, sample_indices
 from takedown.media.pdq import pdq_from_pixels
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 from tests.media.standins import encode, load_rgb, resized, stand_in
 
 

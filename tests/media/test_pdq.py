@@ -11,7 +11,7 @@ import pytest
 from takedown.errors import InvalidHash
 from takedown.media import DIHEDRAL_NAMES, hash_image_bytes
 from takedown.media.pdq import bits_to_hex, hex_to_bits, pdq_from_pixels
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 from tests.media.standins import encode, load_rgb, stand_in
 
 

@@ -25,7 +25,7 @@ import pytest
 from takedown.media import hash_image_bytes
 from takedown.media.decode import decode_for_pdq, decode_reference
 from takedown.media.pdq import bits_to_hex
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 from tests.media.standins import encode, load_rgb, resized, stand_in_paths
 
 MAX_DISTANCE = 10  # Meta's criterion for quality >= 80

@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 
 from takedown.media import pdq_compute
 from takedown.media.pdq import bits_to_hex, pdq_from_pixels
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 from tests.media.standins import load_rgb, stand_in_paths
 
 SIDES = (16, 33, 64, 100, 255, 256, 300, 511, 512, 640, 1000, 1920)

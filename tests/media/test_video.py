@@ -23,9 +23,9 @@ from takedown.errors import (
     VideoTooLong,
 )
 from takedown.media.bounded import run_bounded
-from takedown.media.signals import pdq_distance
 from takedown.media.video import hash_video_bytes, hash_video_file, is_video, render_poster
 from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.signals import pdq_distance
 from tests.media.videos import (
     audio_only,
     banked_video,

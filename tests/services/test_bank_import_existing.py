@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Table, text
 
 from takedown.domain.hashlists import HashRecord
 from takedown.runtime import Runtime
-from takedown.services import banks
+from takedown.services.banks import service as banks
 from takedown.store.db import refresh_statistics
 from takedown.store.models import Base
 

@@ -24,8 +24,9 @@ from takedown.integrations.webhooks import (
     verify,
 )
 from takedown.runtime import Runtime
-from takedown.services.delivery import DeliveryDispatcher, DeliveryPolicy, DeliveryWorker
-from takedown.services.registry import ItemInput
+from takedown.runtime.workers import DeliveryWorker
+from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
+from takedown.services.registry.service import ItemInput
 from takedown.store.models import OutboxMessage
 
 SECRET = "a-shared-secret-of-some-length"

@@ -1,4 +1,4 @@
-"""When a worker reads new bank rows (services/follower.py): a poller thread picks up
+"""When a worker reads new bank rows (services/index/follower.py): a poller thread picks up
 other processes' adds with no query at all; a query never waits for such a read, but
 always sees the adds of its own process."""
 
@@ -10,7 +10,7 @@ import time
 from takedown.config import Settings
 from takedown.domain.hashlists import HashRecord
 from takedown.runtime import open_runtime
-from takedown.services.follower import Poller
+from takedown.services.index.follower import Poller
 
 FIRST, SECOND = "1" * 64, "2" * 64
 

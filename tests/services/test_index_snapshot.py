@@ -20,10 +20,10 @@ import pytest
 from takedown.config import Settings
 from takedown.domain.hashlists import HashRecord
 from takedown.matching import MultiIndexHammingIndex, mih
-from takedown.runtime import Runtime, open_runtime
-from takedown.services import follower as follower_module
-from takedown.services import index_snapshot
-from takedown.services.matcher import QuerySignals
+from takedown.runtime import Runtime, open_runtime, workers
+from takedown.services.index import follower as follower_module
+from takedown.services.index import snapshot as index_snapshot
+from takedown.services.screening.matcher import QuerySignals
 from tests.conftest import start_server
 
 
@@ -97,7 +97,7 @@ def test_unusable_snapshot_is_ignored_with_a_warning(
     else:
         (target / "mih" / "manifest.json").write_text("{not json")
     (target / "snapshot.json").write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="takedown.services.index_snapshot"):
+    with caplog.at_level(logging.WARNING, logger="takedown.services.index.snapshot"):
         started = _fresh(settings)
     try:
         assert "not used" in caplog.text
@@ -124,9 +124,7 @@ def test_worker_writes_once_grown_and_skips_while_another_writer_holds_the_lock(
     rt.banks.create_bank("b", actor="t")
     _add(rt, _hashes(rng, 300))
     target = index_snapshot.snapshot_path(settings.data_dir)
-    worker = index_snapshot.SnapshotWorker(
-        rt.matcher.follower, target, every_rows=200, check_s=0.05
-    )
+    worker = workers.SnapshotWorker(rt.matcher.follower, target, every_rows=200, check_s=0.05)
     assert worker.check() == 300  # no snapshot yet: 300 beyond nothing
     assert target.is_symlink() and index_snapshot.written_hashes(target) == 300
     assert worker.check() is None  # nothing new
@@ -289,7 +287,7 @@ def test_a_serving_worker_moves_onto_a_fresh_snapshot_without_a_gap(settings: Se
 
         searcher = threading.Thread(target=search_meanwhile)
         searcher.start()
-        keeper = index_snapshot.SnapshotWorker(
+        keeper = workers.SnapshotWorker(
             worker.matcher.follower, target, every_rows=1000, check_s=60
         )
         try:
@@ -343,7 +341,7 @@ def test_no_snapshot_is_written_while_a_large_import_is_being_read(
     follower = rt.matcher.follower
     rt.banks.create_bank("b", actor="t")
     target = index_snapshot.snapshot_path(settings.data_dir)
-    worker = index_snapshot.SnapshotWorker(follower, target, every_rows=50, check_s=0.05)
+    worker = workers.SnapshotWorker(follower, target, every_rows=50, check_s=0.05)
     _add(rt, _hashes(random.Random(10), 250))
     follower.sync(force=True)  # 250 hashes in batches of 100: an import being read
     assert follower.catching_up

@@ -27,11 +27,10 @@ from takedown.domain.reports import ReportInput
 from takedown.ids import utcnow
 from takedown.integrations.mail import MailDeliveryError, MailDisabled, SmtpSender
 from takedown.runtime import Runtime
-from takedown.services.mail import (
+from takedown.runtime.workers import MailWorker, start_mail_worker
+from takedown.services.outbound.mail import (
     DEFAULT_MAX_ATTEMPTS,
     MailDispatcher,
-    MailWorker,
-    start_mail_worker,
 )
 from takedown.store.db import make_engine, make_session_factory, unit_of_work
 from takedown.store.models import MailMessage
@@ -240,7 +239,7 @@ def test_refused_recipient_is_given_up_at_once(
     (good,) = add_mail(rt)
     d = dispatcher(rt, smtp.sender())
 
-    with caplog.at_level(logging.INFO, logger="takedown.services.mail"):
+    with caplog.at_level(logging.INFO, logger="takedown.services.outbound.mail"):
         assert d.deliver_due() == 1  # the refusal does not stop the round
     assert "giving up" in caplog.text
     assert REFUSED not in caplog.text  # logs never name the reporter

@@ -1,4 +1,4 @@
-"""Group commit of matched screenings (services/screening_recorder.py), on both databases:
+"""Group commit of matched screenings (services/screening/recorder.py), on both databases:
 screenings queued while a transaction waits commit together, each caller gets its own
 id back only once its row is committed, and one bad record fails only its caller."""
 
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from takedown.domain.hashlists import HashRecord
 from takedown.runtime import Runtime
-from takedown.services.screening_recorder import ScreeningRecord, ScreeningRecorder
+from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
 from takedown.store.models import BankEntry, Screening, ScreeningMatch
 
 BANKED = "f" * 64

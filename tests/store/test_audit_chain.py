@@ -25,7 +25,7 @@ from takedown.domain.audit_chain import (
     mac,
 )
 from takedown.runtime import Runtime
-from takedown.services.audit import AuditChain, append_pending, attach, record, record_many
+from takedown.services.audit.chain import AuditChain, append_pending, attach, record, record_many
 from takedown.store.db import unit_of_work
 from takedown.store.models import AuditCheckpoint, AuditEvent
 

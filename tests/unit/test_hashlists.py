@@ -18,7 +18,7 @@ from takedown.domain.hashlists import (
     write_hash_list,
 )
 from takedown.errors import InvalidHash, InvalidRequest
-from takedown.media.signals import MD5, PDQ, SHA256
+from takedown.signals import MD5, PDQ, SHA256
 
 P1 = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 P2 = "0000000000000000000000000000000000000000000000000000000000000001"

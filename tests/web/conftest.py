@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from takedown.api import ratelimit
 from takedown.api.app import create_app
 from takedown.runtime import Runtime
+from takedown.web import ratelimit
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("TAKEDOWN_REQUIRE_BROWSER") == "1"

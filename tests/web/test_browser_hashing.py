@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 import takedown.web
 from takedown.errors import InvalidMedia
 from takedown.media import hash_image_bytes
-from takedown.media.signals import pdq_distance
+from takedown.signals import pdq_distance
 from takedown.web.public import SCRIPT_NAMES
 from tests.web.vectors import VECTOR_DIR, load_vectors
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from takedown.media import hash_image_bytes
 from takedown.runtime import Runtime
-from takedown.services.registry import ItemInput
+from takedown.services.registry.service import ItemInput
 from tests.conftest import standin_bytes
 
 

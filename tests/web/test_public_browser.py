@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from takedown.runtime import Runtime
-from takedown.services.registry import ItemInput
+from takedown.services.registry.service import ItemInput
 
 POST_URL = "https://social.example/p/clip-7"
 

@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from takedown.api import ratelimit
 from takedown.runtime import Runtime
-from takedown.services.registry import ItemInput
+from takedown.services.registry.service import ItemInput
+from takedown.web import ratelimit
 from tests.cases.helpers import user_headers
 
 SCRIPT = "<script>alert(1)</script>"

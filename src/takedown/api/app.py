@@ -17,10 +17,12 @@ from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
 from takedown.runtime import Runtime
-from takedown.services.delivery import start_delivery_worker
-from takedown.services.follower import Poller
-from takedown.services.index_snapshot import start_snapshot_worker
-from takedown.services.mail import start_mail_worker
+from takedown.runtime.workers import (
+    start_delivery_worker,
+    start_mail_worker,
+    start_snapshot_worker,
+)
+from takedown.services.index.follower import Poller
 from takedown.web import console, public
 
 _ERRORS = {
@@ -48,7 +50,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
         delivery = start_delivery_worker(rt)
         snapshots = start_snapshot_worker(rt)
         # Bank entries other processes add are read by a thread, not by the query that
-        # happens to come next (services/follower.py).
+        # happens to come next (services/index/follower.py).
         interval_s = rt.settings.index_sync_interval_ms / 1000
         poller = Poller(rt.matcher.follower, interval_s).start() if interval_s else None
         try:

@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from takedown.domain.access import Permission, Principal
 from takedown.errors import Forbidden, Unauthenticated
 from takedown.runtime import Runtime
-from takedown.services.apikeys import KEY_PREFIX
-from takedown.services.users import TOKEN_PREFIX
+from takedown.services.identity.apikeys import KEY_PREFIX
+from takedown.services.identity.users import TOKEN_PREFIX
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from takedown.services.banks import EntryView
-from takedown.services.screening import MatchView
+from takedown.services.banks.service import EntryView
+from takedown.services.screening.service import MatchView
 
 
 class ErrorOut(BaseModel):

@@ -39,7 +39,7 @@ from functools import partial
 from typing import Any, TextIO
 
 from takedown.errors import InvalidHash, InvalidRequest, TakedownError
-from takedown.media.signals import SignalType, guess_signal_type, signal_type
+from takedown.signals import SignalType, guess_signal_type, signal_type
 
 FORMATS = ("text", "csv", "jsonl")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from takedown.errors import InvalidRequest
-from takedown.media.signals import MD5, PDQ
+from takedown.signals import MD5, PDQ
 
 
 class Category(StrEnum):

@@ -12,7 +12,7 @@ authentication required; 3000/3100 not authorised; 4100 validation failed; 4110
 malformed XML; 5001 no such report; 5101 already retracted; 5102 already finished).
 The client does not decide what a code means for the filing: it returns an
 :class:`Exchange` with the exact request and the raw answer, and the service
-(``services/cybertipline.py``) stores it and chooses to retry, stop or carry on.
+(``services/legal/cybertipline.py``) stores it and chooses to retry, stop or carry on.
 
 HTTP Basic auth; the **test** environment unless the operator chose production.
 """
@@ -23,11 +23,6 @@ from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
 import httpx
-
-ENVIRONMENTS = {
-    "test": "https://exttest.cybertip.org/ispws",
-    "production": "https://report.cybertip.org/ispws",
-}
 
 SUCCESS = 0
 SERVER_ERROR = 1000

@@ -5,7 +5,7 @@ notices to reporters ("we received your report", "a decision was made"). That ne
 connection, optional STARTTLS and login, and one ``MAIL FROM``/``RCPT TO``/``DATA``
 exchange - exactly what :mod:`smtplib` and :class:`email.message.EmailMessage` do, with
 no dependency to audit or keep up to date. Queueing, retries and backoff are not the
-sender's job: they live in :mod:`takedown.services.mail`, on top of the ``mail_outbox``
+sender's job: they live in :mod:`takedown.services.outbound.mail`, on top of the ``mail_outbox``
 table, so a slow or dead SMTP server never blocks intake.
 
 Every socket operation has a timeout (10 s by default) so a black-holed server costs

@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from takedown.errors import InvalidRequest
-from takedown.media.signals import PDQ
+from takedown.signals import PDQ
 
 PDQ_BITS = 256
 PDQ_BYTES = PDQ_BITS // 8

@@ -23,7 +23,7 @@ import numpy as np
 
 from takedown.media.pdq_compute import bits_to_hex as bits_to_hex  # part of this API
 from takedown.media.pdq_compute import pdq_dihedral
-from takedown.media.signals import PDQ
+from takedown.signals import PDQ
 
 DIHEDRAL_NAMES: Final[tuple[str, ...]] = (
     "original",

@@ -85,7 +85,7 @@ class BankEntry(Base):
     )
 
     # The integer id doubles as the change cursor the in-memory index syncs on
-    # (see services/matcher.py); it is never shown outside.
+    # (see services/screening/matcher.py); it is never shown outside.
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
     # No index of its own: the unique constraint's index leads with it.
@@ -576,7 +576,7 @@ class DsaStatement(Base):
 class BankVideoFrame(Base):
     """One vPDQ feature of a banked video. The video itself is a ``vpdq`` bank entry;
     its frames follow here. The integer id is a cursor the bank index follows (frame
-    hashes share the index with image hashes, see services/matcher.py)."""
+    hashes share the index with image hashes, see services/screening/matcher.py)."""
 
     __tablename__ = "bank_video_frames"
 
@@ -621,7 +621,7 @@ class AuditCheckpoint(Base):
 
 
 class Evidence(Base):
-    """A preserved snapshot of a case (services/evidence.py): its files are encrypted
+    """A preserved snapshot of a case (services/evidence/vault.py): its files are encrypted
     blobs, listed in ``evidence_files``."""
 
     __tablename__ = "evidence"

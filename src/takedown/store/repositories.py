@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -16,7 +19,7 @@ REPORTED_HASH_INSERTS = 0x7A6B_0003  # case_locations of kind 'pdq'
 # session.info flag: this transaction added bank entries (the matcher of the same
 # process reads them right after commit, whatever its sync interval).
 ENTRIES_ADDED = "takedown.bank_entries_added"
-# Serializes appends to the audit hash chain (services/audit.py).
+# Serializes appends to the audit hash chain (services/audit/chain.py).
 AUDIT_APPENDS = 0x7A6B_0004
 
 
@@ -93,3 +96,29 @@ def get_case(session: Session, case_id: str, *, for_update: bool = False) -> Cas
     if case is None:
         raise NotFound(f"No case {case_id[:40]!r}.", code="case_not_found")
     return case
+
+
+class FrameRow(Protocol):
+    """What a video frame row is made of (``media.video_decode.FrameFeature`` has it)."""
+
+    @property
+    def frame_number(self) -> int: ...
+    @property
+    def timestamp(self) -> float: ...
+    @property
+    def quality(self) -> int: ...
+    @property
+    def pdq(self) -> str: ...
+
+
+def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
+    """Column values of frame rows (without their owner) for a bulk insert."""
+    return [
+        {
+            "frame_number": f.frame_number,
+            "timestamp_ms": round(f.timestamp * 1000),
+            "quality": f.quality,
+            "pdq": f.pdq,
+        }
+        for f in features
+    ]

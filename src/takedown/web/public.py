@@ -37,7 +37,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from takedown.api.ratelimit import check_report_rate
 from takedown.domain.reports import (
     INTIMATE_IMAGERY,
     MAX_HASHED_FILES,
@@ -50,7 +49,8 @@ from takedown.domain.reports import (
 )
 from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.runtime import Runtime
-from takedown.services.cases import PublicStatusView
+from takedown.services.cases.service import PublicStatusView
+from takedown.web.ratelimit import check_report_rate
 
 log = logging.getLogger("takedown.web")
 

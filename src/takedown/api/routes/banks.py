@@ -15,7 +15,7 @@ from takedown.domain.access import Permission, Principal
 from takedown.domain.hashlists import FORMATS, HashRecord
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
-from takedown.services.banks import AddResult, BankView, EntryView, Provenance
+from takedown.services.banks.service import AddResult, BankView, EntryView, Provenance
 
 router = APIRouter(tags=["banks"])
 _read = require(Permission.BANKS_READ)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.cases import CaseDetail, CaseSummary, DecisionView
+from takedown.services.cases.service import CaseDetail, CaseSummary, DecisionView
 
 router = APIRouter(tags=["cases"])
 

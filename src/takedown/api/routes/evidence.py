@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.evidence import EvidenceView, HoldView
+from takedown.services.evidence.vault import EvidenceView, HoldView
 
 router = APIRouter(prefix="/evidence", tags=["evidence"])
 _LEGAL = require(Permission.EVIDENCE)

@@ -14,8 +14,8 @@ from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
-from takedown.services.cybertipline import ExchangeView, FilingView
-from takedown.services.legal import LegalQueueEntry
+from takedown.services.legal.cybertipline import ExchangeView, FilingView
+from takedown.services.legal.queue import LegalQueueEntry
 
 router = APIRouter(prefix="/legal", tags=["legal"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.delivery import OutboxView
+from takedown.services.outbound.delivery import OutboxView
 
 router = APIRouter(tags=["delivery"])
 _admin = require(Permission.OUTBOX_ADMIN)

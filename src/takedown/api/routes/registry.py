@@ -13,7 +13,7 @@ from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.media.video import media_mime_type
 from takedown.runtime import Runtime
-from takedown.services.registry import (
+from takedown.services.registry.service import (
     AccountInput,
     AccountView,
     ItemInput,

@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import optional_principal, runtime
-from takedown.api.ratelimit import check_report_rate
 from takedown.domain.access import Principal
 from takedown.domain.reports import ReportedHash, ReportInput
 from takedown.runtime import Runtime
-from takedown.services.cases import PublicStatusView, ReportReceipt
+from takedown.services.cases.service import PublicStatusView, ReportReceipt
+from takedown.web.ratelimit import check_report_rate
 
 router = APIRouter(tags=["reports"])
 

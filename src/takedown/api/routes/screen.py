@@ -10,7 +10,7 @@ from takedown.api.schemas import ScreenHashesIn, ScreenOut
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.screening import ScreeningResult
+from takedown.services.screening.service import ScreeningResult
 
 router = APIRouter(prefix="/screen", tags=["screening"])
 
@@ -88,7 +88,7 @@ async def screen_hashes(
 async def screen_hashes_body(rt: Runtime, actor: str, body: ScreenHashesIn) -> ScreeningResult:
     """Screen a validated body (the route above and api/fast_screen.py). A match is kept
     before the answer leaves; the loop serves others meanwhile, and the write commits
-    together with theirs (services/screening_recorder.py)."""
+    together with theirs (services/screening/recorder.py)."""
     result = rt.screening.screen_hashes(
         actor=actor,
         pdq=body.pdq,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from takedown.api.auth import current_principal, require, runtime
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.users import TokenGrant, UserView
+from takedown.services.identity.users import TokenGrant, UserView
 
 router = APIRouter(tags=["users"])
 

@@ -21,7 +21,7 @@ from takedown.errors import Forbidden, InvalidRequest
 from takedown.media.preview import blurred_preview
 from takedown.media.video import render_poster
 from takedown.runtime import Runtime
-from takedown.services.review import MediaView
+from takedown.services.review.service import MediaView
 from takedown.web.console.render import ConsoleRoute
 from takedown.web.console.security import (
     MEDIA_HEADERS,

@@ -1,0 +1,329 @@
+"""``takedown bank …`` and ``takedown entry …``: hash banks and their entries."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
+from takedown.domain.hashlists import FORMATS, HashRecord, detect_format
+from takedown.errors import TakedownError
+from takedown.services.banks.service import AddResult, Provenance
+from takedown.signals import signal_type
+
+bank_app = typer.Typer(
+    help="Hash banks: create, configure, add, import, export.", no_args_is_help=True
+)
+entry_app = typer.Typer(
+    help="Single bank entries: disable (false positive) or enable.", no_args_is_help=True
+)
+
+
+# -- banks ---------------------------------------------------------------------------
+@bank_app.command("create")
+def bank_create(
+    name: str,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="ncmec, stopncii, take_it_down, tech_coalition, threatexchange, own, other"
+        ),
+    ] = "own",
+    action: Annotated[
+        str, typer.Option(help="What a match means: block, review, record")
+    ] = "review",
+    threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold")] = None,
+    quality_floor: Annotated[int | None, typer.Option(help="PDQ quality floor")] = None,
+    description: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create a bank."""
+    try:
+        view = runtime().banks.create_bank(
+            name,
+            actor=CLI_ACTOR,
+            source=source,
+            match_action=action,
+            pdq_threshold=threshold,
+            pdq_quality_floor=quality_floor,
+            description=description,
+        )
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(
+        f"created bank [bold]{view.name}[/bold] ({view.id}): match → {view.match_action}, "
+        f"PDQ ≤ {view.pdq_threshold}, quality ≥ {view.pdq_quality_floor}"
+    )
+
+
+@bank_app.command("list")
+def bank_list() -> None:
+    """List banks with their policy and entry counts."""
+    table = Table("name", "source", "match", "PDQ ≤", "quality ≥", "entries", "enabled", "state")
+    for b in runtime().banks.list_banks():
+        table.add_row(
+            b.name,
+            b.source,
+            b.match_action,
+            str(b.pdq_threshold),
+            str(b.pdq_quality_floor),
+            str(b.entries),
+            str(b.enabled_entries),
+            "enabled" if b.enabled else f"disabled: {b.disabled_reason}",
+        )
+    out.print(table)
+
+
+@bank_app.command("show")
+def bank_show(name: str) -> None:
+    """Describe one bank as JSON."""
+    try:
+        view = runtime().banks.get_bank(name)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print_json(json.dumps(view.__dict__, default=str))
+
+
+@bank_app.command("update")
+def bank_update(
+    name: str,
+    action: Annotated[str | None, typer.Option(help="block, review, record")] = None,
+    threshold: Annotated[int | None, typer.Option()] = None,
+    quality_floor: Annotated[int | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change a bank's policy; effective for the next query."""
+    try:
+        view = runtime().banks.update_bank(
+            name,
+            actor=CLI_ACTOR,
+            match_action=action,
+            pdq_threshold=threshold,
+            pdq_quality_floor=quality_floor,
+            description=description,
+        )
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(
+        f"{view.name}: match → {view.match_action}, PDQ ≤ {view.pdq_threshold}, "
+        f"quality ≥ {view.pdq_quality_floor}"
+    )
+
+
+@bank_app.command("disable")
+def bank_disable(name: str, reason: Annotated[str, typer.Option(help="Why")]) -> None:
+    """Disable a whole bank (its entries stop matching at once)."""
+    try:
+        runtime().banks.update_bank(name, actor=CLI_ACTOR, enabled=False, reason=reason)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(f"disabled bank {name}")
+
+
+@bank_app.command("enable")
+def bank_enable(name: str) -> None:
+    """Re-enable a disabled bank."""
+    try:
+        runtime().banks.update_bank(name, actor=CLI_ACTOR, enabled=True)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(f"enabled bank {name}")
+
+
+@bank_app.command("add")
+def bank_add(
+    name: str,
+    hashes: Annotated[list[str], typer.Argument(help="Hashes as hex")],
+    type_: Annotated[
+        str | None, typer.Option("--type", help="pdq, md5 or sha256 (default: guessed from length)")
+    ] = None,
+    source_id: Annotated[str | None, typer.Option()] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add hashes to a bank."""
+    from takedown.signals import guess_signal_type
+
+    try:
+        records = [
+            HashRecord(
+                (signal_type(type_) if type_ else guess_signal_type(h)).name,
+                h,
+                None,
+                None,
+                source_id,
+                category,
+                note,
+            )
+            for h in hashes
+        ]
+        result = runtime().banks.add_hashes(name, records, actor=CLI_ACTOR)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    _summary(result)
+
+
+@bank_app.command("add-media")
+def bank_add_media(
+    name: str,
+    files: Annotated[list[Path], typer.Argument(help="Image files")],
+    source_id: Annotated[str | None, typer.Option()] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Hash images and bank their PDQ, MD5 and SHA-256."""
+    rt = runtime()
+    failed = False
+    for path in files:
+        try:
+            data = path.read_bytes()
+            result = rt.banks.add_media(
+                name, data, Provenance(None, source_id, category, note), actor=CLI_ACTOR
+            )
+        except TakedownError as exc:
+            err.print(f"[red]{path}[/red]: {exc.code}: {exc.message}")
+            failed = True
+            continue
+        out.print(f"{path}: added {result.added}, already present {result.already_present}")
+        for s in result.skipped:
+            out.print(f"  [yellow]{s}[/yellow]")
+    if failed:
+        raise typer.Exit(code=2)
+
+
+@bank_app.command("import")
+def bank_import(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="Hash list file")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="text, csv or jsonl (default: from the file)")
+    ] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="Signal type of a text list")] = None,
+    source: Annotated[str | None, typer.Option(help="Provenance source for all lines")] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the valid lines even if some are rejected")
+    ] = False,
+) -> None:
+    """Import a hash list: all or nothing unless --skip-invalid; rejected lines are
+    listed with their numbers."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]error[/red]: cannot read {file}: {exc}")
+        raise typer.Exit(code=2) from None
+    lines = text.splitlines()
+    fmt = fmt or detect_format(lines[0] if lines else "", file.name)
+    if fmt not in FORMATS:
+        err.print(f"[red]error[/red]: unknown format {fmt!r}; use {', '.join(FORMATS)}")
+        raise typer.Exit(code=2)
+    rt = runtime()
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("import", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            result = rt.banks.import_list(
+                name,
+                lines,
+                fmt,
+                actor=CLI_ACTOR,
+                default_type=type_,
+                provenance=Provenance(source=source, category=category),
+                skip_invalid=skip_invalid,
+                progress=on_progress,
+            )
+        except TakedownError as exc:
+            progress.stop()
+            raise fail(exc) from None
+    _summary(result)
+
+
+@bank_app.command("export")
+def bank_export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", help="text, csv or jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    include_disabled: Annotated[bool, typer.Option()] = False,
+    type_: Annotated[
+        str | None,
+        typer.Option("--type", help="Only this signal type (a text list holds one type)"),
+    ] = None,
+) -> None:
+    """Export a bank's entries (csv is the threatexchange/HMA `signal_type,signal` form)."""
+    rt = runtime()
+    try:
+        if output:
+            # Write beside the target and rename, so a failed export leaves no half file.
+            partial = output.with_name(output.name + ".partial")
+            try:
+                with partial.open("w", encoding="utf-8") as fh:
+                    n = rt.banks.export_list(
+                        name,
+                        fmt,
+                        fh,
+                        include_disabled=include_disabled,
+                        with_provenance=fmt == "jsonl",
+                        only_type=type_,
+                    )
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
+            err.print(f"wrote {n} entries to {output}")
+        else:
+            rt.banks.export_list(
+                name,
+                fmt,
+                sys.stdout,
+                include_disabled=include_disabled,
+                with_provenance=fmt == "jsonl",
+                only_type=type_,
+            )
+    except TakedownError as exc:
+        raise fail(exc) from None
+
+
+def _summary(result: AddResult) -> None:
+    out.print(
+        f"added {result.added}, already present {result.already_present}, "
+        f"duplicates in input {result.duplicates_in_input}, "
+        f"rejected {len(result.rejected)}"
+    )
+    for r in result.rejected[:50]:
+        out.print(f"  [yellow]line {r.line_number}[/yellow]: {r.reason}")
+    if len(result.rejected) > 50:
+        out.print(f"  … and {len(result.rejected) - 50} more")
+
+
+# -- entries -------------------------------------------------------------------------
+@entry_app.command("disable")
+def entry_disable(entry_id: str, reason: Annotated[str, typer.Option(help="Why")]) -> None:
+    """Disable one entry (e.g. a false positive); effective for the next query."""
+    try:
+        runtime().banks.set_entry_enabled(entry_id, False, actor=CLI_ACTOR, reason=reason)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(f"disabled entry {entry_id}")
+
+
+@entry_app.command("enable")
+def entry_enable(entry_id: str) -> None:
+    """Re-enable an entry."""
+    try:
+        runtime().banks.set_entry_enabled(entry_id, True, actor=CLI_ACTOR)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    out.print(f"enabled entry {entry_id}")

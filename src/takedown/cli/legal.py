@@ -1,0 +1,113 @@
+"""``takedown legal …``: the reporting queue, due work, and the compliance reports.
+
+Run ``takedown legal run`` from cron (every few minutes) where no serving process does
+it: it retries CyberTipline filings that are due, raises overdue-report alerts and, when
+a DSA token is set, sends pending statements of reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from takedown.cli.common import fail
+from takedown.config import Settings
+from takedown.errors import TakedownError
+from takedown.runtime import open_runtime
+from takedown.services.legal.transparency import TransparencyService
+
+legal_app = typer.Typer(
+    help="Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
+    no_args_is_help=True,
+)
+
+
+def _when(value: str) -> datetime:
+    """A date (YYYY-MM-DD, midnight UTC) or an ISO time with a zone."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@legal_app.command("queue")
+def queue(
+    all_cases: Annotated[bool, typer.Option("--all", help="Include reported.")] = False,
+) -> None:
+    """Confirmed reportable cases as JSON lines: knowledge time, escalation, filings."""
+    rt = open_runtime(Settings())
+    try:
+        for entry in rt.legal.queue(include_reported=all_cases):
+            sys.stdout.write(
+                json.dumps(entry.__dict__, default=lambda o: getattr(o, "__dict__", str(o))) + "\n"
+            )
+    finally:
+        rt.close()
+
+
+@legal_app.command("run")
+def run() -> None:
+    """Retry due CyberTipline filings, raise overdue alerts, send DSA statements."""
+    settings = Settings()
+    rt = open_runtime(settings)
+    try:
+        filings = rt.cybertipline.run_due()
+        alerts = rt.legal.check_alerts()
+        result: dict[str, object] = {"filings_run": filings, "alerts": alerts}
+        if settings.dsa_token_value():
+            result["dsa"] = rt.dsa.submit_due().__dict__
+        else:
+            result["dsa_statements_written"] = rt.dsa.collect()
+        sys.stdout.write(json.dumps(result) + "\n")
+    except TakedownError as exc:
+        raise fail(exc) from None
+    finally:
+        rt.close()
+
+
+_START = Annotated[str, typer.Option(help="Start (YYYY-MM-DD or ISO time), inclusive.")]
+_END = Annotated[str, typer.Option(help="End, exclusive.")]
+_FORMAT = Annotated[str, typer.Option("--format", help="json or csv")]
+
+
+@legal_app.command("transparency")
+def transparency(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
+    """DSA Art. 15/24 transparency figures for a period."""
+    _period_report(start, end, fmt, TransparencyService.dsa_csv, TransparencyService.dsa_report)
+
+
+@legal_app.command("take-it-down")
+def take_it_down(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
+    """TAKE IT DOWN Act compliance: requests, time to removal, copies, late ones and why."""
+    _period_report(
+        start, end, fmt, TransparencyService.take_it_down_csv, TransparencyService.take_it_down
+    )
+
+
+def _period_report(
+    start: str,
+    end: str,
+    fmt: str,
+    as_csv: Callable[[TransparencyService, datetime, datetime], str],
+    as_json: Callable[[TransparencyService, datetime, datetime], Any],
+) -> None:
+    """Print one of TransparencyService's period reports as CSV or JSON."""
+    rt = open_runtime(Settings())
+    try:
+        a, b = _when(start), _when(end)
+        if fmt == "csv":
+            text = as_csv(rt.transparency, a, b)
+        else:
+            text = json.dumps(as_json(rt.transparency, a, b), indent=2) + "\n"
+        sys.stdout.write(text)
+    except (TakedownError, ValueError) as exc:
+        raise fail(
+            exc
+            if isinstance(exc, TakedownError)
+            else TakedownError(str(exc), code="invalid_date_range")
+        ) from None
+    finally:
+        rt.close()

@@ -1,0 +1,725 @@
+"""Use cases for hash banks: create and configure banks, add, disable, import and
+export entries. Each public method is one transaction."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TextIO
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.domain.banks import (
+    BankSource,
+    MatchAction,
+    parse_enum,
+    validate_bank_name,
+    validate_pdq_threshold,
+    validate_quality_floor,
+)
+from takedown.domain.hashlists import (
+    HashRecord,
+    ParseResult,
+    RejectedLine,
+    parse_hash_list,
+    write_hash_list,
+)
+from takedown.domain.video import validate_match_percent
+from takedown.errors import Conflict, InvalidRequest
+from takedown.ids import new_ids, utcnow
+from takedown.media import ImageLimits, hash_image_bytes
+from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.services.audit.chain import record
+from takedown.signals import SIGNAL_TYPES, VPDQ, signal_type
+from takedown.store import repositories as repo
+from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
+from takedown.store.models import Bank, BankEntry, BankVideoFrame, Base
+
+_INSERT_CHUNK = 5_000
+_BULK_ROWS = 50_000
+_BULK_CACHE_KIB = 256 * 1024  # SQLite page cache during a large import
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BankView:
+    id: str
+    name: str
+    description: str
+    source: str
+    match_action: str
+    pdq_threshold: int
+    pdq_quality_floor: int
+    enabled: bool
+    restrict_on_match: bool
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    entries: int = 0
+    enabled_entries: int = 0
+    video_match_percent: int = 80
+    video_frame_threshold: int = 31
+
+    @classmethod
+    def of(cls, bank: Bank, counts: tuple[int, int] = (0, 0)) -> BankView:
+        return cls(
+            id=bank.public_id,
+            name=bank.name,
+            description=bank.description,
+            source=bank.source,
+            match_action=bank.match_action,
+            pdq_threshold=bank.pdq_threshold,
+            pdq_quality_floor=bank.pdq_quality_floor,
+            enabled=bank.enabled,
+            restrict_on_match=bank.restrict_on_match,
+            created_at=bank.created_at,
+            created_by=bank.created_by,
+            updated_at=bank.updated_at,
+            disabled_at=bank.disabled_at,
+            disabled_reason=bank.disabled_reason,
+            entries=counts[0],
+            enabled_entries=counts[1],
+            video_match_percent=bank.video_match_percent,
+            video_frame_threshold=bank.video_frame_threshold,
+        )
+
+
+@dataclass(frozen=True)
+class EntryView:
+    id: str
+    bank: str
+    signal_type: str
+    value: str
+    quality: int | None
+    source: str
+    source_id: str | None
+    category: str | None
+    note: str | None
+    added_by: str
+    added_at: datetime
+    enabled: bool
+    disabled_at: datetime | None
+    disabled_by: str | None
+    disabled_reason: str | None
+
+    @classmethod
+    def of(cls, entry: BankEntry, bank_name: str) -> EntryView:
+        return cls(
+            id=entry.public_id,
+            bank=bank_name,
+            signal_type=entry.signal_type,
+            value=entry.value,
+            quality=entry.quality,
+            source=entry.source,
+            source_id=entry.source_id,
+            category=entry.category,
+            note=entry.note,
+            added_by=entry.added_by,
+            added_at=entry.added_at,
+            enabled=entry.enabled,
+            disabled_at=entry.disabled_at,
+            disabled_by=entry.disabled_by,
+            disabled_reason=entry.disabled_reason,
+        )
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an entry came from, as the person or feed adding it tells it."""
+
+    source: str | None = None  # defaults to the bank's source
+    source_id: str | None = None
+    category: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class AddResult:
+    added: int = 0
+    already_present: int = 0
+    duplicates_in_input: int = 0
+    rejected: list[RejectedLine] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sentences: what was left out, why
+    entries: list[EntryView] = field(default_factory=list)  # filled for small adds only
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """Defaults for new banks, from the deployment's configuration."""
+
+    pdq_threshold: int = 31
+    pdq_quality_floor: int = 50
+    video_match_percent: int = 80
+    video_frame_threshold: int = 31
+
+
+class BankService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        defaults: BankSettings | None = None,
+        image_limits: ImageLimits | None = None,
+        on_policy_change: Callable[[], None] | None = None,
+        video_limits: VideoLimits | None = None,
+        video_sampling: VideoSampling | None = None,
+    ) -> None:
+        self._video_limits = video_limits
+        self._video_sampling = video_sampling
+        self._sessions = sessions
+        # Called after a bank is created or its policy changes (the matcher re-reads
+        # its search radius at once in this process).
+        self._on_policy_change = on_policy_change or (lambda: None)
+        self._defaults = defaults or BankSettings()
+        self._limits = image_limits or ImageLimits()
+
+    # -- banks ---------------------------------------------------------------------
+    def create_bank(
+        self,
+        name: str,
+        *,
+        actor: str,
+        source: str = "own",
+        match_action: str = "review",
+        pdq_threshold: int | None = None,
+        pdq_quality_floor: int | None = None,
+        description: str = "",
+        restrict_on_match: bool = False,
+        video_match_percent: int | None = None,
+        video_frame_threshold: int | None = None,
+    ) -> BankView:
+        d = self._defaults
+        bank = Bank(
+            name=validate_bank_name(name),
+            description=description,
+            restrict_on_match=restrict_on_match,
+            source=parse_enum(BankSource, source, "bank source").value,
+            match_action=parse_enum(MatchAction, match_action, "match action").value,
+            pdq_threshold=validate_pdq_threshold(
+                self._defaults.pdq_threshold if pdq_threshold is None else pdq_threshold
+            ),
+            pdq_quality_floor=validate_quality_floor(
+                self._defaults.pdq_quality_floor if pdq_quality_floor is None else pdq_quality_floor
+            ),
+            created_by=actor,
+            video_match_percent=validate_match_percent(
+                d.video_match_percent if video_match_percent is None else video_match_percent
+            ),
+            video_frame_threshold=validate_pdq_threshold(
+                d.video_frame_threshold if video_frame_threshold is None else video_frame_threshold
+            ),
+        )
+        try:
+            with unit_of_work(self._sessions) as s:
+                if s.scalars(select(Bank.id).where(Bank.name == bank.name)).first():
+                    raise _bank_exists(bank.name)
+                s.add(bank)
+                s.flush()
+                record(
+                    s,
+                    actor,
+                    "bank.created",
+                    "bank",
+                    bank.public_id,
+                    {
+                        "name": bank.name,
+                        "source": bank.source,
+                        "match_action": bank.match_action,
+                        "pdq_threshold": bank.pdq_threshold,
+                        "restrict_on_match": bank.restrict_on_match,
+                    },
+                )
+                view = BankView.of(bank)
+        except IntegrityError:  # lost a race with a concurrent create
+            raise _bank_exists(bank.name) from None
+        self._on_policy_change()
+        return view
+
+    def list_banks(self) -> list[BankView]:
+        with unit_of_work(self._sessions, write=False) as s:
+            counts = repo.entry_counts(s)
+            banks = s.scalars(select(Bank).order_by(Bank.name)).all()
+            return [BankView.of(b, counts.get(b.id, (0, 0))) for b in banks]
+
+    def get_bank(self, ref: str) -> BankView:
+        with unit_of_work(self._sessions, write=False) as s:
+            bank = repo.get_bank(s, ref)
+            return BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
+
+    def update_bank(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        description: str | None = None,
+        match_action: str | None = None,
+        pdq_threshold: int | None = None,
+        pdq_quality_floor: int | None = None,
+        enabled: bool | None = None,
+        restrict_on_match: bool | None = None,
+        reason: str | None = None,
+        video_match_percent: int | None = None,
+        video_frame_threshold: int | None = None,
+    ) -> BankView:
+        """Change a bank's policy. Takes effect for the next query in every worker."""
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            if video_match_percent is not None:
+                bank.video_match_percent = validate_match_percent(video_match_percent)
+            if video_frame_threshold is not None:
+                bank.video_frame_threshold = validate_pdq_threshold(video_frame_threshold)
+            if restrict_on_match is not None:
+                bank.restrict_on_match = restrict_on_match
+            if description is not None:
+                bank.description = description
+            if match_action is not None:
+                bank.match_action = parse_enum(MatchAction, match_action, "match action").value
+            if pdq_threshold is not None:
+                bank.pdq_threshold = validate_pdq_threshold(pdq_threshold)
+            if pdq_quality_floor is not None:
+                bank.pdq_quality_floor = validate_quality_floor(pdq_quality_floor)
+            if enabled is not None and enabled != bank.enabled:
+                if not enabled and not (reason and reason.strip()):
+                    raise InvalidRequest(
+                        "Say why the bank is being disabled (reason).", code="reason_required"
+                    )
+                bank.enabled = enabled
+                bank.disabled_at = None if enabled else utcnow()
+                bank.disabled_reason = None if enabled else reason
+            bank.updated_at = utcnow()
+            s.flush()
+            record(
+                s,
+                actor,
+                "bank.updated",
+                "bank",
+                bank.public_id,
+                {
+                    "name": bank.name,
+                    "match_action": bank.match_action,
+                    "pdq_threshold": bank.pdq_threshold,
+                    "quality_floor": bank.pdq_quality_floor,
+                    "enabled": bank.enabled,
+                    "reason": bank.disabled_reason,
+                    "restrict_on_match": bank.restrict_on_match,
+                    "video_match_percent": bank.video_match_percent,
+                    "video_frame_threshold": bank.video_frame_threshold,
+                },
+            )
+            view = BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
+        self._on_policy_change()
+        return view
+
+    # -- entries -------------------------------------------------------------------
+    def add_hashes(
+        self,
+        ref: str,
+        records: Sequence[HashRecord],
+        *,
+        actor: str,
+        progress: ProgressFn | None = None,
+    ) -> AddResult:
+        """Add entries, all in one transaction; hashes already in the bank are counted,
+        not duplicated."""
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            result = _insert_records(s, bank, records, actor, progress)
+            if len(records) <= 100:
+                result.entries = _views_for(s, bank, records)
+            return result
+
+    def add_media(self, ref: str, data: bytes, provenance: Provenance, *, actor: str) -> AddResult:
+        """Hash a file and bank its PDQ, MD5 and SHA-256. A PDQ hash below the bank's
+        quality floor is left out (it would only cause false matches) and said so.
+        A video is banked by its digests and its frame features (:meth:`add_video`)."""
+        if is_video(data):
+            video = hash_video_bytes(data, self._video_limits, self._video_sampling)
+            return self.add_video(ref, video, provenance, actor=actor)
+        signals = hash_image_bytes(data, self._limits)
+        p = provenance
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            records = [
+                HashRecord("md5", signals.md5, None, p.source, p.source_id, p.category, p.note),
+                HashRecord(
+                    "sha256", signals.sha256, None, p.source, p.source_id, p.category, p.note
+                ),
+            ]
+            skipped: list[str] = []
+            if signals.pdq.quality >= bank.pdq_quality_floor:
+                records.insert(
+                    0,
+                    HashRecord(
+                        "pdq",
+                        signals.pdq.hash,
+                        signals.pdq.quality,
+                        p.source,
+                        p.source_id,
+                        p.category,
+                        p.note,
+                    ),
+                )
+            else:
+                skipped.append(
+                    f"PDQ left out: quality {signals.pdq.quality} is below the bank's floor "
+                    f"of {bank.pdq_quality_floor}; only exact copies will match."
+                )
+            result = _insert_records(s, bank, records, actor, None)
+            result.skipped = skipped
+            result.entries = _views_for(s, bank, records)
+            return result
+
+    def add_video(
+        self, ref: str, video: VideoSignals, provenance: Provenance, *, actor: str
+    ) -> AddResult:
+        """Bank a hashed video: its MD5 and SHA-256 as entries, and one ``vpdq`` entry
+        (valued by the file's SHA-256) whose frame features follow it in
+        ``bank_video_frames``. Frames below the bank's quality floor are left out."""
+        p = provenance
+        records = [
+            HashRecord("md5", video.md5, None, p.source, p.source_id, p.category, p.note),
+            HashRecord("sha256", video.sha256, None, p.source, p.source_id, p.category, p.note),
+        ]
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            result = _insert_records(s, bank, records, actor, None)
+            frames = [f for f in video.frames if f.quality >= bank.pdq_quality_floor]
+            entry = s.scalars(
+                select(BankEntry).where(
+                    BankEntry.bank_id == bank.id,
+                    BankEntry.signal_type == VPDQ,
+                    BankEntry.value == video.sha256,
+                )
+            ).first()
+            if not frames:
+                result.skipped.append(
+                    "Frames left out: no frame reaches the bank's quality floor of "
+                    f"{bank.pdq_quality_floor}; only exact copies will match."
+                )
+            elif entry is not None:
+                result.already_present += 1
+            else:
+                entry = BankEntry(
+                    bank_id=bank.id,
+                    signal_type=VPDQ,
+                    value=video.sha256,
+                    quality=None,
+                    source=p.source or bank.source,
+                    source_id=p.source_id,
+                    category=p.category,
+                    note=p.note,
+                    added_by=actor,
+                )
+                s.add(entry)
+                s.flush()
+                s.execute(
+                    insert(BankVideoFrame),
+                    [{"entry_id": entry.id, **row} for row in repo.frame_rows(frames)],
+                )
+                result.added += 1
+                record(
+                    s,
+                    actor,
+                    "bank.video_added",
+                    "bank",
+                    bank.public_id,
+                    {"entry": entry.public_id, "frames": len(frames), "sha256": video.sha256},
+                )
+            result.entries = _views_for(s, bank, records)
+            if entry is not None:
+                result.entries.insert(0, EntryView.of(entry, bank.name))
+            return result
+
+    def import_list(
+        self,
+        ref: str,
+        lines: Iterable[str],
+        fmt: str,
+        *,
+        actor: str,
+        default_type: str | None = None,
+        provenance: Provenance | None = None,
+        skip_invalid: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> AddResult:
+        """Import a hash list. If any line is rejected, nothing is imported unless
+        ``skip_invalid``; either way the rejected lines come back with their numbers."""
+        with _paused_gc():
+            parsed: ParseResult = parse_hash_list(
+                lines,
+                fmt,
+                default_type=signal_type(default_type) if default_type else None,
+                allowed_types=set(SIGNAL_TYPES),
+            )
+        if parsed.rejected and not skip_invalid:
+            raise InvalidRequest(
+                f"{len(parsed.rejected)} line(s) rejected, nothing imported; fix them or "
+                "import with skip_invalid.",
+                code="import_rejected",
+                rejected=[
+                    {"line": r.line_number, "reason": r.reason} for r in parsed.rejected[:1000]
+                ],
+            )
+        with _paused_gc(), unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref, for_update=True)
+            result = _insert_records(s, bank, parsed.records, actor, progress, provenance)
+        if result.added >= _ANALYZE_AFTER:
+            # The exact lookups that screen uploads (MD5, SHA-256) are planned from the
+            # table's statistics: refresh them now rather than when autovacuum gets to it.
+            with unit_of_work(self._sessions, write=False) as s:
+                refresh_statistics(s.connection(), Base.metadata.tables["bank_entries"])
+        result.rejected = parsed.rejected
+        result.duplicates_in_input += parsed.duplicates_in_file
+        return result
+
+    def export_list(
+        self,
+        ref: str,
+        fmt: str,
+        out: TextIO,
+        *,
+        include_disabled: bool = False,
+        with_provenance: bool = False,
+        only_type: str | None = None,
+    ) -> int:
+        """Write a bank's entries as a hash list. A ``text`` list holds one signal type,
+        so a bank with several needs ``only_type``."""
+        with unit_of_work(self._sessions, write=False) as s:
+            bank = repo.get_bank(s, ref)
+            stmt = select(BankEntry).where(BankEntry.bank_id == bank.id).order_by(BankEntry.id)
+            # A banked video's frame set has no line in a hash list; its MD5 and
+            # SHA-256 entries are exported like any other.
+            stmt = stmt.where(BankEntry.signal_type != VPDQ)
+            if only_type:
+                stmt = stmt.where(BankEntry.signal_type == signal_type(only_type).name)
+            if not include_disabled:
+                stmt = stmt.where(BankEntry.enabled.is_(True))
+            rows = s.scalars(stmt.execution_options(yield_per=10_000))
+            records = (
+                HashRecord(
+                    e.signal_type, e.value, e.quality, e.source, e.source_id, e.category, e.note
+                )
+                for e in rows
+            )
+            return write_hash_list(records, fmt, out, with_provenance=with_provenance)
+
+    def list_entries(
+        self,
+        ref: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        include_disabled: bool = True,
+    ) -> tuple[list[EntryView], str | None]:
+        """A page of entries in insertion order and the cursor for the next page."""
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be between 1 and 1000.", code="invalid_limit")
+        with unit_of_work(self._sessions, write=False) as s:
+            bank = repo.get_bank(s, ref)
+            stmt = select(BankEntry).where(BankEntry.bank_id == bank.id)
+            if after:
+                stmt = stmt.where(BankEntry.id > repo.get_entry(s, after).id)
+            if not include_disabled:
+                stmt = stmt.where(BankEntry.enabled.is_(True))
+            rows = s.scalars(stmt.order_by(BankEntry.id).limit(limit + 1)).all()
+            views = [EntryView.of(e, bank.name) for e in rows[:limit]]
+            return views, (views[-1].id if len(rows) > limit else None)
+
+    def get_entry(self, public_id: str) -> EntryView:
+        with unit_of_work(self._sessions, write=False) as s:
+            entry = repo.get_entry(s, public_id)
+            bank = s.get_one(Bank, entry.bank_id)
+            return EntryView.of(entry, bank.name)
+
+    def set_entry_enabled(
+        self, public_id: str, enabled: bool, *, actor: str, reason: str | None = None
+    ) -> EntryView:
+        """Disable an entry (a false positive) or re-enable it; effective at once."""
+        if not enabled and not (reason and reason.strip()):
+            raise InvalidRequest(
+                "Say why the entry is being disabled (reason), e.g. 'false positive: benign meme'.",
+                code="reason_required",
+            )
+        with unit_of_work(self._sessions) as s:
+            entry = repo.get_entry(s, public_id)
+            if entry.enabled != enabled:
+                entry.enabled = enabled
+                entry.disabled_at = None if enabled else utcnow()
+                entry.disabled_by = None if enabled else actor
+                entry.disabled_reason = None if enabled else reason
+                record(
+                    s,
+                    actor,
+                    "entry.enabled" if enabled else "entry.disabled",
+                    "bank_entry",
+                    entry.public_id,
+                    {"reason": reason},
+                )
+            bank = s.get_one(Bank, entry.bank_id)
+            s.flush()
+            return EntryView.of(entry, bank.name)
+
+
+def _bank_exists(name: str) -> Conflict:
+    return Conflict(f"A bank named {name!r} already exists.", code="bank_exists")
+
+
+def _insert_records(
+    s: Session,
+    bank: Bank,
+    records: Sequence[HashRecord],
+    actor: str,
+    progress: ProgressFn | None,
+    provenance: Provenance | None = None,
+) -> AddResult:
+    """Insert the records not yet in the bank; what a record leaves out comes from
+    ``provenance`` (the import's defaults), then from the bank."""
+    repo.lock_entry_writes(s)
+    result = AddResult()
+    seen: set[tuple[str, str]] = set()
+    unique: list[HashRecord] = []
+    for r in records:  # a HashRecord is already canonical (validated on construction)
+        key = (r.signal_type, r.value)
+        if key in seen:
+            result.duplicates_in_input += 1
+            continue
+        seen.add(key)
+        unique.append(r)
+    total = len(unique)
+    now = utcnow()
+    # Only entries from before this call can collide (the input is deduplicated above,
+    # and nobody else inserts meanwhile: the bank row is locked). For a large import
+    # into a small bank -- the usual case, empty included -- the bank is read once;
+    # otherwise it is asked per chunk. Per chunk, a large import into a small bank is
+    # slow on PostgreSQL: its statistics still describe the table before the import,
+    # and its planner then filters the whole bank for each chunk. A large bank is
+    # asked per chunk, after its statistics are refreshed.
+    table = Base.metadata.tables["bank_entries"]
+    connection = s.connection()
+    known: set[tuple[str, str]] | None = None
+    if total >= _READ_WHOLE_BANK_FOR:
+        before = s.execute(
+            select(BankEntry.signal_type, BankEntry.value)
+            .where(BankEntry.bank_id == bank.id)
+            .limit(_READ_WHOLE_BANK + 1)
+        ).all()
+        if len(before) <= _READ_WHOLE_BANK:
+            known = {(t, v) for t, v in before}
+        else:
+            # A large import into a large bank asks per chunk: the plan of that
+            # question must know how large the bank is now (see refresh_statistics).
+            refresh_statistics(connection, table)
+    with _bulk_cache(connection, total):
+        for start in range(0, total, _INSERT_CHUNK):
+            chunk = unique[start : start + _INSERT_CHUNK]
+            present: set[tuple[str, str]] = set()
+            if known is not None:
+                present.update(k for r in chunk if (k := (r.signal_type, r.value)) in known)
+            for stype in sorted({r.signal_type for r in chunk}) if known is None else ():
+                values = [r.value for r in chunk if r.signal_type == stype]
+                present.update((stype, v) for v in repo.existing_values(s, bank.id, stype, values))
+            result.already_present += len(present)
+            # Input order is kept: it is the order of ids, exports and entry pages.
+            fresh = [r for r in chunk if (r.signal_type, r.value) not in present]
+            if fresh:
+                # Plain rows, not ORM objects, and one executemany: a million-line
+                # import spends its time in the database's indexes, not in Python.
+                rows = _rows(bank, fresh, actor, now, provenance or _NO_PROVENANCE)
+                bulk_insert(connection, table, rows)
+                s.info[repo.ENTRIES_ADDED] = True  # this process's matcher reads them at commit
+                result.added += len(fresh)
+            if progress:
+                progress(min(start + _INSERT_CHUNK, total), total)
+    if progress and total == 0:
+        progress(0, 0)
+    bank.updated_at = now
+    # One event per batch (an import of a million hashes is one decision); each entry
+    # carries its own added_by and added_at.
+    record(
+        s,
+        actor,
+        "bank.entries_added",
+        "bank",
+        bank.public_id,
+        {"added": result.added, "already_present": result.already_present},
+    )
+    return result
+
+
+_NO_PROVENANCE = Provenance()
+_READ_WHOLE_BANK = 200_000  # entries: read once (~30 MB) rather than asked per chunk
+_READ_WHOLE_BANK_FOR = 2 * _INSERT_CHUNK  # records: fewer are asked about directly
+_ANALYZE_AFTER = 10_000  # entries added by one import: refresh the planner's statistics
+
+
+def _rows(
+    bank: Bank, records: Sequence[HashRecord], actor: str, now: datetime, p: Provenance
+) -> list[dict[str, object]]:
+    return [
+        {
+            "public_id": public_id,
+            "bank_id": bank.id,
+            "signal_type": r.signal_type,
+            "value": r.value,
+            "quality": r.quality,
+            "source": r.source or p.source or bank.source,
+            "source_id": r.source_id or p.source_id,
+            "category": r.category or p.category,
+            "note": r.note or p.note,
+            "added_by": actor,
+            "added_at": now,
+            "enabled": True,
+        }
+        for r, public_id in zip(records, new_ids(len(records)), strict=True)
+    ]
+
+
+@contextmanager
+def _paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a list's records are made: a million new
+    objects would trigger repeated full collections that walk all of them (measured:
+    a third of a 1M-line parse). Nothing built here forms cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def _bulk_cache(connection: Connection, rows: int) -> Iterator[None]:
+    """A large import on SQLite: a bigger page cache for this connection while it runs
+    (random index keys would otherwise spill pages at every insert), then back."""
+    if rows < _BULK_ROWS or connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
+
+
+def _views_for(s: Session, bank: Bank, records: Sequence[HashRecord]) -> list[EntryView]:
+    views: list[EntryView] = []
+    for r in records:
+        entry = s.scalars(
+            select(BankEntry).where(
+                BankEntry.bank_id == bank.id,
+                BankEntry.signal_type == r.signal_type,
+                BankEntry.value == r.value,
+            )
+        ).first()
+        if entry is not None:
+            views.append(EntryView.of(entry, bank.name))
+    return views

@@ -1,0 +1,193 @@
+"""The copy graph: every registered item that carries the same material.
+
+From a set of seed items, follow in rounds until nothing new turns up:
+- repost and quote edges, both ways (a repost of the reported item, and the original
+  that a reported repost reposts);
+- the same bytes (items sharing a media row, keyed by SHA-256);
+- PDQ near-duplicates of the seeds' media (another upload of the same picture), found
+  through an in-memory index over all registered media.
+
+PDQ is not chained: near-duplicates of near-duplicates are not followed, because
+distances add up and the third hop may be a different picture. Everything else is
+followed to its end. All queries go in batches, never one per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from takedown.domain.video import VideoRule
+from takedown.services.index.follower import IndexFollower
+from takedown.services.screening import video as video_matching
+from takedown.store.models import Item, ItemMedia, Media
+
+_CHUNK = 5_000  # ids per IN list: well below SQLite (32,766) and PostgreSQL (65,535) limits
+MAX_ROUNDS = 20
+PDQ_RADIUS = 31  # the field's threshold for "the same picture"
+PDQ_QUALITY_FLOOR = 50
+
+MEDIA_ROWS = "SELECT id, pdq FROM media WHERE id > :cursor ORDER BY id LIMIT :n"
+# Video frames of registered media share the media index (services/screening/video.py).
+MEDIA_MORE_ROWS = [(video_matching.MEDIA_FRAME_ROWS, video_matching.FRAME_ID_BASE)]
+# Two uploads are the same video by the field's rule (domain/video.py).
+VIDEO_RULE = VideoRule(frame_threshold=PDQ_RADIUS, quality_floor=PDQ_QUALITY_FLOOR)
+
+
+@dataclass(frozen=True)
+class Copy:
+    item_id: int
+    reason: str  # reported, repost, quote, original, same_bytes, pdq
+    distance: int | None = None
+
+
+def chunks(values: Sequence[int] | Sequence[str], size: int = _CHUNK) -> Iterable[list]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+class CopyFinder:
+    def __init__(self, media_index: IndexFollower) -> None:
+        self._media_index = media_index
+
+    def expand(
+        self,
+        s: Session,
+        seeds: Iterable[int],
+        seed_reason: str = "reported",
+        known: frozenset[int] = frozenset(),
+        seed_distance: int | None = None,
+    ) -> dict[int, Copy]:
+        """Every copy reachable from ``seeds``. Items in ``known`` (already in the case)
+        are neither returned nor walked through, so adding one late copy to a case of
+        100,000 costs a few queries, not a walk of the whole case."""
+        found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
+        frontier = set(found)
+        seen_media: set[int] = set()
+        for _ in range(MAX_ROUNDS):
+            if not frontier:
+                break
+            new = self._round(s, frontier, seen_media)
+            frontier = {i for i in new if i not in found and i not in known}
+            for i in frontier:
+                found[i] = new[i]
+        return found
+
+    def neighbours(self, s: Session, item_ids: set[int]) -> dict[int, Copy]:
+        """Items one step away (edge, same bytes, near-duplicate) and how they are
+        linked: enough to tell whether a new item touches a case without walking it."""
+        return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
+
+    def _round(self, s: Session, frontier: set[int], seen_media: set[int]) -> dict[int, Copy]:
+        new: dict[int, Copy] = {}
+        for copy in self._edges(s, frontier):
+            new.setdefault(copy.item_id, copy)
+        media = self._media_of(s, frontier) - seen_media
+        seen_media |= media
+        for copy in self._same_bytes(s, media):
+            new.setdefault(copy.item_id, copy)
+        near_media, near_items = self._near_duplicates(s, media)
+        seen_media |= near_media  # not searched again: PDQ is not chained
+        for copy in near_items:
+            new.setdefault(copy.item_id, copy)
+        for copy in self._same_video(s, media, seen_media):
+            new.setdefault(copy.item_id, copy)
+        return new
+
+    def _same_video(self, s: Session, media: set[int], seen_media: set[int]) -> list[Copy]:
+        """Items carrying a copy, a clip or a longer cut of one of these videos."""
+        if not media:
+            return []
+        distance = video_matching.near_duplicate_videos(s, self._media_index, media, VIDEO_RULE)
+        seen_media |= set(distance)  # not searched again: not chained
+        out: list[Copy] = []
+        for part in chunks(sorted(distance)):
+            for item_id, media_id in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
+            ).all():
+                out.append(Copy(item_id, "vpdq", distance[media_id]))
+        return out
+
+    def _edges(self, s: Session, items: set[int]) -> list[Copy]:
+        rows: list[tuple[str, str | None, str | None]] = []
+        for part in chunks(sorted(items)):
+            rows += s.execute(
+                select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
+                    Item.id.in_(part)
+                )
+            ).all()
+        pids = [r[0] for r in rows]
+        parents = sorted({p for r in rows for p in (r[1], r[2]) if p})
+        out: list[Copy] = []
+        for part in chunks(pids):
+            out += [
+                Copy(i, "repost")
+                for i in s.scalars(select(Item.id).where(Item.reposts_platform_id.in_(part)))
+            ]
+            out += [
+                Copy(i, "quote")
+                for i in s.scalars(select(Item.id).where(Item.quotes_platform_id.in_(part)))
+            ]
+        for part in chunks(parents):
+            out += [
+                Copy(i, "original")
+                for i in s.scalars(select(Item.id).where(Item.platform_id.in_(part)))
+            ]
+        return out
+
+    def _media_of(self, s: Session, items: set[int]) -> set[int]:
+        media: set[int] = set()
+        for part in chunks(sorted(items)):
+            media.update(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id.in_(part))))
+        return media
+
+    def _same_bytes(self, s: Session, media: set[int]) -> list[Copy]:
+        out: list[Copy] = []
+        for part in chunks(sorted(media)):
+            out += [
+                Copy(i, "same_bytes")
+                for i in s.scalars(select(ItemMedia.item_id).where(ItemMedia.media_id.in_(part)))
+            ]
+        return out
+
+    def _near_duplicates(self, s: Session, media: set[int]) -> tuple[set[int], list[Copy]]:
+        hashes: list[str] = []
+        for part in chunks(sorted(media)):
+            hashes += [
+                h
+                for h, q in s.execute(
+                    select(Media.pdq, Media.pdq_quality).where(
+                        Media.id.in_(part), Media.pdq.is_not(None)
+                    )
+                ).all()
+                if h and (q is None or q >= PDQ_QUALITY_FLOOR)
+            ]
+        if not hashes:
+            return set(), []
+        result = self._media_index.search(hashes, PDQ_RADIUS)
+        distance: dict[int, int] = {}
+        for mid, d in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
+            if mid not in media and (mid not in distance or d < distance[mid]):
+                distance[mid] = d
+        if not distance:
+            return set(), []
+        quality_ok: set[int] = set()
+        for part in chunks(sorted(distance)):
+            quality_ok.update(
+                s.scalars(
+                    select(Media.id).where(
+                        Media.id.in_(part),
+                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+                    )
+                )
+            )
+        out: list[Copy] = []
+        for part in chunks(sorted(quality_ok)):
+            for item_id, media_id in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
+            ).all():
+                out.append(Copy(item_id, "pdq", distance[media_id]))
+        return quality_ok, out

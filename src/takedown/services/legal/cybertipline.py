@@ -1,0 +1,900 @@
+"""Filing CyberTipline reports: draft from a confirmed case, then walk NCMEC's workflow.
+
+    drafted ──submit──▶ submitted ──upload, fileinfo per file──▶ … ──finish──▶ finished
+       │                    │                                   (preservation starts)
+       └──── retract ───────┴──▶ retracted             any step ──▶ failed (a person looks)
+
+One report per reported account of the case, covering all of that account's media in
+the case. The report XML is built once, at drafting, and stored: what is sent is what
+was drafted. Each ``fileDetails`` is built just before it is sent, so that
+``fileViewedByEsp`` reflects the audit trail at that moment.
+
+No transaction is held while talking to NCMEC. Each step's result is stored in its own
+transaction together with the verbatim exchange (``legal_exchanges``), so a crash
+between steps resumes where it stopped: a report with an id is never submitted again,
+and a finished report is never touched again.
+
+Retries: a step that got no answer, a 1000 server error or an HTTP 5xx is retried with
+exponential backoff. While a report is open the next attempt is kept inside NCMEC's
+expiry window (24 h after opening or 1 h after the last change, whichever is later,
+less a safety margin); if the window has closed (or NCMEC answers 5001, no such
+report), the unfinished report is gone on NCMEC's side and the filing starts over with
+a new ``/submit`` — it was never finished, so nothing is reported twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.config import Settings
+from takedown.domain import cybertipline as ct
+from takedown.domain.access import Principal
+from takedown.domain.cases import FileAnnotation, IndustryClassification, Outcome
+from takedown.domain.reports import Category, ReporterRole
+from takedown.errors import Conflict, InvalidRequest, NotFound
+from takedown.ids import utcnow
+from takedown.integrations import cybertipline as api
+from takedown.integrations.cybertipline import CyberTiplineClient, Exchange
+from takedown.services.audit.chain import record
+from takedown.services.evidence.vault import EvidenceVault, ReportSent
+from takedown.store import repositories as repo
+from takedown.store.blobs import BlobStore
+from takedown.store.db import unit_of_work
+from takedown.store.models import (
+    Account,
+    AuditEvent,
+    Case,
+    CaseItem,
+    Decision,
+    Item,
+    ItemMedia,
+    LegalExchange,
+    LegalFiling,
+    LegalFilingFile,
+    Media,
+    Report,
+)
+
+OPEN_WINDOW = timedelta(hours=24)  # an unfinished report lives 24 h after opening…
+CHANGE_WINDOW = timedelta(hours=1)  # …or 1 h after its last change, whichever is later
+SAFETY_MARGIN = timedelta(minutes=5)
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+class MediaBytes(Protocol):
+    """Where the bytes of a media file come from (the evidence store, at merge)."""
+
+    def read(self, media_public_id: str, sha256: str) -> bytes | None:
+        """The file's bytes, or None when they are not held."""
+        ...
+
+
+@dataclass(frozen=True)
+class FilerSettings:
+    environment: str = "test"
+    platform_name: str | None = None
+    reporter_email: str | None = None
+    reporter_first_name: str | None = None
+    reporter_last_name: str | None = None
+    terms_of_service_url: str | None = None
+    legal_url: str | None = None
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_cap: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class FilingFileView:
+    media_id: str
+    file_name: str
+    state: str
+    ncmec_file_id: str | None
+    ncmec_hash: str | None
+
+
+@dataclass(frozen=True)
+class FilingView:
+    id: str
+    case_id: str
+    body: str
+    subject: str
+    state: str
+    environment: str | None
+    external_id: str | None
+    escalate: bool
+    prior_report_ids: list[str]
+    attempts: int
+    next_attempt_at: datetime
+    last_code: int | None
+    last_error: str | None
+    created_by: str
+    created_at: datetime
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    retracted_at: datetime | None
+    files: list[FilingFileView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExchangeView:
+    at: datetime
+    step: str
+    request: str
+    http_status: int | None
+    response: str | None
+    response_code: int | None
+    error: str | None
+
+
+LIVE = ("drafted", "submitted", "failed", "finished")
+
+
+def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def window_end(submitted_at: datetime, last_change_at: datetime | None) -> datetime:
+    return max(submitted_at + OPEN_WINDOW, (last_change_at or submitted_at) + CHANGE_WINDOW)
+
+
+class CyberTiplineService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: FilerSettings,
+        client_factory: Callable[[], CyberTiplineClient] | None,
+        media: MediaBytes | None,
+        evidence: EvidenceVault | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._client_factory = client_factory
+        self.media = media
+        self.evidence = evidence
+
+    def _preserve(self, s: Session, f: LegalFiling, actor: str, now: datetime) -> None:
+        """A finished production report starts the evidence's preservation hold (at
+        least a year, 18 U.S.C. 2258A(h)), with the exact XML sent, in the same
+        transaction. Test-environment reports are not reports to NCMEC: no hold."""
+        if self.evidence is None or f.environment != "production":
+            return
+        case = s.get_one(Case, f.case_id)
+        sent = ReportSent("cybertipline-report.xml", (f.report_xml or "").encode())
+        self.evidence.mark_reported_in(s, case, now, actor, reference=f.external_id, report=sent)
+
+    # -- drafting ------------------------------------------------------------------------
+    def draft(
+        self, case_id: str, principal: Principal, *, escalate: bool | None = None
+    ) -> list[FilingView]:
+        """One report per reported account of a confirmed case, each not yet filed."""
+        with unit_of_work(self._sessions) as s:
+            case = _case(s, case_id, for_update=True)
+            cats = {Category(c) for c in case.categories.split(",") if c}
+            if case.outcome != Outcome.VIOLATION.value or not cats & ct.REPORTABLE:
+                raise Conflict(
+                    "Only a case confirmed as child sexual abuse material or the sexual "
+                    "exploitation of a minor is reported to the CyberTipline.",
+                    code="not_reportable",
+                )
+            roles = {
+                ReporterRole(r)
+                for r in s.scalars(select(Report.reporter_role).where(Report.case_id == case.id))
+            }
+            escalated = ct.suggest_escalation(cats, roles) if escalate is None else escalate
+            groups = _items_by_account(s, case.id)
+            created = []
+            for subject, items in groups.items():
+                key = f"ncmec:{case.public_id}:{subject}"
+                if s.scalar(select(LegalFiling.id).where(LegalFiling.dedupe_key == key)):
+                    continue
+                report = self._build_report(s, case, cats, subject, items, escalated)
+                filing = LegalFiling(
+                    case_id=case.id,
+                    body="ncmec",
+                    subject=subject,
+                    dedupe_key=key,
+                    state="drafted",
+                    environment=self._settings.environment,
+                    escalate=escalated,
+                    prior_report_ids=json.dumps(
+                        list(report.reported_user.prior_report_ids) if report.reported_user else []
+                    ),
+                    report_xml=ct.report_xml(report),
+                    created_by=principal.actor,
+                )
+                s.add(filing)
+                s.flush()
+                for media in _media_of(s, [i.id for i in items]):
+                    s.add(
+                        LegalFilingFile(
+                            filing_id=filing.id, media_id=media.id, file_name=media.public_id
+                        )
+                    )
+                record(
+                    s,
+                    principal.actor,
+                    "cybertipline.drafted",
+                    "case",
+                    case.public_id,
+                    {"filing": filing.public_id, "account": subject, "escalate": escalated},
+                )
+                created.append(filing.id)
+            if not created:
+                raise Conflict(
+                    "Every reported account of this case already has a CyberTipline report.",
+                    code="already_reported",
+                )
+            s.flush()
+            return [
+                _view(s, f)
+                for f in s.scalars(
+                    select(LegalFiling).where(LegalFiling.id.in_(created)).order_by(LegalFiling.id)
+                )
+            ]
+
+    def _build_report(
+        self,
+        s: Session,
+        case: Case,
+        cats: set[Category],
+        subject: str,
+        items: list[Item],
+        escalate: bool,
+    ) -> ct.Report:
+        cfg = self._settings
+        posted = [i.posted_at for i in items if i.posted_at is not None]
+        when, what = (
+            (min(posted), "When the earliest reported item was posted on the platform.")
+            if posted
+            else (case.opened_at, "When the platform learned of the content.")
+        )
+        urls = tuple(sorted({i.url for i in items if i.url}))
+        account = (
+            s.scalars(select(Account).where(Account.platform_id == subject)).first()
+            if subject
+            else None
+        )
+        reported = None
+        if account is not None:
+            prior = tuple(
+                s.scalars(
+                    select(LegalFiling.external_id)
+                    .where(
+                        LegalFiling.body == "ncmec",
+                        LegalFiling.subject == subject,
+                        LegalFiling.state == "finished",
+                        LegalFiling.case_id != case.id,
+                    )
+                    .order_by(LegalFiling.finished_at)
+                )
+            )
+            reported = ct.ReportedUser(
+                esp_identifier=account.platform_id,
+                esp_service=cfg.platform_name,
+                screen_name=account.handle,
+                prior_report_ids=tuple(p for p in prior if p),
+                temporarily_disabled=account.status == "suspended" or None,
+                permanently_disabled=account.status == "terminated" or None,
+            )
+        victims = tuple(
+            ct.Victim(
+                person=ct.Person(
+                    first_name=_split_name(r.reporter_name)[0],
+                    last_name=_split_name(r.reporter_name)[1],
+                    email=r.reporter_email,
+                ),
+                additional_info="The person depicted reported this content themselves.",
+            )
+            for r in s.scalars(
+                select(Report).where(
+                    Report.case_id == case.id,
+                    Report.reporter_role == ReporterRole.PERSON_DEPICTED.value,
+                )
+            )
+            if r.reporter_name or r.reporter_email
+        )
+        return ct.Report(
+            incident=ct.Incident(
+                incident_type=ct.incident_type_for(cats),
+                platform=cfg.platform_name,
+                escalate_to_high_priority=escalate,
+                annotations=ct.annotations_for(cats),
+                date_time=when,
+                date_time_description=what,
+            ),
+            internet_details=(ct.WebPageIncident(urls),) if urls else (),
+            reporter=ct.Reporter(
+                reporting_person=ct.Person(
+                    first_name=cfg.reporter_first_name,
+                    last_name=cfg.reporter_last_name,
+                    email=cfg.reporter_email,
+                ),
+                terms_of_service=cfg.terms_of_service_url,
+                legal_url=cfg.legal_url,
+            ),
+            reported_user=reported,
+            victims=victims,
+            additional_info=f"Platform case {case.public_id}: {len(items)} item(s) of this "
+            f"account confirmed under policy {case.outcome_policy or 'n/a'}.",
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+    def for_case(self, case_id: str) -> list[FilingView]:
+        with unit_of_work(self._sessions, write=False) as s:
+            case = _case(s, case_id)
+            return [
+                _view(s, f)
+                for f in s.scalars(
+                    select(LegalFiling)
+                    .where(LegalFiling.case_id == case.id)
+                    .order_by(LegalFiling.id)
+                )
+            ]
+
+    def get(self, filing_id: str) -> FilingView:
+        with unit_of_work(self._sessions, write=False) as s:
+            return _view(s, _filing(s, filing_id))
+
+    def exchanges(self, filing_id: str) -> list[ExchangeView]:
+        with unit_of_work(self._sessions, write=False) as s:
+            f = _filing(s, filing_id)
+            return [
+                ExchangeView(
+                    e.at, e.step, e.request, e.http_status, e.response, e.response_code, e.error
+                )
+                for e in s.scalars(
+                    select(LegalExchange)
+                    .where(LegalExchange.filing_id == f.id)
+                    .order_by(LegalExchange.id)
+                )
+            ]
+
+    # -- the workflow -----------------------------------------------------------------------
+    def run(self, filing_id: str, actor: str, now: datetime | None = None) -> FilingView:
+        """Take one filing as far through the workflow as NCMEC lets it go now."""
+        if self._client_factory is None:
+            raise Conflict(
+                "The CyberTipline is not configured (TAKEDOWN_NCMEC_USERNAME, "
+                "TAKEDOWN_NCMEC_PASSWORD, TAKEDOWN_NCMEC_REPORTER_EMAIL).",
+                code="ncmec_not_configured",
+            )
+        now = now or utcnow()
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, filing_id, for_update=True)
+            if f.body != "ncmec":
+                raise Conflict("Only CyberTipline reports are filed here.", code="not_reportable")
+            if f.state == "finished":
+                raise Conflict(
+                    "This report is finished; NCMEC accepts no change. File new facts as a "
+                    "new report.",
+                    code="filing_finished",
+                )
+            if f.state == "retracted":
+                raise Conflict("This report was retracted.", code="filing_retracted")
+            if f.external_id is None:  # bytes for every file before a report is opened
+                for _ff, media in s.execute(
+                    select(LegalFilingFile, Media)
+                    .join(Media, Media.id == LegalFilingFile.media_id)
+                    .where(LegalFilingFile.filing_id == f.id)
+                ).all():
+                    if self.media is None or self.media.read(media.public_id, media.sha256) is None:
+                        raise Conflict(
+                            f"The bytes of media {media.public_id} are not held; the report "
+                            "cannot include the file.",
+                            code="media_bytes_unavailable",
+                            media=media.public_id,
+                        )
+            f.state = "submitted" if f.external_id else "drafted"
+            f.attempts += 1
+            f.next_attempt_at = now + CLAIM_LEASE
+            f.updated_at = now
+            pid = f.public_id
+        client = self._client_factory()
+        try:
+            self._walk(client, pid, actor, now)
+        finally:
+            client.close()
+        return self.get(pid)
+
+    def run_due(self, now: datetime | None = None, limit: int = 20) -> int:
+        """Filings whose retry is due (a background worker or ``takedown legal run``)."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            due = list(
+                s.scalars(
+                    select(LegalFiling.public_id)
+                    .where(
+                        LegalFiling.body == "ncmec",
+                        LegalFiling.state.in_(("submitted",))
+                        | ((LegalFiling.state == "drafted") & (LegalFiling.attempts > 0)),
+                        LegalFiling.next_attempt_at <= now,
+                    )
+                    .order_by(LegalFiling.next_attempt_at)
+                    .limit(limit)
+                )
+            )
+        for pid in due:
+            self.run(pid, "system", now)
+        return len(due)
+
+    def _walk(self, client: CyberTiplineClient, pid: str, actor: str, now: datetime) -> None:
+        with unit_of_work(self._sessions, write=False) as s:
+            f = _filing(s, pid)
+            report_id, xml = f.external_id, f.report_xml or ""
+        if report_id is None:
+            ex = client.submit(xml)
+            if not self._after(pid, ex, actor, now):
+                return
+            report_id = ex.report_id
+            if not report_id:
+                self._fail(pid, ex, actor, now, "the answer to /submit had no reportId")
+                return
+            with unit_of_work(self._sessions) as s:
+                f = _filing(s, pid, for_update=True)
+                f.external_id, f.state = report_id, "submitted"
+                f.submitted_at = f.last_change_at = now
+                record(
+                    s,
+                    actor,
+                    "cybertipline.submitted",
+                    "case",
+                    _case_pid(s, f),
+                    {"filing": pid, "report_id": report_id, "environment": f.environment},
+                )
+        with unit_of_work(self._sessions, write=False) as s:
+            f = _filing(s, pid)
+            files = [
+                (ff.id, ff.state, ff.file_name, m.public_id, m.sha256)
+                for ff, m in s.execute(
+                    select(LegalFilingFile, Media)
+                    .join(Media, Media.id == LegalFilingFile.media_id)
+                    .where(LegalFilingFile.filing_id == f.id)
+                    .order_by(LegalFilingFile.id)
+                ).all()
+            ]
+        for file_row, state, name, media_pid, sha in files:
+            if state == "pending":
+                data = self.media.read(media_pid, sha) if self.media else None
+                if data is None:
+                    self._fail(pid, None, actor, now, f"bytes of media {media_pid} not held")
+                    return
+                ex = client.upload(report_id, name, data)
+                if not self._after(pid, ex, actor, now):
+                    return
+                with unit_of_work(self._sessions) as s:
+                    ff = s.get(LegalFilingFile, file_row)
+                    assert ff is not None
+                    ff.ncmec_file_id, ff.ncmec_hash, ff.state = ex.file_id, ex.hash, "uploaded"
+                    _touch(s, pid, now)
+                state = "uploaded"
+            if state == "uploaded":
+                with unit_of_work(self._sessions, write=False) as s:
+                    ff = s.get(LegalFilingFile, file_row)
+                    assert ff is not None
+                    details = ct.file_details_xml(
+                        report_id, ff.ncmec_file_id or "", self._file_report(s, pid, ff)
+                    )
+                ex = client.fileinfo(details)
+                if not self._after(pid, ex, actor, now):
+                    return
+                with unit_of_work(self._sessions) as s:
+                    ff = s.get(LegalFilingFile, file_row)
+                    assert ff is not None
+                    ff.fileinfo_xml, ff.state = details, "described"
+                    _touch(s, pid, now)
+        ex = client.finish(report_id)
+        if self._after(pid, ex, actor, now):
+            self._finished(pid, actor, now)
+
+    def _after(self, pid: str, ex: Exchange, actor: str, now: datetime) -> bool:
+        """Store the exchange; True to carry on. Decides retry, restart or stop."""
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, pid, for_update=True)
+            s.add(
+                LegalExchange(
+                    filing_id=f.id,
+                    at=now,
+                    step=ex.step,
+                    request=ex.request,
+                    http_status=ex.http_status,
+                    response=ex.response,
+                    response_code=ex.code,
+                    error=ex.error,
+                )
+            )
+            f.last_code = ex.code
+            if ex.ok:
+                f.last_error = None
+                return True
+            f.last_error = ex.error or f"{ex.code}: {ex.description or ''}".strip()
+            if ex.code == api.ALREADY_FINISHED:  # nothing is ever sent again
+                f.state, f.finished_at = "finished", f.finished_at or now
+                self._preserve(s, f, actor, now)
+                record(
+                    s,
+                    actor,
+                    "cybertipline.finished",
+                    "case",
+                    _case_pid(s, f),
+                    {"filing": pid, "report_id": f.external_id, "code": ex.code},
+                )
+                return False
+            if ex.code == api.ALREADY_RETRACTED:
+                f.state, f.retracted_at, f.dedupe_key = "retracted", now, None
+                return False
+            if ex.code == api.NO_SUCH_REPORT and f.external_id:
+                _restart(s, f, actor, now, "NCMEC no longer has the unfinished report")
+                return False
+            if ex.retryable:
+                self._schedule(s, f, actor, now)
+                return False
+            f.state = "failed"
+            f.next_attempt_at = now
+            record(
+                s,
+                actor,
+                "cybertipline.failed",
+                "case",
+                _case_pid(s, f),
+                {"filing": pid, "step": ex.step, "code": ex.code},
+            )
+            return False
+
+    def _schedule(self, s: Session, f: LegalFiling, actor: str, now: datetime) -> None:
+        delay = backoff(f.attempts, self._settings.retry_base, self._settings.retry_cap)
+        if f.external_id and f.submitted_at is not None:
+            latest = window_end(f.submitted_at, f.last_change_at) - SAFETY_MARGIN
+            if latest <= now:
+                _restart(s, f, actor, now, "the report expired before it could be finished")
+                return
+            delay = min(delay, latest - now)
+        f.next_attempt_at = now + delay
+
+    def _fail(self, pid: str, ex: Exchange | None, actor: str, now: datetime, why: str) -> None:
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, pid, for_update=True)
+            f.state, f.last_error = "failed", why
+            record(
+                s,
+                actor,
+                "cybertipline.failed",
+                "case",
+                _case_pid(s, f),
+                {"filing": pid, "why": why},
+            )
+
+    def _finished(self, pid: str, actor: str, now: datetime) -> None:
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, pid, for_update=True)
+            f.state, f.finished_at, f.updated_at = "finished", now, now
+            self._preserve(s, f, actor, now)
+            record(
+                s,
+                actor,
+                "cybertipline.finished",
+                "case",
+                _case_pid(s, f),
+                {"filing": pid, "report_id": f.external_id, "environment": f.environment},
+            )
+
+    def _file_report(self, s: Session, pid: str, ff: LegalFilingFile) -> ct.FileReport:
+        f = _filing(s, pid)
+        media = s.get(Media, ff.media_id)
+        assert media is not None
+        case = s.get(Case, f.case_id)
+        assert case is not None
+        items = s.execute(
+            select(Item.url, Item.posted_at)
+            .join(ItemMedia, ItemMedia.item_id == Item.id)
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .outerjoin(Account, Account.id == Item.account_id)
+            .where(CaseItem.case_id == f.case_id, ItemMedia.media_id == media.id)
+            .where(Account.platform_id == f.subject if f.subject else Item.account_id.is_(None))
+            .order_by(Item.posted_at)
+        ).all()
+        views = [
+            (a, json.loads(d))
+            for a, d in s.execute(
+                select(AuditEvent.actor, AuditEvent.details).where(
+                    AuditEvent.object_type == "media",
+                    AuditEvent.object_id == media.public_id,
+                    AuditEvent.action == "media.viewed",
+                )
+            ).all()
+        ]
+        review = _review_of(s, f.case_id, media.public_id)
+        posted = [p for _, p in items if p is not None]
+        return ct.FileReport(
+            file_name=ff.file_name,
+            original_file_name=None,
+            uploaded_at=min(posted) if posted else None,
+            location=next((u for u, _ in items if u), None),
+            viewed_by_esp=ct.viewed_in_full(views),
+            publicly_available=True,
+            annotations=tuple(FileAnnotation(a) for a in review.get("annotations", [])),
+            classification=IndustryClassification(review["classification"])
+            if review.get("classification")
+            else None,
+            original_hash=media.md5 or media.sha256,
+            hash_type="MD5" if media.md5 else "SHA256",
+        )
+
+    # -- retraction --------------------------------------------------------------------------
+    def retract(self, filing_id: str, actor: str, now: datetime | None = None) -> FilingView:
+        now = now or utcnow()
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, filing_id, for_update=True)
+            if f.state == "finished":
+                raise Conflict("A finished report cannot be retracted.", code="filing_finished")
+            if f.state == "retracted":
+                raise Conflict("This report was retracted already.", code="filing_retracted")
+            report_id = f.external_id
+            if report_id is None:  # never sent: withdrawing the draft is local
+                f.state, f.retracted_at, f.dedupe_key = "retracted", now, None
+                record(
+                    s,
+                    actor,
+                    "cybertipline.retracted",
+                    "case",
+                    _case_pid(s, f),
+                    {"filing": f.public_id, "sent": False},
+                )
+                return _view(s, f)
+        if self._client_factory is None:
+            raise Conflict("The CyberTipline is not configured.", code="ncmec_not_configured")
+        client = self._client_factory()
+        try:
+            ex = client.retract(report_id)
+        finally:
+            client.close()
+        if self._after(filing_id, ex, actor, now):
+            with unit_of_work(self._sessions) as s:
+                f = _filing(s, filing_id, for_update=True)
+                f.state, f.retracted_at, f.dedupe_key = "retracted", now, None
+                record(
+                    s,
+                    actor,
+                    "cybertipline.retracted",
+                    "case",
+                    _case_pid(s, f),
+                    {"filing": f.public_id, "report_id": report_id},
+                )
+        if ex.code == api.ALREADY_FINISHED:
+            raise Conflict(
+                "NCMEC says this report is finished; it cannot be retracted.",
+                code="filing_finished",
+            )
+        return self.get(filing_id)
+
+    # -- other bodies -----------------------------------------------------------------------
+    def record_nca(self, case_id: str, reference: str, actor: str) -> FilingView:
+        """A report made to the UK's National Crime Agency, by its reference."""
+        ref = (reference or "").strip()
+        if not (1 <= len(ref) <= 100) or not all(c.isalnum() or c in "-_/." for c in ref):
+            raise InvalidRequest(
+                "The NCA reference is 1-100 letters, digits, '-', '_', '/' or '.'.",
+                code="invalid_nca_reference",
+            )
+        with unit_of_work(self._sessions) as s:
+            case = _case(s, case_id, for_update=True)
+            key = f"nca:{case.public_id}"
+            if s.scalar(select(LegalFiling.id).where(LegalFiling.dedupe_key == key)):
+                raise Conflict(
+                    "This case was reported to the NCA already.", code="already_reported"
+                )
+            now = utcnow()
+            f = LegalFiling(
+                case_id=case.id,
+                body="nca",
+                subject="",
+                dedupe_key=key,
+                state="finished",
+                external_id=ref,
+                created_by=actor,
+                submitted_at=now,
+                finished_at=now,
+            )
+            s.add(f)
+            s.flush()
+            record(
+                s,
+                actor,
+                "nca.recorded",
+                "case",
+                case.public_id,
+                {"filing": f.public_id, "reference": ref},
+            )
+            return _view(s, f)
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _case(s: Session, case_id: str, *, for_update: bool = False) -> Case:
+    return repo.get_case(s, case_id, for_update=for_update)
+
+
+def _filing(s: Session, filing_id: str, *, for_update: bool = False) -> LegalFiling:
+    stmt = select(LegalFiling).where(LegalFiling.public_id == filing_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    f = s.scalars(stmt).first()
+    if f is None:
+        raise NotFound(f"No filing {filing_id[:40]!r}.", code="filing_not_found")
+    return f
+
+
+def _case_pid(s: Session, f: LegalFiling) -> str:
+    return str(s.scalar(select(Case.public_id).where(Case.id == f.case_id)))
+
+
+def _touch(s: Session, pid: str, now: datetime) -> None:
+    s.execute(
+        update(LegalFiling)
+        .where(LegalFiling.public_id == pid)
+        .values(last_change_at=now, updated_at=now)
+    )
+
+
+def _restart(s: Session, f: LegalFiling, actor: str, now: datetime, why: str) -> None:
+    """The unfinished report is gone on NCMEC's side: open a new one next time."""
+    record(
+        s,
+        actor,
+        "cybertipline.expired",
+        "case",
+        _case_pid(s, f),
+        {"filing": f.public_id, "report_id": f.external_id, "why": why},
+    )
+    f.external_id, f.submitted_at, f.last_change_at = None, None, None
+    f.state, f.next_attempt_at = "drafted", now
+    s.execute(
+        update(LegalFilingFile)
+        .where(LegalFilingFile.filing_id == f.id)
+        .values(state="pending", ncmec_file_id=None, ncmec_hash=None, fileinfo_xml=None)
+    )
+
+
+def _items_by_account(s: Session, case_id: int) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item, account in s.execute(
+        select(Item, Account.platform_id)
+        .join(CaseItem, CaseItem.item_id == Item.id)
+        .outerjoin(Account, Account.id == Item.account_id)
+        .where(CaseItem.case_id == case_id)
+        .order_by(Item.id)
+    ).all():
+        groups.setdefault(account or "", []).append(item)
+    return groups or {"": []}
+
+
+def _media_of(s: Session, item_ids: list[int]) -> list[Media]:
+    if not item_ids:
+        return []
+    return list(
+        s.scalars(
+            select(Media)
+            .join(ItemMedia, ItemMedia.media_id == Media.id)
+            .where(ItemMedia.item_id.in_(item_ids))
+            .distinct()
+            .order_by(Media.id)
+        )
+    )
+
+
+def _review_of(s: Session, case_id: int, media_pid: str) -> dict[str, Any]:
+    """The latest effective violation decision's finding on this file."""
+    for raw in s.scalars(
+        select(Decision.media_review)
+        .where(
+            Decision.case_id == case_id,
+            Decision.effective.is_(True),
+            Decision.outcome == Outcome.VIOLATION.value,
+            Decision.media_review.is_not(None),
+        )
+        .order_by(Decision.decided_at.desc(), Decision.id.desc())
+    ):
+        for entry in json.loads(raw or "[]"):
+            if entry.get("media_id") == media_pid:
+                return dict(entry)
+    return {}
+
+
+def _split_name(name: str | None) -> tuple[str | None, str | None]:
+    if not name or not name.strip():
+        return None, None
+    first, _, last = name.strip().partition(" ")
+    return first, last or None
+
+
+def _view(s: Session, f: LegalFiling) -> FilingView:
+    files = [
+        FilingFileView(m, ff.file_name, ff.state, ff.ncmec_file_id, ff.ncmec_hash)
+        for ff, m in s.execute(
+            select(LegalFilingFile, Media.public_id)
+            .join(Media, Media.id == LegalFilingFile.media_id)
+            .where(LegalFilingFile.filing_id == f.id)
+            .order_by(LegalFilingFile.id)
+        ).all()
+    ]
+    return FilingView(
+        id=f.public_id,
+        case_id=_case_pid(s, f),
+        body=f.body,
+        subject=f.subject,
+        state=f.state,
+        environment=f.environment,
+        external_id=f.external_id,
+        escalate=f.escalate,
+        prior_report_ids=json.loads(f.prior_report_ids or "[]"),
+        attempts=f.attempts,
+        next_attempt_at=f.next_attempt_at,
+        last_code=f.last_code,
+        last_error=f.last_error,
+        created_by=f.created_by,
+        created_at=f.created_at,
+        submitted_at=f.submitted_at,
+        finished_at=f.finished_at,
+        retracted_at=f.retracted_at,
+        files=files,
+    )
+
+
+class StoredMediaBytes:
+    """Media bytes from the encrypted store (``media.blob_id``, kept when the platform
+    sent the file), checked against the SHA-256 the report names."""
+
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+
+    def read(self, media_public_id: str, sha256: str) -> bytes | None:
+        with unit_of_work(self._sessions, write=False) as s:
+            blob_id = s.scalar(select(Media.blob_id).where(Media.public_id == media_public_id))
+            if blob_id is None:
+                return None
+            data = self._blobs.get(s, blob_id)
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def cybertipline_service(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    blobs: BlobStore,
+    evidence: EvidenceVault | None = None,
+) -> CyberTiplineService:
+    """From the settings: a client only when credentials and the reporter's email are
+    set (otherwise filing answers ``ncmec_not_configured``); the test environment unless
+    TAKEDOWN_NCMEC_ENVIRONMENT=production. Files come from the encrypted media store."""
+    password = settings.ncmec_password_value()
+    factory = None
+    if settings.ncmec_username and password and settings.ncmec_reporter_email:
+        username, url, timeout = (
+            settings.ncmec_username,
+            settings.ncmec_url,
+            settings.ncmec_timeout_s,
+        )
+
+        def factory() -> CyberTiplineClient:
+            return CyberTiplineClient(url, username, password, timeout_s=timeout)
+
+    return CyberTiplineService(
+        sessions,
+        FilerSettings(
+            environment=settings.ncmec_environment,
+            platform_name=settings.ncmec_platform_name,
+            reporter_email=settings.ncmec_reporter_email,
+            reporter_first_name=settings.ncmec_reporter_first_name,
+            reporter_last_name=settings.ncmec_reporter_last_name,
+            terms_of_service_url=settings.ncmec_terms_of_service_url,
+            legal_url=settings.ncmec_legal_url,
+        ),
+        factory,
+        StoredMediaBytes(sessions, blobs),
+        evidence,
+    )

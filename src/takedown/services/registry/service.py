@@ -1,0 +1,449 @@
+"""The content registry: the platform tells Takedown about accounts, items, their media
+and views, so that a decision can reach every copy.
+
+Every call is idempotent on the platform's ids: the same event twice changes nothing
+(no new rows, no audit events, no actions). Registered media are screened against the
+banks; an item that is a copy of material in an active case joins that case and gets
+its treatment (restricted while under review, removed once confirmed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.domain.banks import MatchAction
+from takedown.domain.screening import Verdict, verdict_for
+from takedown.errors import InvalidRequest, NotFound
+from takedown.ids import utcnow
+from takedown.media import ImageLimits, hash_image_bytes
+from takedown.media.video import hash_video_bytes, is_video
+from takedown.media.video_decode import FrameFeature
+from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.services.audit.chain import record
+from takedown.services.cases.service import CaseService
+from takedown.services.screening.matcher import Matcher, QuerySignals
+from takedown.services.screening.video import stored_features
+from takedown.signals import MD5, PDQ, SHA256
+from takedown.store import repositories as repo
+from takedown.store.blobs import BlobStore
+from takedown.store.db import unit_of_work
+from takedown.store.models import (
+    Account,
+    Bank,
+    Item,
+    ItemMedia,
+    ItemViews,
+    Media,
+    MediaVideoFrame,
+)
+
+ACCOUNT_STATUSES = ("active", "suspended", "terminated", "deleted")
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    platform_id: str
+    handle: str | None = None
+    status: str = "active"
+    flagged: bool = False  # the platform knows it for sharing abuse material
+
+
+@dataclass(frozen=True)
+class MediaInput:
+    """A media file by its hashes (computed by the platform or by us from bytes)."""
+
+    sha256: str
+    md5: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
+    pdq_variants: tuple[tuple[str, str], ...] = ()  # only when we hashed the bytes
+    media_type: str = "image"
+    video_frames: tuple[FrameFeature, ...] = ()  # a video we hashed: its frame features
+
+
+@dataclass(frozen=True)
+class ItemInput:
+    platform_id: str
+    account_id: str | None = None
+    url: str | None = None
+    posted_at: datetime | None = None
+    reposts: str | None = None
+    quotes: str | None = None
+    replies_to: str | None = None
+    monetized: bool = False
+    view_count: int | None = None
+    media: Sequence[MediaInput] = ()
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account_id: str
+    handle: str | None
+    status: str
+    flagged: bool
+    confirmed_violations: int
+
+
+@dataclass
+class ItemResult:
+    item_id: str
+    created: bool
+    changed: bool
+    visibility: str
+    monetization_paused: bool
+    verdict: str  # screening verdict for the item's media
+    cases: list[str] = field(default_factory=list)
+    matched_banks: list[str] = field(default_factory=list)
+
+
+def _text(value: str | None, what: str, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise InvalidRequest(f"{what} is longer than {limit} characters.", code="field_too_long")
+    return value
+
+
+def _required_id(value: str, what: str) -> str:
+    text = _text(value, what)
+    if not text:
+        raise InvalidRequest(f"{what} is required.", code="invalid_request")
+    return text
+
+
+class RegistryService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        matcher: Matcher,
+        cases: CaseService,
+        limits: ImageLimits,
+        blobs: BlobStore,
+        video_limits: VideoLimits | None = None,
+        video_sampling: VideoSampling | None = None,
+    ) -> None:
+        self._blobs = blobs
+        self._video_limits = video_limits
+        self._video_sampling = video_sampling
+        self._sessions = sessions
+        self._matcher = matcher
+        self._cases = cases
+        self._limits = limits
+
+    # -- accounts ----------------------------------------------------------------------
+    def upsert_account(self, a: AccountInput, *, actor: str) -> AccountView:
+        pid = _required_id(a.platform_id, "account id")
+        if a.status not in ACCOUNT_STATUSES:
+            raise InvalidRequest(
+                f"status is one of {', '.join(ACCOUNT_STATUSES)}.", code="invalid_status"
+            )
+        with unit_of_work(self._sessions) as s:
+            acc = self._account(s, pid, create=True, actor=actor)
+            new = {"handle": _text(a.handle, "handle"), "status": a.status, "flagged": a.flagged}
+            changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
+            if changed:
+                for k, v in changed.items():
+                    setattr(acc, k, v)
+                acc.updated_at = utcnow()
+                record(s, actor, "account.updated", "account", pid, changed)
+            return _account_view(acc)
+
+    def _account(self, s: Session, pid: str, *, create: bool, actor: str) -> Account:
+        acc = s.scalars(select(Account).where(Account.platform_id == pid)).first()
+        if acc is None:
+            if not create:
+                raise NotFound(f"No account {pid[:60]!r}.", code="account_not_found")
+            acc = Account(platform_id=pid)
+            s.add(acc)
+            s.flush()
+            record(s, actor, "account.registered", "account", pid, {})
+        return acc
+
+    # -- items -----------------------------------------------------------------------
+    def media_from_bytes(self, data: bytes) -> MediaInput:
+        if is_video(data):
+            video = hash_video_bytes(data, self._video_limits, self._video_sampling)
+            return MediaInput(
+                sha256=video.sha256,
+                md5=video.md5,
+                media_type="video",
+                video_frames=video.frames,
+            )
+        signals = hash_image_bytes(data, self._limits)
+        return MediaInput(
+            sha256=signals.sha256,
+            md5=signals.md5,
+            pdq=signals.pdq.hash,
+            pdq_quality=signals.pdq.quality,
+            pdq_variants=signals.pdq.dihedral,
+        )
+
+    def upsert_item(self, it: ItemInput, *, actor: str) -> ItemResult:
+        pid = _required_id(it.platform_id, "item id")
+        media = [_normalize_media(m) for m in it.media]
+        if it.view_count is not None and it.view_count < 0:
+            raise InvalidRequest("view_count cannot be negative.", code="invalid_request")
+        with unit_of_work(self._sessions) as s:
+            item = s.scalars(select(Item).where(Item.platform_id == pid)).first()
+            created = item is None
+            account = (
+                self._account(
+                    s, _required_id(it.account_id, "account id"), create=True, actor=actor
+                )
+                if it.account_id
+                else None
+            )
+            fields = {
+                "account_id": account.id if account else None,
+                "url": _text(it.url, "url", 2000),
+                "reposts_platform_id": _text(it.reposts, "reposts"),
+                "quotes_platform_id": _text(it.quotes, "quotes"),
+                "replies_to_platform_id": _text(it.replies_to, "replies_to"),
+                "posted_at": it.posted_at,
+                "monetized": it.monetized,
+            }
+            if it.view_count is not None:
+                fields["view_count"] = it.view_count
+            if item is None:
+                item = Item(platform_id=pid, **fields)
+                s.add(item)
+                s.flush()
+                record(s, actor, "item.registered", "item", pid, {})
+                changes = fields
+            else:
+                changes = {k: v for k, v in fields.items() if getattr(item, k) != v}
+                for k, v in changes.items():
+                    setattr(item, k, v)
+                if changes:
+                    item.updated_at = utcnow()
+                    record(
+                        s,
+                        actor,
+                        "item.updated",
+                        "item",
+                        pid,
+                        {k: v for k, v in changes.items() if k != "account_id"},
+                    )
+            if "view_count" in changes:
+                s.add(ItemViews(item_id=item.id, at=utcnow(), view_count=item.view_count))
+            new_media = self._attach_media(s, item, media)
+            result = ItemResult(
+                item_id=pid,
+                created=created,
+                changed=created or bool(changes) or bool(new_media),
+                visibility=item.visibility,
+                monetization_paused=item.monetization_paused,
+                verdict=Verdict.ALLOW.value,
+            )
+            # Always screened and checked (reads; joins are idempotent), so a repeated
+            # event gets the same answer and changes nothing.
+            self._screen_and_join(s, item, media, result, actor)
+            s.refresh(item)
+            result.visibility = item.visibility
+            result.monetization_paused = item.monetization_paused
+            return result
+
+    def attach_media(
+        self,
+        platform_id: str,
+        media: MediaInput,
+        *,
+        actor: str,
+        content: bytes | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ItemResult:
+        """Add one media file to a registered item, then screen it and join cases.
+
+        With ``content`` (the file's bytes), they are kept, encrypted, for review and
+        evidence (the first copy of a given SHA-256 is enough)."""
+        m = _normalize_media(media)
+        with unit_of_work(self._sessions) as s:
+            item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
+            if item is None:
+                raise NotFound(
+                    f"No item {platform_id[:60]!r}; register it first.", code="item_not_found"
+                )
+            fresh = self._attach_media(s, item, [m])
+            if content is not None:
+                self._keep_content(s, m.sha256, content, content_type)
+            result = ItemResult(
+                item_id=platform_id,
+                created=False,
+                changed=bool(fresh),
+                visibility=item.visibility,
+                monetization_paused=item.monetization_paused,
+                verdict=Verdict.ALLOW.value,
+            )
+            if fresh:
+                record(
+                    s,
+                    actor,
+                    "item.media_added",
+                    "item",
+                    platform_id,
+                    {"sha256": m.sha256, "media_type": m.media_type},
+                )
+            self._screen_and_join(s, item, [m], result, actor)
+            s.refresh(item)
+            result.visibility = item.visibility
+            result.monetization_paused = item.monetization_paused
+            return result
+
+    def _attach_media(self, s: Session, item: Item, media: list[MediaInput]) -> list[int]:
+        if not media:
+            return []
+        ids = []
+        for m in media:
+            row = s.scalars(select(Media).where(Media.sha256 == m.sha256)).first()
+            if row is None:
+                repo.lock_inserts(s, repo.MEDIA_INSERTS)
+                row = Media(
+                    sha256=m.sha256,
+                    md5=m.md5,
+                    pdq=m.pdq,
+                    pdq_quality=m.pdq_quality,
+                    media_type=m.media_type,
+                )
+                s.add(row)
+                s.flush()
+                if m.video_frames:  # followed by the media index, like the row itself
+                    s.execute(
+                        insert(MediaVideoFrame),
+                        [{"media_id": row.id, **r} for r in repo.frame_rows(m.video_frames)],
+                    )
+            elif row.pdq is None and m.pdq:
+                # A media row's PDQ never changes once set: the media index follows ids.
+                pass
+            ids.append(row.id)
+        present = set(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id == item.id)))
+        fresh = [i for i in dict.fromkeys(ids) if i not in present]
+        if fresh:
+            s.execute(insert(ItemMedia), [{"item_id": item.id, "media_id": i} for i in fresh])
+        return fresh
+
+    def _keep_content(self, s: Session, sha256: str, content: bytes, content_type: str) -> None:
+        row = s.scalars(select(Media).where(Media.sha256 == sha256)).one()
+        if row.blob_id is None:
+            row.blob_id = self._blobs.put(
+                s, content, kind="media", content_type=content_type
+            ).public_id
+
+    def _screen_and_join(
+        self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str
+    ) -> None:
+        actions: list[MatchAction] = []
+        restrict_sources: set[str] = set()
+        sources: set[str] = set()
+        if not media:  # the item's known media, when the event did not repeat them
+            media = [
+                MediaInput(
+                    r.sha256,
+                    r.md5,
+                    r.pdq,
+                    r.pdq_quality,
+                    media_type=r.media_type,
+                    video_frames=stored_features(s, r.id) if r.media_type == "video" else (),
+                )
+                for r in s.scalars(
+                    select(Media)
+                    .join(ItemMedia, ItemMedia.media_id == Media.id)
+                    .where(ItemMedia.item_id == item.id)
+                )
+            ]
+        for m in media:
+            variants = m.pdq_variants or ((("original", m.pdq),) if m.pdq else ())
+            matches = self._matcher.find(
+                s,
+                QuerySignals(
+                    pdq_variants=variants,
+                    pdq_quality=m.pdq_quality,
+                    md5=m.md5,
+                    sha256=m.sha256,
+                    video_frames=m.video_frames,
+                ),
+            )
+            for match in matches:
+                actions.append(match.bank.match_action)
+                result.matched_banks.append(match.bank.name)
+                bank = s.get_one(Bank, match.bank.bank_id)
+                sources.add(bank.source)
+                if bank.restrict_on_match:
+                    restrict_sources.add(bank.source)
+        result.matched_banks = sorted(set(result.matched_banks))
+        result.verdict = verdict_for(actions).value
+        joined = self._cases.join_later_copies(s, {item.id}, actor)
+        joined += self._cases.join_by_location(
+            s, item.id, item.platform_id, item.url, actor, media=media
+        )
+        if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
+            joined.append(
+                self._cases.open_for_match(
+                    s, {item.id}, sources, restrict=bool(restrict_sources), actor=actor
+                )
+            )
+        result.cases = sorted(set(joined))
+
+    def record_views(
+        self, platform_id: str, view_count: int, *, actor: str, at: datetime | None = None
+    ) -> ItemResult:
+        if view_count < 0:
+            raise InvalidRequest("view_count cannot be negative.", code="invalid_request")
+        with unit_of_work(self._sessions) as s:
+            item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
+            if item is None:
+                raise NotFound(
+                    f"No item {platform_id[:60]!r}; register it first.", code="item_not_found"
+                )
+            changed = item.view_count != view_count
+            if changed:
+                item.view_count = view_count
+                s.add(ItemViews(item_id=item.id, at=at or utcnow(), view_count=view_count))
+                self._cases.refresh_priority_for_items(s, [item.id])
+            return ItemResult(
+                item_id=platform_id,
+                created=False,
+                changed=changed,
+                visibility=item.visibility,
+                monetization_paused=item.monetization_paused,
+                verdict=Verdict.ALLOW.value,
+            )
+
+    def get_item(self, platform_id: str) -> ItemResult:
+        with unit_of_work(self._sessions, write=False) as s:
+            item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
+            if item is None:
+                raise NotFound(f"No item {platform_id[:60]!r}.", code="item_not_found")
+            return ItemResult(
+                item_id=platform_id,
+                created=False,
+                changed=False,
+                visibility=item.visibility,
+                monetization_paused=item.monetization_paused,
+                verdict=Verdict.ALLOW.value,
+            )
+
+
+def _normalize_media(m: MediaInput) -> MediaInput:
+    if m.pdq_quality is not None and not 0 <= m.pdq_quality <= 100:
+        raise InvalidRequest("pdq_quality must be between 0 and 100.", code="invalid_quality")
+    return MediaInput(
+        sha256=SHA256.normalize(m.sha256),
+        md5=MD5.normalize(m.md5) if m.md5 else None,
+        pdq=PDQ.normalize(m.pdq) if m.pdq else None,
+        pdq_quality=m.pdq_quality,
+        pdq_variants=tuple((n, PDQ.normalize(v)) for n, v in m.pdq_variants),
+        media_type=m.media_type,
+        video_frames=m.video_frames,
+    )
+
+
+def _account_view(a: Account) -> AccountView:
+    return AccountView(a.platform_id, a.handle, a.status, a.flagged, a.confirmed_violations)
