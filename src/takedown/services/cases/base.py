@@ -1,0 +1,239 @@
+"""The ground the case service's parts share: its settings (``CasePolicy``), the
+state every part works on (``CaseBase``: sessions, copy finder, policy, reported hashes),
+and the helpers more than one part uses: which states are active, a case's categories
+and hash sources, the status token's hash, loading a case, setting the items of a case
+(visibility, monetization, one outbox action each) and refreshing its priority.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.domain.cases import CaseState
+from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
+from takedown.domain.reports import Category, ReporterRole
+from takedown.domain.statements import statement_for
+from takedown.domain.triage import TriageInput, priority
+from takedown.ids import new_id
+from takedown.services.audit.chain import record_many
+from takedown.services.cases.copies import CopyFinder, chunks
+from takedown.services.cases.reported_hashes import ReportedHashes
+from takedown.store import repositories as repo
+from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, OutboxMessage, Report
+
+ACTIVE_STATES = (
+    CaseState.OPEN.value,
+    CaseState.RESTRICTED.value,
+    CaseState.IN_REVIEW.value,
+    CaseState.AWAITING_SECOND_REVIEW.value,
+    CaseState.APPEALED.value,
+)
+
+
+@dataclass(frozen=True)
+class CasePolicy:
+    """Deployment settings the case rules depend on."""
+
+    decision_target_minor_hours: float = 4
+    decision_target_hours: float = 72
+    restrict_first_minor_safety: bool = True
+    restrict_first_takedown_requests: bool = True
+    public_base_url: str = "http://127.0.0.1:8000"
+    accounts: AccountPolicy = field(default_factory=AccountPolicy)
+    reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
+
+
+def _hash_sources(case: Case) -> list[str]:
+    return sorted(filter(None, case.hash_sources.split(",")))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _categories(case: Case) -> set[Category]:
+    return {Category(c) for c in case.categories.split(",") if c}
+
+
+class CaseBase:
+    """The state of the case service, and the helpers its parts share."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        copies: CopyFinder,
+        policy: CasePolicy,
+        reported_hashes: ReportedHashes,
+    ) -> None:
+        self._sessions = sessions
+        self._copies = copies
+        self._policy = policy
+        self._hashes = reported_hashes
+
+    def _get(self, s: Session, case_id: str, *, for_update: bool = False) -> Case:
+        return repo.get_case(s, case_id, for_update=for_update)
+
+    # -- items of a case ----------------------------------------------------------
+    def _paused_ids(self, s: Session, case: Case, *, paused: bool) -> list[int]:
+        return list(
+            s.scalars(
+                select(CaseItem.item_id)
+                .join(Item, Item.id == CaseItem.item_id)
+                .where(CaseItem.case_id == case.id, Item.monetization_paused.is_(paused))
+            )
+        )
+
+    def _case_item_ids(self, s: Session, case: Case, *, visibility: str | None = None) -> list[int]:
+        stmt = select(CaseItem.item_id).where(CaseItem.case_id == case.id)
+        if visibility is not None:
+            stmt = stmt.join(Item, Item.id == CaseItem.item_id).where(Item.visibility == visibility)
+        return list(s.scalars(stmt))
+
+    def _set_items(
+        self,
+        s: Session,
+        case: Case,
+        ids: Sequence[int],
+        visibility: str,
+        paused: bool,
+        topic: str,
+        actor: str,
+        why: str,
+        now: datetime,
+        decision_id: str | None = None,
+    ) -> int:
+        if not ids:
+            return 0
+        action = topic.split(".", 1)[1]
+        # The statement of reasons (DSA art. 17) travels with every action, for the
+        # platform to pass on to the owner of the content; it is the same for all copies.
+        statement = statement_for(
+            action,
+            _categories(case),
+            reason=why,
+            decision_reasons=case.public_reasons if action != "restrict" else None,
+            policy=case.outcome_policy,
+            hash_match=bool(case.hash_sources),
+        ).to_dict()
+        pids: list[tuple[int, str]] = []
+        for part in chunks(list(ids)):
+            s.execute(
+                update(Item)
+                .where(Item.id.in_(part))
+                .values(visibility=visibility, monetization_paused=paused, updated_at=now)
+            )
+            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
+        rows = []
+        for _, pid in pids:
+            key = new_id()
+            rows.append(
+                {
+                    "public_id": key,
+                    "idempotency_key": key,
+                    "topic": topic,
+                    "target_type": "item",
+                    "target_platform_id": pid,
+                    "case_id": case.id,
+                    "payload": json.dumps(
+                        {
+                            "action": action,
+                            "item_id": pid,
+                            "case": case.public_id,
+                            "reason": why,
+                            "monetization": "paused" if paused else "resumed",
+                            "statement_of_reasons": statement,
+                            "decision": decision_id,
+                        }
+                    ),
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+            )
+        for part in chunks(rows, 5000):  # type: ignore[arg-type]
+            s.execute(insert(OutboxMessage), part)
+        record_many(
+            s, actor, topic, "item", [p for _, p in pids], {"case": case.public_id, "reason": why}
+        )
+        return len(pids)
+
+    # -- triage ----------------------------------------------------------------------
+    def _total_views(self, s: Session, case: Case) -> int:
+        total = s.scalar(
+            select(func.coalesce(func.sum(Item.view_count), 0))
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .where(CaseItem.case_id == case.id)
+        )
+        return int(total or 0)
+
+    def _views_hour_ago(self, s: Session, case: Case, now: datetime) -> int:
+        """The case's views one hour ago, as well as the samples tell.
+
+        Per item: the last sample at or before the cut; for an item posted within the
+        hour, zero; otherwise (older, but first seen since) its first sample, so that
+        registering an old item with many views does not look like sudden growth.
+        """
+        cut = now - timedelta(hours=1)
+        total = 0
+        for part in chunks(self._case_item_ids(s, case)):
+            before = dict(
+                s.execute(
+                    select(ItemViews.item_id, func.max(ItemViews.view_count))
+                    .where(ItemViews.item_id.in_(part), ItemViews.at <= cut)
+                    .group_by(ItemViews.item_id)
+                ).all()
+            )
+            first = dict(
+                s.execute(
+                    select(ItemViews.item_id, func.min(ItemViews.view_count))
+                    .where(ItemViews.item_id.in_(part))
+                    .group_by(ItemViews.item_id)
+                ).all()
+            )
+            for item_id, posted_at in s.execute(
+                select(Item.id, Item.posted_at).where(Item.id.in_(part))
+            ).all():
+                if item_id in before:
+                    total += int(before[item_id])
+                elif posted_at is None or posted_at < cut:
+                    total += int(first.get(item_id, 0))
+        return total
+
+    def _refresh_priority(self, s: Session, case: Case, now: datetime) -> None:
+        reports = s.execute(
+            select(Report.category, Report.reporter_role).where(
+                Report.case_id == case.id,
+                # A limited reporter's role no longer raises the priority (DSA art. 23).
+                Report.from_limited_reporter.is_(False),
+            )
+        ).all()
+        accounts = s.execute(
+            select(Account.confirmed_violations, Account.flagged)
+            .join(Item, Item.account_id == Account.id)
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .where(CaseItem.case_id == case.id)
+            .distinct()
+        ).all()
+        total = self._total_views(s, case)
+        score, factors = priority(
+            TriageInput(
+                categories=frozenset(Category(r[0]) for r in reports)
+                | frozenset(_categories(case)),
+                reporter_roles=frozenset(ReporterRole(r[1]) for r in reports),
+                hash_sources=frozenset(_hash_sources(case)),
+                account_confirmed_violations=sum(a[0] for a in accounts),
+                accounts_flagged=sum(1 for a in accounts if a[1]),
+                total_views=total,
+                views_last_hour=max(0, total - self._views_hour_ago(s, case, now)),
+            )
+        )
+        case.priority = score
+        case.priority_factors = json.dumps([f.__dict__ for f in factors])

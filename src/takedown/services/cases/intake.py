@@ -1,0 +1,401 @@
+"""Intake and restriction: submitting a report (grouped into a case, restricted first
+over the copy graph, demonetized while reviewed), the copies that appear later (joined
+to the active cases they copy, by place or by reported hash, or a case opened for a bank
+match) and the treatment they get, and refreshing the priority of the cases of items.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, or_, select
+from sqlalchemy.orm import Session
+
+from takedown.domain.access import Permission, Principal
+from takedown.domain.cases import PUBLIC_STATUS, PUBLIC_TEXT, CaseState, Outcome
+from takedown.domain.reports import (
+    INTIMATE_IMAGERY,
+    MINOR_SAFETY,
+    ReporterRole,
+    ReportInput,
+    ValidReport,
+    validate_report,
+)
+from takedown.domain.triage import TAKE_IT_DOWN_WINDOW, decision_target
+from takedown.ids import utcnow
+from takedown.services.audit.chain import record
+from takedown.services.cases.base import ACTIVE_STATES, _categories, _hash_sources, _token_hash
+from takedown.services.cases.copies import Copy, chunks
+from takedown.services.cases.enforcement import is_limited, reporter_key
+from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
+from takedown.services.cases.reported_hashes import HashedMedia
+from takedown.services.cases.status import CaseStatus
+from takedown.services.cases.views import ReportReceipt
+from takedown.store.db import unit_of_work
+from takedown.store.models import Case, CaseItem, CaseLocation, Item, Report
+
+
+def _add_hash_sources(case: Case, sources: set[str]) -> None:
+    case.hash_sources = ",".join(sorted(set(_hash_sources(case)) | sources))
+
+
+def _is_active(case: Case) -> bool:
+    return case.state in ACTIVE_STATES or case.outcome == Outcome.VIOLATION.value
+
+
+class CaseIntake(CaseStatus):
+    """Reports in, restriction first, and the copies that join a case later."""
+
+    # -- intake --------------------------------------------------------------------
+    def submit_report(
+        self, raw: ReportInput, *, channel: str, principal: Principal | None = None
+    ) -> ReportReceipt:
+        """Validate, group into a case, restrict first, and answer at once."""
+        valid = validate_report(raw, authenticated_role=_channel_role(principal))
+        token = secrets.token_urlsafe(24)
+        actor = principal.actor if principal else f"reporter:{valid.reporter_role.value}"
+        with unit_of_work(self._sessions) as s:
+            now = utcnow()
+            seeds = self._resolve(s, valid.item_ids, valid.urls)
+            copies = self._copies.expand(s, seeds) if seeds else {}
+            found = self._hashes.find(s, valid.hashes) if valid.hashes else None
+            if found and found.copies:
+                # What the hashes found, and everything it links to; an item both named
+                # and found keeps "reported".
+                more = self._copies.expand(s, found.copies, known=frozenset(copies))
+                copies.update({i: found.copies.get(i, c) for i, c in more.items()})
+            case = self._case_for(s, set(copies), now)
+            added = self._add_copies(s, case, copies)
+            if found and found.bank_sources:
+                _add_hash_sources(case, found.bank_sources)
+            report = Report(
+                case_id=case.id,
+                channel=channel,
+                submitted_by=principal.actor if principal else None,
+                category=valid.category.value,
+                reporter_role=valid.reporter_role.value,
+                explanation=valid.explanation,
+                locations=json.dumps(
+                    {
+                        "urls": list(valid.urls),
+                        "item_ids": list(valid.item_ids),
+                        "hashes": [h.to_json() for h in valid.hashes],
+                    }
+                ),
+                reporter_name=valid.reporter_name,
+                reporter_email=valid.reporter_email,
+                contact=valid.contact,
+                signature=valid.signature,
+                good_faith=valid.good_faith,
+                not_consensual=valid.not_consensual,
+                takedown_request=valid.takedown_request,
+                status_token_hash=_token_hash(token),
+                received_at=now,
+                from_limited_reporter=is_limited(
+                    s,
+                    reporter_key(principal.actor if principal else None, valid.reporter_email),
+                    now,
+                ),
+            )
+            s.add(report)
+            s.flush()
+            self._add_locations(s, case, report, valid)
+            record(
+                s,
+                actor,
+                "report.received",
+                "case",
+                case.public_id,
+                {
+                    "report": report.public_id,
+                    "category": valid.category.value,
+                    "reporter_role": valid.reporter_role.value,
+                    "takedown_request": valid.takedown_request,
+                    "copies_added": added,
+                    "hashed_files": len(valid.hashes),
+                    "hash_matched_items": len(found.copies) if found else 0,
+                    "hash_matched_banks": sorted(found.bank_sources) if found else [],
+                },
+            )
+            before = PUBLIC_STATUS[CaseState(case.state)]
+            self._apply_report(s, case, valid, now)
+            restricted = 0
+            if report.from_limited_reporter:
+                # DSA art. 23(2): reviewed like any report, but it hides nothing first.
+                record(
+                    s,
+                    actor,
+                    "report.from_limited_reporter",
+                    "case",
+                    case.public_id,
+                    {"report": report.public_id},
+                )
+            elif self._restrict_first(valid) and case.outcome != Outcome.VIOLATION.value:
+                restricted = self._restrict(s, case, actor, "restrict_first", now)
+            elif valid.category in INTIMATE_IMAGERY and case.outcome is None:
+                # Not hidden yet (e.g. a bystander's report of intimate imagery), but
+                # nobody should earn from it while it is reviewed.
+                self._demonetize(s, case, actor, now)
+            self._refresh_priority(s, case, now)
+            status = PUBLIC_STATUS[CaseState(case.state)]
+            self._mail(s, case, [report], "received", now)
+            if status != before:
+                self._mail_status_change(s, case, status, now, exclude=report.id)
+            return ReportReceipt(
+                case_number=case.public_id,
+                report_id=report.public_id,
+                status_token=token,
+                status=status.value,
+                status_text=PUBLIC_TEXT[status],
+                restricted_items=restricted,
+                takedown_request=valid.takedown_request,
+                missing_for_takedown=valid.missing_for_takedown,
+            )
+
+    def _restrict_first(self, valid: ValidReport) -> bool:
+        if valid.category in MINOR_SAFETY and self._policy.restrict_first_minor_safety:
+            return True
+        return valid.takedown_request and self._policy.restrict_first_takedown_requests
+
+    def _resolve(self, s: Session, item_ids: Sequence[str], urls: Sequence[str]) -> set[int]:
+        found: set[int] = set()
+        for part in chunks(list(item_ids)):
+            found.update(s.scalars(select(Item.id).where(Item.platform_id.in_(part))))
+        for part in chunks(list(urls)):
+            found.update(s.scalars(select(Item.id).where(Item.url.in_(part))))
+        return found
+
+    def _case_for(self, s: Session, item_ids: set[int], now: datetime) -> Case:
+        """The active case that already holds any of these items, else a new one."""
+        for part in chunks(sorted(item_ids)):
+            case = s.scalars(
+                select(Case)
+                .join(CaseItem, CaseItem.case_id == Case.id)
+                .where(CaseItem.item_id.in_(part))
+                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+                .order_by(Case.opened_at)
+                .limit(1)
+            ).first()
+            if case is not None:
+                return case
+        case = Case(state=CaseState.OPEN.value, opened_at=now, updated_at=now)
+        s.add(case)
+        s.flush()
+        record(s, "system", "case.opened", "case", case.public_id, {})
+        return case
+
+    def _add_locations(self, s: Session, case: Case, report: Report, valid: ValidReport) -> None:
+        base = {"case_id": case.id, "report_id": report.id}
+        rows = [{**base, "kind": "url", "value": u} for u in valid.urls]
+        rows += [{**base, "kind": "item", "value": i} for i in valid.item_ids]
+        if rows:
+            s.execute(insert(CaseLocation), rows)
+        if valid.hashes:
+            self._hashes.keep(s, case.id, report.id, valid.hashes)
+
+    def _add_copies(self, s: Session, case: Case, copies: dict[int, Copy]) -> int:
+        if not copies:
+            return 0
+        present: set[int] = set()
+        for part in chunks(sorted(copies)):
+            present.update(
+                s.scalars(
+                    select(CaseItem.item_id).where(
+                        CaseItem.case_id == case.id, CaseItem.item_id.in_(part)
+                    )
+                )
+            )
+        now = utcnow()
+        rows = [
+            {
+                "case_id": case.id,
+                "item_id": c.item_id,
+                "reason": c.reason,
+                "distance": c.distance,
+                "added_at": now,
+            }
+            for c in copies.values()
+            if c.item_id not in present
+        ]
+        for part in chunks(rows, 5000):  # type: ignore[arg-type]
+            s.execute(insert(CaseItem), part)
+        return len(rows)
+
+    def _apply_report(self, s: Session, case: Case, valid: ValidReport, now: datetime) -> None:
+        cats = _categories(case) | {valid.category}
+        case.categories = ",".join(sorted(c.value for c in cats))
+        case.minor_safety = bool(cats & MINOR_SAFETY)
+        if case.first_report_at is None:
+            case.first_report_at = now
+            case.views_at_first_report = self._total_views(s, case)
+        target = now + decision_target(
+            cats, self._policy.decision_target_minor_hours, self._policy.decision_target_hours
+        )
+        if case.decided_at is None and (
+            case.decision_due_at is None or target < case.decision_due_at
+        ):
+            case.decision_due_at = target
+        if valid.takedown_request and case.takedown_requested_at is None:
+            case.takedown_requested_at = now
+            case.takedown_due_at = now + TAKE_IT_DOWN_WINDOW
+        case.updated_at = now
+
+    # -- restriction and effects ----------------------------------------------------
+    def _restrict(self, s: Session, case: Case, actor: str, why: str, now: datetime) -> int:
+        """Every visible copy in the case: hidden pending review, monetization off, one
+        action per item in the outbox for the platform."""
+        ids = self._case_item_ids(s, case, visibility="visible")
+        changed = self._set_items(
+            s, case, ids, "restricted", True, "item.restrict", actor, why, now
+        )
+        case.restrict_first = True  # copies found later are restricted too
+        hidden = changed or bool(self._case_item_ids(s, case, visibility="restricted"))
+        if hidden:
+            if case.state == CaseState.OPEN.value:
+                case.state = CaseState.RESTRICTED.value
+            if case.restricted_at is None:
+                case.restricted_at = now
+        return changed
+
+    def _demonetize(self, s: Session, case: Case, actor: str, now: datetime) -> int:
+        """Monetization off on every visible, still monetized copy; one action each."""
+        unpaid = set(self._paused_ids(s, case, paused=False))
+        ids = [i for i in self._case_item_ids(s, case, visibility="visible") if i in unpaid]
+        return self._set_items(
+            s, case, ids, "visible", True, "item.demonetize", actor, "under_review", now
+        )
+
+    # -- copies that appear later (called by the registry) ----------------------------
+    def join_later_copies(self, s: Session, item_ids: set[int], actor: str) -> list[str]:
+        """Attach newly registered items to the active cases they are copies of, and
+        give them the case's current treatment. Returns the case numbers joined."""
+        if not item_ids:
+            return []
+        touching = self._copies.neighbours(s, item_ids)
+        cases: dict[int, Case] = {}
+        for part in chunks(sorted(touching)):
+            for case in s.scalars(
+                select(Case)
+                .join(CaseItem, CaseItem.case_id == Case.id)
+                .where(CaseItem.item_id.in_(part))
+                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+            ):
+                cases[case.id] = case
+        now = utcnow()
+        for case in cases.values():
+            known = frozenset(self._case_item_ids(s, case))
+            link = next(c for i, c in sorted(touching.items()) if i in known)
+            copies = self._copies.expand(
+                s,
+                item_ids,
+                seed_reason=_LINK_REASON.get(link.reason, link.reason),
+                known=known,
+                seed_distance=link.distance,
+            )
+            if self._add_copies(s, case, copies):
+                self._treat_new_copies(s, case, actor, now)
+        return [c.public_id for c in cases.values()]
+
+    def join_by_location(
+        self,
+        s: Session,
+        item_id: int,
+        platform_id: str,
+        url: str | None,
+        actor: str,
+        media: Sequence[HashedMedia] = (),
+    ) -> list[str]:
+        """An item registered at a place a report named earlier, or whose media match
+        the hashes a report sent, joins that case."""
+        conds = [(CaseLocation.kind == "item") & (CaseLocation.value == platform_id)]
+        if url:
+            conds.append((CaseLocation.kind == "url") & (CaseLocation.value == url))
+        case_ids = set(s.scalars(select(CaseLocation.case_id).where(or_(*conds))))
+        by_hash = self._hashes.cases_for_media(s, media) if media else {}
+        case_ids |= set(by_hash)
+        joined = []
+        now = utcnow()
+        for case in s.scalars(select(Case).where(Case.id.in_(case_ids))):
+            if not _is_active(case):
+                continue
+            known = frozenset(self._case_item_ids(s, case))
+            if case.id in by_hash:
+                copies = self._copies.expand(
+                    s,
+                    {item_id},
+                    seed_reason=REPORTED_HASH,
+                    known=known,
+                    seed_distance=by_hash[case.id],
+                )
+            else:
+                copies = self._copies.expand(s, {item_id}, known=known)
+            if self._add_copies(s, case, copies):
+                self._treat_new_copies(s, case, actor, now)
+                self._refresh_priority(s, case, now)
+            joined.append(case.public_id)
+        return joined
+
+    def open_for_match(
+        self, s: Session, item_ids: set[int], sources: set[str], restrict: bool, actor: str
+    ) -> str:
+        """A registered item matched a bank: open (or join) its case."""
+        now = utcnow()
+        copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
+        case = self._case_for(s, set(copies), now)
+        self._add_copies(s, case, copies)
+        _add_hash_sources(case, sources)
+        if case.decision_due_at is None:
+            case.decision_due_at = now + timedelta(hours=self._policy.decision_target_hours)
+        if restrict and case.outcome != Outcome.VIOLATION.value:
+            self._restrict(s, case, actor, "hash_match", now)
+        self._refresh_priority(s, case, now)
+        return case.public_id
+
+    def _treat_new_copies(self, s: Session, case: Case, actor: str, now: datetime) -> None:
+        if case.outcome == Outcome.VIOLATION.value:
+            ids = self._case_item_ids(s, case, visibility="visible")
+            ids += self._case_item_ids(s, case, visibility="restricted")
+            self._set_items(
+                s,
+                case,
+                ids,
+                "removed",
+                True,
+                "item.remove",
+                actor,
+                "copy_of_confirmed_violation",
+                now,
+            )
+        elif case.restrict_first and case.state in ACTIVE_STATES:
+            self._restrict(s, case, actor, "copy_of_restricted_content", now)
+
+    # -- triage ----------------------------------------------------------------------
+    def refresh_priority_for_items(self, s: Session, item_ids: Iterable[int]) -> None:
+        now = utcnow()
+        ids = sorted(set(item_ids))
+        for part in chunks(ids):
+            for case in s.scalars(
+                select(Case)
+                .join(CaseItem, CaseItem.case_id == Case.id)
+                .where(CaseItem.item_id.in_(part), Case.state.in_(ACTIVE_STATES))
+                .distinct()
+            ):
+                self._refresh_priority(s, case, now)
+
+
+# How a new item relates to the case item it touches, seen from the new item: touching
+# an "original" means the new item reposts or quotes it.
+_LINK_REASON = {"original": "repost", "repost": "original", "quote": "original"}
+
+
+def _channel_role(principal: Principal | None) -> ReporterRole | None:
+    if principal is None:
+        return None
+    if principal.allows(Permission.REPORT_LAW_ENFORCEMENT):
+        return ReporterRole.LAW_ENFORCEMENT
+    if principal.allows(Permission.REPORT_TRUSTED_FLAGGER):
+        return ReporterRole.TRUSTED_FLAGGER
+    return None
