@@ -12,7 +12,7 @@ from takedown.store.models import Base
 def test_migrations_match_models(database_url: str):
     engine = make_engine(database_url)
     upgrade(engine)  # idempotent on an already migrated database
-    assert current_revision(engine) == "0011"
+    assert current_revision(engine) == "0012"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()

@@ -62,7 +62,8 @@ def test_record_normalizes_type_alias_and_hex_case() -> None:
     [
         (("pdq", P1[:-1]), "invalid_hash"),
         (("md5", P1), "invalid_hash"),
-        (("photodna", P1), "unknown_signal_type"),
+        (("tmk", P1), "unknown_signal_type"),
+        (("photodna", P1), "invalid_hash"),  # a registered type: 144 bytes, not 32
         (("pdq", P1, 101), "invalid_quality"),
         (("pdq", P1, -1), "invalid_quality"),
         (("pdq", P1, True), "invalid_quality"),
@@ -230,7 +231,10 @@ def test_csv_header_naming_a_column_twice_is_refused() -> None:
 def test_csv_header_only_counts_on_the_first_row() -> None:
     result = parse(f"pdq,{P1}\nsignal_type,signal\n", "csv")
     assert rejected(result) == [
-        (2, "Unknown signal type 'signal_type'; known types: pdq, md5, sha256.")
+        (
+            2,
+            "Unknown signal type 'signal_type'; known types: pdq, md5, sha256, vpdq, photodna.",
+        )
     ]
 
 

@@ -3,7 +3,7 @@ these)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,26 @@ class ErrorOut(BaseModel):
     code: str = Field(description="Stable machine-readable error code.")
     message: str = Field(description="What went wrong, in a sentence.")
     details: dict[str, Any] | None = None
+
+
+class SignalSettingIn(BaseModel):
+    """A bank's setting for one signal type; absent fields are left as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: int | None = Field(
+        None, description="Largest distance that matches (Hamming types)."
+    )
+    quality_floor: int | None = Field(None, description="Lowest quality used (types with one).")
+    match_percent: int | None = Field(
+        None, description="vpdq: share (%) of frames that must match."
+    )
+
+
+_SIGNAL_SETTINGS_DOC = (
+    "Settings per signal type by name (GET /v1/signal-types), e.g. "
+    '{"pdq": {"threshold": 24}, "my_dhash": {"threshold": 8}}; the PDQ and video fields '
+    "above are shorthands for the pdq and vpdq settings."
+)
 
 
 class BankIn(BaseModel):
@@ -44,6 +64,9 @@ class BankIn(BaseModel):
     video_frame_threshold: int | None = Field(
         None, description="Largest PDQ distance between matching video frames (usually 31)."
     )
+    signal_settings: dict[str, SignalSettingIn] | None = Field(
+        None, max_length=32, description=_SIGNAL_SETTINGS_DOC
+    )
 
 
 class BankPatch(BaseModel):
@@ -57,12 +80,21 @@ class BankPatch(BaseModel):
     reason: str | None = Field(None, description="Required when disabling.")
     video_match_percent: int | None = None
     video_frame_threshold: int | None = None
+    signal_settings: dict[str, SignalSettingIn] | None = Field(
+        None, max_length=32, description=_SIGNAL_SETTINGS_DOC
+    )
 
 
 class EntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    signal_type: Literal["pdq", "md5", "sha256"]
-    value: str = Field(description="The hash as hex (PDQ: 64 digits, MD5: 32, SHA-256: 64).")
+    signal_type: str = Field(
+        max_length=32,
+        description="pdq, md5, sha256, photodna, or a plug-in type (GET /v1/signal-types).",
+    )
+    value: str = Field(
+        max_length=512,
+        description="The hash as its type writes it (PDQ: 64 hex digits, MD5: 32, SHA-256: 64).",
+    )
     quality: int | None = Field(None, ge=0, le=100)
     source: str | None = Field(None, max_length=32)
     source_id: str | None = Field(None, max_length=200)
@@ -99,6 +131,13 @@ class ScreenHashesIn(BaseModel):
     )
     md5: str | None = None
     sha256: str | None = None
+    signals: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
+        None,
+        max_length=16,
+        description="Hashes of any signal type by name (see GET /v1/signal-types), for "
+        "types without a field of their own: plug-in types, or PhotoDNA (stored and "
+        "exchanged but not matchable here: named in not_matchable).",
+    )
     content_ref: str | None = Field(
         None, max_length=500, description="Your id for the upload, kept with matches."
     )
@@ -119,6 +158,16 @@ class ScreenOut(BaseModel):
         None,
         description="For a video: container, codec, size, duration and the kept frame "
         "features (frame number, timestamp, PDQ, quality).",
+    )
+    signals: dict[str, str] = Field(
+        default_factory=dict,
+        description="Signals of plug-in types that were screened (given, or computed from "
+        "the file).",
+    )
+    not_matchable: list[str] = Field(
+        default_factory=list,
+        description="Signal types given that Takedown stores and exchanges but cannot "
+        "match here (e.g. photodna): they did not take part in the verdict.",
     )
 
 

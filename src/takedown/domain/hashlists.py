@@ -265,7 +265,7 @@ def _read_lines(
     # (lowercase hex of the right length): those skip the general path, which validates
     # the same thing at ~30 times the cost.
     canonical = None
-    if parse is _parse_text_line and default_type is not None:
+    if parse is _parse_text_line and default_type is not None and default_type.hex_digits:
         canonical = re.compile(f"[0-9a-f]{{{default_type.hex_digits}}}").fullmatch
     for line_number, line in enumerate(lines, start=1):
         if canonical is not None and canonical(line):

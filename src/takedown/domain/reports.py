@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from takedown.errors import InvalidRequest
-from takedown.signals import MD5, PDQ
+from takedown.signals import MD5, PDQ, VPDQ, signal_type
 
 
 class Category(StrEnum):
@@ -66,6 +66,9 @@ class ReportedHash:
     pdq: str | None = None
     pdq_quality: int | None = None
     dihedral: tuple[str, ...] = ()
+    # Hashes of other signal types (plug-ins), as (type name, value): matched against
+    # the banks; registered copies are found by MD5 and PDQ.
+    signals: tuple[tuple[str, str], ...] = ()
 
     @property
     def pdq_variants(self) -> tuple[str, ...]:
@@ -80,7 +83,7 @@ class ReportedHash:
             "pdq": self.pdq,
             "pdq_quality": self.pdq_quality,
             "dihedral": list(self.dihedral),
-        }
+        } | ({"signals": dict(self.signals)} if self.signals else {})
 
 
 @dataclass(frozen=True)
@@ -243,11 +246,12 @@ def validate_hashes(raw: Sequence[ReportedHash]) -> tuple[ReportedHash, ...]:
         raise InvalidRequest(
             f"At most {MAX_HASHED_FILES} hashed files per report.", code="too_many_files"
         )
-    out: dict[tuple[str | None, str | None], ReportedHash] = {}
+    out: dict[tuple[object, ...], ReportedHash] = {}
     for h in raw:
         md5 = MD5.normalize(h.md5) if h.md5 else None
         pdq = PDQ.normalize(h.pdq) if h.pdq else None
-        if md5 is None and pdq is None:
+        signals = _other_signals(h.signals)
+        if md5 is None and pdq is None and not signals:
             raise InvalidRequest(
                 "Each hashed file needs its MD5 or its PDQ hash.", code="invalid_hash"
             )
@@ -263,8 +267,27 @@ def validate_hashes(raw: Sequence[ReportedHash]) -> tuple[ReportedHash, ...]:
                 "the file's own PDQ.",
                 code="invalid_hash",
             )
-        out.setdefault((md5, pdq), ReportedHash(md5, pdq, quality if pdq else None, dihedral))
+        out.setdefault(
+            (md5, pdq, signals),
+            ReportedHash(md5, pdq, quality if pdq else None, dihedral, signals),
+        )
     return tuple(out.values())
+
+
+def _other_signals(given: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Plug-in signals of a reported file, canonical and sorted; a type that cannot be
+    matched here, or that has a field of its own, is refused."""
+    out: dict[str, str] = {}
+    for name, value in given:
+        st = signal_type(name)
+        if st in (MD5, PDQ, VPDQ) or not st.matchable or not isinstance(value, str):
+            raise InvalidRequest(
+                f"A report's signals are hashes of types matched here other than md5 and "
+                f"pdq (which have fields of their own); got {st.name}.",
+                code="invalid_hash",
+            )
+        out[st.name] = st.normalize(value)
+    return tuple(sorted(out.items()))
 
 
 def _missing_for_takedown(

@@ -87,7 +87,8 @@ class Runtime:
 
     def close(self) -> None:
         self.screening.close()  # writes matched screenings still queued
-        for follower in (self.matcher.follower, self.media_index, self.reported_hashes):
+        self.matcher.close()
+        for follower in (self.media_index, self.reported_hashes):
             follower.close()
         self.api_keys.close()
         self.engine.dispose()

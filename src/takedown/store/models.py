@@ -58,8 +58,6 @@ class Bank(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(32))
     match_action: Mapped[str] = mapped_column(String(16))
-    pdq_threshold: Mapped[int] = mapped_column(Integer)
-    pdq_quality_floor: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # A match against this bank restricts the content at once, pending review.
     restrict_on_match: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -68,13 +66,38 @@ class Bank(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # The video rule (migration 0009): a video matches a banked one when this share of
-    # the banked video's frames (or of the upload's, for a clip) match within the
-    # frame threshold. See domain/video.py.
-    video_match_percent: Mapped[int] = mapped_column(Integer, default=80)
-    video_frame_threshold: Mapped[int] = mapped_column(Integer, default=31)
+    # Threshold, quality floor and (vPDQ) share of frames per signal type (migration
+    # 0012); a type without a row uses its defaults (takedown.signals).
+    signal_settings: Mapped[list[BankSignalSetting]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="BankSignalSetting.signal_type"
+    )
 
     entries: Mapped[list[BankEntry]] = relationship(back_populates="bank", lazy="raise")
+
+    def setting(self, signal_type: str) -> BankSignalSetting:
+        """This bank's row for ``signal_type``, added (empty: the type's defaults) if
+        it has none yet."""
+        for row in self.signal_settings:
+            if row.signal_type == signal_type:
+                return row
+        row = BankSignalSetting(signal_type=signal_type)
+        self.signal_settings.append(row)
+        return row
+
+    def settings_by_type(self) -> dict[str, BankSignalSetting]:
+        return {row.signal_type: row for row in self.signal_settings}
+
+
+class BankSignalSetting(Base):
+    """A bank's setting for one signal type; null columns mean the type's default."""
+
+    __tablename__ = "bank_signal_settings"
+
+    bank_id: Mapped[int] = mapped_column(BigId, ForeignKey("banks.id"), primary_key=True)
+    signal_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quality_floor: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    match_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class BankEntry(Base):
@@ -91,7 +114,7 @@ class BankEntry(Base):
     # No index of its own: the unique constraint's index leads with it.
     bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
     signal_type: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(512))  # 64 until migration 0012
     quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     source: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -8,6 +8,8 @@ from typing import Protocol
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from takedown.domain.banks import MatchAction
+from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
 from takedown.store.models import Bank, BankEntry, Case
 
@@ -122,3 +124,16 @@ def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
         }
         for f in features
     ]
+
+
+def bank_rule(bank: Bank) -> BankRule:
+    """The bank's matching rule from its row and its settings rows."""
+    return BankRule(
+        bank.id,
+        bank.name,
+        MatchAction(bank.match_action),
+        {
+            row.signal_type: SignalSetting(row.threshold, row.quality_floor, row.match_percent)
+            for row in bank.signal_settings
+        },
+    )

@@ -9,19 +9,44 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
-from takedown.api.schemas import BankIn, BankPatch, EntriesIn, EntryPage, EntryPatch
+from takedown.api.schemas import (
+    BankIn,
+    BankPatch,
+    EntriesIn,
+    EntryPage,
+    EntryPatch,
+    SignalSettingIn,
+)
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.domain.hashlists import FORMATS, HashRecord
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
-from takedown.services.banks.service import AddResult, BankView, EntryView, Provenance
+from takedown.services.banks.service import (
+    AddResult,
+    BankView,
+    EntryView,
+    Provenance,
+    SettingChange,
+)
+from takedown.signals import all_types
 
 router = APIRouter(tags=["banks"])
 _read = require(Permission.BANKS_READ)
 _write = require(Permission.BANKS_WRITE)
 
 _MEDIA_TYPES = {"text": "text/plain", "csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+@router.get(
+    "/signal-types",
+    summary="The signal types this deployment knows",
+    description="Every registered signal type (built-in and plug-in): its name and "
+    "aliases, what content it describes, whether Takedown can compute it and match it "
+    "here (PhotoDNA: stored and exchanged only), and its default threshold.",
+)
+def list_signal_types(_: Principal = Depends(_read)) -> list[dict[str, object]]:
+    return [t.describe() for t in all_types()]
 
 
 @router.get("/banks", response_model=list[BankView], summary="List banks")
@@ -44,6 +69,7 @@ def create_bank(
         restrict_on_match=body.restrict_on_match,
         video_match_percent=body.video_match_percent,
         video_frame_threshold=body.video_frame_threshold,
+        signal_settings=_setting_changes(body.signal_settings),
     )
     return view
 
@@ -73,6 +99,7 @@ def update_bank(
         reason=body.reason,
         video_match_percent=body.video_match_percent,
         video_frame_threshold=body.video_frame_threshold,
+        signal_settings=_setting_changes(body.signal_settings),
     )
     return view
 
@@ -226,3 +253,11 @@ def update_entry(
 ) -> EntryView:
     view = rt.banks.set_entry_enabled(entry_id, body.enabled, actor=p.actor, reason=body.reason)
     return view
+
+
+def _setting_changes(
+    given: dict[str, SignalSettingIn] | None,
+) -> dict[str, SettingChange] | None:
+    if given is None:
+        return None
+    return {name: SettingChange(**s.model_dump()) for name, s in given.items()}

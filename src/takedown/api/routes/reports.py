@@ -7,6 +7,8 @@ what lets them report in those roles.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +34,12 @@ class HashIn(BaseModel):
         default_factory=list,
         max_length=8,
         description="The 8 dihedral PDQ variants (rotations, mirror images), first = pdq.",
+    )
+    signals: dict[str, Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Hashes of other signal types matched here (plug-ins, see GET "
+        "/v1/signal-types), by type name; they are matched against the banks.",
     )
 
 
@@ -84,7 +92,10 @@ class ReporterAppealIn(StatusIn):
 
 def report_input(body: ReportIn) -> ReportInput:
     fields = body.model_dump(exclude={"hashes"})
-    hashes = [ReportedHash(h.md5, h.pdq, h.pdq_quality, tuple(h.dihedral)) for h in body.hashes]
+    hashes = [
+        ReportedHash(h.md5, h.pdq, h.pdq_quality, tuple(h.dihedral), tuple(h.signals.items()))
+        for h in body.hashes
+    ]
     return ReportInput(**fields, hashes=hashes)
 
 

@@ -39,6 +39,8 @@ def _out(result: ScreeningResult) -> ScreenOut:
             "pdq_quality": result.pdq_quality,
             "media_type": "video" if result.video else "image" if result.media else None,
             "video": result.video.to_dict() if result.video else None,
+            "signals": result.signals,
+            "not_matchable": result.not_matchable,
         }
     )
 
@@ -96,6 +98,7 @@ async def screen_hashes_body(rt: Runtime, actor: str, body: ScreenHashesIn) -> S
         pdq_variants=body.pdq_variants,
         md5=body.md5,
         sha256=body.sha256,
+        signals=body.signals,
         content_ref=body.content_ref,
         record=False,
     )

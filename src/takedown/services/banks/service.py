@@ -4,7 +4,7 @@ export entries. Each public method is one transaction."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +29,7 @@ from takedown.domain.hashlists import (
     parse_hash_list,
     write_hash_list,
 )
+from takedown.domain.screening import BankRule
 from takedown.domain.video import validate_match_percent
 from takedown.errors import Conflict, InvalidRequest
 from takedown.ids import new_ids, utcnow
@@ -36,7 +37,7 @@ from takedown.media import ImageLimits, hash_image_bytes
 from takedown.media.video import VideoSignals, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
-from takedown.signals import SIGNAL_TYPES, VPDQ, signal_type
+from takedown.signals import PDQ, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import Bank, BankEntry, BankVideoFrame, Base
@@ -67,17 +68,21 @@ class BankView:
     enabled_entries: int = 0
     video_match_percent: int = 80
     video_frame_threshold: int = 31
+    # Every signal type's effective setting (the bank's own, else the type's default).
+    signal_settings: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, bank: Bank, counts: tuple[int, int] = (0, 0)) -> BankView:
+        rule = repo.bank_rule(bank)
+        video = rule.video_rule
         return cls(
             id=bank.public_id,
             name=bank.name,
             description=bank.description,
             source=bank.source,
             match_action=bank.match_action,
-            pdq_threshold=bank.pdq_threshold,
-            pdq_quality_floor=bank.pdq_quality_floor,
+            pdq_threshold=rule.pdq_threshold,
+            pdq_quality_floor=rule.pdq_quality_floor,
             enabled=bank.enabled,
             restrict_on_match=bank.restrict_on_match,
             created_at=bank.created_at,
@@ -87,9 +92,102 @@ class BankView:
             disabled_reason=bank.disabled_reason,
             entries=counts[0],
             enabled_entries=counts[1],
-            video_match_percent=bank.video_match_percent,
-            video_frame_threshold=bank.video_frame_threshold,
+            video_match_percent=video.match_percent,
+            video_frame_threshold=video.frame_threshold,
+            signal_settings=effective_settings(rule),
         )
+
+
+def effective_settings(rule: BankRule) -> dict[str, dict[str, object]]:
+    """Per signal type: whether it is matched here, and the threshold, quality floor and
+    (vPDQ) frame share in force, for the API and the CLI."""
+    out: dict[str, dict[str, object]] = {}
+    for st in all_types():
+        item: dict[str, object] = {"matchable": st.matchable}
+        if st.perceptual:
+            item["threshold"] = rule.threshold(st)
+        if st.has_quality:
+            item["quality_floor"] = rule.quality_floor(st)
+        if st is VPDQ:
+            item["match_percent"] = rule.video_rule.match_percent
+        out[st.name] = item
+    return out
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A change to a bank's setting for one signal type (None: leave as is)."""
+
+    threshold: int | None = None
+    quality_floor: int | None = None
+    match_percent: int | None = None
+
+
+def setting_changes(
+    *,
+    pdq_threshold: int | None = None,
+    pdq_quality_floor: int | None = None,
+    video_match_percent: int | None = None,
+    video_frame_threshold: int | None = None,
+    signal_settings: Mapping[str, SettingChange] | None = None,
+) -> dict[str, SettingChange]:
+    """The API's and CLI's PDQ-named fields as changes per signal type, merged with the
+    per-type ones (which win). The PDQ quality floor applies to video frames too, as it
+    always has."""
+    changes: dict[str, SettingChange] = {}
+    if pdq_threshold is not None or pdq_quality_floor is not None:
+        changes[PDQ.name] = SettingChange(pdq_threshold, pdq_quality_floor)
+    if (
+        video_frame_threshold is not None
+        or video_match_percent is not None
+        or pdq_quality_floor is not None
+    ):
+        changes[VPDQ.name] = SettingChange(
+            video_frame_threshold, pdq_quality_floor, video_match_percent
+        )
+    for name, change in (signal_settings or {}).items():
+        st = signal_type(name)
+        before = changes.get(st.name, SettingChange())
+        changes[st.name] = SettingChange(
+            before.threshold if change.threshold is None else change.threshold,
+            before.quality_floor if change.quality_floor is None else change.quality_floor,
+            before.match_percent if change.match_percent is None else change.match_percent,
+        )
+    return changes
+
+
+def apply_settings(bank: Bank, changes: Mapping[str, SettingChange]) -> None:
+    """Validate and store setting changes; a caller mistake changes nothing (the
+    transaction rolls back)."""
+    for name, change in changes.items():
+        st = signal_type(name)
+        row = bank.setting(st.name)
+        if change.threshold is not None:
+            if not st.matchable:
+                raise InvalidRequest(
+                    f"{st.name} is stored and exchanged but not matched here: it takes no "
+                    "threshold.",
+                    code="signal_not_matchable",
+                )
+            row.threshold = (
+                validate_pdq_threshold(change.threshold)
+                if st in (PDQ, VPDQ)
+                else st.validate_threshold(change.threshold)
+            )
+        if change.quality_floor is not None:
+            if not st.has_quality:
+                raise InvalidRequest(
+                    f"{st.name} signals carry no quality: they take no quality floor.",
+                    code="invalid_quality_floor",
+                )
+            row.quality_floor = validate_quality_floor(change.quality_floor)
+        if change.match_percent is not None:
+            if st is not VPDQ:
+                raise InvalidRequest(
+                    "Only vpdq (video) settings take a match percentage.",
+                    code="invalid_video_match_percent",
+                )
+            row.match_percent = validate_match_percent(change.match_percent)
 
 
 @dataclass(frozen=True)
@@ -194,26 +292,35 @@ class BankService:
         restrict_on_match: bool = False,
         video_match_percent: int | None = None,
         video_frame_threshold: int | None = None,
+        signal_settings: Mapping[str, SettingChange] | None = None,
     ) -> BankView:
-        d = self._defaults
         bank = Bank(
             name=validate_bank_name(name),
             description=description,
             restrict_on_match=restrict_on_match,
             source=parse_enum(BankSource, source, "bank source").value,
             match_action=parse_enum(MatchAction, match_action, "match action").value,
-            pdq_threshold=validate_pdq_threshold(
-                self._defaults.pdq_threshold if pdq_threshold is None else pdq_threshold
-            ),
-            pdq_quality_floor=validate_quality_floor(
-                self._defaults.pdq_quality_floor if pdq_quality_floor is None else pdq_quality_floor
-            ),
             created_by=actor,
-            video_match_percent=validate_match_percent(
-                d.video_match_percent if video_match_percent is None else video_match_percent
+        )
+        # The deployment's defaults first, then what the caller asked for.
+        d = self._defaults
+        apply_settings(
+            bank,
+            setting_changes(
+                pdq_threshold=d.pdq_threshold,
+                pdq_quality_floor=d.pdq_quality_floor,
+                video_match_percent=d.video_match_percent,
+                video_frame_threshold=d.video_frame_threshold,
             ),
-            video_frame_threshold=validate_pdq_threshold(
-                d.video_frame_threshold if video_frame_threshold is None else video_frame_threshold
+        )
+        apply_settings(
+            bank,
+            setting_changes(
+                pdq_threshold=pdq_threshold,
+                pdq_quality_floor=pdq_quality_floor,
+                video_match_percent=video_match_percent,
+                video_frame_threshold=video_frame_threshold,
+                signal_settings=signal_settings,
             ),
         )
         try:
@@ -232,8 +339,9 @@ class BankService:
                         "name": bank.name,
                         "source": bank.source,
                         "match_action": bank.match_action,
-                        "pdq_threshold": bank.pdq_threshold,
+                        "pdq_threshold": repo.bank_rule(bank).pdq_threshold,
                         "restrict_on_match": bank.restrict_on_match,
+                        "signal_settings": _recorded_settings(bank),
                     },
                 )
                 view = BankView.of(bank)
@@ -267,24 +375,25 @@ class BankService:
         reason: str | None = None,
         video_match_percent: int | None = None,
         video_frame_threshold: int | None = None,
+        signal_settings: Mapping[str, SettingChange] | None = None,
     ) -> BankView:
         """Change a bank's policy. Takes effect for the next query in every worker."""
+        changes = setting_changes(
+            pdq_threshold=pdq_threshold,
+            pdq_quality_floor=pdq_quality_floor,
+            video_match_percent=video_match_percent,
+            video_frame_threshold=video_frame_threshold,
+            signal_settings=signal_settings,
+        )
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
-            if video_match_percent is not None:
-                bank.video_match_percent = validate_match_percent(video_match_percent)
-            if video_frame_threshold is not None:
-                bank.video_frame_threshold = validate_pdq_threshold(video_frame_threshold)
+            apply_settings(bank, changes)
             if restrict_on_match is not None:
                 bank.restrict_on_match = restrict_on_match
             if description is not None:
                 bank.description = description
             if match_action is not None:
                 bank.match_action = parse_enum(MatchAction, match_action, "match action").value
-            if pdq_threshold is not None:
-                bank.pdq_threshold = validate_pdq_threshold(pdq_threshold)
-            if pdq_quality_floor is not None:
-                bank.pdq_quality_floor = validate_quality_floor(pdq_quality_floor)
             if enabled is not None and enabled != bank.enabled:
                 if not enabled and not (reason and reason.strip()):
                     raise InvalidRequest(
@@ -295,6 +404,7 @@ class BankService:
                 bank.disabled_reason = None if enabled else reason
             bank.updated_at = utcnow()
             s.flush()
+            rule = repo.bank_rule(bank)
             record(
                 s,
                 actor,
@@ -304,13 +414,14 @@ class BankService:
                 {
                     "name": bank.name,
                     "match_action": bank.match_action,
-                    "pdq_threshold": bank.pdq_threshold,
-                    "quality_floor": bank.pdq_quality_floor,
+                    "pdq_threshold": rule.pdq_threshold,
+                    "quality_floor": rule.pdq_quality_floor,
                     "enabled": bank.enabled,
                     "reason": bank.disabled_reason,
                     "restrict_on_match": bank.restrict_on_match,
-                    "video_match_percent": bank.video_match_percent,
-                    "video_frame_threshold": bank.video_frame_threshold,
+                    "video_match_percent": rule.video_rule.match_percent,
+                    "video_frame_threshold": rule.video_rule.frame_threshold,
+                    "signal_settings": _recorded_settings(bank),
                 },
             )
             view = BankView.of(bank, repo.entry_counts(s).get(bank.id, (0, 0)))
@@ -328,6 +439,12 @@ class BankService:
     ) -> AddResult:
         """Add entries, all in one transaction; hashes already in the bank are counted,
         not duplicated."""
+        if any(r.signal_type == VPDQ.name for r in records):
+            raise InvalidRequest(
+                "A vpdq entry is a video's set of frame hashes: bank the video file itself "
+                "(POST /v1/banks/{bank}/media or `takedown bank add-media`).",
+                code="invalid_signal_type",
+            )
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
             result = _insert_records(s, bank, records, actor, progress)
@@ -353,7 +470,8 @@ class BankService:
                 ),
             ]
             skipped: list[str] = []
-            if signals.pdq.quality >= bank.pdq_quality_floor:
+            floor = repo.bank_rule(bank).pdq_quality_floor
+            if signals.pdq.quality >= floor:
                 records.insert(
                     0,
                     HashRecord(
@@ -369,7 +487,7 @@ class BankService:
             else:
                 skipped.append(
                     f"PDQ left out: quality {signals.pdq.quality} is below the bank's floor "
-                    f"of {bank.pdq_quality_floor}; only exact copies will match."
+                    f"of {floor}; only exact copies will match."
                 )
             result = _insert_records(s, bank, records, actor, None)
             result.skipped = skipped
@@ -390,25 +508,26 @@ class BankService:
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
             result = _insert_records(s, bank, records, actor, None)
-            frames = [f for f in video.frames if f.quality >= bank.pdq_quality_floor]
+            floor = repo.bank_rule(bank).video_rule.quality_floor
+            frames = [f for f in video.frames if f.quality >= floor]
             entry = s.scalars(
                 select(BankEntry).where(
                     BankEntry.bank_id == bank.id,
-                    BankEntry.signal_type == VPDQ,
+                    BankEntry.signal_type == VPDQ.name,
                     BankEntry.value == video.sha256,
                 )
             ).first()
             if not frames:
                 result.skipped.append(
                     "Frames left out: no frame reaches the bank's quality floor of "
-                    f"{bank.pdq_quality_floor}; only exact copies will match."
+                    f"{floor}; only exact copies will match."
                 )
             elif entry is not None:
                 result.already_present += 1
             else:
                 entry = BankEntry(
                     bank_id=bank.id,
-                    signal_type=VPDQ,
+                    signal_type=VPDQ.name,
                     value=video.sha256,
                     quality=None,
                     source=p.source or bank.source,
@@ -456,7 +575,7 @@ class BankService:
                 lines,
                 fmt,
                 default_type=signal_type(default_type) if default_type else None,
-                allowed_types=set(SIGNAL_TYPES),
+                allowed_types=_LIST_TYPES(),
             )
         if parsed.rejected and not skip_invalid:
             raise InvalidRequest(
@@ -496,7 +615,7 @@ class BankService:
             stmt = select(BankEntry).where(BankEntry.bank_id == bank.id).order_by(BankEntry.id)
             # A banked video's frame set has no line in a hash list; its MD5 and
             # SHA-256 entries are exported like any other.
-            stmt = stmt.where(BankEntry.signal_type != VPDQ)
+            stmt = stmt.where(BankEntry.signal_type != VPDQ.name)
             if only_type:
                 stmt = stmt.where(BankEntry.signal_type == signal_type(only_type).name)
             if not include_disabled:
@@ -723,3 +842,21 @@ def _views_for(s: Session, bank: Bank, records: Sequence[HashRecord]) -> list[En
         if entry is not None:
             views.append(EntryView.of(entry, bank.name))
     return views
+
+
+def _recorded_settings(bank: Bank) -> dict[str, dict[str, int | None]]:
+    """The bank's own settings rows, as the audit log keeps them."""
+    return {
+        row.signal_type: {
+            "threshold": row.threshold,
+            "quality_floor": row.quality_floor,
+            "match_percent": row.match_percent,
+        }
+        for row in bank.signal_settings
+    }
+
+
+def _LIST_TYPES() -> set[str]:  # noqa: N802 (reads like the constant it stands for)
+    """The types a hash list may carry: every registered one but vPDQ, whose entries are
+    a video's frame set (banked from the video itself)."""
+    return {t.name for t in all_types() if t is not VPDQ}

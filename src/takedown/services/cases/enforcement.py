@@ -27,7 +27,7 @@ from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS
 from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
-from takedown.services.banks.service import _insert_records
+from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
 from takedown.services.cases.copies import chunks
 from takedown.store.models import (
     Account,
@@ -57,10 +57,17 @@ def own_bank(s: Session, actor: str) -> Bank:
             "reviewers; uploads matching them are blocked.",
             source="own",
             match_action=MatchAction.BLOCK.value,
-            pdq_threshold=31,
-            pdq_quality_floor=PDQ_QUALITY_FLOOR,
             restrict_on_match=True,
             created_by=actor,
+        )
+        apply_settings(
+            bank,
+            setting_changes(
+                pdq_threshold=31,
+                pdq_quality_floor=PDQ_QUALITY_FLOOR,
+                video_match_percent=80,
+                video_frame_threshold=31,
+            ),
         )
         s.add(bank)
         s.flush()

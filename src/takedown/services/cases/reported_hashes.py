@@ -111,6 +111,7 @@ class ReportedHashes:
                     pdq_variants=tuple(zip(names, variants, strict=True)),
                     pdq_quality=h.pdq_quality,
                     md5=h.md5,
+                    others=[(name, value, None) for name, value in h.signals],
                 ),
             )
             for match in matches:

@@ -1,7 +1,11 @@
 """Turns query signals into bank matches.
 
-PDQ candidates come from an in-memory index that follows the ``bank_entries`` table
-(see ``services/index/follower.py``: new entries are picked up on the next query, no rebuild).
+Each Hamming signal type has an in-memory index that follows the ``bank_entries`` table
+(see ``services/index/follower.py``: new entries are picked up on the next query, no
+rebuild): PDQ and video frames share the multi-index-hashing one, a plug-in type gets a
+brute-force one of its own (its values zero-padded to 256 bits, which keeps distances).
+Exact types are looked up in the database. Types that are not matchable here are left
+to the caller to report (``ScreeningService``).
 Disabling an entry or a bank, or changing a threshold, needs no index change at all:
 index hits are only *candidates*, and every candidate is checked against its current
 row and bank before it is reported. So a disable is effective on the very next query,
@@ -16,16 +20,17 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, event, func, select
+from sqlalchemy import Connection, and_, bindparam, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
-from takedown.domain.screening import BankRule, pdq_candidate_counts
-from takedown.domain.video import VideoMatch, VideoRule
-from takedown.matching import HammingIndex
+from takedown.domain.screening import BankRule, SignalSetting, candidate_counts
+from takedown.domain.video import VideoMatch
+from takedown.matching import BruteForceHammingIndex, HammingIndex
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
+from takedown.signals import MD5, PDQ, SHA256, VPDQ, IndexKind, SignalType, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import read_connection, unit_of_work
 from takedown.store.models import Bank, BankEntry, Base
@@ -43,6 +48,10 @@ class QuerySignals:
     md5: str | None = None
     sha256: str | None = None
     video_frames: Sequence[FrameFeature] = ()  # a video's kept frame features
+    # Signals of other types (plug-ins, exact types beyond MD5/SHA-256): (type name,
+    # normalised value, quality or None). The built-in fields above are the upload
+    # path's, kept apart so that path stays lean.
+    others: Sequence[tuple[str, str, int | None]] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,15 @@ class Match:
     variant: str | None  # which dihedral variant of the query matched (PDQ only)
     video: VideoMatch | None = None  # how a video matched (signal type "vpdq")
 
+    @property
+    def threshold(self) -> int | None:
+        """The bank's threshold the distance was held to: for an image-like Hamming
+        signal; exact matches and videos (judged by their share of frames) have none."""
+        st = signal_type(self.signal_type)
+        if not st.perceptual or self.video is not None:
+            return None
+        return self.bank.threshold(st)
+
 
 class Matcher:
     def __init__(
@@ -95,6 +113,14 @@ class Matcher:
         )
         # Entries committed by this process are searchable on the next query, whatever
         # the sync interval (which only delays what other processes add).
+        # A plug-in Hamming type's own index (PDQ and vPDQ frames share the one above).
+        self._others: dict[str, IndexFollower] = {
+            t.name: IndexFollower(
+                sessions, _padded_rows(t), BruteForceHammingIndex(), sync_interval_s
+            )
+            for t in all_types()
+            if t.index is IndexKind.HAMMING and t not in (PDQ, VPDQ)
+        }
         event.listen(sessions, "after_commit", self._after_commit)
         self._radius_value: int | None = None
         self._radius_at = float("-inf")
@@ -104,8 +130,14 @@ class Matcher:
         return len(self._follower)
 
     def sync(self, *, force: bool = False) -> int:
-        """Load PDQ entries added since the last sync; returns how many were added."""
-        return self._follower.sync(force=force)
+        """Load Hamming entries added since the last sync; returns how many were added."""
+        return self._follower.sync(force=force) + sum(
+            f.sync(force=force) for f in self._others.values()
+        )
+
+    def close(self) -> None:
+        for follower in (self._follower, *self._others.values()):
+            follower.close()
 
     @property
     def follower(self) -> IndexFollower:
@@ -117,11 +149,13 @@ class Matcher:
         entries on the next query (other processes see it within their sync interval
         and within a second for the radius)."""
         self._radius_at = float("-inf")
-        self._follower.mark_stale()
+        for follower in (self._follower, *self._others.values()):
+            follower.mark_stale()
 
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(repo.ENTRIES_ADDED, False):
-            self._follower.mark_stale()
+            for follower in (self._follower, *self._others.values()):
+                follower.mark_stale()
 
     def _radius(self) -> int | None:
         """The largest threshold of the enabled banks, re-read at most once a second.
@@ -132,9 +166,7 @@ class Matcher:
         now = time.monotonic()
         if self._radius_value is None or now - self._radius_at > RADIUS_TTL_S:
             with unit_of_work(self._sessions, write=False) as session:
-                self._radius_value = session.scalar(
-                    select(func.max(Bank.pdq_threshold)).where(Bank.enabled.is_(True))
-                )
+                self._radius_value = session.scalar(_MAX_THRESHOLD[PDQ.name])
             self._radius_at = now
         return self._radius_value
 
@@ -172,7 +204,7 @@ class Matcher:
         """:meth:`resolve` in a read transaction of its own. When only PDQ candidates
         need checking (hash-only and image screening), on a bare connection: a Session
         would cost more than the read (services/screening/service.py's hot path)."""
-        if query.md5 or query.sha256 or query.video_frames:
+        if query.md5 or query.sha256 or query.video_frames or query.others:
             with unit_of_work(self._sessions, write=False) as session:
                 return self.resolve(session, query, best)
         if not best:
@@ -184,9 +216,9 @@ class Matcher:
         """Check candidates (and the query's exact hashes) against the current rows."""
         exact = _exact_entries(session, query)
         frame_hits = self._video_hits(session, query)
+        matches: list[Match] = self._other_hamming_matches(session, query)
         if not best and not exact and not frame_hits:
-            return []
-        matches: list[Match] = []
+            return sort_matches(matches)
         if exact or frame_hits:
             rules = _load_rules(session)
             matches += self._video_matches(session, query, frame_hits, rules)
@@ -210,23 +242,48 @@ class Matcher:
             return []
         matches: list[Match] = []
         for row in connection.execute(_CANDIDATE_ROWS, {"ids": list(best)}):
-            rule = _rule(row.bank_id, row.bank_name, row)
+            rule = _row_rule(row)
             dist, variant = best[row.id]
-            if pdq_candidate_counts(rule, dist, query.pdq_quality, row.quality):
+            if candidate_counts(rule, PDQ, dist, query.pdq_quality, row.quality):
                 entry = MatchedEntry(*row[: len(_ENTRY_COLUMNS)])
                 matches.append(Match(entry, rule, row.bank_public_id, "pdq", dist, variant))
+        return matches
+
+    def _other_hamming_matches(self, session: Session, query: QuerySignals) -> list[Match]:
+        """Matches of plug-in Hamming signals: their own index, their bank thresholds."""
+        matches: list[Match] = []
+        for name, value, quality in query.others:
+            follower = self._others.get(name)
+            if follower is None:
+                continue
+            st = signal_type(name)
+            radius = session.scalar(_max_threshold(st))
+            if radius is None:
+                continue
+            result = follower.search([_pad(st, value)], radius)
+            best: dict[int, int] = {}
+            for entry_id, dist in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
+                best[entry_id] = min(dist, best.get(entry_id, dist))
+            if not best:
+                continue
+            for row in session.connection().execute(_CANDIDATE_ROWS, {"ids": list(best)}):
+                rule = _row_rule(row)
+                if row.signal_type == name and candidate_counts(
+                    rule, st, best[row.id], quality, row.quality
+                ):
+                    entry = MatchedEntry(*row[: len(_ENTRY_COLUMNS)])
+                    matches.append(Match(entry, rule, row.bank_public_id, name, best[row.id], None))
         return matches
 
     # -- video ---------------------------------------------------------------------------
     def _video_hits(self, session: Session, query: QuerySignals) -> video_matching.FrameHits:
         if not query.video_frames:
             return video_matching.FrameHits([], [])
-        radius = session.execute(
-            select(func.max(Bank.pdq_threshold), func.max(Bank.video_frame_threshold)).where(
-                Bank.enabled.is_(True)
-            )
-        ).one()
-        if radius[0] is None:
+        radius = (
+            session.scalar(_MAX_THRESHOLD[PDQ.name]),
+            session.scalar(_MAX_THRESHOLD[VPDQ.name]),
+        )
+        if radius[0] is None or radius[1] is None:
             return video_matching.FrameHits([], [])
         result = self._follower.search([f.pdq for f in query.video_frames], max(radius))
         return video_matching.split_hits(result)
@@ -252,7 +309,7 @@ class Matcher:
                 )
                 if e.bank_id in rules
             }
-            rule_of_entry = {i: _video_rule(rules[e.bank_id][0]) for i, e in entries.items()}
+            rule_of_entry = {i: rules[e.bank_id][0].video_rule for i, e in entries.items()}
             judged = video_matching.judge_banked(
                 session, query.video_frames, hits.frames, rule_of_entry
             )
@@ -287,7 +344,7 @@ class Matcher:
             rule, public_id = rules[entry.bank_id]
             d, q = best[entry.id]
             frame = query.video_frames[q]
-            if pdq_candidate_counts(rule, d, frame.quality, entry.quality):
+            if candidate_counts(rule, PDQ, d, frame.quality, entry.quality):
                 variant = f"frame@{frame.timestamp:g}s"
                 out.append(Match(MatchedEntry.of(entry), rule, public_id, "pdq", d, variant))
         return out
@@ -301,6 +358,7 @@ _ENTRY_ROWS = (
 _ACTION_RANK = {MatchAction.BLOCK: 0, MatchAction.REVIEW: 1, MatchAction.RECORD: 2}
 
 _ENTRIES, _BANKS = Base.metadata.tables["bank_entries"], Base.metadata.tables["banks"]
+_SETTINGS = Base.metadata.tables["bank_signal_settings"]
 _ENTRY_COLUMNS = [_ENTRIES.c[f.name] for f in fields(MatchedEntry)]
 # Candidates and their banks, both still enabled, whatever the index remembers. Built
 # once: constructing it cost ~50 us a call (measured), on every upload that hits.
@@ -310,12 +368,20 @@ _CANDIDATE_ROWS = (
         _BANKS.c.name.label("bank_name"),
         _BANKS.c.public_id.label("bank_public_id"),
         _BANKS.c.match_action,
-        _BANKS.c.pdq_threshold,
-        _BANKS.c.pdq_quality_floor,
-        _BANKS.c.video_match_percent,
-        _BANKS.c.video_frame_threshold,
+        _ENTRIES.c.signal_type,
+        _SETTINGS.c.threshold.label("setting_threshold"),
+        _SETTINGS.c.quality_floor.label("setting_quality_floor"),
+        _SETTINGS.c.match_percent.label("setting_match_percent"),
     )
     .join(_BANKS, _BANKS.c.id == _ENTRIES.c.bank_id)
+    # The bank's setting for the entry's own signal type (none: the type's defaults).
+    .outerjoin(
+        _SETTINGS,
+        and_(
+            _SETTINGS.c.bank_id == _ENTRIES.c.bank_id,
+            _SETTINGS.c.signal_type == _ENTRIES.c.signal_type,
+        ),
+    )
     .where(
         _ENTRIES.c.id.in_(bindparam("ids", expanding=True)),
         _ENTRIES.c.enabled.is_(True),
@@ -331,46 +397,73 @@ def sort_matches(matches: list[Match]) -> list[Match]:
     )
 
 
-def _load_rules(session: Session) -> dict[int, tuple[BankRule, str]]:
-    banks = session.scalars(select(Bank).where(Bank.enabled.is_(True))).all()
-    return {b.id: (_rule(b.id, b.name, b), b.public_id) for b in banks}
-
-
-def _rule(bank_id: int, name: str, b: Any) -> BankRule:
-    """A bank's rule from its row (``b``: the ORM object, or a Core row that carries
-    the bank's policy columns under their own names)."""
-    return BankRule(
-        bank_id,
-        name,
-        MatchAction(b.match_action),
-        b.pdq_threshold,
-        b.pdq_quality_floor,
-        video_match_percent=b.video_match_percent,
-        video_frame_threshold=b.video_frame_threshold,
+def _max_threshold(t: SignalType) -> Any:
+    """The largest threshold for ``t`` among the enabled banks (None: no enabled bank)."""
+    return (
+        select(func.max(func.coalesce(_SETTINGS.c.threshold, t.default_threshold)))
+        .select_from(
+            _BANKS.outerjoin(
+                _SETTINGS,
+                and_(_SETTINGS.c.bank_id == _BANKS.c.id, _SETTINGS.c.signal_type == t.name),
+            )
+        )
+        .where(_BANKS.c.enabled.is_(True))
     )
 
 
-def _video_rule(rule: BankRule) -> VideoRule:
-    return VideoRule(
-        match_percent=rule.video_match_percent,
-        frame_threshold=rule.video_frame_threshold,
-        quality_floor=rule.pdq_quality_floor,
+_MAX_THRESHOLD = {t.name: _max_threshold(t) for t in (PDQ, VPDQ)}  # built once
+
+
+def _padded_rows(t: SignalType) -> str:
+    """The follower's rows for a plug-in Hamming type: its values, zero-padded on the
+    left to the index's 64 hex digits (the registry checked the name and width)."""
+    zeros = "0" * (64 - (t.hex_digits or 64))
+    return (
+        f"SELECT id, CASE WHEN signal_type = '{t.name}' THEN '{zeros}' || value END "
+        "FROM bank_entries WHERE id > :cursor ORDER BY id LIMIT :n"
+    )
+
+
+def _pad(t: SignalType, value: str) -> str:
+    """A plug-in value as the index holds it (see :func:`_padded_rows`)."""
+    return "0" * (64 - (t.hex_digits or 64)) + value
+
+
+def _load_rules(session: Session) -> dict[int, tuple[BankRule, str]]:
+    banks = session.scalars(select(Bank).where(Bank.enabled.is_(True))).all()
+    return {b.id: (repo.bank_rule(b), b.public_id) for b in banks}
+
+
+def _row_rule(row: Any) -> BankRule:
+    """A bank's rule for one candidate, from the candidate read's columns: its action
+    and its setting for the candidate's signal type."""
+    return BankRule(
+        row.bank_id,
+        row.bank_name,
+        MatchAction(row.match_action),
+        {
+            row.signal_type: SignalSetting(
+                row.setting_threshold, row.setting_quality_floor, row.setting_match_percent
+            )
+        },
     )
 
 
 def _exact_entries(session: Session, query: QuerySignals) -> list[tuple[str, BankEntry]]:
     found: list[tuple[str, BankEntry]] = []
-    for signal_type, value in (("md5", query.md5), ("sha256", query.sha256)):
+    asked = [(MD5.name, query.md5), (SHA256.name, query.sha256)]
+    asked += [(n, v) for n, v, _ in query.others if signal_type(n).index is IndexKind.EXACT]
+    for signal_type_name, value in asked:
         if not value:
             continue
         entries = session.scalars(
             select(BankEntry).where(
                 # Naming the banks lets the (bank_id, signal_type, value) index answer.
                 BankEntry.bank_id.in_(select(Bank.id).where(Bank.enabled.is_(True))),
-                BankEntry.signal_type == signal_type,
+                BankEntry.signal_type == signal_type_name,
                 BankEntry.value == value,
                 BankEntry.enabled.is_(True),
             )
         ).all()
-        found.extend((signal_type, e) for e in entries)
+        found.extend((signal_type_name, e) for e in entries)
     return found

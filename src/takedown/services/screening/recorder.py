@@ -200,7 +200,7 @@ class ScreeningRecorder:
                     "bank_id": m.bank.bank_id,
                     "signal_type": m.signal_type,
                     "distance": m.distance,
-                    "threshold": m.bank.pdq_threshold if m.signal_type == "pdq" else None,
+                    "threshold": m.threshold,
                     "variant": m.variant,
                     "video_match": json.dumps(m.video.to_dict()) if m.video else None,
                 }

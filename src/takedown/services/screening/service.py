@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,7 +15,7 @@ from takedown.media.video import VideoSignals, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
-from takedown.signals import MD5, PDQ, SHA256
+from takedown.signals import MD5, PDQ, SHA256, VPDQ, signal_type
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class MatchView:
             signal_type=m.signal_type,
             value=e.value,
             distance=m.distance,
-            threshold=m.bank.pdq_threshold if m.signal_type == "pdq" else None,
+            threshold=m.threshold,
             variant=m.variant,
             action=m.bank.match_action.value,
             source=e.source,
@@ -70,6 +71,11 @@ class ScreeningResult:
     video: VideoSignals | None = None  # set when the upload was a video
     # Set while a matched screening still has to be written (``record=False``).
     pending: ScreeningRecord | None = None
+    # Signals of other types that were screened (plug-ins; computed or given).
+    signals: dict[str, str] = field(default_factory=dict)
+    # Types given that are stored and exchanged but not matched here (e.g. PhotoDNA):
+    # said, not silently ignored.
+    not_matchable: list[str] = field(default_factory=list)
 
 
 class ScreeningService:
@@ -100,6 +106,7 @@ class ScreeningService:
             pdq_quality=signals.pdq.quality,
             md5=signals.md5,
             sha256=signals.sha256,
+            others=[(name, value, q) for name, (value, q) in signals.others.items()],
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         return replace(self.record(result), media=signals)
@@ -123,6 +130,7 @@ class ScreeningService:
         pdq_variants: list[str] | None = None,
         md5: str | None = None,
         sha256: str | None = None,
+        signals: Mapping[str, str] | None = None,
         content_ref: str | None = None,
         record: bool = True,
     ) -> ScreeningResult:
@@ -132,8 +140,39 @@ class ScreeningService:
 
         With ``record=False`` nothing is written: a matched result carries ``pending``
         for :meth:`record`, so a caller on an event loop can read on the loop and write
-        in a thread (a write may wait for the database's write lock)."""
-        if not (pdq or md5 or sha256):
+        in a thread (a write may wait for the database's write lock).
+
+        ``signals`` holds hashes of any registered type by name (plug-ins, PhotoDNA);
+        PDQ, MD5 and SHA-256 may come there too instead of their own fields."""
+        others: list[tuple[str, str, int | None]] = []
+        not_matchable: list[str] = []
+        for name, value in (signals or {}).items():
+            st = signal_type(name)
+            if st is VPDQ:
+                raise InvalidRequest(
+                    "A vpdq signal is a video's set of frame hashes: screen the video's "
+                    "bytes (POST /v1/screen) instead.",
+                    code="invalid_request",
+                )
+            if st in (PDQ, MD5, SHA256):
+                given = {PDQ: pdq, MD5: md5, SHA256: sha256}[st]
+                if given is not None and st.normalize(given) != st.normalize(value):
+                    raise InvalidRequest(
+                        f"Two different {st.name} hashes were given (in {st.name} and in signals).",
+                        code="conflicting_signals",
+                    )
+                if st is PDQ:
+                    pdq = value
+                elif st is MD5:
+                    md5 = value
+                else:
+                    sha256 = value
+            elif not st.matchable:
+                st.normalize(value)  # a malformed value is still the caller's mistake
+                not_matchable.append(st.name)
+            else:
+                others.append((st.name, st.normalize(value), None))
+        if not (pdq or md5 or sha256 or others or not_matchable):
             raise InvalidRequest(
                 "Give at least one hash to screen: pdq, md5 or sha256.", code="no_signals"
             )
@@ -151,8 +190,10 @@ class ScreeningService:
             pdq_quality=pdq_quality,
             md5=MD5.normalize(md5) if md5 else None,
             sha256=SHA256.normalize(sha256) if sha256 else None,
+            others=others,
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
+        result = replace(result, not_matchable=sorted(not_matchable))
         return self.record(result) if record else result
 
     def record(self, result: ScreeningResult) -> ScreeningResult:
@@ -193,4 +234,5 @@ class ScreeningService:
             pdq=pdq,
             pdq_quality=query.pdq_quality,
             pending=pending,
+            signals={name: value for name, value, _ in query.others},
         )

@@ -1,0 +1,128 @@
+"""The signal types Takedown ships: PDQ, MD5, SHA-256 and vPDQ, which it computes and
+matches; PhotoDNA, which banks store and exchange but nothing here can compute or match
+(its algorithm is licensed by Microsoft, and NCMEC's lists carry it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import ClassVar
+
+from takedown.errors import InvalidHash
+from takedown.signals.base import ContentKind, IndexKind, SignalType, preview
+
+
+class PdqSignal(SignalType):
+    name = "pdq"
+    description = "PDQ perceptual hash of an image (256 bits)"
+    aliases = ("pdq_hash", "image_pdq", "photo_pdq")
+    content_kinds = frozenset({ContentKind.IMAGE})
+    index = IndexKind.HAMMING
+    hex_digits = 64
+    bits = 256
+    default_threshold = 31  # the field's usual value (Meta, HMA)
+    max_threshold = 128  # beyond half the bits a "match" is noise
+    has_quality = True
+    default_quality_floor = 50
+    computed_by_media = True  # takedown.media: the 8 rotations/flips in one decode
+    guess_by_length = True
+    example = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+
+class VpdqSignal(SignalType):
+    """A banked video: the entry's value is the file's SHA-256 and its frames (one PDQ a
+    second, vPDQ) are stored beside it; a video matches by the share of frames within
+    the frame threshold (domain/video.py)."""
+
+    name = "vpdq"
+    description = "vPDQ: a video's frame PDQ hashes (entry valued by the file's SHA-256)"
+    aliases = ("video_vpdq",)
+    content_kinds = frozenset({ContentKind.VIDEO})
+    index = IndexKind.HAMMING
+    hex_digits = 64
+    bits = 256
+    default_threshold = 31  # per frame
+    max_threshold = 128
+    has_quality = True
+    default_quality_floor = 50
+    computed_by_media = True
+    default_match_percent = 80
+
+
+class Md5Signal(SignalType):
+    name = "md5"
+    description = "MD5 digest of the file's bytes"
+    aliases = ("photo_md5", "video_md5", "file_md5")
+    content_kinds = frozenset({ContentKind.IMAGE, ContentKind.VIDEO, ContentKind.FILE})
+    index = IndexKind.EXACT
+    hex_digits = 32
+    computed_by_media = True
+    guess_by_length = True
+    example = "9e107d9d372bb6826bd81d3542a419d6"
+
+    def hash_bytes(self, data: bytes) -> str:
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class Sha256Signal(SignalType):
+    name = "sha256"
+    description = "SHA-256 digest of the file's bytes"
+    aliases = ("sha-256", "sha_256", "video_sha256", "file_sha256")
+    content_kinds = frozenset({ContentKind.IMAGE, ContentKind.VIDEO, ContentKind.FILE})
+    index = IndexKind.EXACT
+    hex_digits = 64
+    computed_by_media = True
+    example = "d7a8fbb307d7809469ca9abcb0082e4f8d5651e46d3cdb762d02d0bf37c9e592"
+
+    def hash_bytes(self, data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+
+class PhotoDnaSignal(SignalType):
+    """PhotoDNA: 144 bytes, exchanged as hex (288 digits), base64 or 144 comma-separated
+    byte values; stored here as hex. Not computable or matchable here: screening and
+    the console say so instead of ignoring it."""
+
+    name = "photodna"
+    description = "PhotoDNA hash of an image (144 bytes); stored and exchanged, not matched here"
+    aliases = ("photo_dna", "pdna")
+    content_kinds = frozenset({ContentKind.IMAGE})
+    index = IndexKind.NONE
+    size: ClassVar[int] = 144
+
+    def normalize(self, value: str) -> str:
+        text = value.strip()
+        raw: bytes | None = None
+        if "," in text:
+            try:
+                numbers = [int(x) for x in text.split(",")]
+                if all(0 <= n <= 255 for n in numbers):
+                    raw = bytes(numbers)
+            except ValueError:
+                raw = None
+        elif len(text) == 2 * self.size:
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raw = None
+        else:
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raw = None
+        if raw is None or len(raw) != self.size:
+            raise InvalidHash(
+                f"A photodna hash is {self.size} bytes: 288 hexadecimal digits, base64, or "
+                f"144 comma-separated numbers; got {preview(value)!r}.",
+                signal_type=self.name,
+            )
+        return raw.hex()
+
+
+PDQ = PdqSignal()
+VPDQ = VpdqSignal()
+MD5 = Md5Signal()
+SHA256 = Sha256Signal()
+PHOTODNA = PhotoDnaSignal()
+BUILTIN: tuple[SignalType, ...] = (PDQ, MD5, SHA256, VPDQ, PHOTODNA)
