@@ -65,6 +65,39 @@ def test_cli_errors_are_codes_and_sentences(cli_env):
     assert r.exit_code == 2 and "bank_not_found" in r.output
 
 
+def test_bank_settings_per_signal_type_from_the_cli(cli_env):
+    r = runner.invoke(app, ["bank", "create", "vid", "--setting", "vpdq:match_percent=60"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        [
+            "bank",
+            "update",
+            "vid",
+            "--setting",
+            "vpdq:threshold=20",
+            "--setting",
+            "pdq:quality_floor=70",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    shown = json.loads(runner.invoke(app, ["bank", "show", "vid"]).stdout)
+    # Per type: the PDQ floor set here is not the video frames' (the API's
+    # pdq_quality_floor shorthand sets both, as it always has).
+    assert shown["signal_settings"]["vpdq"] == {
+        "matchable": True,
+        "threshold": 20,
+        "quality_floor": 50,
+        "match_percent": 60,
+    }
+    assert shown["signal_settings"]["photodna"] == {"matchable": False}
+    assert (shown["video_frame_threshold"], shown["pdq_quality_floor"]) == (20, 70)
+    r = runner.invoke(app, ["bank", "update", "vid", "--setting", "pdq-threshold=3"])
+    assert r.exit_code == 2 and "TYPE:FIELD=N" in r.output
+    r = runner.invoke(app, ["bank", "update", "vid", "--setting", "photodna:threshold=3"])
+    assert r.exit_code == 2 and "signal_not_matchable" in r.output
+
+
 def test_apikey_create_list_revoke(cli_env):
     r = runner.invoke(app, ["apikey", "create", "platform", "--scope", "screen"])
     assert r.exit_code == 0

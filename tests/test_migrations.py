@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
 
+from takedown.config import Settings
+from takedown.runtime import open_runtime
 from takedown.store.db import current_revision, make_engine, upgrade
 from takedown.store.models import Base
+from tests.conftest import PG_ADMIN_URL
 
 
 def test_migrations_match_models(database_url: str):
@@ -26,3 +35,71 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema yet, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
+    name = f"takedown_migration_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tmp_path: Path):
+    """Migration 0012: every bank keeps its PDQ and video settings, now per signal type,
+    and its entries and matches work as before."""
+    engine = make_engine(empty_database)
+    upgrade(engine, "0011")
+    with engine.begin() as conn:
+        for name, values in (("strict", (20, 60, 70, 25)), ("usual", (31, 50, 80, 31))):
+            conn.execute(
+                text(
+                    "INSERT INTO banks (public_id, name, description, source, match_action, "
+                    "pdq_threshold, pdq_quality_floor, enabled, restrict_on_match, created_at, "
+                    "created_by, updated_at, video_match_percent, video_frame_threshold) "
+                    "VALUES (:pid, :name, '', 'own', 'block', :t, :q, true, false, "
+                    "CURRENT_TIMESTAMP, 'old', CURRENT_TIMESTAMP, :p, :f)"
+                ),
+                {
+                    "pid": name.upper().ljust(26, "0"),
+                    "name": name,
+                    "t": values[0],
+                    "q": values[1],
+                    "p": values[2],
+                    "f": values[3],
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO bank_entries (public_id, bank_id, signal_type, value, quality, "
+                "source, added_by, added_at, enabled) SELECT 'ENTRY000000000000000000001', "
+                "banks.id, "
+                "'pdq', :v, 90, 'own', 'old', CURRENT_TIMESTAMP, true FROM banks "
+                "WHERE name = 'strict'"
+            ),
+            {"v": "f" * 64},
+        )
+    upgrade(engine)
+    assert current_revision(engine) == "0012"
+    engine.dispose()
+    rt = open_runtime(Settings(database_url=empty_database, data_dir=tmp_path / "d"))
+    try:
+        strict, usual = rt.banks.get_bank("strict"), rt.banks.get_bank("usual")
+        assert (strict.pdq_threshold, strict.pdq_quality_floor) == (20, 60)
+        assert (strict.video_match_percent, strict.video_frame_threshold) == (70, 25)
+        assert strict.signal_settings["vpdq"]["quality_floor"] == 60
+        assert (usual.pdq_threshold, usual.video_match_percent) == (31, 80)
+        near = "f" * 63 + "0"  # 4 bits away: within 20
+        found = rt.screening.screen_hashes(actor="t", pdq=near, pdq_quality=90)
+        assert found.verdict.value == "block" and found.matches[0].threshold == 20
+    finally:
+        rt.close()

@@ -14,6 +14,7 @@ from PIL import Image
 from sqlalchemy import select, update
 
 from takedown.console_demo import PASSWORD, DemoCases
+from takedown.domain.hashlists import HashRecord
 from takedown.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
@@ -333,6 +334,18 @@ def test_case_page_shows_bank_matches_with_provenance(client, demo):
     assert "views since the first report" in page
     other = client.get(f"/console/cases/{demo.other_case}").text
     assert "Only the hash of this image is known" in other
+
+
+def test_case_page_says_which_banked_signals_are_not_matchable_here(client, rt, demo):
+    sign_in(client, "spec")
+    assert 'id="not-matchable"' not in client.get(f"/console/cases/{demo.minor_case}").text
+    bank = rt.banks.create_bank("pdna-list", actor="test", source="ncmec")
+    photodna = ",".join(str(i % 256) for i in range(144))  # a made-up 144-byte hash
+    rt.banks.add_hashes(bank.name, [HashRecord("photodna", photodna)], actor="test")
+    page = client.get(f"/console/cases/{demo.minor_case}").text
+    assert "Not matchable here: photodna (1 banked entry)" in page
+    rt.banks.update_bank(bank.name, actor="test", enabled=False, reason="retired list")
+    assert 'id="not-matchable"' not in client.get(f"/console/cases/{demo.minor_case}").text
 
 
 # -- wellness, password, dashboard -----------------------------------------------------------------

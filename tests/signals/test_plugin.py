@@ -126,7 +126,9 @@ def test_takedown_hash_prints_a_plugin_signal(plugin_env: dict[str, str]):
     assert "signals" not in json.loads(plain.stdout)
 
 
-def test_plugin_signal_end_to_end(server: tuple[httpx.Client, dict[str, str]]):
+def test_plugin_signal_end_to_end(
+    server: tuple[httpx.Client, dict[str, str]], plugin_env: dict[str, str]
+):
     client, auth = server
     types = {t["name"]: t for t in client.get("/v1/signal-types", headers=auth).json()}
     assert types["dhash"]["matchable"] and types["dhash"]["computable"]
@@ -164,6 +166,18 @@ def test_plugin_signal_end_to_end(server: tuple[httpx.Client, dict[str, str]]):
     assert {f"dhash,{banked}", f"dhash,{other}"} <= lines
     assert f"photodna,{PHOTODNA_BYTES.hex()}" in lines
 
+    # Banking a file banks the plug-in's signal with the built-ins.
+    r = client.post("/v1/banks", json={"name": "files"}, headers=auth)
+    assert r.status_code == 201
+    r = client.post(
+        "/v1/banks/files/media",
+        files={"file": ("c.png", standin_bytes("camera.png"), "image/png")},
+        headers=auth,
+    )
+    assert r.status_code in (200, 201), r.text
+    banked_types = {e["signal_type"]: e["value"] for e in r.json()["entries"]}
+    assert banked_types["dhash"] == other and {"pdq", "md5", "sha256"} <= set(banked_types)
+
     # Screening by hashes: within the bank's threshold (8), not beyond it.
     near = client.post(
         "/v1/screen/hashes", json={"signals": {"dhash": flip_bits(banked, 5)}}, headers=auth
@@ -200,6 +214,12 @@ def test_plugin_signal_end_to_end(server: tuple[httpx.Client, dict[str, str]]):
     r = client.post("/v1/screen/hashes", json={"signals": {"photodna": PHOTODNA}}, headers=auth)
     assert r.status_code == 200, r.text
     assert r.json()["verdict"] == "allow" and r.json()["not_matchable"] == ["photodna"]
+
+    # With the plug-in removed, the bank still exports what it stores.
+    env = {k: v for k, v in plugin_env.items() if k != "PYTHONPATH"}
+    done = cli(env, "bank", "export", "plug", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert f"dhash,{banked}" in done.stdout.splitlines()
 
     # A report's hashes accept the plug-in's signal; the case knows the bank matched.
     r = client.post(

@@ -243,7 +243,7 @@ def test_csv_rejections_unknown_type_alias_bad_quality() -> None:
         [
             "signal_type,signal,quality",
             f"sha-256,{S1},",  # 2: alias accepted
-            f"photodna,{P1},",  # 3
+            f"tmk,{P1},",  # 3
             f"pdq,{P1},high",  # 4
             f"pdq,{P2},101",  # 5
             f"md5,{M1}0,",  # 6
@@ -254,7 +254,7 @@ def test_csv_rejections_unknown_type_alias_bad_quality() -> None:
     result = parse(text, "csv")
     assert result.records == [HashRecord("sha256", S1)]
     assert rejected(result) == [
-        (3, "Unknown signal type 'photodna'; known types: pdq, md5, sha256."),
+        (3, "Unknown signal type 'tmk'; known types: pdq, md5, sha256, vpdq, photodna."),
         (4, "PDQ quality must be a whole number from 0 to 100; got 'high'."),
         (5, "PDQ quality must be a whole number from 0 to 100; got 101."),
         (6, f"A md5 hash is 32 hexadecimal digits; got {M1 + '0'!r}."),

@@ -92,7 +92,7 @@ class EntryIn(BaseModel):
         description="pdq, md5, sha256, photodna, or a plug-in type (GET /v1/signal-types).",
     )
     value: str = Field(
-        max_length=512,
+        max_length=1024,
         description="The hash as its type writes it (PDQ: 64 hex digits, MD5: 32, SHA-256: 64).",
     )
     quality: int | None = Field(None, ge=0, le=100)
@@ -131,7 +131,7 @@ class ScreenHashesIn(BaseModel):
     )
     md5: str | None = None
     sha256: str | None = None
-    signals: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
+    signals: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
         None,
         max_length=16,
         description="Hashes of any signal type by name (see GET /v1/signal-types), for "

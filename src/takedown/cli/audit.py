@@ -1,5 +1,5 @@
 """``takedown audit …`` and ``takedown evidence …``: the tamper-evident log and the
-evidence vault, for operators and legal staff (registered by cli.py)."""
+evidence vault, for operators and legal staff (mounted by cli/main.py)."""
 
 from __future__ import annotations
 

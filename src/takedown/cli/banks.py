@@ -14,7 +14,7 @@ from rich.table import Table
 from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
 from takedown.domain.hashlists import FORMATS, HashRecord, detect_format
 from takedown.errors import TakedownError
-from takedown.services.banks.service import AddResult, Provenance
+from takedown.services.banks.service import AddResult, Provenance, SettingChange
 from takedown.signals import signal_type
 
 bank_app = typer.Typer(
@@ -26,6 +26,33 @@ entry_app = typer.Typer(
 
 
 # -- banks ---------------------------------------------------------------------------
+_SETTING = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A setting for one signal type, TYPE:FIELD=N with FIELD threshold, "
+        "quality_floor or match_percent (e.g. dhash:threshold=8); repeatable. "
+        "`takedown bank show` lists every type's settings.",
+    ),
+]
+_FIELDS = ("threshold", "quality_floor", "match_percent")
+
+
+def _settings(given: list[str] | None) -> dict[str, SettingChange] | None:
+    if not given:
+        return None
+    fields: dict[str, dict[str, int]] = {}
+    for text in given:
+        kind, _, rest = text.partition(":")
+        field, _, value = rest.partition("=")
+        if not kind or field not in _FIELDS or not value.strip().lstrip("-").isdigit():
+            raise typer.BadParameter(
+                f"{text!r} is not TYPE:FIELD=N with FIELD one of {', '.join(_FIELDS)}.",
+                param_hint="--setting",
+            )
+        fields.setdefault(kind, {})[field] = int(value)
+    return {kind: SettingChange(**values) for kind, values in fields.items()}
+
+
 @bank_app.command("create")
 def bank_create(
     name: str,
@@ -41,6 +68,7 @@ def bank_create(
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold")] = None,
     quality_floor: Annotated[int | None, typer.Option(help="PDQ quality floor")] = None,
     description: Annotated[str, typer.Option()] = "",
+    setting: _SETTING = None,
 ) -> None:
     """Create a bank."""
     try:
@@ -52,6 +80,7 @@ def bank_create(
             pdq_threshold=threshold,
             pdq_quality_floor=quality_floor,
             description=description,
+            signal_settings=_settings(setting),
         )
     except TakedownError as exc:
         raise fail(exc) from None
@@ -96,6 +125,7 @@ def bank_update(
     threshold: Annotated[int | None, typer.Option()] = None,
     quality_floor: Annotated[int | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
+    setting: _SETTING = None,
 ) -> None:
     """Change a bank's policy; effective for the next query."""
     try:
@@ -106,6 +136,7 @@ def bank_update(
             pdq_threshold=threshold,
             pdq_quality_floor=quality_floor,
             description=description,
+            signal_settings=_settings(setting),
         )
     except TakedownError as exc:
         raise fail(exc) from None

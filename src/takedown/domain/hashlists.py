@@ -95,15 +95,30 @@ class HashRecord:
     def canonical(cls, type_name: str, value: str) -> HashRecord:
         """A record from a canonical type name and a value already known to be in
         canonical form (checked by the caller), without validating it again."""
+        return cls.stored(type_name, value)
+
+    @classmethod
+    def stored(
+        cls,
+        type_name: str,
+        value: str,
+        quality: int | None = None,
+        source: str | None = None,
+        source_id: str | None = None,
+        category: str | None = None,
+        note: str | None = None,
+    ) -> HashRecord:
+        """A record as a bank stores it (validated when it went in), not validated
+        again: exports still write entries of a type whose plug-in was removed."""
         record = object.__new__(cls)
         record.__dict__.update(
             signal_type=type_name,
             value=value,
-            quality=None,
-            source=None,
-            source_id=None,
-            category=None,
-            note=None,
+            quality=quality,
+            source=source,
+            source_id=source_id,
+            category=category,
+            note=note,
         )
         return record
 

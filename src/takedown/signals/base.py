@@ -155,8 +155,9 @@ class SignalType:
         raise NotImplementedError
 
     def hash_image(self, image: Any) -> tuple[str, int | None]:
-        """``(value, quality or None)`` of a decoded image: a Pillow ``Image`` in RGB,
-        already checked and bounded by ``takedown.media``."""
+        """``(value, quality or None)`` of a decoded image: a Pillow ``Image`` as
+        ``takedown.media`` decoded it for PDQ (checked and bounded; at most 512 px a
+        side; RGB, or greyscale ``L`` for a large JPEG decoded straight to luma)."""
         raise NotImplementedError
 
 

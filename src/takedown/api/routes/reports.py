@@ -35,7 +35,7 @@ class HashIn(BaseModel):
         max_length=8,
         description="The 8 dihedral PDQ variants (rotations, mirror images), first = pdq.",
     )
-    signals: dict[str, Annotated[str, Field(max_length=512)]] = Field(
+    signals: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict,
         max_length=8,
         description="Hashes of other signal types matched here (plug-ins, see GET "

@@ -453,9 +453,10 @@ class BankService:
             return result
 
     def add_media(self, ref: str, data: bytes, provenance: Provenance, *, actor: str) -> AddResult:
-        """Hash a file and bank its PDQ, MD5 and SHA-256. A PDQ hash below the bank's
-        quality floor is left out (it would only cause false matches) and said so.
-        A video is banked by its digests and its frame features (:meth:`add_video`)."""
+        """Hash a file and bank its PDQ, MD5 and SHA-256, and the signals of plug-in types
+        that hash images. A PDQ hash below the bank's quality floor is left out (it would
+        only cause false matches) and said so. A video is banked by its digests and its
+        frame features (:meth:`add_video`)."""
         if is_video(data):
             video = hash_video_bytes(data, self._video_limits, self._video_sampling)
             return self.add_video(ref, video, provenance, actor=actor)
@@ -470,7 +471,19 @@ class BankService:
                 ),
             ]
             skipped: list[str] = []
-            floor = repo.bank_rule(bank).pdq_quality_floor
+            rule = repo.bank_rule(bank)
+            for name, (value, quality) in signals.others.items():  # plug-in types
+                other_floor = rule.quality_floor(name) if quality is not None else None
+                if other_floor is not None and quality is not None and quality < other_floor:
+                    skipped.append(
+                        f"{name} left out: quality {quality} is below the bank's floor of "
+                        f"{other_floor}."
+                    )
+                    continue
+                records.append(
+                    HashRecord(name, value, quality, p.source, p.source_id, p.category, p.note)
+                )
+            floor = rule.pdq_quality_floor
             if signals.pdq.quality >= floor:
                 records.insert(
                     0,
@@ -621,8 +634,10 @@ class BankService:
             if not include_disabled:
                 stmt = stmt.where(BankEntry.enabled.is_(True))
             rows = s.scalars(stmt.execution_options(yield_per=10_000))
+            # Stored values are canonical already (validated when they went in), so a
+            # type whose plug-in is no longer installed is still exported as stored.
             records = (
-                HashRecord(
+                HashRecord.stored(
                     e.signal_type, e.value, e.quality, e.source, e.source_id, e.category, e.note
                 )
                 for e in rows

@@ -39,12 +39,14 @@ from takedown.services.audit.chain import record
 from takedown.services.cases.copies import chunks
 from takedown.services.cases.service import ACTIVE_STATES, CaseService, CaseSummary, DecisionView
 from takedown.services.screening.matcher import Matcher, QuerySignals
+from takedown.signals import all_types
 from takedown.store import repositories as repo
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     AuditEvent,
     Bank,
+    BankEntry,
     Case,
     CaseItem,
     CaseLock,
@@ -376,6 +378,26 @@ class ReviewService:
                     )
                 )
             return out
+
+    def unmatchable_entries(self) -> list[tuple[str, int]]:
+        """Signal types the enabled banks hold but nothing here can match (PhotoDNA),
+        with their enabled entries: the case page says so instead of staying silent."""
+        names = [t.name for t in all_types() if not t.matchable]
+        if not names:
+            return []
+        with unit_of_work(self._sessions, write=False) as s:
+            rows = s.execute(
+                select(BankEntry.signal_type, func.count())
+                .where(
+                    # Naming the banks lets the (bank_id, signal_type, value) index answer.
+                    BankEntry.bank_id.in_(select(Bank.id).where(Bank.enabled.is_(True))),
+                    BankEntry.signal_type.in_(names),
+                    BankEntry.enabled.is_(True),
+                )
+                .group_by(BankEntry.signal_type)
+                .order_by(BankEntry.signal_type)
+            ).all()
+        return [(name, int(count)) for name, count in rows]
 
     def history(self, case_id: str, principal: Principal, limit: int = 300) -> list[EventView]:
         """The case's audit events and every view of its media, newest first."""

@@ -111,8 +111,6 @@ class Matcher:
             sync_interval_s,
             more_rows=[(video_matching.BANK_FRAME_ROWS, video_matching.FRAME_ID_BASE)],
         )
-        # Entries committed by this process are searchable on the next query, whatever
-        # the sync interval (which only delays what other processes add).
         # A plug-in Hamming type's own index (PDQ and vPDQ frames share the one above).
         self._others: dict[str, IndexFollower] = {
             t.name: IndexFollower(
@@ -121,6 +119,8 @@ class Matcher:
             for t in all_types()
             if t.index is IndexKind.HAMMING and t not in (PDQ, VPDQ)
         }
+        # Entries committed by this process are searchable on the next query, whatever
+        # the sync interval (which only delays what other processes add).
         event.listen(sessions, "after_commit", self._after_commit)
         self._radius_value: int | None = None
         self._radius_at = float("-inf")

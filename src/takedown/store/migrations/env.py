@@ -16,12 +16,28 @@ if engine is None:  # pragma: no cover - only when someone runs bare `alembic`
     engine = make_engine(Settings().resolved_database_url)
 
 with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    raw = connection.connection.driver_connection if sqlite else None
+    if raw is not None:
+        # SQLite changes a table's columns by rebuilding it (batch mode: copy, drop,
+        # rename), which must not trip the foreign keys of rows pointing at it. The
+        # pragma only applies outside a transaction, so it is set before Alembic's
+        # begins; every key is checked before the migration commits.
+        raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"foreign keys broken by the migration: {broken[:5]}")
+        connection.commit()
+    finally:
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys=ON")

@@ -192,6 +192,7 @@ def _case_page(
     rt = runtime(request)
     detail = rt.cases.get(case_id, v.principal, copies_limit=500)
     media = rt.review.case_media(case_id, v.principal) if v.sees_media else []
+    unmatchable = rt.review.unmatchable_entries() if media else []
     history = rt.review.history(case_id, v.principal)
     lock = rt.review.lock_of(case_id)
     pending = next(
@@ -212,6 +213,7 @@ def _case_page(
             v,
             case=detail,
             media=media,
+            unmatchable=unmatchable,
             links=links,
             history=history,
             lock=lock,
