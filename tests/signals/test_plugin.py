@@ -263,7 +263,7 @@ def test_signal_mistakes_are_clear_errors(server: tuple[httpx.Client, dict[str, 
         422,
         "invalid_hash",
     )
-    assert error("POST", "/v1/screen/hashes", {"signals": {"tmk": "00"}}) == (
+    assert error("POST", "/v1/screen/hashes", {"signals": {"sha1": "00"}}) == (
         422,
         "unknown_signal_type",
     )

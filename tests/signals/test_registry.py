@@ -38,9 +38,9 @@ def fresh_registry() -> Iterator[None]:
 def test_builtins_and_aliases():
     assert [t.name for t in all_types()][:5] == ["pdq", "md5", "sha256", "vpdq", "photodna"]
     assert signal_type("SHA-256") is SHA256 and signal_type("photo_md5") is MD5
-    assert signal_type(" PDQ ") is PDQ and known("video_md5") and not known("tmk")
+    assert signal_type(" PDQ ") is PDQ and known("video_md5") and not known("sha1")
     with pytest.raises(InvalidHash) as caught:
-        signal_type("tmk")
+        signal_type("sha1")
     assert caught.value.code == "unknown_signal_type"
     assert PDQ.perceptual and PDQ.matchable and PDQ.computable
     assert MD5.index is IndexKind.EXACT and not PHOTODNA.matchable

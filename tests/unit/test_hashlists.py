@@ -62,7 +62,7 @@ def test_record_normalizes_type_alias_and_hex_case() -> None:
     [
         (("pdq", P1[:-1]), "invalid_hash"),
         (("md5", P1), "invalid_hash"),
-        (("tmk", P1), "unknown_signal_type"),
+        (("sha1", P1), "unknown_signal_type"),
         (("photodna", P1), "invalid_hash"),  # a registered type: 144 bytes, not 32
         (("pdq", P1, 101), "invalid_quality"),
         (("pdq", P1, -1), "invalid_quality"),
@@ -233,7 +233,8 @@ def test_csv_header_only_counts_on_the_first_row() -> None:
     assert rejected(result) == [
         (
             2,
-            "Unknown signal type 'signal_type'; known types: pdq, md5, sha256, vpdq, photodna.",
+            "Unknown signal type 'signal_type'; known types: pdq, md5, sha256, vpdq, "
+            "photodna, tmk.",
         )
     ]
 
@@ -243,7 +244,7 @@ def test_csv_rejections_unknown_type_alias_bad_quality() -> None:
         [
             "signal_type,signal,quality",
             f"sha-256,{S1},",  # 2: alias accepted
-            f"tmk,{P1},",  # 3
+            f"sha1,{P1},",  # 3
             f"pdq,{P1},high",  # 4
             f"pdq,{P2},101",  # 5
             f"md5,{M1}0,",  # 6
@@ -254,7 +255,7 @@ def test_csv_rejections_unknown_type_alias_bad_quality() -> None:
     result = parse(text, "csv")
     assert result.records == [HashRecord("sha256", S1)]
     assert rejected(result) == [
-        (3, "Unknown signal type 'tmk'; known types: pdq, md5, sha256, vpdq, photodna."),
+        (3, "Unknown signal type 'sha1'; known types: pdq, md5, sha256, vpdq, photodna, tmk."),
         (4, "PDQ quality must be a whole number from 0 to 100; got 'high'."),
         (5, "PDQ quality must be a whole number from 0 to 100; got 101."),
         (6, f"A md5 hash is 32 hexadecimal digits; got {M1 + '0'!r}."),

@@ -45,6 +45,9 @@ FORMATS = ("text", "csv", "jsonl")
 
 PROVENANCE_FIELDS = ("source", "source_id", "category", "note")
 CSV_HEADER = ("signal_type", "signal")
+# A TMK value is ~176,000 base64 characters, over the csv module's default field limit
+# (131,072). The limit is process-wide; this only raises it.
+csv.field_size_limit(max(csv.field_size_limit(), 4_194_304))
 CSV_PROVENANCE_HEADER = (*CSV_HEADER, "quality", *PROVENANCE_FIELDS)
 
 _REJECTED_TEXT_LIMIT = 200

@@ -10,7 +10,7 @@ hash-list formats depend on it, the media and matching layers build on it.
 """
 
 from takedown.signals.base import ContentKind, IndexKind, SignalType
-from takedown.signals.builtin import MD5, PDQ, PHOTODNA, SHA256, VPDQ
+from takedown.signals.builtin import MD5, PDQ, PHOTODNA, SHA256, TMK, VPDQ
 from takedown.signals.registry import (
     ENTRY_POINT_GROUP,
     SignalTypeConflict,
@@ -35,6 +35,7 @@ __all__ = [
     "PDQ",
     "PHOTODNA",
     "SHA256",
+    "TMK",
     "VPDQ",
     "ContentKind",
     "IndexKind",

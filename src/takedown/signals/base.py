@@ -14,6 +14,7 @@ libraries inside its methods.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -57,7 +58,10 @@ class SignalType:
     content_kinds: ClassVar[frozenset[ContentKind]] = frozenset()
     index: ClassVar[IndexKind] = IndexKind.EXACT
     hex_digits: ClassVar[int | None] = None  # None: the type normalises values itself
-    max_value_length: ClassVar[int] = 512  # what a bank entry can store
+    max_value_length: ClassVar[int] = 512  # longest value (written form) accepted
+    # Values longer than a bank entry's 512 characters (TMK) are kept whole beside the
+    # entry, which is valued by the SHA-256 of the canonical value.
+    stored_by_digest: ClassVar[bool] = False
     bits: ClassVar[int] = 0  # Hamming types: bits in a value
     default_threshold: ClassVar[int] = 0  # largest distance counted as a match
     max_threshold: ClassVar[int] = 0
@@ -122,6 +126,13 @@ class SignalType:
                 signal_type=self.name,
             )
         return text
+
+    def stored_value(self, value: str) -> str:
+        """What a bank entry holds for a normalised value: the value itself, or for a
+        type stored by digest the SHA-256 (hex) of it."""
+        if self.stored_by_digest:
+            return hashlib.sha256(value.encode("ascii")).hexdigest()
+        return value
 
     def distance(self, a: str, b: str) -> int:
         """How far apart two normalised values are: the bits that differ for a Hamming

@@ -1,12 +1,14 @@
 """The signal types Takedown ships: PDQ, MD5, SHA-256 and vPDQ, which it computes and
-matches; PhotoDNA, which banks store and exchange but nothing here can compute or match
-(its algorithm is licensed by Microsoft, and NCMEC's lists carry it)."""
+matches; PhotoDNA and TMK, which banks store and exchange but nothing here can compute
+or match (PhotoDNA's algorithm is licensed by Microsoft and NCMEC's lists carry it;
+StopNCII's video lists carry TMK)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
+import struct
 from typing import ClassVar
 
 from takedown.errors import InvalidHash
@@ -120,9 +122,74 @@ class PhotoDnaSignal(SignalType):
         return raw.hex()
 
 
+class TmkSignal(SignalType):
+    """TMK+PDQF (Meta's Temporal Match Kernel over float PDQ frame features): the
+    feature-vector file ``tmk-hash-video`` writes, exchanged as base64 (or hex) of its
+    bytes. Not computable or matchable here. A value is about 130 KB (176,000 base64
+    characters with the usual 2 periods, 32 coefficients and 256 dimensions), far more
+    than a bank entry's value holds: a bank keeps it whole beside the entry, which is
+    valued by the SHA-256 of the canonical base64 (``stored_by_digest``)."""
+
+    name = "tmk"
+    description = (
+        "TMK+PDQF video hash (feature-vector file); stored and exchanged, not matched here"
+    )
+    aliases = ("video_tmk", "tmk_pdqf", "video_tmk_pdqf")
+    content_kinds = frozenset({ContentKind.VIDEO})
+    index = IndexKind.NONE
+    max_value_length = 4_000_000  # characters of base64 or hex, checked before decoding
+    stored_by_digest = True
+    _HEADER = struct.Struct("<4s4s4s5i")  # magics, fps, periods, coefficients, dim, pad
+    _MAGIC = (b"TMK1", b"FVEC", b"PDQF")
+    _MAX_PERIODS, _MAX_COEFFICIENTS = 64, 256
+
+    def normalize(self, value: str) -> str:
+        text = value.strip()
+        raw = None
+        if len(text) <= self.max_value_length:
+            try:
+                # Hex of a TMK file starts with the hex of "TMK1"; anything else is
+                # read as base64.
+                if text[:8].lower() == "544d4b31":
+                    raw = bytes.fromhex(text)
+                else:
+                    raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raw = None
+        problem = self._problem(raw)
+        if problem:
+            raise InvalidHash(
+                f"A tmk hash is the base64 (or hex) of a TMK+PDQF feature-vector file; "
+                f"{problem}: {preview(value)!r}.",
+                signal_type=self.name,
+            )
+        assert raw is not None
+        return base64.b64encode(raw).decode("ascii")
+
+    def _problem(self, raw: bytes | None) -> str | None:
+        if raw is None:
+            return "this is neither base64 nor hex within the size limit"
+        if len(raw) < self._HEADER.size:
+            return "this is shorter than the file's header"
+        *magic, _fps, periods, coefficients, dimension, _pad = self._HEADER.unpack_from(raw)
+        if tuple(magic) != self._MAGIC:
+            return "the header is not TMK1 / FVEC / PDQF"
+        if not (
+            0 < periods <= self._MAX_PERIODS
+            and 0 < coefficients <= self._MAX_COEFFICIENTS
+            and dimension == 256
+        ):
+            return "the header's periods, coefficients or dimension are out of range"
+        floats = periods + coefficients + dimension + 2 * periods * coefficients * dimension
+        if len(raw) != self._HEADER.size + 4 * floats:
+            return "the length does not match what the header declares"
+        return None
+
+
 PDQ = PdqSignal()
 VPDQ = VpdqSignal()
 MD5 = Md5Signal()
 SHA256 = Sha256Signal()
 PHOTODNA = PhotoDnaSignal()
-BUILTIN: tuple[SignalType, ...] = (PDQ, MD5, SHA256, VPDQ, PHOTODNA)
+TMK = TmkSignal()
+BUILTIN: tuple[SignalType, ...] = (PDQ, MD5, SHA256, VPDQ, PHOTODNA, TMK)

@@ -130,6 +130,16 @@ class BankEntry(Base):
     bank: Mapped[Bank] = relationship(back_populates="entries", lazy="raise")
 
 
+class BankEntryPayload(Base):
+    """The whole value of an entry whose type is stored by digest (TMK, ~176,000
+    characters): the entry's ``value`` is the SHA-256 of this (migration 0012)."""
+
+    __tablename__ = "bank_entry_payloads"
+
+    entry_id: Mapped[int] = mapped_column(BigId, ForeignKey("bank_entries.id"), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

@@ -40,7 +40,7 @@ from takedown.services.audit.chain import record
 from takedown.signals import PDQ, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
-from takedown.store.models import Bank, BankEntry, BankVideoFrame, Base
+from takedown.store.models import Bank, BankEntry, BankEntryPayload, BankVideoFrame, Base
 
 _INSERT_CHUNK = 5_000
 _BULK_ROWS = 50_000
@@ -625,7 +625,13 @@ class BankService:
         so a bank with several needs ``only_type``."""
         with unit_of_work(self._sessions, write=False) as s:
             bank = repo.get_bank(s, ref)
-            stmt = select(BankEntry).where(BankEntry.bank_id == bank.id).order_by(BankEntry.id)
+            stmt = (
+                select(BankEntry, BankEntryPayload.payload)
+                # Types stored by digest (TMK) are exported whole.
+                .outerjoin(BankEntryPayload, BankEntryPayload.entry_id == BankEntry.id)
+                .where(BankEntry.bank_id == bank.id)
+                .order_by(BankEntry.id)
+            )
             # A banked video's frame set has no line in a hash list; its MD5 and
             # SHA-256 entries are exported like any other.
             stmt = stmt.where(BankEntry.signal_type != VPDQ.name)
@@ -633,14 +639,20 @@ class BankService:
                 stmt = stmt.where(BankEntry.signal_type == signal_type(only_type).name)
             if not include_disabled:
                 stmt = stmt.where(BankEntry.enabled.is_(True))
-            rows = s.scalars(stmt.execution_options(yield_per=10_000))
+            rows = s.execute(stmt.execution_options(yield_per=10_000))
             # Stored values are canonical already (validated when they went in), so a
             # type whose plug-in is no longer installed is still exported as stored.
             records = (
                 HashRecord.stored(
-                    e.signal_type, e.value, e.quality, e.source, e.source_id, e.category, e.note
+                    e.signal_type,
+                    payload or e.value,
+                    e.quality,
+                    e.source,
+                    e.source_id,
+                    e.category,
+                    e.note,
                 )
-                for e in rows
+                for e, payload in rows
             )
             return write_hash_list(records, fmt, out, with_provenance=with_provenance)
 
@@ -719,13 +731,14 @@ def _insert_records(
     result = AddResult()
     seen: set[tuple[str, str]] = set()
     unique: list[HashRecord] = []
+    payloads: dict[tuple[str, str], str] = {}  # (type, digest) -> whole value (TMK)
     for r in records:  # a HashRecord is already canonical (validated on construction)
         key = (r.signal_type, r.value)
         if key in seen:
             result.duplicates_in_input += 1
             continue
         seen.add(key)
-        unique.append(r)
+        unique.append(_by_digest(r, payloads))
     total = len(unique)
     now = utcnow()
     # Only entries from before this call can collide (the input is deduplicated above,
@@ -767,6 +780,8 @@ def _insert_records(
                 # import spends its time in the database's indexes, not in Python.
                 rows = _rows(bank, fresh, actor, now, provenance or _NO_PROVENANCE)
                 bulk_insert(connection, table, rows)
+                if payloads:
+                    _insert_payloads(s, bank, fresh, payloads)
                 s.info[repo.ENTRIES_ADDED] = True  # this process's matcher reads them at commit
                 result.added += len(fresh)
             if progress:
@@ -785,6 +800,39 @@ def _insert_records(
         {"added": result.added, "already_present": result.already_present},
     )
     return result
+
+
+def _by_digest(r: HashRecord, payloads: dict[tuple[str, str], str]) -> HashRecord:
+    """The record as its entry is stored: a type stored by digest (TMK) is valued by the
+    SHA-256 of its value, which is kept in ``payloads`` for the entry's payload row."""
+    st = signal_type(r.signal_type)
+    if not st.stored_by_digest:
+        return r
+    digest = st.stored_value(r.value)
+    payloads[(r.signal_type, digest)] = r.value
+    return HashRecord.stored(
+        r.signal_type, digest, r.quality, r.source, r.source_id, r.category, r.note
+    )
+
+
+def _insert_payloads(
+    s: Session, bank: Bank, fresh: Sequence[HashRecord], payloads: dict[tuple[str, str], str]
+) -> None:
+    """The whole values of the new entries stored by digest, beside their entries."""
+    wanted = [r for r in fresh if (r.signal_type, r.value) in payloads]
+    for stype in sorted({r.signal_type for r in wanted}):
+        digests = [r.value for r in wanted if r.signal_type == stype]
+        rows = s.execute(
+            select(BankEntry.id, BankEntry.value).where(
+                BankEntry.bank_id == bank.id,
+                BankEntry.signal_type == stype,
+                BankEntry.value.in_(digests),
+            )
+        ).all()
+        s.execute(
+            insert(BankEntryPayload),
+            [{"entry_id": i, "payload": payloads[(stype, v)]} for i, v in rows],
+        )
 
 
 _NO_PROVENANCE = Provenance()
@@ -851,7 +899,7 @@ def _views_for(s: Session, bank: Bank, records: Sequence[HashRecord]) -> list[En
             select(BankEntry).where(
                 BankEntry.bank_id == bank.id,
                 BankEntry.signal_type == r.signal_type,
-                BankEntry.value == r.value,
+                BankEntry.value == signal_type(r.signal_type).stored_value(r.value),
             )
         ).first()
         if entry is not None:

@@ -8,7 +8,9 @@ PDQ quality floor, which the video rule used) its ``vpdq`` row. A type without a
 uses its own defaults (a plug-in type installed after the bank was made).
 
 ``bank_entries.value`` grows from 64 to 512 characters so types with longer values
-(PhotoDNA: 288 hex digits) can be banked.
+(PhotoDNA: 288 hex digits) can be banked; values longer still (TMK, ~176,000
+characters) are kept whole in ``bank_entry_payloads``, the entry valued by their
+SHA-256.
 
 Revision ID: 0012
 Revises: 0011
@@ -56,9 +58,20 @@ def upgrade() -> None:
         batch.drop_column("video_frame_threshold")
     with op.batch_alter_table("bank_entries") as batch:
         batch.alter_column("value", type_=sa.String(512), existing_type=sa.String(64))
+    op.create_table(
+        "bank_entry_payloads",
+        sa.Column(
+            "entry_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.ForeignKey("bank_entries.id"),
+            primary_key=True,
+        ),
+        sa.Column("payload", sa.Text(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("bank_entry_payloads")
     with op.batch_alter_table("bank_entries") as batch:
         batch.alter_column("value", type_=sa.String(64), existing_type=sa.String(512))
     with op.batch_alter_table("banks") as batch:
