@@ -2,8 +2,9 @@
 which content it describes, how we compute it and which index serves it.
 
 ``base.py`` defines the interface (:class:`SignalType`), ``builtin.py`` the types
-Takedown ships (PDQ, MD5, SHA-256, vPDQ; PhotoDNA stored only), ``registry.py`` looks
-them up, with third-party types from the ``takedown.signals`` entry-point group.
+Takedown ships (PDQ, MD5, SHA-256, vPDQ; PhotoDNA and TMK stored only), and
+``registry.py`` looks them up, with third-party types from the ``takedown.signals``
+entry-point group.
 
 Importable without Pillow, PyAV or numba (a test holds it): the domain rules and the
 hash-list formats depend on it, the media and matching layers build on it.
