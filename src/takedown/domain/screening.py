@@ -90,12 +90,6 @@ def candidate_counts(
     return not (entry_quality is not None and entry_quality < floor)
 
 
-def pdq_candidate_counts(
-    rule: BankRule, distance: int, query_quality: int | None, entry_quality: int | None
-) -> bool:
-    return candidate_counts(rule, PDQ, distance, query_quality, entry_quality)
-
-
 def verdict_for(actions: Iterable[MatchAction]) -> Verdict:
     """The strictest bank policy wins: block over review over allow. A ``record``
     bank never changes the verdict: its matches are only kept."""

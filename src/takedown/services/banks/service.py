@@ -588,7 +588,7 @@ class BankService:
                 lines,
                 fmt,
                 default_type=signal_type(default_type) if default_type else None,
-                allowed_types=_LIST_TYPES(),
+                allowed_types=_list_types(),
             )
         if parsed.rejected and not skip_invalid:
             raise InvalidRequest(
@@ -919,7 +919,7 @@ def _recorded_settings(bank: Bank) -> dict[str, dict[str, int | None]]:
     }
 
 
-def _LIST_TYPES() -> set[str]:  # noqa: N802 (reads like the constant it stands for)
+def _list_types() -> set[str]:
     """The types a hash list may carry: every registered one but vPDQ, whose entries are
     a video's frame set (banked from the video itself)."""
     return {t.name for t in all_types() if t is not VPDQ}

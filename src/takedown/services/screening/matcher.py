@@ -30,7 +30,16 @@ from takedown.matching import BruteForceHammingIndex, HammingIndex
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
-from takedown.signals import MD5, PDQ, SHA256, VPDQ, IndexKind, SignalType, all_types, signal_type
+from takedown.signals import (
+    MD5,
+    PDQ,
+    SHA256,
+    VPDQ,
+    IndexKind,
+    SignalType,
+    hamming_types,
+    signal_type,
+)
 from takedown.store import repositories as repo
 from takedown.store.db import read_connection, unit_of_work
 from takedown.store.models import Bank, BankEntry, Base
@@ -112,13 +121,14 @@ class Matcher:
             more_rows=[(video_matching.BANK_FRAME_ROWS, video_matching.FRAME_ID_BASE)],
         )
         # A plug-in Hamming type's own index (PDQ and vPDQ frames share the one above).
+        plugins = [t for t in hamming_types() if t not in (PDQ, VPDQ)]
         self._others: dict[str, IndexFollower] = {
             t.name: IndexFollower(
                 sessions, _padded_rows(t), BruteForceHammingIndex(), sync_interval_s
             )
-            for t in all_types()
-            if t.index is IndexKind.HAMMING and t not in (PDQ, VPDQ)
+            for t in plugins
         }
+        self._other_radius = {t.name: _max_threshold(t) for t in plugins}  # built once
         # Entries committed by this process are searchable on the next query, whatever
         # the sync interval (which only delays what other processes add).
         event.listen(sessions, "after_commit", self._after_commit)
@@ -257,7 +267,7 @@ class Matcher:
             if follower is None:
                 continue
             st = signal_type(name)
-            radius = session.scalar(_max_threshold(st))
+            radius = session.scalar(self._other_radius[name])
             if radius is None:
                 continue
             result = follower.search([_pad(st, value)], radius)
