@@ -21,7 +21,7 @@ from tests.conftest import PG_ADMIN_URL
 def test_migrations_match_models(database_url: str):
     engine = make_engine(database_url)
     upgrade(engine)  # idempotent on an already migrated database
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
@@ -89,7 +89,7 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
             {"v": "f" * 64},
         )
     upgrade(engine)
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     engine.dispose()
     rt = open_runtime(Settings(database_url=empty_database, data_dir=tmp_path / "d"))
     try:

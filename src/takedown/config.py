@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from takedown.domain.enforcement import part_measures
 from takedown.media.limits import ImageLimits
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
@@ -78,21 +79,40 @@ class Settings(BaseSettings):
         default=True,
         description="Restrict at once on a valid TAKE IT DOWN request (intimate imagery).",
     )
-    suspend_on_minor_safety: bool = Field(
-        default=True,
-        description="Suspend at once an account that posted confirmed minor-safety material.",
+    account_measures_minor_safety: str = Field(
+        default="uploader=suspend,reuploader=suspend,quoter=warn,reposter=warn",
+        description="First measure per part in a confirmed minor-safety case (part=measure; "
+        "parts uploader, reuploader, quoter, reposter; measures none, strike, warn, "
+        "suspend). See docs/operations.md, 'Account measures'.",
+    )
+    account_measures_ncii: str = Field(
+        default="uploader=warn,reuploader=warn,quoter=warn,reposter=none",
+        description="First measure per part in a confirmed intimate-imagery case.",
+    )
+    account_measures_other: str = Field(
+        default="uploader=strike,reuploader=strike,quoter=none,reposter=none",
+        description="First measure per part in other confirmed cases.",
     )
     minor_safety_strikes_to_terminate: int = Field(
         default=2,
         ge=1,
-        description="Confirmed minor-safety violations at which an account is terminated.",
+        description="Minor-safety strikes at which a suspending part's account is terminated.",
     )
-    ncii_strikes_to_suspend: int = Field(
+    strikes_to_suspend: int = Field(
         default=2,
         ge=1,
-        description="Confirmed intimate-imagery violations before suspension (the ones "
-        "before it are warnings, DSA art. 23).",
+        description="Strikes at which a warned account is suspended (the ones before it "
+        "are warnings, DSA art. 23).",
     )
+
+    @field_validator(
+        "account_measures_minor_safety", "account_measures_ncii", "account_measures_other"
+    )
+    @classmethod
+    def _part_measures(cls, value: str) -> str:
+        part_measures(value)  # a ValueError names what is wrong
+        return value
+
     unfounded_reports_to_warn: int = Field(
         default=2, ge=1, description="Manifestly unfounded reports before a reporter is warned."
     )

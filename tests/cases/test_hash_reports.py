@@ -160,6 +160,15 @@ def test_bad_hashes_are_refused_and_nothing_is_kept(rt: Runtime, client, hashes,
         assert s.scalars(select(CaseLocation)).first() is None
 
 
+def test_withdrawn_hashes_no_longer_pull_later_uploads(rt: Runtime, client):
+    p = platform_headers(rt)
+    receipt = _report(client, [_hashes(PHOTO)])
+    assert receipt["restricted_items"] == 0  # nothing registered carries it yet
+    creds = {"case_number": receipt["case_number"], "token": receipt["status_token"]}
+    assert client.post("/v1/reports/withdraw", json=creds).status_code == 200
+    assert _register(client, p, "later", _rotated_jpeg(PHOTO))["cases"] == []
+
+
 def test_withdraw_stops_the_clock_and_the_hashes_but_keeps_content_hidden(rt: Runtime, client):
     p = platform_headers(rt)
     _register(client, p, "first", PHOTO)
@@ -182,11 +191,16 @@ def test_withdraw_stops_the_clock_and_the_hashes_but_keeps_content_hidden(rt: Ru
     again = client.post("/v1/reports/withdraw", json=creds)  # idempotent
     assert again.json()["withdrawn_at"] == r.json()["withdrawn_at"]
     assert client.get("/v1/items/first", headers=p).json()["visibility"] == "restricted"
-    case = client.get(
-        f"/v1/cases/{receipt['case_number']}", headers=user_headers(rt, "legal-1", "legal")
-    ).json()
+    legal = user_headers(rt, "legal-1", "legal")
+    case = client.get(f"/v1/cases/{receipt['case_number']}", headers=legal).json()
     assert not any(c["name"] == "take_it_down_48h" for c in case["clocks"])
-    # The withdrawn hashes no longer pull later uploads into the case.
-    assert _register(client, p, "later", _rotated_jpeg(PHOTO))["cases"] == []
+    # The withdrawn hashes no longer pull later uploads into the case: a rotated copy
+    # of the hidden item still joins, as a copy of it (the copy graph searches all 8
+    # rotations and flips), not by the hashes.
+    assert _register(client, p, "later", _rotated_jpeg(PHOTO))["cases"] == [
+        receipt["case_number"]
+    ]
+    case = client.get(f"/v1/cases/{receipt['case_number']}", headers=legal).json()
+    assert {c["item_id"]: c["reason"] for c in case["copies"]}["later"] == "pdq"
     wrong = client.post("/v1/reports/withdraw", json={**creds, "token": "nope"})
     assert wrong.status_code == 404 and wrong.json()["code"] == "report_not_found"

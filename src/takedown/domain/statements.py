@@ -57,7 +57,8 @@ def statement_for(
     hash_match: bool = False,
 ) -> StatementOfReasons:
     """``action`` is restrict, remove or restore; ``reason`` why the action was taken
-    (restrict_first, hash_match, confirmed_violation, no_violation, copy_of_…)."""
+    (restrict_first, hash_match, confirmed_violation, no_violation, appeal_upheld,
+    copy_of_…)."""
     top = next(
         (c for c in (Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII) if c in categories),
         None,
@@ -78,11 +79,20 @@ def statement_for(
         measure = "Content removed and monetization stopped."
         duration = "Permanent, unless reversed on appeal."
         automated = "not_automated"  # a person confirmed the violation
+    elif reason == "appeal_upheld":
+        measure = "Removal reversed on appeal: the content is visible and monetized again."
+        duration = "Not applicable."
+        automated = "not_automated"
     else:
         measure = "Restriction lifted: the content is visible and monetized again."
         duration = "Not applicable."
         automated = "not_automated"
-    if reason in ("hash_match",) or hash_match:
+    if reason == "appeal_upheld":
+        facts = (
+            "An appeal was upheld: a second reviewer found that the content does not "
+            "violate the rules, and the earlier decision is reversed."
+        )
+    elif reason in ("hash_match",) or hash_match:
         facts = (
             "The content matched a list of known material (a hash match) and was "
             "restricted pending human review."

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
-from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
+from takedown.domain.enforcement import AccountPolicy, ReporterPolicy, part_measures
 from takedown.matching.mih import compile_kernels
 from takedown.memory import drop_clean_library_pages
 from takedown.services.audit.chain import AuditChain, attach
@@ -127,9 +127,11 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
             restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
             public_base_url=settings.public_base_url,
             accounts=AccountPolicy(
-                suspend_on_minor_safety=settings.suspend_on_minor_safety,
+                minor_safety=part_measures(settings.account_measures_minor_safety),
+                ncii=part_measures(settings.account_measures_ncii),
+                other=part_measures(settings.account_measures_other),
                 minor_safety_strikes_to_terminate=settings.minor_safety_strikes_to_terminate,
-                ncii_strikes_to_suspend=settings.ncii_strikes_to_suspend,
+                strikes_to_suspend=settings.strikes_to_suspend,
             ),
             reporters=ReporterPolicy(
                 warn_after=settings.unfounded_reports_to_warn,

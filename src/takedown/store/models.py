@@ -206,11 +206,41 @@ class Account(Base):
     public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
     platform_id: Mapped[str] = mapped_column(String(200), unique=True)
     handle: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What the platform says of the account (active, suspended, terminated, deleted);
+    # a sync changes only this, never Takedown's own measure below (migration 0013).
+    platform_status: Mapped[str] = mapped_column(String(16), default="active")
+    # Takedown's measure: active, suspended or terminated (by a confirmed decision).
     status: Mapped[str] = mapped_column(String(16), default="active")
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # known for sharing abuse
-    confirmed_violations: Mapped[int] = mapped_column(Integer, default=0)
+    flag_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    flag_source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    confirmed_violations: Mapped[int] = mapped_column(Integer, default=0)  # strikes here
+    # Confirmed violations the platform knew of before (its own moderation, a hash
+    # exchange...), with where the count comes from.
+    prior_violations: Mapped[int] = mapped_column(Integer, default=0)
+    prior_violations_source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    platform_reinstated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AppliedMeasure(Base):
+    """What one effective decision did to one account: its part in the case (uploader,
+    re-uploader, reposter, quoter), the measure and whether it counted as a strike.
+    An overturned decision reverses exactly these rows (migration 0013)."""
+
+    __tablename__ = "account_measures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    part: Mapped[str] = mapped_column(String(16))
+    measure: Mapped[str] = mapped_column(String(16))  # none | warn | suspend | terminate
+    strike: Mapped[bool] = mapped_column(Boolean)
+    decision: Mapped[str] = mapped_column(String(26))  # the decision's public id
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reversed_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
 
 
 class Item(Base):
@@ -247,6 +277,9 @@ class Media(Base):
     md5: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The 8 dihedral PDQ variants, comma-separated, first = pdq (migration 0013); None
+    # when the platform sent only the one PDQ.
+    pdq_dihedral: Mapped[str | None] = mapped_column(Text, nullable=True)
     media_type: Mapped[str] = mapped_column(String(16), default="image")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The bytes, encrypted (store/blobs.py), when the platform sent the file itself.

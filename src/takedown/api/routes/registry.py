@@ -11,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from takedown.api.auth import require, runtime
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
+from takedown.errors import InvalidRequest
+from takedown.media import DIHEDRAL_NAMES
 from takedown.media.video import media_mime_type
 from takedown.runtime import Runtime
 from takedown.services.registry.service import (
@@ -26,13 +28,39 @@ _write = require(Permission.REGISTRY_WRITE)
 
 
 class AccountIn(BaseModel):
+    """What the platform says of an account. Every field is optional: a field left out
+    stays as it is. Takedown's own state (strikes, its suspensions) is not set here."""
+
     model_config = ConfigDict(extra="forbid")
     handle: str | None = Field(None, max_length=200)
-    status: str = Field("active", description="active, suspended, terminated or deleted")
-    flagged: bool = Field(
-        False,
-        description="Known to the platform for sharing abuse "
-        "material (raises the priority of cases it is in).",
+    platform_status: str | None = Field(
+        None,
+        max_length=16,
+        description="The account's status on the platform: active, suspended, terminated "
+        "or deleted. Reactivating an account "
+        "Takedown suspended is recorded on its cases; Takedown's suspension stands.",
+    )
+    status: str | None = Field(
+        None, max_length=16, description="Deprecated: the old name of platform_status."
+    )
+    flagged: bool | None = Field(
+        None,
+        description="Known to the platform for sharing abuse material (raises the "
+        "priority of cases it is in). false clears the flag.",
+    )
+    flag_reason: str | None = Field(None, max_length=500, description="Why it is flagged.")
+    flag_source: str | None = Field(
+        None, max_length=200, description="Who flagged it (default: platform)."
+    )
+    prior_violations: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="Violations confirmed before (by the platform's own moderation, "
+        "an industry partner...); they raise the priority like strikes here.",
+    )
+    prior_violations_source: str | None = Field(
+        None, max_length=200, description="Where they were confirmed (required with a count)."
     )
 
 
@@ -42,6 +70,16 @@ class MediaIn(BaseModel):
     md5: str | None = None
     pdq: str | None = Field(None, description="PDQ hash, 64 hex digits.")
     pdq_quality: int | None = Field(None, ge=0, le=100)
+    dihedral: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The 8 dihedral PDQ variants (rotations, mirror images), first = pdq, "
+        "in the order original, rotate90, rotate180, rotate270, flip_top_bottom, "
+        "flip_left_right, transpose, transverse (as `takedown hash` prints them and the "
+        "report API takes them). With them a rotated or mirrored "
+        "copy is found whichever way round the two were registered; without them, only "
+        "when the other copy has them (media sent as bytes always do).",
+    )
     media_type: str = Field("image", pattern="^(image|video|gif)$")
 
 
@@ -69,14 +107,40 @@ class ViewsIn(BaseModel):
 @router.put(
     "/accounts/{account_id}",
     response_model=AccountView,
-    summary="Register or update an account (idempotent)",
+    summary="Register an account or say what the platform knows of it (idempotent)",
 )
 def put_account(
     account_id: str, body: AccountIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> AccountView:
+    if body.status and body.platform_status and body.status != body.platform_status:
+        raise InvalidRequest(
+            "status is the old name of platform_status: send one of them.",
+            code="conflicting_fields",
+        )
     return rt.registry.upsert_account(
-        AccountInput(account_id, body.handle, body.status, body.flagged), actor=p.actor
+        AccountInput(
+            account_id,
+            handle=body.handle,
+            platform_status=body.platform_status or body.status,
+            flagged=body.flagged,
+            flag_reason=body.flag_reason,
+            flag_source=body.flag_source,
+            prior_violations=body.prior_violations,
+            prior_violations_source=body.prior_violations_source,
+        ),
+        actor=p.actor,
     )
+
+
+@router.get(
+    "/accounts/{account_id}",
+    response_model=AccountView,
+    summary="An account: the platform's status and Takedown's, strikes, cases, measures",
+)
+def get_account(
+    account_id: str, _: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> AccountView:
+    return rt.registry.get_account(account_id)
 
 
 @router.put(
@@ -90,7 +154,15 @@ def put_item(
     item_id: str, body: ItemIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> ItemResult:
     media = [
-        MediaInput(m.sha256, m.md5, m.pdq, m.pdq_quality, (), m.media_type) for m in body.media
+        MediaInput(
+            m.sha256,
+            m.md5,
+            m.pdq,
+            m.pdq_quality,
+            tuple(zip(DIHEDRAL_NAMES, m.dihedral, strict=False)),
+            m.media_type,
+        )
+        for m in body.media
     ]
     return rt.registry.upsert_item(
         ItemInput(

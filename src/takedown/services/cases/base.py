@@ -215,8 +215,13 @@ class CaseBase:
                 Report.from_limited_reporter.is_(False),
             )
         ).all()
+        # One row per account (two accounts with the same history both count).
         accounts = s.execute(
-            select(Account.confirmed_violations, Account.flagged)
+            select(
+                Account.confirmed_violations + Account.prior_violations,
+                Account.flagged,
+                Account.id,
+            )
             .join(Item, Item.account_id == Account.id)
             .join(CaseItem, CaseItem.item_id == Item.id)
             .where(CaseItem.case_id == case.id)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import VideoRule
+from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
 from takedown.store.models import Item, ItemMedia, Media
@@ -42,6 +43,14 @@ class Copy:
     item_id: int
     reason: str  # reported, repost, quote, original, same_bytes, pdq
     distance: int | None = None
+
+
+def stored_variants(pdq: str | None, dihedral: str | None) -> tuple[tuple[str, str], ...]:
+    """A media row's PDQ variants as (name, hex), the original first: all 8 when the
+    row has them (``media.pdq_dihedral``), else the one PDQ."""
+    if dihedral:
+        return tuple(zip(DIHEDRAL_NAMES, dihedral.split(","), strict=True))
+    return (("original", pdq),) if pdq else ()
 
 
 def chunks(values: Sequence[int] | Sequence[str], size: int = _CHUNK) -> Iterable[list]:
@@ -156,15 +165,15 @@ class CopyFinder:
     def _near_duplicates(self, s: Session, media: set[int]) -> tuple[set[int], list[Copy]]:
         hashes: list[str] = []
         for part in chunks(sorted(media)):
-            hashes += [
-                h
-                for h, q in s.execute(
-                    select(Media.pdq, Media.pdq_quality).where(
-                        Media.id.in_(part), Media.pdq.is_not(None)
-                    )
-                ).all()
-                if h and (q is None or q >= PDQ_QUALITY_FLOOR)
-            ]
+            for h, dihedral, q in s.execute(
+                select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
+                    Media.id.in_(part), Media.pdq.is_not(None)
+                )
+            ).all():
+                if h and (q is None or q >= PDQ_QUALITY_FLOOR):
+                    # All 8 rotations and flips when known, like screening: a mirrored
+                    # re-upload is the same picture.
+                    hashes += [v for _, v in stored_variants(h, dihedral)]
         if not hashes:
             return set(), []
         result = self._media_index.search(hashes, PDQ_RADIUS)

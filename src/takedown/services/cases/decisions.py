@@ -29,16 +29,19 @@ from takedown.errors import Forbidden, InvalidRequest
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.cases.base import _categories
+from takedown.services.cases.copies import chunks
 from takedown.services.cases.enforcement import (
     apply_account_measures,
     bank_confirmed_media,
     count_unfounded,
+    disable_banked_media,
+    undo_account_measures,
 )
 from takedown.services.cases.media import check_media_in_case
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import DecisionView, PublicStatusView, _decision_view
 from takedown.store.db import unit_of_work
-from takedown.store.models import Appeal, Case, Decision
+from takedown.store.models import Appeal, Case, CaseItem, Decision
 
 
 class CaseDecisions(CaseStatus):
@@ -194,7 +197,7 @@ class CaseDecisions(CaseStatus):
             )
             # Re-uploads are blocked: the media go into the platform's own bank.
             bank_confirmed_media(s, case, all_ids, actor, decision_id)
-            apply_account_measures(s, case, all_ids, actor, self._policy.accounts, now)
+            apply_account_measures(s, case, all_ids, actor, self._policy.accounts, now, decision_id)
         else:
             paused = set(self._paused_ids(s, case, paused=True))
             ids = self._case_item_ids(s, case, visibility="restricted")
@@ -211,6 +214,61 @@ class CaseDecisions(CaseStatus):
                 "no_violation",
                 now,
                 decision_id,
+            )
+            self._undo_violation(s, case, actor, now, decision_id)
+
+    def _undo_violation(
+        self, s: Session, case: Case, actor: str, now: datetime, decision_id: str
+    ) -> None:
+        """A violation decision overturned (an upheld appeal): every item it removed is
+        restored (unless another confirmed case holds it), every account measure it
+        took is undone, and its media no longer block uploads. Each restored item and
+        reinstated account goes to the platform with its statement of reasons."""
+        removed = self._case_item_ids(s, case, visibility="removed")
+        held: set[int] = set()
+        for part in chunks(removed):
+            held.update(
+                s.scalars(
+                    select(CaseItem.item_id)
+                    .join(Case, Case.id == CaseItem.case_id)
+                    .where(
+                        CaseItem.item_id.in_(part),
+                        CaseItem.case_id != case.id,
+                        Case.outcome == Outcome.VIOLATION.value,
+                    )
+                )
+            )
+        restored = self._set_items(
+            s,
+            case,
+            [i for i in removed if i not in held],
+            "visible",
+            False,
+            "item.restore",
+            actor,
+            "appeal_upheld",
+            now,
+            decision_id,
+        )
+        undone = undo_account_measures(s, case, actor, now, decision_id)
+        disabled = disable_banked_media(
+            s, case, actor, now, f"decision overturned on appeal ({decision_id})"
+        )
+        if restored or undone["strikes"] or undone["reinstated"] or disabled:
+            record(
+                s,
+                actor,
+                "decision.undone",
+                "case",
+                case.public_id,
+                {
+                    "decision": decision_id,
+                    "items_restored": restored,
+                    "items_still_held": len(held),
+                    "strikes_withdrawn": undone["strikes"],
+                    "accounts_reinstated": undone["reinstated"],
+                    "bank_entries_disabled": disabled,
+                },
             )
 
     def appeal_as_reporter(self, case_number: str, token: str, reason: str) -> PublicStatusView:

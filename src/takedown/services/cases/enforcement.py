@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
@@ -17,11 +18,15 @@ from takedown.domain.banks import MatchAction
 from takedown.domain.enforcement import (
     AccountMeasure,
     AccountPolicy,
+    Part,
+    PostedItem,
     ReporterMeasure,
     ReporterPolicy,
     measure_for,
+    parts_of,
     reporter_measure,
 )
+from takedown.domain.enforcement import Outcome as MeasureOutcome
 from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS
@@ -31,7 +36,9 @@ from takedown.services.banks.service import _insert_records, apply_settings, set
 from takedown.services.cases.copies import chunks
 from takedown.store.models import (
     Account,
+    AppliedMeasure,
     Bank,
+    BankEntry,
     Case,
     CaseItem,
     Item,
@@ -103,6 +110,95 @@ def bank_confirmed_media(
     return result.added
 
 
+@dataclass(frozen=True)
+class PlannedMeasure:
+    account_id: int
+    platform_id: str
+    part: Part
+    strikes: int  # strikes once this one counts
+    outcome: MeasureOutcome
+
+
+def account_parts(s: Session, item_ids: Sequence[int]) -> dict[int, Part]:
+    """Each posting account's part in these items (domain/enforcement.parts_of)."""
+    posted: list[PostedItem] = []
+    for part in chunks(list(item_ids)):
+        for account, reposts, quotes, posted_at, registered_at in s.execute(
+            select(
+                Item.account_id,
+                Item.reposts_platform_id,
+                Item.quotes_platform_id,
+                Item.posted_at,
+                Item.registered_at,
+            ).where(Item.id.in_(part), Item.account_id.is_not(None))
+        ).all():
+            if account is not None:  # (filtered above; for the type checker)
+                at = posted_at or registered_at
+                posted.append(PostedItem(account, bool(reposts), bool(quotes), at))
+    return parts_of(posted)
+
+
+def plan_account_measures(
+    s: Session,
+    case: Case,
+    item_ids: Sequence[int],
+    policy: AccountPolicy,
+    only_accounts: set[int] | None = None,
+) -> list[PlannedMeasure]:
+    """What confirming the case would do to each posting account (or to
+    ``only_accounts``, those not measured in this case yet); reads only, so the console
+    can show it before the decision is confirmed."""
+    parts = account_parts(s, item_ids)
+    if only_accounts is not None:
+        done = set(
+            s.scalars(
+                select(AppliedMeasure.account_id).where(
+                    AppliedMeasure.case_id == case.id, AppliedMeasure.reversed_at.is_(None)
+                )
+            )
+        )
+        parts = {a: p for a, p in parts.items() if a in only_accounts and a not in done}
+    categories = {Category(c) for c in case.categories.split(",") if c}
+    planned: list[PlannedMeasure] = []
+    for part in chunks(sorted(parts)):
+        for acc_id, pid, strikes, status, platform_status in s.execute(
+            select(
+                Account.id,
+                Account.platform_id,
+                Account.confirmed_violations,
+                Account.status,
+                Account.platform_status,
+            ).where(Account.id.in_(part))
+        ).all():
+            outcome = measure_for(
+                categories, parts[acc_id], strikes, _severer(status, platform_status), policy
+            )
+            planned.append(
+                PlannedMeasure(acc_id, pid, parts[acc_id], strikes + outcome.strike, outcome)
+            )
+    return planned
+
+
+def _severer(status: str, platform_status: str) -> str:
+    order = ("deleted", "terminated", "suspended", "active")
+    known = [x for x in (status, platform_status) if x in order]
+    return min(known, key=order.index) if known else "active"
+
+
+def preview_account_measures(
+    s: Session, case: Case, item_ids: Sequence[int], policy: AccountPolicy
+) -> dict[str, dict[str, int]]:
+    """part -> measure -> accounts, for the case page before the decision."""
+    out: dict[str, dict[str, int]] = {}
+    for p in plan_account_measures(s, case, item_ids, policy):
+        measure = p.outcome.measure.value
+        if p.outcome.measure is AccountMeasure.NONE and p.outcome.strike:
+            measure = "strike"  # counted, nothing else
+        row = out.setdefault(p.part.value, {})
+        row[measure] = row.get(measure, 0) + 1
+    return out
+
+
 def apply_account_measures(
     s: Session,
     case: Case,
@@ -110,46 +206,54 @@ def apply_account_measures(
     actor: str,
     policy: AccountPolicy,
     now: datetime,
+    decision_id: str = "",
+    only_accounts: set[int] | None = None,
 ) -> dict[str, str]:
-    """Strike, warn or suspend each posting account; returns account id -> measure.
-    Suspended accounts' other items are queued for checking in a case of their own."""
-    accounts: set[int] = set()
-    for part in chunks(list(item_ids)):
-        accounts.update(
-            a for a in s.scalars(select(Item.account_id).where(Item.id.in_(part))) if a is not None
-        )
-    categories = {Category(c) for c in case.categories.split(",") if c}
-    taken: dict[str, str] = {}
-    outbox = []
-    to_suspend: list[int] = []
-    statuses: dict[int, str] = {}
-    # In bulk (a case of 100,000 copies may involve 100,000 accounts): one UPDATE for the
-    # strikes, one read, one UPDATE for the suspensions, per chunk.
-    for part in chunks(sorted(accounts)):
+    """Strike, warn, suspend or terminate each posting account by its part in the case;
+    returns account id -> measure taken. Each account acted on gets a row in
+    ``account_measures`` (undone if the decision is overturned). Suspended accounts'
+    other items are queued for checking in a case of their own. In bulk: a case of
+    100,000 copies may involve 100,000 accounts."""
+    planned = plan_account_measures(s, case, item_ids, policy, only_accounts)
+    struck = [p.account_id for p in planned if p.outcome.strike]
+    for part in chunks(sorted(struck)):
         s.execute(
             update(Account)
             .where(Account.id.in_(part))
             .values(confirmed_violations=Account.confirmed_violations + 1, updated_at=now)
         )
-        for acc_id, pid, strikes, status in s.execute(
-            select(
-                Account.id, Account.platform_id, Account.confirmed_violations, Account.status
-            ).where(Account.id.in_(part))
-        ).all():
-            measure = measure_for(categories, strikes, status, policy)
-            if measure is AccountMeasure.NONE:
-                continue
-            if measure in (AccountMeasure.SUSPEND, AccountMeasure.TERMINATE):
-                to_suspend.append(acc_id)
-                statuses[acc_id] = (
-                    "terminated" if measure is AccountMeasure.TERMINATE else "suspended"
-                )
-            taken[pid] = measure.value
-            outbox.append(_account_action(pid, strikes, measure, case, now))
-    for status in ("suspended", "terminated"):
-        ids = [i for i in to_suspend if statuses[i] == status]
-        for part in chunks(ids):
+    for status, measure in (
+        ("suspended", AccountMeasure.SUSPEND),
+        ("terminated", AccountMeasure.TERMINATE),
+    ):
+        ids = [p.account_id for p in planned if p.outcome.measure is measure]
+        for part in chunks(sorted(ids)):
             s.execute(update(Account).where(Account.id.in_(part)).values(status=status))
+    acted = [p for p in planned if p.outcome.strike or p.outcome.measure is not AccountMeasure.NONE]
+    rows = [
+        {
+            "case_id": case.id,
+            "account_id": p.account_id,
+            "part": p.part.value,
+            "measure": p.outcome.measure.value,
+            "strike": p.outcome.strike,
+            "decision": decision_id,
+            "applied_at": now,
+        }
+        for p in acted
+    ]
+    for part in chunks(rows, 5000):  # type: ignore[arg-type]
+        s.execute(insert(AppliedMeasure), part)
+    taken = {
+        p.platform_id: p.outcome.measure.value
+        for p in planned
+        if p.outcome.measure is not AccountMeasure.NONE
+    }
+    outbox = [
+        _account_action(p.platform_id, p.strikes, p.outcome.measure, p.part, case, now)
+        for p in planned
+        if p.outcome.measure is not AccountMeasure.NONE
+    ]
     for part in chunks(outbox, 5000):  # type: ignore[arg-type]
         s.execute(insert(OutboxMessage), part)
     by_measure: dict[str, list[str]] = {}
@@ -165,10 +269,109 @@ def apply_account_measures(
     return taken
 
 
+def undo_account_measures(
+    s: Session, case: Case, actor: str, now: datetime, decision_id: str
+) -> dict[str, int]:
+    """An overturned decision: its strikes taken back, and every account it suspended
+    or terminated reinstated (unless another confirmed case still holds it), each with
+    a statement of reasons for the platform to pass on. Returns counts."""
+    rows = s.execute(
+        select(
+            AppliedMeasure.id,
+            AppliedMeasure.account_id,
+            AppliedMeasure.measure,
+            AppliedMeasure.strike,
+        ).where(AppliedMeasure.case_id == case.id, AppliedMeasure.reversed_at.is_(None))
+    ).all()
+    if not rows:
+        return {"strikes": 0, "reinstated": 0}
+    struck = sorted({r[1] for r in rows if r[3]})
+    for part in chunks(struck):
+        s.execute(
+            update(Account)
+            .where(Account.id.in_(part), Account.confirmed_violations > 0)
+            .values(confirmed_violations=Account.confirmed_violations - 1, updated_at=now)
+        )
+    for part in chunks([r[0] for r in rows]):
+        s.execute(
+            update(AppliedMeasure)
+            .where(AppliedMeasure.id.in_(part))
+            .values(reversed_at=now, reversed_by=decision_id)
+        )
+    lifted = sorted({r[1] for r in rows if r[2] in ("suspend", "terminate")})
+    still_held: set[int] = set()
+    for part in chunks(lifted):  # suspended by another case that still stands
+        still_held.update(
+            s.scalars(
+                select(AppliedMeasure.account_id).where(
+                    AppliedMeasure.account_id.in_(part),
+                    AppliedMeasure.reversed_at.is_(None),
+                    AppliedMeasure.measure.in_(("suspend", "terminate")),
+                )
+            )
+        )
+    reinstate = [a for a in lifted if a not in still_held]
+    pids: list[str] = []
+    for part in chunks(reinstate):
+        s.execute(
+            update(Account).where(Account.id.in_(part)).values(status="active", updated_at=now)
+        )
+        pids += s.scalars(select(Account.platform_id).where(Account.id.in_(part)))
+    outbox = [_reinstate_action(pid, case, now, decision_id) for pid in pids]
+    for part in chunks(outbox, 5000):  # type: ignore[arg-type]
+        s.execute(insert(OutboxMessage), part)
+    if pids:
+        record_many(
+            s,
+            actor,
+            "account.reinstate",
+            "account",
+            pids,
+            {"case": case.public_id, "decision": decision_id},
+        )
+    return {"strikes": len(struck), "reinstated": len(pids)}
+
+
+def disable_banked_media(s: Session, case: Case, actor: str, now: datetime, why: str) -> int:
+    """The entries banked from the case (provenance: the case) disabled, so its media
+    upload again once a decision is overturned."""
+    ids = list(
+        s.scalars(
+            select(BankEntry.id)
+            .join(Bank, Bank.id == BankEntry.bank_id)
+            .where(
+                Bank.name == OWN_BANK,
+                BankEntry.source_id == case.public_id,
+                BankEntry.enabled.is_(True),
+            )
+        )
+    )
+    for part in chunks(ids):
+        s.execute(
+            update(BankEntry)
+            .where(BankEntry.id.in_(part))
+            .values(enabled=False, disabled_at=now, disabled_by=actor, disabled_reason=why)
+        )
+    if ids:
+        record(
+            s,
+            actor,
+            "entry.disabled",
+            "case",
+            case.public_id,
+            {"bank": OWN_BANK, "entries": len(ids), "reason": why},
+        )
+    return len(ids)
+
+
 def _account_action(
-    platform_id: str, strikes: int, measure: AccountMeasure, case: Case, now: datetime
+    platform_id: str,
+    strikes: int,
+    measure: AccountMeasure,
+    part: Part,
+    case: Case,
+    now: datetime,
 ) -> dict[str, object]:
-    key = new_id()
     statement = {
         "measure": {
             AccountMeasure.SUSPEND: "Account suspended.",
@@ -178,7 +381,7 @@ def _account_action(
         "duration": "Until reviewed on appeal."
         if measure in (AccountMeasure.SUSPEND, AccountMeasure.TERMINATE)
         else "Not applicable.",
-        "facts": f"Content posted by this account was confirmed as violating (case "
+        "facts": f"Content this account {_PART_FACT[part]} was confirmed as violating (case "
         f"{case.public_id}); strikes: {strikes}.",
         "automated_detection": False,
         "automated_decision": "partially",  # a person confirmed; the rule applied the measure
@@ -186,22 +389,73 @@ def _account_action(
         "ground_type": "incompatible_content",
         "redress": REDRESS,
     }
+    return _outbox_row(
+        f"account.{measure.value}",
+        platform_id,
+        case,
+        now,
+        {
+            "action": measure.value,
+            "account_id": platform_id,
+            "case": case.public_id,
+            "part": part.value,
+            "strikes": strikes,
+            "statement_of_reasons": statement,
+        },
+    )
+
+
+_PART_FACT = {
+    Part.UPLOADER: "uploaded",
+    Part.REUPLOADER: "uploaded again",
+    Part.QUOTER: "quoted",
+    Part.REPOSTER: "reposted",
+}
+
+
+def _reinstate_action(
+    platform_id: str, case: Case, now: datetime, decision_id: str
+) -> dict[str, object]:
+    statement = {
+        "measure": "Account reinstated: the suspension is lifted.",
+        "territorial_scope": "Worldwide.",
+        "duration": "Not applicable.",
+        "facts": f"On appeal, a second review found that the content of case "
+        f"{case.public_id} does not violate the rules; the measure it caused is undone "
+        "and the strike withdrawn.",
+        "automated_detection": False,
+        "automated_decision": "not_automated",
+        "ground": "The decision that caused the suspension was overturned on appeal.",
+        "ground_type": "incompatible_content",
+        "redress": REDRESS,
+    }
+    return _outbox_row(
+        "account.reinstate",
+        platform_id,
+        case,
+        now,
+        {
+            "action": "reinstate",
+            "account_id": platform_id,
+            "case": case.public_id,
+            "decision": decision_id,
+            "statement_of_reasons": statement,
+        },
+    )
+
+
+def _outbox_row(
+    topic: str, platform_id: str, case: Case, now: datetime, payload: dict[str, object]
+) -> dict[str, object]:
+    key = new_id()
     return {
         "public_id": key,
         "idempotency_key": key,
-        "topic": f"account.{measure.value}",
+        "topic": topic,
         "target_type": "account",
         "target_platform_id": platform_id,
         "case_id": case.id,
-        "payload": json.dumps(
-            {
-                "action": measure.value,
-                "account_id": platform_id,
-                "case": case.public_id,
-                "strikes": strikes,
-                "statement_of_reasons": statement,
-            }
-        ),
+        "payload": json.dumps(payload),
         "state": "pending",
         "attempts": 0,
         "created_at": now,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from takedown.domain.cases import PUBLIC_STATUS, PUBLIC_TEXT, CaseState, Outcome
 from takedown.domain.reports import (
     INTIMATE_IMAGERY,
     MINOR_SAFETY,
+    Category,
     ReporterRole,
     ReportInput,
     ValidReport,
@@ -29,13 +30,15 @@ from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.cases.base import ACTIVE_STATES, _categories, _hash_sources, _token_hash
 from takedown.services.cases.copies import Copy, chunks
-from takedown.services.cases.enforcement import is_limited, reporter_key
+from takedown.services.cases.enforcement import apply_account_measures, is_limited, reporter_key
 from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
 from takedown.services.cases.reported_hashes import HashedMedia
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import ReportReceipt
 from takedown.store.db import unit_of_work
-from takedown.store.models import Case, CaseItem, CaseLocation, Item, Report
+from takedown.store.models import Case, CaseItem, CaseLocation, Decision, Item, Report
+
+CATEGORY_VALUES = frozenset(c.value for c in Category)
 
 
 def _add_hash_sources(case: Case, sources: set[str]) -> None:
@@ -170,6 +173,17 @@ class CaseIntake(CaseStatus):
 
     def _case_for(self, s: Session, item_ids: set[int], now: datetime) -> Case:
         """The active case that already holds any of these items, else a new one."""
+        return self._holding_case(s, item_ids) or self._new_case(s, now)
+
+    def _new_case(self, s: Session, now: datetime, **details: object) -> Case:
+        case = Case(state=CaseState.OPEN.value, opened_at=now, updated_at=now)
+        s.add(case)
+        s.flush()
+        record(s, "system", "case.opened", "case", case.public_id, details)
+        return case
+
+    def _holding_case(self, s: Session, item_ids: set[int]) -> Case | None:
+        """The oldest active (or confirmed) case holding any of these items."""
         for part in chunks(sorted(item_ids)):
             case = s.scalars(
                 select(Case)
@@ -181,11 +195,7 @@ class CaseIntake(CaseStatus):
             ).first()
             if case is not None:
                 return case
-        case = Case(state=CaseState.OPEN.value, opened_at=now, updated_at=now)
-        s.add(case)
-        s.flush()
-        record(s, "system", "case.opened", "case", case.public_id, {})
-        return case
+        return None
 
     def _add_locations(self, s: Session, case: Case, report: Report, valid: ValidReport) -> None:
         base = {"case_id": case.id, "report_id": report.id}
@@ -296,7 +306,7 @@ class CaseIntake(CaseStatus):
                 seed_distance=link.distance,
             )
             if self._add_copies(s, case, copies):
-                self._treat_new_copies(s, case, actor, now)
+                self._treat_new_copies(s, case, actor, now, set(copies))
         return [c.public_id for c in cases.values()]
 
     def join_by_location(
@@ -333,28 +343,71 @@ class CaseIntake(CaseStatus):
             else:
                 copies = self._copies.expand(s, {item_id}, known=known)
             if self._add_copies(s, case, copies):
-                self._treat_new_copies(s, case, actor, now)
+                self._treat_new_copies(s, case, actor, now, set(copies))
                 self._refresh_priority(s, case, now)
             joined.append(case.public_id)
         return joined
 
     def open_for_match(
-        self, s: Session, item_ids: set[int], sources: set[str], restrict: bool, actor: str
+        self,
+        s: Session,
+        item_ids: set[int],
+        sources: set[str],
+        restrict: bool,
+        actor: str,
+        origins: Sequence[str] = (),
+        categories: Iterable[str] = (),
     ) -> str:
-        """A registered item matched a bank: open (or join) its case."""
+        """A registered item matched a bank: it joins the active case of its copies, or
+        else the case its bank entry was banked from (``origins``: a re-upload of
+        confirmed material, however it was rotated or cropped), or else a new case,
+        which takes the category, minor safety and clock of that origin case or the
+        entries' categories."""
         now = utcnow()
         copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
-        case = self._case_for(s, set(copies), now)
-        self._add_copies(s, case, copies)
+        origin = [
+            c for c in s.scalars(select(Case).where(Case.public_id.in_(sorted(set(origins)))))
+        ]
+        case = self._holding_case(s, set(copies)) or next(
+            (c for c in sorted(origin, key=lambda c: c.opened_at) if _is_active(c)), None
+        )
+        if case is None:
+            case = self._new_case(
+                s, now, reason="hash_match", banked_from=sorted(c.public_id for c in origin)
+            )
+            inherited = {c for o in origin for c in _categories(o)} | {
+                Category(c) for c in categories if c in CATEGORY_VALUES
+            }
+            if inherited:
+                case.categories = ",".join(sorted(c.value for c in inherited))
+                case.minor_safety = bool(inherited & MINOR_SAFETY)
+            case.decision_due_at = now + decision_target(
+                inherited,
+                self._policy.decision_target_minor_hours,
+                self._policy.decision_target_hours,
+            )
+        added = self._add_copies(s, case, copies)
         _add_hash_sources(case, sources)
-        if case.decision_due_at is None:
-            case.decision_due_at = now + timedelta(hours=self._policy.decision_target_hours)
-        if restrict and case.outcome != Outcome.VIOLATION.value:
+        if case.decision_due_at is None and case.decided_at is None:
+            case.decision_due_at = now + decision_target(
+                _categories(case),
+                self._policy.decision_target_minor_hours,
+                self._policy.decision_target_hours,
+            )
+        if case.outcome == Outcome.VIOLATION.value:
+            if added:
+                self._treat_new_copies(s, case, actor, now, set(copies))
+        elif restrict:
             self._restrict(s, case, actor, "hash_match", now)
         self._refresh_priority(s, case, now)
         return case.public_id
 
-    def _treat_new_copies(self, s: Session, case: Case, actor: str, now: datetime) -> None:
+    def _treat_new_copies(
+        self, s: Session, case: Case, actor: str, now: datetime, new_items: set[int]
+    ) -> None:
+        """A copy joining a confirmed case is removed, and its account measured by its
+        part (a re-uploader, a reposter...) like the case's accounts were; joining a
+        case under review, it is restricted if the case's copies are."""
         if case.outcome == Outcome.VIOLATION.value:
             ids = self._case_item_ids(s, case, visibility="visible")
             ids += self._case_item_ids(s, case, visibility="restricted")
@@ -369,10 +422,41 @@ class CaseIntake(CaseStatus):
                 "copy_of_confirmed_violation",
                 now,
             )
+            accounts: set[int] = set()
+            for part in chunks(sorted(new_items)):
+                accounts.update(
+                    a
+                    for a in s.scalars(select(Item.account_id).where(Item.id.in_(part)))
+                    if a is not None
+                )
+            if accounts:
+                decision = s.scalar(
+                    select(Decision.public_id)
+                    .where(Decision.case_id == case.id, Decision.effective.is_(True))
+                    .order_by(Decision.decided_at.desc())
+                    .limit(1)
+                )
+                apply_account_measures(
+                    s,
+                    case,
+                    self._case_item_ids(s, case),
+                    actor,
+                    self._policy.accounts,
+                    now,
+                    decision or "",
+                    only_accounts=accounts,
+                )
         elif case.restrict_first and case.state in ACTIVE_STATES:
             self._restrict(s, case, actor, "copy_of_restricted_content", now)
 
     # -- triage ----------------------------------------------------------------------
+    def refresh_priority_for_accounts(self, s: Session, account_ids: Sequence[int]) -> None:
+        """What the platform says of an account (a flag, earlier violations) changed."""
+        items: list[int] = []
+        for part in chunks(list(account_ids)):
+            items += s.scalars(select(Item.id).where(Item.account_id.in_(part)))
+        self.refresh_priority_for_items(s, items)
+
     def refresh_priority_for_items(self, s: Session, item_ids: Iterable[int]) -> None:
         now = utcnow()
         ids = sorted(set(item_ids))

@@ -11,12 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from takedown.domain.access import Permission, Principal
-from takedown.domain.cases import CaseState
+from takedown.domain.cases import CaseState, Outcome
 from takedown.domain.reports import Category
 from takedown.errors import InvalidRequest
 from takedown.ids import utcnow
 from takedown.services.cases.base import ACTIVE_STATES, CaseBase, _categories, _hash_sources
 from takedown.services.cases.copies import chunks
+from takedown.services.cases.enforcement import account_parts, preview_account_measures
 from takedown.services.cases.views import (
     CaseDetail,
     CaseSummary,
@@ -29,6 +30,7 @@ from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
     Appeal,
+    AppliedMeasure,
     Case,
     CaseItem,
     CaseLocation,
@@ -115,11 +117,16 @@ class CaseReads(CaseBase):
             ]
             accounts = s.execute(
                 select(
+                    Account.id,
                     Account.platform_id,
                     Account.handle,
+                    Account.platform_status,
                     Account.status,
                     Account.flagged,
+                    Account.flag_reason,
                     Account.confirmed_violations,
+                    Account.prior_violations,
+                    Account.platform_reinstated_at,
                     func.count(Item.id),
                 )
                 .join(Item, Item.account_id == Account.id)
@@ -128,6 +135,20 @@ class CaseReads(CaseBase):
                 .group_by(Account.id)
                 .order_by(func.count(Item.id).desc())
             ).all()
+            item_ids = [r[1].id for r in rows]
+            parts = account_parts(s, item_ids)
+            applied = dict(
+                s.execute(
+                    select(AppliedMeasure.account_id, AppliedMeasure.measure).where(
+                        AppliedMeasure.case_id == case.id, AppliedMeasure.reversed_at.is_(None)
+                    )
+                ).all()
+            )
+            preview = (
+                None
+                if case.outcome == Outcome.VIOLATION.value
+                else preview_account_measures(s, case, item_ids, self._policy.accounts)
+            )
             reports = [
                 _report_view(r, show_identity)
                 for r in s.scalars(
@@ -177,15 +198,23 @@ class CaseReads(CaseBase):
                 copies_total=len(copies),
                 accounts=[
                     {
-                        "account_id": a[0],
-                        "handle": a[1],
-                        "status": a[2],
-                        "flagged": a[3],
-                        "confirmed_violations": a[4],
-                        "items": a[5],
+                        "account_id": a[1],
+                        "handle": a[2],
+                        "platform_status": a[3],
+                        "status": a[4],
+                        "flagged": a[5],
+                        "flag_reason": a[6],
+                        "strikes": a[7],
+                        "prior_violations": a[8],
+                        # the platform reactivated it while Takedown's suspension stands
+                        "reinstated_by_platform": a[9] if a[4] != "active" else None,
+                        "items": a[10],
+                        "part": parts[a[0]].value if a[0] in parts else None,
+                        "measure": applied.get(a[0]),
                     }
                     for a in accounts
                 ],
+                account_measures_preview=preview,
                 total_views=sum(c.views for c in copies),
                 views_since_first_report=sum(c.views_since_first_report for c in copies),
                 reports=reports,

@@ -142,6 +142,9 @@ class CaseDetail:
     appeals: list[dict[str, object]]
     unresolved_locations: list[str] = field(default_factory=list)
     hash_sources: list[str] = field(default_factory=list)  # banks' sources matched
+    # Before a violation is confirmed: what confirming it would do to the accounts,
+    # part -> measure -> accounts (see domain/enforcement.py).
+    account_measures_preview: dict[str, dict[str, int]] | None = None
 
 
 def _clocks(case: Case, now: datetime) -> list[ClockView]:

@@ -13,18 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest, NotFound
 from takedown.ids import utcnow
-from takedown.media import ImageLimits, hash_image_bytes
+from takedown.media import DIHEDRAL_NAMES, ImageLimits, hash_image_bytes
 from takedown.media.video import hash_video_bytes, is_video
 from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
+from takedown.services.cases.copies import stored_variants
 from takedown.services.cases.service import CaseService
 from takedown.services.screening.matcher import Matcher, QuerySignals
 from takedown.services.screening.video import stored_features
@@ -34,7 +35,10 @@ from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Account,
+    AppliedMeasure,
     Bank,
+    Case,
+    CaseItem,
     Item,
     ItemMedia,
     ItemViews,
@@ -47,10 +51,17 @@ ACCOUNT_STATUSES = ("active", "suspended", "terminated", "deleted")
 
 @dataclass(frozen=True)
 class AccountInput:
+    """What the platform says of an account. ``None`` means "not said": the field
+    stays as it is. Takedown's own state (strikes, its suspension) is never set here."""
+
     platform_id: str
     handle: str | None = None
-    status: str = "active"
-    flagged: bool = False  # the platform knows it for sharing abuse material
+    platform_status: str | None = None  # the platform's own status
+    flagged: bool | None = None  # the platform knows it for sharing abuse material
+    flag_reason: str | None = None
+    flag_source: str | None = None
+    prior_violations: int | None = None  # confirmed before, by the platform or others
+    prior_violations_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,9 +95,18 @@ class ItemInput:
 class AccountView:
     account_id: str
     handle: str | None
-    status: str
+    platform_status: str  # what the platform says
+    status: str  # Takedown's measure: active, suspended or terminated
+    strikes: int  # violations confirmed here (a withdrawn decision takes its strike back)
     flagged: bool
-    confirmed_violations: int
+    flag_reason: str | None
+    flag_source: str | None
+    prior_violations: int
+    prior_violations_source: str | None
+    platform_reinstated_at: datetime | None  # the platform reactivated it while suspended
+    suspended_by: list[str] = field(default_factory=list)  # cases whose measure holds it
+    cases: list[dict[str, object]] = field(default_factory=list)
+    measures: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -141,20 +161,82 @@ class RegistryService:
     # -- accounts ----------------------------------------------------------------------
     def upsert_account(self, a: AccountInput, *, actor: str) -> AccountView:
         pid = _required_id(a.platform_id, "account id")
-        if a.status not in ACCOUNT_STATUSES:
+        if a.platform_status is not None and a.platform_status not in ACCOUNT_STATUSES:
             raise InvalidRequest(
-                f"status is one of {', '.join(ACCOUNT_STATUSES)}.", code="invalid_status"
+                f"platform_status is one of {', '.join(ACCOUNT_STATUSES)}.",
+                code="invalid_status",
             )
+        if a.prior_violations is not None:
+            if a.prior_violations < 0:
+                raise InvalidRequest("prior_violations cannot be negative.", code="invalid_request")
+            if a.prior_violations and not _text(a.prior_violations_source, "source"):
+                raise InvalidRequest(
+                    "Say where the earlier violations were confirmed (prior_violations_source).",
+                    code="source_required",
+                )
         with unit_of_work(self._sessions) as s:
             acc = self._account(s, pid, create=True, actor=actor)
-            new = {"handle": _text(a.handle, "handle"), "status": a.status, "flagged": a.flagged}
+            new: dict[str, object] = {}
+            if a.handle is not None:
+                new["handle"] = _text(a.handle, "handle")
+            if a.platform_status is not None:
+                new["platform_status"] = a.platform_status
+            if a.flagged is not None:
+                new["flagged"] = a.flagged
+                new["flag_reason"] = _text(a.flag_reason, "flag_reason", 500) if a.flagged else None
+                new["flag_source"] = (
+                    (_text(a.flag_source, "flag_source") or "platform") if a.flagged else None
+                )
+            if a.prior_violations is not None:
+                new["prior_violations"] = a.prior_violations
+                new["prior_violations_source"] = (
+                    _text(a.prior_violations_source, "prior_violations_source")
+                    if a.prior_violations
+                    else None
+                )
             changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
             if changed:
+                now = utcnow()
+                if changed.get("platform_status") == "active" and acc.status != "active":
+                    self._reinstated_by_platform(s, acc, actor, now)
                 for k, v in changed.items():
                     setattr(acc, k, v)
-                acc.updated_at = utcnow()
+                acc.updated_at = now
                 record(s, actor, "account.updated", "account", pid, changed)
-            return _account_view(acc)
+                if {"flagged", "prior_violations"} & set(changed):
+                    self._cases.refresh_priority_for_accounts(s, [acc.id])
+            return _account_view(s, acc)
+
+    def _reinstated_by_platform(self, s: Session, acc: Account, actor: str, now: datetime) -> None:
+        """The platform reactivated an account Takedown suspended: recorded, on the
+        account and on each case whose measure holds it, and not applied (Takedown's
+        suspension stands until a decision lifts it)."""
+        acc.platform_reinstated_at = now
+        cases = _holding_cases(s, acc.id)
+        record(
+            s,
+            actor,
+            "account.reinstated_by_platform",
+            "account",
+            acc.platform_id,
+            {"status": acc.status, "cases": cases},
+        )
+        for case in cases:
+            record(
+                s,
+                actor,
+                "account.reinstated_by_platform",
+                "case",
+                case,
+                {"account": acc.platform_id, "status": acc.status},
+            )
+
+    def get_account(self, platform_id: str) -> AccountView:
+        with unit_of_work(self._sessions, write=False) as s:
+            acc = s.scalars(select(Account).where(Account.platform_id == platform_id)).first()
+            if acc is None:
+                raise NotFound(f"No account {platform_id[:60]!r}.", code="account_not_found")
+            return _account_view(s, acc)
 
     def _account(self, s: Session, pid: str, *, create: bool, actor: str) -> Account:
         acc = s.scalars(select(Account).where(Account.platform_id == pid)).first()
@@ -310,6 +392,7 @@ class RegistryService:
                     md5=m.md5,
                     pdq=m.pdq,
                     pdq_quality=m.pdq_quality,
+                    pdq_dihedral=_dihedral_text(m),
                     media_type=m.media_type,
                 )
                 s.add(row)
@@ -319,9 +402,10 @@ class RegistryService:
                         insert(MediaVideoFrame),
                         [{"media_id": row.id, **r} for r in repo.frame_rows(m.video_frames)],
                     )
-            elif row.pdq is None and m.pdq:
-                # A media row's PDQ never changes once set: the media index follows ids.
-                pass
+            elif row.pdq_dihedral is None and row.pdq and row.pdq == m.pdq and m.pdq_variants:
+                # A media row's PDQ never changes once set (the media index follows
+                # ids), but its variants may arrive with a later event.
+                row.pdq_dihedral = _dihedral_text(m)
             ids.append(row.id)
         present = set(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id == item.id)))
         fresh = [i for i in dict.fromkeys(ids) if i not in present]
@@ -342,6 +426,8 @@ class RegistryService:
         actions: list[MatchAction] = []
         restrict_sources: set[str] = set()
         sources: set[str] = set()
+        origins: set[str] = set()  # cases the matched entries were banked from
+        categories: set[str] = set()  # the matched entries' categories
         if not media:  # the item's known media, when the event did not repeat them
             media = [
                 MediaInput(
@@ -349,6 +435,7 @@ class RegistryService:
                     r.md5,
                     r.pdq,
                     r.pdq_quality,
+                    pdq_variants=stored_variants(r.pdq, r.pdq_dihedral),
                     media_type=r.media_type,
                     video_frames=stored_features(s, r.id) if r.media_type == "video" else (),
                 )
@@ -377,6 +464,10 @@ class RegistryService:
                 sources.add(bank.source)
                 if bank.restrict_on_match:
                     restrict_sources.add(bank.source)
+                if match.entry.source == "own" and match.entry.source_id:
+                    origins.add(match.entry.source_id)  # banked from that case
+                if match.entry.category:
+                    categories.add(match.entry.category)
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
         joined = self._cases.join_later_copies(s, {item.id}, actor)
@@ -386,7 +477,13 @@ class RegistryService:
         if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
             joined.append(
                 self._cases.open_for_match(
-                    s, {item.id}, sources, restrict=bool(restrict_sources), actor=actor
+                    s,
+                    {item.id},
+                    sources,
+                    restrict=bool(restrict_sources),
+                    actor=actor,
+                    origins=sorted(origins),
+                    categories=categories,
                 )
             )
         result.cases = sorted(set(joined))
@@ -434,16 +531,93 @@ class RegistryService:
 def _normalize_media(m: MediaInput) -> MediaInput:
     if m.pdq_quality is not None and not 0 <= m.pdq_quality <= 100:
         raise InvalidRequest("pdq_quality must be between 0 and 100.", code="invalid_quality")
+    pdq = PDQ.normalize(m.pdq) if m.pdq else None
+    variants = tuple((n, PDQ.normalize(v)) for n, v in m.pdq_variants)
+    if variants and (pdq is None or len(variants) != len(DIHEDRAL_NAMES) or variants[0][1] != pdq):
+        raise InvalidRequest(
+            f"The dihedral variants are {len(DIHEDRAL_NAMES)} PDQ hashes, the first being "
+            "the file's own PDQ.",
+            code="invalid_hash",
+        )
     return MediaInput(
         sha256=SHA256.normalize(m.sha256),
         md5=MD5.normalize(m.md5) if m.md5 else None,
-        pdq=PDQ.normalize(m.pdq) if m.pdq else None,
+        pdq=pdq,
         pdq_quality=m.pdq_quality,
-        pdq_variants=tuple((n, PDQ.normalize(v)) for n, v in m.pdq_variants),
+        pdq_variants=variants,
         media_type=m.media_type,
         video_frames=m.video_frames,
     )
 
 
-def _account_view(a: Account) -> AccountView:
-    return AccountView(a.platform_id, a.handle, a.status, a.flagged, a.confirmed_violations)
+def _dihedral_text(m: MediaInput) -> str | None:
+    return ",".join(v for _, v in m.pdq_variants) if m.pdq_variants else None
+
+
+def _holding_cases(s: Session, account_id: int) -> list[str]:
+    """The cases whose standing suspension or termination holds the account."""
+    return list(
+        s.scalars(
+            select(Case.public_id)
+            .join(AppliedMeasure, AppliedMeasure.case_id == Case.id)
+            .where(
+                AppliedMeasure.account_id == account_id,
+                AppliedMeasure.reversed_at.is_(None),
+                AppliedMeasure.measure.in_(("suspend", "terminate")),
+            )
+            .order_by(AppliedMeasure.applied_at)
+        )
+    )
+
+
+ACCOUNT_CASES_SHOWN = 100
+
+
+def _account_view(s: Session, a: Account) -> AccountView:
+    cases: list[dict[str, object]] = [
+        {"case": pid, "state": state, "outcome": outcome, "items": items}
+        for pid, state, outcome, items in s.execute(
+            select(Case.public_id, Case.state, Case.outcome, func.count(Item.id))
+            .join(CaseItem, CaseItem.case_id == Case.id)
+            .join(Item, Item.id == CaseItem.item_id)
+            .where(Item.account_id == a.id)
+            .group_by(Case.id)
+            .order_by(Case.opened_at.desc())
+            .limit(ACCOUNT_CASES_SHOWN)
+        ).all()
+    ]
+    measures: list[dict[str, object]] = [
+        {
+            "case": case,
+            "part": m.part,
+            "measure": m.measure,
+            "strike": m.strike,
+            "decision": m.decision,
+            "applied_at": m.applied_at,
+            "reversed_at": m.reversed_at,
+            "reversed_by": m.reversed_by,
+        }
+        for m, case in s.execute(
+            select(AppliedMeasure, Case.public_id)
+            .join(Case, Case.id == AppliedMeasure.case_id)
+            .where(AppliedMeasure.account_id == a.id)
+            .order_by(AppliedMeasure.applied_at.desc())
+            .limit(ACCOUNT_CASES_SHOWN)
+        ).all()
+    ]
+    return AccountView(
+        account_id=a.platform_id,
+        handle=a.handle,
+        platform_status=a.platform_status,
+        status=a.status,
+        strikes=a.confirmed_violations,
+        flagged=a.flagged,
+        flag_reason=a.flag_reason,
+        flag_source=a.flag_source,
+        prior_violations=a.prior_violations,
+        prior_violations_source=a.prior_violations_source,
+        platform_reinstated_at=a.platform_reinstated_at,
+        suspended_by=_holding_cases(s, a.id) if a.status != "active" else [],
+        cases=cases,
+        measures=measures,
+    )
