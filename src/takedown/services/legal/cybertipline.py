@@ -280,8 +280,11 @@ class CyberTiplineService:
                 esp_service=cfg.platform_name,
                 screen_name=account.handle,
                 prior_report_ids=tuple(p for p in prior if p),
-                temporarily_disabled=account.status == "suspended" or None,
-                permanently_disabled=account.status == "terminated" or None,
+                # Disabled by Takedown's measure or by the platform itself.
+                temporarily_disabled="suspended" in (account.status, account.platform_status)
+                or None,
+                permanently_disabled="terminated" in (account.status, account.platform_status)
+                or None,
             )
         victims = tuple(
             ct.Victim(
