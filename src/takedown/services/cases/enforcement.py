@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from takedown.domain.banks import MatchAction
@@ -145,11 +145,14 @@ def plan_account_measures(
     policy: AccountPolicy,
     only_accounts: set[int] | None = None,
 ) -> list[PlannedMeasure]:
-    """What confirming the case would do to each posting account (or to
-    ``only_accounts``, those not measured in this case yet); reads only, so the console
-    can show it before the decision is confirmed."""
+    """What confirming the case would do to each posting account; reads only, so the
+    console can show it before the decision is confirmed. With ``only_accounts``: the
+    accounts of late copies of a confirmed case (``item_ids`` are those copies), those
+    not measured in this case yet; the case was uploaded before, so an own copy is a
+    re-upload (and a large case is not read again for each late copy)."""
     parts = account_parts(s, item_ids)
     if only_accounts is not None:
+        parts = {a: Part.REUPLOADER if p is Part.UPLOADER else p for a, p in parts.items()}
         done = set(
             s.scalars(
                 select(AppliedMeasure.account_id).where(
@@ -473,7 +476,10 @@ def _queue_other_items(
         for item_id, pid in s.execute(
             select(Item.id, Account.platform_id)
             .join(Account, Account.id == Item.account_id)
-            .where(Account.platform_id.in_(part))
+            .where(
+                Account.platform_id.in_(part),
+                ~exists().where(CaseItem.case_id == case.id, CaseItem.item_id == Item.id),
+            )
         ).all():
             if item_id not in done:
                 others.setdefault(pid, []).append(item_id)

@@ -439,7 +439,7 @@ class CaseIntake(CaseStatus):
                 apply_account_measures(
                     s,
                     case,
-                    self._case_item_ids(s, case),
+                    sorted(new_items),
                     actor,
                     self._policy.accounts,
                     now,
