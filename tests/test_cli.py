@@ -43,6 +43,7 @@ def test_bank_lifecycle_from_the_cli(cli_env):
     lst.write_text("signal_type,signal\npdq," + "a" * 64 + "\nmd5,zz\npdq," + "b" * 64 + "\n")
     r = runner.invoke(app, ["bank", "import", "own", str(lst)])
     assert r.exit_code == 2 and "line 3" in r.output and "nothing imported" in r.output
+    assert "--skip-invalid" in r.output  # the flag this command takes, not the API's field
     r = runner.invoke(app, ["bank", "import", "own", str(lst), "--skip-invalid"])
     assert r.exit_code == 0 and "added 2" in r.stdout and "line 3" in r.stdout
     out = cli_env / "export.csv"
@@ -107,6 +108,16 @@ def test_apikey_create_list_revoke(cli_env):
     assert "platform" in r.stdout and secret not in r.stdout
     r = runner.invoke(app, ["apikey", "create", "x", "--scope", "everything"])
     assert r.exit_code == 2 and "invalid_scope" in r.output
+
+
+def test_apikey_create_help_lists_every_scope():
+    from takedown.domain.access import SCOPE_PERMISSIONS
+
+    r = runner.invoke(app, ["apikey", "create", "--help"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0
+    assert "platform" in SCOPE_PERMISSIONS
+    for scope in SCOPE_PERMISSIONS:
+        assert scope in r.output, scope
 
 
 def test_cli_apikey_errors(cli_env):

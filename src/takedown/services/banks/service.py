@@ -592,8 +592,9 @@ class BankService:
             )
         if parsed.rejected and not skip_invalid:
             raise InvalidRequest(
-                f"{len(parsed.rejected)} line(s) rejected, nothing imported; fix them or "
-                "import with skip_invalid.",
+                f"{len(parsed.rejected)} line(s) rejected, nothing imported; fix them, or "
+                "import only the valid lines with --skip-invalid (CLI) or skip_invalid=true "
+                "(API).",
                 code="import_rejected",
                 rejected=[
                     {"line": r.line_number, "reason": r.reason} for r in parsed.rejected[:1000]
