@@ -33,8 +33,8 @@ from takedown.domain.screening import BankRule
 from takedown.domain.video import validate_match_percent
 from takedown.errors import Conflict, InvalidRequest
 from takedown.ids import new_ids, utcnow
-from takedown.media import ImageLimits, hash_image_bytes
-from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media import ImageLimits
+from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
 from takedown.signals import PDQ, VPDQ, all_types, signal_type
@@ -460,7 +460,7 @@ class BankService:
         if is_video(data):
             video = hash_video_bytes(data, self._video_limits, self._video_sampling)
             return self.add_video(ref, video, provenance, actor=actor)
-        signals = hash_image_bytes(data, self._limits)
+        signals = hash_image_upload(data, self._limits)
         p = provenance
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
