@@ -169,3 +169,24 @@ def test_a_file_of_no_accepted_type_is_told_the_video_formats_too(client, auth):
     assert r.status_code == 200, r.text
     r = client.post("/v1/items/post-1/media", headers=auth, files={"file": ("x.pdf", pdf)})
     assert r.status_code == 415 and "videos are accepted" in r.json()["message"]
+
+
+def test_disabling_a_banked_videos_frame_set_disables_its_digests_too(client, auth):
+    added = _bank_video(client, auth, match_action="block")
+    vpdq = next(e for e in added["entries"] if e["signal_type"] == "vpdq")
+    r = client.patch(
+        f"/v1/entries/{vpdq['id']}",
+        headers=auth,
+        json={"enabled": False, "reason": "false positive: stand-in clip"},
+    )
+    assert r.status_code == 200, r.text
+    assert {e["signal_type"] for e in r.json()["siblings"]} == {"md5", "sha256"}
+    same = _screen(client, auth, banked_video())
+    assert same["verdict"] == "allow" and same["matches"] == []
+    r = client.post(
+        "/v1/banks/videos/media/enable",
+        headers=auth,
+        files={"file": ("v.mp4", banked_video(), "video/mp4")},
+    )
+    assert r.status_code == 200 and r.json()["changed"] == 3
+    assert _screen(client, auth, banked_video())["verdict"] == "block"
