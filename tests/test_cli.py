@@ -43,6 +43,7 @@ def test_bank_lifecycle_from_the_cli(cli_env):
     lst.write_text("signal_type,signal\npdq," + "a" * 64 + "\nmd5,zz\npdq," + "b" * 64 + "\n")
     r = runner.invoke(app, ["bank", "import", "own", str(lst)])
     assert r.exit_code == 2 and "line 3" in r.output and "nothing imported" in r.output
+    assert "--skip-invalid" in r.output  # the flag this command takes, not the API's field
     r = runner.invoke(app, ["bank", "import", "own", str(lst), "--skip-invalid"])
     assert r.exit_code == 0 and "added 2" in r.stdout and "line 3" in r.stdout
     out = cli_env / "export.csv"
@@ -56,6 +57,48 @@ def test_bank_lifecycle_from_the_cli(cli_env):
     assert json.loads(r.stdout)["verdict"] == "allow"
     r = runner.invoke(app, ["bank", "list"])
     assert "own" in r.stdout
+
+
+def test_a_false_positive_banked_by_media_is_disabled_on_every_signal(cli_env):
+    """`entry disable` with the id of one signal of a banked file disables them all;
+    `bank disable-media` takes the file itself; `--only-this` one entry."""
+    from takedown.config import Settings
+    from takedown.runtime import open_runtime
+
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(app, ["bank", "create", "own", "--action", "block"]).exit_code == 0
+    image = standin_path("coffee.png")
+    assert runner.invoke(app, ["bank", "add-media", "own", str(image)]).exit_code == 0
+    rt = open_runtime(Settings(), migrate=False)
+    try:
+        entries, _ = rt.banks.list_entries("own")
+    finally:
+        rt.close()
+    pdq = next(e.id for e in entries if e.signal_type == "pdq")
+
+    def verdict() -> str:
+        return json.loads(runner.invoke(app, ["screen", str(image)]).stdout)["verdict"]
+
+    assert verdict() == "block"
+    r = runner.invoke(app, ["entry", "disable", pdq, "--reason", "false positive: a cup"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("disabled entry") == 3 and "same file" in r.stdout
+    assert verdict() == "allow"
+    r = runner.invoke(app, ["bank", "enable-media", "own", str(image)])
+    assert r.exit_code == 0 and "enabled 3 of the file's 3 entries" in r.stdout
+    assert verdict() == "block"
+    r = runner.invoke(app, ["entry", "disable", pdq, "--reason", "fp", "--only-this"])
+    assert r.exit_code == 0 and r.stdout.count("disabled entry") == 1
+    assert verdict() == "block"  # MD5 and SHA-256 still match
+    r = runner.invoke(app, ["bank", "disable-media", "own", str(image), "--reason", "fp"])
+    assert r.exit_code == 0 and "disabled 2 of the file's 3 entries" in r.stdout
+    assert verdict() == "allow"
+    r = runner.invoke(app, ["bank", "disable-media", "own", "--reason", "fp"])
+    assert r.exit_code == 2 and "--sha256" in r.output
+    r = runner.invoke(
+        app, ["bank", "disable-media", "own", str(standin_path("camera.png")), "--reason", "fp"]
+    )
+    assert r.exit_code == 2 and "media_not_in_bank" in r.output
 
 
 def test_cli_errors_are_codes_and_sentences(cli_env):
@@ -107,6 +150,16 @@ def test_apikey_create_list_revoke(cli_env):
     assert "platform" in r.stdout and secret not in r.stdout
     r = runner.invoke(app, ["apikey", "create", "x", "--scope", "everything"])
     assert r.exit_code == 2 and "invalid_scope" in r.output
+
+
+def test_apikey_create_help_lists_every_scope():
+    from takedown.domain.access import SCOPE_PERMISSIONS
+
+    r = runner.invoke(app, ["apikey", "create", "--help"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0
+    assert "platform" in SCOPE_PERMISSIONS
+    for scope in SCOPE_PERMISSIONS:
+        assert scope in r.output, scope
 
 
 def test_cli_apikey_errors(cli_env):

@@ -17,11 +17,13 @@ from takedown.store.db import current_revision, make_engine, upgrade
 from takedown.store.models import Base
 from tests.conftest import PG_ADMIN_URL
 
+HEAD = "0014"  # the newest migration
+
 
 def test_migrations_match_models(database_url: str):
     engine = make_engine(database_url)
     upgrade(engine)  # idempotent on an already migrated database
-    assert current_revision(engine) == "0013"
+    assert current_revision(engine) == HEAD
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
@@ -89,7 +91,7 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
             {"v": "f" * 64},
         )
     upgrade(engine)
-    assert current_revision(engine) == "0013"
+    assert current_revision(engine) == HEAD
     engine.dispose()
     rt = open_runtime(Settings(database_url=empty_database, data_dir=tmp_path / "d"))
     try:
@@ -103,3 +105,36 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
         assert found.verdict.value == "block" and found.matches[0].threshold == 20
     finally:
         rt.close()
+
+
+def test_bank_entries_learn_their_file_where_it_is_certain(empty_database: str):
+    """Migration 0014: a banked video's frame-set entry (valued by the file's SHA-256)
+    knows its file; an entry from a hash list has none."""
+    engine = make_engine(empty_database)
+    upgrade(engine, "0012")
+    sha = "ab" * 32
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO banks (public_id, name, description, source, match_action, "
+                "enabled, restrict_on_match, created_at, created_by, updated_at) VALUES "
+                "('BANK0000000000000000000001', 'videos', '', 'own', 'block', true, false, "
+                "CURRENT_TIMESTAMP, 'old', CURRENT_TIMESTAMP)"
+            )
+        )
+        for pid, kind, value in (("E1", "vpdq", sha), ("E2", "md5", "cd" * 16)):
+            conn.execute(
+                text(
+                    "INSERT INTO bank_entries (public_id, bank_id, signal_type, value, "
+                    "source, added_by, added_at, enabled) SELECT :pid, id, :kind, :value, "
+                    "'own', 'old', CURRENT_TIMESTAMP, true FROM banks"
+                ),
+                {"pid": pid.ljust(26, "0"), "kind": kind, "value": value},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        linked = dict(
+            conn.execute(text("SELECT signal_type, media_sha256 FROM bank_entries")).all()
+        )
+    engine.dispose()
+    assert linked == {"vpdq": sha, "md5": None}

@@ -113,7 +113,16 @@ def test_not_found_codes(client, auth):
 
 
 def test_method_not_allowed(client, auth):
-    _assert_error(client.delete("/v1/banks", headers=auth), 405, "method_not_allowed")
+    r = client.delete("/v1/banks", headers=auth)
+    body = _assert_error(r, 405, "method_not_allowed")
+    # Every method of the address, not only those of the first route that matched it.
+    assert r.headers["allow"] == "GET, POST" and "use GET, POST" in body["message"]
+    # A POST-only address says so, with or without a key.
+    for headers in (auth, {}):
+        r = client.get("/v1/screen", headers=headers)
+        body = _assert_error(r, 405, "method_not_allowed")
+        assert r.headers["allow"] == "POST"
+        assert body["message"] == "This address does not accept GET; use POST."
 
 
 def test_bank_validation_codes(client, auth):

@@ -122,6 +122,7 @@ def test_import_all_or_nothing_then_skip_invalid(client, auth):
     body = f"pdq,{PDQ_A}\nmd5,{MD5_A}\npdq,nothex\nsha1,{'a' * 40}\n"
     r = client.post("/v1/banks/feed/import", params={"format": "csv"}, headers=auth, content=body)
     assert r.status_code == 422 and r.json()["code"] == "import_rejected"
+    assert "skip_invalid=true" in r.json()["message"]  # the query parameter, as sent
     lines = [x["line"] for x in r.json()["details"]["rejected"]]
     assert lines == [3, 4]
     assert client.get("/v1/banks/feed", headers=auth).json()["entries"] == 0

@@ -182,3 +182,156 @@ def test_hash_screening_with_variants_and_sha256(client, auth):
         "/v1/screen/hashes", headers=auth, json={"pdq": "e" * 64, "pdq_variants": ["1" * 64]}
     ).json()
     assert r["matches"][0]["variant"] == "variant1" and r["matches"][0]["distance"] == 0
+
+
+# -- false positives banked by media: every signal of the file ---------------------------
+def _entry_events(rt: Runtime) -> list[tuple[str, str, dict]]:
+    import json
+
+    from sqlalchemy import select
+
+    from takedown.store.models import AuditEvent
+
+    with rt.sessions() as s:
+        rows = s.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "bank_entry").order_by(AuditEvent.id)
+        )
+        return [(e.action, e.object_id, json.loads(e.details)) for e in rows]
+
+
+def test_disabling_an_entry_banked_by_media_disables_all_its_signals(client, auth, rt):
+    """A first user's false positive: an image banked by media is three entries; turning
+    off the one the API answered with must stop the upload matching on every signal."""
+    _bank(client, auth, "known", "block")
+    data = standin_bytes("coffee.png")
+    added = _add_media(client, auth, "known", data)
+    ids = {e["signal_type"]: e["id"] for e in added["entries"]}
+    assert set(ids) == {"pdq", "md5", "sha256"}
+    sha = {e["media_sha256"] for e in added["entries"]}
+    assert len(sha) == 1 and sha == {
+        next(e["value"] for e in added["entries"] if e["signal_type"] == "sha256")
+    }
+    assert {m["signal_type"] for m in _screen(client, auth, data)["matches"]} == set(ids)
+
+    r = client.patch(
+        f"/v1/entries/{ids['pdq']}",
+        json={"enabled": False, "reason": "false positive: a coffee cup"},
+        headers=auth,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == ids["pdq"] and body["enabled"] is False
+    assert {e["id"] for e in body["siblings"]} == {ids["md5"], ids["sha256"]}
+    assert all(not e["enabled"] for e in body["siblings"])
+    assert all(e["disabled_reason"] == "false positive: a coffee cup" for e in body["siblings"])
+    # The same upload, and its hashes through the fast path, match nothing now.
+    after = _screen(client, auth, data)
+    assert after["verdict"] == "allow" and after["matches"] == []
+    md5 = client.get(f"/v1/entries/{ids['md5']}", headers=auth).json()["value"]
+    ask = {"md5": md5}
+    assert client.post("/v1/screen/hashes", json=ask, headers=auth).json()["verdict"] == "allow"
+    # One event per entry, in the same transaction, saying how it was asked for.
+    events = _entry_events(rt)
+    assert [(a, o) for a, o, _ in events] == [
+        ("entry.disabled", ids["pdq"]),
+        ("entry.disabled", ids["md5"]),
+        ("entry.disabled", ids["sha256"]),
+    ]
+    assert events[1][2]["via"] == ids["pdq"] and "via" not in events[0][2]
+
+    # Re-enabling one brings the file back on every signal.
+    r = client.patch(f"/v1/entries/{ids['md5']}", json={"enabled": True}, headers=auth)
+    assert r.status_code == 200 and len(r.json()["siblings"]) == 2
+    assert len(_screen(client, auth, data)["matches"]) == 3
+
+    # The single-entry disable is still there when asked for.
+    r = client.patch(
+        f"/v1/entries/{ids['md5']}",
+        json={"enabled": False, "reason": "list entry withdrawn", "all_signals": False},
+        headers=auth,
+    )
+    assert r.status_code == 200 and r.json()["siblings"] == []
+    left = _screen(client, auth, data)
+    assert left["verdict"] == "block"
+    assert {m["signal_type"] for m in left["matches"]} == {"pdq", "sha256"}
+
+
+def test_disabling_by_media_takes_the_files_entries_and_its_exact_signals(client, auth):
+    _bank(client, auth, "known", "block")
+    data = standin_bytes("chelsea.png")
+    other = standin_bytes("coffee.png")
+    _add_media(client, auth, "known", other)  # an unrelated file stays banked
+    # The file's MD5 came earlier from a hash list (no file behind it); then the file
+    # itself was banked: the list's entry joins the file's signals.
+    md5 = __import__("hashlib").md5(data).hexdigest()
+    client.post(
+        "/v1/banks/known/entries",
+        headers=auth,
+        json={"entries": [{"signal_type": "md5", "value": md5}]},
+    )
+    added = _add_media(client, auth, "known", data)
+    assert added["added"] == 2 and added["already_present"] == 1
+    listed = client.get("/v1/banks/known/entries", headers=auth).json()["entries"]
+    listed_md5 = next(e for e in listed if e["value"] == md5)
+    assert listed_md5["media_sha256"] == added["entries"][0]["media_sha256"]
+
+    r = client.post(
+        "/v1/banks/known/media/disable",
+        headers=auth,
+        files={"file": ("fp.png", data)},
+        data={"reason": "false positive: a cat"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["changed"] == 3 and body["enabled"] is False and body["bank"] == "known"
+    assert {e["signal_type"] for e in body["entries"]} == {"pdq", "md5", "sha256"}
+    assert _screen(client, auth, data)["verdict"] == "allow"
+    assert _screen(client, auth, other)["verdict"] == "block"
+
+    # Again: nothing left to change. By SHA-256 instead of the file: enabled again.
+    again = client.post(
+        "/v1/banks/known/media/disable",
+        headers=auth,
+        files={"file": ("fp.png", data)},
+        data={"reason": "false positive: a cat"},
+    )
+    assert again.status_code == 200 and again.json()["changed"] == 0
+    sha = body["media_sha256"]
+    r = client.post("/v1/banks/known/media/enable", headers=auth, data={"sha256": sha.upper()})
+    assert r.status_code == 200 and r.json()["changed"] == 3
+    assert len(_screen(client, auth, data)["matches"]) == 3
+
+    # Mistakes: no reason, neither file nor hash, a file the bank never saw.
+    r = client.post("/v1/banks/known/media/disable", headers=auth, data={"sha256": sha})
+    assert r.status_code == 422 and r.json()["code"] == "reason_required"
+    r = client.post("/v1/banks/known/media/disable", headers=auth, data={"reason": "fp"})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_request"
+    r = client.post(
+        "/v1/banks/known/media/disable",
+        headers=auth,
+        files={"file": ("x.png", standin_bytes("camera.png"))},
+        data={"reason": "fp"},
+    )
+    assert r.status_code == 404 and r.json()["code"] == "media_not_in_bank"
+
+
+def test_a_hash_list_entry_disabled_by_media(client, auth):
+    """Entries from a hash list (no file behind them) are found by the file's signals."""
+    _bank(client, auth, "list", "block")
+    data = standin_bytes("astronaut.png")
+    import hashlib
+
+    entries = [
+        {"signal_type": "md5", "value": hashlib.md5(data).hexdigest()},
+        {"signal_type": "sha256", "value": hashlib.sha256(data).hexdigest()},
+    ]
+    client.post("/v1/banks/list/entries", headers=auth, json={"entries": entries})
+    assert _screen(client, auth, data)["verdict"] == "block"
+    r = client.post(
+        "/v1/banks/list/media/disable",
+        headers=auth,
+        files={"file": ("a.png", data)},
+        data={"reason": "false positive in the list"},
+    )
+    assert r.status_code == 200 and r.json()["changed"] == 2
+    assert _screen(client, auth, data)["verdict"] == "allow"

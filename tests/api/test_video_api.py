@@ -141,3 +141,52 @@ def test_hostile_videos_get_their_codes(client, auth, rt):
     for data, status, code in cases:
         r = client.post("/v1/screen", headers=auth, files={"file": ("x.mp4", data)})
         assert (r.status_code, r.json()["code"]) == (status, code), r.text
+
+
+def test_a_file_of_no_accepted_type_is_told_the_video_formats_too(client, auth):
+    """Every upload path that takes video names its containers beside the image formats
+    when it refuses a file's type; `takedown hash` (images only) names the images."""
+    client.post("/v1/banks", headers=auth, json={"name": "own"})
+    heif = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
+    uploads = [
+        ("/v1/screen", pdf, "a PDF document"),
+        ("/v1/banks/own/media", pdf, "a PDF document"),
+        ("/v1/screen", heif, "a HEIF/AVIF image (not accepted)"),
+    ]
+    for path, data, seen in uploads:
+        r = client.post(path, headers=auth, files={"file": ("x.bin", data)})
+        assert (r.status_code, r.json()["code"]) == (415, "media_unsupported_type"), r.text
+        message = r.json()["message"]
+        assert message.startswith(f"This file looks like {seen};"), message
+        assert "JPEG, PNG, GIF, WebP and BMP images" in message
+        assert "MP4/MOV, Matroska/WebM, AVI and MPEG-TS videos" in message
+    r = client.put(
+        "/v1/items/post-1",
+        headers=auth,
+        json={"account_id": "acct-1"},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/items/post-1/media", headers=auth, files={"file": ("x.pdf", pdf)})
+    assert r.status_code == 415 and "videos are accepted" in r.json()["message"]
+
+
+def test_disabling_a_banked_videos_frame_set_disables_its_digests_too(client, auth):
+    added = _bank_video(client, auth, match_action="block")
+    vpdq = next(e for e in added["entries"] if e["signal_type"] == "vpdq")
+    r = client.patch(
+        f"/v1/entries/{vpdq['id']}",
+        headers=auth,
+        json={"enabled": False, "reason": "false positive: stand-in clip"},
+    )
+    assert r.status_code == 200, r.text
+    assert {e["signal_type"] for e in r.json()["siblings"]} == {"md5", "sha256"}
+    same = _screen(client, auth, banked_video())
+    assert same["verdict"] == "allow" and same["matches"] == []
+    r = client.post(
+        "/v1/banks/videos/media/enable",
+        headers=auth,
+        files={"file": ("v.mp4", banked_video(), "video/mp4")},
+    )
+    assert r.status_code == 200 and r.json()["changed"] == 3
+    assert _screen(client, auth, banked_video())["verdict"] == "block"

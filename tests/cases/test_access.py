@@ -17,6 +17,8 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
     ("post", "/v1/screen/hashes", Permission.SCREEN, {"md5": "a" * 32}),
     ("get", "/v1/banks", Permission.BANKS_READ, None),
     ("post", "/v1/banks", Permission.BANKS_WRITE, {"name": "matrix"}),
+    ("post", "/v1/banks/matrix/media/disable", Permission.BANKS_WRITE, None),
+    ("post", "/v1/banks/matrix/media/enable", Permission.BANKS_WRITE, None),
     ("put", "/v1/accounts/a1", Permission.REGISTRY_WRITE, {}),
     ("put", "/v1/items/i1", Permission.REGISTRY_WRITE, {}),
     ("post", "/v1/items/i1/views", Permission.REGISTRY_WRITE, {"view_count": 1}),

@@ -519,3 +519,29 @@ def test_video_is_muted_never_autoplays_and_loads_only_when_revealed(client, rt,
     assert served.headers["content-type"] == "video/mp4" and served.content == clip
     assert served.headers["cache-control"] == "no-store"
     assert _views(rt)[-1][2]["full"] is True
+
+
+def test_a_specialist_lands_on_the_child_safety_work(client, rt, demo: DemoCases):
+    """Child-safety cases go to the specialists: the queue a specialist lands on holds
+    the open minor-safety case still waiting in moderation, and escalations of any
+    category; moderators keep seeing the minor-safety case."""
+    sign_in(client, "spec")
+    landing = client.get("/console")  # follows the redirect to the specialist's queue
+    assert landing.status_code == 200 and "Specialists&#39; queue" in landing.text
+    assert demo.minor_case in landing.text
+    assert demo.ncii_case not in landing.text and demo.other_case not in landing.text
+    # Filters apply: a minor-safety state filter keeps it, another category drops it.
+    assert demo.minor_case in client.get("/console/queue?team=specialists&category=csam").text
+    assert demo.minor_case not in client.get("/console/queue?team=specialists&category=ncii").text
+    state = _state(rt, demo.minor_case)
+    assert demo.minor_case in client.get(f"/console/queue?team=specialists&state={state}").text
+    # An escalated case of another category waits there too.
+    mod = ensure_user(rt, "mod")
+    rt.review.claim(demo.ncii_case, mod)
+    rt.review.escalate(demo.ncii_case, mod, "Could be a minor: needs a specialist.")
+    page = client.get("/console/queue?team=specialists").text
+    assert demo.ncii_case in page and demo.minor_case in page
+    assert page.index(demo.minor_case) < page.index(demo.ncii_case)  # by priority
+    sign_in(client, "mod")
+    moderation = client.get("/console").text
+    assert demo.minor_case in moderation and demo.ncii_case not in moderation

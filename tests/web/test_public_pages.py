@@ -450,3 +450,42 @@ def test_decision_with_reasons_and_the_reporters_appeal(client: TestClient, rt: 
     assert "We have received your appeal" in appealed.text
     assert "An appeal against the decision is being reviewed." in appealed.text
     assert 'action="/status/appeal"' not in appealed.text  # one appeal at a time
+
+
+def test_a_report_joining_a_decided_case_reads_as_one_state(
+    client: TestClient, rt: Runtime
+) -> None:
+    """Content already removed is reported again: the receipt and the status page say
+    it was decided before this report came, and never that a reviewer will look."""
+    register_post(rt)
+    first, first_token = credentials(client.post("/report", data=parent_csam()).text)
+    specialist = user_headers(rt, "spec-web", "child_safety_specialist")
+    decided = client.post(
+        f"/v1/cases/{first}/decisions",
+        headers=specialist,
+        json={"outcome": "violation", "policy": "csam", "reasons": "Removed as abuse material."},
+    )
+    assert decided.status_code == 201, decided.text
+    again = client.post(
+        "/report", data=parent_csam(explanation="The same video, reported by someone else.")
+    )
+    assert again.status_code == 200, again.text
+    case_number, token = credentials(again.text)
+    assert case_number == first  # the same content: the same case
+    receipt = again.text
+    assert "We had already made a decision about this content before your report" in receipt
+    assert 'id="decided-before"' in receipt
+    for pending in ("A trained reviewer will look", "until a reviewer has decided", "48 hours"):
+        assert pending not in receipt, pending
+    status = client.post("/status", data={"case_number": case_number, "token": token})
+    assert status.status_code == 200
+    assert "We had already made a decision about this content" in status.text
+    assert "We have made a decision on your report" not in status.text
+    assert "Removed as abuse material." in status.text
+    # The timeline is this reporter's: their report comes after the decision.
+    view = rt.cases.public_status(case_number, token)
+    events = [e["event"] for e in view.timeline]
+    assert events.index("decided") < events.index("received")
+    # The first reporter's page is unchanged: the decision was on their report.
+    mine = rt.cases.public_status(first, first_token)
+    assert mine.status_text == "We have made a decision on your report."

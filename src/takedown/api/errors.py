@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from takedown.errors import TakedownError
 
@@ -43,6 +44,21 @@ def validation_problem(errors: Sequence[Any]) -> tuple[str, list[dict[str, str]]
     return f"Invalid request: {first['field'] or 'body'}: {first['problem']}.", problems
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method this address accepts, for a 405's ``Allow`` header and message (the
+    router's own header names only the methods of the first route whose path matched).
+    Each method is tried against the routes, through their public ``matches``."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] is Match.FULL for r in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TakedownError)
     async def _takedown_error(_req: Request, exc: TakedownError) -> JSONResponse:
@@ -54,14 +70,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message, details={"errors": problems})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = "There is nothing at this address. The API reference is at /docs."
         if exc.status_code == 405:
-            message = "This address does not accept that HTTP method."
-        return error_response(exc.status_code, code, message)
+            allowed = allowed_methods(req) or headers.get("Allow", "")
+            headers["Allow"] = allowed
+            message = f"This address does not accept {req.method[:10]}; use {allowed}."
+        response = error_response(exc.status_code, code, message)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(Exception)
     async def _bug(_req: Request, exc: Exception) -> JSONResponse:

@@ -113,6 +113,12 @@ class EntryPatch(BaseModel):
     reason: str | None = Field(
         None, description="Required when disabling, e.g. 'false positive: benign meme'."
     )
+    all_signals: bool = Field(
+        True,
+        description="An entry banked from a file changes with the file's other signals "
+        "(PDQ, MD5, SHA-256...), or the upload still matches on them; false changes this "
+        "entry only.",
+    )
 
 
 class EntryPage(BaseModel):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
+from takedown.domain.access import SCOPE_PERMISSIONS
 from takedown.errors import TakedownError
 
 key_app = typer.Typer(help="API keys for platforms and tools.", no_args_is_help=True)
@@ -23,7 +24,12 @@ user_app = typer.Typer(
 def key_create(
     name: str,
     scope: Annotated[
-        list[str], typer.Option("--scope", help="screen, banks:read, banks:write, admin (repeat)")
+        list[str],
+        typer.Option(
+            "--scope",
+            help=f"One of {', '.join(SCOPE_PERMISSIONS)}; repeat for several. "
+            "'platform' is the usual integration key.",
+        ),
     ],
 ) -> None:
     """Create an API key. The key is printed once; only its hash is stored."""

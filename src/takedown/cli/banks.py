@@ -21,7 +21,9 @@ bank_app = typer.Typer(
     help="Hash banks: create, configure, add, import, export.", no_args_is_help=True
 )
 entry_app = typer.Typer(
-    help="Single bank entries: disable (false positive) or enable.", no_args_is_help=True
+    help="Bank entries: disable (false positive) or enable, with the other signals of the "
+    "file they were banked from.",
+    no_args_is_help=True,
 )
 
 
@@ -202,12 +204,13 @@ def bank_add(
 @bank_app.command("add-media")
 def bank_add_media(
     name: str,
-    files: Annotated[list[Path], typer.Argument(help="Image files")],
+    files: Annotated[list[Path], typer.Argument(help="Image or video files")],
     source_id: Annotated[str | None, typer.Option()] = None,
     category: Annotated[str | None, typer.Option()] = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Hash images and bank their PDQ, MD5 and SHA-256."""
+    """Hash images and bank their PDQ, MD5 and SHA-256 (a video: its frame set, MD5 and
+    SHA-256). Each file's entries are linked: `takedown entry disable` disables them all."""
     rt = runtime()
     failed = False
     for path in files:
@@ -225,6 +228,54 @@ def bank_add_media(
             out.print(f"  [yellow]{s}[/yellow]")
     if failed:
         raise typer.Exit(code=2)
+
+
+def _media_enabled(
+    name: str, enabled: bool, file: Path | None, sha256: str | None, reason: str | None
+) -> None:
+    if (file is None) == (sha256 is None):
+        raise typer.BadParameter("Give the file or --sha256 (one of them).")
+    try:
+        data = file.read_bytes() if file is not None else None
+    except OSError as exc:
+        err.print(f"[red]error[/red]: cannot read {file}: {exc}")
+        raise typer.Exit(code=2) from None
+    try:
+        change = runtime().banks.set_media_enabled(
+            name, enabled, actor=CLI_ACTOR, data=data, sha256=sha256, reason=reason
+        )
+    except TakedownError as exc:
+        raise fail(exc) from None
+    word = "enabled" if enabled else "disabled"
+    out.print(f"{word} {change.changed} of the file's {len(change.entries)} entries in {name}")
+    for e in change.entries:
+        out.print(f"  {e.id} {e.signal_type}: {'enabled' if e.enabled else 'disabled'}")
+
+
+_MEDIA_FILE = Annotated[
+    Path | None, typer.Argument(help="The file (image or video); or give --sha256")
+]
+_MEDIA_SHA256 = Annotated[
+    str | None, typer.Option("--sha256", help="The file's SHA-256 instead of the file")
+]
+
+
+@bank_app.command("disable-media")
+def bank_disable_media(
+    name: str,
+    reason: Annotated[str, typer.Option(help="Why, e.g. 'false positive: benign meme'")],
+    file: _MEDIA_FILE = None,
+    sha256: _MEDIA_SHA256 = None,
+) -> None:
+    """Disable a file's entries (a false positive): every signal banked from it, and any
+    entry that is exactly one of its signals. Effective for the next query."""
+    _media_enabled(name, False, file, sha256, reason)
+
+
+@bank_app.command("enable-media")
+def bank_enable_media(name: str, file: _MEDIA_FILE = None, sha256: _MEDIA_SHA256 = None) -> None:
+    """Re-enable a file's entries."""
+    _media_enabled(name, True, file, sha256, None)
 
 
 @bank_app.command("import")
@@ -339,22 +390,46 @@ def _summary(result: AddResult) -> None:
         out.print(f"  … and {len(result.rejected) - 50} more")
 
 
-# -- entries -------------------------------------------------------------------------
+# -- entries ----------------------------------------------------------------------------
+_ONLY_THIS = Annotated[
+    bool,
+    typer.Option(
+        "--only-this",
+        help="Change this entry only, not the other signals (PDQ, MD5, SHA-256...) of the "
+        "file it was banked from; an upload of that file may then still match.",
+    ),
+]
+
+
 @entry_app.command("disable")
-def entry_disable(entry_id: str, reason: Annotated[str, typer.Option(help="Why")]) -> None:
-    """Disable one entry (e.g. a false positive); effective for the next query."""
+def entry_disable(
+    entry_id: str,
+    reason: Annotated[str, typer.Option(help="Why, e.g. 'false positive: benign meme'")],
+    only_this: _ONLY_THIS = False,
+) -> None:
+    """Disable an entry (e.g. a false positive) and the other signals of the file it was
+    banked from; effective for the next query. To name the file instead of an entry:
+    `takedown bank disable-media`."""
     try:
-        runtime().banks.set_entry_enabled(entry_id, False, actor=CLI_ACTOR, reason=reason)
+        change = runtime().banks.set_entry_enabled(
+            entry_id, False, actor=CLI_ACTOR, reason=reason, all_signals=not only_this
+        )
     except TakedownError as exc:
         raise fail(exc) from None
-    out.print(f"disabled entry {entry_id}")
+    out.print(f"disabled entry {change.id} ({change.signal_type})")
+    for e in change.siblings:
+        out.print(f"disabled entry {e.id} ({e.signal_type}): same file")
 
 
 @entry_app.command("enable")
-def entry_enable(entry_id: str) -> None:
-    """Re-enable an entry."""
+def entry_enable(entry_id: str, only_this: _ONLY_THIS = False) -> None:
+    """Re-enable an entry and the other signals of the file it was banked from."""
     try:
-        runtime().banks.set_entry_enabled(entry_id, True, actor=CLI_ACTOR)
+        change = runtime().banks.set_entry_enabled(
+            entry_id, True, actor=CLI_ACTOR, all_signals=not only_this
+        )
     except TakedownError as exc:
         raise fail(exc) from None
-    out.print(f"enabled entry {entry_id}")
+    out.print(f"enabled entry {change.id} ({change.signal_type})")
+    for e in change.siblings:
+        out.print(f"enabled entry {e.id} ({e.signal_type}): same file")

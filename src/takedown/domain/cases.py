@@ -174,6 +174,18 @@ PUBLIC_TEXT = {
     PublicStatus.DECIDED: "We have made a decision on your report.",
     PublicStatus.APPEAL_OPEN: "An appeal against the decision is being reviewed.",
 }
+# A report that joins a case decided before it arrived (a new report of content already
+# removed): the decision is not about this report, and no reviewer will look again.
+DECIDED_BEFORE_REPORT_TEXT = (
+    "We had already made a decision about this content before your report arrived."
+)
+
+
+def public_text(status: PublicStatus, *, decided_before_report: bool = False) -> str:
+    """What the reporter reads about their report's status."""
+    if status is PublicStatus.DECIDED and decided_before_report:
+        return DECIDED_BEFORE_REPORT_TEXT
+    return PUBLIC_TEXT[status]
 
 
 # -- the review of each file: what a CyberTipline report says about it ------------------

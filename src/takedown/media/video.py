@@ -19,8 +19,10 @@ from typing import Any, Final
 
 from takedown.errors import MediaEmpty, MediaTooLarge, MediaUnsupportedType
 from takedown.media.bounded import run_bounded
-from takedown.media.decode import sniff_format
+from takedown.media.decode import ACCEPTED_FORMATS_TEXT, sniff_format
 from takedown.media.digests import md5_hex, sha256_hex
+from takedown.media.hashing import MediaSignals, hash_image_bytes
+from takedown.media.limits import ImageLimits
 from takedown.media.video_decode import (
     ACCEPTED_CONTAINERS_TEXT,
     DecodedVideo,
@@ -45,6 +47,7 @@ __all__ = [
     "VideoSignals",
     "hash_video_bytes",
     "hash_video_file",
+    "hash_image_upload",
     "is_video",
     "render_poster",
 ]
@@ -101,6 +104,23 @@ class VideoSignals:
 def is_video(data: bytes) -> bool:
     """Whether ``data`` starts like a container this module accepts (magic bytes only)."""
     return sniff_container(data[:512]) is not None
+
+
+def hash_image_upload(data: bytes, limits: ImageLimits | None = None) -> MediaSignals:
+    """:func:`hash_image_bytes` for the paths that take an image or a video, once
+    :func:`is_video` has said it is no video: a refusal of the file's type names the
+    accepted video containers too, not only the image formats."""
+    try:
+        return hash_image_bytes(data, limits)
+    except MediaUnsupportedType as exc:
+        seen = str(exc.details.get("detected") or "data in an unrecognised format")
+        if data[4:8] == b"ftyp":  # an ISO base media file that is no video: HEIF/AVIF
+            seen = "a HEIF/AVIF image (not accepted)"
+        raise MediaUnsupportedType(
+            f"This file looks like {seen}; only {ACCEPTED_FORMATS_TEXT} images and "
+            f"{ACCEPTED_CONTAINERS_TEXT} videos are accepted.",
+            detected=seen,
+        ) from None
 
 
 def media_mime_type(data: bytes) -> str:

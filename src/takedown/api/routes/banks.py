@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -25,7 +26,9 @@ from takedown.runtime import Runtime
 from takedown.services.banks.service import (
     AddResult,
     BankView,
+    EntryChange,
     EntryView,
+    MediaChange,
     Provenance,
     SettingChange,
 )
@@ -242,17 +245,69 @@ def get_entry(
 
 @router.patch(
     "/entries/{entry_id}",
-    response_model=EntryView,
-    summary="Disable an entry (false positive) or re-enable it",
+    response_model=EntryChange,
+    summary="Disable an entry (false positive) or re-enable it, with its file's other signals",
+    description="An entry banked from a file (POST /banks/{bank}/media) is disabled or "
+    "re-enabled together with the other signals of that file (`siblings`), so an upload "
+    "of it stops matching on every signal; `all_signals: false` changes this entry only.",
 )
 def update_entry(
     entry_id: str,
     body: EntryPatch,
     p: Principal = Depends(_write),
     rt: Runtime = Depends(runtime),
-) -> EntryView:
-    view = rt.banks.set_entry_enabled(entry_id, body.enabled, actor=p.actor, reason=body.reason)
-    return view
+) -> EntryChange:
+    return rt.banks.set_entry_enabled(
+        entry_id, body.enabled, actor=p.actor, reason=body.reason, all_signals=body.all_signals
+    )
+
+
+@router.post(
+    "/banks/{bank}/media/disable",
+    response_model=MediaChange,
+    summary="Disable a file's entries (a false positive): give the file or its SHA-256",
+    description="Every entry of the bank banked from the file, and every entry that is "
+    "exactly one of its signals (its MD5 or SHA-256 from a hash list, its PDQ), in one "
+    "transaction: an upload of the file no longer matches here.",
+)
+async def disable_media(
+    bank: str,
+    file: UploadFile | None = File(None),
+    sha256: str | None = Form(None, max_length=100),
+    reason: str | None = Form(None, max_length=5000),
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> MediaChange:
+    data = await read_media_upload(file, rt.settings) if file is not None else None
+    return await run_in_threadpool(
+        partial(
+            rt.banks.set_media_enabled,
+            bank,
+            False,
+            actor=p.actor,
+            data=data,
+            sha256=sha256,
+            reason=reason,
+        )
+    )
+
+
+@router.post(
+    "/banks/{bank}/media/enable",
+    response_model=MediaChange,
+    summary="Re-enable a file's entries: give the file or its SHA-256",
+)
+async def enable_media(
+    bank: str,
+    file: UploadFile | None = File(None),
+    sha256: str | None = Form(None, max_length=100),
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> MediaChange:
+    data = await read_media_upload(file, rt.settings) if file is not None else None
+    return await run_in_threadpool(
+        partial(rt.banks.set_media_enabled, bank, True, actor=p.actor, data=data, sha256=sha256)
+    )
 
 
 def _setting_changes(

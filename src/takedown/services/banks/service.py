@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,13 +31,14 @@ from takedown.domain.hashlists import (
 )
 from takedown.domain.screening import BankRule
 from takedown.domain.video import validate_match_percent
-from takedown.errors import Conflict, InvalidRequest
+from takedown.errors import Conflict, InvalidRequest, NotFound
 from takedown.ids import new_ids, utcnow
-from takedown.media import ImageLimits, hash_image_bytes
-from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media import ImageLimits
+from takedown.media.digests import md5_hex, sha256_hex
+from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
-from takedown.signals import PDQ, VPDQ, all_types, signal_type
+from takedown.signals import PDQ, SHA256, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import Bank, BankEntry, BankEntryPayload, BankVideoFrame, Base
@@ -207,6 +208,9 @@ class EntryView:
     disabled_at: datetime | None
     disabled_by: str | None
     disabled_reason: str | None
+    # The SHA-256 of the file the entry was banked from (POST /v1/banks/{bank}/media),
+    # shared by that file's other signals; None for entries added by hash or list.
+    media_sha256: str | None = None
 
     @classmethod
     def of(cls, entry: BankEntry, bank_name: str) -> EntryView:
@@ -226,7 +230,28 @@ class EntryView:
             disabled_at=entry.disabled_at,
             disabled_by=entry.disabled_by,
             disabled_reason=entry.disabled_reason,
+            media_sha256=entry.media_sha256,
         )
+
+
+@dataclass(frozen=True)
+class EntryChange(EntryView):
+    """An entry just disabled or re-enabled, and the other signals banked from the same
+    file, changed with it (unless only this entry was asked for)."""
+
+    siblings: list[EntryView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MediaChange:
+    """A file's entries in a bank, just disabled or re-enabled: those banked from it and
+    those that are exactly one of its signals."""
+
+    bank: str
+    media_sha256: str
+    enabled: bool
+    changed: int  # entries whose state changed (the others already were so)
+    entries: list[EntryView]
 
 
 @dataclass(frozen=True)
@@ -460,7 +485,7 @@ class BankService:
         if is_video(data):
             video = hash_video_bytes(data, self._video_limits, self._video_sampling)
             return self.add_video(ref, video, provenance, actor=actor)
-        signals = hash_image_bytes(data, self._limits)
+        signals = hash_image_upload(data, self._limits)
         p = provenance
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
@@ -502,7 +527,9 @@ class BankService:
                     f"PDQ left out: quality {signals.pdq.quality} is below the bank's floor "
                     f"of {floor}; only exact copies will match."
                 )
-            result = _insert_records(s, bank, records, actor, None)
+            result = _insert_records(s, bank, records, actor, None, media_sha256=signals.sha256)
+            if result.already_present:
+                _link_to_media(s, bank, records, signals.sha256)
             result.skipped = skipped
             result.entries = _views_for(s, bank, records)
             return result
@@ -520,7 +547,9 @@ class BankService:
         ]
         with unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
-            result = _insert_records(s, bank, records, actor, None)
+            result = _insert_records(s, bank, records, actor, None, media_sha256=video.sha256)
+            if result.already_present:
+                _link_to_media(s, bank, records, video.sha256)
             floor = repo.bank_rule(bank).video_rule.quality_floor
             frames = [f for f in video.frames if f.quality >= floor]
             entry = s.scalars(
@@ -548,6 +577,7 @@ class BankService:
                     category=p.category,
                     note=p.note,
                     added_by=actor,
+                    media_sha256=video.sha256,
                 )
                 s.add(entry)
                 s.flush()
@@ -592,8 +622,9 @@ class BankService:
             )
         if parsed.rejected and not skip_invalid:
             raise InvalidRequest(
-                f"{len(parsed.rejected)} line(s) rejected, nothing imported; fix them or "
-                "import with skip_invalid.",
+                f"{len(parsed.rejected)} line(s) rejected, nothing imported; fix them, or "
+                "import only the valid lines with --skip-invalid (CLI) or skip_invalid=true "
+                "(API).",
                 code="import_rejected",
                 rejected=[
                     {"line": r.line_number, "reason": r.reason} for r in parsed.rejected[:1000]
@@ -685,32 +716,179 @@ class BankService:
             return EntryView.of(entry, bank.name)
 
     def set_entry_enabled(
-        self, public_id: str, enabled: bool, *, actor: str, reason: str | None = None
-    ) -> EntryView:
-        """Disable an entry (a false positive) or re-enable it; effective at once."""
-        if not enabled and not (reason and reason.strip()):
-            raise InvalidRequest(
-                "Say why the entry is being disabled (reason), e.g. 'false positive: benign meme'.",
-                code="reason_required",
-            )
+        self,
+        public_id: str,
+        enabled: bool,
+        *,
+        actor: str,
+        reason: str | None = None,
+        all_signals: bool = True,
+    ) -> EntryChange:
+        """Disable an entry (a false positive) or re-enable it, effective at once. An
+        entry banked from a file changes with the file's other signals (its PDQ, MD5,
+        SHA-256...), or the upload would still match on them, unless ``all_signals`` is
+        false. One transaction; an audit event per entry that changed."""
+        _check_reason(enabled, reason)
         with unit_of_work(self._sessions) as s:
             entry = repo.get_entry(s, public_id)
-            if entry.enabled != enabled:
-                entry.enabled = enabled
-                entry.disabled_at = None if enabled else utcnow()
-                entry.disabled_by = None if enabled else actor
-                entry.disabled_reason = None if enabled else reason
-                record(
-                    s,
-                    actor,
-                    "entry.enabled" if enabled else "entry.disabled",
-                    "bank_entry",
-                    entry.public_id,
-                    {"reason": reason},
-                )
             bank = s.get_one(Bank, entry.bank_id)
+            siblings: list[BankEntry] = []
+            if all_signals and entry.media_sha256:
+                siblings = list(
+                    s.scalars(
+                        select(BankEntry)
+                        .where(
+                            BankEntry.bank_id == entry.bank_id,
+                            BankEntry.media_sha256 == entry.media_sha256,
+                            BankEntry.id != entry.id,
+                        )
+                        .order_by(BankEntry.id)
+                    )
+                )
+            _set_enabled(s, [entry, *siblings], enabled, actor, reason, via=entry.public_id)
             s.flush()
-            return EntryView.of(entry, bank.name)
+            view = EntryView.of(entry, bank.name)
+            return EntryChange(
+                **vars(view), siblings=[EntryView.of(e, bank.name) for e in siblings]
+            )
+
+    def set_media_enabled(
+        self,
+        ref: str,
+        enabled: bool,
+        *,
+        actor: str,
+        data: bytes | None = None,
+        sha256: str | None = None,
+        reason: str | None = None,
+    ) -> MediaChange:
+        """Disable (or re-enable) a file's entries in a bank, given the file or its
+        SHA-256: every entry banked from it, and every entry that is exactly one of its
+        signals (its MD5 from a hash list, say). One transaction; an audit event per
+        entry that changed."""
+        _check_reason(enabled, reason)
+        media_sha256, signals = self._file_signals(data, sha256)
+        by_type: dict[str, list[str]] = {}
+        for name, value in signals:
+            by_type.setdefault(name, []).append(signal_type(name).stored_value(value))
+        with unit_of_work(self._sessions) as s:
+            bank = repo.get_bank(s, ref)
+            entries = list(
+                s.scalars(
+                    select(BankEntry)
+                    .where(
+                        BankEntry.bank_id == bank.id,
+                        or_(
+                            BankEntry.media_sha256 == media_sha256,
+                            *(
+                                and_(BankEntry.signal_type == name, BankEntry.value.in_(values))
+                                for name, values in by_type.items()
+                            ),
+                        ),
+                    )
+                    .order_by(BankEntry.id)
+                )
+            )
+            if not entries:
+                raise NotFound(
+                    f"No entry of bank {bank.name!r} was banked from this file or is one of "
+                    "its signals.",
+                    code="media_not_in_bank",
+                    sha256=media_sha256,
+                )
+            changed = _set_enabled(s, entries, enabled, actor, reason, via="media")
+            s.flush()
+            return MediaChange(
+                bank=bank.name,
+                media_sha256=media_sha256,
+                enabled=enabled,
+                changed=changed,
+                entries=[EntryView.of(e, bank.name) for e in entries],
+            )
+
+    def _file_signals(
+        self, data: bytes | None, sha256: str | None
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """A file's SHA-256 and the signals an entry of it may hold: the digests, and
+        for an image its PDQ and plug-in signals (a video's frame set is its vpdq entry,
+        valued by the file's SHA-256). Given only the SHA-256, that much."""
+        if (data is None) == (sha256 is None):
+            raise InvalidRequest(
+                "Give the file or its SHA-256 (one of them).", code="invalid_request"
+            )
+        if data is None:
+            digest = SHA256.normalize(sha256 or "")
+            return digest, [(SHA256.name, digest), (VPDQ.name, digest)]
+        if is_video(data):  # no need to decode it: its entries are valued by digests
+            digest = sha256_hex(data)
+            return digest, [("md5", md5_hex(data)), (SHA256.name, digest), (VPDQ.name, digest)]
+        image = hash_image_upload(data, self._limits)
+        signals = [("md5", image.md5), (SHA256.name, image.sha256), (PDQ.name, image.pdq.hash)]
+        signals += [(name, value) for name, (value, _) in image.others.items()]
+        return image.sha256, signals
+
+
+def _check_reason(enabled: bool, reason: str | None) -> None:
+    if not enabled and not (reason and reason.strip()):
+        raise InvalidRequest(
+            "Say why the entry is being disabled (reason), e.g. 'false positive: benign meme'.",
+            code="reason_required",
+        )
+
+
+def _set_enabled(
+    s: Session,
+    entries: Sequence[BankEntry],
+    enabled: bool,
+    actor: str,
+    reason: str | None,
+    *,
+    via: str,
+) -> int:
+    """Set the entries' state; an audit event for each one that changed, saying how it
+    was asked for (``via``: the entry named, or ``media``). Returns how many changed."""
+    now = utcnow()
+    changed = 0
+    for entry in entries:
+        if entry.enabled == enabled:
+            continue
+        entry.enabled = enabled
+        entry.disabled_at = None if enabled else now
+        entry.disabled_by = None if enabled else actor
+        entry.disabled_reason = None if enabled else reason
+        details: dict[str, object] = {"reason": reason}
+        if entry.media_sha256:
+            details["media_sha256"] = entry.media_sha256
+        if via != entry.public_id:
+            details["via"] = via
+        record(
+            s,
+            actor,
+            "entry.enabled" if enabled else "entry.disabled",
+            "bank_entry",
+            entry.public_id,
+            details,
+        )
+        changed += 1
+    return changed
+
+
+def _link_to_media(
+    s: Session, bank: Bank, records: Sequence[HashRecord], media_sha256: str
+) -> None:
+    """Entries that were in the bank already (from a hash list, with no file) and are
+    this file's signals: linked to the file, so they change with its other signals."""
+    for r in records:
+        s.execute(
+            update(BankEntry)
+            .where(
+                BankEntry.bank_id == bank.id,
+                BankEntry.signal_type == r.signal_type,
+                BankEntry.value == signal_type(r.signal_type).stored_value(r.value),
+                BankEntry.media_sha256.is_(None),
+            )
+            .values(media_sha256=media_sha256)
+        )
 
 
 def _bank_exists(name: str) -> Conflict:
@@ -724,9 +902,12 @@ def _insert_records(
     actor: str,
     progress: ProgressFn | None,
     provenance: Provenance | None = None,
+    *,
+    media_sha256: str | None = None,
 ) -> AddResult:
     """Insert the records not yet in the bank; what a record leaves out comes from
-    ``provenance`` (the import's defaults), then from the bank."""
+    ``provenance`` (the import's defaults), then from the bank. ``media_sha256``: the
+    file they were all hashed from (none for hash lists)."""
     repo.lock_entry_writes(s)
     result = AddResult()
     seen: set[tuple[str, str]] = set()
@@ -779,6 +960,9 @@ def _insert_records(
                 # Plain rows, not ORM objects, and one executemany: a million-line
                 # import spends its time in the database's indexes, not in Python.
                 rows = _rows(bank, fresh, actor, now, provenance or _NO_PROVENANCE)
+                if media_sha256:
+                    for row in rows:
+                        row["media_sha256"] = media_sha256
                 bulk_insert(connection, table, rows)
                 if payloads:
                     _insert_payloads(s, bank, fresh, payloads)

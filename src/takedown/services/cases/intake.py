@@ -15,7 +15,7 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from takedown.domain.access import Permission, Principal
-from takedown.domain.cases import PUBLIC_STATUS, PUBLIC_TEXT, CaseState, Outcome
+from takedown.domain.cases import PUBLIC_STATUS, CaseState, Outcome, public_text
 from takedown.domain.reports import (
     INTIMATE_IMAGERY,
     MINOR_SAFETY,
@@ -152,7 +152,8 @@ class CaseIntake(CaseStatus):
                 report_id=report.public_id,
                 status_token=token,
                 status=status.value,
-                status_text=PUBLIC_TEXT[status],
+                # Decided now means decided before this report came.
+                status_text=public_text(status, decided_before_report=True),
                 restricted_items=restricted,
                 takedown_request=valid.takedown_request,
                 missing_for_takedown=valid.missing_for_takedown,

@@ -11,7 +11,13 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from takedown.domain.cases import APPEAL_WINDOW, PUBLIC_STATUS, PUBLIC_TEXT, CaseState, PublicStatus
+from takedown.domain.cases import (
+    APPEAL_WINDOW,
+    PUBLIC_STATUS,
+    CaseState,
+    PublicStatus,
+    public_text,
+)
 from takedown.errors import NotFound
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
@@ -66,9 +72,11 @@ class CaseStatus(CaseBase):
     def public_status(self, case_number: str, token: str) -> PublicStatusView:
         with unit_of_work(self._sessions, write=False) as s:
             case, report = self._report_for_token(s, case_number, token)
-            first = s.scalar(select(func.min(Report.received_at)).where(Report.case_id == case.id))
+            # This reporter's own report: a later report of the same content joins the
+            # case, and what happened before it came stays in the timeline before it.
+            received = report.received_at
             status = PUBLIC_STATUS[CaseState(case.state)]
-            timeline = [{"at": first.isoformat(), "event": "received"}] if first else []
+            timeline = [{"at": received.isoformat(), "event": "received"}]
             if case.restricted_at:
                 timeline.append(
                     {"at": case.restricted_at.isoformat(), "event": "content_restricted"}
@@ -96,9 +104,13 @@ class CaseStatus(CaseBase):
             return PublicStatusView(
                 case_number=case.public_id,
                 status=status.value,
-                status_text=PUBLIC_TEXT[status],
+                status_text=public_text(
+                    status,
+                    decided_before_report=case.decided_at is not None
+                    and case.decided_at <= received,
+                ),
                 content_restricted=bool(restricted),
-                received_at=first or case.opened_at,
+                received_at=received,
                 restricted_at=case.restricted_at,
                 decision=decision,
                 timeline=timeline,
@@ -160,12 +172,16 @@ def _mail_body(case: Case, status: PublicStatus, event: str, base: str) -> str:
     lines = []
     if event == "received":
         lines.append(f"We have received your report. Your case number is {case.public_id}.")
-    lines.append(PUBLIC_TEXT[status])
+    lines.append(public_text(status, decided_before_report=event == "received"))
     if status is PublicStatus.DECIDED and case.outcome:
         lines.append(f"Decision: {case.outcome.replace('_', ' ')}.")
         if case.public_reasons:
             lines.append(f"Reasons: {case.public_reasons}")
-        lines.append("You can appeal this decision for six months from today.")
+        if event == "received" and case.decided_at:  # decided before this report came
+            until = case.decided_at + APPEAL_WINDOW
+            lines.append(f"You can appeal this decision until {until:%d %B %Y}.")
+        else:
+            lines.append("You can appeal this decision for six months from today.")
     lines.append(
         f"Follow your report at {base}/status with your case number and the "
         "status token you were given when you reported (we never send it by mail)."

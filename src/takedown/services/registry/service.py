@@ -20,8 +20,8 @@ from takedown.domain.banks import MatchAction
 from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest, NotFound
 from takedown.ids import utcnow
-from takedown.media import DIHEDRAL_NAMES, ImageLimits, hash_image_bytes
-from takedown.media.video import hash_video_bytes, is_video
+from takedown.media import DIHEDRAL_NAMES, ImageLimits
+from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
@@ -259,7 +259,7 @@ class RegistryService:
                 media_type="video",
                 video_frames=video.frames,
             )
-        signals = hash_image_bytes(data, self._limits)
+        signals = hash_image_upload(data, self._limits)
         return MediaInput(
             sha256=signals.sha256,
             md5=signals.md5,

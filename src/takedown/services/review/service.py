@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.access import Permission, Principal, may_view_media
 from takedown.domain.cases import CaseState
+from takedown.domain.reports import MINOR_SAFETY
 from takedown.domain.review import (
     BLUR_DEFAULT,
     MEDIA_PURPOSES,
@@ -58,7 +59,9 @@ from takedown.store.models import (
 )
 
 # The queues. "mine": cases I hold. The moderators' queue: every active case not
-# waiting for a specialist. The specialists' queue: second reviews and escalations.
+# waiting for a specialist. The specialists' queue: second reviews and escalations, and
+# every active minor-safety case (child-safety cases go to the specialists; moderators
+# still see them, so a deployment without specialists leaves none unworked).
 TEAMS = {
     "moderation": (
         CaseState.OPEN,
@@ -68,6 +71,7 @@ TEAMS = {
     ),
     "specialists": (CaseState.AWAITING_SECOND_REVIEW,),
 }
+SPECIALIST_CATEGORIES = tuple(sorted(c.value for c in MINOR_SAFETY))
 
 
 @dataclass(frozen=True)
@@ -285,11 +289,17 @@ class ReviewService:
     ) -> list[QueueRow]:
         """A queue by priority, then the earliest deadline, with who holds each case."""
         _require(principal, Permission.CASES_READ)
+        # What to read: (state, category or None for any), asked one by one.
+        any_category: tuple[str | None, ...] = (None,)
         if team == "mine":  # held cases are few: look further down each state's list
-            wanted: tuple[CaseState, ...] = TEAMS["moderation"] + TEAMS["specialists"]
+            wanted = [(st, any_category) for st in TEAMS["moderation"] + TEAMS["specialists"]]
             per_state = 500
-        elif team in TEAMS:
-            wanted, per_state = TEAMS[team], limit
+        elif team == "moderation":
+            wanted, per_state = [(st, any_category) for st in TEAMS[team]], limit
+        elif team == "specialists":
+            wanted = [(st, any_category) for st in TEAMS[team]]
+            wanted += [(st, SPECIALIST_CATEGORIES) for st in TEAMS["moderation"]]
+            per_state = limit
         else:
             raise InvalidRequest(f"Unknown queue {team[:40]!r}.", code="invalid_request")
         if state:
@@ -299,10 +309,17 @@ class ReviewService:
                 raise InvalidRequest(
                     f"Unknown case state {state[:40]!r}.", code="invalid_request"
                 ) from None
-            wanted = tuple(w for w in wanted if w is parsed)
-        rows: list[CaseSummary] = []
-        for st in wanted:
-            rows += self._cases.queue(state=st.value, category=category or None, limit=per_state)
+            wanted = [(st, cats) for st, cats in wanted if st is parsed]
+        found: dict[str, CaseSummary] = {}
+        for st, cats in wanted:
+            for cat in cats:
+                if category and cat not in (None, category):
+                    continue
+                for r in self._cases.queue(
+                    state=st.value, category=cat or category, limit=per_state
+                ):
+                    found[r.id] = r  # a case in both minor-safety categories comes twice
+        rows = list(found.values())
         locks = self._locks([r.id for r in rows])
         if team == "mine":
             rows = [r for r in rows if r.id in locks and locks[r.id].user_id == principal.id]

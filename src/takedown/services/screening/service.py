@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest
-from takedown.media import ImageLimits, MediaSignals, hash_image_bytes
-from takedown.media.video import VideoSignals, hash_video_bytes, is_video
+from takedown.media import ImageLimits, MediaSignals
+from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
@@ -100,7 +100,7 @@ class ScreeningService:
         A video is screened by its frames (vPDQ) and its file digests."""
         if is_video(data):
             return self.screen_video(data, actor=actor, content_ref=content_ref)
-        signals = hash_image_bytes(data, self._limits)
+        signals = hash_image_upload(data, self._limits)
         query = QuerySignals(
             pdq_variants=signals.pdq.dihedral,
             pdq_quality=signals.pdq.quality,
