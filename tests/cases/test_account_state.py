@@ -99,9 +99,7 @@ def test_syncing_an_account_never_undoes_moderation(rt: Runtime, client):
     r = client.put("/v1/accounts/uploader", json={"platform_status": "active"}, headers=p)
     assert r.json()["platform_status"] == "active" and r.json()["status"] == "suspended"
     assert r.json()["platform_reinstated_at"]
-    detail = client.get(
-        f"/v1/cases/{case}", headers=user_headers(rt, "legal-1", "legal")
-    ).json()
+    detail = client.get(f"/v1/cases/{case}", headers=user_headers(rt, "legal-1", "legal")).json()
     row = next(a for a in detail["accounts"] if a["account_id"] == "uploader")
     assert row["reinstated_by_platform"] and row["status"] == "suspended"
     assert row["part"] == "uploader" and row["measure"] == "suspend"

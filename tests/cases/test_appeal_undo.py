@@ -84,7 +84,9 @@ def test_an_upheld_appeal_restores_items_and_reinstates_accounts(rt: Runtime, cl
     # The suspended account is reinstated, every strike withdrawn.
     reinstated = _actions(rt, "account.reinstate")
     assert set(reinstated) == {"uploader"}
-    assert reinstated["uploader"]["statement_of_reasons"]["measure"].startswith("Account reinstated")
+    assert reinstated["uploader"]["statement_of_reasons"]["measure"].startswith(
+        "Account reinstated"
+    )
     uploader = client.get("/v1/accounts/uploader", headers=p).json()
     assert uploader["status"] == "active" and uploader["strikes"] == 0
     assert uploader["suspended_by"] == []

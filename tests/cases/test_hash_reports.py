@@ -197,9 +197,7 @@ def test_withdraw_stops_the_clock_and_the_hashes_but_keeps_content_hidden(rt: Ru
     # The withdrawn hashes no longer pull later uploads into the case: a rotated copy
     # of the hidden item still joins, as a copy of it (the copy graph searches all 8
     # rotations and flips), not by the hashes.
-    assert _register(client, p, "later", _rotated_jpeg(PHOTO))["cases"] == [
-        receipt["case_number"]
-    ]
+    assert _register(client, p, "later", _rotated_jpeg(PHOTO))["cases"] == [receipt["case_number"]]
     case = client.get(f"/v1/cases/{receipt['case_number']}", headers=legal).json()
     assert {c["item_id"]: c["reason"] for c in case["copies"]}["later"] == "pdq"
     wrong = client.post("/v1/reports/withdraw", json={**creds, "token": "nope"})

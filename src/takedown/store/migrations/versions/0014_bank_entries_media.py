@@ -9,7 +9,7 @@ where it is set, so imports pay nothing for it. Of the entries banked before, on
 others are found by the file's signals when it is disabled by media.
 
 Revision ID: 0014
-Revises: 0013 (to be set to 0013 when merged after it)
+Revises: 0013
 """
 
 from __future__ import annotations
