@@ -40,6 +40,13 @@ class InvalidHash(InvalidRequest):
     code = "invalid_hash"
 
 
+class InvalidCharacter(InvalidRequest):
+    """A NUL character (U+0000) in a path, query, form or JSON string: refused everywhere
+    (PostgreSQL cannot store it in text, and no field has a use for it)."""
+
+    code = "invalid_character"
+
+
 class InvalidMedia(TakedownError):
     """Media refused before or during decoding. Subclasses say why."""
 

@@ -208,7 +208,7 @@ def test_import_codes(client, auth):
         client.post(
             "/v1/banks/b/import",
             params={"format": "text"},
-            content=b"\xff\xfe\x00bad",
+            content=b"\xff\xfebad",  # not UTF-8 (a NUL would be invalid_character)
             headers=auth,
         ),
         422,

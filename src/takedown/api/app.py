@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 from takedown import __version__
 from takedown.api.errors import install_error_handlers
 from takedown.api.fast_screen import FastScreenHashes
-from takedown.api.limits import BodyLimitMiddleware
+from takedown.api.limits import RequestGuard
 from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
 from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
@@ -28,6 +28,7 @@ from takedown.web import console, public
 _ERRORS = {
     s: {"model": ErrorOut, "description": d}
     for s, d in {
+        400: "Malformed body: JSON that is not UTF-8, or a broken multipart form",
         401: "No or invalid API key",
         403: "The key lacks the scope",
         404: "Not found",
@@ -89,13 +90,11 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     app.include_router(public.router)  # the public report and status pages (HTML)
     app.include_router(console.router)  # the review console (HTML, session cookies)
     install_error_handlers(app)
-    media_limit = rt.settings.max_media_bytes + 256 * 1024  # multipart envelope + fields
-    import_limit = rt.settings.max_import_bytes
-
-    def limit_for(path: str) -> int:
-        return import_limit if path.endswith("/import") else media_limit
-
-    app.add_middleware(BodyLimitMiddleware, limit_for_path=limit_for)
+    app.add_middleware(
+        RequestGuard,
+        media_limit=rt.settings.max_media_bytes + 256 * 1024,  # multipart envelope + fields
+        import_limit=rt.settings.max_import_bytes,
+    )
     if fast_screening:
         app.fast_screen = FastScreenHashes(rt)
     return app

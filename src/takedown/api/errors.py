@@ -21,6 +21,7 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    413: "payload_too_large",
 }
 
 
@@ -66,8 +67,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        message, problems = validation_problem(exc.errors())
-        return error_response(422, "invalid_request", message, details={"errors": problems})
+        errors = exc.errors()
+        message, problems = validation_problem(errors)
+        # A NUL in a multipart form's text field (api.schemas.FormText) has the code NULs
+        # have everywhere else (api/limits.py).
+        nul = any(err.get("type") == "nul_character" for err in errors)
+        code = "invalid_character" if nul else "invalid_request"
+        return error_response(422, code, message, details={"errors": problems})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -80,6 +86,10 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = allowed_methods(req) or headers.get("Allow", "")
             headers["Allow"] = allowed
             message = f"This address does not accept {req.method[:10]}; use {allowed}."
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = (
+                "The request body could not be read: send JSON in UTF-8, or a well-formed form."
+            )
         response = error_response(exc.status_code, code, message)
         response.headers.update(headers)
         return response

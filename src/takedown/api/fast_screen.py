@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from takedown.api.auth import authenticate, check_permission
 from takedown.api.errors import error_response, validation_problem
+from takedown.api.limits import NO_STORE, json_has_nul, nul_refused
 from takedown.api.routes.screen import screen_hashes_body, serialize
 from takedown.api.schemas import ScreenHashesIn
 from takedown.domain.access import Permission
@@ -56,6 +57,7 @@ class FastScreenHashes:
             status, body = await self._handle(scope, receive)
         except TakedownError as exc:
             response = error_response(exc.status, exc.code, exc.message, details=exc.details)
+            response.headers["Cache-Control"] = "no-store"
             await response(scope, receive, send)
             return
         except Exception:  # a bug: logged, and the same answer as the app's own
@@ -63,6 +65,7 @@ class FastScreenHashes:
             response = error_response(
                 500, "internal_error", "Something went wrong on our side; it has been logged."
             )
+            response.headers["Cache-Control"] = "no-store"
             await response(scope, receive, send)
             return
         await send(
@@ -72,6 +75,7 @@ class FastScreenHashes:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    NO_STORE,
                 ],
             }
         )
@@ -88,6 +92,8 @@ class FastScreenHashes:
                 "Send the hashes as JSON (Content-Type: application/json).",
                 code="invalid_request",
             )
+        if json_has_nul(raw):  # as api/limits.py refuses it for every other request
+            raise nul_refused("request body")
         try:
             body = ScreenHashesIn.model_validate_json(raw)
         except ValidationError as exc:

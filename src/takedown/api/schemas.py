@@ -5,10 +5,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from takedown.services.banks.service import EntryView
 from takedown.services.screening.service import MatchView
+
+# Every integer a request carries fits a signed 64-bit column (PostgreSQL BIGINT, SQLite
+# INTEGER); a larger one is refused as invalid (422), never passed to the database. The
+# bounds are written as powers of two (``lt=2**63``, not ``le=2**63 - 1``): the OpenAPI
+# models hold them as doubles: 2**63 is one exactly, 2**63 - 1 is not.
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+Count = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        # api/errors.py answers this type with the code invalid_character.
+        raise PydanticCustomError("nul_character", "NUL characters (U+0000) are not accepted")
+    return value
+
+
+# A text field of a multipart form (the body is not scanned for NUL as a whole, since its
+# files are binary: see api/limits.py).
+FormText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class ErrorOut(BaseModel):
@@ -21,11 +41,11 @@ class SignalSettingIn(BaseModel):
     """A bank's setting for one signal type; absent fields are left as they are."""
 
     model_config = ConfigDict(extra="forbid")
-    threshold: int | None = Field(
+    threshold: Int64 | None = Field(
         None, description="Largest distance that matches (Hamming types)."
     )
-    quality_floor: int | None = Field(None, description="Lowest quality used (types with one).")
-    match_percent: int | None = Field(
+    quality_floor: Int64 | None = Field(None, description="Lowest quality used (types with one).")
+    match_percent: Int64 | None = Field(
         None, description="vpdq: share (%) of frames that must match."
     )
 
@@ -51,17 +71,19 @@ class BankIn(BaseModel):
         description="A registered item matching this bank is restricted at once, "
         "pending review (restrict first).",
     )
-    pdq_threshold: int | None = Field(
+    pdq_threshold: Int64 | None = Field(
         None,
         description="Largest PDQ distance that matches (default from configuration, usually 31).",
     )
-    pdq_quality_floor: int | None = Field(None, description="Lowest PDQ quality used (usually 50).")
-    video_match_percent: int | None = Field(
+    pdq_quality_floor: Int64 | None = Field(
+        None, description="Lowest PDQ quality used (usually 50)."
+    )
+    video_match_percent: Int64 | None = Field(
         None,
         description="A video matches a banked one when this share (%) of the banked video's "
         "frames, or of a clip's own frames, match (usually 80).",
     )
-    video_frame_threshold: int | None = Field(
+    video_frame_threshold: Int64 | None = Field(
         None, description="Largest PDQ distance between matching video frames (usually 31)."
     )
     signal_settings: dict[str, SignalSettingIn] | None = Field(
@@ -74,12 +96,12 @@ class BankPatch(BaseModel):
     description: str | None = None
     match_action: str | None = None
     restrict_on_match: bool | None = None
-    pdq_threshold: int | None = None
-    pdq_quality_floor: int | None = None
+    pdq_threshold: Int64 | None = None
+    pdq_quality_floor: Int64 | None = None
     enabled: bool | None = None
     reason: str | None = Field(None, description="Required when disabling.")
-    video_match_percent: int | None = None
-    video_frame_threshold: int | None = None
+    video_match_percent: Int64 | None = None
+    video_frame_threshold: Int64 | None = None
     signal_settings: dict[str, SignalSettingIn] | None = Field(
         None, max_length=32, description=_SIGNAL_SETTINGS_DOC
     )
@@ -129,7 +151,7 @@ class EntryPage(BaseModel):
 class ScreenHashesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pdq: str | None = Field(None, description="PDQ hash, 64 hex digits.")
-    pdq_quality: int | None = Field(None, description="Quality the hasher reported (0-100).")
+    pdq_quality: Int64 | None = Field(None, description="Quality the hasher reported (0-100).")
     pdq_variants: list[str] | None = Field(
         None,
         max_length=7,

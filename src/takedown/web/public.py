@@ -142,6 +142,8 @@ _ANCHORS = {
     "category": f"category-{CATEGORY_CHOICES[0][0]}",
     "reporter_role": f"reporter_role-{ROLE_CHOICES[0][0]}",
 }
+# A browser-made "hashes" field is a few hundred characters; a longer one is not read.
+MAX_HASHES_FIELD = 4096
 # Which field a validation error points at (the domain raises one error at a time).
 _CODE_FIELD = {
     "unknown_category": "category",
@@ -241,9 +243,33 @@ def _runtime(request: Request) -> Runtime:
     return rt
 
 
+_FORM_PROBLEMS = {
+    413: "The form was too large.",
+    422: "The form contains a character that cannot be accepted (a NUL character).",
+}
+
+
+class FormRefused(Exception):
+    """The posted form is not read: its status and a sentence for the person."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 async def _read_form(request: Request) -> FormData:
-    """The posted fields, refusing files and oversize fields (a form has neither)."""
-    return await request.form(max_files=0, max_fields=40, max_part_size=256 * 1024)
+    """The posted fields, refusing files and oversize fields (a form has neither), and
+    NUL characters (the API refuses them everywhere: api/limits.py)."""
+    try:
+        form = await request.form(max_files=0, max_fields=40, max_part_size=256 * 1024)
+    except HTTPException:
+        raise FormRefused(400, "The form was too large or not sent as a form.") from None
+    except TakedownError as exc:  # over the body limit, or a NUL, found as it arrived
+        raise FormRefused(exc.status, _FORM_PROBLEMS.get(exc.status, exc.message)) from None
+    if any(isinstance(value, str) and "\x00" in value for value in form.values()):
+        raise FormRefused(422, _FORM_PROBLEMS[422])
+    return form
 
 
 def _text(form: FormData, name: str) -> str:
@@ -273,7 +299,7 @@ def _reported_hashes(fields: list[str]) -> list[ReportedHash]:
     out = []
     for text in fields:
         try:
-            data = json.loads(text)
+            data = _hash_record(text)
             md5, pdq, quality = data.get("md5"), data.get("pdq"), data.get("pdq_quality")
             dihedral = data.get("dihedral") or []
             if not all(isinstance(v, str | None) for v in (md5, pdq, *dihedral)):
@@ -287,6 +313,17 @@ def _reported_hashes(fields: list[str]) -> list[ReportedHash]:
                 code="invalid_hash",
             ) from None
     return out
+
+
+def _hash_record(text: str) -> Any:
+    """One "hashes" field as JSON, or ValueError: too long, or nested beyond what the
+    parser follows (a RecursionError, which is no bug of ours to log)."""
+    if len(text) > MAX_HASHES_FIELD:
+        raise ValueError("too long for a file's hashes")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _lines(text: str) -> list[str]:
@@ -349,7 +386,7 @@ def _shown_hashes(fields: list[str]) -> list[dict[str, str]]:
     shown = []
     for text in fields:
         try:
-            data = json.loads(text)
+            data = _hash_record(text)
             shown.append({"raw": text, "md5": str(data.get("md5")), "pdq": str(data.get("pdq"))})
         except (ValueError, AttributeError):
             continue
@@ -389,11 +426,9 @@ async def report_submit(request: Request) -> HTMLResponse:
     rt = _runtime(request)
     try:
         form = await _read_form(request)
-    except HTTPException:
+    except FormRefused as exc:
         return _error_page(
-            400,
-            "The form could not be read",
-            "The form was too large or not sent as a form. Please go back and try again.",
+            exc.status, "The form could not be read", f"{exc.message} Please go back and try again."
         )
     values = _form_values(form)
     try:
@@ -509,8 +544,8 @@ async def status_show(request: Request) -> HTMLResponse:
     """The honest status of a report: what we did, when, and the decision with reasons."""
     try:
         form = await _read_form(request)
-    except HTTPException:
-        return _status_form(errors=[FieldError(None, "The form could not be read.")], status=400)
+    except FormRefused as exc:
+        return _status_form(errors=[FieldError(None, exc.message)], status=exc.status)
     case_number, token = _text(form, "case_number").strip(), _text(form, "token").strip()
     found = await _lookup(request, case_number, token)
     if isinstance(found, HTMLResponse):
@@ -523,8 +558,8 @@ async def status_appeal(request: Request) -> HTMLResponse:
     """Appeal the decision (DSA Art. 20: open to notifiers, free, six months)."""
     try:
         form = await _read_form(request)
-    except HTTPException:
-        return _status_form(errors=[FieldError(None, "The form could not be read.")], status=400)
+    except FormRefused as exc:
+        return _status_form(errors=[FieldError(None, exc.message)], status=exc.status)
     case_number, token = _text(form, "case_number").strip(), _text(form, "token").strip()
     reason = _text(form, "reason")
     found = await _lookup(request, case_number, token)
@@ -558,8 +593,8 @@ async def status_withdraw(request: Request) -> HTMLResponse:
     """The reporter withdraws their report (see CaseService.withdraw for what changes)."""
     try:
         form = await _read_form(request)
-    except HTTPException:
-        return _status_form(errors=[FieldError(None, "The form could not be read.")], status=400)
+    except FormRefused as exc:
+        return _status_form(errors=[FieldError(None, exc.message)], status=exc.status)
     case_number, token = _text(form, "case_number").strip(), _text(form, "token").strip()
     found = await _lookup(request, case_number, token)
     if isinstance(found, HTMLResponse):

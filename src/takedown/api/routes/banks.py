@@ -16,6 +16,7 @@ from takedown.api.schemas import (
     EntriesIn,
     EntryPage,
     EntryPatch,
+    FormText,
     SignalSettingIn,
 )
 from takedown.api.uploads import read_media_upload
@@ -148,10 +149,10 @@ def add_entries(
 async def add_media(
     bank: str,
     file: UploadFile = File(),
-    source: str | None = Form(None, max_length=32),
-    source_id: str | None = Form(None, max_length=200),
-    category: str | None = Form(None, max_length=100),
-    note: str | None = Form(None, max_length=5000),
+    source: FormText | None = Form(None, max_length=32),
+    source_id: FormText | None = Form(None, max_length=200),
+    category: FormText | None = Form(None, max_length=100),
+    note: FormText | None = Form(None, max_length=5000),
     p: Principal = Depends(_write),
     rt: Runtime = Depends(runtime),
 ) -> AddResult:

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
+from takedown.domain.cases import CaseState
+from takedown.domain.reports import Category
 from takedown.runtime import Runtime
 from takedown.services.cases.service import CaseDetail, CaseSummary, DecisionView
 
@@ -63,13 +65,17 @@ class AppealOut(BaseModel):
     summary="The queue: open cases by priority, then deadline",
 )
 def list_cases(
-    state: str | None = Query(None),
-    category: str | None = Query(None),
+    state: CaseState | None = Query(None, description="Only cases in this state."),
+    category: Category | None = Query(None, description="Only cases of this category."),
     limit: int = Query(50, ge=1, le=500),
     _: Principal = Depends(require(Permission.CASES_READ)),
     rt: Runtime = Depends(runtime),
 ) -> list[CaseSummary]:
-    return rt.cases.queue(state=state, category=category, limit=limit)
+    return rt.cases.queue(
+        state=state.value if state else None,
+        category=category.value if category else None,
+        limit=limit,
+    )
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail, summary="A case and its copies")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
+from takedown.api.schemas import Count
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.errors import InvalidRequest
@@ -94,13 +95,13 @@ class ItemIn(BaseModel):
     quotes: str | None = Field(None, max_length=200, description="Item id this quotes.")
     replies_to: str | None = Field(None, max_length=200)
     monetized: bool = False
-    view_count: int | None = Field(None, ge=0)
+    view_count: Count | None = None
     media: list[MediaIn] = Field(default_factory=list, max_length=50)
 
 
 class ViewsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    view_count: int = Field(ge=0)
+    view_count: Count
     at: datetime | None = None
 
 

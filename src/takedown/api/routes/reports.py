@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import optional_principal, runtime
+from takedown.api.schemas import Int64
 from takedown.domain.access import Principal
 from takedown.domain.reports import ReportedHash, ReportInput
 from takedown.runtime import Runtime
@@ -29,7 +30,7 @@ class HashIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     md5: str | None = Field(None, max_length=64, description="MD5 of the file's bytes (hex).")
     pdq: str | None = Field(None, max_length=128, description="PDQ hash of the image (hex).")
-    pdq_quality: int | None = Field(None, description="PDQ quality, 0 to 100.")
+    pdq_quality: Int64 | None = Field(None, description="PDQ quality, 0 to 100.")
     dihedral: list[str] = Field(
         default_factory=list,
         max_length=8,

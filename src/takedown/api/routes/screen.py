@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
-from takedown.api.schemas import ScreenHashesIn, ScreenOut
+from takedown.api.schemas import FormText, ScreenHashesIn, ScreenOut
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
@@ -55,7 +55,7 @@ def _out(result: ScreeningResult) -> ScreenOut:
 )
 async def screen_media(
     file: UploadFile = File(description="The uploaded image or video."),
-    content_ref: str | None = Form(None, max_length=500),
+    content_ref: FormText | None = Form(None, max_length=500),
     principal: Principal = Depends(require(Permission.SCREEN)),
     rt: Runtime = Depends(runtime),
 ) -> Response:

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from takedown.domain.access import Permission, Principal, may_view_media
 from takedown.domain.review import break_due_at
-from takedown.errors import Forbidden, InvalidRequest, Unauthenticated
+from takedown.errors import Forbidden, InvalidCharacter, InvalidRequest, Unauthenticated
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
 from takedown.web.console.render import LoginRequired
@@ -75,9 +75,16 @@ async def visitor(request: Request) -> Visitor:
 
 async def read_form(request: Request) -> FormData:
     try:
-        return await request.form(max_files=0, max_fields=60, max_part_size=256 * 1024)
+        form = await request.form(max_files=0, max_fields=60, max_part_size=256 * 1024)
     except HTTPException:
         raise InvalidRequest("The form could not be read.", code="invalid_request") from None
+    if any(isinstance(value, str) and "\x00" in value for value in form.values()):
+        # Refused everywhere (api/limits.py); a multipart form reaches here unscanned.
+        raise InvalidCharacter(
+            "The form contains a NUL character (U+0000), which is never accepted.",
+            code="invalid_character",
+        )
+    return form
 
 
 async def poster(request: Request) -> Visitor:
