@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from takedown.config import Settings
 from takedown.runtime import open_runtime
+from takedown.store.blobs import (
+    EnvelopeCipher,
+    KeyConfigError,
+    Keyring,
+    fingerprint,
+    new_key_text,
+)
 from takedown.store.db import current_revision, make_engine, upgrade
-from takedown.store.models import Base
+from takedown.store.models import Base, Blob
 from tests.conftest import PG_ADMIN_URL
 
 
 def test_migrations_match_models(database_url: str):
     engine = make_engine(database_url)
     upgrade(engine)  # idempotent on an already migrated database
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
@@ -89,9 +98,10 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
             {"v": "f" * 64},
         )
     upgrade(engine)
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     engine.dispose()
-    rt = open_runtime(Settings(database_url=empty_database, data_dir=tmp_path / "d"))
+    settings = Settings(database_url=empty_database, data_dir=tmp_path / "d")
+    rt = open_runtime(settings.model_copy(update={"master_key": new_key_text()}))
     try:
         strict, usual = rt.banks.get_bank("strict"), rt.banks.get_bank("usual")
         assert (strict.pdq_threshold, strict.pdq_quality_floor) == (20, 60)
@@ -101,5 +111,40 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
         near = "f" * 63 + "0"  # 4 bits away: within 20
         found = rt.screening.screen_hashes(actor="t", pdq=near, pdq_quality=90)
         assert found.verdict.value == "block" and found.matches[0].threshold == 20
+    finally:
+        rt.close()
+
+
+def test_keys_that_sealed_blobs_before_0013_are_recorded(empty_database: str, tmp_path: Path):
+    """Migration 0013 records the key each stored blob names, so a process with another
+    key is refused from the first start after the upgrade."""
+    engine = make_engine(empty_database)
+    upgrade(engine, "0012")
+    key = new_key_text()
+    sealed = EnvelopeCipher(Keyring.from_lines([key], "test")).seal(b"stand-in", b"01BLOB")
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Blob.__table__).values(
+                public_id="01BLOB",
+                kind="media",
+                content_type="text/plain",
+                size=8,
+                sha256=hashlib.sha256(b"stand-in").hexdigest(),
+                sealed=sealed,
+                created_at=datetime.now(UTC),
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        recorded = set(conn.scalars(text("SELECT fingerprint FROM master_key_fingerprints")))
+    engine.dispose()
+    assert recorded == {fingerprint(Keyring.from_lines([key], "test").current)}
+    settings = Settings(database_url=empty_database, data_dir=tmp_path / "d")
+    with pytest.raises(KeyConfigError, match="not one the database"):
+        open_runtime(settings.model_copy(update={"master_key": new_key_text()}))
+    rt = open_runtime(settings.model_copy(update={"master_key": key}))
+    try:
+        with rt.sessions() as s:
+            assert rt.blobs.get(s, "01BLOB") == b"stand-in"
     finally:
         rt.close()
