@@ -26,6 +26,7 @@ from takedown.config import Settings
 from takedown.ids import utcnow
 from takedown.runtime import open_runtime
 from takedown.services.audit.chain import record, record_many
+from takedown.store.blobs import new_key_text
 from takedown.store.db import unit_of_work
 from takedown.store.models import AuditEvent
 
@@ -33,7 +34,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def run(events: int, database_url: str | None, data_dir: Path) -> dict[str, object]:
-    rt = open_runtime(Settings(data_dir=data_dir, database_url=database_url))
+    # A new PostgreSQL database gets no key made for it: this run makes its own.
+    key = new_key_text() if database_url else None
+    rt = open_runtime(Settings(data_dir=data_dir, database_url=database_url, master_key=key))
     ids = [f"repost-{i}" for i in range(events)]
     details = {"case": "01JCASE0000000000000000000"}
     # As before the chain: the same rows bulk-inserted without hashes (verify counts

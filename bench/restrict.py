@@ -26,6 +26,7 @@ from takedown.api.app import create_app
 from takedown.config import Settings
 from takedown.ids import new_id, utcnow
 from takedown.runtime import open_runtime
+from takedown.store.blobs import new_key_text
 from takedown.store.models import Account, Item, OutboxMessage
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,7 +80,9 @@ def _populate(rt, copies: int) -> None:  # type: ignore[no-untyped-def]
 
 def run(copies: int, database_url: str | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        rt = open_runtime(Settings(data_dir=Path(tmp), database_url=database_url))
+        # A new PostgreSQL database gets no key made for it: this run makes its own.
+        key = new_key_text() if database_url else None
+        rt = open_runtime(Settings(data_dir=Path(tmp), database_url=database_url, master_key=key))
         t0 = time.perf_counter()
         _populate(rt, copies)
         setup_s = time.perf_counter() - t0

@@ -56,6 +56,7 @@ import httpx
 from takedown.config import Settings
 from takedown.runtime import open_runtime
 from takedown.services.banks.service import Provenance
+from takedown.store.blobs import new_key_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -556,7 +557,13 @@ def main() -> None:
         env["TAKEDOWN_INDEX_SNAPSHOT_ROWS"] = str(min(args.n, 100_000))  # small --n too
         if args.database_url:
             env["TAKEDOWN_DATABASE_URL"] = args.database_url
-        settings = Settings(data_dir=Path(tmp), database_url=args.database_url)
+            # A new PostgreSQL database gets no key made for it: this run makes its own.
+            env["TAKEDOWN_MASTER_KEY"] = new_key_text()
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=args.database_url,
+            master_key=env.get("TAKEDOWN_MASTER_KEY"),
+        )
         key, banked, other = _populate(settings, rng)
         hash_list = Path(tmp) / "bench-hashes.txt"
         centres = _write_list(hash_list, args.n, rng)

@@ -80,13 +80,27 @@ def _truncate_all(url: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's database. SQLite's master key is made in the data directory at first
+    use; PostgreSQL never gets one made, so the test's data directory (``tmp_path /
+    "data"``, as every test uses) holds one, as an operator would put it there."""
     if request.param == "sqlite":
         path = tmp_path / "takedown.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
     _truncate_all(url)
+    write_key_file(tmp_path / "data" / "master.key")
     return url
+
+
+def write_key_file(path: Path) -> Path:
+    """A new master key file (mode 0600), as `takedown key new -o` writes one."""
+    from takedown.store.blobs import new_key_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new_key_text() + "\n")
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture
@@ -161,6 +175,13 @@ def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", **kw: object) -> byt
 
 def standin_rgb(name: str) -> np.ndarray:
     return np.asarray(Image.open(standin_path(name)).convert("RGB"))
+
+
+@pytest.fixture(autouse=True)
+def _own_default_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The default data directory (``$XDG_DATA_HOME/takedown``) of a test that names none
+    is its own, never the machine user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
 
 
 @pytest.fixture(autouse=True)

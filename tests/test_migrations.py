@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from takedown.config import Settings
 from takedown.runtime import open_runtime
+from takedown.store.blobs import (
+    EnvelopeCipher,
+    KeyConfigError,
+    Keyring,
+    fingerprint,
+    new_key_text,
+)
 from takedown.store.db import current_revision, make_engine, upgrade
-from takedown.store.models import Base
+from takedown.store.models import Base, Blob
 from tests.conftest import PG_ADMIN_URL
 
-HEAD = "0014"  # the newest migration
+HEAD = "0015"  # the newest migration
 
 
 def test_migrations_match_models(database_url: str):
@@ -93,7 +102,8 @@ def test_bank_settings_move_to_per_signal_rows_unchanged(empty_database: str, tm
     upgrade(engine)
     assert current_revision(engine) == HEAD
     engine.dispose()
-    rt = open_runtime(Settings(database_url=empty_database, data_dir=tmp_path / "d"))
+    settings = Settings(database_url=empty_database, data_dir=tmp_path / "d")
+    rt = open_runtime(settings.model_copy(update={"master_key": new_key_text()}))
     try:
         strict, usual = rt.banks.get_bank("strict"), rt.banks.get_bank("usual")
         assert (strict.pdq_threshold, strict.pdq_quality_floor) == (20, 60)
@@ -138,3 +148,38 @@ def test_bank_entries_learn_their_file_where_it_is_certain(empty_database: str):
         )
     engine.dispose()
     assert linked == {"vpdq": sha, "md5": None}
+
+
+def test_keys_that_sealed_blobs_before_0015_are_recorded(empty_database: str, tmp_path: Path):
+    """Migration 0015 records the key each stored blob names, so a process with another
+    key is refused from the first start after the upgrade."""
+    engine = make_engine(empty_database)
+    upgrade(engine, "0012")
+    key = new_key_text()
+    sealed = EnvelopeCipher(Keyring.from_lines([key], "test")).seal(b"stand-in", b"01BLOB")
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Blob.__table__).values(
+                public_id="01BLOB",
+                kind="media",
+                content_type="text/plain",
+                size=8,
+                sha256=hashlib.sha256(b"stand-in").hexdigest(),
+                sealed=sealed,
+                created_at=datetime.now(UTC),
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        recorded = set(conn.scalars(text("SELECT fingerprint FROM master_key_fingerprints")))
+    engine.dispose()
+    assert recorded == {fingerprint(Keyring.from_lines([key], "test").current)}
+    settings = Settings(database_url=empty_database, data_dir=tmp_path / "d")
+    with pytest.raises(KeyConfigError, match="not one the database"):
+        open_runtime(settings.model_copy(update={"master_key": new_key_text()}))
+    rt = open_runtime(settings.model_copy(update={"master_key": key}))
+    try:
+        with rt.sessions() as s:
+            assert rt.blobs.get(s, "01BLOB") == b"stand-in"
+    finally:
+        rt.close()

@@ -1,20 +1,71 @@
-"""Configuration from the environment (``TAKEDOWN_*``) with safe defaults.
+"""Configuration: the environment (``TAKEDOWN_*``) and a config file, with safe defaults.
 
-The default is the embedded set-up: SQLite in ``./takedown-data``, authentication on.
+Where a setting comes from, strongest first: what the caller passes (the CLI's
+``--data-dir`` and ``--config``), the environment, the config file named by
+``TAKEDOWN_CONFIG`` (or ``--config``), the default. Nothing depends on the directory a
+command runs in, so the server and every command agree on the database, the data
+directory and the master key wherever they run:
+
+- the default data directory is ``$XDG_DATA_HOME/takedown`` (``~/.local/share/takedown``),
+  not one under the current directory;
+- in a config file, relative paths are relative to the file's directory;
+- in the environment, paths must be absolute (a relative one is refused: it would mean
+  something else in every directory); in code and on the command line they are taken
+  from the current directory once, at start.
+
+A config file is TOML when its name ends in ``.toml`` (``database_url = "…"``, the
+setting names below) and otherwise ``TAKEDOWN_…=value`` lines, as in the environment
+(a systemd ``EnvironmentFile`` can be the same file). An unknown setting in it is
+refused, naming the setting meant.
+
+The default is the embedded set-up: SQLite in the data directory, authentication on.
 Secrets never live in code; API keys are created with ``takedown apikey create``.
 """
 
 from __future__ import annotations
 
+import difflib
+import io
+import os
+import tomllib
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from takedown.domain.enforcement import part_measures
+from takedown.errors import ConfigError
 from takedown.media.limits import ImageLimits
 from takedown.media.video_limits import VideoLimits, VideoSampling
+
+PREFIX = "TAKEDOWN_"
+CONFIG_ENV = "TAKEDOWN_CONFIG"
+DATABASE_FILE = "takedown.sqlite3"  # the embedded database, in the data directory
+
+
+def absolute(path: Path) -> Path:
+    """``path`` from the current directory, ``..`` folded away (symbolic links kept)."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/takedown``, else ``~/.local/share/takedown``: one place per user,
+    wherever a command runs."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "takedown"
+
 
 # NCMEC's CyberTipline environments (integrations/cybertipline.py speaks to them).
 NCMEC_ENVIRONMENTS = {
@@ -24,11 +75,17 @@ NCMEC_ENVIRONMENTS = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TAKEDOWN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
+    config: Path | None = Field(
+        default=None,
+        description="Config file (TOML, or TAKEDOWN_…=value lines) read beneath the "
+        "environment; relative paths in it are relative to its directory.",
+    )
     data_dir: Path = Field(
-        default=Path("takedown-data"),
-        description="Directory for the embedded SQLite database and local files.",
+        default_factory=default_data_dir,
+        description="Directory for the embedded SQLite database, the master key file "
+        "(embedded set-up) and the index snapshot. Default: ~/.local/share/takedown.",
     )
     database_url: str | None = Field(
         default=None,
@@ -367,8 +424,201 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'takedown.sqlite3').resolve()}"
+        return f"sqlite:///{self.data_dir / DATABASE_FILE}"
 
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_upload_bytes, max_pixels=self.max_image_pixels)
+
+    @property
+    def embedded_database(self) -> bool:
+        """SQLite (a local file): the set-up where a master key may be created."""
+        return make_url(self.resolved_database_url).get_backend_name() == "sqlite"
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with its password hidden, for logs and ``takedown status``."""
+        return make_url(self.resolved_database_url).render_as_string(hide_password=True)
+
+    # -- where settings come from --------------------------------------------------------
+    _given: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._given = frozenset(k for k, v in values.items() if v is not None)
+        self._absolute_paths()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(init_settings, InitSettingsSource)
+        return init_settings, env_settings, _ConfigFileSource(settings_cls, init_settings)
+
+    def _absolute_paths(self) -> None:
+        """Make every path absolute once, at start (see the module docstring); paths
+        from a config file are absolute already."""
+        for name in _path_fields():
+            value = getattr(self, name)
+            if value is None or value.is_absolute():
+                continue
+            if name not in self._given and _from_environment(name):
+                raise ConfigError(
+                    f"{PREFIX}{name.upper()}={value} is a relative path, which would mean "
+                    "another file in every directory a command runs in: give an absolute "
+                    "path (or set it in the config file, relative to the file)."
+                )
+            object.__setattr__(self, name, absolute(value))
+        url = self.database_url
+        if url and _relative_sqlite(url):
+            if "database_url" not in self._given and _from_environment("database_url"):
+                raise ConfigError(
+                    f"{PREFIX}DATABASE_URL={url} names a SQLite file by a relative path: "
+                    "give an absolute one (sqlite:////var/lib/takedown/takedown.sqlite3)."
+                )
+            object.__setattr__(self, "database_url", _sqlite_under(url, Path.cwd()))
+
+    def origin(self, name: str) -> str:
+        """Where the value of setting ``name`` came from, for ``takedown status``."""
+        if name in self._given:
+            return "--" + name.replace("_", "-") if name in ("config", "data_dir") else "given"
+        if _from_environment(name):
+            return f"{PREFIX}{name.upper()}"
+        if self.config is not None and name in _config_values(self.config):
+            return f"config file {self.config}"
+        return "default"
+
+
+def _path_fields() -> list[str]:
+    return [
+        name
+        for name, info in Settings.model_fields.items()
+        if info.annotation in (Path, Path | None)
+    ]
+
+
+def _from_environment(name: str) -> bool:
+    wanted = f"{PREFIX}{name}".upper()
+    return any(key.upper() == wanted for key in os.environ)
+
+
+def _relative_sqlite(url: str) -> bool:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    database = parsed.database
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and bool(database)
+        and database != ":memory:"
+        and not Path(str(database)).is_absolute()
+    )
+
+
+def _sqlite_under(url: str, base: Path) -> str:
+    parsed = make_url(url)
+    path = absolute(base / str(parsed.database))
+    return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The config file named by ``config`` (given) or ``TAKEDOWN_CONFIG``, beneath the
+    environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: InitSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        given = self._init.init_kwargs.get("config")
+        if given is not None:
+            path = absolute(Path(given))
+        else:
+            named = next((v for k, v in os.environ.items() if k.upper() == CONFIG_ENV), "")
+            if not named:
+                return {}
+            path = Path(named)
+            if not path.is_absolute():
+                raise ConfigError(
+                    f"{CONFIG_ENV}={named} is a relative path, which would mean another "
+                    "file in every directory a command runs in: give an absolute path."
+                )
+        return {"config": path, **_config_values(path)}
+
+
+def _config_values(path: Path) -> dict[str, Any]:
+    stat = _stat(path)
+    return dict(_read_config(path, stat))
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the config file {path} (named by --config or {CONFIG_ENV}): "
+            f"{exc.strerror or exc}."
+        ) from exc
+    return st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=8)
+def _read_config(path: Path, _stat: tuple[int, int]) -> tuple[tuple[str, Any], ...]:
+    """The settings in the file, relative paths made absolute against its directory
+    (cached while the file is unchanged)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc}.") from exc
+    known = {n for n in Settings.model_fields if n != "config"}
+    values: dict[str, Any] = {}
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
+        for key, value in data.items():
+            if isinstance(value, dict):
+                raise ConfigError(
+                    f"The config file {path} has a table [{key}]: settings are plain "
+                    '`name = value` lines (database_url = "…", data_dir = "…").'
+                )
+            _check_known(path, key, known, key)
+            values[key] = value
+    else:
+        for key, value in dotenv_values(stream=io.StringIO(text)).items():
+            if not key.upper().startswith(PREFIX):
+                continue  # another program's variable in a shared environment file
+            name = key[len(PREFIX) :].lower()
+            _check_known(path, name, known, key)
+            if value is not None:
+                values[name] = value
+    base = path.parent.absolute()
+    for name in _path_fields():
+        if name in values and values[name] not in (None, ""):
+            values[name] = absolute(base / Path(str(values[name])))
+    url = values.get("database_url")
+    if isinstance(url, str) and _relative_sqlite(url):
+        values["database_url"] = _sqlite_under(url, base)
+    return tuple(values.items())
+
+
+def _check_known(path: Path, name: str, known: set[str], shown: str) -> None:
+    if name in known:
+        return
+    if name == "config":
+        raise ConfigError(f"The config file {path} names another config file ({shown}).")
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = ""
+    if close:
+        hint = f" Did you mean {PREFIX + close[0].upper() if shown.isupper() else close[0]}?"
+    raise ConfigError(f"The config file {path} sets {shown}, which is not a setting.{hint}")

@@ -114,3 +114,13 @@ class VideoDecodeTimeout(InvalidMedia):
 
 class VideoNoStream(InvalidMedia):
     code = "video_no_stream"
+
+
+# -- the operator's set-up ----------------------------------------------------------------
+
+
+class ConfigError(RuntimeError):
+    """The operator's set-up is wrong or incomplete: a setting, the config file, the
+    database or the master key. Never a caller's mistake, so not a TakedownError: the
+    CLI prints the sentence (which says how to fix it) and exits with code 2, and a
+    server refuses to start."""

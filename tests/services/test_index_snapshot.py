@@ -152,41 +152,111 @@ def test_worker_writes_once_grown_and_skips_while_another_writer_holds_the_lock(
     assert len(_generations(target)) == 2  # the current one and the previous one
 
 
-def test_workers_starting_while_snapshots_are_rewritten_always_find_one(
-    rt: Runtime, settings: Settings
+def _rewrite_twice_when(
+    rt: Runtime, target: Path, rng: random.Random, reader_waits: threading.Event
+) -> tuple[threading.Thread, threading.Event, list[BaseException]]:
+    """A writer thread that, once the reader stops at ``reader_waits``, writes two new
+    generations (so the one the reader picked is no longer current nor previous), then
+    sets the returned event."""
+    written = threading.Event()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        try:
+            assert reader_waits.wait(60)
+            for _ in range(2):
+                _add(rt, _hashes(rng, 50))
+                index_snapshot.write(rt.matcher.follower, target)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            written.set()
+
+    thread = threading.Thread(target=rewrite)
+    thread.start()
+    return thread, written, errors
+
+
+def test_a_generation_being_loaded_is_kept_while_snapshots_are_rewritten(
+    rt: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ):
-    """The link is switched atomically: no moment without a usable snapshot."""
+    """A worker in the middle of loading a generation (its arrays not all opened yet)
+    while two newer ones are written: it is not deleted under the worker, which loads
+    it whole; the next writer deletes it once nobody reads it."""
     rng = random.Random(8)
     rt.banks.create_bank("b", actor="t")
     _add(rt, _hashes(rng, 500))
     target = index_snapshot.snapshot_path(settings.data_dir)
     index_snapshot.write(rt.matcher.follower, target)
+    first = target.resolve()
+    loading = threading.Event()
+    original = MultiIndexHammingIndex.load
+    held = threading.Event()
+
+    def load_after_rewrites(path: Path, *, mmap: bool = True) -> MultiIndexHammingIndex:
+        if not held.is_set():
+            held.set()
+            loading.set()  # the reader has the generation and is about to open its files
+            assert written.wait(60)
+        return original(path, mmap=mmap)
+
+    monkeypatch.setattr(MultiIndexHammingIndex, "load", staticmethod(load_after_rewrites))
+    thread, written, errors = _rewrite_twice_when(rt, target, rng, loading)
     reader = open_runtime(settings, migrate=False)
-    done = threading.Event()
-    errors: list[BaseException] = []
-
-    def rewrite() -> None:
-        try:
-            for _ in range(6):
-                _add(rt, _hashes(rng, 50))
-                index_snapshot.write(rt.matcher.follower, target)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=rewrite)
-    thread.start()
-    loads = 0
     try:
-        while not done.is_set() or loads == 0:
-            assert index_snapshot.load(reader.matcher.follower, target)
-            assert reader.matcher.indexed >= 500
-            loads += 1
+        assert index_snapshot.load(reader.matcher.follower, target)
+        thread.join()
+        assert errors == []
+        assert reader.matcher.follower.snapshot_generation == str(first)  # not a replay
+        assert reader.matcher.indexed == 600  # and caught up with the rows after it
+        assert first.name in _generations(target)  # kept while it was being read
+        assert index_snapshot.written_hashes(target) == 600
+        index_snapshot.write(rt.matcher.follower, target)
+        assert first.name not in _generations(target)  # and deleted after
+        assert len(_generations(target)) == 2
     finally:
         thread.join()
         reader.close()
-    assert errors == [] and index_snapshot.written_hashes(target) == 800
+
+
+def test_workers_starting_while_snapshots_are_rewritten_always_find_one(
+    rt: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+):
+    """A worker resolves the link, and before it opens anything the generation it found
+    is replaced twice and deleted: it follows the link again and loads the newest one
+    (never a replay of the database)."""
+    rng = random.Random(8)
+    rt.banks.create_bank("b", actor="t")
+    _add(rt, _hashes(rng, 500))
+    target = index_snapshot.snapshot_path(settings.data_dir)
+    index_snapshot.write(rt.matcher.follower, target)
+    first = target.resolve()
+    resolved = threading.Event()
+    original = index_snapshot._reading
+    calls: list[Path] = []
+
+    def reading_after_rewrites(generation: Path):  # type: ignore[no-untyped-def]
+        calls.append(generation)
+        if len(calls) == 1:
+            resolved.set()  # the link is resolved, nothing opened yet
+            assert written.wait(60)
+        return original(generation)
+
+    monkeypatch.setattr(index_snapshot, "_reading", reading_after_rewrites)
+    thread, written, errors = _rewrite_twice_when(rt, target, rng, resolved)
+    reader = open_runtime(settings, migrate=False)
+    try:
+        assert index_snapshot.load(reader.matcher.follower, target)
+        thread.join()
+        assert errors == []
+        assert not first.exists()  # the generation it first found was deleted
+        newest = target.resolve()
+        assert calls == [first, newest]
+        assert reader.matcher.follower.snapshot_generation == str(newest)  # not a replay
+        assert reader.matcher.indexed == 600
+    finally:
+        thread.join()
+        reader.close()
 
 
 def test_a_snapshot_directory_from_before_generations_is_replaced(rt: Runtime, settings: Settings):

@@ -72,7 +72,9 @@ def test_destroy_removes_the_object(rt: Runtime):
 
 
 def test_embedded_default_creates_a_private_key_file(tmp_path):
-    ring = Keyring.load(None, None, tmp_path)
+    with pytest.raises(KeyConfigError, match="No master key"):
+        Keyring.load(None, None, tmp_path)  # only when the caller says a new key is right
+    ring = Keyring.load(None, None, tmp_path, create=True)
     path = tmp_path / "master.key"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert Keyring.load(None, None, tmp_path) == ring  # the same key next time

@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -42,6 +42,9 @@ _STOP_GRACE_S = 30.0  # uvicorn finishes in-flight requests, then the worker is 
 class WorkerOptions:
     access_log: bool
     log_level: str = "info"
+    # Settings the supervisor was given on its command line (--config, --data-dir), as
+    # the environment variables that say the same: each worker reads the same settings.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -69,7 +72,11 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def _run_worker(sock: socket.socket, options: WorkerOptions) -> None:  # in the child
+    import os
+
     import uvicorn
+
+    os.environ.update(options.environment)
 
     config = uvicorn.Config(
         APP,

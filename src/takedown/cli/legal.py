@@ -15,10 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from takedown.cli.common import fail
-from takedown.config import Settings
+from takedown.cli.common import fail, runtime
 from takedown.errors import TakedownError
-from takedown.runtime import open_runtime
 from takedown.services.legal.transparency import TransparencyService
 
 legal_app = typer.Typer(
@@ -38,7 +36,7 @@ def queue(
     all_cases: Annotated[bool, typer.Option("--all", help="Include reported.")] = False,
 ) -> None:
     """Confirmed reportable cases as JSON lines: knowledge time, escalation, filings."""
-    rt = open_runtime(Settings())
+    rt = runtime()
     try:
         for entry in rt.legal.queue(include_reported=all_cases):
             sys.stdout.write(
@@ -51,8 +49,8 @@ def queue(
 @legal_app.command("run")
 def run() -> None:
     """Retry due CyberTipline filings, raise overdue alerts, send DSA statements."""
-    settings = Settings()
-    rt = open_runtime(settings)
+    rt = runtime()
+    settings = rt.settings
     try:
         filings = rt.cybertipline.run_due()
         alerts = rt.legal.check_alerts()
@@ -95,7 +93,7 @@ def _period_report(
     as_json: Callable[[TransparencyService, datetime, datetime], Any],
 ) -> None:
     """Print one of TransparencyService's period reports as CSV or JSON."""
-    rt = open_runtime(Settings())
+    rt = runtime()
     try:
         a, b = _when(start), _when(end)
         if fmt == "csv":

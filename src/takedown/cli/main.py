@@ -1,5 +1,6 @@
-"""The ``takedown`` command: the top-level commands (serve, hash, screen, worker, db,
-index) and every command group, each defined in its own module of this package."""
+"""The ``takedown`` command: the global options (``--config``, ``--data-dir``), the
+top-level commands (serve, status, hash, screen, worker, db, index, key) and every
+command group, each defined in its own module of this package."""
 
 from __future__ import annotations
 
@@ -10,21 +11,32 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from takedown.cli.access import key_app, user_app
 from takedown.cli.audit import audit_app, evidence_app
 from takedown.cli.banks import bank_app, entry_app
-from takedown.cli.common import CLI_ACTOR, err, out, runtime
+from takedown.cli.common import (
+    CLI_ACTOR,
+    choose,
+    chosen_environment,
+    err,
+    out,
+    runtime,
+    settings,
+    setup_failed,
+)
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
 from takedown.config import Settings
-from takedown.errors import TakedownError
+from takedown.errors import ConfigError, TakedownError
 from takedown.media import hash_file
-from takedown.runtime import open_runtime
+from takedown.runtime import setup
 
 app = typer.Typer(help="Takedown: find, restrict and remove CSAM and NCII.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 index_app = typer.Typer(help="The bank index's snapshot file.", no_args_is_help=True)
+master_key_app = typer.Typer(help="The master key that seals media and signs the audit log.")
 app.add_typer(user_app, name="user")
 app.add_typer(bank_app, name="bank")
 app.add_typer(entry_app, name="entry")
@@ -35,6 +47,36 @@ app.add_typer(legal_app, name="legal")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(index_app, name="index")
+app.add_typer(master_key_app, name="key", no_args_is_help=True)
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file (TOML, or TAKEDOWN_…=value lines); the same as "
+            "TAKEDOWN_CONFIG. The environment still wins over it.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory (embedded database, key file, index snapshot); wins over "
+            "TAKEDOWN_DATA_DIR and the config file. Default: ~/.local/share/takedown.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Takedown: find, restrict and remove CSAM and NCII.
+
+    Every command and the server read the same settings wherever they run: --config /
+    TAKEDOWN_CONFIG, the environment (TAKEDOWN_…), the data directory. `takedown status`
+    shows which database, data directory and master key are in use."""
+    choose(config=config, data_dir=data_dir)
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -57,15 +99,17 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the API (and everything else); SQLite by default."""
+    """Run the API (and everything else); SQLite by default. Creates the database (and,
+    for the embedded one, its master key) when there is none yet."""
     import uvicorn
 
     from takedown.api.app import create_app
 
-    settings = Settings()
-    rt = open_runtime(settings)  # applies migrations
-    host = host or settings.host
-    port = port or settings.port
+    config = settings()
+    rt = runtime(create=True, config=config)  # applies migrations
+    _log_in_use(config)
+    host = host or config.host
+    port = port or config.port
     if demo:
         from takedown.demo import prepare_demo
 
@@ -74,16 +118,44 @@ def serve(
         rt.close()
         from takedown.api.server import WorkerOptions, serve_workers
 
+        options = WorkerOptions(config.access_log, environment=chosen_environment())
         try:
-            code = serve_workers(host, port, workers, WorkerOptions(settings.access_log))
+            code = serve_workers(host, port, workers, options)
         except OSError as exc:
             err.print(f"[red]Cannot listen on {host}:{port}:[/red] {exc.strerror or exc}")
             raise typer.Exit(1) from exc
         raise typer.Exit(code)
     rt.warm_up()
     uvicorn.run(
-        create_app(rt), host=host, port=port, log_level="info", access_log=settings.access_log
+        create_app(rt), host=host, port=port, log_level="info", access_log=config.access_log
     )
+
+
+def _log_in_use(config: Settings) -> None:
+    """What `takedown status` shows, in the server's log (stderr) at every start."""
+    import logging
+
+    lines = setup.describe(config)  # before logging is set up: Alembic's chatter stays out
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    log = logging.getLogger("takedown.server")
+    for line in lines:
+        (log.info if line.ok else log.warning)("%s: %s", line.label, line.value)
+
+
+# -- status ----------------------------------------------------------------------------
+@app.command()
+def status() -> None:
+    """Which config file, data directory, database and master key this command uses
+    (the server logs the same at start), the schema revision and a few counts. Creates
+    nothing; exit code 1 when something needs fixing."""
+    lines = setup.describe(settings())
+    width = max(len(line.label) for line in lines)
+    for line in lines:
+        mark = "" if line.ok else "[red]![/red] "
+        out.print(f"{line.label + ':':<{width + 1}} {mark}{escape(line.value)}")
+    if not all(line.ok for line in lines):
+        raise typer.Exit(code=1)
 
 
 # -- hash ----------------------------------------------------------------------------
@@ -91,12 +163,12 @@ def serve(
 def hash_cmd(files: Annotated[list[Path], typer.Argument(help="Image files.")]) -> None:
     """Print one JSON object per file: PDQ (with quality and the 8 rotations/flips),
     MD5 and SHA-256. Files that cannot be hashed get an error object; exit code 2."""
-    settings = Settings()
+    limits = settings().image_limits
     failed = False
     for path in files:
         record: dict[str, object] = {"file": str(path)}
         try:
-            record.update(hash_file(path, settings.image_limits).to_dict())
+            record.update(hash_file(path, limits).to_dict())
         except TakedownError as exc:
             record["error"] = {"code": exc.code, "message": exc.message}
             failed = True
@@ -149,6 +221,7 @@ def worker() -> None:
     from takedown.runtime.workers import start_delivery_worker, start_mail_worker
 
     rt = runtime()
+    _log_in_use(rt.settings)
     workers = [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
     if not workers:
         err.print(
@@ -167,13 +240,21 @@ def worker() -> None:
 # -- database ------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply database migrations (also done at start-up)."""
+    """Apply database migrations (also done at start-up); creates the database when
+    there is none yet."""
     from takedown.store.db import current_revision, make_engine, upgrade
 
-    settings = Settings()
-    engine = make_engine(settings.resolved_database_url)
+    config = settings()
+    try:
+        setup.check_database(config, create=True)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    engine = make_engine(config.resolved_database_url)
     upgrade(engine)
-    out.print(f"database at revision {current_revision(engine)} ({engine.dialect.name})")
+    out.print(
+        f"database {config.database_display} at revision {current_revision(engine)} "
+        f"({engine.dialect.name})"
+    )
 
 
 @db_app.command("current")
@@ -181,8 +262,42 @@ def db_current() -> None:
     """Show the database's migration revision."""
     from takedown.store.db import current_revision, make_engine
 
-    engine = make_engine(Settings().resolved_database_url)
+    config = settings()
+    try:
+        setup.check_database(config, create=False)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    engine = make_engine(config.resolved_database_url)
     out.print(current_revision(engine) or "empty (run `takedown db upgrade`)")
+
+
+# -- the master key --------------------------------------------------------------------
+@master_key_app.command("new")
+def key_new(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write it to this new file (mode 0600)."),
+    ] = None,
+) -> None:
+    """Make a new master key (for a new database, or to rotate: put it first in the key
+    file, the old ones below). Prints it, or writes it to a new file readable only by
+    you."""
+    import os
+
+    from takedown.store.blobs import new_key_text
+
+    text = new_key_text()
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err.print(f"[red]error[/red]: cannot create {output}: {exc.strerror or exc}")
+        raise typer.Exit(code=2) from exc
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    out.print(f"new master key written to {output.absolute()}")
 
 
 # -- index snapshots ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy, part_measures
 from takedown.matching.mih import compile_kernels
 from takedown.memory import drop_clean_library_pages
+from takedown.runtime import setup
 from takedown.services.audit.chain import AuditChain, attach
 from takedown.services.audit.log import AuditLog
 from takedown.services.banks.service import BankService, BankSettings
@@ -37,7 +38,7 @@ from takedown.services.registry.service import RegistryService
 from takedown.services.review.service import ReviewService
 from takedown.services.screening.matcher import Matcher
 from takedown.services.screening.service import ScreeningService
-from takedown.store.blobs import BlobStore, EnvelopeCipher, Keyring
+from takedown.store.blobs import BlobStore, EnvelopeCipher, KeySource
 from takedown.store.db import make_engine, make_session_factory, upgrade
 
 # FAISS, numba and BLAS start one busy thread per core in every process; with several
@@ -49,6 +50,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 @dataclass
 class Runtime:
     settings: Settings
+    key_source: KeySource  # where the master key came from (takedown status, server logs)
     engine: Engine
     sessions: sessionmaker[Session]
     matcher: Matcher
@@ -94,12 +96,25 @@ class Runtime:
         self.engine.dispose()
 
 
-def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> Runtime:
+def open_runtime(
+    settings: Settings | None = None, *, migrate: bool = True, create: bool = True
+) -> Runtime:
+    """Open the database (``migrate``: applying migrations), check the master key
+    against it and build the services. ``create=False`` (every command but ``takedown
+    serve``) refuses a database that does not exist yet instead of making an empty one
+    (runtime/setup.py); ConfigError says what is wrong and how to fix it."""
     settings = settings or Settings()
+    setup.check_database(settings, create=create)
     engine = make_engine(settings.resolved_database_url)
-    if migrate:
-        upgrade(engine)
-    sessions = make_session_factory(engine)
+    try:
+        setup.check_schema(engine, settings, create=create, migrate=migrate)
+        if migrate:
+            upgrade(engine)
+        sessions = make_session_factory(engine)
+        keyring, key_source = setup.open_keyring(settings, sessions)
+    except BaseException:
+        engine.dispose()
+        raise
     interval = settings.index_sync_interval_ms / 1000
     matcher = Matcher(sessions, sync_interval_s=interval)
     # The registry's followers check on every use: a copy registered a moment ago by
@@ -107,10 +122,9 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     # screening hot path.
     media_index = IndexFollower(sessions, MEDIA_ROWS, more_rows=MEDIA_MORE_ROWS)
     limits = settings.image_limits
-    keyring = Keyring.load(settings.master_key, settings.master_key_file, settings.data_dir)
     blobs = BlobStore(EnvelopeCipher(keyring))
     audit_chain = AuditChain.from_master_keys(
-        (keyring.current, *keyring.older),
+        keyring.keys,
         checkpoint_every_events=settings.audit_checkpoint_events,
         checkpoint_every=timedelta(minutes=settings.audit_checkpoint_minutes),
     )
@@ -143,6 +157,7 @@ def open_runtime(settings: Settings | None = None, *, migrate: bool = True) -> R
     )
     return Runtime(
         settings=settings,
+        key_source=key_source,
         engine=engine,
         sessions=sessions,
         matcher=matcher,

@@ -4,8 +4,14 @@ Envelope encryption with AES-256-GCM (``cryptography``; we write no cipher code)
 each object gets its own random data key; the data key is wrapped (AES-GCM) by the
 master key; both layers bind the blob's public id as associated data, so a ciphertext
 moved to another row does not open. The master key comes from ``TAKEDOWN_MASTER_KEY``
-(base64 of 32 bytes) or ``TAKEDOWN_MASTER_KEY_FILE``; on the embedded default, when
-neither is set, a key file is created once in the data directory (mode 0600).
+(base64 of 32 bytes) or ``TAKEDOWN_MASTER_KEY_FILE``, else from ``master.key`` in the
+data directory. That file is created (mode 0600) only for a new embedded SQLite
+database (``takedown.runtime.setup`` decides): never for PostgreSQL, whose database
+outlives any one machine's data directory.
+
+Each database records the fingerprints of the keys it was used with (table
+``master_key_fingerprints``), so a process holding another key is refused at start
+rather than sealing media and chaining audit events under a key the others do not have.
 
 A key file may hold several keys, one per line: the first seals new objects, the
 others still open old ones (rotation). Each sealed object names its key by a short
@@ -32,9 +38,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from takedown.errors import NotFound
-from takedown.ids import new_id
-from takedown.store.models import Blob
+from takedown.errors import ConfigError, NotFound
+from takedown.ids import new_id, utcnow
+from takedown.store.models import Blob, MasterKeyFingerprint
 
 MAGIC = b"TDE1"
 _KEY_ID_LEN = 8
@@ -42,7 +48,10 @@ _NONCE = 12
 _WRAPPED = 32 + 16  # a 256-bit data key plus the GCM tag
 
 
-class KeyConfigError(RuntimeError):
+KEY_FILE = "master.key"  # in the data directory
+
+
+class KeyConfigError(ConfigError):
     """The master key is missing or malformed, or a stored object does not open: an
     operator's or an integrity problem, never a caller's, so not a TakedownError (it is
     raised at start-up where it can be, and is a 500 anywhere else)."""
@@ -50,6 +59,12 @@ class KeyConfigError(RuntimeError):
 
 def _fingerprint(key: bytes) -> bytes:
     return hashlib.sha256(b"takedown-master-key:" + key).digest()[:_KEY_ID_LEN]
+
+
+def fingerprint(key: bytes) -> str:
+    """A key's public fingerprint (16 hex digits): what sealed objects name their key by,
+    what the database records and what ``takedown status`` shows; never the key."""
+    return _fingerprint(key).hex()
 
 
 def _parse_key(text: str, where: str) -> bytes:
@@ -82,26 +97,89 @@ class Keyring:
         return cls(keys[0], tuple(keys[1:]))
 
     @classmethod
-    def load(cls, env_key: str | None, key_file: Path | None, data_dir: Path) -> Keyring:
-        if env_key:
-            return cls.from_lines([env_key], "TAKEDOWN_MASTER_KEY")
-        path = key_file or data_dir / "master.key"
-        if key_file is None and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(new_key_text() + "\n")
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise KeyConfigError(f"Cannot read the master key file {path}: {exc}.") from exc
-        return cls.from_lines(lines, str(path))
+    def load(
+        cls, env_key: str | None, key_file: Path | None, data_dir: Path, *, create: bool = False
+    ) -> Keyring:
+        """The keys from ``env_key``, else ``key_file``, else the data directory's key
+        file; that one is created when ``create`` and missing (the caller decides
+        when a new key is right), otherwise a missing key is a KeyConfigError."""
+        source = KeySource.locate(env_key, key_file, data_dir)
+        if source is None:
+            if not create:
+                raise KeyConfigError(f"No master key: {data_dir / KEY_FILE} does not exist.")
+            source = KeySource.create(data_dir)
+        return source.read(env_key)
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.current, *self.older)
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [fingerprint(k) for k in self.keys]
 
     def key_for(self, key_id: bytes) -> bytes:
         for key in (self.current, *self.older):
             if _fingerprint(key) == key_id:
                 return key
         raise KeyConfigError("No configured master key opens this object (was a key removed?).")
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where the master key comes from: ``TAKEDOWN_MASTER_KEY`` (``path`` None) or a
+    key file."""
+
+    path: Path | None
+
+    @classmethod
+    def locate(cls, env_key: str | None, key_file: Path | None, data_dir: Path) -> KeySource | None:
+        """The key named by the settings, else the data directory's key file if it
+        exists; None when there is none."""
+        if env_key:
+            return cls(None)
+        if key_file is not None:
+            return cls(key_file)  # named: reading it says what is wrong with it
+        default = data_dir / KEY_FILE
+        return cls(default) if default.exists() else None
+
+    @classmethod
+    def create(cls, data_dir: Path) -> KeySource:
+        """A new key file in the data directory, readable by this user only."""
+        path = data_dir / KEY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_key_text() + "\n")
+        return cls(path)
+
+    def read(self, env_key: str | None) -> Keyring:
+        if self.path is None:
+            return Keyring.from_lines([env_key or ""], "TAKEDOWN_MASTER_KEY")
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError as exc:
+            raise KeyConfigError(
+                f"Cannot read the master key file {self.path}: {exc.strerror or exc}."
+            ) from exc
+        return Keyring.from_lines(lines, str(self.path))
+
+    def __str__(self) -> str:
+        return "TAKEDOWN_MASTER_KEY" if self.path is None else str(self.path)
+
+
+def recorded_fingerprints(session: Session) -> set[str]:
+    """The fingerprints of the master keys this database was used with."""
+    return set(session.scalars(select(MasterKeyFingerprint.fingerprint)))
+
+
+def record_fingerprints(session: Session, fingerprints: list[str]) -> None:
+    """Record keys as this database's (the caller holds ``MASTER_KEYS``' lock)."""
+    known = recorded_fingerprints(session)
+    for fp in fingerprints:
+        if fp not in known:
+            session.add(MasterKeyFingerprint(fingerprint=fp, first_used_at=utcnow()))
+    session.flush()
 
 
 class EnvelopeCipher:

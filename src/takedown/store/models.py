@@ -700,6 +700,17 @@ class AuditCheckpoint(Base):
     mac: Mapped[str] = mapped_column(String(64))
 
 
+class MasterKeyFingerprint(Base):
+    """A master key this database was used with, by its fingerprint (store/blobs.py):
+    a process with none of them is refused at start instead of sealing and chaining
+    under a key the others do not have (migration 0015)."""
+
+    __tablename__ = "master_key_fingerprints"
+
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    first_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Evidence(Base):
     """A preserved snapshot of a case (services/evidence/vault.py): its files are encrypted
     blobs, listed in ``evidence_files``."""

@@ -23,6 +23,8 @@ REPORTED_HASH_INSERTS = 0x7A6B_0003  # case_locations of kind 'pdq'
 ENTRIES_ADDED = "takedown.bank_entries_added"
 # Serializes appends to the audit hash chain (services/audit/chain.py).
 AUDIT_APPENDS = 0x7A6B_0004
+# Serializes the first recording of a database's master key (runtime/setup.py).
+MASTER_KEYS = 0x7A6B_0005
 
 
 def lock_inserts(session: Session, lock: int) -> None:

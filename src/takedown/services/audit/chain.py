@@ -27,6 +27,7 @@ appender through the session factory: ``attach(sessions, chain)`` at start-up.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from takedown.domain.audit_chain import (
     GENESIS,
+    EventFields,
     canonical,
     canonical_checkpoint,
+    canonical_event,
     derive_key,
     enc,
     mac,
@@ -71,6 +74,33 @@ class AuditChain:
 def attach(sessions: sessionmaker[Session], chain: AuditChain) -> None:
     """Every session from ``sessions`` appends its audit events to the chain."""
     sessions.configure(info={_CHAIN: chain})
+
+
+def head_verifies(session: Session, chain: AuditChain) -> bool | None:
+    """Whether the newest chained event was MACed under one of ``chain``'s keys; None
+    when no event is chained yet. How a database that recorded no master key yet (one
+    from before migration 0015) tells whether a key is its own."""
+    row = session.execute(
+        select(
+            AuditEvent.id,
+            AuditEvent.at,
+            AuditEvent.actor,
+            AuditEvent.action,
+            AuditEvent.object_type,
+            AuditEvent.object_id,
+            AuditEvent.details,
+            AuditEvent.prev_hash,
+            AuditEvent.event_hash,
+        )
+        .where(AuditEvent.event_hash.is_not(None))
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    message = canonical_event(EventFields(*row[:7]), row[7] or GENESIS)
+    expected = row[8] or ""
+    return any(hmac.compare_digest(mac(key, message), expected) for key in chain.keys)
 
 
 def chain_of(session: Session) -> AuditChain:

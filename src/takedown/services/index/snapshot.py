@@ -11,11 +11,15 @@ index hits are only candidates, checked against the current rows.
 Layout: ``bank-index`` is a symbolic link to the current *generation*, a directory
 ``bank-index.g<time>-<pid>`` written whole before the link is switched to it (one
 atomic rename), so a starting worker sees the old snapshot or the new one, never none.
-The previous generation is kept (a worker may still be loading it); older ones are
-deleted. Workers that mapped a deleted generation keep reading it until they exit (the
-files live on while mapped). A snapshot that cannot be read (corrupt, another version,
-or ahead of the database it is meant for) is ignored with a warning and the database is
-replayed.
+The previous generation is kept; older ones are deleted, but never one that a worker is
+loading: a reader holds a shared ``flock`` on the generation's directory from before it
+reads ``snapshot.json`` until its arrays are mapped, and the writer deletes only the
+generations it can lock exclusively without waiting (a locked one is left for the next
+writer). A reader that resolved the link to a generation deleted before it could lock
+it finds the directory gone and follows the link again. Workers that mapped a deleted
+generation keep reading it until they exit (the files live on while mapped). A snapshot
+that cannot be read (corrupt, another version, or ahead of the database it is meant
+for) is ignored with a warning and the database is replayed.
 
 Who writes: ``takedown index snapshot``, and every serving process through a
 ``SnapshotWorker`` (``takedown/runtime/workers.py``) once its index has grown by
@@ -53,6 +57,9 @@ _LOCK = ".lock"  # bank-index.lock
 # Leftovers of interrupted writers (this layout's and the one before links), deleted by
 # the next writer, which holds the lock so no other writer is using them.
 _LEFTOVERS = (_GENERATION, ".link-", ".tmp-", ".old-")
+# A reader follows the link again when the generation it resolved was deleted before it
+# could lock it; that needs two rewrites in between, so a few attempts are plenty.
+_LOAD_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -140,31 +147,101 @@ def _point(target: Path, generation: Path) -> None:
     link.symlink_to(generation.name)
     os.replace(link, target)
     keep = {generation.name, previous}
-    for path in target.parent.iterdir():
+    for path in list(target.parent.iterdir()):
         name = path.name
         if name in keep or not any(name.startswith(target.name + p) for p in _LEFTOVERS):
             continue
         if path.is_symlink() or not path.is_dir():
             path.unlink(missing_ok=True)
         else:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_unless_read(path, target)
+
+
+def _remove_unless_read(generation: Path, target: Path) -> None:
+    """Delete an old generation unless a reader is loading it (its shared lock): then
+    the next writer deletes it. Under the exclusive lock the directory is first renamed
+    away, so a reader that opened it meanwhile finds, once it gets its lock, that it is
+    no longer there and follows the link again."""
+    try:
+        fd = os.open(generation, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.debug("index snapshot %s is being loaded; kept for now", generation)
+            return
+        doomed = generation.with_name(f"{target.name}.old-{generation.name}")
+        try:
+            generation.rename(doomed)
+        except OSError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _reading(generation: Path) -> Iterator[bool]:
+    """Hold a shared lock on ``generation`` while it is read; yields False when it is
+    gone (deleted, or being deleted, after the link was resolved)."""
+    try:
+        fd = os.open(generation, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # not there (any more), or not a directory
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a writer holds it only to rename the directory
+        try:
+            here = os.stat(generation)
+        except OSError:
+            here = None
+        opened = os.fstat(fd)
+        yield here is not None and (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def load(follower: IndexFollower, source: Path) -> bool:
     """Start the follower from the snapshot at ``source``; False (and a warning) when
     there is none usable, leaving the follower to replay the database."""
-    source = source.resolve()  # one generation, even if the link moves meanwhile
-    if not (source / _META).exists():
+    for _ in range(_LOAD_ATTEMPTS):
+        generation = source.resolve()  # one generation, even if the link moves meanwhile
+        with _reading(generation) as here:
+            if here:
+                loaded = _read(generation)
+                break
+        if source.resolve() == generation:  # the link did not move: there is none
+            return False
+        # The generation was deleted after the link was resolved: a newer one is there.
+    else:
+        log.warning("index snapshot %s kept moving; replaying the database", source)
         return False
+    if loaded is None:
+        return False
+    index, cursors = loaded
     try:
-        meta = json.loads((source / _META).read_text())
+        follower.adopt(index, cursors)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("index snapshot %s not used (%s); replaying the database", generation, exc)
+        return False
+    follower.snapshot_generation = str(generation)
+    return True
+
+
+def _read(generation: Path) -> tuple[MultiIndexHammingIndex, list[int]] | None:
+    """The index and cursors of a generation the caller holds the read lock on (the
+    arrays are mapped, so they stay readable after the lock is released and the
+    generation is deleted)."""
+    if not (generation / _META).exists():
+        return None
+    try:
+        meta = json.loads((generation / _META).read_text())
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}")
         cursors = [int(c) for c in meta["cursors"]]
-        index = MultiIndexHammingIndex.load(source / _INDEX, mmap=True)
-        follower.adopt(index, cursors)
-        follower.snapshot_generation = str(source)
+        return MultiIndexHammingIndex.load(generation / _INDEX, mmap=True), cursors
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("index snapshot %s not used (%s); replaying the database", source, exc)
-        return False
-    return True
+        log.warning("index snapshot %s not used (%s); replaying the database", generation, exc)
+        return None
