@@ -45,7 +45,7 @@ from tests.cases.helpers import PASSWORD, parent_report, platform_headers, user_
 
 # Examples a pass, operation and set of path parameters. Measured on the 2-core machine:
 # about 50 s a backend (55 operations, 36 of them also with existing resources).
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 6
 MUTATED_EXAMPLES = 3
 BASE_URL = "http://testserver"
 LOGOUT = "/v1/auth/logout"

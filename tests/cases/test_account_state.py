@@ -93,9 +93,9 @@ def test_syncing_an_account_never_undoes_moderation(rt: Runtime, client):
     assert kept["flagged"] is True and kept["flag_reason"] == "Known trader"
     assert kept["flag_source"] == "platform T&S"
 
-    # The platform suspends it too, then reactivates it: recorded on the account and on
-    # the case, and Takedown's suspension stands.
-    client.put("/v1/accounts/uploader", json={"platform_status": "suspended"}, headers=p)
+    # The platform says it is active (twice, as a sync would): recorded once, on the
+    # account and on the case, and Takedown's suspension stands.
+    client.put("/v1/accounts/uploader", json={"platform_status": "active"}, headers=p)
     r = client.put("/v1/accounts/uploader", json={"platform_status": "active"}, headers=p)
     assert r.json()["platform_status"] == "active" and r.json()["status"] == "suspended"
     assert r.json()["platform_reinstated_at"]
@@ -104,7 +104,7 @@ def test_syncing_an_account_never_undoes_moderation(rt: Runtime, client):
     assert row["reinstated_by_platform"] and row["status"] == "suspended"
     assert row["part"] == "uploader" and row["measure"] == "suspend"
     with rt.sessions() as s:
-        assert s.scalar(
+        assert 1 == s.scalar(
             select(func.count())
             .select_from(AuditEvent)
             .where(

@@ -195,10 +195,12 @@ class RegistryService:
                     else None
                 )
             changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
+            now = utcnow()
+            if a.platform_status == "active" and acc.status != "active":
+                # Said active while Takedown's suspension stands: recorded once per
+                # suspension, whether or not the platform had said otherwise before.
+                self._reinstated_by_platform(s, acc, actor, now)
             if changed:
-                now = utcnow()
-                if changed.get("platform_status") == "active" and acc.status != "active":
-                    self._reinstated_by_platform(s, acc, actor, now)
                 for k, v in changed.items():
                     setattr(acc, k, v)
                 acc.updated_at = now
@@ -211,6 +213,17 @@ class RegistryService:
         """The platform reactivated an account Takedown suspended: recorded, on the
         account and on each case whose measure holds it, and not applied (Takedown's
         suspension stands until a decision lifts it)."""
+        since = s.scalar(
+            select(func.max(AppliedMeasure.applied_at)).where(
+                AppliedMeasure.account_id == acc.id,
+                AppliedMeasure.reversed_at.is_(None),
+                AppliedMeasure.measure.in_(("suspend", "terminate")),
+            )
+        )
+        if acc.platform_reinstated_at is not None and (
+            since is None or acc.platform_reinstated_at >= since
+        ):
+            return  # already recorded since this suspension
         acc.platform_reinstated_at = now
         cases = _holding_cases(s, acc.id)
         record(
