@@ -56,6 +56,19 @@ _PENDING = "takedown_audit_pending"
 _CHAIN = "takedown_audit_chain"
 _INSERT_CHUNK = 5000
 
+# An event's columns in the order the chain hashes them (domain/audit_chain.py).
+CHAINED_COLUMNS = (
+    AuditEvent.id,
+    AuditEvent.at,
+    AuditEvent.actor,
+    AuditEvent.action,
+    AuditEvent.object_type,
+    AuditEvent.object_id,
+    AuditEvent.details,
+    AuditEvent.prev_hash,
+    AuditEvent.event_hash,
+)
+
 
 @dataclass(frozen=True)
 class AuditChain:
@@ -81,17 +94,7 @@ def head_verifies(session: Session, chain: AuditChain) -> bool | None:
     when no event is chained yet. How a database that recorded no master key yet (one
     from before migration 0015) tells whether a key is its own."""
     row = session.execute(
-        select(
-            AuditEvent.id,
-            AuditEvent.at,
-            AuditEvent.actor,
-            AuditEvent.action,
-            AuditEvent.object_type,
-            AuditEvent.object_id,
-            AuditEvent.details,
-            AuditEvent.prev_hash,
-            AuditEvent.event_hash,
-        )
+        select(*CHAINED_COLUMNS)
         .where(AuditEvent.event_hash.is_not(None))
         .order_by(AuditEvent.id.desc())
         .limit(1)

@@ -17,6 +17,7 @@ from takedown.domain.audit_chain import (
 )
 from takedown.ids import utcnow
 from takedown.services.audit.chain import (
+    CHAINED_COLUMNS,
     AuditChain,
     append_pending,
     last_checkpoint,
@@ -27,17 +28,7 @@ from takedown.store.models import AuditCheckpoint, AuditEvent
 from takedown.store.repositories import AUDIT_APPENDS, lock_inserts
 
 _PAGE = 10_000
-_COLUMNS = (
-    AuditEvent.id,
-    AuditEvent.at,
-    AuditEvent.actor,
-    AuditEvent.action,
-    AuditEvent.object_type,
-    AuditEvent.object_id,
-    AuditEvent.details,
-    AuditEvent.prev_hash,
-    AuditEvent.event_hash,
-)
+_COLUMNS = CHAINED_COLUMNS
 
 
 @dataclass(frozen=True)
