@@ -104,14 +104,17 @@ def test_syncing_an_account_never_undoes_moderation(rt: Runtime, client):
     assert row["reinstated_by_platform"] and row["status"] == "suspended"
     assert row["part"] == "uploader" and row["measure"] == "suspend"
     with rt.sessions() as s:
-        assert 1 == s.scalar(
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(
-                AuditEvent.action == "account.reinstated_by_platform",
-                AuditEvent.object_type == "case",
-                AuditEvent.object_id == case,
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.action == "account.reinstated_by_platform",
+                    AuditEvent.object_type == "case",
+                    AuditEvent.object_id == case,
+                )
             )
+            == 1
         )
     # The old field name still works and means the platform's status.
     old = client.put("/v1/accounts/uploader", json={"status": "deleted"}, headers=p).json()
