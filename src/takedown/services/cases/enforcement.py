@@ -161,6 +161,13 @@ def plan_account_measures(
             )
         )
         parts = {a: p for a, p in parts.items() if a in only_accounts and a not in done}
+    return plan_for_parts(s, case, parts, policy)
+
+
+def plan_for_parts(
+    s: Session, case: Case, parts: dict[int, Part], policy: AccountPolicy
+) -> list[PlannedMeasure]:
+    """What the policy does to these accounts (id -> part) in this case."""
     categories = {Category(c) for c in case.categories.split(",") if c}
     planned: list[PlannedMeasure] = []
     for part in chunks(sorted(parts)):
@@ -189,11 +196,12 @@ def _severer(status: str, platform_status: str) -> str:
 
 
 def preview_account_measures(
-    s: Session, case: Case, item_ids: Sequence[int], policy: AccountPolicy
+    s: Session, case: Case, parts: dict[int, Part], policy: AccountPolicy
 ) -> dict[str, dict[str, int]]:
-    """part -> measure -> accounts, for the case page before the decision."""
+    """part -> measure -> accounts, for the case page before the decision; ``parts``
+    as :func:`account_parts` gives them (the page shows them too)."""
     out: dict[str, dict[str, int]] = {}
-    for p in plan_account_measures(s, case, item_ids, policy):
+    for p in plan_for_parts(s, case, parts, policy):
         measure = p.outcome.measure.value
         if p.outcome.measure is AccountMeasure.NONE and p.outcome.strike:
             measure = "strike"  # counted, nothing else

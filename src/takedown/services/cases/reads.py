@@ -147,7 +147,7 @@ class CaseReads(CaseBase):
             preview = (
                 None
                 if case.outcome == Outcome.VIOLATION.value
-                else preview_account_measures(s, case, item_ids, self._policy.accounts)
+                else preview_account_measures(s, case, parts, self._policy.accounts)
             )
             reports = [
                 _report_view(r, show_identity)
