@@ -1,4 +1,4 @@
-"""The HTTP API: FastAPI, versioned under /v1, OpenAPI at /docs."""
+"""The HTTP API: FastAPI, versioned under /v1, OpenAPI at /docs (served offline)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from takedown import __version__
 from takedown.api.errors import install_error_handlers
 from takedown.api.fast_screen import FastScreenHashes
 from takedown.api.limits import RequestGuard
-from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
+from takedown.api.routes import (
+    banks,
+    cases,
+    docs,
+    health,
+    outbox,
+    registry,
+    reports,
+    screen,
+    users,
+)
 from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
@@ -73,6 +83,11 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
         ),
         responses=_ERRORS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        # /docs is Takedown's own page with Swagger UI's files from the package, never
+        # from a CDN (api/routes/docs.py); ReDoc has no packaged build, so none.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.runtime = rt
     v1 = APIRouter(prefix="/v1")
@@ -87,6 +102,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(legal_router)
     v1.include_router(evidence_routes.router)
     app.include_router(v1)
+    docs.install(app)
     app.include_router(public.router)  # the public report and status pages (HTML)
     app.include_router(console.router)  # the review console (HTML, session cookies)
     install_error_handlers(app)
