@@ -62,6 +62,32 @@ def test_a_port_held_by_another_program_is_refused():
             listen_sockets("127.0.0.1", other.getsockname()[1], 2)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_a_taken_port_fails_before_doing_anything(tmp_path: Path, workers: int):
+    """The address is taken first: nothing is created (no database, no key) and the
+    sentence names the address."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "takedown.cli", "serve", "--port", str(port)]
+            + ["--workers", str(workers)],
+            env={**os.environ, "TAKEDOWN_DATA_DIR": str(data)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "in use" in done.stderr
+    assert not data.exists() or not any(data.iterdir())
+
+
 def _children(pid: int) -> set[int]:
     """Worker processes of the supervisor (multiprocessing's helpers left out)."""
     found = set()
@@ -117,3 +143,7 @@ def test_serve_replaces_a_dead_worker_and_stops_on_sigterm(sqlite_template: Path
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    # Start-up said where it listens, with how many workers, and what it uses.
+    assert f"serving on http://127.0.0.1:{port} with 2 worker processes" in stderr
+    assert f"database: sqlite:///{database}" in stderr
+    assert f"data directory: {tmp_path / 'data'}" in stderr

@@ -157,11 +157,11 @@ class Supervisor:
             sock.close()
 
 
-def serve_workers(host: str, port: int, workers: int, options: WorkerOptions) -> int:
-    """Bind, run ``workers`` processes until SIGINT/SIGTERM; the exit status."""
+def serve_workers(sockets: list[socket.socket], options: WorkerOptions) -> int:
+    """Run one process per bound socket (``listen_sockets``) until SIGINT/SIGTERM; the
+    exit status."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    sockets = listen_sockets(host, port, workers)
     supervisor = Supervisor(sockets, options)
     supervisor.install_signal_handlers()
     return supervisor.run()

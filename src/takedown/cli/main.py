@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -100,35 +101,64 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API (and everything else); SQLite by default. Creates the database (and,
-    for the embedded one, its master key) when there is none yet."""
+    for the embedded one, its master key) when there is none yet. The address is taken
+    first: when it is in use the command fails at once, before any other work."""
+    from takedown.api.server import listen_sockets
+
+    config = settings()
+    host = host or config.host
+    port = config.port if port is None else port
+    try:
+        sockets = listen_sockets(host, port, workers)
+    except OSError as exc:
+        err.print(f"[red]Cannot listen on {host}:{port}:[/red] {exc.strerror or exc}")
+        raise typer.Exit(1) from exc
+    port = int(sockets[0].getsockname()[1])  # port 0: the one the kernel chose
+    try:
+        _serve(config, sockets, host, port, demo)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve(
+    config: Settings, sockets: list[socket.socket], host: str, port: int, demo: bool
+) -> None:
+    import logging
+
     import uvicorn
 
     from takedown.api.app import create_app
 
-    config = settings()
     rt = runtime(create=True, config=config)  # applies migrations
     _log_in_use(config)
-    host = host or config.host
-    port = port or config.port
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    logging.getLogger("takedown.server").info(
+        "serving on %s with %d worker process%s",
+        url,
+        len(sockets),
+        "es" if len(sockets) > 1 else "",
+    )
     if demo:
         from takedown.demo import prepare_demo
 
-        prepare_demo(rt, out, f"http://{host}:{port}")
-    if workers > 1:
+        prepare_demo(rt, out, url)
+    if len(sockets) > 1:
         rt.close()
         from takedown.api.server import WorkerOptions, serve_workers
 
         options = WorkerOptions(config.access_log, environment=chosen_environment())
-        try:
-            code = serve_workers(host, port, workers, options)
-        except OSError as exc:
-            err.print(f"[red]Cannot listen on {host}:{port}:[/red] {exc.strerror or exc}")
-            raise typer.Exit(1) from exc
-        raise typer.Exit(code)
+        raise typer.Exit(serve_workers(sockets, options))
     rt.warm_up()
-    uvicorn.run(
-        create_app(rt), host=host, port=port, log_level="info", access_log=config.access_log
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(rt), log_level="info", access_log=config.access_log)
     )
+    try:
+        server.run(sockets=sockets)
+    finally:
+        rt.close()
+    if not server.started:  # the app could not start (uvicorn logged why)
+        raise typer.Exit(3)
 
 
 def _log_in_use(config: Settings) -> None:
