@@ -213,3 +213,39 @@ def test_the_cli_runs_as_a_module_too(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "at revision" in r.stdout
+
+
+def test_list_commands_never_cut_ids_and_speak_json(cli_env, monkeypatch):
+    """On a narrow terminal (or a pipe) every id a later command takes stays whole, and
+    `--json` gives every field of every row."""
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    monkeypatch.setenv("TAKEDOWN_NEW_PASSWORD", "a long enough password")
+    assert (
+        runner.invoke(app, ["user", "create", "a-reviewer", "--role", "moderator"]).exit_code == 0
+    )
+    names = [f"platform-upload-service-{i}-with-a-long-name" for i in range(3)]
+    for name in names:
+        assert runner.invoke(app, ["apikey", "create", name, "--scope", "screen"]).exit_code == 0
+    assert runner.invoke(app, ["bank", "create", "a-bank-with-a-rather-long-name"]).exit_code == 0
+    narrow = {"COLUMNS": "40"}
+    for command, key in (
+        (["apikey", "list"], "id"),
+        (["user", "list"], "id"),
+        (["bank", "list"], "name"),
+        (["outbox", "list"], "id"),
+    ):
+        r = runner.invoke(app, [*command, "--json"], env=narrow)
+        assert r.exit_code == 0, (command, r.output)
+        rows = [json.loads(line) for line in r.stdout.splitlines()]
+        table = runner.invoke(app, command, env=narrow)
+        assert table.exit_code == 0
+        assert rows or command[0] == "outbox"  # no action was taken: an empty list
+        for row in rows:
+            assert row[key] in table.stdout, (command, row[key])
+    keys = [
+        json.loads(line)
+        for line in runner.invoke(app, ["apikey", "list", "--json"]).stdout.splitlines()
+    ]
+    assert sorted(k["name"] for k in keys) == names
+    assert all(set(k) >= {"id", "name", "prefix", "scopes", "created_at"} for k in keys)
+    assert not any("secret" in k or "hash" in k for k in keys)

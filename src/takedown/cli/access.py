@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
+from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
 from takedown.domain.access import SCOPE_PERMISSIONS
 from takedown.errors import TakedownError
 
@@ -44,11 +44,18 @@ def key_create(
     sys.stdout.write(secret + "\n")
 
 
+_JSON = Annotated[bool, typer.Option("--json", help="One JSON object per line, every field whole.")]
+
+
 @key_app.command("list")
-def key_list() -> None:
+def key_list(json_lines: _JSON = False) -> None:
     """List API keys (never the secrets)."""
+    keys = runtime().api_keys.list()
+    if json_lines:
+        print_json_lines(keys)
+        return
     table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
-    for k in runtime().api_keys.list():
+    for k in keys:
         table.add_row(
             k.id,
             k.name,
@@ -58,7 +65,7 @@ def key_list() -> None:
             str(k.last_used_at or "")[:19],
             str(k.revoked_at or "")[:19],
         )
-    out.print(table)
+    print_table(table)
 
 
 @key_app.command("revoke")
@@ -102,9 +109,13 @@ def user_create(
 
 
 @user_app.command("list")
-def user_list() -> None:
+def user_list(json_lines: _JSON = False) -> None:
     """List users."""
+    users = runtime().users.list()
+    if json_lines:
+        print_json_lines(users)
+        return
     table = Table("id", "username", "role", "active", "created")
-    for u in runtime().users.list():
+    for u in users:
         table.add_row(u.id, u.username, u.role, str(u.active), str(u.created_at)[:19])
-    out.print(table)
+    print_table(table)

@@ -9,14 +9,16 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
 from takedown.errors import TakedownError
-from takedown.runtime import Runtime
-from takedown.services.evidence.vault import EvidenceView
+
+if TYPE_CHECKING:
+    from takedown.runtime import Runtime
+    from takedown.services.evidence.vault import EvidenceView
 
 T = TypeVar("T")
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from takedown.cli.common import CLI_ACTOR, err, fail, out, runtime
+from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
 from takedown.domain.hashlists import FORMATS, HashRecord, detect_format
 from takedown.errors import TakedownError
-from takedown.services.banks.service import AddResult, Provenance, SettingChange
 from takedown.signals import signal_type
+
+if TYPE_CHECKING:
+    from takedown.services.banks.service import AddResult, SettingChange
 
 bank_app = typer.Typer(
     help="Hash banks: create, configure, add, import, export.", no_args_is_help=True
@@ -37,11 +39,14 @@ _SETTING = Annotated[
     ),
 ]
 _FIELDS = ("threshold", "quality_floor", "match_percent")
+_JSON = Annotated[bool, typer.Option("--json", help="One JSON object per line, every field whole.")]
 
 
 def _settings(given: list[str] | None) -> dict[str, SettingChange] | None:
     if not given:
         return None
+    from takedown.services.banks.service import SettingChange
+
     fields: dict[str, dict[str, int]] = {}
     for text in given:
         kind, _, rest = text.partition(":")
@@ -93,10 +98,14 @@ def bank_create(
 
 
 @bank_app.command("list")
-def bank_list() -> None:
+def bank_list(json_lines: _JSON = False) -> None:
     """List banks with their policy and entry counts."""
+    banks = runtime().banks.list_banks()
+    if json_lines:
+        print_json_lines(banks)
+        return
     table = Table("name", "source", "match", "PDQ ≤", "quality ≥", "entries", "enabled", "state")
-    for b in runtime().banks.list_banks():
+    for b in banks:
         table.add_row(
             b.name,
             b.source,
@@ -107,7 +116,7 @@ def bank_list() -> None:
             str(b.enabled_entries),
             "enabled" if b.enabled else f"disabled: {b.disabled_reason}",
         )
-    out.print(table)
+    print_table(table)
 
 
 @bank_app.command("show")
@@ -211,6 +220,8 @@ def bank_add_media(
 ) -> None:
     """Hash images and bank their PDQ, MD5 and SHA-256 (a video: its frame set, MD5 and
     SHA-256). Each file's entries are linked: `takedown entry disable` disables them all."""
+    from takedown.services.banks.service import Provenance
+
     rt = runtime()
     failed = False
     for path in files:
@@ -304,6 +315,8 @@ def bank_import(
     if fmt not in FORMATS:
         err.print(f"[red]error[/red]: unknown format {fmt!r}; use {', '.join(FORMATS)}")
         raise typer.Exit(code=2)
+    from takedown.services.banks.service import Provenance
+
     rt = runtime()
     with Progress(
         TextColumn("importing"),

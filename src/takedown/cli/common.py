@@ -6,20 +6,30 @@ into a sentence and exit code 2.
 
 Every command module imports this one and nothing else of the package, so the
 package has no import cycle (``takedown.cli.main`` imports the command modules).
+
+Start-up time: ``takedown --help`` and light commands must answer in a fraction of a
+second, so nothing here or in a command module imports the settings, the database or
+the media code at module level; each command imports what it uses when it runs
+(tests/test_cli_startup.py checks which modules ``--help`` loads).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 
-from takedown.config import PREFIX, Settings, absolute
 from takedown.errors import ConfigError, TakedownError
-from takedown.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from takedown.config import Settings
+    from takedown.runtime import Runtime
 
 out = Console(soft_wrap=True)  # long paths and hashes stay on one line
 err = Console(stderr=True, soft_wrap=True)
@@ -32,6 +42,10 @@ _chosen: dict[str, Path] = {}
 def choose(*, config: Path | None, data_dir: Path | None) -> None:
     """Remember ``--config`` and ``--data-dir``, made absolute here and now."""
     _chosen.clear()
+    if config is None and data_dir is None:
+        return
+    from takedown.config import absolute
+
     if config is not None:
         _chosen["config"] = absolute(config)
     if data_dir is not None:
@@ -41,10 +55,16 @@ def choose(*, config: Path | None, data_dir: Path | None) -> None:
 def chosen_environment() -> dict[str, str]:
     """The global options as the environment variables that say the same, for processes
     this one starts (``takedown serve --workers N``)."""
+    from takedown.config import PREFIX
+
     return {f"{PREFIX}{name.upper()}": str(path) for name, path in _chosen.items()}
 
 
 def settings() -> Settings:
+    from pydantic import ValidationError
+
+    from takedown.config import PREFIX, Settings
+
     try:
         return Settings(**_chosen)
     except ConfigError as exc:
@@ -60,6 +80,8 @@ def settings() -> Settings:
 def runtime(*, create: bool = False, config: Settings | None = None) -> Runtime:
     """Open the runtime for a command; only ``takedown serve`` may ``create`` a new
     database (every other command refuses one that does not exist yet)."""
+    from takedown.runtime import open_runtime
+
     try:
         return open_runtime(config or settings(), create=create)
     except ConfigError as exc:
@@ -83,3 +105,34 @@ def fail(exc: TakedownError) -> typer.Exit:
         if len(rejected) > 50:
             err.print(f"  … and {len(rejected) - 50} more")
     return typer.Exit(code=2)
+
+
+def print_table(table: Table) -> None:
+    """A table as wide as its content, wider than the terminal if need be: ids and other
+    values that commands take are never cut (rich shrinks and ellipsizes columns to fit
+    the terminal, or 80 columns when the output is not one)."""
+    needed = Measurement.get(out, out.options.update_width(100_000), table).maximum
+    if needed <= out.width:
+        out.print(table)
+    else:  # rich never prints wider than its console: one as wide as the table
+        Console(width=needed, soft_wrap=True).print(table)
+
+
+def print_json_lines(rows: Iterable[object]) -> None:
+    """``--json``: one JSON object per line (a list's views, dataclasses), every field
+    whole, times in ISO 8601."""
+    import dataclasses
+    import json
+    import sys
+
+    for row in rows:
+        fields = dataclasses.asdict(row) if dataclasses.is_dataclass(row) else vars(row)  # type: ignore[arg-type]
+        sys.stdout.write(json.dumps(fields, default=_jsonable) + "\n")
+
+
+def _jsonable(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from takedown.cli.common import fail, runtime
 from takedown.errors import TakedownError
-from takedown.services.legal.transparency import TransparencyService
 
 legal_app = typer.Typer(
     help="Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
@@ -74,32 +72,32 @@ _FORMAT = Annotated[str, typer.Option("--format", help="json or csv")]
 @legal_app.command("transparency")
 def transparency(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
     """DSA Art. 15/24 transparency figures for a period."""
-    _period_report(start, end, fmt, TransparencyService.dsa_csv, TransparencyService.dsa_report)
+    _period_report(start, end, fmt, as_csv="dsa_csv", as_json="dsa_report")
 
 
 @legal_app.command("take-it-down")
 def take_it_down(start: _START, end: _END, fmt: _FORMAT = "json") -> None:
     """TAKE IT DOWN Act compliance: requests, time to removal, copies, late ones and why."""
-    _period_report(
-        start, end, fmt, TransparencyService.take_it_down_csv, TransparencyService.take_it_down
-    )
+    _period_report(start, end, fmt, as_csv="take_it_down_csv", as_json="take_it_down")
 
 
 def _period_report(
     start: str,
     end: str,
     fmt: str,
-    as_csv: Callable[[TransparencyService, datetime, datetime], str],
-    as_json: Callable[[TransparencyService, datetime, datetime], Any],
+    *,
+    as_csv: str,
+    as_json: str,
 ) -> None:
-    """Print one of TransparencyService's period reports as CSV or JSON."""
+    """Print one of TransparencyService's period reports (the methods named) as CSV or
+    JSON."""
     rt = runtime()
     try:
         a, b = _when(start), _when(end)
         if fmt == "csv":
-            text = as_csv(rt.transparency, a, b)
+            text = getattr(rt.transparency, as_csv)(a, b)
         else:
-            text = json.dumps(as_json(rt.transparency, a, b), indent=2) + "\n"
+            text = json.dumps(getattr(rt.transparency, as_json)(a, b), indent=2) + "\n"
         sys.stdout.write(text)
     except (TakedownError, ValueError) as exc:
         raise fail(

@@ -9,7 +9,7 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -29,10 +29,10 @@ from takedown.cli.common import (
 )
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
-from takedown.config import Settings
 from takedown.errors import ConfigError, TakedownError
-from takedown.media import hash_file
-from takedown.runtime import setup
+
+if TYPE_CHECKING:
+    from takedown.config import Settings
 
 app = typer.Typer(help="Takedown: find, restrict and remove CSAM and NCII.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -165,6 +165,8 @@ def _log_in_use(config: Settings) -> None:
     """What `takedown status` shows, in the server's log (stderr) at every start."""
     import logging
 
+    from takedown.runtime import setup
+
     lines = setup.describe(config)  # before logging is set up: Alembic's chatter stays out
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
@@ -179,6 +181,8 @@ def status() -> None:
     """Which config file, data directory, database and master key this command uses
     (the server logs the same at start), the schema revision and a few counts. Creates
     nothing; exit code 1 when something needs fixing."""
+    from takedown.runtime import setup
+
     lines = setup.describe(settings())
     width = max(len(line.label) for line in lines)
     for line in lines:
@@ -193,6 +197,8 @@ def status() -> None:
 def hash_cmd(files: Annotated[list[Path], typer.Argument(help="Image files.")]) -> None:
     """Print one JSON object per file: PDQ (with quality and the 8 rotations/flips),
     MD5 and SHA-256. Files that cannot be hashed get an error object; exit code 2."""
+    from takedown.media import hash_file
+
     limits = settings().image_limits
     failed = False
     for path in files:
@@ -272,6 +278,7 @@ def worker() -> None:
 def db_upgrade() -> None:
     """Apply database migrations (also done at start-up); creates the database when
     there is none yet."""
+    from takedown.runtime import setup
     from takedown.store.db import current_revision, make_engine, upgrade
 
     config = settings()
@@ -290,6 +297,7 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's migration revision."""
+    from takedown.runtime import setup
     from takedown.store.db import current_revision, make_engine
 
     config = settings()
@@ -314,7 +322,7 @@ def key_new(
     you."""
     import os
 
-    from takedown.store.blobs import new_key_text
+    from takedown.store.keytext import new_key_text
 
     text = new_key_text()
     if output is None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from takedown.cli.common import CLI_ACTOR, fail, out, runtime
+from takedown.cli.common import CLI_ACTOR, fail, out, print_json_lines, print_table, runtime
 from takedown.errors import TakedownError
 
 outbox_app = typer.Typer(
@@ -21,6 +21,9 @@ def outbox_list(
         str | None, typer.Option(help="pending, delivering, acknowledged, dead_letter")
     ] = None,
     limit: Annotated[int, typer.Option()] = 50,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, every field whole.")
+    ] = False,
 ) -> None:
     """Recent actions and their delivery state."""
     rt = runtime()
@@ -28,12 +31,15 @@ def outbox_list(
         rows = rt.outbox.list(state=state, limit=limit)
     except TakedownError as exc:
         raise fail(exc) from None
+    if json_lines:
+        print_json_lines(rows)
+        return
     table = Table("id", "topic", "target", "state", "attempts", "last error")
     for r in rows:
         table.add_row(
             r.id, r.topic, r.target_id, r.state, str(r.attempts), (r.last_error or "")[:60]
         )
-    out.print(table)
+    print_table(table)
     out.print(", ".join(f"{k}: {v}" for k, v in sorted(rt.outbox.counts().items())))
 
 

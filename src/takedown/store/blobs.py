@@ -29,7 +29,6 @@ import base64
 import binascii
 import hashlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from takedown.errors import ConfigError, NotFound
 from takedown.ids import new_id, utcnow
+from takedown.store.keytext import new_key_text as new_key_text  # re-exported
 from takedown.store.models import Blob, MasterKeyFingerprint
 
 MAGIC = b"TDE1"
@@ -75,11 +75,6 @@ def _parse_key(text: str, where: str) -> bytes:
     if len(key) != 32:
         raise KeyConfigError(f"The master key in {where} must be 32 bytes (AES-256).")
     return key
-
-
-def new_key_text() -> str:
-    """A fresh master key as the one line a key file or TAKEDOWN_MASTER_KEY holds."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True)
