@@ -39,6 +39,9 @@ class ReportedTo:
     subject: str  # the reported account ("" for the whole case)
     state: str
     filing_id: str
+    # Why a filing stopped (``invalid``: the element and schema rule; ``failed``:
+    # NCMEC's answer), for the person who fixes it.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,15 @@ class LegalService:
             needs_report=needs,
             accounts_unreported=[] if nca else unreported,
             reported_to=[
-                ReportedTo(f.body, f.external_id, f.subject, f.state, f.public_id) for f in filings
+                ReportedTo(
+                    f.body,
+                    f.external_id,
+                    f.subject,
+                    f.state,
+                    f.public_id,
+                    f.last_error if f.state in ("invalid", "failed") else None,
+                )
+                for f in filings
             ],
             report_finished_at=max(finished) if finished and not needs else None,
         )
