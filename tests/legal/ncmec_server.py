@@ -59,6 +59,16 @@ SEQUENCES: dict[str, list[str]] = {
     ],
     "reportingPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
     "victimPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
+    "contactPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
+    "personOrUserReportedPerson": [
+        "firstName",
+        "lastName",
+        "phone",
+        "email",
+        "address",
+        "age",
+        "dateOfBirth",
+    ],
     "personOrUserReported": [
         "personOrUserReportedPerson",
         "espIdentifier",

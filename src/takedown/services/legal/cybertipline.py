@@ -294,7 +294,7 @@ class CyberTiplineService:
         )
         reported = None
         if account is not None:
-            prior = _prior_report_ids(s, case.id, subject, [i.id for i in items])
+            prior = _prior_report_ids(s, subject, [i.id for i in items])
             reported = ct.ReportedUser(
                 esp_identifier=account.platform_id,
                 esp_service=cfg.platform_name,
@@ -821,19 +821,18 @@ def _check_schema(s: Session, f: LegalFiling, document: str, xml: str, actor: st
     return True
 
 
-def _prior_report_ids(
-    s: Session, case_id: int, subject: str, item_ids: list[int]
-) -> tuple[str, ...]:
-    """Every earlier finished CyberTipline report about the same account (other cases)
-    or about the same files (the same bytes by SHA-256 or MD5 in another case's
-    finished report), once each, oldest first."""
+def _prior_report_ids(s: Session, subject: str, item_ids: list[int]) -> tuple[str, ...]:
+    """Every earlier finished CyberTipline report about the same account or about the
+    same files (the same bytes by SHA-256 or MD5 in any finished report: another case's,
+    or this case's report about another account, e.g. a later copy that joined the
+    confirmed case), once each, oldest first. The report being drafted is not finished,
+    so it never names itself."""
     media = _media_of(s, item_ids)
     shas = {m.sha256 for m in media if m.sha256}
     md5s = {m.md5 for m in media if m.md5}
     done = (
         LegalFiling.body == "ncmec",
         LegalFiling.state == "finished",
-        LegalFiling.case_id != case_id,
         LegalFiling.external_id.is_not(None),
     )
     found = list(
