@@ -325,3 +325,28 @@ def test_a_stored_draft_in_the_old_form_is_stopped_before_submit(rt, client):
         assert done["state"] == "invalid" and done["external_id"] is None
         assert "priorCTReports" in done["last_error"]
         assert [s for s, _ in server.requests if s == "submit"] == []
+
+
+def test_file_details_that_break_the_schema_are_not_sent(rt, client, monkeypatch):
+    from takedown.services.legal import cybertipline as filer
+
+    real = filer.ct.file_details_xml
+
+    def broken(report_id, file_id, f):  # a builder bug: a value outside the enumeration
+        return real(report_id, file_id, f).replace(
+            "<fileRelevance>Reported<", "<fileRelevance>Yes<"
+        )
+
+    monkeypatch.setattr(filer.ct, "file_details_xml", broken)
+    c = confirmed_case(rt, client)
+    with ncmec_server() as (url, server):
+        wire_ncmec(rt, url, c.data)
+        f = _by_account(
+            client.post(f"/v1/legal/cases/{c.case_id}/cybertipline", headers=c.legal).json()
+        )["acc-a"]
+        done = client.post(f"/v1/legal/filings/{f['id']}/submit", headers=c.legal).json()
+        assert done["state"] == "invalid" and done["external_id"]
+        assert "/fileDetails/fileRelevance" in done["last_error"]
+        steps = [step for step, _ in server.requests]
+        assert steps == ["submit", "upload"]  # no fileinfo, no finish
+        assert _events(rt, "cybertipline.invalid")[0]["document"] == "fileDetails"

@@ -82,6 +82,18 @@ class LegalService:
             entries = [e for e in entries if e.needs_report]
         return sorted(entries, key=lambda e: (not e.escalate_to_high_priority, e.knowledge_at))
 
+    def entry_for(self, case_id: str, now: datetime | None = None) -> LegalQueueEntry | None:
+        """One case's queue entry (reported or not), or None when it is not a confirmed
+        reportable case."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            case = s.scalars(select(Case).where(Case.public_id == case_id)).first()
+            if case is None or case.outcome != Outcome.VIOLATION.value:
+                return None
+            if not {Category(x) for x in case.categories.split(",") if x} & REPORTABLE:
+                return None
+            return self._entry(s, case, now)
+
     def _entry(self, s: Session, case: Case, now: datetime) -> LegalQueueEntry:
         cats = {Category(c) for c in case.categories.split(",") if c}
         roles = {

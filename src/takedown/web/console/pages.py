@@ -254,8 +254,9 @@ def _legal_context(rt: Runtime, case_id: str, v: Visitor) -> dict[str, Any]:
     escalating (a suggestion only: the reason is theirs to give)."""
     if not v.can(Permission.LEGAL_READ):
         return {"filings": [], "legal_entry": None}
-    entry = next((e for e in rt.legal.queue(include_reported=True) if e.case_id == case_id), None)
-    return {"filings": rt.cybertipline.for_case(case_id), "legal_entry": entry}
+    entry = rt.legal.entry_for(case_id)
+    filings = rt.cybertipline.for_case(case_id) if entry is not None else []
+    return {"filings": filings, "legal_entry": entry}
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
