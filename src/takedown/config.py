@@ -266,6 +266,12 @@ class Settings(BaseSettings):
     ncmec_legal_url: str | None = Field(
         default=None, description="reporter/legalURL: where law enforcement sends process."
     )
+    ncmec_viewed_scope: Literal["account", "file"] = Field(
+        default="account",
+        description="Which full views make fileViewedByEsp true in an account's report: "
+        "'account' (default) only a view of that account's own copy of the file (US v. "
+        "Wilson, 9th Cir. 2021); 'file' any full view of the same bytes. Counsel decides.",
+    )
     legal_alert_after_hours: float = Field(
         default=24,
         gt=0,

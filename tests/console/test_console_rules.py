@@ -284,7 +284,10 @@ def test_media_is_blurred_no_store_and_every_serving_is_audited(client, rt, demo
             "case": demo.minor_case,
             "full": details["full"],
             "user_id": mod.id,
+            "item": details["item"],
+            "account": details["account"],
         }
+    assert views[1][2]["item"]  # the reveal names the item whose copy was shown
     history = client.get(f"/console/cases/{demo.minor_case}").text
     assert "media.viewed" in history
 

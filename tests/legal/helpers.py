@@ -105,19 +105,19 @@ def wire_ncmec(
 ) -> StandinBytes:
     from tests.legal.ncmec_server import PASSWORD, USER
 
-    settings = Settings(
-        database_url=rt.settings.database_url,
-        data_dir=rt.settings.data_dir,
-        ncmec_base_url=url,
-        ncmec_username=USER if url else None,
-        ncmec_password=PASSWORD if url else None,
-        ncmec_reporter_email="legal@platform.example",
-        ncmec_reporter_first_name="Lee",
-        ncmec_reporter_last_name="Gal",
-        ncmec_platform_name="Social Example",
-        ncmec_legal_url="https://platform.example/legal",
-        **extra,
-    )
+    values = {
+        "database_url": rt.settings.database_url,
+        "data_dir": rt.settings.data_dir,
+        "ncmec_base_url": url,
+        "ncmec_username": USER if url else None,
+        "ncmec_password": PASSWORD if url else None,
+        "ncmec_reporter_email": "legal@platform.example",
+        "ncmec_reporter_first_name": "Lee",
+        "ncmec_reporter_last_name": "Gal",
+        "ncmec_platform_name": "Social Example",
+        "ncmec_legal_url": "https://platform.example/legal",
+    }
+    settings = Settings(**{**values, **extra})
     rt.cybertipline = cybertipline_service(rt.sessions, settings, rt.blobs, rt.evidence)
     provider = StandinBytes(data or {})
     rt.cybertipline.media = provider

@@ -2,10 +2,15 @@
 
 Endpoints /status, /submit, /upload, /fileinfo, /finish, /retract under /ispws; HTTP
 Basic auth; XML answers with NCMEC's response codes. It validates report and
-fileDetails XML against the element sequences of the schema (as listed in
-REQUIREMENTS.md): an unknown element or one out of order is a 4100, unparseable XML a
-4110, like the real service. ``fail_next`` injects failures per step (an HTTP status
-with code 1000, or a given response code), ``expire(report_id)`` drops an open report.
+fileDetails XML against the schema (as listed in REQUIREMENTS.md and in clients
+generated from NCMEC's XSD): the element sequences, mandatory elements, enumerations,
+xs:boolean and xs:dateTime values, simple-content elements (``priorCTReports`` is a
+repeated element holding the report number, ``escalateToHighPriority`` the reason's
+text) — an unknown element, one out of order or a bad value is a 4100, unparseable
+XML a 4110, like the real service. The tables here are the test's own reading of the
+schema, kept apart from ``takedown.domain.cybertipline_schema``. ``fail_next`` injects
+failures per step (an HTTP status with code 1000, or a given response code),
+``expire(report_id)`` drops an open report.
 """
 
 from __future__ import annotations
@@ -54,6 +59,16 @@ SEQUENCES: dict[str, list[str]] = {
     ],
     "reportingPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
     "victimPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
+    "contactPerson": ["firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"],
+    "personOrUserReportedPerson": [
+        "firstName",
+        "lastName",
+        "phone",
+        "email",
+        "address",
+        "age",
+        "dateOfBirth",
+    ],
     "personOrUserReported": [
         "personOrUserReportedPerson",
         "espIdentifier",
@@ -75,7 +90,7 @@ SEQUENCES: dict[str, list[str]] = {
         "associatedAccount",
         "additionalInfo",
     ],
-    "priorCTReports": ["reportId"],
+    "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "victim": [
         "victimPerson",
         "espIdentifier",
@@ -125,12 +140,99 @@ SEQUENCES: dict[str, list[str]] = {
 REQUIRED = {
     "report": ["incidentSummary", "reporter"],
     "incidentSummary": ["incidentType", "incidentDateTime"],
+    "reporter": ["reportingPerson"],
+    "reportingPerson": ["email"],
+    "webPageIncident": ["url"],
+    "ipCaptureEvent": ["ipAddress"],
+    "fileDetails": ["reportId", "fileId"],
 }
-BOOLEAN = {"escalateToHighPriority", "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable"}
+# Elements whose content the server does not model (accepted as they come).
+OPAQUE = {
+    "lawEnforcement",
+    "intendedRecipient",
+    "address",
+    "deviceId",
+    "estimatedLocation",
+    "associatedAccount",
+    "chatImIncident",
+}
+BOOLEAN = {
+    "fileViewedByEsp",
+    "exifViewedByEsp",
+    "publiclyAvailable",
+    "compromisedAccount",
+    "thirdPartyUserReported",
+    "accountTemporarilyDisabled",
+    "accountPermanentlyDisabled",
+    "allEmailsReported",
+    "possibleProxy",
+}
+XS_BOOLEAN = ("true", "false", "1", "0")
+DATETIME = {"incidentDateTime", "uploadedToEspTimestamp", "dateTime"}
+REPORT_NUMBER = {"priorCTReports", "reportId"}  # NCMEC report ids are numbers
+NOT_EMPTY = {"escalateToHighPriority", "incidentType", "url", "email", "ipAddress", "fileId"}
+ENUMS: dict[str, set[str]] = {
+    "incidentType": {
+        "Child Pornography (possession, manufacture, and distribution)",
+        "Child Sex Trafficking",
+        "Child Sex Tourism",
+        "Child Sexual Molestation",
+        "Misleading Domain Name",
+        "Misleading Words or Digital Images on the Internet",
+        "Online Enticement of Children for Sexual Acts",
+        "Unsolicited Obscene Material Sent to a Child",
+    },
+    "eventName": {"Login", "Registration", "Purchase", "Upload", "Other", "Unknown"},
+    "fileRelevance": {"Reported", "Supplemental Reported"},
+    "industryClassification": {"A1", "A2", "B1", "B2"},
+}
+ATTRIBUTE_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("webPageIncident", "thirdPartyHostedContent"): XS_BOOLEAN,
+    ("email", "verified"): XS_BOOLEAN,
+    ("originalFileHash", "hashType"): ("MD5", "SHA1", "SHA256"),
+}
+
+
+def _xs_datetime(text: str) -> bool:
+    from datetime import datetime
+
+    body = text[:-1] if text.endswith("Z") else text
+    if len(body) > 19 and body[-6] in "+-" and body[-3] == ":":
+        body = body[:-6]  # a numeric zone
+    try:
+        datetime.strptime(body.split(".")[0], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return "." not in body or body.rsplit(".", 1)[1].isdigit()
+
+
+def check_value(el: ET.Element) -> str | None:
+    """The simple-content rules of one element (its text and attributes)."""
+    text = el.text or ""
+    for (tag, attr), allowed in ATTRIBUTE_VALUES.items():
+        if el.tag == tag and attr in el.attrib and el.attrib[attr] not in allowed:
+            return f"{attr} of {el.tag} is not valid"
+    if el.tag in SEQUENCES or el.tag in OPAQUE or el.tag == "internetDetails":
+        return None
+    if len(el):
+        return f"{el.tag} has simple content, not {el[0].tag}"
+    if el.tag in ENUMS and text not in ENUMS[el.tag]:
+        return f"{el.tag} value {text[:60]!r} is not allowed"
+    if el.tag in BOOLEAN and text.strip() not in XS_BOOLEAN:
+        return f"{el.tag} is not a boolean"
+    if el.tag in DATETIME and not _xs_datetime(text.strip()):
+        return f"{el.tag} is not an xs:dateTime"
+    if el.tag in REPORT_NUMBER and not text.strip().isdigit():
+        return f"{el.tag} is not a report number"
+    if el.tag in NOT_EMPTY and not text.strip():
+        return f"{el.tag} is empty"
+    return None
 
 
 def check_sequence(el: ET.Element) -> str | None:
-    """None when ``el`` and its descendants follow the sequences; else the problem."""
+    """None when ``el`` and its descendants follow the schema; else the problem."""
+    if el.tag in OPAQUE:
+        return None
     order = SEQUENCES.get(el.tag)
     if order is not None:
         last = -1
@@ -144,8 +246,9 @@ def check_sequence(el: ET.Element) -> str | None:
         for need in REQUIRED.get(el.tag, []):
             if el.find(need) is None:
                 return f"{el.tag} lacks {need}"
-    if el.tag in BOOLEAN and el.text not in ("true", "false"):
-        return f"{el.tag} is not a boolean"
+    problem = check_value(el)
+    if problem:
+        return problem
     for child in el:
         problem = check_sequence(child)
         if problem:

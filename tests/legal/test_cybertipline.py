@@ -17,7 +17,9 @@ from tests.legal.helpers import confirmed_case, wire_ncmec
 from tests.legal.ncmec_server import check_sequence, ncmec_server
 
 
-def _view(rt: Runtime, actor: str, media_id: str, case_id: str, full: bool) -> None:
+def _view(
+    rt: Runtime, actor: str, media_id: str, case_id: str, full: bool, item: str | None = None
+) -> None:
     with unit_of_work(rt.sessions) as s:
         record(
             s,
@@ -25,7 +27,7 @@ def _view(rt: Runtime, actor: str, media_id: str, case_id: str, full: bool) -> N
             "media.viewed",
             "media",
             media_id,
-            {"purpose": "review", "case": case_id, "full": full, "user_id": "01USER"},
+            {"purpose": "review", "case": case_id, "full": full, "user_id": "01USER", "item": item},
         )
 
 
@@ -36,9 +38,9 @@ def _by_account(filings: list[dict]) -> dict[str, dict]:
 def test_a_confirmed_case_is_reported_once_per_account_with_the_whole_workflow(rt, client):
     c = confirmed_case(rt, client)
     m1, m2 = c.media["p1"], c.media["p2"]
-    _view(rt, "user:mod", m1, c.case_id, True)  # a named reviewer opened the whole file
-    _view(rt, "user:mod", m2, c.case_id, False)  # only a blurred preview
-    _view(rt, "apikey:platform", m2, c.case_id, True)  # a machine is nobody
+    _view(rt, "user:mod", m1, c.case_id, True, "p1")  # a named reviewer opened the whole file
+    _view(rt, "user:mod", m2, c.case_id, False, "p2")  # only a blurred preview
+    _view(rt, "apikey:platform", m2, c.case_id, True, "p2")  # a machine is nobody
     with ncmec_server() as (url, server):
         wire_ncmec(rt, url, c.data)
         r = client.post(f"/v1/legal/cases/{c.case_id}/cybertipline", headers=c.legal, json={})
@@ -46,7 +48,9 @@ def test_a_confirmed_case_is_reported_once_per_account_with_the_whole_workflow(r
         filings = _by_account(r.json())
         assert set(filings) == {"acc-a", "acc-b"}
         assert all(f["state"] == "drafted" and f["environment"] == "test" for f in filings.values())
-        assert filings["acc-a"]["escalate"] is True  # a parent reported
+        # A parent reported: the queue suggests escalation, but nobody gave a reason.
+        assert filings["acc-a"]["escalate"] is False
+        assert filings["acc-a"]["escalation_reason"] is None
         for f in filings.values():
             r = client.post(f"/v1/legal/filings/{f['id']}/submit", headers=c.legal)
             assert r.status_code == 200, r.text

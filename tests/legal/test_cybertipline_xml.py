@@ -21,7 +21,7 @@ def _report(**kw) -> ct.Report:
         incident=ct.Incident(
             ct.IncidentType.ONLINE_ENTICEMENT,
             "Social",
-            True,
+            ct.escalation_text(ct.EscalationReason.ONGOING_ABUSE),
             (ct.ReportAnnotation.SEXTORTION,),
             WHEN,
         ),
@@ -56,6 +56,10 @@ def test_a_chat_only_enticement_report_follows_the_schema():
         "priorCTReports",
         "accountPermanentlyDisabled",
     ]
+    assert root.findtext("personOrUserReported/priorCTReports") == "111"  # the number itself
+    assert root.findtext("incidentSummary/escalateToHighPriority") == (
+        "The abuse or exploitation appears to be ongoing."
+    )
     assert root.findtext("incidentSummary/reportAnnotations/sextortion") == ""  # empty element
     assert root.find("incidentSummary/reportAnnotations/sextortion") is not None
     assert root.findtext("incidentSummary/incidentDateTime") == "2026-05-01T12:00:00Z"

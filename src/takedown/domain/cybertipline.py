@@ -6,10 +6,15 @@ report with code 4100. Each builder below appends children in the order the sche
 lists them (docs/integrations/cybertipline.md repeats the list), and leaves out what
 is unknown rather than sending empty elements.
 
-Two rules the law and the courts add:
+Rules the schema, the law and the courts add:
 - ``fileViewedByEsp`` is true only when a named person at the company opened the
   **whole** file (US v. Wilson, 9th Cir. 2021): :func:`viewed_in_full` decides it from
-  the audit trail's ``media.viewed`` events, never from a hash match.
+  the audit trail's ``media.viewed`` events, never from a hash match, and by default
+  only from a view of *the reported account's own* copy (:class:`ViewedScope`).
+- ``escalateToHighPriority`` is not a flag: NCMEC escalates on any text in it and reads
+  the text as the reason. It is sent only with a reason a person recorded
+  (:class:`EscalationReason`, :func:`escalation_text`), never ``true``/``false``.
+- ``priorCTReports`` is a repeated element whose text is the earlier report's number.
 - ``industryClassification`` and ``potentialMeme`` only on files whose relevance is
   ``Reported``.
 """
@@ -61,6 +66,37 @@ class IpEvent(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class EscalationReason(StrEnum):
+    """Why a report asks NCMEC for high priority: a person's judgement, never a default."""
+
+    IMMINENT_DANGER = "imminent_danger"
+    CHILD_IDENTIFIABLE = "child_identifiable"
+    ONGOING_ABUSE = "ongoing_abuse"
+
+
+ESCALATION_SENTENCES: dict[EscalationReason, str] = {
+    EscalationReason.IMMINENT_DANGER: "A child appears to be in imminent danger.",
+    EscalationReason.CHILD_IDENTIFIABLE: "The child depicted appears to be identifiable.",
+    EscalationReason.ONGOING_ABUSE: "The abuse or exploitation appears to be ongoing.",
+}
+ESCALATION_NOTE_MAX = 500
+
+
+class ViewedScope(StrEnum):
+    """Which full views make ``fileViewedByEsp`` true in one account's report.
+
+    ``account`` (default): only a view of the file *as posted by that account* (one of
+    its items), per United States v. Wilson (9th Cir. 2021) — the government's view
+    exceeds the private search when nobody at the provider viewed that person's own
+    file; a hash match or a view of someone else's identical copy is not enough.
+    ``file``: any full view of the same bytes counts (some circuits, e.g. the 6th in
+    United States v. Miller, 2020, accepted an earlier view of an identical file).
+    Counsel chooses (``TAKEDOWN_NCMEC_VIEWED_SCOPE``)."""
+
+    ACCOUNT = "account"
+    FILE = "file"
+
+
 REPORTABLE = frozenset({Category.CSAM, Category.MINOR_EXPLOITATION})
 
 
@@ -85,7 +121,7 @@ class IpCapture:
 class Incident:
     incident_type: IncidentType
     platform: str | None
-    escalate_to_high_priority: bool
+    escalate_to_high_priority: str | None  # the reason sentence; None: not escalated
     annotations: tuple[ReportAnnotation, ...]
     date_time: datetime
     date_time_description: str | None = None
@@ -126,6 +162,7 @@ class Victim:
     esp_identifier: str | None = None
     screen_name: str | None = None
     additional_info: str | None = None
+    prior_report_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,15 +227,65 @@ def suggest_escalation(categories: Iterable[Category], roles: Iterable[ReporterR
     return bool(urgent & set(roles))
 
 
-def viewed_in_full(views: Iterable[tuple[str, Mapping[str, object]]]) -> bool:
+def escalation_text(reason: EscalationReason | None, note: str | None = None) -> str | None:
+    """The ``escalateToHighPriority`` text: the reason as a sentence, then the person's
+    note. None (no element at all) without a reason: a suggestion is not a reason."""
+    if reason is None:
+        if note and note.strip():
+            raise InvalidRequest(
+                "An escalation note needs an escalation reason "
+                f"({', '.join(r.value for r in EscalationReason)}).",
+                code="escalation_reason_required",
+            )
+        return None
+    text = ESCALATION_SENTENCES[reason]
+    extra = " ".join((note or "").split())
+    if len(extra) > ESCALATION_NOTE_MAX:
+        raise InvalidRequest(
+            f"The escalation note is at most {ESCALATION_NOTE_MAX} characters.",
+            code="invalid_escalation_note",
+        )
+    return f"{text} {extra}" if extra else text
+
+
+def viewed_in_full(
+    views: Iterable[tuple[str, Mapping[str, object]]],
+    scope: ViewedScope = ViewedScope.FILE,
+    items: Iterable[str] = (),
+) -> bool:
     """True when any ``media.viewed`` event (actor, details) is a full view by a named
     person: actor ``user:<username>`` and ``details["full"] is True``. Machines (API
-    keys, ``system``) and partial views (a blurred preview, a thumbnail) never count."""
+    keys, ``system``) and partial views (a blurred preview, a thumbnail) never count.
+
+    Under :attr:`ViewedScope.ACCOUNT` the view must also name (``details["item"]``) one
+    of ``items``: the reported account's items carrying the file. A view that names no
+    item (older events) is not attributable to anyone's copy and counts only under
+    :attr:`ViewedScope.FILE`."""
+    own = set(items)
     for actor, details in views:
         kind, _, name = actor.partition(":")
-        if kind == "user" and name.strip() and details.get("full") is True:
+        if not (kind == "user" and name.strip() and details.get("full") is True):
+            continue
+        if scope is ViewedScope.FILE or details.get("item") in own:
             return True
     return False
+
+
+def prior_reports(found: Iterable[tuple[datetime | None, str | None]]) -> tuple[str, ...]:
+    """Earlier finished reports (finished at, NCMEC report id) named once each, oldest
+    first; reports without a number are left out."""
+    seen: dict[str, datetime] = {}
+    floor = datetime.min.replace(tzinfo=UTC)
+    for at, rid in found:
+        rid = (rid or "").strip()
+        if not rid:
+            continue
+        when = at if at is not None else floor
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if rid not in seen or when < seen[rid]:
+            seen[rid] = when
+    return tuple(sorted(seen, key=lambda r: (seen[r], r)))
 
 
 def check_report(report: Report) -> None:
@@ -289,7 +376,7 @@ def _incident(root: ET.Element, i: Incident) -> None:
     summary = ET.SubElement(root, "incidentSummary")
     _text(summary, "incidentType", i.incident_type.value)
     _text(summary, "platform", i.platform)
-    _text(summary, "escalateToHighPriority", _bool(i.escalate_to_high_priority))
+    _text(summary, "escalateToHighPriority", (i.escalate_to_high_priority or "").strip() or None)
     if i.annotations:
         notes = ET.SubElement(summary, "reportAnnotations")
         for a in ReportAnnotation:
@@ -317,10 +404,7 @@ def _reported_user(root: ET.Element, u: ReportedUser) -> None:
     _text(el, "profileUrl", u.profile_url)
     for ip in u.ip_captures:
         _ip(el, ip)
-    if u.prior_report_ids:
-        prior = ET.SubElement(el, "priorCTReports")
-        for rid in u.prior_report_ids:
-            _text(prior, "reportId", rid)
+    _prior(el, u.prior_report_ids)
     if u.temporarily_disabled is not None:
         _text(el, "accountTemporarilyDisabled", _bool(u.temporarily_disabled))
     if u.permanently_disabled is not None:
@@ -334,7 +418,15 @@ def _victim(root: ET.Element, v: Victim) -> None:
         _person(el, "victimPerson", v.person)
     _text(el, "espIdentifier", v.esp_identifier)
     _text(el, "screenName", v.screen_name)
+    _prior(el, v.prior_report_ids)
     _text(el, "additionalInfo", v.additional_info)
+
+
+def _prior(parent: ET.Element, report_ids: Iterable[str]) -> None:
+    """``<priorCTReports>100001</priorCTReports>`` once per earlier report: the schema's
+    repeated element holding the report number itself (no child element)."""
+    for rid in report_ids:
+        _text(parent, "priorCTReports", rid)
 
 
 def _person(parent: ET.Element, tag: str, p: Person) -> None:

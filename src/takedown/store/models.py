@@ -572,6 +572,10 @@ class LegalFiling(Base):
     environment: Mapped[str | None] = mapped_column(String(16), nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why legal escalated (domain.cybertipline.EscalationReason) and their note; sent
+    # as the text of escalateToHighPriority. None: not escalated.
+    escalation_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    escalation_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     prior_report_ids: Mapped[str] = mapped_column(Text, default="[]")  # JSON
     report_xml: Mapped[str | None] = mapped_column(Text, nullable=True)  # exactly as sent
     attempts: Mapped[int] = mapped_column(Integer, default=0)

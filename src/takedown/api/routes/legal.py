@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from takedown.api.auth import require, runtime
 from takedown.domain.access import Permission, Principal
+from takedown.domain.cybertipline import ESCALATION_NOTE_MAX, EscalationReason
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
 from takedown.services.legal.cybertipline import ExchangeView, FilingView
@@ -22,8 +23,21 @@ router = APIRouter(prefix="/legal", tags=["legal"])
 
 class CyberTiplineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    escalation_reason: EscalationReason | None = Field(
+        None,
+        description="Why NCMEC should treat the reports as high priority; sent as the "
+        "text of escalateToHighPriority. Leave out: not escalated (the queue's "
+        "suggestion is not a reason).",
+    )
+    escalation_note: str | None = Field(
+        None,
+        max_length=ESCALATION_NOTE_MAX,
+        description="Free text added after the reason's sentence (needs a reason).",
+    )
     escalate_to_high_priority: bool | None = Field(
-        None, description="Override the suggested escalateToHighPriority flag."
+        None,
+        description="Deprecated: false means no escalation; true needs escalation_reason "
+        "(else 422 escalation_reason_required).",
     )
 
 
@@ -71,8 +85,23 @@ def draft_cybertipline(
     p: Principal = Depends(require(Permission.LEGAL_FILE)),
     rt: Runtime = Depends(runtime),
 ) -> list[FilingView]:
-    escalate = body.escalate_to_high_priority if body else None
-    return rt.cybertipline.draft(case_id, p, escalate=escalate)
+    reason = body.escalation_reason if body else None
+    note = body.escalation_note if body else None
+    flag = body.escalate_to_high_priority if body else None
+    if flag is True and reason is None:
+        raise InvalidRequest(
+            "Escalating needs a reason: give escalation_reason ("
+            + ", ".join(r.value for r in EscalationReason)
+            + ").",
+            code="escalation_reason_required",
+        )
+    if flag is False and reason is not None:
+        raise InvalidRequest(
+            "escalate_to_high_priority is false but an escalation_reason is given; "
+            "send one or the other.",
+            code="escalation_conflict",
+        )
+    return rt.cybertipline.draft(case_id, p, escalation_reason=reason, escalation_note=note)
 
 
 @router.post(

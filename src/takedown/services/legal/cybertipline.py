@@ -3,6 +3,15 @@
     drafted ──submit──▶ submitted ──upload, fileinfo per file──▶ … ──finish──▶ finished
        │                    │                                   (preservation starts)
        └──── retract ───────┴──▶ retracted             any step ──▶ failed (a person looks)
+       │                    │
+       └── schema check ────┴──▶ invalid (nothing more is sent; a person fixes the data,
+                                  then submits again or retracts and drafts anew)
+
+Checked before it leaves: the report XML is checked against the schema's rules
+(``domain/cybertipline_schema``) when drafted and again just before ``/submit``, and
+each ``fileDetails`` just before ``/fileinfo``. A document that breaks a rule is not
+sent: the filing becomes ``invalid`` with ``last_error`` naming the element and the
+rule, and a ``cybertipline.invalid`` audit event.
 
 One report per reported account of the case, covering all of that account's media in
 the case. The report XML is built once, at drafting, and stored: what is sent is what
@@ -31,11 +40,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
 from takedown.domain import cybertipline as ct
+from takedown.domain import cybertipline_schema as schema
 from takedown.domain.access import Principal
 from takedown.domain.cases import FileAnnotation, IndustryClassification, Outcome
 from takedown.domain.reports import Category, ReporterRole
@@ -88,6 +98,7 @@ class FilerSettings:
     legal_url: str | None = None
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(hours=1)
+    viewed_scope: ct.ViewedScope = ct.ViewedScope.ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class FilingView:
     environment: str | None
     external_id: str | None
     escalate: bool
+    escalation_reason: str | None
+    escalation_note: str | None
     prior_report_ids: list[str]
     attempts: int
     next_attempt_at: datetime
@@ -133,7 +146,7 @@ class ExchangeView:
     error: str | None
 
 
-LIVE = ("drafted", "submitted", "failed", "finished")
+LIVE = ("drafted", "submitted", "failed", "invalid", "finished")
 
 
 def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
@@ -171,9 +184,20 @@ class CyberTiplineService:
 
     # -- drafting ------------------------------------------------------------------------
     def draft(
-        self, case_id: str, principal: Principal, *, escalate: bool | None = None
+        self,
+        case_id: str,
+        principal: Principal,
+        *,
+        escalation_reason: ct.EscalationReason | None = None,
+        escalation_note: str | None = None,
     ) -> list[FilingView]:
-        """One report per reported account of a confirmed case, each not yet filed."""
+        """One report per reported account of a confirmed case, each not yet filed.
+
+        ``escalateToHighPriority`` is sent only with the reason legal gives here (the
+        queue's suggestion is not a reason); each report is checked against the schema
+        and lands ``invalid`` (never sent) when it breaks a rule."""
+        escalated = ct.escalation_text(escalation_reason, escalation_note)
+        note = " ".join((escalation_note or "").split()) or None
         with unit_of_work(self._sessions) as s:
             case = _case(s, case_id, for_update=True)
             cats = {Category(c) for c in case.categories.split(",") if c}
@@ -183,11 +207,6 @@ class CyberTiplineService:
                     "exploitation of a minor is reported to the CyberTipline.",
                     code="not_reportable",
                 )
-            roles = {
-                ReporterRole(r)
-                for r in s.scalars(select(Report.reporter_role).where(Report.case_id == case.id))
-            }
-            escalated = ct.suggest_escalation(cats, roles) if escalate is None else escalate
             groups = _items_by_account(s, case.id)
             created = []
             for subject, items in groups.items():
@@ -202,7 +221,9 @@ class CyberTiplineService:
                     dedupe_key=key,
                     state="drafted",
                     environment=self._settings.environment,
-                    escalate=escalated,
+                    escalate=escalated is not None,
+                    escalation_reason=escalation_reason.value if escalation_reason else None,
+                    escalation_note=note if escalation_reason else None,
                     prior_report_ids=json.dumps(
                         list(report.reported_user.prior_report_ids) if report.reported_user else []
                     ),
@@ -223,8 +244,18 @@ class CyberTiplineService:
                     "cybertipline.drafted",
                     "case",
                     case.public_id,
-                    {"filing": filing.public_id, "account": subject, "escalate": escalated},
+                    {
+                        "filing": filing.public_id,
+                        "account": subject,
+                        "escalate": escalated is not None,
+                        "escalation_reason": filing.escalation_reason,
+                        "escalation_note": filing.escalation_note,
+                        "prior_reports": list(
+                            report.reported_user.prior_report_ids if report.reported_user else []
+                        ),
+                    },
                 )
+                _check_schema(s, filing, "report", filing.report_xml or "", principal.actor)
                 created.append(filing.id)
             if not created:
                 raise Conflict(
@@ -246,7 +277,7 @@ class CyberTiplineService:
         cats: set[Category],
         subject: str,
         items: list[Item],
-        escalate: bool,
+        escalate: str | None,
     ) -> ct.Report:
         cfg = self._settings
         posted = [i.posted_at for i in items if i.posted_at is not None]
@@ -263,23 +294,12 @@ class CyberTiplineService:
         )
         reported = None
         if account is not None:
-            prior = tuple(
-                s.scalars(
-                    select(LegalFiling.external_id)
-                    .where(
-                        LegalFiling.body == "ncmec",
-                        LegalFiling.subject == subject,
-                        LegalFiling.state == "finished",
-                        LegalFiling.case_id != case.id,
-                    )
-                    .order_by(LegalFiling.finished_at)
-                )
-            )
+            prior = _prior_report_ids(s, subject, [i.id for i in items])
             reported = ct.ReportedUser(
                 esp_identifier=account.platform_id,
                 esp_service=cfg.platform_name,
                 screen_name=account.handle,
-                prior_report_ids=tuple(p for p in prior if p),
+                prior_report_ids=prior,
                 # Disabled by Takedown's measure or by the platform itself.
                 temporarily_disabled="suspended" in (account.status, account.platform_status)
                 or None,
@@ -394,6 +414,8 @@ class CyberTiplineService:
                             code="media_bytes_unavailable",
                             media=media.public_id,
                         )
+            if f.external_id is None and _check_schema(s, f, "report", f.report_xml or "", actor):
+                return _view(s, f)  # never sent: the report breaks the schema
             f.state = "submitted" if f.external_id else "drafted"
             f.attempts += 1
             f.next_attempt_at = now + CLAIM_LEASE
@@ -484,6 +506,8 @@ class CyberTiplineService:
                     details = ct.file_details_xml(
                         report_id, ff.ncmec_file_id or "", self._file_report(s, pid, ff)
                     )
+                if self._invalid_details(pid, details, actor):
+                    return
                 ex = client.fileinfo(details)
                 if not self._after(pid, ex, actor, now):
                     return
@@ -550,6 +574,13 @@ class CyberTiplineService:
             )
             return False
 
+    def _invalid_details(self, pid: str, details: str, actor: str) -> bool:
+        """Check one ``fileDetails`` before ``/fileinfo``; True (and the filing
+        ``invalid``) when it breaks the schema."""
+        with unit_of_work(self._sessions) as s:
+            f = _filing(s, pid, for_update=True)
+            return _check_schema(s, f, "fileDetails", details, actor)
+
     def _schedule(self, s: Session, f: LegalFiling, actor: str, now: datetime) -> None:
         delay = backoff(f.attempts, self._settings.retry_base, self._settings.retry_cap)
         if f.external_id and f.submitted_at is not None:
@@ -602,6 +633,7 @@ class CyberTiplineService:
             .where(Account.platform_id == f.subject if f.subject else Item.account_id.is_(None))
             .order_by(Item.posted_at)
         ).all()
+        own_items = _items_of_subject(s, f.subject, media.id)
         views = [
             (a, json.loads(d))
             for a, d in s.execute(
@@ -619,7 +651,7 @@ class CyberTiplineService:
             original_file_name=None,
             uploaded_at=min(posted) if posted else None,
             location=next((u for u, _ in items if u), None),
-            viewed_by_esp=ct.viewed_in_full(views),
+            viewed_by_esp=ct.viewed_in_full(views, self._settings.viewed_scope, own_items),
             publicly_available=True,
             annotations=tuple(FileAnnotation(a) for a in review.get("annotations", [])),
             classification=IndustryClassification(review["classification"])
@@ -763,6 +795,81 @@ def _restart(s: Session, f: LegalFiling, actor: str, now: datetime, why: str) ->
     )
 
 
+def _check_schema(s: Session, f: LegalFiling, document: str, xml: str, actor: str) -> bool:
+    """True when ``xml`` breaks the schema: the filing is then ``invalid``, with the
+    element and the rule in ``last_error`` and a ``cybertipline.invalid`` audit event."""
+    check = schema.check_report_xml if document == "report" else schema.check_file_details_xml
+    problem = check(xml)
+    if problem is None:
+        return False
+    f.state, f.last_code = "invalid", None
+    f.last_error = f"{document} fails the CyberTipline schema at {problem}"
+    f.updated_at = utcnow()
+    record(
+        s,
+        actor,
+        "cybertipline.invalid",
+        "case",
+        _case_pid(s, f),
+        {
+            "filing": f.public_id,
+            "document": document,
+            "element": problem.path,
+            "rule": problem.rule,
+        },
+    )
+    return True
+
+
+def _prior_report_ids(s: Session, subject: str, item_ids: list[int]) -> tuple[str, ...]:
+    """Every earlier finished CyberTipline report about the same account or about the
+    same files (the same bytes by SHA-256 or MD5 in any finished report: another case's,
+    or this case's report about another account, e.g. a later copy that joined the
+    confirmed case), once each, oldest first. The report being drafted is not finished,
+    so it never names itself."""
+    media = _media_of(s, item_ids)
+    shas = {m.sha256 for m in media if m.sha256}
+    md5s = {m.md5 for m in media if m.md5}
+    done = (
+        LegalFiling.body == "ncmec",
+        LegalFiling.state == "finished",
+        LegalFiling.external_id.is_not(None),
+    )
+    found = list(
+        s.execute(
+            select(LegalFiling.finished_at, LegalFiling.external_id).where(
+                *done, LegalFiling.subject == subject
+            )
+        ).all()
+    )
+    same_bytes = []
+    if shas:
+        same_bytes.append(Media.sha256.in_(sorted(shas)))
+    if md5s:
+        same_bytes.append(Media.md5.in_(sorted(md5s)))
+    if same_bytes:
+        found += s.execute(
+            select(LegalFiling.finished_at, LegalFiling.external_id)
+            .join(LegalFilingFile, LegalFilingFile.filing_id == LegalFiling.id)
+            .join(Media, Media.id == LegalFilingFile.media_id)
+            .where(*done, or_(*same_bytes))
+        ).all()
+    return ct.prior_reports((at, rid) for at, rid in found)
+
+
+def _items_of_subject(s: Session, subject: str, media_id: int) -> list[str]:
+    """The platform ids of the reported account's items (in any case) that carry the
+    file: the copies a view must have been of to count under the ``account`` scope."""
+    stmt = (
+        select(Item.platform_id)
+        .join(ItemMedia, ItemMedia.item_id == Item.id)
+        .outerjoin(Account, Account.id == Item.account_id)
+        .where(ItemMedia.media_id == media_id)
+    )
+    stmt = stmt.where(Account.platform_id == subject if subject else Item.account_id.is_(None))
+    return list(s.scalars(stmt))
+
+
 def _items_by_account(s: Session, case_id: int) -> dict[str, list[Item]]:
     groups: dict[str, list[Item]] = {}
     for item, account in s.execute(
@@ -834,6 +941,8 @@ def _view(s: Session, f: LegalFiling) -> FilingView:
         environment=f.environment,
         external_id=f.external_id,
         escalate=f.escalate,
+        escalation_reason=f.escalation_reason,
+        escalation_note=f.escalation_note,
         prior_report_ids=json.loads(f.prior_report_ids or "[]"),
         attempts=f.attempts,
         next_attempt_at=f.next_attempt_at,
@@ -896,6 +1005,7 @@ def cybertipline_service(
             reporter_last_name=settings.ncmec_reporter_last_name,
             terms_of_service_url=settings.ncmec_terms_of_service_url,
             legal_url=settings.ncmec_legal_url,
+            viewed_scope=ct.ViewedScope(settings.ncmec_viewed_scope),
         ),
         factory,
         StoredMediaBytes(sessions, blobs),

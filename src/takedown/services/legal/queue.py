@@ -39,6 +39,9 @@ class ReportedTo:
     subject: str  # the reported account ("" for the whole case)
     state: str
     filing_id: str
+    # Why a filing stopped (``invalid``: the element and schema rule; ``failed``:
+    # NCMEC's answer), for the person who fixes it.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,18 @@ class LegalService:
             entries = [e for e in entries if e.needs_report]
         return sorted(entries, key=lambda e: (not e.escalate_to_high_priority, e.knowledge_at))
 
+    def entry_for(self, case_id: str, now: datetime | None = None) -> LegalQueueEntry | None:
+        """One case's queue entry (reported or not), or None when it is not a confirmed
+        reportable case."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            case = s.scalars(select(Case).where(Case.public_id == case_id)).first()
+            if case is None or case.outcome != Outcome.VIOLATION.value:
+                return None
+            if not {Category(x) for x in case.categories.split(",") if x} & REPORTABLE:
+                return None
+            return self._entry(s, case, now)
+
     def _entry(self, s: Session, case: Case, now: datetime) -> LegalQueueEntry:
         cats = {Category(c) for c in case.categories.split(",") if c}
         roles = {
@@ -113,7 +128,15 @@ class LegalService:
             needs_report=needs,
             accounts_unreported=[] if nca else unreported,
             reported_to=[
-                ReportedTo(f.body, f.external_id, f.subject, f.state, f.public_id) for f in filings
+                ReportedTo(
+                    f.body,
+                    f.external_id,
+                    f.subject,
+                    f.state,
+                    f.public_id,
+                    f.last_error if f.state in ("invalid", "failed") else None,
+                )
+                for f in filings
             ],
             report_finished_at=max(finished) if finished and not needs else None,
         )

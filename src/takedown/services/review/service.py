@@ -45,6 +45,7 @@ from takedown.store import repositories as repo
 from takedown.store.blobs import BlobStore
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
+    Account,
     AuditEvent,
     Bank,
     BankEntry,
@@ -461,10 +462,23 @@ class ReviewService:
 
     # -- media for review ---------------------------------------------------------------
     def view_media(
-        self, case_id: str, media_id: str, principal: Principal, *, purpose: str, full: bool
+        self,
+        case_id: str,
+        media_id: str,
+        principal: Principal,
+        *,
+        purpose: str,
+        full: bool,
+        item_id: str | None = None,
     ) -> MediaBytes:
         """The bytes of one of the case's media, for a person allowed to see them; the
-        serving is written to the audit log in the same transaction."""
+        serving is written to the audit log in the same transaction.
+
+        The view names the item (and its account) whose copy was shown: ``item_id`` when
+        the console says which item the file is seen in, else the case's only item
+        carrying it. With several such items and none named, the view names no item and
+        counts for no particular account (``fileViewedByEsp`` under the ``account``
+        scope, see domain/cybertipline.ViewedScope)."""
         if not may_view_media(principal):
             raise Forbidden("This account may not see media.", code="forbidden")
         if purpose not in MEDIA_PURPOSES:
@@ -485,6 +499,7 @@ class ReviewService:
                     "Only the hash of this media is known; no file was sent.",
                     code="media_not_stored",
                 )
+            item, account = _viewed_item(s, case.id, media.id, item_id)
             info = self._blobs.info(s, media.blob_id)
             data = self._blobs.get(s, media.blob_id)
             record(
@@ -498,6 +513,8 @@ class ReviewService:
                     "case": case.public_id,
                     "full": full,
                     "user_id": principal.id,
+                    "item": item,
+                    "account": account,
                 },
             )
             return MediaBytes(media.public_id, media.media_type, info.content_type, data)
@@ -643,3 +660,27 @@ def _locked(lock: CaseLock) -> Conflict:
         holder=lock.username,
         until=lock.expires_at.isoformat(),
     )
+
+
+def _viewed_item(
+    s: Session, case_id: int, media_id: int, item_id: str | None
+) -> tuple[str | None, str | None]:
+    """(item platform id, its account's platform id) whose copy of the file is shown:
+    the named item (which must be one of the case's items carrying the file), else the
+    only such item, else (None, None)."""
+    rows = s.execute(
+        select(Item.platform_id, Account.platform_id)
+        .join(ItemMedia, ItemMedia.item_id == Item.id)
+        .join(CaseItem, CaseItem.item_id == Item.id)
+        .outerjoin(Account, Account.id == Item.account_id)
+        .where(CaseItem.case_id == case_id, ItemMedia.media_id == media_id)
+        .order_by(Item.id)
+    ).all()
+    if item_id:
+        for item, account in rows:
+            if item == item_id:
+                return item, account
+        raise NotFound("This media is not on that item of the case.", code="media_not_found")
+    if len(rows) == 1:
+        return rows[0][0], rows[0][1]
+    return None, None

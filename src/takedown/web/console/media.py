@@ -4,7 +4,9 @@ Who: ``may_view_media`` (moderators, specialists, legal, admins; never an API ke
 How: through signed links (see security.py) that expire in minutes and work only in
 the session that received them. Every serving, blurred or full, writes a
 ``media.viewed`` audit event with its purpose; ``full`` is true only when the sharp
-file itself was sent (a reveal), which is what ``fileViewedByEsp`` may rely on.
+file itself was sent (a reveal), which is what ``fileViewedByEsp`` may rely on. A reveal
+names the item whose copy is shown (the media card's "as posted in" choice, or its only
+item), so the view counts for that item's account (domain/cybertipline.ViewedScope).
 """
 
 from __future__ import annotations
@@ -46,9 +48,17 @@ class MediaLinks:
     reveal: str  # POST here to get a link to the full file
 
 
-def _url(rt: Runtime, v: Visitor, case_id: str, media_id: str, purpose: str, full: bool) -> str:
+def _url(
+    rt: Runtime,
+    v: Visitor,
+    case_id: str,
+    media_id: str,
+    purpose: str,
+    full: bool,
+    item: str = "",
+) -> str:
     expires = int(time.time()) + rt.settings.console_media_link_seconds
-    token = sign_media_link(v.token, MediaLink(case_id, media_id, purpose, full, expires))
+    token = sign_media_link(v.token, MediaLink(case_id, media_id, purpose, full, expires, item))
     return f"/console/m/{token}"
 
 
@@ -78,7 +88,8 @@ def reveal(request: Request, case_id: str, media_id: str, v: Visitor = Depends(p
     purpose = v.text("purpose", 40) or "review"
     if purpose not in MEDIA_PURPOSES:
         raise InvalidRequest(f"Unknown purpose {purpose[:40]!r}.", code="invalid_purpose")
-    url = _url(runtime(request), v, case_id, media_id, purpose, True)
+    item = v.text("item", 200).strip()
+    url = _url(runtime(request), v, case_id, media_id, purpose, True, item)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"url": url}, headers=SECURITY_HEADERS)
     return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
@@ -90,7 +101,12 @@ def serve(request: Request, token: str, v: Visitor = Depends(visitor)) -> Respon
     rt = runtime(request)
     link = read_media_link(v.token, token)
     got = rt.review.view_media(
-        link.case_id, link.media_id, v.principal, purpose=link.purpose, full=link.full
+        link.case_id,
+        link.media_id,
+        v.principal,
+        purpose=link.purpose,
+        full=link.full,
+        item_id=link.item or None,
     )
     if not link.full:
         wellness = rt.review.reviewer(v.principal).wellness

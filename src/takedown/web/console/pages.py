@@ -14,9 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.domain.access import Permission
 from takedown.domain.cases import CaseState, Outcome
+from takedown.domain.cybertipline import ESCALATION_NOTE_MAX, EscalationReason
 from takedown.domain.reports import Category
 from takedown.domain.review import BLUR_MAX, BLUR_MIN, BREAK_MAX, BREAK_MIN, MEDIA_PURPOSES
-from takedown.errors import InvalidRequest, TakedownError, Unauthenticated
+from takedown.errors import Forbidden, InvalidRequest, TakedownError, Unauthenticated
+from takedown.runtime import Runtime
 from takedown.web.console.media import media_links
 from takedown.web.console.render import ConsoleRoute, page
 from takedown.web.console.security import (
@@ -56,7 +58,16 @@ NOTICES = {
     "settings": "Your settings are saved.",
     "password": "Your password is changed; your other sign-ins were ended.",
     "break": "Welcome back. A new stretch of review starts now.",
+    "drafted": "CyberTipline reports drafted: one per reported account. Check each, then "
+    "submit it.",
 }
+# The CyberTipline draft form's escalation choice (domain.cybertipline.EscalationReason).
+ESCALATION_CHOICES = (
+    ("", "Do not escalate"),
+    (EscalationReason.IMMINENT_DANGER.value, "A child is in imminent danger"),
+    (EscalationReason.CHILD_IDENTIFIABLE.value, "The child depicted is identifiable"),
+    (EscalationReason.ONGOING_ABUSE.value, "The abuse or exploitation is ongoing"),
+)
 OUTCOMES = (
     (Outcome.VIOLATION.value, "Violation: remove every copy", "1"),
     (Outcome.NO_VIOLATION.value, "No violation: restore", "2"),
@@ -187,6 +198,7 @@ def _case_page(
     notice: str = "",
     form_error: str = "",
     form_values: dict[str, str] | None = None,
+    legal_error: str = "",
     status: int = 200,
 ) -> Response:
     rt = runtime(request)
@@ -204,6 +216,7 @@ def _case_page(
         None,
     )
     wellness = rt.review.reviewer(v.principal).wellness
+    legal = _legal_context(rt, case_id, v)
     links = media_links(rt, v, case_id, media, _default_purpose(detail.state, v), wellness)
     return page(
         "case.html",
@@ -229,8 +242,21 @@ def _case_page(
             decided=detail.state == CaseState.DECIDED.value,
             identity=v.can(Permission.REPORTER_IDENTITY),
             lock_minutes=int(rt.review.lock_ttl.total_seconds() // 60),
+            legal_error=legal_error,
+            escalation_choices=ESCALATION_CHOICES,
+            **legal,
         ),
     )
+
+
+def _legal_context(rt: Runtime, case_id: str, v: Visitor) -> dict[str, Any]:
+    """For legal staff: the case's CyberTipline filings and whether the queue suggests
+    escalating (a suggestion only: the reason is theirs to give)."""
+    if not v.can(Permission.LEGAL_READ):
+        return {"filings": [], "legal_entry": None}
+    entry = rt.legal.entry_for(case_id)
+    filings = rt.cybertipline.for_case(case_id) if entry is not None else []
+    return {"filings": filings, "legal_entry": entry}
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -277,6 +303,32 @@ def decide(request: Request, case_id: str, v: Visitor = Depends(poster)) -> Resp
             request, case_id, v, form_error=exc.message, form_values=typed, status=exc.status
         )
     return _back(case_id, "decided")
+
+
+@router.post("/cases/{case_id}/cybertipline")
+def draft_cybertipline(request: Request, case_id: str, v: Visitor = Depends(poster)) -> Response:
+    """Legal drafts the case's CyberTipline reports, escalated only with a reason."""
+    if not v.can(Permission.LEGAL_FILE):
+        raise Forbidden("Only legal staff file reports.", code="forbidden")
+    choice = v.text("escalation_reason", 40).strip()
+    note = v.text("escalation_note", ESCALATION_NOTE_MAX).strip() or None
+    if choice and choice not in {r.value for r in EscalationReason}:
+        return _case_page(request, case_id, v, legal_error="Unknown escalation reason.", status=422)
+    reason = EscalationReason(choice) if choice else None
+    try:
+        if reason is None and note:
+            raise InvalidRequest(
+                "Choose why the report is escalated, or leave the note empty.",
+                code="escalation_reason_required",
+            )
+        runtime(request).cybertipline.draft(
+            case_id, v.principal, escalation_reason=reason, escalation_note=note
+        )
+    except TakedownError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return _case_page(request, case_id, v, legal_error=exc.message, status=exc.status)
+    return _back(case_id, "drafted")
 
 
 @router.post("/cases/{case_id}/escalate")

@@ -117,6 +117,7 @@ class MediaLink:
     purpose: str
     full: bool
     expires: int  # unix seconds
+    item: str = ""  # the item whose copy is shown ("" when not said)
 
 
 def _b64(data: bytes) -> str:
@@ -128,7 +129,9 @@ def _unb64(text: str) -> bytes:
 
 
 def sign_media_link(session_token: str, link: MediaLink) -> str:
-    payload = f"{link.case_id}|{link.media_id}|{link.purpose}|{int(link.full)}|{link.expires}"
+    payload = (
+        f"{link.case_id}|{link.media_id}|{link.purpose}|{int(link.full)}|{link.expires}|{link.item}"
+    )
     mac = hmac.new(
         _derive(session_token, b"takedown-console-media"), payload.encode(), hashlib.sha256
     ).digest()
@@ -152,8 +155,8 @@ def read_media_link(session_token: str, token: str, now: float | None = None) ->
     if not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), given):
         raise gone
     try:
-        case_id, media_id, purpose, full, expires = payload.decode().split("|")
-        link = MediaLink(case_id, media_id, purpose, full == "1", int(expires))
+        case_id, media_id, purpose, full, expires, item = payload.decode().split("|", 5)
+        link = MediaLink(case_id, media_id, purpose, full == "1", int(expires), item)
     except (ValueError, UnicodeDecodeError):
         raise gone from None
     if link.expires < (time.time() if now is None else now):
