@@ -556,3 +556,31 @@ def test_the_submitter_needs_a_token(rt: Runtime, tmp_path: Path):
     with pytest.raises(Conflict) as err:
         DsaService(rt.sessions, Settings(data_dir=tmp_path, dsa_api_token=None)).submit_due()
     assert err.value.code == "dsa_not_configured"
+
+
+def test_the_console_shows_failed_statements_and_requeues_them(
+    rt: Runtime, client, dsadb: FakeDatabase
+):
+    from tests.console.helpers import csrf_of, sign_in
+
+    _confirm(rt, client, "c1", "ncii", "acct-c")
+    dsadb.retire("category", "STATEMENT_CATEGORY_CYBER_VIOLENCE")
+    run = rt.dsa.submit_due()
+    assert run.refused == run.created > 0
+    puid = _rows(rt)[0].puid
+    sign_in(client, "mod")
+    assert "/console/legal/dsa" not in client.get("/console/queue?team=mine").text
+    assert client.get("/console/legal/dsa").status_code == 403
+    sign_in(client, "legal")
+    page = client.get("/console/legal/dsa")
+    assert page.status_code == 200 and puid in page.text and "HTTP 422" in page.text
+    assert "The selected category is invalid." in page.text
+    dsadb.removed.clear()
+    done = client.post(
+        f"/console/legal/dsa/{puid}/retry",
+        data={"csrf": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "queued" in client.get(done.headers["location"]).text
+    assert rt.dsa.submit_due().submitted == 1 and puid in {st["puid"] for st in dsadb.stored}
