@@ -16,6 +16,12 @@ Checked on **2026-06-24** against the Commission's own sources:
 When the Commission changes a list, change it here (and ``LIST_VERSION``); the
 validator, the mapping in ``domain/statements.py`` and the tests follow.
 
+REQUIREMENTS.md (DSA, Art. 24(5)) names the required fields this module keeps, and
+category values of the older lists (``STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR``,
+``KEYWORD_IMAGE_BASED_SEXUAL_ABUSE``): the database refuses those since 1 July 2025,
+and every statement sent with them was answered 422 (issue #23); ``RETIRED`` maps
+them to today's values.
+
 ``validate_statement`` is stricter than the database in three ways, on purpose: a
 keyword must belong to the statement's category (or an additional category), fields
 the database would silently drop (unknown ones, the other ground's fields) are refused,

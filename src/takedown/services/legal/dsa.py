@@ -7,8 +7,9 @@ Each statement is checked against the database's current lists and rules
 (``domain/dsa_lists.py``) before it may leave: one that fails is ``failed`` at once.
 
 ``submit_due`` sends the pending ones, through the batch endpoint (up to 100 a call)
-when more than one is due. What happens to each (REQUIREMENTS: "without undue delay",
-and a refused statement must not go unnoticed):
+when more than one is due. REQUIREMENTS (Art. 24(5)): only a 201 means stored, and
+statements go "without undue delay"; issue #23 adds that a statement the database
+refuses must not be retried blindly nor go unnoticed. What happens to each:
 
 - 201: ``submitted``, with the database's uuid. A 422 saying the puid is already in the
   database also means stored (an earlier answer was lost).
