@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from takedown.domain.enforcement import part_measures
+from takedown.domain.statements import territorial_scope
 from takedown.errors import ConfigError
 from takedown.media.limits import ImageLimits
 from takedown.media.video_limits import VideoLimits, VideoSampling
@@ -291,10 +292,17 @@ class Settings(BaseSettings):
     )
     dsa_timeout_s: float = Field(default=30, gt=0, description="DSA database HTTP timeout.")
     dsa_territorial_scope: str = Field(
-        default="",
-        description="Comma-separated ISO country codes of the EU/EEA scope of actions "
-        "(empty: all EU/EEA states).",
+        default="worldwide",
+        description="Where Takedown's measures apply, told to the user in the statement of "
+        "reasons and sent to the DSA database alike: worldwide (default; the database "
+        "gets every EU/EEA state), eea, eu, or comma-separated ISO codes of EU/EEA states.",
     )
+
+    @field_validator("dsa_territorial_scope")
+    @classmethod
+    def _territorial_scope(cls, value: str) -> str:
+        territorial_scope(value)  # a ValueError names what is wrong
+        return value
 
     def ncmec_password_value(self) -> str | None:
         if self.ncmec_password_file is not None:

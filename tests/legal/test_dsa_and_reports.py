@@ -1,133 +1,15 @@
-"""DSA statements to the Transparency Database (a local server), the Art. 15/24
-transparency report and the TAKE IT DOWN compliance report."""
+"""The Art. 15/24 transparency report and the TAKE IT DOWN compliance report. (The
+statements sent to the DSA Transparency Database: test_dsa_statements.py.)"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from sqlalchemy import select
-
-from takedown.config import Settings
 from takedown.ids import utcnow
-from takedown.runtime import Runtime
-from takedown.services.legal.dsa import DsaService
-from takedown.store.db import unit_of_work
-from takedown.store.models import DsaStatement
 from tests.legal.helpers import confirmed_case
-
-TOKEN = "dsa-test-token-0123456789"
-REQUIRED = [
-    "decision_ground",
-    "category",
-    "content_type",
-    "content_date",
-    "application_date",
-    "decision_facts",
-    "source_type",
-    "automated_detection",
-    "automated_decision",
-    "puid",
-]
-
-
-@contextmanager
-def dsa_server(fail: list[int]) -> Iterator[tuple[str, list[dict]]]:
-    """Speaks the Transparency Database's statement API: bearer token, required fields,
-    a unique puid, 201 with the stored statement's uuid."""
-    stored: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a: object) -> None:
-            pass
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                return self._send(401, {"message": "Unauthenticated."})
-            if fail:
-                return self._send(fail.pop(0), {"message": "try later"})
-            missing = [f for f in REQUIRED if f not in body]
-            decisions = [
-                k
-                for k in body
-                if k.startswith("decision_") and k not in ("decision_ground", "decision_facts")
-            ]
-            if missing or not decisions or len(body["decision_facts"]) > 5000:
-                return self._send(422, {"errors": missing or ["decision"]})
-            if any(s["puid"] == body["puid"] for s in stored):
-                return self._send(
-                    422, {"errors": {"puid": ["The identifier given is not unique."]}}
-                )
-            stored.append(body)
-            return self._send(201, {**body, "uuid": f"uuid-{len(stored)}"})
-
-        def _send(self, status: int, body: dict) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/statement", stored
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _dsa(rt: Runtime, url: str | None) -> DsaService:
-    return DsaService(
-        rt.sessions,
-        Settings(dsa_api_url=url or "http://127.0.0.1:9/x", dsa_api_token=TOKEN if url else None),
-    )
-
-
-def test_statements_carry_no_personal_data_and_reach_the_database(rt, client):
-    c = confirmed_case(rt, client)
-    with dsa_server([503, 429]) as (url, stored):
-        dsa = _dsa(rt, url)
-        now = utcnow()
-        first = dsa.submit_due(now)
-        assert first.created >= 4 and first.failed == 2  # 503 and 429 are "not stored"
-        with unit_of_work(rt.sessions, write=False) as s:
-            rows = list(s.scalars(select(DsaStatement)))
-        assert len({r.puid for r in rows}) == len(rows)
-        text = " ".join(r.payload for r in rows)
-        for personal in ("p1", "acc-a", "poster_a", "social.example", "Apparent child", "@"):
-            assert personal not in text, personal
-        body = json.loads(rows[0].payload)
-        assert body["category"] == "STATEMENT_CATEGORY_PROTECTION_OF_MINORS"
-        assert body["category_specification"] == ["KEYWORD_CHILD_SEXUAL_ABUSE_MATERIAL"]
-        assert body["decision_ground"] == "DECISION_GROUND_ILLEGAL_CONTENT"
-        assert body["source_type"] == "SOURCE_ARTICLE_16"
-        later = dsa.submit_due(now + timedelta(hours=7))
-        assert later.submitted + first.submitted == len(rows) and later.created == 0
-        assert len(stored) == len(rows)
-        kinds = {k for s in stored for k in ("decision_visibility", "decision_account") if k in s}
-        assert "decision_visibility" in kinds
-        assert dsa.collect() == 0  # one statement per action, once
-        assert dsa.counts() == {"pending": 0, "submitted": len(rows)}
-    assert c.case_id
-
-
-def test_the_submitter_needs_a_token(rt):
-    import pytest
-
-    from takedown.errors import Conflict
-
-    with pytest.raises(Conflict) as err:
-        _dsa(rt, None).submit_due()
-    assert err.value.code == "dsa_not_configured"
 
 
 def test_transparency_report_as_json_and_csv(rt, client):

@@ -9,8 +9,9 @@ Pure function: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from takedown.domain import dsa_lists as lists
 from takedown.domain.reports import Category
 
 # Grounds per category. Illegal content names the law; "other" is a terms-of-service
@@ -32,6 +33,49 @@ REDRESS = (
 
 
 @dataclass(frozen=True)
+class TerritorialScope:
+    """Where a measure applies, said once for both readers: ``sentence`` for the
+    person the statement is given to, ``countries`` (the EU/EEA states among them) for
+    the Transparency Database's ``territorial_scope``. Both come from one setting,
+    ``TAKEDOWN_DSA_TERRITORIAL_SCOPE``, through ``territorial_scope``, so they cannot
+    say different things (issue #23, point 9)."""
+
+    sentence: str
+    countries: tuple[str, ...]
+
+
+WORLDWIDE = TerritorialScope(
+    "Worldwide: everywhere the service is offered, including every EU and EEA member state.",
+    lists.EU_EEA,
+)
+
+
+def territorial_scope(setting: str) -> TerritorialScope:
+    """``""`` or ``worldwide`` (the default: the platform acts everywhere), ``eea``,
+    ``eu``, or comma-separated ISO codes of EU/EEA states (``DE,AT``). Raises
+    ValueError for anything else: a code outside the EU/EEA could be told to the user
+    but not sent to the database, and the two must agree."""
+    value = setting.strip().lower()
+    if value in ("", "worldwide"):
+        return WORLDWIDE
+    if value == "eea":
+        return TerritorialScope(
+            "The European Economic Area: every EU member state, Iceland, Liechtenstein and Norway.",
+            lists.EU_EEA,
+        )
+    if value == "eu":
+        return TerritorialScope("The European Union: every EU member state.", lists.EU)
+    codes = sorted({c.strip().upper() for c in setting.split(",") if c.strip()})
+    unknown = [c for c in codes if c not in lists.EU_EEA]
+    if unknown:
+        raise ValueError(
+            f"not EU/EEA country codes: {', '.join(unknown)} (use worldwide, eea, eu or "
+            "ISO codes of EU/EEA states)"
+        )
+    return TerritorialScope("These countries: " + ", ".join(codes) + ".", tuple(codes))
+
+
+@dataclass(frozen=True)
 class StatementOfReasons:
     measure: str
     territorial_scope: str
@@ -42,6 +86,9 @@ class StatementOfReasons:
     ground: str
     ground_type: str  # illegal_content | incompatible_content
     redress: str
+    # The EU/EEA states of ``territorial_scope`` (what the Transparency Database gets).
+    # Statements written before this field existed said "Worldwide.": all of them.
+    territorial_scope_countries: tuple[str, ...] = field(default=lists.EU_EEA)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -55,6 +102,7 @@ def statement_for(
     decision_reasons: str | None = None,
     policy: str | None = None,
     hash_match: bool = False,
+    scope: TerritorialScope = WORLDWIDE,
 ) -> StatementOfReasons:
     """``action`` is restrict, remove or restore; ``reason`` why the action was taken
     (restrict_first, hash_match, confirmed_violation, no_violation, appeal_upheld,
@@ -110,7 +158,7 @@ def statement_for(
         facts += f" Reviewer's reasons: {decision_reasons}"
     return StatementOfReasons(
         measure=measure,
-        territorial_scope="Worldwide.",
+        territorial_scope=scope.sentence,
         duration=duration,
         facts=facts,
         automated_detection=hash_match or reason == "hash_match",
@@ -118,6 +166,7 @@ def statement_for(
         ground=(ground or f"Violation of the platform's terms ({policy or 'content policy'})."),
         ground_type="illegal_content" if ground else "incompatible_content",
         redress=REDRESS,
+        territorial_scope_countries=scope.countries,
     )
 
 
@@ -125,39 +174,7 @@ def statement_for(
 # What goes there must carry no personal data: no item or account ids, no URLs, no
 # names, and none of the reviewer's free text (it may quote the content or name people).
 # The facts are the fixed sentences above; the puid is the platform's own opaque id.
-
-EU_EEA = (
-    "AT",
-    "BE",
-    "BG",
-    "HR",
-    "CY",
-    "CZ",
-    "DK",
-    "EE",
-    "FI",
-    "FR",
-    "DE",
-    "GR",
-    "HU",
-    "IE",
-    "IT",
-    "LV",
-    "LT",
-    "LU",
-    "MT",
-    "NL",
-    "PL",
-    "PT",
-    "RO",
-    "SK",
-    "SI",
-    "ES",
-    "SE",
-    "IS",
-    "LI",
-    "NO",
-)
+# Every value comes from domain/dsa_lists.py (the lists in force since 2025-07-01).
 
 _DB_VISIBILITY = {
     "restrict": "DECISION_VISIBILITY_CONTENT_DISABLED",
@@ -173,7 +190,11 @@ _DB_AUTOMATED = {
     "partially": "AUTOMATED_DECISION_PARTIALLY",
     "not_automated": "AUTOMATED_DECISION_NOT_AUTOMATED",
 }
-_DB_CATEGORY = {
+# Our categories, most serious first, as the database's category and keyword. NCII is
+# cyber violence with non-consensual (intimate) material sharing ("excluding content
+# depicting minors": material of a minor is CSAM, which comes first); everything else
+# Takedown handles is a violation of the platform's terms (no keyword is required).
+DB_CATEGORY: dict[Category, tuple[str, str | None]] = {
     Category.CSAM: (
         "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
         "KEYWORD_CHILD_SEXUAL_ABUSE_MATERIAL",
@@ -182,22 +203,41 @@ _DB_CATEGORY = {
         "STATEMENT_CATEGORY_PROTECTION_OF_MINORS",
         "KEYWORD_GROOMING_SEXUAL_ENTICEMENT_MINORS",
     ),
-    Category.NCII: (
-        "STATEMENT_CATEGORY_NON_CONSENSUAL_BEHAVIOUR",
-        "KEYWORD_IMAGE_BASED_SEXUAL_ABUSE",
-    ),
+    Category.NCII: ("STATEMENT_CATEGORY_CYBER_VIOLENCE", "KEYWORD_NON_CONSENSUAL_IMAGE_SHARING"),
+    Category.OTHER: ("STATEMENT_CATEGORY_OTHER_VIOLATION_TC", None),
 }
+_SEVERITY = (Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII, Category.OTHER)
 _DB_CONTENT_TYPE = {
     "image": "CONTENT_TYPE_IMAGE",
     "video": "CONTENT_TYPE_VIDEO",
     "gif": "CONTENT_TYPE_IMAGE",
 }
-MAX_FACTS = 5000
+MAX_FACTS = lists.MAX_LENGTH["decision_facts"]
+MAX_EXPLANATION = lists.MAX_LENGTH["illegal_content_explanation"]
+MAX_GROUND = lists.MAX_LENGTH["illegal_content_legal_ground"]
 
 
 def restricts(action: str) -> bool:
     """Art. 17 statements are owed for restrictions; restoring or warning is none."""
     return action in _DB_VISIBILITY or action in _DB_MONETARY or action in _DB_ACCOUNT
+
+
+def db_categories(categories: set[Category]) -> dict[str, object]:
+    """``category``, ``category_addition`` and ``category_specification`` for a case's
+    categories: the most serious one is the category, the others' categories are
+    additions, and each has its keyword."""
+    ordered = [c for c in _SEVERITY if c in categories] or [Category.OTHER]
+    if len(ordered) > 1 and Category.OTHER in ordered:
+        ordered.remove(Category.OTHER)  # "other" adds nothing to an illegal category
+    main = DB_CATEGORY[ordered[0]][0]
+    additions = sorted({DB_CATEGORY[c][0] for c in ordered} - {main})
+    keywords = sorted({k for c in ordered if (k := DB_CATEGORY[c][1])})
+    out: dict[str, object] = {"category": main}
+    if additions:
+        out["category_addition"] = additions
+    if keywords:
+        out["category_specification"] = keywords
+    return out
 
 
 def transparency_db_statement(
@@ -210,12 +250,13 @@ def transparency_db_statement(
     content_date: str,
     application_date: str,
     source_type: str,
-    territorial_scope: list[str] | None = None,
 ) -> dict[str, object]:
-    """The JSON body of ``POST /api/v1/statement``. ``action``: restrict, remove,
-    demonetize (content) or suspend, terminate (account). Dates are ``YYYY-MM-DD``;
-    ``source_type`` one of SOURCE_ARTICLE_16, SOURCE_TRUSTED_FLAGGER,
-    SOURCE_TYPE_OTHER_NOTIFICATION, SOURCE_VOLUNTARY."""
+    """The JSON body of ``POST /api/v1/statement`` (or one element of
+    ``/api/v1/statements``). ``action``: restrict, remove, demonetize (content) or
+    suspend, terminate (account). Dates are ``YYYY-MM-DD``; ``source_type`` one of
+    ``dsa_lists.SOURCE_TYPES``. The territorial scope is the statement's own
+    (``territorial_scope_countries``): what the user was told. Check the result with
+    ``dsa_lists.validate_statement`` before sending it."""
     if not restricts(action):
         raise ValueError(f"no statement of reasons for {action!r}")
     body: dict[str, object] = {}
@@ -225,27 +266,20 @@ def transparency_db_statement(
         body["decision_monetary"] = _DB_MONETARY[action]
     if action in _DB_ACCOUNT:
         body["decision_account"] = _DB_ACCOUNT[action]
-    facts = statement.facts[:MAX_FACTS]
+    explanation = statement.facts[:MAX_EXPLANATION]
+    illegal = any(
+        c in categories for c in (Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII)
+    )
     if statement.ground_type == "illegal_content":
         body["decision_ground"] = "DECISION_GROUND_ILLEGAL_CONTENT"
-        body["illegal_content_legal_ground"] = statement.ground
-        body["illegal_content_explanation"] = facts
+        body["illegal_content_legal_ground"] = statement.ground[:MAX_GROUND]
+        body["illegal_content_explanation"] = explanation
     else:
         body["decision_ground"] = "DECISION_GROUND_INCOMPATIBLE_CONTENT"
-        body["incompatible_content_ground"] = statement.ground
-        body["incompatible_content_explanation"] = facts
-    top = next(
-        (c for c in (Category.CSAM, Category.MINOR_EXPLOITATION, Category.NCII) if c in categories),
-        None,
-    )
-    if top is not None:
-        body["category"], keyword = _DB_CATEGORY[top]
-        keywords = [keyword]
-        if top is Category.NCII:
-            keywords.append("KEYWORD_NON_CONSENSUAL_IMAGE_SHARING")
-        body["category_specification"] = keywords
-    else:
-        body["category"] = "STATEMENT_CATEGORY_SCOPE_OF_PLATFORM_SERVICE"
+        body["incompatible_content_ground"] = statement.ground[:MAX_GROUND]
+        body["incompatible_content_explanation"] = explanation
+        body["incompatible_content_illegal"] = "Yes" if illegal else "No"
+    body.update(db_categories(categories))
     if action in _DB_ACCOUNT:
         body["content_type"] = ["CONTENT_TYPE_OTHER"]
         body["content_type_other"] = "User account"
@@ -258,11 +292,11 @@ def transparency_db_statement(
         {
             "content_date": content_date,
             "application_date": application_date,
-            "decision_facts": facts,
+            "decision_facts": statement.facts[:MAX_FACTS],
             "source_type": source_type,
             "automated_detection": "Yes" if statement.automated_detection else "No",
             "automated_decision": _DB_AUTOMATED[statement.automated_decision],
-            "territorial_scope": sorted(territorial_scope or EU_EEA),
+            "territorial_scope": sorted(statement.territorial_scope_countries),
             "puid": puid,
         }
     )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.config import Settings
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy, part_measures
+from takedown.domain.statements import territorial_scope
 from takedown.matching.mih import compile_kernels
 from takedown.memory import drop_clean_library_pages
 from takedown.runtime import setup
@@ -140,6 +141,7 @@ def open_runtime(
             restrict_first_minor_safety=settings.restrict_first_minor_safety,
             restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
             public_base_url=settings.public_base_url,
+            territorial_scope=territorial_scope(settings.dsa_territorial_scope),
             accounts=AccountPolicy(
                 minor_safety=part_measures(settings.account_measures_minor_safety),
                 ncii=part_measures(settings.account_measures_ncii),

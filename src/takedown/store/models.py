@@ -642,7 +642,9 @@ class DsaStatement(Base):
     puid: Mapped[str] = mapped_column(String(500), unique=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), unique=True)
     payload: Mapped[str] = mapped_column(Text)  # JSON, exactly as sent
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | submitted
+    # pending (to send) | submitted (stored: the database answered 201) | failed (refused
+    # by the validator or the database; waits for a person to fix and requeue it)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -650,6 +652,10 @@ class DsaStatement(Base):
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     db_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # migration 0017_dsa_failed: why a statement failed, and when an alert went out
+    errors: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON field -> messages
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 # --------------------------------------------------------------------------------------

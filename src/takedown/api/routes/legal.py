@@ -16,6 +16,7 @@ from takedown.domain.cybertipline import ESCALATION_NOTE_MAX, EscalationReason
 from takedown.errors import InvalidRequest
 from takedown.runtime import Runtime
 from takedown.services.legal.cybertipline import ExchangeView, FilingView
+from takedown.services.legal.dsa import DsaStatementView, DsaSummary
 from takedown.services.legal.queue import LegalQueueEntry
 
 router = APIRouter(prefix="/legal", tags=["legal"])
@@ -179,6 +180,45 @@ def dsa_transparency(
     if format == "csv":
         return PlainTextResponse(rt.transparency.dsa_csv(start, end), media_type="text/csv")
     return rt.transparency.dsa_report(start, end)
+
+
+@router.get(
+    "/dsa/statements",
+    response_model=list[DsaStatementView],
+    summary="Statements of reasons for the DSA Transparency Database, failed first",
+)
+def dsa_statements(
+    state: Literal["pending", "submitted", "failed"] | None = Query(None),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(require(Permission.LEGAL_READ)),
+    rt: Runtime = Depends(runtime),
+) -> list[DsaStatementView]:
+    return rt.dsa.statements(state, limit)
+
+
+@router.get(
+    "/dsa/statements/summary",
+    response_model=DsaSummary,
+    summary="How many statements are pending, submitted and failed; the oldest unsent",
+)
+def dsa_statements_summary(
+    _: Principal = Depends(require(Permission.LEGAL_READ)),
+    rt: Runtime = Depends(runtime),
+) -> DsaSummary:
+    return rt.dsa.summary()
+
+
+@router.post(
+    "/dsa/statements/{puid}/retry",
+    response_model=DsaStatementView,
+    summary="Requeue a failed statement (rebuilt and checked again)",
+)
+def dsa_statement_retry(
+    puid: str,
+    p: Principal = Depends(require(Permission.LEGAL_FILE)),
+    rt: Runtime = Depends(runtime),
+) -> DsaStatementView:
+    return rt.dsa.requeue(puid, p.actor)
 
 
 @router.get(

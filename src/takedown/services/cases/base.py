@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.domain.cases import CaseState
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.domain.reports import Category, ReporterRole
-from takedown.domain.statements import statement_for
+from takedown.domain.statements import WORLDWIDE, TerritorialScope, statement_for
 from takedown.domain.triage import TriageInput, priority
 from takedown.ids import new_id
 from takedown.services.audit.chain import record_many
@@ -48,6 +48,8 @@ class CasePolicy:
     public_base_url: str = "http://127.0.0.1:8000"
     accounts: AccountPolicy = field(default_factory=AccountPolicy)
     reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
+    # Where measures apply: told to the user and sent to the DSA database alike.
+    territorial_scope: TerritorialScope = WORLDWIDE
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -121,6 +123,7 @@ class CaseBase:
             decision_reasons=case.public_reasons if action != "restrict" else None,
             policy=case.outcome_policy,
             hash_match=bool(case.hash_sources),
+            scope=self._policy.territorial_scope,
         ).to_dict()
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):

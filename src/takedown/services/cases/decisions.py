@@ -197,7 +197,16 @@ class CaseDecisions(CaseStatus):
             )
             # Re-uploads are blocked: the media go into the platform's own bank.
             bank_confirmed_media(s, case, all_ids, actor, decision_id)
-            apply_account_measures(s, case, all_ids, actor, self._policy.accounts, now, decision_id)
+            apply_account_measures(
+                s,
+                case,
+                all_ids,
+                actor,
+                self._policy.accounts,
+                now,
+                decision_id,
+                scope=self._policy.territorial_scope,
+            )
         else:
             paused = set(self._paused_ids(s, case, paused=True))
             ids = self._case_item_ids(s, case, visibility="restricted")
@@ -250,7 +259,9 @@ class CaseDecisions(CaseStatus):
             now,
             decision_id,
         )
-        undone = undo_account_measures(s, case, actor, now, decision_id)
+        undone = undo_account_measures(
+            s, case, actor, now, decision_id, self._policy.territorial_scope
+        )
         disabled = disable_banked_media(
             s, case, actor, now, f"decision overturned on appeal ({decision_id})"
         )

@@ -29,7 +29,7 @@ from takedown.domain.enforcement import (
 from takedown.domain.enforcement import Outcome as MeasureOutcome
 from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
-from takedown.domain.statements import REDRESS
+from takedown.domain.statements import REDRESS, WORLDWIDE, TerritorialScope
 from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
@@ -219,6 +219,7 @@ def apply_account_measures(
     now: datetime,
     decision_id: str = "",
     only_accounts: set[int] | None = None,
+    scope: TerritorialScope = WORLDWIDE,
 ) -> dict[str, str]:
     """Strike, warn, suspend or terminate each posting account by its part in the case;
     returns account id -> measure taken. Each account acted on gets a row in
@@ -261,7 +262,7 @@ def apply_account_measures(
         if p.outcome.measure is not AccountMeasure.NONE
     }
     outbox = [
-        _account_action(p.platform_id, p.strikes, p.outcome.measure, p.part, case, now)
+        _account_action(p.platform_id, p.strikes, p.outcome.measure, p.part, case, now, scope)
         for p in planned
         if p.outcome.measure is not AccountMeasure.NONE
     ]
@@ -281,7 +282,12 @@ def apply_account_measures(
 
 
 def undo_account_measures(
-    s: Session, case: Case, actor: str, now: datetime, decision_id: str
+    s: Session,
+    case: Case,
+    actor: str,
+    now: datetime,
+    decision_id: str,
+    scope: TerritorialScope = WORLDWIDE,
 ) -> dict[str, int]:
     """An overturned decision: its strikes taken back, and every account it suspended
     or terminated reinstated (unless another confirmed case still holds it), each with
@@ -328,7 +334,7 @@ def undo_account_measures(
             update(Account).where(Account.id.in_(part)).values(status="active", updated_at=now)
         )
         pids += s.scalars(select(Account.platform_id).where(Account.id.in_(part)))
-    outbox = [_reinstate_action(pid, case, now, decision_id) for pid in pids]
+    outbox = [_reinstate_action(pid, case, now, decision_id, scope) for pid in pids]
     for part in chunks(outbox, 5000):  # type: ignore[arg-type]
         s.execute(insert(OutboxMessage), part)
     if pids:
@@ -382,13 +388,15 @@ def _account_action(
     part: Part,
     case: Case,
     now: datetime,
+    scope: TerritorialScope = WORLDWIDE,
 ) -> dict[str, object]:
     statement = {
         "measure": {
             AccountMeasure.SUSPEND: "Account suspended.",
             AccountMeasure.TERMINATE: "Account terminated (repeated violations).",
         }.get(measure, "Warning: a further violation of this kind will suspend the account."),
-        "territorial_scope": "Worldwide.",
+        "territorial_scope": scope.sentence,
+        "territorial_scope_countries": list(scope.countries),
         "duration": "Until reviewed on appeal."
         if measure in (AccountMeasure.SUSPEND, AccountMeasure.TERMINATE)
         else "Not applicable.",
@@ -425,11 +433,16 @@ _PART_FACT = {
 
 
 def _reinstate_action(
-    platform_id: str, case: Case, now: datetime, decision_id: str
+    platform_id: str,
+    case: Case,
+    now: datetime,
+    decision_id: str,
+    scope: TerritorialScope = WORLDWIDE,
 ) -> dict[str, object]:
     statement = {
         "measure": "Account reinstated: the suspension is lifted.",
-        "territorial_scope": "Worldwide.",
+        "territorial_scope": scope.sentence,
+        "territorial_scope_countries": list(scope.countries),
         "duration": "Not applicable.",
         "facts": f"On appeal, a second review found that the content of case "
         f"{case.public_id} does not violate the rules; the measure it caused is undone "

@@ -446,6 +446,7 @@ class CaseIntake(CaseStatus):
                     now,
                     decision or "",
                     only_accounts=accounts,
+                    scope=self._policy.territorial_scope,
                 )
         elif case.restrict_first and case.state in ACTIVE_STATES:
             self._restrict(s, case, actor, "copy_of_restricted_content", now)
