@@ -109,6 +109,7 @@ SEQUENCES: dict[str, list[str]] = {
         "details",
         "additionalInfo",
     ],
+    "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "fileAnnotations": [
         "animeDrawingVirtualHentai",
         "potentialMeme",
@@ -125,8 +126,19 @@ SEQUENCES: dict[str, list[str]] = {
 REQUIRED = {
     "report": ["incidentSummary", "reporter"],
     "incidentSummary": ["incidentType", "incidentDateTime"],
+    "ipCaptureEvent": ["ipAddress"],
 }
-BOOLEAN = {"escalateToHighPriority", "fileViewedByEsp", "exifViewedByEsp", "publiclyAvailable"}
+BOOLEAN = {
+    "escalateToHighPriority",
+    "fileViewedByEsp",
+    "exifViewedByEsp",
+    "publiclyAvailable",
+    "possibleProxy",
+}
+# Elements whose text is one of a list (xs:enumeration).
+ENUMERATIONS: dict[str, set[str]] = {
+    "eventName": {"Login", "Registration", "Purchase", "Upload", "Other", "Unknown"},
+}
 
 
 def check_sequence(el: ET.Element) -> str | None:
@@ -146,6 +158,8 @@ def check_sequence(el: ET.Element) -> str | None:
                 return f"{el.tag} lacks {need}"
     if el.tag in BOOLEAN and el.text not in ("true", "false"):
         return f"{el.tag} is not a boolean"
+    if el.tag in ENUMERATIONS and el.text not in ENUMERATIONS[el.tag]:
+        return f"{el.tag} {el.text!r} is not one of the schema's values"
     for child in el:
         problem = check_sequence(child)
         if problem:

@@ -689,7 +689,7 @@ def clean_ip_events(
                 f"Not an IPv4 or IPv6 address: {str(e.ip)[:60]!r}.", code="invalid_ip_address"
             ) from None
         ip = str(address)
-        if len(ip) > 45:  # a scoped (link-local) address: not an Internet address
+        if getattr(address, "scope_id", None) or len(ip) > 45:  # fe80::1%eth0: a local one
             raise InvalidRequest(
                 f"Not an Internet address: {ip[:60]!r}.", code="invalid_ip_address"
             )
