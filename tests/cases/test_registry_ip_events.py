@@ -121,11 +121,14 @@ def test_bad_ip_events_are_refused_whole(rt: Runtime, client):
 def test_file_names_and_visibility_are_checked(rt: Runtime, client):
     p = platform_headers(rt)
     sha = "a" * 64
-    for name in ("../etc/passwd", "photos/beach.jpg", "C:\\Users\\x.jpg", "bad\x07.jpg", "x" * 256):
+    for name in ("../etc/passwd", "photos/beach.jpg", "C:\\Users\\x.jpg", "bad\x07.jpg", ".."):
         body = {"media": [{"sha256": sha, "file_name": name}]}
         r = client.put("/v1/items/fn-1", json=body, headers=p)
-        assert r.status_code == 422, (name, r.text)
-        assert r.json()["code"] in ("invalid_file_name", "invalid_request"), r.text
+        assert r.status_code == 422 and r.json()["code"] == "invalid_file_name", (name, r.text)
+    r = client.put(
+        "/v1/items/fn-1", json={"media": [{"sha256": sha, "file_name": "x" * 256}]}, headers=p
+    )
+    assert r.status_code == 422, r.text
     r = client.put("/v1/items/fn-1", json={"visibility": "friends"}, headers=p)
     assert r.status_code == 422, r.text
     body = {"visibility": "public", "media": [{"sha256": sha, "file_name": "été 2025.jpg"}]}
@@ -177,3 +180,38 @@ def test_preserved_evidence_keeps_the_ip_events_while_held(rt: Runtime, client):
     r = client.post(f"/v1/evidence/{ev}/delete", json={"reason": "cleanup"}, headers=legal)
     assert r.status_code == 409 and r.json()["code"] == "evidence_held"
     assert _ip_rows(rt) == 2  # and the registry's own rows are never purged
+
+
+def test_the_service_checks_what_the_api_schema_also_bounds(rt: Runtime):
+    """The registry service is called in-process too (CLI, connectors): it checks the
+    bounds itself, with codes of its own."""
+    from takedown.errors import InvalidRequest
+    from takedown.services.registry.service import AccountInput, IpEventInput, ItemInput
+
+    def code(call) -> str:
+        try:
+            call()
+        except InvalidRequest as exc:
+            return exc.code
+        raise AssertionError("accepted")
+
+    many = tuple(IpEventInput(f"192.0.2.{i}", "login") for i in range(101))
+    assert (
+        code(lambda: rt.registry.upsert_account(AccountInput("s1", ip_events=many), actor="t"))
+        == "too_many_ip_events"
+    )
+    port = (IpEventInput("192.0.2.1", "login", port=65536),)
+    assert (
+        code(lambda: rt.registry.upsert_account(AccountInput("s1", ip_events=port), actor="t"))
+        == "invalid_port"
+    )
+    naive = (IpEventInput("192.0.2.1", "login", at=datetime(2026, 3, 1)),)
+    assert (
+        code(lambda: rt.registry.upsert_account(AccountInput("s1", ip_events=naive), actor="t"))
+        == "invalid_ip_event"
+    )
+    assert (
+        code(lambda: rt.registry.upsert_item(ItemInput("s-1", visibility="friends"), actor="t"))
+        == "invalid_visibility"
+    )
+    assert _ip_rows(rt) == 0
