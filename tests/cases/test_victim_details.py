@@ -12,7 +12,7 @@ from sqlalchemy import select
 from takedown.runtime import Runtime
 from takedown.store.models import Report
 from takedown.web import ratelimit
-from tests.cases.helpers import parent_report
+from tests.cases.helpers import parent_report, user_headers
 
 
 def _stored(rt: Runtime) -> list[Report]:
@@ -57,6 +57,19 @@ def test_the_api_keeps_victim_details_only_with_consent(rt: Runtime, client: Tes
     assert (report.victim_first_name, report.victim_email) == ("Sam", "sam@example.org")
     assert report.victim_date_of_birth == date(2012, 5, 4)
     assert report.victim_last_name is None and report.victim_age is None
+    # Legal staff see what would go to NCMEC before drafting; a moderator only the consent.
+    case = r.json()["case_number"]
+    legal = user_headers(rt, "lex", "legal")
+    moderator = user_headers(rt, "mo", "moderator")
+    (seen,) = client.get(f"/v1/cases/{case}", headers=legal).json()["reports"]
+    assert seen["victim_consent"] is True
+    assert seen["victim"] == {
+        "first_name": "Sam",
+        "email": "sam@example.org",
+        "date_of_birth": "2012-05-04",
+    }
+    (seen,) = client.get(f"/v1/cases/{case}", headers=moderator).json()["reports"]
+    assert seen["victim_consent"] is True and seen["victim"] is None
 
 
 def test_the_form_asks_for_consent_and_says_what_is_shared(rt: Runtime, client: TestClient):
