@@ -99,3 +99,20 @@ def test_the_form_asks_for_consent_and_says_what_is_shared(rt: Runtime, client: 
     assert (report.victim_first_name, report.victim_age) == ("Alex", 12)
     assert report.victim_phone == "+44 20 7946 0000"
     ratelimit.reset()
+
+
+def test_the_console_shows_legal_staff_what_goes_to_ncmec(rt: Runtime, client: TestClient):
+    from tests.console.helpers import sign_in
+
+    given = {"victim_consent": True, "victim_first_name": "Sam", "victim_age": 13}
+    consented = client.post("/v1/reports", json=parent_report(["c1"], **given)).json()
+    refused = client.post("/v1/reports", json=parent_report(["c2"])).json()
+    sign_in(client, "legal")
+    page = client.get(f"/console/cases/{consented['case_number']}").text
+    assert "Victim details for NCMEC (given with consent)" in page
+    assert "first name: Sam" in page and "age: 13" in page
+    page = client.get(f"/console/cases/{refused['case_number']}").text
+    assert "No consent to share the victim's details with NCMEC" in page
+    sign_in(client, "mod")
+    page = client.get(f"/console/cases/{consented['case_number']}").text
+    assert "first name: Sam" not in page  # moderators never see them
