@@ -63,6 +63,15 @@ def _file_case(rt: Runtime, client, report: dict) -> tuple[str, dict[str, bytes]
             "media": [_md(two)],
         },
         "p3": {"account_id": "acc-c", "media": [_md(three)]},
+        # acc-b posted the same bytes as p1 later, privately, under another name.
+        "p4": {
+            "account_id": "acc-b",
+            "url": "https://social.example/p/4",
+            "posted_at": "2026-03-02T12:00:00Z",
+            "visibility": "private",
+            "media": [_md(one, "copy.jpg")],
+            "ip_events": [{"ip": "192.0.2.99", "event": "upload"}],
+        },
     }
     for pid, body in items.items():
         r = client.put(f"/v1/items/{pid}", json=body, headers=p)
@@ -91,6 +100,15 @@ def _file_case(rt: Runtime, client, report: dict) -> tuple[str, dict[str, bytes]
     assert r.status_code == 201, r.text
     data = {ids[hashlib.sha256(b).hexdigest()]: b for b in (one, two, three)}
     return case_id, data, user_headers(rt, "lex", "legal")
+
+
+def _infos(got: dict) -> dict[str, ET.Element]:
+    """The fileDetails the server received for one report, by the file's MD5."""
+    out = {}
+    for body in got["fileinfo"]:
+        info = ET.fromstring(body)
+        out[info.findtext("originalFileHash")] = info
+    return out
 
 
 def _file_all(rt: Runtime, client, case_id: str, data: dict, legal: dict) -> dict[str, dict]:
@@ -134,7 +152,8 @@ def test_reports_carry_addresses_file_names_visibility_location_and_time(rt, cli
         {"ipAddress": "192.0.2.55", "eventName": "Purchase"},
     ]
 
-    (info_a,) = [ET.fromstring(x) for x in sent["acc-a"]["fileinfo"]]
+    md5 = {n: hashlib.md5(standin_bytes(n)).hexdigest() for n in ("camera.png", "coins.png")}
+    (info_a,) = _infos(sent["acc-a"]).values()
     assert info_a.findtext("originalFileName") == "IMG_0042.JPG"
     assert info_a.findtext("uploadedToEspTimestamp") == "2026-03-01T09:30:00Z"
     assert info_a.findtext("locationOfFile") == "https://social.example/p/1"
@@ -149,13 +168,21 @@ def test_reports_carry_addresses_file_names_visibility_location_and_time(rt, cli
     tags = [el.tag for el in info_a]
     assert tags.index("originalFileHash") < tags.index("ipCaptureEvent")
 
-    (info_b,) = [ET.fromstring(x) for x in sent["acc-b"]["fileinfo"]]
+    # The same file, as acc-b posted it: its own item's place, time, name and address.
+    infos_b = _infos(sent["acc-b"])
+    copy = infos_b[md5["camera.png"]]
+    assert copy.findtext("locationOfFile") == "https://social.example/p/4"
+    assert copy.findtext("uploadedToEspTimestamp") == "2026-03-02T12:00:00Z"
+    assert copy.findtext("originalFileName") == "copy.jpg"
+    assert copy.findtext("publiclyAvailable") == "false"
+    assert [ev.findtext("ipAddress") for ev in copy.findall("ipCaptureEvent")] == ["192.0.2.99"]
+    info_b = infos_b[md5["coins.png"]]
     assert info_b.findtext("publiclyAvailable") == "false"  # the platform said private
     assert info_b.findtext("locationOfFile") == "https://social.example/p/2"
     assert info_b.find("originalFileName") is None and info_b.find("ipCaptureEvent") is None
     assert ET.fromstring(sent["acc-b"]["xml"]).find("personOrUserReported/ipCaptureEvent") is None
 
-    (info_c,) = [ET.fromstring(x) for x in sent["acc-c"]["fileinfo"]]
+    (info_c,) = _infos(sent["acc-c"]).values()
     for absent in ("publiclyAvailable", "originalFileName", "locationOfFile", "ipCaptureEvent"):
         assert info_c.find(absent) is None, absent  # unknown: left out, not guessed
 
