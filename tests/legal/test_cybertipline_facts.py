@@ -260,3 +260,31 @@ def test_the_protocol_server_refuses_misordered_or_unknown_ip_events():
     assert "lacks ipAddress" in (
         check_sequence(user("<ipCaptureEvent><eventName>Login</eventName></ipCaptureEvent>")) or ""
     )
+
+
+def test_a_long_lived_account_sends_its_registration_and_newest_log_ins(rt, client):
+    from datetime import timedelta
+
+    p = platform_headers(rt)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    logins = [
+        {
+            "ip": f"198.51.100.{i % 200 + 1}",
+            "event": "login",
+            "at": (start + timedelta(i)).isoformat(),
+        }
+        for i in range(150)
+    ]
+    signup = {"ip": "192.0.2.1", "event": "registration", "at": "2023-12-31T00:00:00Z"}
+    for part in ([signup, *logins[:99]], logins[99:]):
+        r = client.put("/v1/accounts/acc-a", json={"ip_events": part}, headers=p)
+        assert r.status_code == 200, r.text
+    case_id, data, legal = _file_case(rt, client, parent_report(["p1"]))
+    sent = _file_all(rt, client, case_id, data, legal)
+    user = ET.fromstring(sent["acc-a"]["xml"]).find("personOrUserReported")
+    times = [ev.findtext("dateTime") for ev in user.findall("ipCaptureEvent")]
+    assert len(times) == 100
+    assert times[0] == "2023-12-31T00:00:00Z"  # the registration, first
+    newest = (start + timedelta(149)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert newest in times and "2024-01-01T00:00:00Z" not in times  # newest log-ins kept
+    assert times[1:] == sorted(t for t in times[1:] if t)  # oldest first after it

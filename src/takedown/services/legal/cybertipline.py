@@ -794,12 +794,28 @@ def _ip_captures(
     s: Session, owner: Any, limit: int = IP_CAPTURES_PER_REPORT
 ) -> tuple[ct.IpCapture, ...]:
     """The IP events the platform registered for an account or items (``owner`` is the
-    condition on ``ip_events``), oldest first, those without a time last."""
-    rows = sorted(
-        s.scalars(select(IpEvent).where(owner)),
-        key=lambda e: (e.at is None, e.at or e.received_at, e.id),
+    condition on ``ip_events``): the registration, then the newest others up to
+    ``limit`` (a long-lived account may have thousands of log-ins); sent oldest first,
+    those without a time last."""
+    newest = (IpEvent.at.is_(None), IpEvent.at.desc(), IpEvent.id.desc())
+    first = list(
+        s.scalars(
+            select(IpEvent)
+            .where(owner, IpEvent.event == "registration")
+            .order_by(IpEvent.at.is_(None), IpEvent.at, IpEvent.id)
+            .limit(2)
+        )
     )
-    return tuple(ct.IpCapture(e.ip, ct.ip_event(e.event), e.at, e.port) for e in rows[:limit])
+    rest = list(
+        s.scalars(
+            select(IpEvent)
+            .where(owner, IpEvent.event != "registration")
+            .order_by(*newest)
+            .limit(limit - len(first))
+        )
+    )
+    rows = sorted(first + rest, key=lambda e: (e.at is None, e.at or e.received_at, e.id))
+    return tuple(ct.IpCapture(e.ip, ct.ip_event(e.event), e.at, e.port) for e in rows)
 
 
 @dataclass(frozen=True)
