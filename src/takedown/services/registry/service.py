@@ -715,7 +715,7 @@ def _ip_events_shown(s: Session, owner: object) -> list[dict[str, object]]:
         for e in s.scalars(
             select(IpEvent)
             .where(owner)  # type: ignore[arg-type]
-            .order_by(IpEvent.at.desc(), IpEvent.id.desc())
+            .order_by(IpEvent.at.is_(None), IpEvent.at.desc(), IpEvent.id.desc())  # no time: last
             .limit(IP_EVENTS_SHOWN)
         )
     ]
