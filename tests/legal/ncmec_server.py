@@ -124,6 +124,7 @@ SEQUENCES: dict[str, list[str]] = {
         "details",
         "additionalInfo",
     ],
+    "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "fileAnnotations": [
         "animeDrawingVirtualHentai",
         "potentialMeme",

@@ -73,7 +73,19 @@ def test_report_and_follow_it_with_keyboard_only_and_no_javascript(
         expect(page.locator(box)).to_be_focused()
         keys.press("Space")
         expect(page.locator(box)).to_be_checked()
-    # 7. Declaration, then the button.
+    # 7. Sharing the person's details with NCMEC: optional, left empty (no consent).
+    for field in (
+        "#victim_consent",
+        "#victim_first_name",
+        "#victim_last_name",
+        "#victim_age",
+        "#victim_date_of_birth",
+        "#victim_email",
+        "#victim_phone",
+    ):
+        keys.press("Tab")
+        expect(page.locator(field)).to_be_focused()
+    # 8. Declaration, then the button.
     keys.press("Tab")
     expect(page.locator("#good_faith")).to_be_focused()
     keys.press("Space")

@@ -121,6 +121,13 @@ def test_form_renders_with_a_label_for_every_control(client: TestClient) -> None
         "good_faith",
         "not_consensual",
         "authorised_for_depicted",
+        "victim_consent",
+        "victim_first_name",
+        "victim_last_name",
+        "victim_age",
+        "victim_date_of_birth",
+        "victim_email",
+        "victim_phone",
     }
     for control in page.controls:
         assert control.get("id") in page.label_for, f"no <label> for {control}"

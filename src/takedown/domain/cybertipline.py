@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from xml.etree import ElementTree as ET
 
@@ -99,6 +99,31 @@ class ViewedScope(StrEnum):
 
 REPORTABLE = frozenset({Category.CSAM, Category.MINOR_EXPLOITATION})
 
+# The registry's IP event names (lowercase, as the platform sends them) as NCMEC's.
+IP_EVENT_NAMES = {
+    "registration": IpEvent.REGISTRATION,
+    "login": IpEvent.LOGIN,
+    "purchase": IpEvent.PURCHASE,
+    "upload": IpEvent.UPLOAD,
+    "other": IpEvent.OTHER,
+}
+
+
+def ip_event(name: str) -> IpEvent:
+    return IP_EVENT_NAMES.get(name, IpEvent.UNKNOWN)
+
+
+def publicly_available(when_found: Iterable[bool | None]) -> bool | None:
+    """Was the file publicly available, from each reported item's visibility when it
+    joined the case: true when any was public, false when all were known and none
+    was, None (the element left out) when it is not known."""
+    seen = list(when_found)
+    if any(v is True for v in seen):
+        return True
+    if seen and all(v is False for v in seen):
+        return False
+    return None
+
 
 @dataclass(frozen=True)
 class Person:
@@ -107,6 +132,8 @@ class Person:
     phone: str | None = None
     email: str | None = None
     email_verified: bool | None = None
+    age: int | None = None
+    date_of_birth: date | None = None
 
 
 @dataclass(frozen=True)
@@ -439,6 +466,9 @@ def _person(parent: ET.Element, tag: str, p: Person) -> None:
             el, "email", {} if p.email_verified is None else {"verified": _bool(p.email_verified)}
         )
         email.text = p.email
+    # (address: not kept) then age and dateOfBirth, in the schema's order.
+    _text(el, "age", str(p.age) if p.age is not None else None)
+    _text(el, "dateOfBirth", p.date_of_birth.isoformat() if p.date_of_birth else None)
 
 
 def _ip(parent: ET.Element, ip: IpCapture) -> None:

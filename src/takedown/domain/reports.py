@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 
 from takedown.errors import InvalidRequest
@@ -49,6 +50,8 @@ AUTHENTICATED_ROLES = frozenset({ReporterRole.TRUSTED_FLAGGER, ReporterRole.LAW_
 VICTIM_ROLES = frozenset({ReporterRole.PERSON_DEPICTED, ReporterRole.PARENT_GUARDIAN})
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()./-]{2,48}$")
+MAX_AGE = 120
 _URL = re.compile(r"^https?://[^\s]{3,2000}$", re.IGNORECASE)
 MAX_TEXT = 10_000
 MAX_LOCATIONS = 100
@@ -103,6 +106,31 @@ class ReportInput:
     not_consensual: bool = False  # TAKE IT DOWN: "this depiction is not consensual"
     authorised_for_depicted: bool = False  # a guardian/agent: "I am authorised to act"
     hashes: Sequence[ReportedHash] = ()  # files hashed on the reporter's device
+    # The victim section of a CyberTipline report: what the person depicted or a parent
+    # gives about the victim, sent to NCMEC only with their consent.
+    victim_consent: bool = False
+    victim_first_name: str | None = None
+    victim_last_name: str | None = None
+    victim_email: str | None = None
+    victim_phone: str | None = None
+    victim_age: int | None = None
+    victim_date_of_birth: date | None = None
+
+
+@dataclass(frozen=True)
+class VictimDetails:
+    """What a person depicted or a parent agreed to share with NCMEC about the victim."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    age: int | None = None
+    date_of_birth: date | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in vars(self).values())
 
 
 @dataclass(frozen=True)
@@ -123,6 +151,8 @@ class ValidReport:
     takedown_request: bool  # a valid TAKE IT DOWN Act request: starts the 48-hour clock
     missing_for_takedown: tuple[str, ...] = field(default=())  # why not, if not
     hashes: tuple[ReportedHash, ...] = ()
+    victim_consent: bool = False  # may the victim's details go to NCMEC?
+    victim: VictimDetails = field(default_factory=VictimDetails)  # empty without consent
 
     @property
     def minor_safety(self) -> bool:
@@ -212,6 +242,7 @@ def validate_report(
         )
     signature = _clean(raw.signature, 200)
     contact = _clean(raw.contact, 500)
+    victim = validate_victim(raw, role)
     missing = _missing_for_takedown(category, role, signature, raw, email, contact)
     if category is Category.NCII and role in VICTIM_ROLES and missing:
         # An adult depicted (or their agent) asking for removal: the request must be
@@ -236,7 +267,54 @@ def validate_report(
         takedown_request=not missing,
         missing_for_takedown=missing,
         hashes=hashes,
+        victim_consent=raw.victim_consent and role in VICTIM_ROLES,
+        victim=victim,
     )
+
+
+def _victim_error(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid_victim_details", field=field)
+
+
+def validate_victim(raw: ReportInput, role: ReporterRole) -> VictimDetails:
+    """The victim's details, given with consent by the person depicted or a parent or
+    guardian. Details without consent are refused rather than kept (nothing of theirs
+    is stored that may not be sent), and so are details from anyone else."""
+    details = VictimDetails(
+        first_name=_clean(raw.victim_first_name, 100),
+        last_name=_clean(raw.victim_last_name, 100),
+        email=_clean(raw.victim_email, 320),
+        phone=_clean(raw.victim_phone, 50),
+        age=raw.victim_age,
+        date_of_birth=raw.victim_date_of_birth,
+    )
+    if not (details.given or raw.victim_consent):
+        return details
+    if role not in VICTIM_ROLES:
+        raise InvalidRequest(
+            "Details of the person shown are given, with their consent, by that person or "
+            "by a parent or guardian.",
+            code="victim_details_not_accepted",
+        )
+    if details.given and not raw.victim_consent:
+        raise InvalidRequest(
+            "You gave details of the person shown but did not agree that they may be "
+            "passed to the National Center for Missing & Exploited Children: agree, or "
+            "leave those details empty.",
+            code="victim_consent_required",
+        )
+    if details.email and not _EMAIL.match(details.email):
+        raise _victim_error("victim_email", f"Not an email address: {details.email[:100]!r}.")
+    if details.phone and not _PHONE.match(details.phone):
+        raise _victim_error("victim_phone", "A phone number is digits, spaces, +, -, (, ), . or /.")
+    if details.age is not None and not (
+        isinstance(details.age, int) and 0 <= details.age <= MAX_AGE
+    ):
+        raise _victim_error("victim_age", f"An age is a whole number from 0 to {MAX_AGE}.")
+    dob = details.date_of_birth
+    if dob is not None and not (date(1900, 1, 1) <= dob <= date.today()):
+        raise _victim_error("victim_date_of_birth", "A date of birth is a past date.")
+    return details
 
 
 def validate_hashes(raw: Sequence[ReportedHash]) -> tuple[ReportedHash, ...]:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -279,6 +280,8 @@ class Item(Base):
     monetization_paused: Mapped[bool] = mapped_column(Boolean, default=False)
     visibility: Mapped[str] = mapped_column(String(16), default="visible")
     view_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The platform's own visibility of the item: public, restricted or private (0018).
+    platform_visibility: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Media(Base):
@@ -305,6 +308,30 @@ class ItemMedia(Base):
 
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
     media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), primary_key=True, index=True)
+    # The name the file was uploaded with, as the platform says (migration 0018).
+    file_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class IpEvent(Base):
+    """An IP address the platform saw for an account (registration, login, purchase,
+    other) or an item (its upload), for the CyberTipline's ``ipCaptureEvent``. Personal
+    data: read only by those who may read evidence (migration 0018)."""
+
+    __tablename__ = "ip_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), nullable=True, index=True
+    )
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), nullable=True, index=True)
+    ip: Mapped[str] = mapped_column(String(45))  # canonical text (ipaddress)
+    event: Mapped[str] = mapped_column(String(16))  # registration|login|upload|purchase|other
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # owner, address, event and time: the same event sent again adds nothing.
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_by: Mapped[str] = mapped_column(String(200))
 
 
 class ItemViews(Base):
@@ -356,6 +383,9 @@ class CaseItem(Base):
     reason: Mapped[str] = mapped_column(String(32))
     distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Was the item public on the platform when it joined the case (restrict-first hides
+    # it right after)? None: the platform had not said (migration 0018).
+    publicly_available: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class CaseLocation(Base):
@@ -399,6 +429,15 @@ class Report(Base):
     status_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What a person depicted or a parent gave about the victim, and whether they agreed
+    # to it going to NCMEC (the CyberTipline's victim section; migration 0018).
+    victim_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    victim_first_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    victim_last_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    victim_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    victim_phone: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    victim_age: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    victim_date_of_birth: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Decision(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
-from takedown.store.models import Bank, BankEntry, Case
+from takedown.store.models import Bank, BankEntry, Case, Item
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -139,3 +139,17 @@ def bank_rule(bank: Bank) -> BankRule:
             for row in bank.signal_settings
         },
     )
+
+
+def public_when_found(session: Session, item_ids: Sequence[int]) -> dict[int, bool | None]:
+    """Whether each item is public on the platform now, as it said (None: it did not
+    say): kept on the case's row when the item joins a case, before restrict-first
+    hides it, for the CyberTipline's ``publiclyAvailable``."""
+    out: dict[int, bool | None] = {}
+    ids = list(item_ids)
+    for start in range(0, len(ids), 1000):
+        for item_id, visibility in session.execute(
+            select(Item.id, Item.platform_visibility).where(Item.id.in_(ids[start : start + 1000]))
+        ).all():
+            out[item_id] = None if visibility is None else visibility == "public"
+    return out

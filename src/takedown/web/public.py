@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,22 @@ MAX_LEN = {
     "reporter_email": 320,
     "contact": 500,
     "signature": 200,
+    "victim_first_name": 100,
+    "victim_last_name": 100,
+    "victim_email": 320,
+    "victim_phone": 50,
+    "victim_age": 3,
+    "victim_date_of_birth": 10,
 }
 MAX_APPEAL = 5000
+VICTIM_FIELDS = (
+    "victim_first_name",
+    "victim_last_name",
+    "victim_email",
+    "victim_phone",
+    "victim_age",
+    "victim_date_of_birth",
+)
 TEXT_FIELDS = (
     "urls",
     "item_ids",
@@ -105,8 +119,9 @@ TEXT_FIELDS = (
     "reporter_email",
     "contact",
     "signature",
+    *VICTIM_FIELDS,
 )
-CHECKBOXES = ("good_faith", "not_consensual", "authorised_for_depicted")
+CHECKBOXES = ("good_faith", "not_consensual", "authorised_for_depicted", "victim_consent")
 
 CATEGORY_CHOICES = (
     (
@@ -157,6 +172,8 @@ _CODE_FIELD = {
     "good_faith_required": "good_faith",
     "invalid_hash": "hash-file",
     "too_many_files": "hash-file",
+    "victim_consent_required": "victim_consent",
+    "victim_details_not_accepted": "reporter_role",
 }
 # The domain's wording names the API's values; on the form, a radio left empty is
 # simply a question not yet answered.
@@ -349,7 +366,37 @@ def _report_input(values: Mapping[str, Any]) -> ReportInput:
         not_consensual=values["not_consensual"],
         authorised_for_depicted=values["authorised_for_depicted"],
         hashes=_reported_hashes(values["hashes"]),
+        victim_consent=values["victim_consent"],
+        victim_first_name=optional("victim_first_name"),
+        victim_last_name=optional("victim_last_name"),
+        victim_email=optional("victim_email"),
+        victim_phone=optional("victim_phone"),
+        victim_age=_victim_age(optional("victim_age")),
+        victim_date_of_birth=_victim_birth_date(optional("victim_date_of_birth")),
     )
+
+
+def _victim_age(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 3:
+        raise InvalidRequest(
+            "An age is a whole number of years.", code="invalid_victim_details", field="victim_age"
+        )
+    return int(text)
+
+
+def _victim_birth_date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(
+            "Write the date of birth as year-month-day, for example 2010-04-30.",
+            code="invalid_victim_details",
+            field="victim_date_of_birth",
+        ) from None
 
 
 def _missing_field(missing: str) -> str | None:
@@ -375,6 +422,8 @@ def _errors_for(exc: TakedownError, values: Mapping[str, Any]) -> list[FieldErro
         for name, limit in MAX_LEN.items():
             if len(str(values.get(name, ""))) > limit:
                 return [FieldError(name, exc.message)]
+    if exc.code == "invalid_victim_details" and exc.details.get("field") in VICTIM_FIELDS:
+        return [FieldError(str(exc.details["field"]), exc.message)]
     if exc.code == "contact_required":
         field = "reporter_email" if values.get("reporter_name") else "reporter_name"
         return [FieldError(field, exc.message)]

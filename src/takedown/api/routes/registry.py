@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, Depends, File, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from takedown.api.auth import require, runtime
+from takedown.api.auth import current_principal, require, runtime
 from takedown.api.schemas import Count
 from takedown.api.uploads import read_media_upload
 from takedown.domain.access import Permission, Principal
-from takedown.errors import InvalidRequest
+from takedown.errors import Forbidden, InvalidRequest
 from takedown.media import DIHEDRAL_NAMES
 from takedown.media.video import media_mime_type
 from takedown.runtime import Runtime
 from takedown.services.registry.service import (
+    MAX_IP_EVENTS,
     AccountInput,
     AccountView,
+    IpEventInput,
     ItemInput,
     ItemResult,
     MediaInput,
@@ -26,6 +30,52 @@ from takedown.services.registry.service import (
 
 router = APIRouter(tags=["registry"])
 _write = require(Permission.REGISTRY_WRITE)
+
+
+async def _reader(principal: Principal = Depends(current_principal)) -> Principal:
+    """Reads of the registry: the platform (registry:write), or legal staff and admins
+    (the evidence permission), who alone see IP addresses."""
+    if not (principal.allows(Permission.REGISTRY_WRITE) or principal.allows(Permission.EVIDENCE)):
+        raise Forbidden(
+            f"This {'API key' if principal.kind == 'apikey' else 'account'} lacks the "
+            f"'{Permission.REGISTRY_WRITE.value}' permission.",
+            code="forbidden",
+        )
+    return principal
+
+
+def _ip_reader(p: Principal) -> str | None:
+    """The actor, when the caller may read IP addresses (as evidence); else None."""
+    return p.actor if p.allows(Permission.EVIDENCE) else None
+
+
+class IpEventIn(BaseModel):
+    """An IP address the platform saw, for the CyberTipline's ipCaptureEvent (NCMEC
+    routes a report to a country and agency by it). Personal data: only legal staff
+    and admins read it back."""
+
+    model_config = ConfigDict(extra="forbid")
+    ip: str = Field(max_length=64, description="IPv4 or IPv6 address.")
+    event: Literal["registration", "login", "upload", "purchase", "other"] | None = Field(
+        None,
+        description="What the address was seen for. Required on accounts; on items it "
+        "defaults to upload.",
+    )
+    at: AwareDatetime | None = Field(
+        None, description="When (RFC 3339 with a zone). Optional, but recommended."
+    )
+    port: int | None = Field(None, ge=0, le=65535, description="Source port, if known.")
+
+
+_IP_EVENTS_DOC = (
+    "IP addresses the platform saw (idempotent: the same address, event and time sent "
+    f"again adds nothing; at most {MAX_IP_EVENTS} a request). Sent to NCMEC in "
+    "CyberTipline reports as ipCaptureEvents."
+)
+
+
+def _ip_events(events: list[IpEventIn]) -> tuple[IpEventInput, ...]:
+    return tuple(IpEventInput(e.ip, e.event or "", e.at, e.port) for e in events)
 
 
 class AccountIn(BaseModel):
@@ -63,6 +113,11 @@ class AccountIn(BaseModel):
     prior_violations_source: str | None = Field(
         None, max_length=200, description="Where they were confirmed (required with a count)."
     )
+    ip_events: list[IpEventIn] = Field(
+        default_factory=list,
+        max_length=MAX_IP_EVENTS,
+        description=_IP_EVENTS_DOC + " Events: registration, login, purchase, other.",
+    )
 
 
 class MediaIn(BaseModel):
@@ -82,6 +137,12 @@ class MediaIn(BaseModel):
         "when the other copy has them (media sent as bytes always do).",
     )
     media_type: str = Field("image", pattern="^(image|video|gif)$")
+    file_name: str | None = Field(
+        None,
+        max_length=255,
+        description="The name the file was uploaded with in this item (sent to NCMEC as "
+        "originalFileName): a name, no folders, no control characters.",
+    )
 
 
 class ItemIn(BaseModel):
@@ -97,6 +158,16 @@ class ItemIn(BaseModel):
     monetized: bool = False
     view_count: Count | None = None
     media: list[MediaIn] = Field(default_factory=list, max_length=50)
+    visibility: Literal["public", "restricted", "private"] | None = Field(
+        None,
+        description="Who can see the item on the platform. Kept, as it was, when the "
+        "item joins a case (sent to NCMEC as publiclyAvailable; unknown when not said).",
+    )
+    ip_events: list[IpEventIn] = Field(
+        default_factory=list,
+        max_length=MAX_IP_EVENTS,
+        description=_IP_EVENTS_DOC + " Usually the upload's address (event upload).",
+    )
 
 
 class ViewsIn(BaseModel):
@@ -128,6 +199,7 @@ def put_account(
             flag_source=body.flag_source,
             prior_violations=body.prior_violations,
             prior_violations_source=body.prior_violations_source,
+            ip_events=_ip_events(body.ip_events),
         ),
         actor=p.actor,
     )
@@ -137,11 +209,13 @@ def put_account(
     "/accounts/{account_id}",
     response_model=AccountView,
     summary="An account: the platform's status and Takedown's, strikes, cases, measures",
+    description="ip_events only for legal staff and admins (null otherwise); their read "
+    "is recorded in the audit log.",
 )
 def get_account(
-    account_id: str, _: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+    account_id: str, p: Principal = Depends(_reader), rt: Runtime = Depends(runtime)
 ) -> AccountView:
-    return rt.registry.get_account(account_id)
+    return rt.registry.get_account(account_id, ip_events_for=_ip_reader(p))
 
 
 @router.put(
@@ -162,6 +236,7 @@ def put_item(
             m.pdq_quality,
             tuple(zip(DIHEDRAL_NAMES, m.dihedral, strict=False)),
             m.media_type,
+            file_name=m.file_name,
         )
         for m in body.media
     ]
@@ -177,6 +252,8 @@ def put_item(
             monetized=body.monetized,
             view_count=body.view_count,
             media=media,
+            visibility=body.visibility,
+            ip_events=_ip_events(body.ip_events),
         ),
         actor=p.actor,
     )
@@ -186,6 +263,8 @@ def put_item(
     "/items/{item_id}/media",
     response_model=ItemResult,
     summary="Attach a media file by its bytes (hashed here: PDQ ×8, MD5, SHA-256)",
+    description="The upload's file name is kept as the name the file was uploaded with "
+    "(originalFileName in CyberTipline reports).",
 )
 async def post_item_media(
     item_id: str,
@@ -198,6 +277,9 @@ async def post_item_media(
     def attach() -> ItemResult:
         current = rt.registry.get_item(item_id)  # the item must exist
         media = rt.registry.media_from_bytes(data)
+        # The upload's own name, as the originalFileName (a browser may send a path).
+        name = (file.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+        media = replace(media, file_name=name or None)
         return rt.registry.attach_media(
             current.item_id,
             media,
@@ -220,8 +302,14 @@ def post_views(
     return rt.registry.record_views(item_id, body.view_count, actor=p.actor, at=body.at)
 
 
-@router.get("/items/{item_id}", response_model=ItemResult, summary="An item's state")
+@router.get(
+    "/items/{item_id}",
+    response_model=ItemResult,
+    summary="An item's state",
+    description="ip_events only for legal staff and admins (null otherwise); their read "
+    "is recorded in the audit log.",
+)
 def get_item(
-    item_id: str, _: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+    item_id: str, p: Principal = Depends(_reader), rt: Runtime = Depends(runtime)
 ) -> ItemResult:
-    return rt.registry.get_item(item_id)
+    return rt.registry.get_item(item_id, ip_events_for=_ip_reader(p))

@@ -7,6 +7,7 @@ what lets them report in those roles.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -79,6 +80,19 @@ class ReportIn(BaseModel):
         "reporter's device (see docs/browser-hashing.md). Matching content is found and "
         "treated as if its address had been reported.",
     )
+    victim_consent: bool = Field(
+        False,
+        description="The person depicted, or their parent or guardian, agrees that the "
+        "victim details below go to the National Center for Missing & Exploited Children "
+        "(NCMEC) in the CyberTipline report, for law enforcement. Without it nothing of "
+        "theirs is sent, and details are refused (victim_consent_required).",
+    )
+    victim_first_name: str | None = Field(None, max_length=100)
+    victim_last_name: str | None = Field(None, max_length=100)
+    victim_email: str | None = Field(None, max_length=320)
+    victim_phone: str | None = Field(None, max_length=50)
+    victim_age: int | None = Field(None, ge=0, le=120, description="Age now, in years.")
+    victim_date_of_birth: date | None = Field(None, description="YYYY-MM-DD.")
 
 
 class StatusIn(BaseModel):

@@ -34,6 +34,7 @@ from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
 from takedown.services.cases.copies import chunks
+from takedown.store import repositories as repo
 from takedown.store.models import (
     Account,
     AppliedMeasure,
@@ -515,10 +516,17 @@ def _queue_other_items(
         )
         s.add(sweep)
         s.flush()
+        public = repo.public_when_found(s, items)
         s.execute(
             insert(CaseItem),
             [
-                {"case_id": sweep.id, "item_id": i, "reason": "same_account", "added_at": now}
+                {
+                    "case_id": sweep.id,
+                    "item_id": i,
+                    "reason": "same_account",
+                    "added_at": now,
+                    "publicly_available": public.get(i),
+                }
                 for i in items
             ],
         )

@@ -35,6 +35,7 @@ from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
 from takedown.services.cases.reported_hashes import HashedMedia
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import ReportReceipt
+from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, CaseItem, CaseLocation, Decision, Item, Report
 
@@ -95,6 +96,13 @@ class CaseIntake(CaseStatus):
                 good_faith=valid.good_faith,
                 not_consensual=valid.not_consensual,
                 takedown_request=valid.takedown_request,
+                victim_consent=valid.victim_consent,
+                victim_first_name=valid.victim.first_name,
+                victim_last_name=valid.victim.last_name,
+                victim_email=valid.victim.email,
+                victim_phone=valid.victim.phone,
+                victim_age=valid.victim.age,
+                victim_date_of_birth=valid.victim.date_of_birth,
                 status_token_hash=_token_hash(token),
                 received_at=now,
                 from_limited_reporter=is_limited(
@@ -220,6 +228,7 @@ class CaseIntake(CaseStatus):
                 )
             )
         now = utcnow()
+        public = repo.public_when_found(s, [i for i in copies if i not in present])
         rows = [
             {
                 "case_id": case.id,
@@ -227,6 +236,7 @@ class CaseIntake(CaseStatus):
                 "reason": c.reason,
                 "distance": c.distance,
                 "added_at": now,
+                "publicly_available": public.get(c.item_id),
             }
             for c in copies.values()
             if c.item_id not in present

@@ -77,6 +77,8 @@ class ReportView:
     reporter_email: str | None = None
     contact: str | None = None
     signature: str | None = None
+    victim_consent: bool = False  # the victim's details may go to NCMEC
+    victim: dict[str, Any] | None = None  # what was given with consent: legal and admin only
 
 
 @dataclass(frozen=True)
@@ -192,4 +194,18 @@ def _report_view(r: Report, identity: bool) -> ReportView:
         reporter_email=r.reporter_email if identity else None,
         contact=r.contact if identity else None,
         signature=r.signature if identity else None,
+        victim_consent=r.victim_consent,
+        victim=_victim_given(r) if identity and r.victim_consent else None,
     )
+
+
+def _victim_given(r: Report) -> dict[str, Any]:
+    given = {
+        "first_name": r.victim_first_name,
+        "last_name": r.victim_last_name,
+        "email": r.victim_email,
+        "phone": r.victim_phone,
+        "age": r.victim_age,
+        "date_of_birth": r.victim_date_of_birth.isoformat() if r.victim_date_of_birth else None,
+    }
+    return {k: v for k, v in given.items() if v is not None}

@@ -19,6 +19,7 @@ from takedown.store.models import (
     CaseItem,
     CaseLocation,
     Decision,
+    IpEvent,
     Item,
     ItemMedia,
     Media,
@@ -65,6 +66,8 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
     accounts: dict[int, Account] = {}
     for chunk in _chunks(account_ids):
         accounts.update({a.id: a for a in s.scalars(select(Account).where(Account.id.in_(chunk)))})
+    names = _file_names(s, item_ids)
+    ips = _ip_events(s, IpEvent.account_id, account_ids) | _ip_events(s, IpEvent.item_id, item_ids)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "case": {
@@ -106,6 +109,10 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
                 "view_count": it.view_count,
                 "monetized": it.monetized,
                 "media_sha256": sorted(media_of.get(it.id, [])),
+                "file_names": names.get(it.id, {}),
+                "platform_visibility": it.platform_visibility,
+                "publicly_available_when_found": link.publicly_available,
+                "ip_events": ips.get(("item", it.id), []),
             }
             for link, it in rows
         ],
@@ -117,6 +124,7 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
                 "flagged": a.flagged,
                 "confirmed_violations": a.confirmed_violations,
                 "created_at": _t(a.created_at),
+                "ip_events": ips.get(("account", a.id), []),
             }
             for a in accounts.values()
         ],
@@ -163,6 +171,42 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
     return doc, [MediaRef(m.sha256, m.blob_id) for m in media.values()]
 
 
+def _file_names(s: Session, item_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Per item, the name each file was uploaded with (by SHA-256)."""
+    out: dict[int, dict[str, str]] = {}
+    for chunk in _chunks(item_ids):
+        for item_id, sha, name in s.execute(
+            select(ItemMedia.item_id, Media.sha256, ItemMedia.file_name)
+            .join(Media, Media.id == ItemMedia.media_id)
+            .where(ItemMedia.item_id.in_(chunk), ItemMedia.file_name.is_not(None))
+        ).all():
+            out.setdefault(item_id, {})[sha] = str(name)
+    return out
+
+
+def _ip_events(
+    s: Session, column: Any, ids: list[int]
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The IP events of these accounts or items (personal data, kept with the evidence:
+    what the CyberTipline reports were built from)."""
+    kind = "account" if column is IpEvent.account_id else "item"
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for chunk in _chunks(ids):
+        for e in s.scalars(select(IpEvent).where(column.in_(chunk)).order_by(IpEvent.id)):
+            owner = e.account_id if kind == "account" else e.item_id
+            out.setdefault((kind, owner or 0), []).append(
+                {
+                    "ip": e.ip,
+                    "event": e.event,
+                    "at": _t(e.at),
+                    "port": e.port,
+                    "received_at": _t(e.received_at),
+                    "received_by": e.received_by,
+                }
+            )
+    return out
+
+
 def _report(r: Report) -> dict[str, Any]:
     return {
         "id": r.public_id,
@@ -179,6 +223,15 @@ def _report(r: Report) -> dict[str, Any]:
         "good_faith": r.good_faith,
         "not_consensual": r.not_consensual,
         "takedown_request": r.takedown_request,
+        "victim_consent": r.victim_consent,
+        "victim": {
+            "first_name": r.victim_first_name,
+            "last_name": r.victim_last_name,
+            "email": r.victim_email,
+            "phone": r.victim_phone,
+            "age": r.victim_age,
+            "date_of_birth": r.victim_date_of_birth.isoformat() if r.victim_date_of_birth else None,
+        },
         "received_at": _t(r.received_at),
         "withdrawn_at": _t(r.withdrawn_at),
     }

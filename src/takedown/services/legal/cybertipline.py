@@ -64,6 +64,7 @@ from takedown.store.models import (
     Case,
     CaseItem,
     Decision,
+    IpEvent,
     Item,
     ItemMedia,
     LegalExchange,
@@ -305,24 +306,9 @@ class CyberTiplineService:
                 or None,
                 permanently_disabled="terminated" in (account.status, account.platform_status)
                 or None,
+                ip_captures=_ip_captures(s, IpEvent.account_id == account.id),
             )
-        victims = tuple(
-            ct.Victim(
-                person=ct.Person(
-                    first_name=_split_name(r.reporter_name)[0],
-                    last_name=_split_name(r.reporter_name)[1],
-                    email=r.reporter_email,
-                ),
-                additional_info="The person depicted reported this content themselves.",
-            )
-            for r in s.scalars(
-                select(Report).where(
-                    Report.case_id == case.id,
-                    Report.reporter_role == ReporterRole.PERSON_DEPICTED.value,
-                )
-            )
-            if r.reporter_name or r.reporter_email
-        )
+        victims = _victims(s, case.id)
         return ct.Report(
             incident=ct.Incident(
                 incident_type=ct.incident_type_for(cats),
@@ -624,15 +610,7 @@ class CyberTiplineService:
         assert media is not None
         case = s.get(Case, f.case_id)
         assert case is not None
-        items = s.execute(
-            select(Item.url, Item.posted_at)
-            .join(ItemMedia, ItemMedia.item_id == Item.id)
-            .join(CaseItem, CaseItem.item_id == Item.id)
-            .outerjoin(Account, Account.id == Item.account_id)
-            .where(CaseItem.case_id == f.case_id, ItemMedia.media_id == media.id)
-            .where(Account.platform_id == f.subject if f.subject else Item.account_id.is_(None))
-            .order_by(Item.posted_at)
-        ).all()
+        facts = _file_facts(s, f, media.id)
         own_items = _items_of_subject(s, f.subject, media.id)
         views = [
             (a, json.loads(d))
@@ -645,20 +623,20 @@ class CyberTiplineService:
             ).all()
         ]
         review = _review_of(s, f.case_id, media.public_id)
-        posted = [p for _, p in items if p is not None]
         return ct.FileReport(
             file_name=ff.file_name,
-            original_file_name=None,
-            uploaded_at=min(posted) if posted else None,
-            location=next((u for u, _ in items if u), None),
+            original_file_name=facts.original_file_name,
+            uploaded_at=facts.uploaded_at,
+            location=facts.location,
             viewed_by_esp=ct.viewed_in_full(views, self._settings.viewed_scope, own_items),
-            publicly_available=True,
+            publicly_available=facts.publicly_available,
             annotations=tuple(FileAnnotation(a) for a in review.get("annotations", [])),
             classification=IndustryClassification(review["classification"])
             if review.get("classification")
             else None,
             original_hash=media.md5 or media.sha256,
             hash_type="MD5" if media.md5 else "SHA256",
+            ip_captures=facts.ip_captures,
         )
 
     # -- retraction --------------------------------------------------------------------------
@@ -915,11 +893,122 @@ def _review_of(s: Session, case_id: int, media_pid: str) -> dict[str, Any]:
     return {}
 
 
-def _split_name(name: str | None) -> tuple[str | None, str | None]:
-    if not name or not name.strip():
-        return None, None
-    first, _, last = name.strip().partition(" ")
-    return first, last or None
+IP_CAPTURES_PER_REPORT = 100  # an account's events in one report
+IP_CAPTURES_PER_FILE = 20  # the reported items' events in one file's details
+
+
+def _ip_captures(
+    s: Session, owner: Any, limit: int = IP_CAPTURES_PER_REPORT
+) -> tuple[ct.IpCapture, ...]:
+    """The IP events the platform registered for an account or items (``owner`` is the
+    condition on ``ip_events``): the registration, then the newest others up to
+    ``limit`` (a long-lived account may have thousands of log-ins); sent oldest first,
+    those without a time last."""
+    newest = (IpEvent.at.is_(None), IpEvent.at.desc(), IpEvent.id.desc())
+    first = list(
+        s.scalars(
+            select(IpEvent)
+            .where(owner, IpEvent.event == "registration")
+            .order_by(IpEvent.at.is_(None), IpEvent.at, IpEvent.id)
+            .limit(2)
+        )
+    )
+    rest = list(
+        s.scalars(
+            select(IpEvent)
+            .where(owner, IpEvent.event != "registration")
+            .order_by(*newest)
+            .limit(limit - len(first))
+        )
+    )
+    rows = sorted(first + rest, key=lambda e: (e.at is None, e.at or e.received_at, e.id))
+    return tuple(ct.IpCapture(e.ip, ct.ip_event(e.event), e.at, e.port) for e in rows)
+
+
+@dataclass(frozen=True)
+class _FileFacts:
+    """What the registry knows of a file as the reported account posted it."""
+
+    uploaded_at: datetime | None
+    location: str | None
+    original_file_name: str | None
+    publicly_available: bool | None
+    ip_captures: tuple[ct.IpCapture, ...]
+
+
+def _file_facts(s: Session, f: LegalFiling, media_id: int) -> _FileFacts:
+    """From the filing's account's items in the case that hold this file: the earliest
+    post's address and time, the name it was uploaded with, whether it was public when
+    found, and the items' upload addresses."""
+    rows = sorted(
+        s.execute(
+            select(
+                Item.id,
+                Item.url,
+                Item.posted_at,
+                ItemMedia.file_name,
+                CaseItem.publicly_available,
+            )
+            .join(ItemMedia, ItemMedia.item_id == Item.id)
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .outerjoin(Account, Account.id == Item.account_id)
+            .where(CaseItem.case_id == f.case_id, ItemMedia.media_id == media_id)
+            .where(Account.platform_id == f.subject if f.subject else Item.account_id.is_(None))
+        ).all(),
+        key=lambda r: (r.posted_at is None, r.posted_at or utcnow(), r.id),
+    )
+    posted = [r.posted_at for r in rows if r.posted_at is not None]
+    return _FileFacts(
+        uploaded_at=min(posted) if posted else None,
+        location=next((r.url for r in rows if r.url), None),
+        original_file_name=next((r.file_name for r in rows if r.file_name), None),
+        publicly_available=ct.publicly_available(r.publicly_available for r in rows),
+        ip_captures=_ip_captures(s, IpEvent.item_id.in_([r.id for r in rows]), IP_CAPTURES_PER_FILE)
+        if rows
+        else (),
+    )
+
+
+def _victims(s: Session, case_id: int) -> tuple[ct.Victim, ...]:
+    """The victim section: only what a person depicted or a parent or guardian gave
+    and agreed to send to NCMEC (reports withdrawn since are left out). Without their
+    consent nothing of theirs is sent, not even their name as the reporter."""
+    out = []
+    for r in s.scalars(
+        select(Report)
+        .where(
+            Report.case_id == case_id,
+            Report.victim_consent.is_(True),
+            Report.withdrawn_at.is_(None),
+            Report.reporter_role.in_(
+                (ReporterRole.PERSON_DEPICTED.value, ReporterRole.PARENT_GUARDIAN.value)
+            ),
+        )
+        .order_by(Report.id)
+    ):
+        person = ct.Person(
+            first_name=r.victim_first_name,
+            last_name=r.victim_last_name,
+            phone=r.victim_phone,
+            email=r.victim_email,
+            age=r.victim_age,
+            date_of_birth=r.victim_date_of_birth,
+        )
+        if person == ct.Person():
+            continue  # consent, but nothing given
+        who = (
+            "the person depicted"
+            if r.reporter_role == ReporterRole.PERSON_DEPICTED.value
+            else "a parent or guardian"
+        )
+        out.append(
+            ct.Victim(
+                person=person,
+                additional_info=f"Given by {who}, who reported the content and consented "
+                "to these details being shared with NCMEC.",
+            )
+        )
+    return tuple(out)
 
 
 def _view(s: Session, f: LegalFiling) -> FilingView:

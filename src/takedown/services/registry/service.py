@@ -9,9 +9,10 @@ its treatment (restricted while under review, removed once confirmed).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,7 @@ from takedown.store.models import (
     Bank,
     Case,
     CaseItem,
+    IpEvent,
     Item,
     ItemMedia,
     ItemViews,
@@ -47,6 +49,24 @@ from takedown.store.models import (
 )
 
 ACCOUNT_STATUSES = ("active", "suspended", "terminated", "deleted")
+# What the platform saw an IP address for (the CyberTipline's ipCaptureEvent names).
+IP_EVENTS = ("registration", "login", "upload", "purchase", "other")
+MAX_IP_EVENTS = 100  # per request
+IP_EVENTS_SHOWN = 200  # newest first, on an account or item read by legal staff
+# The platform's visibility of an item; "public" is what publiclyAvailable means.
+ITEM_VISIBILITIES = ("public", "restricted", "private")
+MAX_FILE_NAME = 255
+
+
+@dataclass(frozen=True)
+class IpEventInput:
+    """An IP address the platform saw: for an account (registration, login, purchase,
+    other) or an item (its upload), when and on which source port, if known."""
+
+    ip: str
+    event: str
+    at: datetime | None = None
+    port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class AccountInput:
     flag_source: str | None = None
     prior_violations: int | None = None  # confirmed before, by the platform or others
     prior_violations_source: str | None = None
+    ip_events: Sequence[IpEventInput] = ()  # added to those known (idempotent)
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,7 @@ class MediaInput:
     pdq_variants: tuple[tuple[str, str], ...] = ()  # only when we hashed the bytes
     media_type: str = "image"
     video_frames: tuple[FrameFeature, ...] = ()  # a video we hashed: its frame features
+    file_name: str | None = None  # the name it was uploaded with, in this item
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,8 @@ class ItemInput:
     monetized: bool = False
     view_count: int | None = None
     media: Sequence[MediaInput] = ()
+    visibility: str | None = None  # the platform's: public, restricted or private
+    ip_events: Sequence[IpEventInput] = ()  # usually its upload (idempotent)
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,8 @@ class AccountView:
     suspended_by: list[str] = field(default_factory=list)  # cases whose measure holds it
     cases: list[dict[str, object]] = field(default_factory=list)
     measures: list[dict[str, object]] = field(default_factory=list)
+    # Personal data: only for those who may read evidence (legal, admin); else None.
+    ip_events: list[dict[str, object]] | None = None
 
 
 @dataclass
@@ -119,6 +145,8 @@ class ItemResult:
     verdict: str  # screening verdict for the item's media
     cases: list[str] = field(default_factory=list)
     matched_banks: list[str] = field(default_factory=list)
+    # Personal data: only for those who may read evidence (legal, admin); else None.
+    ip_events: list[dict[str, object]] | None = None
 
 
 def _text(value: str | None, what: str, limit: int = 200) -> str | None:
@@ -174,8 +202,10 @@ class RegistryService:
                     "Say where the earlier violations were confirmed (prior_violations_source).",
                     code="source_required",
                 )
+        events = clean_ip_events(a.ip_events)
         with unit_of_work(self._sessions) as s:
             acc = self._account(s, pid, create=True, actor=actor)
+            self._add_ip_events(s, events, actor, account=acc)
             new: dict[str, object] = {}
             if a.handle is not None:
                 new["handle"] = _text(a.handle, "handle")
@@ -244,12 +274,78 @@ class RegistryService:
                 {"account": acc.platform_id, "status": acc.status},
             )
 
-    def get_account(self, platform_id: str) -> AccountView:
-        with unit_of_work(self._sessions, write=False) as s:
+    def get_account(self, platform_id: str, *, ip_events_for: str | None = None) -> AccountView:
+        """The account; with ``ip_events_for`` (the actor, who may read evidence) also
+        its IP events, the read recorded in the audit log."""
+        with unit_of_work(self._sessions, write=ip_events_for is not None) as s:
             acc = s.scalars(select(Account).where(Account.platform_id == platform_id)).first()
             if acc is None:
                 raise NotFound(f"No account {platform_id[:60]!r}.", code="account_not_found")
-            return _account_view(s, acc)
+            view = _account_view(s, acc)
+            if ip_events_for is not None:
+                shown = _ip_events_shown(s, IpEvent.account_id == acc.id)
+                record(
+                    s,
+                    ip_events_for,
+                    "account.ip_events_viewed",
+                    "account",
+                    acc.platform_id,
+                    {"shown": len(shown)},
+                )
+                view = replace(view, ip_events=shown)
+            return view
+
+    def _add_ip_events(
+        self,
+        s: Session,
+        events: list[IpEventInput],
+        actor: str,
+        *,
+        account: Account | None = None,
+        item: Item | None = None,
+    ) -> int:
+        """Keep the events not known yet for this account or item; returns how many.
+        The owner's row is locked first, so that the same event sent twice at once is
+        kept once (the unique key would refuse the second)."""
+        if not events:
+            return 0
+        if account is not None:
+            owner, key = account.platform_id, f"a{account.id}"
+            s.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+        else:
+            assert item is not None
+            owner, key = item.platform_id, f"i{item.id}"
+            s.execute(select(Item.id).where(Item.id == item.id).with_for_update())
+        rows = {f"{key}|{e.ip}|{e.event}|{e.at.isoformat() if e.at else ''}": e for e in events}
+        known = set(s.scalars(select(IpEvent.dedupe_key).where(IpEvent.dedupe_key.in_(rows))))
+        now = utcnow()
+        fresh = [
+            {
+                "account_id": account.id if account is not None else None,
+                "item_id": item.id if item is not None else None,
+                "ip": e.ip,
+                "event": e.event,
+                "at": e.at,
+                "port": e.port,
+                "dedupe_key": k,
+                "received_at": now,
+                "received_by": actor,
+            }
+            for k, e in rows.items()
+            if k not in known
+        ]
+        if fresh:
+            s.execute(insert(IpEvent), fresh)
+            # The count and kinds only: the addresses are personal data, read by legal.
+            record(
+                s,
+                actor,
+                "account.ip_events_added" if account is not None else "item.ip_events_added",
+                "account" if account is not None else "item",
+                owner,
+                {"added": len(fresh), "events": sorted({r["event"] for r in fresh})},
+            )
+        return len(fresh)
 
     def _account(self, s: Session, pid: str, *, create: bool, actor: str) -> Account:
         acc = s.scalars(select(Account).where(Account.platform_id == pid)).first()
@@ -286,6 +382,12 @@ class RegistryService:
         media = [_normalize_media(m) for m in it.media]
         if it.view_count is not None and it.view_count < 0:
             raise InvalidRequest("view_count cannot be negative.", code="invalid_request")
+        if it.visibility is not None and it.visibility not in ITEM_VISIBILITIES:
+            raise InvalidRequest(
+                f"visibility is one of {', '.join(ITEM_VISIBILITIES)}.",
+                code="invalid_visibility",
+            )
+        events = clean_ip_events(it.ip_events, default_event="upload")
         with unit_of_work(self._sessions) as s:
             item = s.scalars(select(Item).where(Item.platform_id == pid)).first()
             created = item is None
@@ -307,6 +409,8 @@ class RegistryService:
             }
             if it.view_count is not None:
                 fields["view_count"] = it.view_count
+            if it.visibility is not None:
+                fields["platform_visibility"] = it.visibility
             if item is None:
                 item = Item(platform_id=pid, **fields)
                 s.add(item)
@@ -330,10 +434,11 @@ class RegistryService:
             if "view_count" in changes:
                 s.add(ItemViews(item_id=item.id, at=utcnow(), view_count=item.view_count))
             new_media = self._attach_media(s, item, media)
+            new_ips = self._add_ip_events(s, events, actor, item=item)
             result = ItemResult(
                 item_id=pid,
                 created=created,
-                changed=created or bool(changes) or bool(new_media),
+                changed=created or bool(changes) or bool(new_media) or bool(new_ips),
                 visibility=item.visibility,
                 monetization_paused=item.monetization_paused,
                 verdict=Verdict.ALLOW.value,
@@ -420,10 +525,21 @@ class RegistryService:
                 # ids), but its variants may arrive with a later event.
                 row.pdq_dihedral = _dihedral_text(m)
             ids.append(row.id)
-        present = set(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id == item.id)))
+        names = {i: m.file_name for i, m in zip(ids, media, strict=True) if m.file_name}
+        present = {
+            link.media_id: link
+            for link in s.scalars(select(ItemMedia).where(ItemMedia.item_id == item.id))
+        }
         fresh = [i for i in dict.fromkeys(ids) if i not in present]
         if fresh:
-            s.execute(insert(ItemMedia), [{"item_id": item.id, "media_id": i} for i in fresh])
+            s.execute(
+                insert(ItemMedia),
+                [{"item_id": item.id, "media_id": i, "file_name": names.get(i)} for i in fresh],
+            )
+        for i, link in present.items():  # a name said later (or corrected)
+            if i in names and link.file_name != names[i]:
+                link.file_name = names[i]
+                fresh.append(i)
         return fresh
 
     def _keep_content(self, s: Session, sha256: str, content: bytes, content_type: str) -> None:
@@ -526,12 +642,14 @@ class RegistryService:
                 verdict=Verdict.ALLOW.value,
             )
 
-    def get_item(self, platform_id: str) -> ItemResult:
-        with unit_of_work(self._sessions, write=False) as s:
+    def get_item(self, platform_id: str, *, ip_events_for: str | None = None) -> ItemResult:
+        """The item's state; with ``ip_events_for`` (the actor, who may read evidence)
+        also its IP events, the read recorded in the audit log."""
+        with unit_of_work(self._sessions, write=ip_events_for is not None) as s:
             item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
             if item is None:
                 raise NotFound(f"No item {platform_id[:60]!r}.", code="item_not_found")
-            return ItemResult(
+            result = ItemResult(
                 item_id=platform_id,
                 created=False,
                 changed=False,
@@ -539,6 +657,90 @@ class RegistryService:
                 monetization_paused=item.monetization_paused,
                 verdict=Verdict.ALLOW.value,
             )
+            if ip_events_for is not None:
+                result.ip_events = _ip_events_shown(s, IpEvent.item_id == item.id)
+                record(
+                    s,
+                    ip_events_for,
+                    "item.ip_events_viewed",
+                    "item",
+                    item.platform_id,
+                    {"shown": len(result.ip_events)},
+                )
+            return result
+
+
+def clean_ip_events(
+    events: Sequence[IpEventInput], *, default_event: str | None = None
+) -> list[IpEventInput]:
+    """Canonical events (the address as ``ipaddress`` writes it, the time in UTC), the
+    same event once; raises ``invalid_ip_address``, ``invalid_ip_event``,
+    ``invalid_port`` or ``too_many_ip_events`` before anything is stored."""
+    if len(events) > MAX_IP_EVENTS:
+        raise InvalidRequest(
+            f"At most {MAX_IP_EVENTS} IP events per request.", code="too_many_ip_events"
+        )
+    out: dict[tuple[object, ...], IpEventInput] = {}
+    for e in events:
+        try:
+            address = ipaddress.ip_address((e.ip or "").strip())
+        except ValueError:
+            raise InvalidRequest(
+                f"Not an IPv4 or IPv6 address: {str(e.ip)[:60]!r}.", code="invalid_ip_address"
+            ) from None
+        ip = str(address)
+        if getattr(address, "scope_id", None) or len(ip) > 45:  # fe80::1%eth0: a local one
+            raise InvalidRequest(
+                f"Not an Internet address: {ip[:60]!r}.", code="invalid_ip_address"
+            )
+        event = (e.event or default_event or "").strip().lower()
+        if event not in IP_EVENTS:
+            raise InvalidRequest(
+                f"An IP event is one of {', '.join(IP_EVENTS)}.", code="invalid_ip_event"
+            )
+        if e.port is not None and not 0 <= e.port <= 65535:
+            raise InvalidRequest("A port is a number from 0 to 65535.", code="invalid_port")
+        if e.at is not None and e.at.tzinfo is None:
+            raise InvalidRequest(
+                "An IP event's time needs its time zone (RFC 3339).", code="invalid_ip_event"
+            )
+        at = e.at.astimezone(UTC) if e.at is not None else None
+        out.setdefault((ip, event, at), IpEventInput(ip, event, at, e.port))
+    return list(out.values())
+
+
+def _ip_events_shown(s: Session, owner: object) -> list[dict[str, object]]:
+    return [
+        {"ip": e.ip, "event": e.event, "at": e.at, "port": e.port, "received_at": e.received_at}
+        for e in s.scalars(
+            select(IpEvent)
+            .where(owner)  # type: ignore[arg-type]
+            .order_by(IpEvent.at.is_(None), IpEvent.at.desc(), IpEvent.id.desc())  # no time: last
+            .limit(IP_EVENTS_SHOWN)
+        )
+    ]
+
+
+def _file_name(value: str | None) -> str | None:
+    """The name a file was uploaded with: a name, not a path; no control characters."""
+    if value is None or not value.strip():
+        return None
+    name = value.strip()
+    if len(name) > MAX_FILE_NAME:
+        raise InvalidRequest(
+            f"A file name is at most {MAX_FILE_NAME} characters.", code="invalid_file_name"
+        )
+    if (
+        "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in name)
+    ):
+        raise InvalidRequest(
+            "A file name is the name alone: no folders (/ or \\) and no control characters.",
+            code="invalid_file_name",
+        )
+    return name
 
 
 def _normalize_media(m: MediaInput) -> MediaInput:
@@ -560,6 +762,7 @@ def _normalize_media(m: MediaInput) -> MediaInput:
         pdq_variants=variants,
         media_type=m.media_type,
         video_frames=m.video_frames,
+        file_name=_file_name(m.file_name),
     )
 
 
