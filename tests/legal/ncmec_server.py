@@ -124,7 +124,6 @@ SEQUENCES: dict[str, list[str]] = {
         "details",
         "additionalInfo",
     ],
-    "ipCaptureEvent": ["ipAddress", "eventName", "dateTime", "possibleProxy", "port"],
     "fileAnnotations": [
         "animeDrawingVirtualHentai",
         "potentialMeme",
