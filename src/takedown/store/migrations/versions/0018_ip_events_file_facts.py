@@ -11,7 +11,7 @@
 - ``reports.victim_*``: what a person depicted or a parent gave about the victim, and
   whether they consented to it going to NCMEC.
 
-Revision ID: 0018_ip_events_file_facts_victims
+Revision ID: 0018_ip_events_file_facts
 Revises: 0017_dsa_failed
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018_ip_events_file_facts_victims"
+revision = "0018_ip_events_file_facts"
 down_revision = "0017_dsa_failed"
 branch_labels = None
 depends_on = None
