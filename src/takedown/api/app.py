@@ -13,6 +13,7 @@ from takedown.api.errors import install_error_handlers
 from takedown.api.fast_screen import FastScreenHashes
 from takedown.api.limits import RequestGuard
 from takedown.api.routes import banks, cases, health, outbox, registry, reports, screen, users
+from takedown.api.routes import clock as clock_routes
 from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
@@ -86,6 +87,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(outbox.router)
     v1.include_router(legal_router)
     v1.include_router(evidence_routes.router)
+    v1.include_router(clock_routes.router)
     app.include_router(v1)
     app.include_router(public.router)  # the public report and status pages (HTML)
     app.include_router(console.router)  # the review console (HTML, session cookies)

@@ -48,6 +48,12 @@ class CasePolicy:
     public_base_url: str = "http://127.0.0.1:8000"
     accounts: AccountPolicy = field(default_factory=AccountPolicy)
     reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
+    # Why setting clocks by hand is refused here (code, sentence); None: allowed
+    # (Settings.clock_override_refusal: test and staging deployments only).
+    clock_override_refusal: tuple[str, str] | None = (
+        "clock_override_disabled",
+        "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",
+    )
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -160,6 +166,8 @@ class CaseBase:
             )
         for part in chunks(rows, 5000):  # type: ignore[arg-type]
             s.execute(insert(OutboxMessage), part)
+        if visibility == "removed" and pids and case.removed_at is None:
+            case.removed_at = now  # the TAKE IT DOWN clock is judged on this
         record_many(
             s, actor, topic, "item", [p for _, p in pids], {"case": case.public_id, "reason": why}
         )

@@ -219,12 +219,16 @@ def apply_account_measures(
     now: datetime,
     decision_id: str = "",
     only_accounts: set[int] | None = None,
+    reason: str = "confirmed_violation",
 ) -> dict[str, str]:
     """Strike, warn, suspend or terminate each posting account by its part in the case;
     returns account id -> measure taken. Each account acted on gets a row in
     ``account_measures`` (undone if the decision is overturned). Suspended accounts'
     other items are queued for checking in a case of their own. In bulk: a case of
-    100,000 copies may involve 100,000 accounts."""
+    100,000 copies may involve 100,000 accounts. ``reason`` says what caused it, as
+    the items' actions do: a reviewer's decision, or a copy of confirmed material joining
+    the case (no person looked at it: the transparency report counts it as solely
+    automated)."""
     planned = plan_account_measures(s, case, item_ids, policy, only_accounts)
     struck = [p.account_id for p in planned if p.outcome.strike]
     for part in chunks(sorted(struck)):
@@ -261,7 +265,9 @@ def apply_account_measures(
         if p.outcome.measure is not AccountMeasure.NONE
     }
     outbox = [
-        _account_action(p.platform_id, p.strikes, p.outcome.measure, p.part, case, now)
+        _account_action(
+            p.platform_id, p.strikes, p.outcome.measure, p.part, case, now, decision_id, reason
+        )
         for p in planned
         if p.outcome.measure is not AccountMeasure.NONE
     ]
@@ -382,6 +388,8 @@ def _account_action(
     part: Part,
     case: Case,
     now: datetime,
+    decision_id: str = "",
+    reason: str = "confirmed_violation",
 ) -> dict[str, object]:
     statement = {
         "measure": {
@@ -411,6 +419,8 @@ def _account_action(
             "case": case.public_id,
             "part": part.value,
             "strikes": strikes,
+            "reason": reason,
+            "decision": decision_id or None,
             "statement_of_reasons": statement,
         },
     )

@@ -446,6 +446,7 @@ class CaseIntake(CaseStatus):
                     now,
                     decision or "",
                     only_accounts=accounts,
+                    reason="copy_of_confirmed_violation",
                 )
         elif case.restrict_first and case.state in ACTIVE_STATES:
             self._restrict(s, case, actor, "copy_of_restricted_content", now)
