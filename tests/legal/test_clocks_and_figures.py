@@ -27,7 +27,7 @@ from takedown.config import Settings
 from takedown.ids import utcnow
 from takedown.runtime import Runtime, open_runtime
 from takedown.store.db import unit_of_work
-from takedown.store.models import AuditEvent
+from takedown.store.models import AuditEvent, MailMessage
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 
 
@@ -296,16 +296,39 @@ def test_a_request_received_49_hours_ago_is_overdue_everywhere(rt: Runtime, clie
     # the compliance report
     report = client.get(f"/v1/legal/take-it-down/compliance?{w.period()}", headers=w.legal)
     assert report.json()["past_48h"] == 1
+    # the alerts: overdue here; a request 40 hours old is due soon; each alerts once
+    w.item("o2", "acc-o2")
+    soon = w.report(_ncii(item_ids=["o2"]))
+    w.set_received(soon["report_id"], utcnow() - timedelta(hours=40))
+    rt.legal.alert_email = "legal-alerts@platform.example"
+    assert sorted(rt.legal.check_alerts()) == sorted([case_id, soon["case_number"]])
+    assert rt.legal.check_alerts() == []
+    with unit_of_work(rt.sessions, write=False) as s:
+        alerts = {
+            (e.action, e.object_id)
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action.like("legal.take_%")))
+        }
+        mails = [m.subject for m in s.scalars(select(MailMessage))]
+    assert alerts == {
+        ("legal.take_it_down_overdue", case_id),
+        ("legal.take_it_down_due_soon", soon["case_number"]),
+    }
+    assert f"TAKE IT DOWN request overdue: case {case_id}" in mails
     # removing it now meets the request, late: the clock says met, the report says late
     w.decide(str(case_id), "violation")
     assert _clock(w.case(case_id), "take_it_down_48h")["state"] == "met"
     late = client.get(f"/v1/legal/take-it-down/compliance?{w.period()}", headers=w.legal)
-    assert late.json()["requests"][0]["hours_to_removal"] >= 49.0
-    assert late.json()["past_48h"] == 1 and late.json()["not_removed"] == 0
+    first = next(q for q in late.json()["requests"] if q["case_id"] == case_id)
+    assert first["hours_to_removal"] >= 49.0 and first["past_48h"]
+    assert late.json()["past_48h"] == 1 and late.json()["not_removed"] == 1
     # every change is in the audit log with the old and new times
     with unit_of_work(rt.sessions, write=False) as s:
         events = list(
-            s.scalars(select(AuditEvent).where(AuditEvent.action == "clock.set_received"))
+            s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "clock.set_received", AuditEvent.object_id == case_id
+                )
+            )
         )
     assert len(events) == 1 and events[0].actor == "user:root-a"
     details = json.loads(events[0].details)
