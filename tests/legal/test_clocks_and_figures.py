@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -164,6 +165,12 @@ def test_transparency_counts_automated_and_human_decisions(rt: Runtime, client):
     assert decisions["by_a_person"] == 3
     assert decisions["total"] == 2  # the reviewers' two decisions on the cases
     assert actions["total"] == 5 + 3 + accounts - 1
+    # the statement of reasons each owner gets (and the DSA database stores) says the same
+    sent = client.get("/v1/outbox?limit=1000", headers=w.admin).json()
+    said = Counter(a["payload"]["statement_of_reasons"]["automated_decision"] for a in sent)
+    assert said == Counter(actions["by_automation"])
+    late_copy = next(a for a in sent if a["target_id"] == "c3")
+    assert late_copy["payload"]["statement_of_reasons"]["automated_decision"] == "fully"
     r = client.get(f"/v1/legal/dsa/transparency?{w.period()}&format=csv", headers=w.legal)
     rows = dict(csv.reader(io.StringIO(r.text)))
     assert rows["decisions.solely_automated"] == "5"

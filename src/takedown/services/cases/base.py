@@ -20,6 +20,7 @@ from takedown.domain.cases import CaseState
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.domain.reports import Category, ReporterRole
 from takedown.domain.statements import statement_for
+from takedown.domain.transparency import automation
 from takedown.domain.triage import TriageInput, priority
 from takedown.ids import new_id
 from takedown.services.audit.chain import record_many
@@ -128,6 +129,10 @@ class CaseBase:
             policy=case.outcome_policy,
             hash_match=bool(case.hash_sources),
         ).to_dict()
+        # One rule for how automated a measure is, for the statement the owner gets and
+        # the DSA database stores as for the transparency report: a copy removed as it
+        # joins a confirmed case was decided by no person.
+        statement["automated_decision"] = automation(topic, why)
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):
             s.execute(

@@ -30,6 +30,7 @@ from takedown.domain.enforcement import Outcome as MeasureOutcome
 from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS
+from takedown.domain.transparency import automation
 from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
@@ -403,7 +404,9 @@ def _account_action(
         "facts": f"Content this account {_PART_FACT[part]} was confirmed as violating (case "
         f"{case.public_id}); strikes: {strikes}.",
         "automated_detection": False,
-        "automated_decision": "partially",  # a person confirmed; the rule applied the measure
+        # after a reviewer's decision, partially (a person confirmed, the rule chose the
+        # measure); for a late copy's account, fully (domain/transparency.automation)
+        "automated_decision": automation(f"account.{measure.value}", reason),
         "ground": "The platform's repeat-violation policy (DSA art. 23).",
         "ground_type": "incompatible_content",
         "redress": REDRESS,
