@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -72,6 +72,12 @@ def test_a_clock_moves_back_only_with_a_zone():
     with pytest.raises(InvalidRequest) as err:
         check_new_time(T0 + timedelta(seconds=1), T0)
     assert err.value.code == "invalid_time"
+    for far in (T0 - timedelta(days=5 * 366 + 1), datetime.min.replace(tzinfo=UTC)):
+        with pytest.raises(InvalidRequest) as err:
+            check_new_time(far, T0)
+        assert err.value.code == "invalid_time"
+    zoned = datetime(2026, 5, 1, 11, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert check_new_time(zoned, T0) == T0 and check_new_time(zoned, T0).tzinfo is UTC
     check_between(T0, T0, T0, "decision")
     check_between(T0, None, None, "decision")
     for earliest, latest in ((T0 + timedelta(1), None), (None, T0 - timedelta(1))):

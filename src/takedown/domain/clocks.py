@@ -12,18 +12,28 @@ records (outbox) keep their real times: they say when the platform was told.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from takedown.errors import InvalidRequest
 
+MAX_BACK = timedelta(days=5 * 366)  # far enough for a year's preservation, six months' appeal
 
-def check_new_time(at: datetime, now: datetime) -> None:
+
+def check_new_time(at: datetime, now: datetime) -> datetime:
+    """The time to set, in UTC: with a zone, not in the future, at most five years back."""
     if at.tzinfo is None:
         raise InvalidRequest(
             "Give the time with a zone (e.g. 2026-05-01T09:00:00Z).", code="invalid_time"
         )
+    try:
+        at = at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        at = datetime.min.replace(tzinfo=UTC)
     if at > now:
         raise InvalidRequest("A clock can be set back, not into the future.", code="invalid_time")
+    if at < now - MAX_BACK:
+        raise InvalidRequest("A clock can be set back at most five years.", code="invalid_time")
+    return at
 
 
 def check_between(

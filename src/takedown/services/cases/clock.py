@@ -54,7 +54,7 @@ class CaseClocks(CaseBase):
         opened, its first report, the restriction it fired, the TAKE IT DOWN request)
         move with it, and the deadlines derived from them follow."""
         self._check_clock_override()
-        check_new_time(at, utcnow())
+        at = check_new_time(at, utcnow())
         with unit_of_work(self._sessions) as s:
             report = s.scalars(select(Report).where(Report.public_id == report_id.strip())).first()
             if report is None:
@@ -94,7 +94,7 @@ class CaseClocks(CaseBase):
         it), the removal it made, the appeals it closed and the account measures it
         took move with it. It keeps its place among the case's decisions and appeals."""
         self._check_clock_override()
-        check_new_time(at, utcnow())
+        at = check_new_time(at, utcnow())
         with unit_of_work(self._sessions) as s:
             decision = s.scalars(
                 select(Decision).where(Decision.public_id == decision_id.strip())
