@@ -26,7 +26,7 @@ from takedown.store.db import current_revision, make_engine, upgrade
 from takedown.store.models import Base, Blob
 from tests.conftest import PG_ADMIN_URL
 
-HEAD = "0018_ip_events_file_facts"  # the newest migration
+HEAD = "0019_clocks"  # the newest migration
 
 
 def test_migrations_match_models(database_url: str):
@@ -183,3 +183,63 @@ def test_keys_that_sealed_blobs_before_0015_are_recorded(empty_database: str, tm
             assert rt.blobs.get(s, "01BLOB") == b"stand-in"
     finally:
         rt.close()
+
+
+def test_cases_learn_when_their_content_was_removed(empty_database: str):
+    """Migration 0019_clocks: a case decided before it gets ``removed_at`` from its first
+    removal sent to the platform (the TAKE IT DOWN clock is judged on it); a case whose
+    content was never removed gets none."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select
+
+    from takedown.store.models import Case, OutboxMessage
+
+    engine = make_engine(empty_database)
+    upgrade(engine, "0015")
+    first = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        for n, pid in enumerate(("CASEREMOVED000000000000001", "CASEHIDDEN0000000000000002")):
+            conn.execute(
+                insert(Case.__table__).values(
+                    id=n + 1,
+                    public_id=pid,
+                    state="decided" if n == 0 else "restricted",
+                    categories="ncii",
+                    hash_sources="",
+                    minor_safety=False,
+                    restrict_first=True,
+                    priority=0,
+                    priority_factors="[]",
+                    opened_at=first - timedelta(hours=30),
+                    views_at_first_report=0,
+                    updated_at=first,
+                )
+            )
+        rows = [
+            (1, "item.restrict", first - timedelta(hours=30)),
+            (1, "item.remove", first + timedelta(hours=2)),  # a later copy
+            (1, "item.remove", first),  # the decision
+            (2, "item.restrict", first),
+        ]
+        for n, (case, topic, at) in enumerate(rows):
+            conn.execute(
+                insert(OutboxMessage.__table__).values(
+                    public_id=f"OUT{n}".ljust(26, "0"),
+                    idempotency_key=f"key-{n}",
+                    topic=topic,
+                    target_type="item",
+                    target_platform_id=f"i{n}",
+                    case_id=case,
+                    payload="{}",
+                    state="acknowledged",
+                    attempts=1,
+                    created_at=at,
+                    next_attempt_at=at,
+                )
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        removed = dict(conn.execute(select(Case.public_id, Case.removed_at)).all())
+    engine.dispose()
+    assert removed == {"CASEREMOVED000000000000001": first, "CASEHIDDEN0000000000000002": None}

@@ -31,6 +31,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, field_validator
@@ -68,6 +69,8 @@ def default_data_dir() -> Path:
     return base / "takedown"
 
 
+# The Commission's production DSA Transparency Database (its sandbox is elsewhere).
+DSA_PRODUCTION_HOST = "transparency.dsa.ec.europa.eu"
 # NCMEC's CyberTipline environments (integrations/cybertipline.py speaks to them).
 NCMEC_ENVIRONMENTS = {
     "test": "https://exttest.cybertip.org/ispws",
@@ -303,6 +306,34 @@ class Settings(BaseSettings):
     def _territorial_scope(cls, value: str) -> str:
         territorial_scope(value)  # a ValueError names what is wrong
         return value
+
+    allow_clock_override: bool = Field(
+        default=False,
+        description="Test and staging only: let admins set a report's received time or a "
+        "decision's time (POST /v1/admin/clock/..., `takedown clock`) to exercise the "
+        "48-hour and appeal clocks. Refused whatever this says while the CyberTipline "
+        "or the DSA database in use is the production one.",
+    )
+
+    def clock_override_refusal(self) -> tuple[str, str] | None:
+        """Why the clock override is refused here (code, sentence), or None."""
+        if not self.allow_clock_override:
+            return (
+                "clock_override_disabled",
+                "Setting times by hand is off; it is for test and staging deployments "
+                "(TAKEDOWN_ALLOW_CLOCK_OVERRIDE=1).",
+            )
+        dsa_production = (
+            self.dsa_token_value() is not None
+            and urlsplit(self.dsa_api_url).hostname == DSA_PRODUCTION_HOST
+        )
+        if self.ncmec_environment == "production" or dsa_production:
+            return (
+                "clock_override_production",
+                "Setting times by hand is refused while filings go to the production "
+                "CyberTipline or DSA Transparency Database: it could alter real records.",
+            )
+        return None
 
     def ncmec_password_value(self) -> str | None:
         if self.ncmec_password_file is not None:

@@ -65,6 +65,18 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
     ("post", "/v1/legal/filings/01NOSUCH/submit", Permission.LEGAL_FILE, None),
     ("post", "/v1/legal/filings/01NOSUCH/retract", Permission.LEGAL_FILE, None),
     ("get", "/v1/evidence?case_id={case}&purpose=matrix+check", Permission.EVIDENCE, None),
+    (
+        "post",
+        "/v1/admin/clock/reports/01NOSUCH/received",
+        Permission.CLOCK_OVERRIDE,
+        {"at": "2026-01-01T00:00:00Z"},
+    ),
+    (
+        "post",
+        "/v1/admin/clock/decisions/01NOSUCH/decided",
+        Permission.CLOCK_OVERRIDE,
+        {"at": "2026-01-01T00:00:00Z"},
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from takedown.api.limits import RequestGuard
 from takedown.api.routes import (
     banks,
     cases,
+    clock,
     docs,
     health,
     outbox,
@@ -101,6 +102,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(outbox.router)
     v1.include_router(legal_router)
     v1.include_router(evidence_routes.router)
+    v1.include_router(clock.router)
     app.include_router(v1)
     docs.install(app)
     app.include_router(public.router)  # the public report and status pages (HTML)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from takedown.cli.access import key_app, user_app
 from takedown.cli.audit import audit_app, evidence_app
 from takedown.cli.banks import bank_app, entry_app
+from takedown.cli.clock import clock_app
 from takedown.cli.common import (
     CLI_ACTOR,
     choose,
@@ -47,6 +48,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(legal_app, name="legal")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
+app.add_typer(clock_app, name="clock")
 app.add_typer(index_app, name="index")
 app.add_typer(master_key_app, name="key", no_args_is_help=True)
 

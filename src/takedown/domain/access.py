@@ -28,6 +28,9 @@ class Permission(StrEnum):
     LEGAL_READ = "legal:read"  # the legal queue, filings, transparency figures
     LEGAL_FILE = "legal:file"  # draft, submit, retract reports; record NCA references
     EVIDENCE = "evidence"  # the evidence vault: preserve, hold, read, export, destroy
+    # Set a report's or a decision's time by hand (test and staging deployments only,
+    # TAKEDOWN_ALLOW_CLOCK_OVERRIDE): admins.
+    CLOCK_OVERRIDE = "clock:override"
 
 
 ALL = frozenset(Permission)

@@ -35,15 +35,54 @@ def hours(d: timedelta | None) -> float | None:
     return None if d is None else round(max(0.0, d.total_seconds()) / 3600, 2)
 
 
-def time_to_removal(received_at: datetime, hidden_at: datetime | None) -> timedelta | None:
-    """Content hidden before the request arrived counts as removed at once."""
-    if hidden_at is None:
+# -- automated means (DSA Art. 15(1)(b), (c), (e); the statements' automated_decision) --
+# One decision in the DSA's sense is one measure on one item or account: each reaches
+# the platform as one action with its own statement of reasons. A measure is taken
+# *solely by automated means* when no person decided about that item or account before
+# it was applied: the rules apply it on receipt of a report, on a hash match, or because
+# the item is a copy of material already restricted or confirmed. It is *partially*
+# automated when a person confirmed the content and a rule chose the measure (the
+# repeat-violation policy's account measures after a reviewer's decision), and not
+# automated when it carries out a reviewer's decision on the case.
+FULLY, PARTIALLY, NOT_AUTOMATED = "fully", "partially", "not_automated"
+SOLELY_AUTOMATED_REASONS = frozenset(
+    {
+        "restrict_first",  # a report's content hidden on receipt, pending review
+        "hash_match",  # an item matching a bank hidden pending review
+        "copy_of_restricted_content",  # a copy joining a case under restriction
+        "under_review",  # monetization paused while a report is reviewed
+        "copy_of_confirmed_violation",  # a copy of confirmed material, removed on joining
+    }
+)
+BY_A_PERSON_REASONS = frozenset({"confirmed_violation", "no_violation", "appeal_upheld"})
+
+
+def automation(topic: str, reason: str | None) -> str:
+    """How automated the measure of one action (outbox row) was: ``reason`` is the
+    ``reason`` its payload carries (what caused it)."""
+    if reason in SOLELY_AUTOMATED_REASONS:
+        return FULLY
+    if topic.startswith("account.") and topic != "account.reinstate":
+        # the repeat-violation rule after a reviewer's confirmation
+        return PARTIALLY
+    return NOT_AUTOMATED
+
+
+def time_to(received_at: datetime, at: datetime | None) -> timedelta | None:
+    """From a request to an event; an event before the request counts as at once."""
+    if at is None:
         return None
-    return max(timedelta(0), hidden_at - received_at)
+    return max(timedelta(0), at - received_at)
 
 
-def past_48_hours(received_at: datetime, hidden_at: datetime | None, now: datetime) -> bool:
-    removal = time_to_removal(received_at, hidden_at)
+def time_to_removal(received_at: datetime, removed_at: datetime | None) -> timedelta | None:
+    return time_to(received_at, removed_at)
+
+
+def past_48_hours(received_at: datetime, removed_at: datetime | None, now: datetime) -> bool:
+    """The Act's rule: removed within 48 hours of a valid request (47 U.S.C.
+    223a(a)(3)). Hiding the content pending review does not meet it on its own."""
+    removal = time_to(received_at, removed_at)
     if removal is None:
         return now - received_at > TAKE_IT_DOWN_WINDOW
     return removal > TAKE_IT_DOWN_WINDOW
@@ -55,6 +94,7 @@ def late_reason(
     from_limited_reporter: bool,
     outcome: str | None,
     hidden: bool,
+    removed: bool = False,
 ) -> str:
     """Why a TAKE IT DOWN request was not met within 48 hours, from the recorded facts."""
     if copies_found == 0:
@@ -64,13 +104,20 @@ def late_reason(
         )
     if outcome == "no_violation":
         return "Reviewed and found not to be non-consensual intimate imagery; not removed."
+    if removed:
+        return "Removed after 48 hours: the review confirmed the violation late." + (
+            " The content was hidden from the public before." if hidden else ""
+        )
     if from_limited_reporter:
         return (
             "The reporter's notices were limited for misuse (DSA art. 23), so nothing was "
             "restricted before review, and the review took longer than 48 hours."
         )
     if hidden:
-        return "The content was restricted only after 48 hours: restrict-first was off."
+        return (
+            "Hidden from the public pending review, but not removed within 48 hours: "
+            "the review has not confirmed it."
+        )
     return "The content is still public: restrict-first was off and the review is pending."
 
 

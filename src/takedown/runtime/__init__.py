@@ -154,6 +154,7 @@ def open_runtime(
                 limit_after=settings.unfounded_reports_to_limit,
                 limit_days=settings.unfounded_limit_days,
             ),
+            clock_override_refusal=settings.clock_override_refusal(),
         ),
         ReportedHashes(media_index, reported_hashes, matcher),
     )

@@ -362,6 +362,9 @@ class Case(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_report_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     restricted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the case's content was first removed (a violation confirmed): the time the
+    # TAKE IT DOWN Act's 48 hours are judged on. Restoring later does not clear it.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decision_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     takedown_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     takedown_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

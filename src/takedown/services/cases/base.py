@@ -20,6 +20,7 @@ from takedown.domain.cases import CaseState
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
 from takedown.domain.reports import Category, ReporterRole
 from takedown.domain.statements import WORLDWIDE, TerritorialScope, statement_for
+from takedown.domain.transparency import automation
 from takedown.domain.triage import TriageInput, priority
 from takedown.ids import new_id
 from takedown.services.audit.chain import record_many
@@ -50,6 +51,12 @@ class CasePolicy:
     reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
     # Where measures apply: told to the user and sent to the DSA database alike.
     territorial_scope: TerritorialScope = WORLDWIDE
+    # Why setting clocks by hand is refused here (code, sentence); None: allowed
+    # (Settings.clock_override_refusal: test and staging deployments only).
+    clock_override_refusal: tuple[str, str] | None = (
+        "clock_override_disabled",
+        "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",
+    )
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -125,6 +132,10 @@ class CaseBase:
             hash_match=bool(case.hash_sources),
             scope=self._policy.territorial_scope,
         ).to_dict()
+        # One rule for how automated a measure is, for the statement the owner gets and
+        # the DSA database stores as for the transparency report: a copy removed as it
+        # joins a confirmed case was decided by no person.
+        statement["automated_decision"] = automation(topic, why)
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):
             s.execute(
@@ -163,6 +174,8 @@ class CaseBase:
             )
         for part in chunks(rows, 5000):  # type: ignore[arg-type]
             s.execute(insert(OutboxMessage), part)
+        if visibility == "removed" and pids and case.removed_at is None:
+            case.removed_at = now  # the TAKE IT DOWN clock is judged on this
         record_many(
             s, actor, topic, "item", [p for _, p in pids], {"case": case.public_id, "reason": why}
         )

@@ -30,6 +30,7 @@ from takedown.domain.enforcement import Outcome as MeasureOutcome
 from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS, WORLDWIDE, TerritorialScope
+from takedown.domain.transparency import automation
 from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
@@ -221,12 +222,16 @@ def apply_account_measures(
     decision_id: str = "",
     only_accounts: set[int] | None = None,
     scope: TerritorialScope = WORLDWIDE,
+    reason: str = "confirmed_violation",
 ) -> dict[str, str]:
     """Strike, warn, suspend or terminate each posting account by its part in the case;
     returns account id -> measure taken. Each account acted on gets a row in
     ``account_measures`` (undone if the decision is overturned). Suspended accounts'
     other items are queued for checking in a case of their own. In bulk: a case of
-    100,000 copies may involve 100,000 accounts."""
+    100,000 copies may involve 100,000 accounts. ``reason`` says what caused it, as
+    the items' actions do: a reviewer's decision, or a copy of confirmed material joining
+    the case (no person looked at it: the transparency report counts it as solely
+    automated)."""
     planned = plan_account_measures(s, case, item_ids, policy, only_accounts)
     struck = [p.account_id for p in planned if p.outcome.strike]
     for part in chunks(sorted(struck)):
@@ -263,7 +268,17 @@ def apply_account_measures(
         if p.outcome.measure is not AccountMeasure.NONE
     }
     outbox = [
-        _account_action(p.platform_id, p.strikes, p.outcome.measure, p.part, case, now, scope)
+        _account_action(
+            p.platform_id,
+            p.strikes,
+            p.outcome.measure,
+            p.part,
+            case,
+            now,
+            scope,
+            decision_id,
+            reason,
+        )
         for p in planned
         if p.outcome.measure is not AccountMeasure.NONE
     ]
@@ -390,6 +405,8 @@ def _account_action(
     case: Case,
     now: datetime,
     scope: TerritorialScope = WORLDWIDE,
+    decision_id: str = "",
+    reason: str = "confirmed_violation",
 ) -> dict[str, object]:
     statement = {
         "measure": {
@@ -404,7 +421,9 @@ def _account_action(
         "facts": f"Content this account {_PART_FACT[part]} was confirmed as violating (case "
         f"{case.public_id}); strikes: {strikes}.",
         "automated_detection": False,
-        "automated_decision": "partially",  # a person confirmed; the rule applied the measure
+        # after a reviewer's decision, partially (a person confirmed, the rule chose the
+        # measure); for a late copy's account, fully (domain/transparency.automation)
+        "automated_decision": automation(f"account.{measure.value}", reason),
         "ground": "The platform's repeat-violation policy (DSA art. 23).",
         "ground_type": "incompatible_content",
         "redress": REDRESS,
@@ -420,6 +439,8 @@ def _account_action(
             "case": case.public_id,
             "part": part.value,
             "strikes": strikes,
+            "reason": reason,
+            "decision": decision_id or None,
             "statement_of_reasons": statement,
         },
     )

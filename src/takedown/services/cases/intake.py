@@ -457,6 +457,7 @@ class CaseIntake(CaseStatus):
                     decision or "",
                     only_accounts=accounts,
                     scope=self._policy.territorial_scope,
+                    reason="copy_of_confirmed_violation",
                 )
         elif case.restrict_first and case.state in ACTIVE_STATES:
             self._restrict(s, case, actor, "copy_of_restricted_content", now)

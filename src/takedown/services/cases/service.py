@@ -8,7 +8,8 @@ mail in the same transaction as the change they describe.
 ``CaseService`` is composed from its parts, each a mixin over the shared ``CaseBase``
 (``base.py``: settings, state, shared helpers): intake and restriction (``intake.py``),
 decisions and appeals (``decisions.py``), the reporter's status and mail
-(``status.py``), and reads for reviewers and the API (``reads.py``). The values it
+(``status.py``), reads for reviewers and the API (``reads.py``), and clocks set by
+hand in test and staging deployments (``clock.py``). The values it
 answers with are in ``views.py``; they are named here too, for callers.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from takedown.domain.reports import AUTHENTICATED_ROLES
 from takedown.services.cases.base import ACTIVE_STATES, CaseBase, CasePolicy
+from takedown.services.cases.clock import CaseClocks, ClockChange
 from takedown.services.cases.decisions import CaseDecisions
 from takedown.services.cases.intake import CaseIntake
 from takedown.services.cases.reads import CaseReads
@@ -33,8 +35,9 @@ from takedown.services.cases.views import (
 )
 
 
-class CaseService(CaseIntake, CaseDecisions, CaseStatus, CaseReads):
-    """Intake and restriction, decisions and appeals, the reporter's status, and reads:
+class CaseService(CaseIntake, CaseDecisions, CaseStatus, CaseReads, CaseClocks):
+    """Intake and restriction, decisions and appeals, the reporter's status, reads, and
+    clocks set by hand (test and staging deployments):
     one service over one set of sessions, copy finder, policy and reported hashes
     (``CaseBase.__init__``)."""
 
@@ -43,6 +46,7 @@ __all__ = [
     "ACTIVE_STATES",
     "AUTHENTICATED_ROLES",
     "CaseBase",
+    "CaseClocks",
     "CaseDetail",
     "CaseDecisions",
     "CaseIntake",
@@ -51,6 +55,7 @@ __all__ = [
     "CaseService",
     "CaseStatus",
     "CaseSummary",
+    "ClockChange",
     "ClockView",
     "CopyView",
     "DecisionView",

@@ -156,9 +156,10 @@ def _clocks(case: Case, now: datetime) -> list[ClockView]:
         c = Clock("decision", started, case.decision_due_at, case.decided_at)
         clocks.append(ClockView(c.name, c.started_at, c.due_at, c.met_at, c.state(now).value))
     if case.takedown_due_at is not None and case.takedown_requested_at is not None:
-        # Met once the content is no longer available to the public.
+        # Met once the content is removed (47 U.S.C. 223a(a)(3): "remove ... not later
+        # than 48 hours"); hiding it pending review (restricted_at) does not stop it.
         c = Clock(
-            "take_it_down_48h", case.takedown_requested_at, case.takedown_due_at, case.restricted_at
+            "take_it_down_48h", case.takedown_requested_at, case.takedown_due_at, case.removed_at
         )
         clocks.append(ClockView(c.name, c.started_at, c.due_at, c.met_at, c.state(now).value))
     return clocks

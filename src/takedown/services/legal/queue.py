@@ -26,6 +26,7 @@ from takedown.domain.reports import Category, ReporterRole
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.cases.media import accounts_of_case
+from takedown.services.legal.take_it_down import check_take_it_down
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, LegalAlert, LegalFiling, MailMessage, Report
 
@@ -143,7 +144,8 @@ class LegalService:
 
     def check_alerts(self, now: datetime | None = None) -> list[str]:
         """Alert once per case that waits longer than the threshold: an audit event and,
-        when an address is configured, a mail through the mail outbox."""
+        when an address is configured, a mail through the mail outbox. The TAKE IT DOWN
+        requests' 48 hours alert too (``take_it_down.py``)."""
         now = now or utcnow()
         alerted = []
         for entry in self.queue(now=now):
@@ -184,7 +186,7 @@ class LegalService:
             except IntegrityError:  # another worker alerted first
                 continue
             alerted.append(entry.case_id)
-        return alerted
+        return alerted + check_take_it_down(self._sessions, self.alert_email, now)
 
 
 def _reportable_cases(s: Session) -> list[Case]:

@@ -613,7 +613,7 @@ class ReviewService:
                 ((c.decision_due_at, c.decided_at) for c in cases if c.decision_due_at), now
             ),
             takedown_clock=compliance(
-                ((c.takedown_due_at, c.restricted_at) for c in cases if c.takedown_due_at), now
+                ((c.takedown_due_at, c.removed_at) for c in cases if c.takedown_due_at), now
             ),
             median_to_restriction=median(
                 [max(timedelta(0), c.restricted_at - first[c.id]) for c in cases if c.restricted_at]
