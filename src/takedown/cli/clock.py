@@ -10,14 +10,16 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from takedown.cli.common import CLI_ACTOR, fail, runtime
 from takedown.errors import InvalidRequest, TakedownError
-from takedown.runtime import Runtime
-from takedown.services.cases.service import ClockChange
+
+if TYPE_CHECKING:
+    from takedown.runtime import Runtime
+    from takedown.services.cases.service import ClockChange
 
 clock_app = typer.Typer(
     help="Test and staging only: set a report's or a decision's time.", no_args_is_help=True
