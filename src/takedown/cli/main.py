@@ -99,6 +99,22 @@ def serve(
             help="Create a demo bank of stand-in images and a demo API key, and print what to try."
         ),
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies (addresses or networks, comma-separated) whose "
+            "X-Forwarded-For/-Proto are believed; '*' trusts all. "
+            "Default: TAKEDOWN_FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        ),
+    ] = None,
+    proxy_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Read X-Forwarded-* from trusted proxies. Default: TAKEDOWN_PROXY_HEADERS, "
+            "else on.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API (and everything else); SQLite by default. Creates the database (and,
     for the embedded one, its master key) when there is none yet. The address is taken
@@ -108,6 +124,15 @@ def serve(
     config = settings()
     host = host or config.host
     port = config.port if port is None else port
+    if forwarded_allow_ips is not None or proxy_headers is not None:
+        config = config.model_copy(
+            update={
+                "forwarded_allow_ips": config.forwarded_allow_ips
+                if forwarded_allow_ips is None
+                else forwarded_allow_ips,
+                "proxy_headers": config.proxy_headers if proxy_headers is None else proxy_headers,
+            }
+        )
     try:
         sockets = listen_sockets(host, port, workers)
     except OSError as exc:
@@ -147,11 +172,22 @@ def _serve(
         rt.close()
         from takedown.api.server import WorkerOptions, serve_workers
 
-        options = WorkerOptions(config.access_log, environment=chosen_environment())
+        options = WorkerOptions(
+            config.access_log,
+            environment=chosen_environment(),
+            proxy_headers=config.proxy_headers,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
         raise typer.Exit(serve_workers(sockets, options))
     rt.warm_up()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(rt), log_level="info", access_log=config.access_log)
+        uvicorn.Config(
+            create_app(rt),
+            log_level="info",
+            access_log=config.access_log,
+            proxy_headers=config.proxy_headers,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
     )
     try:
         server.run(sockets=sockets)
