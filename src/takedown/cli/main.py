@@ -345,6 +345,48 @@ def db_current() -> None:
     out.print(current_revision(engine) or "empty (run `takedown db upgrade`)")
 
 
+@db_app.command("backup")
+def db_backup(
+    directory: Annotated[Path, typer.Argument(help="New directory for the backup.")],
+) -> None:
+    """Copy the database consistently, while the server runs (SQLite: the online backup
+    API; PostgreSQL: pg_dump), with a manifest. Media and evidence are in it, sealed; the
+    master key is NOT: keep a copy of it elsewhere (docs/operations.md, Backups)."""
+    from takedown.runtime import setup
+    from takedown.store.backup import backup
+
+    config = settings()
+    try:
+        setup.check_database(config, create=False)
+        manifest = backup(config.resolved_database_url, directory)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    out.print(
+        f"backed up {config.database_display} (revision {manifest.revision}) to "
+        f"{directory / manifest.file}, SHA-256 {manifest.sha256}; its sealed objects open "
+        f"with the master key {', '.join(manifest.key_fingerprints)} (not in the backup)"
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    directory: Annotated[Path, typer.Argument(help="A directory `takedown db backup` wrote.")],
+    replace: Annotated[bool, typer.Option(help="Overwrite a database that is not empty.")] = False,
+) -> None:
+    """Restore a backup into the configured database (empty, unless --replace), then
+    check that the configured master key opens it. Stop the server and workers first."""
+    from takedown.store.backup import restore
+
+    config = settings()
+    try:
+        manifest = restore(config.resolved_database_url, directory, replace=replace)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    out.print(f"restored {config.database_display} to revision {manifest.revision}")
+    runtime(config=config).close()  # refuses a master key that does not fit the data
+    out.print("the master key fits; next: `takedown audit verify`")
+
+
 # -- the master key --------------------------------------------------------------------
 @master_key_app.command("new")
 def key_new(
