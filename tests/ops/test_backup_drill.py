@@ -129,7 +129,7 @@ def test_backup_wipe_restore_verify(backend: dict[str, str], tmp_path: Path):
     shutil.copy2(offsite_key, data / "master.key")
     done = _takedown(backend, "db", "restore", "--replace", str(backup_dir))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "the master key fits" in done.stdout
+    assert "the master key fits: all 2 sealed objects" in done.stdout  # the photo, the record
     # A second restore over live data is refused without --replace.
     again = _takedown(backend, "db", "restore", str(backup_dir))
     assert again.returncode == 2 and "--replace" in again.stderr, again.stderr
@@ -149,6 +149,55 @@ def test_backup_wipe_restore_verify(backend: dict[str, str], tmp_path: Path):
             hashlib.sha256(PHOTO).hexdigest()
         ]
         assert "acc-1" in z.read("context.json").decode()
+
+
+def test_the_drill_script_restores_into_a_scratch_database(backend: dict[str, str], tmp_path: Path):
+    """scripts/backup-drill leaves the live database alone: it restores into a scratch
+    one with the off-site key, and fails when that key is not the database's."""
+    _populate(backend)
+    offsite = tmp_path / "offsite.key"
+    shutil.copy2(Path(backend["TAKEDOWN_DATA_DIR"]) / "master.key", offsite)
+    scratch: list[str] = []
+    if "PGDB" in backend:
+        name = backend["PGDB"] + "_drill"
+        with _admin().connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = backend["TAKEDOWN_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+        scratch = ["--scratch-database-url", url]
+    try:
+        done = _drill(backend, "--key-file", str(offsite), *scratch)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "backup drill passed" in done.stdout
+        assert "audit log intact" in done.stdout
+        wrong = write_key_file(tmp_path / "wrong.key")  # a key that is not the database's
+        if "PGDB" in backend:
+            with _admin().connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        done = _drill(backend, "--key-file", str(wrong), *scratch)
+        assert done.returncode != 0 and "backup drill passed" not in done.stdout
+        assert "key" in done.stderr.lower(), done.stderr
+    finally:
+        if "PGDB" in backend:
+            with _admin().connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _drill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(__file__).parents[2] / "scripts" / "backup-drill"
+    return subprocess.run(
+        [str(script), *args],
+        env={
+            **os.environ,
+            **{k: v for k, v in env.items() if k.startswith("TAKEDOWN_")},
+            # This interpreter's `takedown` (the sources on PYTHONPATH first).
+            "TAKEDOWN_BIN": str(Path(sys.executable).parent / "takedown"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_a_damaged_backup_is_refused(backend: dict[str, str], tmp_path: Path):

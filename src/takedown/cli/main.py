@@ -375,7 +375,7 @@ def db_restore(
 ) -> None:
     """Restore a backup into the configured database (empty, unless --replace), then
     check that the configured master key opens it. Stop the server and workers first."""
-    from takedown.store.backup import restore
+    from takedown.store.backup import open_every_sealed_object, restore
 
     config = settings()
     try:
@@ -383,8 +383,17 @@ def db_restore(
     except ConfigError as exc:
         raise setup_failed(exc) from exc
     out.print(f"restored {config.database_display} to revision {manifest.revision}")
-    runtime(config=config).close()  # refuses a master key that does not fit the data
-    out.print("the master key fits; next: `takedown audit verify`")
+    rt = runtime(config=config)  # refuses a master key that does not fit the data
+    try:
+        opened = open_every_sealed_object(rt.sessions, rt.blobs)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    finally:
+        rt.close()
+    out.print(
+        f"the master key fits: all {opened} sealed objects (media, evidence) open; "
+        "next: `takedown audit verify`"
+    )
 
 
 # -- the master key --------------------------------------------------------------------

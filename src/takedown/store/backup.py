@@ -25,12 +25,15 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.errors import ConfigError
 from takedown.ids import utcnow
+from takedown.store.blobs import BlobStore
 from takedown.store.db import current_revision, make_engine
+from takedown.store.models import Blob
 
 MANIFEST = "manifest.json"
 SQLITE_DUMP = "database.sqlite3"
@@ -145,6 +148,18 @@ def restore(url: str, source: Path, *, replace: bool = False) -> Manifest:
     if restored != manifest.revision:
         raise BackupError(f"The restored database is at {restored}, not {manifest.revision}.")
     return manifest
+
+
+def open_every_sealed_object(sessions: sessionmaker[Session], blobs: BlobStore) -> int:
+    """Open (decrypt, check the SHA-256 of) every stored object: how many. Raises
+    KeyConfigError at the first that does not open with the configured key."""
+    with sessions() as s:
+        ids = list(s.scalars(select(Blob.public_id).order_by(Blob.id)))
+    for start in range(0, len(ids), 500):
+        with sessions() as s:
+            for public_id in ids[start : start + 500]:
+                blobs.get(s, public_id)
+    return len(ids)
 
 
 def _sqlite_file(url: URL) -> Path:
