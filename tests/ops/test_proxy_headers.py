@@ -103,9 +103,8 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_limit(
     [
         (1, ["--forwarded-allow-ips", "192.0.2.1"], {}),
         (2, [], {"TAKEDOWN_FORWARDED_ALLOW_IPS": "192.0.2.1"}),
-        (1, ["--no-proxy-headers"], {}),
     ],
-    ids=["option", "setting-2-workers", "no-proxy-headers"],
+    ids=["option", "setting-2-workers"],
 )
 def test_an_untrusted_peer_cannot_dodge_the_limit_with_x_forwarded_for(
     sqlite_template: Path, tmp_path: Path, workers: int, args: list[str], env: dict[str, str]
