@@ -20,13 +20,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from takedown.config import Settings
-from takedown.runtime import open_runtime
+from takedown.runtime import Runtime, open_runtime
 from takedown.store.db import make_engine, upgrade
 from tests.cases.helpers import parent_report, platform_headers, user_headers
 from tests.conftest import PG_ADMIN_URL, REQUIRE_PG, standin_bytes, write_key_file
 
 PHOTO = standin_bytes("coffee.png")  # a stand-in photo, never real material
 WHY = "Backup drill: checking that restored evidence opens"
+
+
+def data_dir_of(env: dict[str, str]) -> Path:
+    return Path(env["TAKEDOWN_DATA_DIR"])
 
 
 def _admin():
@@ -74,8 +78,9 @@ def _takedown(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def _populate(env: dict[str, str]) -> str:
-    """Stand-in media with its bytes kept, a report and preserved evidence: the id."""
+def _populate(env: dict[str, str], *, keep_open: bool = False) -> tuple[str, Runtime]:
+    """Stand-in media with its bytes kept, a report and preserved evidence: the id, and
+    the runtime (closed unless ``keep_open``: a database in use)."""
     from takedown.api.app import create_app
 
     settings = Settings(
@@ -95,17 +100,25 @@ def _populate(env: dict[str, str]) -> str:
             body = {"case_id": case_id, "purpose": WHY}
             r = client.post("/v1/evidence", json=body, headers=legal)
             assert r.status_code == 201, r.text
-            return str(r.json()["id"])
+            return str(r.json()["id"]), rt
     finally:
-        rt.close()
+        if not keep_open:
+            rt.close()
 
 
 def test_backup_wipe_restore_verify(backend: dict[str, str], tmp_path: Path):
-    evidence_id = _populate(backend)
+    # Backed up while in use: on SQLite the new rows are still in the write-ahead log
+    # (a copy of the database file alone would not have them).
+    evidence_id, live = _populate(backend, keep_open=True)
+    if "PGDB" not in backend:
+        assert Path(str(data_dir_of(backend) / "takedown.sqlite3") + "-wal").stat().st_size > 0
     data = Path(backend["TAKEDOWN_DATA_DIR"])
     backup_dir, offsite_key = tmp_path / "backup", tmp_path / "offsite" / "master.key"
 
-    done = _takedown(backend, "db", "backup", str(backup_dir))
+    try:
+        done = _takedown(backend, "db", "backup", str(backup_dir))
+    finally:
+        live.close()
     assert done.returncode == 0, done.stderr
     assert "not in the backup" in done.stdout
     assert not (backup_dir / "master.key").exists()  # the key is kept apart, by hand:

@@ -74,7 +74,7 @@ def backup(url: str, out: Path) -> Manifest:
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     if parsed.get_backend_name() == "sqlite":
         dump = out / SQLITE_DUMP
-        _sqlite_copy(_sqlite_file(parsed), dump, readonly_source=True)
+        _sqlite_copy(_sqlite_file(parsed), dump, journal="DELETE")  # one self-contained file
     elif parsed.get_backend_name() == "postgresql":
         dump = out / PG_DUMP
         _run_pg(["pg_dump", "--format=custom", "--file", str(dump)], parsed)
@@ -127,7 +127,7 @@ def restore(url: str, source: Path, *, replace: bool = False) -> Manifest:
         for stale in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
             stale.unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _sqlite_copy(dump, target, readonly_source=True)
+        _sqlite_copy(dump, target, journal="WAL")  # as Takedown opens its database
     else:
         if _has_tables(url) and not replace:
             raise BackupError(
@@ -168,13 +168,13 @@ def _sqlite_file(url: URL) -> Path:
     return Path(url.database)
 
 
-def _sqlite_copy(source: Path, target: Path, *, readonly_source: bool) -> None:
-    src = sqlite3.connect(f"file:{source}?mode=ro" if readonly_source else str(source), uri=True)
+def _sqlite_copy(source: Path, target: Path, *, journal: str) -> None:
+    src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(target)
         try:
             src.backup(dst)  # page by page, consistent even while others write
-            dst.execute("PRAGMA journal_mode=WAL")  # as Takedown opens its database
+            dst.execute(f"PRAGMA journal_mode={journal}")
         finally:
             dst.close()
     finally:
