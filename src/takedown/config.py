@@ -108,6 +108,18 @@ class Settings(BaseSettings):
             "percent of a worker."
         ),
     )
+    proxy_headers: bool = Field(
+        default=True,
+        description="Take the client address and scheme from X-Forwarded-For and "
+        "X-Forwarded-Proto, but only on connections from an address in "
+        "forwarded_allow_ips (uvicorn's proxy headers).",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated addresses or networks of the reverse proxies whose "
+        "X-Forwarded-* headers are believed; '*' trusts every peer (only when nothing "
+        "but the proxy can reach the port). Default: a proxy on this machine only.",
+    )
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, description="Largest media file accepted, in bytes."
     )
@@ -443,7 +455,8 @@ class Settings(BaseSettings):
     console_cookie_secure: bool | None = Field(
         default=None,
         description="Mark the console's cookies Secure. Unset: when the request came over "
-        "HTTPS (behind a proxy, run uvicorn with --proxy-headers).",
+        "HTTPS (behind a proxy: the proxy's X-Forwarded-Proto, from an address in "
+        "forwarded_allow_ips).",
     )
     console_media_link_seconds: int = Field(
         default=300,

@@ -42,6 +42,9 @@ _STOP_GRACE_S = 30.0  # uvicorn finishes in-flight requests, then the worker is 
 class WorkerOptions:
     access_log: bool
     log_level: str = "info"
+    # Behind a reverse proxy: whose X-Forwarded-For/-Proto to believe (uvicorn's options).
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     # Settings the supervisor was given on its command line (--config, --data-dir), as
     # the environment variables that say the same: each worker reads the same settings.
     environment: dict[str, str] = field(default_factory=dict)
@@ -83,6 +86,8 @@ def _run_worker(sock: socket.socket, options: WorkerOptions) -> None:  # in the 
         factory=True,
         log_level=options.log_level,
         access_log=options.access_log,
+        proxy_headers=options.proxy_headers,
+        forwarded_allow_ips=options.forwarded_allow_ips,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

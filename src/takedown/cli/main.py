@@ -101,6 +101,22 @@ def serve(
             help="Create a demo bank of stand-in images and a demo API key, and print what to try."
         ),
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Reverse proxies (addresses or networks, comma-separated) whose "
+            "X-Forwarded-For/-Proto are believed; '*' trusts all. "
+            "Default: TAKEDOWN_FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+        ),
+    ] = None,
+    proxy_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Read X-Forwarded-* from trusted proxies. Default: TAKEDOWN_PROXY_HEADERS, "
+            "else on.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API (and everything else); SQLite by default. Creates the database (and,
     for the embedded one, its master key) when there is none yet. The address is taken
@@ -110,6 +126,15 @@ def serve(
     config = settings()
     host = host or config.host
     port = config.port if port is None else port
+    if forwarded_allow_ips is not None or proxy_headers is not None:
+        config = config.model_copy(
+            update={
+                "forwarded_allow_ips": config.forwarded_allow_ips
+                if forwarded_allow_ips is None
+                else forwarded_allow_ips,
+                "proxy_headers": config.proxy_headers if proxy_headers is None else proxy_headers,
+            }
+        )
     try:
         sockets = listen_sockets(host, port, workers)
     except OSError as exc:
@@ -149,11 +174,22 @@ def _serve(
         rt.close()
         from takedown.api.server import WorkerOptions, serve_workers
 
-        options = WorkerOptions(config.access_log, environment=chosen_environment())
+        options = WorkerOptions(
+            config.access_log,
+            environment=chosen_environment(),
+            proxy_headers=config.proxy_headers,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
         raise typer.Exit(serve_workers(sockets, options))
     rt.warm_up()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(rt), log_level="info", access_log=config.access_log)
+        uvicorn.Config(
+            create_app(rt),
+            log_level="info",
+            access_log=config.access_log,
+            proxy_headers=config.proxy_headers,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
     )
     try:
         server.run(sockets=sockets)
@@ -309,6 +345,57 @@ def db_current() -> None:
         raise setup_failed(exc) from exc
     engine = make_engine(config.resolved_database_url)
     out.print(current_revision(engine) or "empty (run `takedown db upgrade`)")
+
+
+@db_app.command("backup")
+def db_backup(
+    directory: Annotated[Path, typer.Argument(help="New directory for the backup.")],
+) -> None:
+    """Copy the database consistently, while the server runs (SQLite: the online backup
+    API; PostgreSQL: pg_dump), with a manifest. Media and evidence are in it, sealed; the
+    master key is NOT: keep a copy of it elsewhere (docs/operations.md, Backups)."""
+    from takedown.runtime import setup
+    from takedown.store.backup import backup
+
+    config = settings()
+    try:
+        setup.check_database(config, create=False)
+        manifest = backup(config.resolved_database_url, directory)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    out.print(
+        f"backed up {config.database_display} (revision {manifest.revision}) to "
+        f"{directory / manifest.file}, SHA-256 {manifest.sha256}; its sealed objects open "
+        f"with the master key {', '.join(manifest.key_fingerprints)} (not in the backup)"
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    directory: Annotated[Path, typer.Argument(help="A directory `takedown db backup` wrote.")],
+    replace: Annotated[bool, typer.Option(help="Overwrite a database that is not empty.")] = False,
+) -> None:
+    """Restore a backup into the configured database (empty, unless --replace), then
+    check that the configured master key opens it. Stop the server and workers first."""
+    from takedown.store.backup import open_every_sealed_object, restore
+
+    config = settings()
+    try:
+        manifest = restore(config.resolved_database_url, directory, replace=replace)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    out.print(f"restored {config.database_display} to revision {manifest.revision}")
+    rt = runtime(config=config)  # refuses a master key that does not fit the data
+    try:
+        opened = open_every_sealed_object(rt.sessions, rt.blobs)
+    except ConfigError as exc:
+        raise setup_failed(exc) from exc
+    finally:
+        rt.close()
+    out.print(
+        f"the master key fits: all {opened} sealed objects (media, evidence) open; "
+        "next: `takedown audit verify`"
+    )
 
 
 # -- the master key --------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """A per-address limit on anonymous report submissions.
 
 In-process, fixed one-hour windows: enough to stop one address flooding the queue from
-a single worker. Behind a proxy, the proxy must set the client address (uvicorn's
---proxy-headers); several workers each keep their own count.
+a single worker. Behind a reverse proxy the address is the one the proxy puts in
+X-Forwarded-For, believed only from the proxies in TAKEDOWN_FORWARDED_ALLOW_IPS (default
+127.0.0.1 and ::1), so a client cannot choose its own; several workers each keep their
+own count.
 """
 
 from __future__ import annotations
