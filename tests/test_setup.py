@@ -27,6 +27,7 @@ from takedown.runtime import open_runtime
 from takedown.store.blobs import KeyConfigError, Keyring, fingerprint, new_key_text
 from takedown.store.db import make_engine
 from tests.conftest import _truncate_all, write_key_file
+from tests.test_migrations import HEAD
 
 runner = CliRunner()
 
@@ -298,7 +299,7 @@ def test_status_says_what_is_in_use_and_hides_the_password(
     assert f"config file: {config} (--config)" in output
     assert f"data directory: {tmp_path / 'data'} (config file {config})" in output
     assert f"{key} (fingerprint {_fingerprint_of(key)})" in output
-    assert "schema: 0015 (current)" in output and "banks: 0," in output
+    assert f"schema: {HEAD} (current)" in output and "banks: 0," in output
 
 
 def _wait_for(url: str, server: subprocess.Popen[str]) -> None:

@@ -13,9 +13,13 @@ from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, pri
 from takedown.domain.access import SCOPE_PERMISSIONS
 from takedown.errors import TakedownError
 
-key_app = typer.Typer(help="API keys for platforms and tools.", no_args_is_help=True)
+key_app = typer.Typer(
+    rich_markup_mode=None, help="API keys for platforms and tools.", no_args_is_help=True
+)
 user_app = typer.Typer(
-    help="People who sign in: moderators, specialists, legal, admins.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="People who sign in: moderators, specialists, legal, admins.",
+    no_args_is_help=True,
 )
 
 

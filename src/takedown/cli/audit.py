@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 audit_app = typer.Typer(
+    rich_markup_mode=None,
     help="The tamper-evident audit log: verify the hash chain, write a checkpoint.",
     no_args_is_help=True,
 )
@@ -82,6 +83,7 @@ def audit_checkpoint() -> None:
 
 # -- evidence ----------------------------------------------------------------------------
 evidence_app = typer.Typer(
+    rich_markup_mode=None,
     help="The evidence vault (legal staff): preserve, hold, export, delete, destroy. "
     "Every command is written to the audit log with its purpose or reason.",
     no_args_is_help=True,

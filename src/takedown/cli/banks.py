@@ -20,9 +20,12 @@ if TYPE_CHECKING:
     from takedown.services.banks.service import AddResult, SettingChange
 
 bank_app = typer.Typer(
-    help="Hash banks: create, configure, add, import, export.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Hash banks: create, configure, add, import, export.",
+    no_args_is_help=True,
 )
 entry_app = typer.Typer(
+    rich_markup_mode=None,
     help="Bank entries: disable (false positive) or enable, with the other signals of the "
     "file they were banked from.",
     no_args_is_help=True,

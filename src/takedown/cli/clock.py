@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from takedown.services.cases.service import ClockChange
 
 clock_app = typer.Typer(
-    help="Test and staging only: set a report's or a decision's time.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Test and staging only: set a report's or a decision's time.",
+    no_args_is_help=True,
 )
 
 _TIME = Annotated[str, typer.Argument(help="ISO time with a zone, e.g. 2026-05-01T09:00:00Z.")]

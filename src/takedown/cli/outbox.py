@@ -11,7 +11,9 @@ from takedown.cli.common import CLI_ACTOR, fail, out, print_json_lines, print_ta
 from takedown.errors import TakedownError
 
 outbox_app = typer.Typer(
-    help="Actions for the platform: deliveries and dead letters.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Actions for the platform: deliveries and dead letters.",
+    no_args_is_help=True,
 )
 
 
