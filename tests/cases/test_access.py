@@ -65,6 +65,7 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
     ("post", "/v1/legal/filings/01NOSUCH/submit", Permission.LEGAL_FILE, None),
     ("post", "/v1/legal/filings/01NOSUCH/retract", Permission.LEGAL_FILE, None),
     ("get", "/v1/evidence?case_id={case}&purpose=matrix+check", Permission.EVIDENCE, None),
+    ("get", "/metrics", Permission.METRICS, None),
 ]
 
 

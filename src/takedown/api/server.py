@@ -42,6 +42,7 @@ _STOP_GRACE_S = 30.0  # uvicorn finishes in-flight requests, then the worker is 
 class WorkerOptions:
     access_log: bool
     log_level: str = "info"
+    log_format: str = "text"  # or "json" (takedown/logs.py)
     # Settings the supervisor was given on its command line (--config, --data-dir), as
     # the environment variables that say the same: each worker reads the same settings.
     environment: dict[str, str] = field(default_factory=dict)
@@ -78,11 +79,14 @@ def _run_worker(sock: socket.socket, options: WorkerOptions) -> None:  # in the 
 
     os.environ.update(options.environment)
 
+    from takedown.logs import uvicorn_log_config
+
     config = uvicorn.Config(
         APP,
         factory=True,
         log_level=options.log_level,
         access_log=options.access_log,
+        log_config=uvicorn_log_config(options.log_format),
     )
     uvicorn.Server(config).run(sockets=[sock])
 

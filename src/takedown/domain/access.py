@@ -28,6 +28,7 @@ class Permission(StrEnum):
     LEGAL_READ = "legal:read"  # the legal queue, filings, transparency figures
     LEGAL_FILE = "legal:file"  # draft, submit, retract reports; record NCA references
     EVIDENCE = "evidence"  # the evidence vault: preserve, hold, read, export, destroy
+    METRICS = "metrics"  # read /metrics (counts and ages, never content or identities)
 
 
 ALL = frozenset(Permission)
@@ -76,6 +77,8 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "report:trusted_flagger": frozenset({Permission.REPORT_TRUSTED_FLAGGER}),
     "report:law_enforcement": frozenset({Permission.REPORT_LAW_ENFORCEMENT}),
     "admin": ALL - {Permission.CASES_DECIDE},  # machines never decide cases
+    # A Prometheus scraper's key: /metrics and nothing else.
+    "metrics": frozenset({Permission.METRICS}),
 }
 
 
