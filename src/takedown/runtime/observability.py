@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from takedown.domain.cases import CaseState
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
 from takedown.services.index import snapshot as index_snapshot
@@ -25,6 +26,7 @@ from takedown.store.models import Case, LegalFiling, MasterKeyFingerprint, Outbo
 # Outbox states worth a gauge; acknowledged rows only grow, and counting them would
 # read the whole table at every scrape.
 OUTBOX_STATES = ("pending", "delivering", "dead_letter")
+OPEN_CASE_STATES = [s.value for s in CaseState if s is not CaseState.DECIDED]
 # The bank index is read by a poller every ``index_sync_interval_ms``; not read for this
 # long (and at least this many poll intervals) means the poller has stopped.
 STALE_INDEX_S = 60.0
@@ -108,7 +110,7 @@ def database_figures(rt: Runtime) -> Iterator[Figure]:
                 func.count().filter(and_(decision, Case.decision_due_at < now_dt)),
                 func.count().filter(takedown),
                 func.count().filter(and_(takedown, Case.takedown_due_at < now_dt)),
-            ).where((Case.decided_at.is_(None)) | (Case.takedown_due_at.is_not(None)))
+            ).where(Case.state.in_(OPEN_CASE_STATES))  # indexed: decided cases skipped
         ).one()
         filings = dict(
             s.execute(

@@ -178,6 +178,7 @@ class IndexFollower:
             self._read_into(session, index, cursors)
             old, self._index = self._index, index
             self._cursor, *self._more_cursors = cursors
+            self.last_read_at = time.time()
         if old is not index and isinstance(old, MultiIndexHammingIndex):
             old.close()
             del old
