@@ -95,12 +95,21 @@ def test_metrics_count_screenings_and_read_the_database(client, rt: Runtime, aut
     assert _value(after, "takedown_dsa_statements", state="pending") == 0
 
 
-def test_metrics_count_open_cases_clocks(client, rt: Runtime):
-    """A report opens a case with a decision clock; the figures follow the database."""
+def test_metrics_count_open_cases_clocks_and_the_outbox(client, rt: Runtime):
+    """A parent's report of a registered item opens a case with a decision clock and
+    restricts the item at once (an action in the outbox, not delivered: no webhook is
+    configured); the figures follow the database."""
+    from takedown.services.registry.service import ItemInput
+
     metrics = _key(rt, "metrics")
-    report = parent_report([], urls=["https://social.example/p/obs"])
-    assert client.post("/v1/reports", json=report).status_code == 201
+    before = _samples(client.get("/metrics", headers=metrics).text)
+    assert _value(before, "takedown_outbox_messages", state="pending") == 0
+    assert _value(before, "takedown_outbox_oldest_pending_age_seconds") == 0
+    rt.registry.upsert_item(ItemInput("obs-item", account_id="obs-account"), actor="test")
+    assert client.post("/v1/reports", json=parent_report(["obs-item"])).status_code == 201
     samples = _samples(client.get("/metrics", headers=metrics).text)
+    assert _value(samples, "takedown_outbox_messages", state="pending") >= 1
+    assert _value(samples, "takedown_outbox_messages", state="dead_letter") == 0
     running = _value(samples, "takedown_case_clocks", clock="decision", state="running")
     assert running >= 1
     with rt.engine.begin() as conn:  # the clock runs out
