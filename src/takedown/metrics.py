@@ -42,9 +42,20 @@ DELIVERY_FAILURES = Counter(
 )
 
 
+_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+
 def observe_screening(kind: str, verdict: str, seconds: float) -> None:
-    SCREENINGS.labels(kind, verdict).inc()
-    SCREENING_SECONDS.labels(kind).observe(seconds)
+    """Count one screening (on the upload path: the labelled children are looked up
+    once, not at every call)."""
+    pair = _children.get((kind, verdict))
+    if pair is None:
+        pair = _children[kind, verdict] = (
+            SCREENINGS.labels(kind, verdict),
+            SCREENING_SECONDS.labels(kind),
+        )
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 def multiprocess_dir() -> str | None:
