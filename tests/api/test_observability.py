@@ -234,6 +234,19 @@ def test_readiness_names_what_is_wrong(client, rt: Runtime):
     assert _ready(client)[0] == 200
 
 
+def test_readiness_names_a_stale_bank_index(client, rt: Runtime, monkeypatch):
+    """A worker that stopped reading new bank entries (its poller died) is not ready;
+    the limit is lowered below nothing rather than waiting a minute."""
+    from takedown.runtime import observability
+
+    rt.matcher.sync(force=True)  # read at least once (the poller may not have yet)
+    monkeypatch.setattr(observability, "STALE_INDEX_S", -1.0)
+    monkeypatch.setattr(observability, "STALE_INDEX_INTERVALS", -1)
+    status, body = _ready(client)
+    assert status == 503 and "stale" in body["checks"]["bank_index"]
+    assert body["checks"]["database"] == "ok"
+
+
 def test_readiness_when_the_database_cannot_be_reached(tmp_path: Path):
     """A runtime whose database went away (the file is gone): 503 naming the database."""
     from fastapi.testclient import TestClient
