@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         "X-Forwarded-* headers are believed; '*' trusts every peer (only when nothing "
         "but the proxy can reach the port). Default: a proxy on this machine only.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`text`: uvicorn's usual lines. `json`: one JSON object a line (time, level, "
+            "logger, message, request_id; the access line's fields by name), for a log "
+            "collector."
+        ),
+    )
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, description="Largest media file accepted, in bytes."
     )

@@ -77,6 +77,7 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
         Permission.CLOCK_OVERRIDE,
         {"at": "2026-01-01T00:00:00Z"},
     ),
+    ("get", "/metrics", Permission.METRICS, None),
 ]
 
 

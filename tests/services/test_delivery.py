@@ -228,6 +228,11 @@ def test_a_worker_whose_lease_ran_out_does_not_overwrite(rt: Runtime, receiver):
 
 
 def test_dead_letter_after_the_retry_window_and_manual_redelivery(rt: Runtime, receiver, client):
+    from tests.api.test_observability import _samples, _value
+    from tests.cases.helpers import user_headers
+
+    admin = user_headers(rt, "root", "admin")
+    before = _samples(client.get("/metrics", headers=admin).text)
     _restrict_some(rt, 2)
     d = _dispatcher(rt, _closed_port_url())
     t = utcnow()
@@ -237,11 +242,19 @@ def test_dead_letter_after_the_retry_window_and_manual_redelivery(rt: Runtime, r
         if _states(rt).get("dead_letter") == 2:
             break
     assert _states(rt) == {"dead_letter": 2}
-    from tests.cases.helpers import user_headers
-
-    admin = user_headers(rt, "root", "admin")
     dead = client.get("/v1/outbox", params={"state": "dead_letter"}, headers=admin).json()
     assert len(dead) == 2 and dead[0]["attempts"] > 5
+    # /metrics: every failed attempt counted, the two given up on as dead letters.
+    after = _samples(client.get("/metrics", headers=admin).text)
+
+    def failures(outcome: str) -> float:
+        name = "takedown_outbox_delivery_failures_total"
+        return _value(after, name, outcome=outcome) - _value(before, name, outcome=outcome)
+
+    assert failures("dead_letter") == 2
+    assert failures("retry") == sum(d["attempts"] for d in dead) - 2
+    assert _value(after, "takedown_outbox_messages", state="dead_letter") == 2
+    assert _value(after, "takedown_outbox_messages", state="pending") == 0
     r = client.post(f"/v1/outbox/{dead[0]['id']}/redeliver", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "pending"
     r = client.post(f"/v1/outbox/{dead[0]['id']}/redeliver", headers=admin)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from takedown import __version__
 from takedown.api.errors import install_error_handlers
@@ -18,6 +18,7 @@ from takedown.api.routes import (
     clock,
     docs,
     health,
+    metrics,
     outbox,
     registry,
     reports,
@@ -27,6 +28,7 @@ from takedown.api.routes import (
 from takedown.api.routes import evidence as evidence_routes
 from takedown.api.routes.legal import router as legal_router
 from takedown.api.schemas import ErrorOut
+from takedown.logs import accept_request_id, reset_request_id, set_request_id
 from takedown.runtime import Runtime
 from takedown.runtime.workers import (
     start_delivery_worker,
@@ -104,6 +106,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(evidence_routes.router)
     v1.include_router(clock.router)
     app.include_router(v1)
+    app.include_router(metrics.router)  # /metrics and /v1/health/ready
     docs.install(app)
     app.include_router(public.router)  # the public report and status pages (HTML)
     app.include_router(console.router)  # the review console (HTML, session cookies)
@@ -126,7 +129,30 @@ class TakedownAPI(FastAPI):
     fast_screen: FastScreenHashes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_screen is not None and self.fast_screen.handles(scope):
-            await self.fast_screen(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        # The request's id: the caller's X-Request-ID when it is short and safe, else
+        # a new one; returned in the response and written in every log line for the
+        # request (takedown/logs.py).
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = accept_request_id(incoming)
+        header = (b"x-request-id", request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        token = set_request_id(request_id)
+        try:
+            if self.fast_screen is not None and self.fast_screen.handles(scope):
+                await self.fast_screen(scope, receive, send_with_id)
+                return
+            await super().__call__(scope, receive, send_with_id)
+        finally:
+            reset_request_id(token)

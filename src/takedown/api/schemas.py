@@ -204,3 +204,9 @@ class HealthOut(BaseModel):
     version: str
     database: str
     indexed_pdq_hashes: int
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    # database, master_key, bank_index: "ok", or a sentence saying what is wrong.
+    checks: dict[str, str]

@@ -45,6 +45,7 @@ class WorkerOptions:
     # Behind a reverse proxy: whose X-Forwarded-For/-Proto to believe (uvicorn's options).
     proxy_headers: bool = True
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    log_format: str = "text"  # or "json" (takedown/logs.py)
     # Settings the supervisor was given on its command line (--config, --data-dir), as
     # the environment variables that say the same: each worker reads the same settings.
     environment: dict[str, str] = field(default_factory=dict)
@@ -81,6 +82,8 @@ def _run_worker(sock: socket.socket, options: WorkerOptions) -> None:  # in the 
 
     os.environ.update(options.environment)
 
+    from takedown.logs import uvicorn_log_config
+
     config = uvicorn.Config(
         APP,
         factory=True,
@@ -88,6 +91,7 @@ def _run_worker(sock: socket.socket, options: WorkerOptions) -> None:  # in the 
         access_log=options.access_log,
         proxy_headers=options.proxy_headers,
         forwarded_allow_ips=options.forwarded_allow_ips,
+        log_config=uvicorn_log_config(options.log_format),
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -184,15 +185,23 @@ def _serve(
     if len(sockets) > 1:
         rt.close()
         from takedown.api.server import WorkerOptions, serve_workers
+        from takedown.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
+        # Each worker counts into files here; a scrape sums them (takedown/metrics.py).
+        # Set here too: a spawned worker may import the metrics before its options apply.
+        metric_files = prepare_multiprocess_dir(config.data_dir)
+        os.environ[MULTIPROC_ENV] = str(metric_files)
         options = WorkerOptions(
             config.access_log,
-            environment=chosen_environment(),
+            log_format=config.log_format,
+            environment={**chosen_environment(), MULTIPROC_ENV: str(metric_files)},
             proxy_headers=config.proxy_headers,
             forwarded_allow_ips=config.forwarded_allow_ips,
         )
         raise typer.Exit(serve_workers(sockets, options))
     rt.warm_up()
+    from takedown.logs import uvicorn_log_config
+
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(rt),
@@ -200,6 +209,7 @@ def _serve(
             access_log=config.access_log,
             proxy_headers=config.proxy_headers,
             forwarded_allow_ips=config.forwarded_allow_ips,
+            log_config=uvicorn_log_config(config.log_format),
         )
     )
     try:
@@ -214,11 +224,11 @@ def _log_in_use(config: Settings) -> None:
     """What `takedown status` shows, in the server's log (stderr) at every start."""
     import logging
 
+    from takedown.logs import configure
     from takedown.runtime import setup
 
     lines = setup.describe(config)  # before logging is set up: Alembic's chatter stays out
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    configure(config.log_format)
     log = logging.getLogger("takedown.server")
     for line in lines:
         (log.info if line.ok else log.warning)("%s: %s", line.label, line.value)

@@ -31,6 +31,7 @@ class Permission(StrEnum):
     # Set a report's or a decision's time by hand (test and staging deployments only,
     # TAKEDOWN_ALLOW_CLOCK_OVERRIDE): admins.
     CLOCK_OVERRIDE = "clock:override"
+    METRICS = "metrics"  # read /metrics (counts and ages, never content or identities)
 
 
 ALL = frozenset(Permission)
@@ -79,6 +80,8 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "report:trusted_flagger": frozenset({Permission.REPORT_TRUSTED_FLAGGER}),
     "report:law_enforcement": frozenset({Permission.REPORT_LAW_ENFORCEMENT}),
     "admin": ALL - {Permission.CASES_DECIDE},  # machines never decide cases
+    # A Prometheus scraper's key: /metrics and nothing else.
+    "metrics": frozenset({Permission.METRICS}),
 }
 
 

@@ -75,6 +75,8 @@ class IndexFollower:
         self._last_added = 0  # hashes the last read brought
         # The snapshot generation the index was loaded from (services/index/snapshot.py).
         self.snapshot_generation: str | None = None
+        # When new bank rows were last read (wall clock, for /metrics); None: never.
+        self.last_read_at: float | None = None
 
     def __len__(self) -> int:
         return len(self._index)
@@ -103,6 +105,7 @@ class IndexFollower:
                 release_freed_memory()
             self._last_added = added
             self._last_sync = now
+            self.last_read_at = time.time()
             self._synced = stale
             return added
         finally:
@@ -175,6 +178,7 @@ class IndexFollower:
             self._read_into(session, index, cursors)
             old, self._index = self._index, index
             self._cursor, *self._more_cursors = cursors
+            self.last_read_at = time.time()
         if old is not index and isinstance(old, MultiIndexHammingIndex):
             old.close()
             del old

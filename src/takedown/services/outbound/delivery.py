@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from takedown.errors import Conflict, InvalidRequest, NotFound
 from takedown.ids import utcnow
 from takedown.integrations.webhooks import WebhookClient
+from takedown.metrics import DELIVERY_FAILURES
 from takedown.services.audit.chain import record
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage
@@ -193,6 +194,7 @@ class DeliveryDispatcher:
                 and row.attempts >= self._policy.min_attempts
             ):
                 row.state = DEAD
+                DELIVERY_FAILURES.labels("dead_letter").inc()
                 record(
                     s,
                     "delivery",
@@ -204,6 +206,7 @@ class DeliveryDispatcher:
             else:
                 row.state = PENDING
                 row.next_attempt_at = now + self._policy.delay(row.attempts, self._rng)
+                DELIVERY_FAILURES.labels("retry").inc()
 
 
 class OutboxService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -13,6 +14,7 @@ from takedown.errors import InvalidRequest
 from takedown.media import ImageLimits, MediaSignals
 from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.metrics import observe_screening
 from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
 from takedown.signals import MD5, PDQ, SHA256, VPDQ, signal_type
@@ -100,6 +102,7 @@ class ScreeningService:
         A video is screened by its frames (vPDQ) and its file digests."""
         if is_video(data):
             return self.screen_video(data, actor=actor, content_ref=content_ref)
+        started = time.perf_counter()
         signals = hash_image_upload(data, self._limits)
         query = QuerySignals(
             pdq_variants=signals.pdq.dihedral,
@@ -109,6 +112,7 @@ class ScreeningService:
             others=[(name, value, q) for name, (value, q) in signals.others.items()],
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
+        observe_screening("image", result.verdict.value, time.perf_counter() - started)
         return replace(self.record(result), media=signals)
 
     def screen_video(
@@ -116,9 +120,11 @@ class ScreeningService:
     ) -> ScreeningResult:
         """Hash a video (one PDQ a second, MD5, SHA-256) and screen it: banked videos it
         copies, contains or was cut from, banked images one of its frames shows."""
+        started = time.perf_counter()
         video = hash_video_bytes(data, self._video_limits, self._video_sampling)
         query = QuerySignals(md5=video.md5, sha256=video.sha256, video_frames=video.frames)
         result = self._screen(query, actor=actor, content_ref=content_ref)
+        observe_screening("video", result.verdict.value, time.perf_counter() - started)
         return replace(self.record(result), video=video)
 
     def screen_hashes(
@@ -144,6 +150,7 @@ class ScreeningService:
 
         ``signals`` holds hashes of any registered type by name (plug-ins, PhotoDNA);
         PDQ, MD5 and SHA-256 may come there too instead of their own fields."""
+        started = time.perf_counter()
         others: list[tuple[str, str, int | None]] = []
         not_matchable: list[str] = []
         for name, value in (signals or {}).items():
@@ -194,6 +201,7 @@ class ScreeningService:
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         result = replace(result, not_matchable=sorted(not_matchable))
+        observe_screening("hashes", result.verdict.value, time.perf_counter() - started)
         return self.record(result) if record else result
 
     def record(self, result: ScreeningResult) -> ScreeningResult:
