@@ -12,9 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
-from takedown.domain.hashlists import FORMATS, HashRecord, detect_format
 from takedown.errors import TakedownError
-from takedown.signals import signal_type
 
 if TYPE_CHECKING:
     from takedown.services.banks.service import AddResult, SettingChange
@@ -192,7 +190,8 @@ def bank_add(
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Add hashes to a bank."""
-    from takedown.signals import guess_signal_type
+    from takedown.domain.hashlists import HashRecord
+    from takedown.signals import guess_signal_type, signal_type
 
     try:
         records = [
@@ -314,6 +313,8 @@ def bank_import(
         err.print(f"[red]error[/red]: cannot read {file}: {exc}")
         raise typer.Exit(code=2) from None
     lines = text.splitlines()
+    from takedown.domain.hashlists import FORMATS, detect_format
+
     fmt = fmt or detect_format(lines[0] if lines else "", file.name)
     if fmt not in FORMATS:
         err.print(f"[red]error[/red]: unknown format {fmt!r}; use {', '.join(FORMATS)}")
