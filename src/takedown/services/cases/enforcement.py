@@ -35,6 +35,7 @@ from takedown.ids import new_id
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
 from takedown.services.cases.copies import chunks
+from takedown.services.outbound.mail import queue_mail
 from takedown.store import repositories as repo
 from takedown.store.models import (
     Account,
@@ -45,7 +46,6 @@ from takedown.store.models import (
     CaseItem,
     Item,
     ItemMedia,
-    MailMessage,
     Media,
     OutboxMessage,
     Report,
@@ -619,16 +619,14 @@ def count_unfounded(
             {"case": case.public_id, "unfounded": standing.unfounded},
         )
         if report.reporter_email:
-            s.add(
-                MailMessage(
-                    to_address=report.reporter_email,
-                    subject="About your reports"
-                    if measure is ReporterMeasure.WARN
-                    else "Your reports are limited",
-                    body=_reporter_mail(measure, policy),
-                    created_at=now,
-                    next_attempt_at=now,
-                )
+            queue_mail(
+                s,
+                report.reporter_email,
+                "About your reports"
+                if measure is ReporterMeasure.WARN
+                else "Your reports are limited",
+                _reporter_mail(measure, policy),
+                now,
             )
     return taken
 

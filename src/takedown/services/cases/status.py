@@ -23,8 +23,9 @@ from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.cases.base import CaseBase, _token_hash
 from takedown.services.cases.views import PublicDecision, PublicStatusView
+from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
-from takedown.store.models import Appeal, Case, CaseItem, CaseLocation, Item, MailMessage, Report
+from takedown.store.models import Appeal, Case, CaseItem, CaseLocation, Item, Report
 
 
 class CaseStatus(CaseBase):
@@ -144,14 +145,12 @@ class CaseStatus(CaseBase):
         for report in reports:
             if not report.reporter_email:
                 continue
-            s.add(
-                MailMessage(
-                    to_address=report.reporter_email,
-                    subject=f"Your report {case.public_id}: {status.value.replace('_', ' ')}",
-                    body=_mail_body(case, status, event, self._policy.public_base_url),
-                    created_at=now,
-                    next_attempt_at=now,
-                )
+            queue_mail(
+                s,
+                report.reporter_email,
+                f"Your report {case.public_id}: {status.value.replace('_', ' ')}",
+                _mail_body(case, status, event, self._policy.public_base_url),
+                now,
             )
 
     def _mail_status_change(

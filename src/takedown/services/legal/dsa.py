@@ -47,13 +47,13 @@ from takedown.errors import Conflict, NotFound
 from takedown.ids import utcnow
 from takedown.integrations.dsa_transparency import DsaAnswer, DsaClient
 from takedown.services.audit.chain import record
+from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Case,
     DsaStatement,
     Item,
     ItemMedia,
-    MailMessage,
     Media,
     OutboxMessage,
     Report,
@@ -385,14 +385,12 @@ class DsaService:
                 {"count": len(rows), "puids": puids[:100]},
             )
             if self.alert_email:
-                s.add(
-                    MailMessage(
-                        to_address=self.alert_email,
-                        subject=f"DSA Transparency Database: {len(rows)} statement(s) refused",
-                        body=_alert_body(rows),
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
+                queue_mail(
+                    s,
+                    self.alert_email,
+                    f"DSA Transparency Database: {len(rows)} statement(s) refused",
+                    _alert_body(rows),
+                    now,
                 )
             return puids
 

@@ -27,8 +27,9 @@ from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.cases.media import accounts_of_case
 from takedown.services.legal.take_it_down import check_take_it_down
+from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
-from takedown.store.models import Case, LegalAlert, LegalFiling, MailMessage, Report
+from takedown.store.models import Case, LegalAlert, LegalFiling, Report
 
 OVERDUE = "report_overdue"
 
@@ -174,14 +175,12 @@ class LegalService:
                         },
                     )
                     if self.alert_email:
-                        s.add(
-                            MailMessage(
-                                to_address=self.alert_email,
-                                subject=f"Overdue legal report: case {case.public_id}",
-                                body=_alert_body(entry),
-                                created_at=now,
-                                next_attempt_at=now,
-                            )
+                        queue_mail(
+                            s,
+                            self.alert_email,
+                            f"Overdue legal report: case {case.public_id}",
+                            _alert_body(entry),
+                            now,
                         )
             except IntegrityError:  # another worker alerted first
                 continue

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.domain.cases import Outcome
 from takedown.domain.triage import TAKE_IT_DOWN_WINDOW, Clock, ClockState
 from takedown.services.audit.chain import record
+from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
-from takedown.store.models import Case, LegalAlert, MailMessage
+from takedown.store.models import Case, LegalAlert
 
 DUE_SOON = "take_it_down_due_soon"
 OVERDUE = "take_it_down_overdue"
@@ -68,14 +69,12 @@ def check_take_it_down(
                     {"due_at": due.isoformat(), "hours_left": hours_left},
                 )
                 if alert_email:
-                    s.add(
-                        MailMessage(
-                            to_address=alert_email,
-                            subject=f"TAKE IT DOWN request {_WHAT[kind]}: case {case.public_id}",
-                            body=_body(case.public_id, kind, due),
-                            created_at=now,
-                            next_attempt_at=now,
-                        )
+                    queue_mail(
+                        s,
+                        alert_email,
+                        f"TAKE IT DOWN request {_WHAT[kind]}: case {case.public_id}",
+                        _body(case.public_id, kind, due),
+                        now,
                     )
         except IntegrityError:  # another worker alerted first
             continue

@@ -56,6 +56,14 @@ DEFAULT_CLAIM_TIMEOUT = timedelta(minutes=15)
 LAST_ERROR_MAX_CHARS = 1000
 
 
+def queue_mail(s: Session, to: str, subject: str, body: str, now: datetime) -> None:
+    """Put one message in the mail outbox, in the caller's transaction: it is sent (and
+    retried) by the dispatcher below only if that transaction commits."""
+    s.add(
+        MailMessage(to_address=to, subject=subject, body=body, created_at=now, next_attempt_at=now)
+    )
+
+
 class MailSender(Protocol):
     """What the dispatcher needs from a sender (``SmtpSender`` in production)."""
 
