@@ -11,6 +11,7 @@ import sys
 
 HEAVY = (
     "sqlalchemy",
+    "pydantic",  # typer 0.29 loads it for every option (hence typer<0.29)
     "pydantic_settings",
     "numpy",
     "numba",
