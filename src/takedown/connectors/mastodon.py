@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -284,7 +284,8 @@ class MastodonClient:
         self, method: str, path: str, data: Mapping[str, Any] | None = None
     ) -> httpx.Response:
         url = path if path.startswith("http") else self.base_url + path
-        form = form_encode(data) if data is not None else None
+        form = urlencode(form_encode(data)).encode() if data is not None else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if form else None
         backoff = 1.0
         for _ in range(5):
             with self._lock:
@@ -292,7 +293,7 @@ class MastodonClient:
                     self._wait(self.reset_at - time.time())
                     self.remaining = None
             try:
-                response = self._http.request(method, url, data=form)  # type: ignore[arg-type]
+                response = self._http.request(method, url, content=form, headers=headers)
             except httpx.HTTPError as exc:
                 raise Unavailable(f"Mastodon did not answer: {exc}.") from None
             self._note(response)
