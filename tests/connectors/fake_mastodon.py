@@ -67,6 +67,8 @@ class FakeMastodon:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     media: dict[str, bytes] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    # Set: every admin call is refused with this status (a token without the scope).
+    refuse_admin: int | None = None
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(110_000_000_000_000_001)
@@ -288,6 +290,8 @@ class FakeMastodon:
     def answer(self, method: str, path: str, form: list[tuple[str, str]]):
         """(status, JSON) for one API call."""
         fields = Recorded(method, path, form).fields
+        if self.refuse_admin and path.startswith("/api/v1/admin/"):
+            return self.refuse_admin, {"error": "This action is not allowed"}
         if method == "GET" and path == "/api/v1/accounts/verify_credentials":
             return 200, self.account(self.service)
         m = re.fullmatch(r"/api/v1/statuses/(\d+)", path)

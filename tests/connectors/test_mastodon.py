@@ -43,6 +43,7 @@ from tests.connectors.fake_mastodon import FakeMastodon, Recorded
 TOKEN = "service-account-token-0123456789"
 TD_SECRET = "takedown-webhook-secret-0123456789"
 PASSWORD = "a long specialist passphrase 42"
+SPECIALISTS = ("specialist", "second", "third")
 
 
 def _free_port() -> int:
@@ -74,7 +75,8 @@ class World:
     takedown: str
     connector: str
     admin: dict[str, str]
-    specialist: dict[str, str]
+    specialists: list[dict[str, str]]
+    platform: dict[str, str]
 
     @property
     def hook(self) -> str:
@@ -91,7 +93,8 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         _, platform_key = rt.api_keys.create("mastodon", ["platform"], actor="test")
         _, admin_key = rt.api_keys.create("admin", ["admin"], actor="test")
-        rt.users.create("specialist", PASSWORD, "child_safety_specialist", actor="test")
+        for name in SPECIALISTS:
+            rt.users.create(name, PASSWORD, "child_safety_specialist", actor="test")
     finally:
         rt.close()
     fake = FakeMastodon(TOKEN)
@@ -142,17 +145,21 @@ max_rate_limit_wait_seconds = 5
         _wait(lambda: _up(takedown + "/v1/health") or server.poll() is not None, "takedown", 120)
         _wait(lambda: _up(connector + "/health") or proc.poll() is not None, "connector", 60)
         assert server.poll() is None and proc.poll() is None
-        token = httpx.post(
-            takedown + "/v1/auth/token",
-            json={"username": "specialist", "password": PASSWORD},
-            timeout=30,
-        ).json()["token"]
+        tokens = [
+            httpx.post(
+                takedown + "/v1/auth/token",
+                json={"username": name, "password": PASSWORD},
+                timeout=30,
+            ).json()["token"]
+            for name in SPECIALISTS
+        ]
         yield World(
             fake,
             takedown,
             connector,
             {"Authorization": f"Bearer {admin_key}"},
-            {"Authorization": f"Bearer {token}"},
+            [{"Authorization": f"Bearer {t}"} for t in tokens],
+            {"Authorization": f"Bearer {platform_key}"},
         )
     finally:
         for p in (proc, server):
@@ -213,8 +220,13 @@ def test_a_banked_standin_is_screened_and_its_account_actioned(world: World):
     assert r.status_code == 201, r.text
 
     alice = fake.add_account("alice")
-    sid = fake.add_status(alice, banked)
+    sid = fake.add_status(alice)  # a text post: registered, nothing to screen
     r = fake.webhook(world.hook, "status.created", fake.status(sid))
+    assert r.status_code == 200 and r.json()["result"] == f"registered mastodon:{sid}", r.text
+    # Edited to add the banked stand-in: status.updated screens it.
+    edited = fake.add_status(alice, banked)
+    fake.statuses[sid]["media_attachments"] = fake.statuses.pop(edited)["media_attachments"]
+    r = fake.webhook(world.hook, "status.updated", fake.status(sid))
     assert r.status_code == 200, r.text
     assert r.json()["result"] == f"registered mastodon:{sid} (block)"
     # Takedown restricts it first; the connector reports the post as the service
@@ -271,7 +283,7 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
             "policy": "csam",
             "reasons": "Confirmed by a specialist: the stand-in stands for abuse material.",
         },
-        headers=world.specialist,
+        headers=world.specialists[0],
     )
     assert r.status_code == 201 and r.json()["effective"] is True, r.text
     _wait(lambda: fake.accounts[bob]["suspended"], "bob suspended")
@@ -289,6 +301,26 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
         return len(mine) >= 3 and all(m["state"] == "acknowledged" for m in mine)
 
     _wait(acknowledged, "every action of the case acknowledged")
+
+    # The uploader appeals (the operator files it: Mastodon sends no webhook for a
+    # strike's appeal); two other specialists find no violation: the account is
+    # unsuspended and its media no longer marked sensitive.
+    r = httpx.post(
+        f"{world.takedown}/v1/cases/{case_id}/appeals",
+        json={"reason": "This is a photo of a cup of coffee, nothing else."},
+        headers=world.platform,
+    )
+    assert r.status_code == 201, r.text
+    for reviewer in world.specialists[1:]:
+        r = httpx.post(
+            f"{world.takedown}/v1/cases/{case_id}/decisions",
+            json={"outcome": "no_violation", "reasons": "On appeal: a cup of coffee, benign."},
+            headers=reviewer,
+        )
+        assert r.status_code == 201, r.text
+    _wait(lambda: not fake.accounts[bob]["suspended"], "bob unsuspended")
+    _wait(lambda: not fake.accounts[bob]["sensitized"], "bob's media no longer sensitive")
+    assert fake.calls("POST", rf"/api/v1/admin/accounts/{bob}/unsuspend")
 
 
 def test_a_forwarded_report_files_as_the_remote_servers_moderators(world: World):
@@ -312,27 +344,58 @@ def test_a_forwarded_report_files_as_the_remote_servers_moderators(world: World)
     assert r.json()["result"] == "ignored: the connector's own report"
 
 
+def _signed_action(world: World, key: str, event: dict[str, Any]) -> httpx.Response:
+    from takedown.integrations.webhooks import sign
+
+    body = json.dumps(event).encode()
+    return httpx.post(
+        world.connector + "/webhooks/takedown",
+        content=body,
+        headers={"Takedown-Signature": sign(TD_SECRET, body), "Idempotency-Key": key},
+        timeout=30,
+    )
+
+
+def test_an_action_is_done_once_per_key_and_a_refusal_is_kept_for_retry(world: World):
+    fake = world.fake
+    hank = fake.add_account("hank")
+    warn = {
+        "topic": "account.warn",
+        "target": {"id": f"mastodon:{hank}", "type": "account"},
+        "case": "C-2",
+        "action": {"action": "warn", "statement_of_reasons": {"facts": "A stand-in."}},
+    }
+    fake.refuse_admin = 403  # a token without admin:write
+    try:
+        r = _signed_action(world, "k-2", warn)
+        assert r.status_code == 502 and r.json()["code"] == "upstream_refused"
+    finally:
+        fake.refuse_admin = None
+    assert _signed_action(world, "k-2", warn).json()["result"] == f"account {hank}: none"
+    assert _signed_action(world, "k-2", warn).json()["result"] == "already done"
+    actions = _actions(fake, hank)
+    assert len(actions) == 1 and actions[0]["type"] == "none"
+    assert "A stand-in." in actions[0]["text"]
+    r = httpx.post(
+        world.connector + "/webhooks/mastodon",
+        content=b"not json",
+        headers={"X-Hub-Signature": mastodon_signature(fake.webhook_secret, b"not json")},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
+
+
 def test_a_rate_limit_beyond_the_wait_answers_503_and_takedown_retries(world: World):
     fake = world.fake
     gina = fake.add_account("gina")
     fake.exhaust(60)
     try:
-        body = json.dumps(
-            {
-                "topic": "account.warn",
-                "target": {"id": f"mastodon:{gina}", "type": "account"},
-                "case": "C-1",
-                "action": {"action": "warn"},
-            }
-        ).encode()
-        from takedown.integrations.webhooks import sign
-
-        r = httpx.post(
-            world.connector + "/webhooks/takedown",
-            content=body,
-            headers={"Takedown-Signature": sign(TD_SECRET, body), "Idempotency-Key": "k-1"},
-            timeout=30,
-        )
+        event = {
+            "topic": "account.warn",
+            "target": {"id": f"mastodon:{gina}", "type": "account"},
+            "case": "C-1",
+            "action": {"action": "warn"},
+        }
+        r = _signed_action(world, "k-1", event)
         assert r.status_code == 503 and r.json()["code"] == "upstream_unavailable"
         assert int(r.headers["Retry-After"]) >= 50
         assert _actions(fake, gina) == []
