@@ -382,6 +382,31 @@ def test_an_action_is_done_once_per_key_and_a_refusal_is_kept_for_retry(world: W
         headers={"X-Hub-Signature": mastodon_signature(fake.webhook_secret, b"not json")},
     )
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
+    r = httpx.post(world.connector + "/webhooks/takedown", content=b"x" * (3 << 20))
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+
+def test_a_redelivery_during_the_first_delivery_waits_for_it(world: World):
+    """Takedown redelivers after its timeout while the connector still waits for
+    Mastodon's rate limit: the action is done once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = world.fake
+    ivy = fake.add_account("ivy")
+    warn = {
+        "topic": "account.warn",
+        "target": {"id": f"mastodon:{ivy}", "type": "account"},
+        "case": "C-3",
+        "action": {"action": "warn"},
+    }
+    fake.exhaust(1.0)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_signed_action, world, "k-3", warn)
+        time.sleep(0.2)
+        second = pool.submit(_signed_action, world, "k-3", warn)
+        results = sorted([first.result().json()["result"], second.result().json()["result"]])
+    assert results == [f"account {ivy}: none", "already done"]
+    assert len(_actions(fake, ivy)) == 1
 
 
 def test_a_rate_limit_beyond_the_wait_answers_503_and_takedown_retries(world: World):

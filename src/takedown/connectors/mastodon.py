@@ -71,8 +71,10 @@ DEFAULT_CATEGORIES: dict[str, tuple[str, ...]] = {
     "csam": ("csam", "child"),
     "ncii": ("intimate", "ncii"),
 }
-# The admin action for each Takedown account measure.
-ACCOUNT_ACTIONS = {"account.warn": "none", "account.suspend": "suspend"}
+# The admin action for each Takedown account measure (account.suspend: the
+# configured suspend_action).
+ACCOUNT_ACTIONS = {"account.warn": "none", "account.terminate": "suspend"}
+MAX_BODY = 2 * 1024 * 1024  # a webhook's body; Mastodon's largest are a few KB
 
 
 # -- configuration -------------------------------------------------------------------
@@ -97,7 +99,9 @@ class Config:
     report_category: str = "other"  # the service account's reports: spam/violation/other
     send_email_notification: bool = True
     suspend_action: str = "suspend"  # or "disable" (login frozen, posts stay)
-    max_rate_limit_wait_seconds: float = 20.0
+    # Below Takedown's webhook timeout (TAKEDOWN_WEBHOOK_TIMEOUT_S, default 10 s): a
+    # longer wait is answered 503 and Takedown delivers the action again later.
+    max_rate_limit_wait_seconds: float = 5.0
     max_media_bytes: int = 40 * 1024 * 1024
     timeout_seconds: float = 30.0
     categories: Mapping[str, tuple[str, ...]] = field(
@@ -165,7 +169,7 @@ class Config:
             report_category=str(cn.get("report_category", "other")),
             send_email_notification=bool(cn.get("send_email_notification", True)),
             suspend_action=str(cn.get("suspend_action", "suspend")),
-            max_rate_limit_wait_seconds=float(cn.get("max_rate_limit_wait_seconds", 20)),
+            max_rate_limit_wait_seconds=float(cn.get("max_rate_limit_wait_seconds", 5)),
             max_media_bytes=int(cn.get("max_media_bytes", 40 * 1024 * 1024)),
             timeout_seconds=float(cn.get("timeout_seconds", 30)),
             categories=categories,
@@ -440,6 +444,8 @@ class MastodonConnector:
         )
         self.state = State(config.state_file)
         self._service_account: str | None = None
+        self._keys_lock = threading.Lock()
+        self._key_locks: dict[str, list[Any]] = {}  # key → [lock, users]
 
     def close(self) -> None:
         self.mastodon.close()
@@ -607,7 +613,21 @@ class MastodonConnector:
 
     # -- Takedown → Mastodon ----------------------------------------------------------
     def handle_action(self, key: str, event: Mapping[str, Any]) -> str:
-        """One Takedown action, done once per idempotency key."""
+        """One Takedown action, done once per idempotency key (a redelivery that comes
+        while the first is still being done waits for it)."""
+        with self._keys_lock:
+            entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                return self._handle_action(key, event)
+        finally:
+            with self._keys_lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._key_locks[key]
+
+    def _handle_action(self, key: str, event: Mapping[str, Any]) -> str:
         if self.state.get(f"done:{key}"):
             return "already done"
         topic = str(event.get("topic", ""))
@@ -729,8 +749,6 @@ class MastodonConnector:
     ) -> str:
         account = self._unprefix(account_id)
         kind = ACCOUNT_ACTIONS.get(topic, self.config.suspend_action)
-        if topic == "account.suspend":
-            kind = self.config.suspend_action
         params: dict[str, Any] = {
             "type": kind,
             "report_id": self.state.get(f"case:{case}:report"),
@@ -781,6 +799,20 @@ def create_app(connector: MastodonConnector) -> Starlette:
         log.info("%s", result)
         return JSONResponse({"result": result})
 
+    async def read(request: Request) -> bytes | None:
+        declared = request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return None
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return None
+        return body
+
+    def too_large() -> JSONResponse:
+        return _problem(413, "payload_too_large", f"A webhook is at most {MAX_BODY} bytes.")
+
     def parse(body: bytes) -> Mapping[str, Any] | None:
         try:
             event = json.loads(body)
@@ -789,7 +821,9 @@ def create_app(connector: MastodonConnector) -> Starlette:
         return event if isinstance(event, dict) else None
 
     async def mastodon_hook(request: Request) -> Response:
-        body = await request.body()
+        body = await read(request)
+        if body is None:
+            return too_large()
         if not mastodon_signature_ok(
             config.mastodon_webhook_secret, request.headers.get("X-Hub-Signature"), body
         ):
@@ -804,7 +838,9 @@ def create_app(connector: MastodonConnector) -> Starlette:
         return await run_in_threadpool(guarded, lambda: connector.handle_mastodon_event(event))
 
     async def takedown_hook(request: Request) -> Response:
-        body = await request.body()
+        body = await read(request)
+        if body is None:
+            return too_large()
         if not takedown_signature_ok(
             config.takedown_webhook_secret, request.headers.get("Takedown-Signature"), body
         ):
