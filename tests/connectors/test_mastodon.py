@@ -560,3 +560,20 @@ def test_a_long_rate_limit_wait_is_not_slept(tmp_path: Path):
         client.close()
     finally:
         fake.close()
+
+
+def test_the_command_names_a_config_mistake(tmp_path: Path):
+    config = tmp_path / "mastodon.toml"
+    config.write_text(
+        '[takedown]\nurl = "http://127.0.0.1:1"\n[mastodon]\nurl = "https://social.example"\n',
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "takedown.cli", "connector", "mastodon", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "[takedown] api_key (or api_key_file) is required" in (
+        done.stderr
+    ), done.stderr

@@ -30,5 +30,5 @@ def mastodon(
     try:
         serve(config, host, port)
     except ConfigError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
