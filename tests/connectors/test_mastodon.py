@@ -574,6 +574,6 @@ def test_the_command_names_a_config_mistake(tmp_path: Path):
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2 and "[takedown] api_key (or api_key_file) is required" in (
+    assert done.returncode == 2 and "[connector] contact_email (the moderators' address)" in (
         done.stderr
     ), done.stderr
