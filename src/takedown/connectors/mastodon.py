@@ -330,7 +330,7 @@ class MastodonClient:
     def get_bytes(self, url: str, limit: int) -> bytes:
         """A media file (public: fetched without the token, it may be on another host)."""
         try:
-            with httpx.stream("GET", url, timeout=self._http.timeout) as r:
+            with httpx.stream("GET", url, timeout=self._http.timeout, follow_redirects=True) as r:
                 if r.status_code != 200:
                     raise Refused(f"The media file {url} answered {r.status_code}.")
                 chunks, size = [], 0
