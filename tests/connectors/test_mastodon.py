@@ -338,6 +338,13 @@ def test_a_forwarded_report_files_as_the_remote_servers_moderators(world: World)
     assert report["reporter_name"] == "Moderators of other.example"
     assert report["reporter_email"] == "moderation@social.example"
     assert "forwarded by the server other.example" in report["explanation"]
+    # Spam is Mastodon's moderators' work, unless the reporter names abuse imagery.
+    spam = fake.add_report(remote, frank, [sid], "buy now", category="spam")
+    r = fake.webhook(world.hook, "report.created", fake.admin_report(spam))
+    assert r.json()["result"] == "left to Mastodon's moderators: a spam report"
+    spam = fake.add_report(remote, frank, [sid], "spam with intimate images", category="spam")
+    r = fake.webhook(world.hook, "report.created", fake.admin_report(spam))
+    assert r.json()["result"].endswith("(ncii, user)")
     # The connector's own reports (filed to act) are not turned back into reports.
     own = fake.add_report(fake.service, frank, [sid], "Takedown case …")
     r = fake.webhook(world.hook, "report.created", fake.admin_report(own))

@@ -107,6 +107,9 @@ class Config:
     categories: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: dict(DEFAULT_CATEGORIES)
     )
+    # Reports in these Mastodon categories stay with Mastodon's moderators unless their
+    # text names a Takedown category (a spam report is not Takedown's work).
+    leave_to_mastodon: tuple[str, ...] = ("spam",)
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -173,6 +176,7 @@ class Config:
             max_media_bytes=int(cn.get("max_media_bytes", 40 * 1024 * 1024)),
             timeout_seconds=float(cn.get("timeout_seconds", 30)),
             categories=categories,
+            leave_to_mastodon=tuple(str(c) for c in cn.get("leave_to_mastodon", ["spam"])),
         )
 
 
@@ -547,12 +551,13 @@ class MastodonConnector:
         self.takedown.call("PUT", f"/v1/accounts/{self.account_id(mastodon_id)}", json=body)
         self.state.put(f"account:{mastodon_id}", {"acct": acct})
 
-    def category_of(self, *texts: str) -> str:
+    def category_of(self, *texts: str) -> str | None:
+        """The Takedown category the words name (configured keywords), or None."""
         words = " ".join(texts).lower()
         for category, keywords in self.config.categories.items():
             if any(k in words for k in keywords):
                 return category
-        return "other"
+        return None
 
     def file_report(self, report: Mapping[str, Any]) -> str:
         """A Mastodon report (Admin::Report) as a Takedown report."""
@@ -565,13 +570,16 @@ class MastodonConnector:
         target = report.get("target_account") or {}
         if not self.is_local(target):
             return "ignored: a report of a remote account"
-        statuses = [s for s in report.get("statuses") or [] if self.is_local(s.get("account", {}))]
-        for status in statuses:
-            self.register_status(status)
         rules = [str(r.get("text", "")) for r in report.get("rules") or []]
         comment = str(report.get("comment") or "").strip()
         mastodon_category = str(report.get("category") or "other")
-        category = self.category_of(comment, *rules)
+        named = self.category_of(comment, *rules)
+        if named is None and mastodon_category in self.config.leave_to_mastodon:
+            return f"left to Mastodon's moderators: a {mastodon_category} report"
+        category = named or "other"
+        statuses = [s for s in report.get("statuses") or [] if self.is_local(s.get("account", {}))]
+        for status in statuses:
+            self.register_status(status)
         instance = urlsplit(self.config.mastodon_url).hostname or self.config.mastodon_url
         if reporter.get("domain") is None:
             role = "user"
