@@ -1,0 +1,1 @@
+"""Connectors: platforms integrated through Takedown's public HTTP API and webhooks only."""
