@@ -141,6 +141,7 @@ def _synapse_config(tmp: Path, port: int, takedown_url: str, platform_key: str) 
                     "admin_access_token_file": str(tmp / "admin_token"),
                     "homeserver_url": f"http://127.0.0.1:{port}",
                     "report_poll_seconds": 0.5,
+                    "operator_email": "abuse@matrix.test",
                 },
             }
         ],
@@ -175,17 +176,19 @@ def homeserver(
             "TAKEDOWN_WEBHOOK_URL": f"http://127.0.0.1:{synapse_port}/_takedown/webhook",
             "TAKEDOWN_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "TAKEDOWN_DELIVERY_POLL_SECONDS": "0.2",
+            # The public form's limit per address: the connector's reports are not
+            # counted against it (they come with its key).
+            "TAKEDOWN_REPORT_RATE_LIMIT_PER_HOUR": "1",
         },
         workers=1,
     )
     base = f"http://127.0.0.1:{port}"
     config = _synapse_config(tmp, synapse_port, base, platform_key)
     log = tmp / "synapse.log"
-    subprocess.run(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config), "--generate-keys"],
-        check=True,
-        capture_output=True,
-    )
+    from signedjson.key import generate_signing_key, write_signing_keys
+
+    with (tmp / "signing.key").open("w") as key_file:  # what --generate-keys writes
+        write_signing_keys(key_file, [generate_signing_key("a_test")])
     with log.open("w") as out:
         synapse = subprocess.Popen(
             [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config)],
@@ -428,6 +431,107 @@ def _redacted(hs: Homeserver, room_id: str, event_id: str) -> bool:
     )
     event = r.json()
     return "redacted_because" in event.get("unsigned", {}) and "url" not in event["content"]
+
+
+def test_reports_go_through_the_connectors_key_and_keywords_pick_the_category(
+    homeserver: Homeserver,
+):
+    hs = homeserver
+    hs.register("victor")
+    reporter = hs.register("wendy")
+
+    async def post_and_report() -> list[tuple[str, str]]:
+        victor, wendy = await _client(hs, "victor"), await _client(hs, "wendy")
+        try:
+            room = await victor.room_create(invite=[reporter])
+            assert isinstance(await wendy.join(room.room_id), nio.JoinResponse)
+            posted = []
+            for name in ("camera.png", "rocket.jpg"):  # stand-ins, in no bank
+                uploaded = await _upload(victor, encode(standin_rgb(name)), name)
+                sent = await victor.room_send(
+                    room.room_id,
+                    "m.room.message",
+                    {"msgtype": "m.image", "body": name, "url": uploaded.content_uri},
+                )
+                posted.append((sent.event_id, uploaded.content_uri))
+            for event_id, _ in posted:
+                r = httpx.post(
+                    f"{hs.url}/_matrix/client/v3/rooms/{room.room_id}/report/{event_id}",
+                    json={"reason": "An intimate picture of me, posted without consent"},
+                    headers={"Authorization": f"Bearer {wendy.access_token}"},
+                )
+                assert r.status_code == 200, r.text
+            return posted
+        finally:
+            await victor.close()
+            await wendy.close()
+
+    posted = _run(post_and_report())
+
+    def ncii_items() -> set[str]:
+        cases = httpx.get(
+            f"{hs.takedown}/v1/cases", params={"category": "ncii"}, headers=hs.bank_admin
+        ).json()
+        found = set()
+        for case in cases:
+            detail = httpx.get(f"{hs.takedown}/v1/cases/{case['id']}", headers=hs.bank_admin)
+            found.update(c["item_id"] for c in detail.json()["copies"])
+        return found
+
+    # Two reports from one address, over the public form's limit of one an hour.
+    _eventually(lambda: ncii_items() == {e for e, _ in posted}, "both reports filed")
+    cases = httpx.get(
+        f"{hs.takedown}/v1/cases", params={"category": "ncii"}, headers=hs.bank_admin
+    ).json()
+    detail = httpx.get(f"{hs.takedown}/v1/cases/{cases[0]['id']}", headers=hs.bank_admin).json()
+    [report] = detail["reports"]
+    assert (report["reporter_name"], report["reporter_email"]) == (reporter, "abuse@matrix.test")
+
+    async def still_visible() -> bool:
+        wendy = await _client(hs, "wendy")
+        try:
+            return all([await _can_download(wendy, mxc) for _, mxc in posted])
+        finally:
+            await wendy.close()
+
+    # A bystander's report of intimate imagery hides nothing before review (Takedown's
+    # policy): the connector carries out only what Takedown decides.
+    assert _run(still_visible())
+
+
+def test_signed_account_actions_are_carried_out_once(homeserver: Homeserver):
+    from takedown.integrations.webhooks import sign
+
+    hs = homeserver
+    user = hs.register("terry")
+    body = json.dumps(
+        {
+            "topic": "account.terminate",
+            "target": {"id": user, "type": "account"},
+            "case": "01TESTCASE",
+            "action": {"action": "terminate"},
+            "idempotency_key": "key-terminate-terry",
+        }
+    ).encode()
+
+    def deliver() -> httpx.Response:
+        return httpx.post(
+            f"{hs.url}/_takedown/webhook",
+            content=body,
+            headers={
+                "Takedown-Signature": sign(WEBHOOK_SECRET, body),
+                "Idempotency-Key": "key-terminate-terry",
+                "Content-Type": "application/json",
+            },
+        )
+
+    first = deliver()
+    assert first.status_code == 200 and first.json() == {"result": "done"}, first.text
+    admin = {"Authorization": f"Bearer {hs.admin_token}"}
+    r = httpx.get(f"{hs.url}/_synapse/admin/v2/users/{user}", headers=admin)
+    assert r.json()["deactivated"] is True
+    again = deliver()  # a retry after a lost answer: acknowledged, not done twice
+    assert again.status_code == 200 and again.json() == {"result": "already done"}
 
 
 def test_a_forged_webhook_is_refused(homeserver: Homeserver):

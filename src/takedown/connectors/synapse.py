@@ -47,6 +47,7 @@ from takedown.connectors.synapse_takedown import (
     TakedownError,
     category_for,
     event_media,
+    is_upload,
     iso_ms,
     signature_ok,
 )
@@ -89,8 +90,8 @@ class TakedownModule:
 
     # -- uploads ---------------------------------------------------------------------
     async def check_media_file_for_spam(self, file_wrapper: Any, file_info: Any) -> Any:
-        if file_info.server_name or file_info.url_cache or file_info.thumbnail:
-            return NOT_SPAM  # remote media, URL previews, thumbnails: not an upload
+        if not is_upload(file_info.server_name, file_info.url_cache, file_info.thumbnail):
+            return NOT_SPAM
         buffer = BytesIO()
         await file_wrapper.write_chunks_to(buffer.write)
         ref = f"mxc://{self._api.server_name}/{file_info.file_id}"

@@ -135,6 +135,12 @@ class ConnectorConfig:
             return None
 
 
+def is_upload(server_name: str | None, url_cache: bool, thumbnail: object) -> bool:
+    """Whether Synapse's media spam check is looking at a user's upload: the check also
+    runs for remote media (``server_name`` set), URL previews and thumbnails."""
+    return server_name is None and not url_cache and thumbnail is None
+
+
 def category_for(reason: str | None, keywords: Mapping[str, tuple[str, ...]], default: str) -> str:
     """The Takedown category of a Matrix report's free-text reason."""
     words = (reason or "").lower()
