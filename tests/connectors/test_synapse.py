@@ -533,6 +533,18 @@ def test_signed_account_actions_are_carried_out_once(homeserver: Homeserver):
     again = deliver()  # a retry after a lost answer: acknowledged, not done twice
     assert again.status_code == 200 and again.json() == {"result": "already done"}
 
+    # A user of another server: acknowledged (else Takedown would retry for 72 hours),
+    # nothing done; that server's operator decides about its users.
+    remote = json.dumps(
+        {"topic": "account.suspend", "target": {"id": "@eve:elsewhere.example"}}
+    ).encode()
+    r = httpx.post(
+        f"{hs.url}/_takedown/webhook",
+        content=remote,
+        headers={"Takedown-Signature": sign(WEBHOOK_SECRET, remote), "Idempotency-Key": "k2"},
+    )
+    assert r.status_code == 200 and r.json() == {"result": "not a user of this server"}
+
 
 def test_a_forged_webhook_is_refused(homeserver: Homeserver):
     body = json.dumps({"topic": "account.terminate", "target": {"id": "@paul:x"}}).encode()

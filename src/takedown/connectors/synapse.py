@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -241,14 +242,21 @@ class TakedownModule:
                     admin.redact, info["sender"], info["room_id"], info["ts"], reason
                 )
             return "done"
-        if topic == "account.suspend":
-            await self._api.defer_to_thread(admin.suspend, target, True)
-        elif topic == "account.reinstate":
-            await self._api.defer_to_thread(admin.suspend, target, False)
-        elif topic == "account.terminate":
-            await self._api.defer_to_thread(admin.deactivate, target)
-        else:  # item.demonetize, account.warn: nothing Synapse can do
+        calls: dict[str, Callable[[str], None]] = {
+            "account.suspend": lambda user: admin.suspend(user, True),
+            "account.reinstate": lambda user: admin.suspend(user, False),
+            "account.terminate": admin.deactivate,
+        }
+        if topic not in calls:  # item.demonetize, account.warn: nothing Synapse can do
             return "nothing to do"
+        if not self._api.is_mine(target):
+            return "not a user of this server"  # its own server decides about it
+        try:
+            await self._api.defer_to_thread(calls[topic], target)
+        except SynapseAdminError as e:
+            if e.status == 404:
+                return "unknown user"
+            raise
         return "done"
 
     async def _item_info(self, event_id: str) -> dict[str, Any] | None:

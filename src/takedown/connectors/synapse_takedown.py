@@ -287,20 +287,22 @@ class SynapseAdmin:
         return r
 
     def event_reports(self, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """Reports newer than ``after_id``, oldest first."""
+        """Reports newer than ``after_id``, oldest first: read newest first, page by
+        page, until a report already seen (Synapse has no "since" filter)."""
         found: list[dict[str, Any]] = []
         start = 0
         while True:
             r = self._call(
                 "GET",
                 "/_synapse/admin/v1/event_reports",
-                params={"dir": "f", "from": start, "limit": limit},
+                params={"dir": "b", "from": start, "limit": limit},
             ).json()
             page = r.get("event_reports") or []
-            found.extend(x for x in page if int(x["id"]) > after_id)
+            new = [x for x in page if int(x["id"]) > after_id]
+            found.extend(new)
             nxt = r.get("next_token")
-            if nxt is None or not page:
-                return found
+            if nxt is None or len(new) < len(page) or not page:
+                return sorted(found, key=lambda x: int(x["id"]))
             start = int(nxt)
 
     def fetch_event(self, event_id: str) -> dict[str, Any]:
