@@ -187,10 +187,13 @@ def running(
     url = f"http://127.0.0.1:{synapse_port}"
     try:
         wait(lambda: httpx.get(base + "/v1/health").status_code == 200, "takedown")
-        wait(
-            lambda: synapse.poll() is None and httpx.get(url + "/health").status_code == 200,
-            "synapse",
-        )
+
+        def synapse_up() -> bool:
+            if synapse.poll() is not None:
+                raise AssertionError("Synapse stopped:\n" + log.read_text()[-3000:])
+            return httpx.get(url + "/health").status_code == 200
+
+        wait(synapse_up, "synapse")
         specialists = []
         for name in ("spec-a", "spec-b", "spec-c"):
             r = httpx.post(base + "/v1/auth/token", json={"username": name, "password": PASSWORD})

@@ -164,11 +164,11 @@ def test_a_reported_post_is_quarantined_removed_then_restored_on_appeal(homeserv
     started = time.monotonic()
     _run(report_and_check())
 
-    def downloadable(user: str) -> bool:
+    def downloadable(user: str, uri: str = mxc) -> bool:
         async def check() -> bool:
             client = await _client(hs, user)
             try:
-                return await _can_download(client, mxc)
+                return await _can_download(client, uri)
             finally:
                 await client.close()
 
@@ -187,6 +187,30 @@ def test_a_reported_post_is_quarantined_removed_then_restored_on_appeal(homeserv
     assert (report["reporter_role"], report["channel"]) == ("user", "api")
     assert report["locations"]["item_ids"] == [event_id]
     assert [(c["item_id"], c["account"]) for c in detail["copies"]] == [(event_id, poster)]
+
+    # A near copy posted elsewhere by someone else joins the case as it is registered,
+    # and is hidden at once too (Takedown's copy matching; the connector only acts).
+    hs.register("quinn")
+    near_copy = standin_rgb("chelsea.png").copy()
+    near_copy[0, 0] = 255 - near_copy[0, 0]
+
+    async def repost() -> str:
+        quinn = await _client(hs, "quinn")
+        try:
+            room = await quinn.room_create()
+            uploaded = await _upload(quinn, encode(near_copy), "kitty.png")
+            sent = await quinn.room_send(
+                room.room_id,
+                "m.room.message",
+                {"msgtype": "m.image", "body": "kitty.png", "url": uploaded.content_uri},
+            )
+            assert isinstance(sent, nio.RoomSendResponse), sent
+            return str(uploaded.content_uri)
+        finally:
+            await quinn.close()
+
+    copy_mxc = _run(repost())
+    _eventually(lambda: not downloadable("quinn", copy_mxc), "the near copy quarantined")
 
     # A specialist confirms it: removed, and the poster suspended.
     r = httpx.post(
@@ -219,6 +243,7 @@ def test_a_reported_post_is_quarantined_removed_then_restored_on_appeal(homeserv
         )
         assert r.status_code in (200, 201), r.text
     _eventually(lambda: downloadable("rita"), "the media back after the appeal")
+    _eventually(lambda: downloadable("quinn", copy_mxc), "the near copy back too")
     _eventually(lambda: not _suspended(hs, poster), "the poster reinstated")
     print(f"report → quarantined for everyone: {restricted_after:.2f} s")
 
