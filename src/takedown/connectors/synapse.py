@@ -297,6 +297,10 @@ class TakedownModule:
             await self._api.run_db_interaction("takedown_create_table", _create_table)
             self._table_ready = True
 
+    @property
+    def webhook_secret(self) -> str:
+        return self._config.webhook_secret
+
     def seen(self, key: str) -> bool:
         return key in self._done
 
@@ -332,7 +336,7 @@ class _WebhookResource(DirectServeJsonResource):
     async def _async_render_POST(self, request: Any) -> tuple[int, dict[str, Any]]:
         body = request.content.read()
         header = request.getHeader("Takedown-Signature") or ""
-        if not signature_ok(self._module._config.webhook_secret, header, body):
+        if not signature_ok(self._module.webhook_secret, header, body):
             raise SynapseError(401, "Bad or missing Takedown-Signature.", Codes.UNAUTHORIZED)
         try:
             delivery = json.loads(body)

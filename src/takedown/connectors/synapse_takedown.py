@@ -322,8 +322,9 @@ class SynapseAdmin:
 
     def redact(self, sender: str, room_id: str, origin_ts: int, reason: str) -> None:
         """Redact the sender's events in the room sent at that millisecond (Synapse's
-        admin API redacts a user's events by room and time; one event in practice)."""
-        self._call(
+        admin API redacts a user's events by room and time; one event in practice), and
+        wait for Synapse's background task to say it is done."""
+        r = self._call(
             "POST",
             f"/_synapse/admin/v1/user/{_q(sender)}/redact",
             json={
@@ -334,6 +335,22 @@ class SynapseAdmin:
                 "limit": 10,
             },
         )
+        redact_id = _q(str(r.json()["redact_id"]))
+        deadline = time.monotonic() + self._config.timeout_s
+        while True:
+            status = self._call("GET", f"/_synapse/admin/v1/user/redact_status/{redact_id}")
+            body = status.json()
+            if body.get("status") == "complete":
+                if body.get("failed_redactions"):
+                    raise SynapseAdminError(
+                        502, "M_UNKNOWN", f"Redaction failed: {body['failed_redactions']}"
+                    )
+                return
+            if body.get("status") == "failed" or time.monotonic() > deadline:
+                raise SynapseAdminError(
+                    502, "M_UNKNOWN", f"Redaction not done: {body.get('error') or body}"
+                )
+            time.sleep(0.05)
 
     def suspend(self, user_id: str, suspended: bool) -> None:
         self._call("PUT", f"/_synapse/admin/v1/suspend/{_q(user_id)}", json={"suspend": suspended})
