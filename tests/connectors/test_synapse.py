@@ -66,7 +66,12 @@ async def _upload(client: Any, data: bytes, name: str) -> Any:
 
 
 async def _can_download(client: Any, mxc: str) -> bool:
+    """Whether the file can be fetched: whole, and (Synapse makes these on request) as a
+    thumbnail; both or neither."""
     r = await client.download(mxc=mxc)
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    thumb = await client.thumbnail(server, media_id, 32, 32)
+    assert isinstance(r, nio.DownloadResponse) == isinstance(thumb, nio.ThumbnailResponse)
     return isinstance(r, nio.DownloadResponse)
 
 
