@@ -103,6 +103,11 @@ def test_an_upload_of_banked_material_is_refused_with_the_message(homeserver: Ho
         try:
             refused = await _upload(client, banked, "holiday.png")
             fine = await _upload(client, encode(standin_rgb("coffee.png")), "coffee.png")
+            # Not an image: Takedown has nothing to screen (a 4xx), the upload passes.
+            text, _ = await client.upload(
+                io.BytesIO(b"minutes of the meeting"), content_type="text/plain", filesize=22
+            )
+            assert isinstance(text, nio.UploadResponse), text
             return refused, fine
         finally:
             await client.close()

@@ -99,10 +99,11 @@ class TakedownModule:
         try:
             answer = await self._api.defer_to_thread(self._takedown.screen, buffer.getvalue(), ref)
         except TakedownError as e:
-            if e.status < 500:  # e.g. not an image or video: nothing to screen
+            if e.status < 500 and e.status not in (401, 403, 429):
+                # Not an image or video, or over Takedown's limits: nothing to screen.
                 logger.info("Takedown did not screen %s: %s", ref, e)
                 return NOT_SPAM
-            return self._unscreened(ref, e)
+            return self._unscreened(ref, e)  # Takedown down, or the key refused
         except httpx.HTTPError as e:
             return self._unscreened(ref, e)
         if answer.get("verdict") == "block":
