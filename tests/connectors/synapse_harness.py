@@ -113,6 +113,7 @@ def synapse_config(
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
         "url_preview_enabled": False,
+        "bcrypt_rounds": 4,  # fast logins in tests (the default, 12, costs ~0.3 s each)
         "rc_message": {"per_second": 1000, "burst_count": 1000},
         "rc_login": {
             "address": {"per_second": 1000, "burst_count": 1000},
