@@ -400,6 +400,13 @@ class Settings(BaseSettings):
     video_seconds_per_hash: float = Field(
         default=1.0, gt=0, description="One frame hash per this many seconds of video (vPDQ)."
     )
+    video_bank_seconds_per_hash: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Banked videos: one frame hash per this many seconds (4 a second by "
+        "default), so a clip cut anywhere lands near a banked frame.",
+    )
     default_video_match_percent: int = Field(
         default=80,
         ge=1,
@@ -423,6 +430,10 @@ class Settings(BaseSettings):
     @property
     def video_sampling(self) -> VideoSampling:
         return VideoSampling(seconds_per_hash=self.video_seconds_per_hash)
+
+    @property
+    def video_bank_sampling(self) -> VideoSampling:
+        return VideoSampling(seconds_per_hash=self.video_bank_seconds_per_hash)
 
     @property
     def max_media_bytes(self) -> int:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, BinaryIO, Final
 
@@ -55,7 +55,7 @@ from takedown.errors import (
     VideoNoStream,
     VideoTooLong,
 )
-from takedown.media.pdq_compute import pdq_original
+from takedown.media.pdq_compute import pdq_dihedral
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
 ACCEPTED_CONTAINERS_TEXT: Final = "MP4/MOV, Matroska/WebM, AVI and MPEG-TS"
@@ -115,6 +115,14 @@ class FrameFeature:
     timestamp: float  # seconds: frame_number / fps, vPDQ's convention
     pdq: str
     quality: int
+    # The hashes of the frame's 7 other rotations/flips, in ``DIHEDRAL_NAMES`` order
+    # after "original" (derived from the same DCT, ~0.05 ms): a mirrored or rotated
+    # upload is searched in all 8 forms, as images are. Empty for frames read back from
+    # storage or imported from an exchange.
+    variants: tuple[str, ...] = ()
+    # Timestamp (seconds) up to which this feature stands for the video: the end of the
+    # sampling interval of the last frame of a collapsed still run. None: unknown.
+    end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +251,7 @@ class _Hasher:
             duration=round(duration, 3),
             frames_decoded=decoded,
             frames_hashed=len(hashed),
-            features=prune(hashed, self.sampling.quality_floor),
+            features=prune(hashed, self.sampling.quality_floor, frame_mod / fps),
             poster_jpeg=self._poster(),
         )
 
@@ -281,12 +289,13 @@ class _Hasher:
     def _hash(self, frame: Any, number: int, timestamp: float, w: int, h: int) -> FrameFeature:
         # vPDQ converts every frame to RGB24 at the stream's declared size.
         rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-        pdq, quality = pdq_original(rgb)
+        hexes, quality = pdq_dihedral(rgb)
+        pdq = hexes[0]
         if self.poster_blur is not None and (
             self.best_poster is None or quality > self.best_poster[0]
         ):
             self.best_poster = (int(quality), _shrink(rgb))
-        return FrameFeature(number, round(timestamp, 3), pdq, quality)
+        return FrameFeature(number, round(timestamp, 3), pdq, quality, tuple(hexes[1:]))
 
     def _poster(self) -> bytes | None:
         if self.poster_blur is None or self.best_poster is None:
@@ -299,14 +308,24 @@ class _Hasher:
         return out.getvalue()
 
 
-def prune(features: list[FrameFeature], quality_floor: int) -> tuple[FrameFeature, ...]:
-    """Drop frames below the quality floor, then collapse runs of identical hashes."""
+def prune(
+    features: list[FrameFeature], quality_floor: int, interval: float | None = None
+) -> tuple[FrameFeature, ...]:
+    """Drop frames below the quality floor, then collapse runs of identical hashes.
+
+    With ``interval`` (seconds between sampled frames), each kept feature's ``end`` says
+    how far it stands for the video: the end of the interval of the last frame of its
+    collapsed run -- so a still title card hashed once still covers its whole span."""
     kept: list[FrameFeature] = []
     for feature in features:
         if feature.quality < quality_floor:
             continue
         if kept and kept[-1].pdq == feature.pdq:
+            if interval is not None:
+                kept[-1] = replace(kept[-1], end=round(feature.timestamp + interval, 3))
             continue
+        if interval is not None:
+            feature = replace(feature, end=round(feature.timestamp + interval, 3))
         kept.append(feature)
     return tuple(kept)
 

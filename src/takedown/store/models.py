@@ -718,6 +718,9 @@ class BankVideoFrame(Base):
     timestamp_ms: Mapped[int] = mapped_column(Integer)
     quality: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
+    # Where the feature stops standing for the video (a still run collapsed into it
+    # stands for the whole run); None: one sampling interval (older rows, imports).
+    end_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class MediaVideoFrame(Base):
@@ -732,6 +735,9 @@ class MediaVideoFrame(Base):
     timestamp_ms: Mapped[int] = mapped_column(Integer)
     quality: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
+    # Where the feature stops standing for the video (a still run collapsed into it
+    # stands for the whole run); None: one sampling interval (older rows, imports).
+    end_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class FrameRow(Protocol):
     def quality(self) -> int: ...
     @property
     def pdq(self) -> str: ...
+    @property
+    def end(self) -> float | None: ...
 
 
 def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
@@ -123,6 +125,7 @@ def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
             "timestamp_ms": round(f.timestamp * 1000),
             "quality": f.quality,
             "pdq": f.pdq,
+            "end_ms": None if f.end is None else round(f.end * 1000),
         }
         for f in features
     ]

@@ -27,6 +27,7 @@ from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting, candidate_counts
 from takedown.domain.video import VideoMatch
 from takedown.matching import BruteForceHammingIndex, HammingIndex
+from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -57,6 +58,7 @@ class QuerySignals:
     md5: str | None = None
     sha256: str | None = None
     video_frames: Sequence[FrameFeature] = ()  # a video's kept frame features
+    video_interval: float | None = None  # seconds between its sampled frames
     # Signals of other types (plug-ins, exact types beyond MD5/SHA-256): (type name,
     # normalised value, quality or None). The built-in fields above are the upload
     # path's, kept apart so that path stays lean.
@@ -98,9 +100,12 @@ class Match:
     @property
     def threshold(self) -> int | None:
         """The bank's threshold the distance was held to: for an image-like Hamming
-        signal; exact matches and videos (judged by their share of frames) have none."""
+        signal, and for a video the frame threshold its frames were held to (the share of
+        frames it took is in ``video``); exact matches have none."""
+        if self.video is not None:
+            return self.video.threshold
         st = signal_type(self.signal_type)
-        if not st.perceptual or self.video is not None:
+        if not st.perceptual:
             return None
         return self.bank.threshold(st)
 
@@ -295,8 +300,9 @@ class Matcher:
         )
         if radius[0] is None or radius[1] is None:
             return video_matching.FrameHits([], [])
-        result = self._follower.search([f.pdq for f in query.video_frames], max(radius))
-        return video_matching.split_hits(result)
+        hashes = video_matching.query_hashes(query.video_frames)
+        result = self._follower.search(hashes, max(radius))
+        return video_matching.split_hits(result, len(query.video_frames))
 
     def _video_matches(
         self,
@@ -309,7 +315,7 @@ class Matcher:
         banked images that one of its frames shows."""
         matches: list[Match] = []
         if hits.frames:
-            owners = video_matching.frame_owners(session, [f for _, f, _ in hits.frames])
+            owners = video_matching.frame_owners(session, [f for _, f, _, _ in hits.frames])
             entries = {
                 e.id: e
                 for e in session.scalars(
@@ -321,13 +327,14 @@ class Matcher:
             }
             rule_of_entry = {i: rules[e.bank_id][0].video_rule for i, e in entries.items()}
             judged = video_matching.judge_banked(
-                session, query.video_frames, hits.frames, rule_of_entry
+                session, query.video_frames, hits.frames, rule_of_entry, query.video_interval
             )
             for entry_id, video in judged.items():
                 entry = entries[entry_id]
                 rule, public_id = rules[entry.bank_id]
+                variant = None if video.variant == "original" else video.variant
                 found = Match(
-                    MatchedEntry.of(entry), rule, public_id, "vpdq", video.distance, None, video
+                    MatchedEntry.of(entry), rule, public_id, "vpdq", video.distance, variant, video
                 )
                 matches.append(found)
         if hits.other:
@@ -338,13 +345,14 @@ class Matcher:
         self,
         session: Session,
         query: QuerySignals,
-        hits: list[tuple[int, int, int]],
+        hits: list[tuple[int, int, int, int]],
         rules: dict[int, tuple[BankRule, str]],
     ) -> list[Match]:
-        best: dict[int, tuple[int, int]] = {}  # entry id -> (distance, frame index)
-        for q, entry_id, d in hits:
-            if entry_id not in best or d < best[entry_id][0]:
-                best[entry_id] = (d, q)
+        # entry id -> (distance, frame index, variant index)
+        best: dict[int, tuple[int, int, int]] = {}
+        for q, entry_id, d, v in hits:
+            if entry_id not in best or (d, v) < best[entry_id][::2]:
+                best[entry_id] = (d, q, v)
         out: list[Match] = []
         for entry in session.scalars(
             select(BankEntry).where(BankEntry.id.in_(best), BankEntry.enabled.is_(True))
@@ -352,10 +360,12 @@ class Matcher:
             if entry.bank_id not in rules:
                 continue
             rule, public_id = rules[entry.bank_id]
-            d, q = best[entry.id]
+            d, q, v = best[entry.id]
             frame = query.video_frames[q]
             if candidate_counts(rule, PDQ, d, frame.quality, entry.quality):
                 variant = f"frame@{frame.timestamp:g}s"
+                if v:
+                    variant += f"/{DIHEDRAL_NAMES[v]}"
                 out.append(Match(MatchedEntry.of(entry), rule, public_id, "pdq", d, variant))
         return out
 

@@ -13,7 +13,7 @@ from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest
 from takedown.media import ImageLimits, MediaSignals
 from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
-from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.media.video_limits import DEFAULT_SAMPLING, VideoLimits, VideoSampling
 from takedown.metrics import observe_screening
 from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
@@ -121,8 +121,14 @@ class ScreeningService:
         """Hash a video (one PDQ a second, MD5, SHA-256) and screen it: banked videos it
         copies, contains or was cut from, banked images one of its frames shows."""
         started = time.perf_counter()
-        video = hash_video_bytes(data, self._video_limits, self._video_sampling)
-        query = QuerySignals(md5=video.md5, sha256=video.sha256, video_frames=video.frames)
+        sampling = self._video_sampling or DEFAULT_SAMPLING
+        video = hash_video_bytes(data, self._video_limits, sampling)
+        query = QuerySignals(
+            md5=video.md5,
+            sha256=video.sha256,
+            video_frames=video.frames,
+            video_interval=sampling.seconds_per_hash,
+        )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         observe_screening("video", result.verdict.value, time.perf_counter() - started)
         return replace(self.record(result), video=video)
