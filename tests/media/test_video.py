@@ -72,6 +72,9 @@ def test_low_quality_frames_are_dropped_and_still_scenes_collapsed(tmp_path):
     assert v.frames_hashed == 7
     # The black seconds are gone; the still seconds are one feature.
     assert [f.timestamp for f in v.frames] == [0.0, 1.0, 2.0]
+    # Each feature stands for its second; the still one for its whole run (2..5 s).
+    assert [f.end for f in v.frames] == [1.0, 2.0, 5.0]
+    assert all(len(f.variants) == 7 for f in v.frames)  # its rotations and flips
     path = tmp_path / "v.avi"
     path.write_bytes(data)
     assert hash_video_file(path).frames == v.frames
