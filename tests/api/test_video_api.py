@@ -41,7 +41,8 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
     assert added["added"] == 3  # MD5, SHA-256 and the video's frame set
     assert {e["signal_type"] for e in added["entries"]} == {"vpdq", "md5", "sha256"}
     with rt.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(BankVideoFrame)) == 40  # 0.2 s apart
+        # 40 frames 0.2 s apart, each also hashed from 2 centred crop windows
+        assert s.scalar(select(func.count()).select_from(BankVideoFrame)) == 40 * 3
 
     same = _screen(client, auth, banked_video())
     assert same["verdict"] == "block" and same["media_type"] == "video"
@@ -94,6 +95,15 @@ def test_a_clip_cut_between_the_uploads_seconds_matches_the_densely_banked_video
     assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 5.0}]
     [banked] = match["video"]["banked_ranges"]
     assert 2.2 <= banked["start"] <= 2.8 and 6.4 <= banked["end"] <= 7.0
+
+
+def test_a_copy_cropped_by_five_percent_matches_a_banked_crop_window(client, auth):
+    """8 px off every edge (5 % of the width, 7 % of the height), scaled back: 62-102
+    bits from every banked frame, 6-20 from their 6 % centred windows."""
+    _bank_video(client, auth, slow_video(), match_action="block")
+    cropped = _screen(client, auth, transcode(slow_video(), crop=8, size=(160, 120)))
+    assert cropped["verdict"] == "block"
+    assert cropped["matches"][0]["video"]["kind"] == "copy"
 
 
 def test_the_video_rule_is_configurable_per_bank(client, auth):

@@ -55,7 +55,7 @@ from takedown.errors import (
     VideoNoStream,
     VideoTooLong,
 )
-from takedown.media.pdq_compute import pdq_dihedral
+from takedown.media.pdq_compute import pdq_dihedral, pdq_original
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
 ACCEPTED_CONTAINERS_TEXT: Final = "MP4/MOV, Matroska/WebM, AVI and MPEG-TS"
@@ -123,6 +123,9 @@ class FrameFeature:
     # Timestamp (seconds) up to which this feature stands for the video: the end of the
     # sampling interval of the last frame of a collapsed still run. None: unknown.
     end: float | None = None
+    # (share cut off every edge, PDQ of that centred window): banked videos only, see
+    # ``VideoSampling.crop_windows``.
+    windows: tuple[tuple[float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,11 +294,14 @@ class _Hasher:
         rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
         hexes, quality = pdq_dihedral(rgb)
         pdq = hexes[0]
+        windows = tuple((c, pdq_original(_centre(rgb, c))[0]) for c in self.sampling.crop_windows)
         if self.poster_blur is not None and (
             self.best_poster is None or quality > self.best_poster[0]
         ):
             self.best_poster = (int(quality), _shrink(rgb))
-        return FrameFeature(number, round(timestamp, 3), pdq, quality, tuple(hexes[1:]))
+        return FrameFeature(
+            number, round(timestamp, 3), pdq, quality, tuple(hexes[1:]), windows=windows
+        )
 
     def _poster(self) -> bytes | None:
         if self.poster_blur is None or self.best_poster is None:
@@ -328,6 +334,13 @@ def prune(
             feature = replace(feature, end=round(feature.timestamp + interval, 3))
         kept.append(feature)
     return tuple(kept)
+
+
+def _centre(rgb: np.ndarray, cut: float) -> np.ndarray:
+    """The centred window of ``rgb`` with ``cut`` (a share) taken off every edge."""
+    h, w = rgb.shape[:2]
+    y, x = int(h * cut), int(w * cut)
+    return np.ascontiguousarray(rgb[y : h - y, x : w - x])
 
 
 def _shrink(rgb: np.ndarray) -> np.ndarray:

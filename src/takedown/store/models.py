@@ -721,6 +721,9 @@ class BankVideoFrame(Base):
     # Where the feature stops standing for the video (a still run collapsed into it
     # stands for the whole run); None: one sampling interval (older rows, imports).
     end_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set: the frame hashed again from a centred window with this many thousandths cut
+    # off every edge (VideoSampling.crop_windows); it stands for the frame itself.
+    crop_permille: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class MediaVideoFrame(Base):

@@ -115,6 +115,18 @@ class FrameRow(Protocol):
     def pdq(self) -> str: ...
     @property
     def end(self) -> float | None: ...
+    @property
+    def windows(self) -> tuple[tuple[float, str], ...]: ...
+
+
+def bank_frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
+    """:func:`frame_rows` of a banked video, followed by one row per frame and crop
+    window (``crop_permille`` set), in the same order."""
+    rows = [{**row, "crop_permille": None} for row in frame_rows(features)]
+    for f, row in zip(features, list(rows), strict=True):
+        for cut, pdq in f.windows:
+            rows.append({**row, "pdq": pdq, "crop_permille": round(cut * 1000)})
+    return rows
 
 
 def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:

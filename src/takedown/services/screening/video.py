@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import null, select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import (
@@ -156,16 +156,34 @@ def _judge(
     if not candidates:
         return {}
     timelines: dict[int, list[Frame]] = defaultdict(list)
+    # A banked frame's crop-window rows stand for the frame: window row id -> frame row id.
+    alias: dict[int, int] = {}
+    crop = BankVideoFrame.crop_permille if model is BankVideoFrame else null()
     for start in range(0, len(candidates), _CHUNK):
         part = candidates[start : start + _CHUNK]
         rows = s.execute(
-            select(model.id, owner_col, model.timestamp_ms, model.quality, model.end_ms).where(
-                owner_col.in_(part)
-            )
+            select(
+                model.id,
+                owner_col,
+                model.frame_number,
+                model.timestamp_ms,
+                model.quality,
+                model.end_ms,
+                crop,
+            ).where(owner_col.in_(part))
         ).all()
-        for frame_id, owner, ts_ms, quality, end_ms in rows:
+        base: dict[tuple[int, int], int] = {}
+        windows: list[tuple[int, int, int]] = []
+        for frame_id, owner, number, ts_ms, quality, end_ms, cut in rows:
+            if cut is not None:
+                windows.append((frame_id, owner, number))
+                continue
+            base[(owner, number)] = frame_id
             end = None if end_ms is None else end_ms / 1000
             timelines[owner].append(Frame(frame_id, ts_ms / 1000, quality, end))
+        for frame_id, owner, number in windows:
+            if (owner, number) in base:
+                alias[frame_id] = base[(owner, number)]
     # owner -> variant -> pairs: each rotation/flip of the upload is judged on its own (a
     # mirrored copy matches in one variant throughout; mixing variants frame by frame
     # would only add chance matches).
@@ -173,7 +191,7 @@ def _judge(
     for q, frame_id, d, variant in hits:
         owner = owners.get(frame_id)
         if owner in rules:
-            pairs[owner][variant].append(FramePair(q, frame_id, d))
+            pairs[owner][variant].append(FramePair(q, alias.get(frame_id, frame_id), d))
     upload = upload_frames(features)
     if upload_interval is None:
         upload_interval = estimate_interval(f.timestamp for f in features)
