@@ -126,6 +126,9 @@ class FrameFeature:
     # (share cut off every edge, PDQ of that centred window): banked videos only, see
     # ``VideoSampling.crop_windows``.
     windows: tuple[tuple[float, str], ...] = ()
+    # PDQ of the picture inside black bars (letterbox, pillarbox) when the frame has them;
+    # searched as one more variant of an upload, banked as one more window.
+    unboxed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,12 +298,20 @@ class _Hasher:
         hexes, quality = pdq_dihedral(rgb)
         pdq = hexes[0]
         windows = tuple((c, pdq_original(_centre(rgb, c))[0]) for c in self.sampling.crop_windows)
+        inner = _inside_bars(rgb)
+        unboxed = pdq_original(inner)[0] if inner is not None else None
         if self.poster_blur is not None and (
             self.best_poster is None or quality > self.best_poster[0]
         ):
             self.best_poster = (int(quality), _shrink(rgb))
         return FrameFeature(
-            number, round(timestamp, 3), pdq, quality, tuple(hexes[1:]), windows=windows
+            number,
+            round(timestamp, 3),
+            pdq,
+            quality,
+            tuple(hexes[1:]),
+            windows=windows,
+            unboxed=unboxed,
         )
 
     def _poster(self) -> bytes | None:
@@ -334,6 +345,27 @@ def prune(
             feature = replace(feature, end=round(feature.timestamp + interval, 3))
         kept.append(feature)
     return tuple(kept)
+
+
+_BAR_LUMA: Final = 24  # a bar's rows or columns are darker than this throughout ...
+_MIN_BAR_SHARE: Final = 0.04  # ... and together at least this share of the side
+
+
+def _inside_bars(rgb: np.ndarray) -> np.ndarray | None:
+    """The picture inside black bars (top and bottom, or left and right), or None when
+    the frame has none: a letterboxed or pillarboxed copy hashes like the picture."""
+    grey = rgb.max(axis=2)
+    h, w = grey.shape
+    rows = np.flatnonzero(grey.max(axis=1) >= _BAR_LUMA)
+    cols = np.flatnonzero(grey.max(axis=0) >= _BAR_LUMA)
+    if not len(rows) or not len(cols):
+        return None  # a black frame
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (h - (bottom - top)) < _MIN_BAR_SHARE * h and (w - (right - left)) < _MIN_BAR_SHARE * w:
+        return None
+    if bottom - top < h // 4 or right - left < w // 4:
+        return None  # mostly dark: no picture to speak of
+    return np.ascontiguousarray(rgb[top:bottom, left:right])
 
 
 def _centre(rgb: np.ndarray, cut: float) -> np.ndarray:

@@ -117,6 +117,8 @@ class FrameRow(Protocol):
     def end(self) -> float | None: ...
     @property
     def windows(self) -> tuple[tuple[float, str], ...]: ...
+    @property
+    def unboxed(self) -> str | None: ...
 
 
 def bank_frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
@@ -126,6 +128,8 @@ def bank_frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
     for f, row in zip(features, list(rows), strict=True):
         for cut, pdq in f.windows:
             rows.append({**row, "pdq": pdq, "crop_permille": round(cut * 1000)})
+        if f.unboxed is not None:  # the picture inside black bars: window 0
+            rows.append({**row, "pdq": f.unboxed, "crop_permille": 0})
     return rows
 
 

@@ -27,7 +27,6 @@ from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting, candidate_counts
 from takedown.domain.video import VideoMatch
 from takedown.matching import BruteForceHammingIndex, HammingIndex
-from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -365,7 +364,7 @@ class Matcher:
             if candidate_counts(rule, PDQ, d, frame.quality, entry.quality):
                 variant = f"frame@{frame.timestamp:g}s"
                 if v:
-                    variant += f"/{DIHEDRAL_NAMES[v]}"
+                    variant += f"/{video_matching.VARIANT_NAMES[v]}"
                 out.append(Match(MatchedEntry.of(entry), rule, public_id, "pdq", d, variant))
         return out
 

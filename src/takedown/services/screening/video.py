@@ -61,15 +61,23 @@ class FrameHits:
         return bool(self.other or self.frames)
 
 
+VARIANT_NAMES: Final = (*DIHEDRAL_NAMES, "without_borders")
+"""What a query hash of a frame is: the 8 rotations/flips, then the picture inside black
+bars (the frame itself when it has none)."""
+
+
 def query_hashes(features: Sequence[FrameFeature]) -> list[str]:
     """The hashes one search asks for: every frame as uploaded, then (when the frames
     carry them) every frame in each of its 7 other rotations/flips -- 8 variants answered
-    in one pass of the index, as an image's are. Hit ``q`` is frame ``q % n`` in variant
-    ``q // n`` (see :func:`split_hits`)."""
+    in one pass of the index, as an image's are -- and, when any frame has black bars,
+    the picture inside them. Hit ``q`` is frame ``q % n`` in variant ``q // n`` of
+    :data:`VARIANT_NAMES` (see :func:`split_hits`)."""
     hashes = [f.pdq for f in features]
     if features and all(len(f.variants) == len(DIHEDRAL_NAMES) - 1 for f in features):
         for v in range(len(DIHEDRAL_NAMES) - 1):
             hashes += [f.variants[v] for f in features]
+        if any(f.unboxed for f in features):
+            hashes += [f.unboxed or f.pdq for f in features]
     return hashes
 
 
@@ -209,7 +217,7 @@ def _judge(
                     variant_pairs,
                     upload_interval=upload_interval,
                     banked_interval=banked_interval,
-                    variant=DIHEDRAL_NAMES[variant],
+                    variant=VARIANT_NAMES[variant],
                 ),
             )
         if judged is not None:
