@@ -56,6 +56,7 @@ from takedown.errors import (
     VideoTooLong,
 )
 from takedown.media.pdq_compute import pdq_dihedral, pdq_original
+from takedown.media.tmk import TMK_FPS, TMK_SIDE, TmkAccumulator, tmk_available
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
 ACCEPTED_CONTAINERS_TEXT: Final = "MP4/MOV, Matroska/WebM, AVI and MPEG-TS"
@@ -143,6 +144,7 @@ class DecodedVideo:
     frames_hashed: int  # sampled and hashed, before pruning
     features: tuple[FrameFeature, ...]  # after pruning
     poster_jpeg: bytes | None
+    tmk: str | None = None  # TMK+PDQF, base64 of the .tmk file (when asked for)
 
 
 def decode_and_hash(
@@ -222,6 +224,8 @@ class _Hasher:
         if fps is None:
             raise _corrupt(self.fmt, why="The video stream declares no frame rate.")
         frame_mod = max(1, int(self.sampling.seconds_per_hash * fps))
+        tmk = _tmk_accumulator() if self.sampling.tmk else None
+        tmk_next = 0  # the next 15-a-second instant TMK needs a frame for
         stream.thread_type = "AUTO"
         hashed: list[FrameFeature] = []
         decoded = 0
@@ -238,6 +242,10 @@ class _Hasher:
                         last_time = max(last_time, float(frame.time))
                     if max(timestamp, last_time) > self.limits.max_seconds:
                         raise _too_long(self.limits)
+                    if tmk is not None:  # ``ffmpeg -r 15``: the latest frame at each instant
+                        while tmk_next / TMK_FPS < (number + 1) / fps - 1e-9:
+                            tmk.add(frame.to_ndarray(**_TMK_FRAME))
+                            tmk_next += 1
                     if number % frame_mod:
                         continue
                     _check_size(frame.width, frame.height, self.limits)
@@ -259,6 +267,7 @@ class _Hasher:
             frames_hashed=len(hashed),
             features=prune(hashed, self.sampling.quality_floor, frame_mod / fps),
             poster_jpeg=self._poster(),
+            tmk=_tmk_text(tmk),
         )
 
     def _video_stream(self) -> Any:
@@ -345,6 +354,23 @@ def prune(
             feature = replace(feature, end=round(feature.timestamp + interval, 3))
         kept.append(feature)
     return tuple(kept)
+
+
+_TMK_FRAME: Final = {
+    "format": "rgb24",
+    "width": TMK_SIDE,
+    "height": TMK_SIDE,
+    "interpolation": "BICUBIC",  # ffmpeg's default scaler, which TMK's tools use
+}
+
+
+def _tmk_accumulator() -> TmkAccumulator | None:
+    return TmkAccumulator() if tmk_available() else None
+
+
+def _tmk_text(tmk: TmkAccumulator | None) -> str | None:
+    vectors = tmk.finish() if tmk is not None else None
+    return vectors.to_text() if vectors is not None else None
 
 
 _BAR_LUMA: Final = 24  # a bar's rows or columns are darker than this throughout ...

@@ -70,6 +70,9 @@ class VideoSampling:
     seconds_per_hash: float = 1.0
     quality_floor: int = 50
     crop_windows: tuple[float, ...] = ()
+    # Also compute TMK+PDQF (media/tmk.py): only when a bank holds TMK entries to compare
+    # with, and ``tmkpy`` is installed.
+    tmk: bool = False
 
     def __post_init__(self) -> None:
         if not self.seconds_per_hash > 0:
