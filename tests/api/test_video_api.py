@@ -184,7 +184,7 @@ def test_hostile_videos_get_their_codes(client, auth, rt):
 
 def test_a_file_of_no_accepted_type_is_told_the_video_formats_too(client, auth):
     """Every upload path that takes video names its containers beside the image formats
-    when it refuses a file's type; `takedown hash` (images only) names the images."""
+    when it refuses a file's type (`takedown hash` as well)."""
     client.post("/v1/banks", headers=auth, json={"name": "own"})
     heif = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
     pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"
