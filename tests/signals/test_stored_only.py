@@ -147,3 +147,8 @@ def test_banked_tmk_matches_a_reencoded_upload_and_not_another_video(client, aut
         "/v1/screen", headers=auth, files={"file": ("o.mp4", other_video(), "video/mp4")}
     )
     assert r.json()["verdict"] == "allow" and r.json()["matches"] == []
+
+    settings = {"signal_settings": {"tmk": {"threshold": 3}}}
+    r = client.patch("/v1/banks/ncii", json=settings, headers=auth)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_threshold"
+    assert "level 1 and level 2" in r.json()["message"]

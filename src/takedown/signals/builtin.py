@@ -14,7 +14,7 @@ import importlib.util
 import struct
 from typing import ClassVar
 
-from takedown.errors import InvalidHash
+from takedown.errors import InvalidHash, InvalidRequest
 from takedown.signals.base import ContentKind, IndexKind, SignalType, preview
 
 
@@ -156,6 +156,13 @@ class TmkSignal(SignalType):
     @property
     def computable(self) -> bool:
         return _tmkpy_installed()
+
+    def validate_threshold(self, value: int) -> int:
+        raise InvalidRequest(
+            "A tmk signal matches by Meta's two scores (level 1 and level 2, both at least "
+            "0.7): it takes no threshold.",
+            code="invalid_threshold",
+        )
 
     def normalize(self, value: str) -> str:
         text = value.strip()
