@@ -249,3 +249,26 @@ def test_list_commands_never_cut_ids_and_speak_json(cli_env, monkeypatch):
     assert sorted(k["name"] for k in keys) == names
     assert all(set(k) >= {"id", "name", "prefix", "scopes", "created_at"} for k in keys)
     assert not any("secret" in k or "hash" in k for k in keys)
+
+
+def test_hash_prints_a_videos_frame_hashes_as_vpdq_does(tmp_path):
+    from tests.media.videos import make_video
+
+    clip = tmp_path / "clip.mp4"  # a stand-in video: 2 s over two stand-in photos
+    clip.write_bytes(make_video(("astronaut", "coffee"), 1.0, fps=10, size=(160, 120)))
+    result = runner.invoke(app, ["hash", str(clip)])
+    assert result.exit_code == 0, result.output
+    header, *frames = result.stdout.splitlines()
+    assert header.startswith(f"# {clip} md5=")
+    numbers = []
+    for line in frames:  # vpdq's hash-file form: frame_number,quality,pdq,timestamp
+        number, quality, pdq, timestamp = line.split(",")
+        assert len(pdq) == 64 and 0 <= int(quality) <= 100
+        assert float(timestamp) == pytest.approx(int(number) / 10)
+        numbers.append(int(number))
+    assert numbers and numbers[0] == 0 and all(n % 10 == 0 for n in numbers)
+    result = runner.invoke(app, ["hash", "--json", str(clip)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["media_type"] == "video" and len(record["md5"]) == 32
+    assert [f["frame_number"] for f in record["frames"]] == numbers

@@ -400,6 +400,26 @@ class Settings(BaseSettings):
     video_seconds_per_hash: float = Field(
         default=1.0, gt=0, description="One frame hash per this many seconds of video (vPDQ)."
     )
+    video_bank_seconds_per_hash: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Banked videos: one frame hash per this many seconds (4 a second by "
+        "default), so a clip cut anywhere lands near a banked frame.",
+    )
+    video_bank_crop_windows: str = Field(
+        default="0.03,0.06",
+        description="Banked videos: each sampled frame is also hashed from centred windows "
+        "with this share cut off every edge, so copies cropped by about 2-8 % match "
+        "(comma-separated shares under 0.25; empty for none).",
+    )
+
+    @field_validator("video_bank_crop_windows")
+    @classmethod
+    def _crop_windows(cls, value: str) -> str:
+        VideoSampling(crop_windows=_shares(value))  # a ValueError names what is wrong
+        return value
+
     default_video_match_percent: int = Field(
         default=80,
         ge=1,
@@ -423,6 +443,13 @@ class Settings(BaseSettings):
     @property
     def video_sampling(self) -> VideoSampling:
         return VideoSampling(seconds_per_hash=self.video_seconds_per_hash)
+
+    @property
+    def video_bank_sampling(self) -> VideoSampling:
+        return VideoSampling(
+            seconds_per_hash=self.video_bank_seconds_per_hash,
+            crop_windows=_shares(self.video_bank_crop_windows),
+        )
 
     @property
     def max_media_bytes(self) -> int:
@@ -558,6 +585,16 @@ class Settings(BaseSettings):
         if self.config is not None and name in _config_values(self.config):
             return f"config file {self.config}"
         return "default"
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    """ "0.03, 0.06" -> (0.03, 0.06); "" -> ()."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"expected comma-separated shares such as 0.03,0.06; got {text!r}"
+        ) from None
 
 
 def _path_fields() -> list[str]:

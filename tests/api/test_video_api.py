@@ -12,17 +12,18 @@ from tests.media.videos import (
     banked_video,
     huge_declared_video,
     other_video,
+    slow_video,
     transcode,
 )
 
 
-def _bank_video(client, auth, **bank: object) -> dict:
+def _bank_video(client, auth, video: bytes | None = None, **bank: object) -> dict:
     r = client.post("/v1/banks", headers=auth, json={"name": "videos", "source": "ncmec", **bank})
     assert r.status_code == 201, r.text
     r = client.post(
         "/v1/banks/videos/media",
         headers=auth,
-        files={"file": ("v.mp4", banked_video(), "video/mp4")},
+        files={"file": ("v.mp4", video or banked_video(), "video/mp4")},
         data={"category": "stand-in"},
     )
     assert r.status_code == 201, r.text
@@ -40,7 +41,8 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
     assert added["added"] == 3  # MD5, SHA-256 and the video's frame set
     assert {e["signal_type"] for e in added["entries"]} == {"vpdq", "md5", "sha256"}
     with rt.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(BankVideoFrame)) == 8
+        # 40 frames 0.2 s apart, each also hashed from 2 centred crop windows
+        assert s.scalar(select(func.count()).select_from(BankVideoFrame)) == 40 * 3
 
     same = _screen(client, auth, banked_video())
     assert same["verdict"] == "block" and same["media_type"] == "video"
@@ -55,8 +57,13 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
     clip = _screen(client, auth, transcode(banked_video(), start_s=2, end_s=6))
     [match] = clip["matches"]
     assert match["video"]["kind"] == "clip" and match["video"]["upload_percent"] == 100
-    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 5.0}]
-    assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 3.0}]
+    # Ranges run to the end of the last matched frame's sampling interval: 1 s on the
+    # upload, 0.2 s on the densely banked video (every 2nd frame at 10 fps).
+    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 5.2}]
+    assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 4.0}]
+    assert match["threshold"] == match["video"]["threshold"] == 31
+    assert match["video"]["match_percent"] == 80 and match["video"]["upload_frames"] == 4
+    assert match["video"]["upload_matched_frames"] == 4
     with rt.sessions() as s:
         kept = s.scalars(
             select(ScreeningMatch.video_match).where(ScreeningMatch.signal_type == "vpdq")
@@ -65,6 +72,38 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
 
     other = _screen(client, auth, other_video())
     assert other["verdict"] == "allow" and other["matches"] == []
+
+
+def test_a_mirrored_copy_is_blocked_and_says_how_it_was_turned(client, auth):
+    _bank_video(client, auth, match_action="block")
+    mirrored = _screen(client, auth, transcode(banked_video(), flip=True, crf=30))
+    assert mirrored["verdict"] == "block"
+    [match] = mirrored["matches"]
+    assert match["signal_type"] == "vpdq" and match["variant"] == "flip_left_right"
+    assert match["video"]["variant"] == "flip_left_right" and match["video"]["kind"] == "copy"
+
+
+def test_a_clip_cut_between_the_uploads_seconds_matches_the_densely_banked_video(client, auth):
+    """The clip starts 2.5 s in: half a second off every 1-a-second sample, over footage
+    that pans and zooms (30-110 bits from the nearest 1-a-second frame). Banked at 5
+    frames a second, a banked frame is never more than 0.1 s from the clip's."""
+    _bank_video(client, auth, slow_video(), match_action="block")
+    clip = _screen(client, auth, transcode(slow_video(), start_s=2.5, end_s=7.5, crf=30))
+    assert clip["verdict"] == "block"
+    [match] = clip["matches"]
+    assert match["video"]["kind"] == "clip" and match["video"]["upload_percent"] == 100
+    assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 5.0}]
+    [banked] = match["video"]["banked_ranges"]
+    assert 2.2 <= banked["start"] <= 2.8 and 6.4 <= banked["end"] <= 7.0
+
+
+def test_a_copy_cropped_by_five_percent_matches_a_banked_crop_window(client, auth):
+    """8 px off every edge (5 % of the width, 7 % of the height), scaled back: 62-102
+    bits from every banked frame, 6-20 from their 6 % centred windows."""
+    _bank_video(client, auth, slow_video(), match_action="block")
+    cropped = _screen(client, auth, transcode(slow_video(), crop=8, size=(160, 120)))
+    assert cropped["verdict"] == "block"
+    assert cropped["matches"][0]["video"]["kind"] == "copy"
 
 
 def test_the_video_rule_is_configurable_per_bank(client, auth):
@@ -145,7 +184,7 @@ def test_hostile_videos_get_their_codes(client, auth, rt):
 
 def test_a_file_of_no_accepted_type_is_told_the_video_formats_too(client, auth):
     """Every upload path that takes video names its containers beside the image formats
-    when it refuses a file's type; `takedown hash` (images only) names the images."""
+    when it refuses a file's type (`takedown hash` as well)."""
     client.post("/v1/banks", headers=auth, json={"name": "own"})
     heif = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
     pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n"

@@ -72,6 +72,9 @@ def test_low_quality_frames_are_dropped_and_still_scenes_collapsed(tmp_path):
     assert v.frames_hashed == 7
     # The black seconds are gone; the still seconds are one feature.
     assert [f.timestamp for f in v.frames] == [0.0, 1.0, 2.0]
+    # Each feature stands for its second; the still one for its whole run (2..5 s).
+    assert [f.end for f in v.frames] == [1.0, 2.0, 5.0]
+    assert all(len(f.variants) == 7 for f in v.frames)  # its rotations and flips
     path = tmp_path / "v.avi"
     path.write_bytes(data)
     assert hash_video_file(path).frames == v.frames
@@ -172,3 +175,17 @@ def test_a_crashing_decoder_is_a_refused_file_not_a_dead_server():
     with pytest.raises(MediaCorrupt) as exc:
         run_bounded(os.abort, (), 30)
     assert exc.value.details["exit_code"] != 0
+
+
+def test_the_picture_inside_black_bars_is_found():
+    import numpy as np
+
+    from takedown.media.video_decode import _inside_bars
+
+    picture = np.full((90, 160, 3), 120, dtype=np.uint8)
+    boxed = np.zeros((120, 160, 3), dtype=np.uint8)
+    boxed[15:105] = picture  # letterboxed: bars above and below
+    inner = _inside_bars(boxed)
+    assert inner is not None and inner.shape == (90, 160, 3)
+    assert _inside_bars(picture) is None  # no bars
+    assert _inside_bars(np.zeros((120, 160, 3), dtype=np.uint8)) is None  # a black frame

@@ -112,8 +112,10 @@ def transcode(
     crf: int | None = None,
     codec: str = "libx264",
     container: str = "mp4",
+    flip: bool = False,
 ) -> bytes:
-    """Re-encode a video: another size, ``crop`` pixels off every edge, a clip of it."""
+    """Re-encode a video: another size, ``crop`` pixels off every edge, a clip of it,
+    mirrored left to right (``flip``)."""
     with av.open(io.BytesIO(data)) as source:
         stream = source.streams.video[0]
         source_fps = int(round(float(stream.average_rate)))
@@ -125,6 +127,8 @@ def transcode(
             pixels = frame.to_ndarray(format="rgb24")
             if crop:
                 pixels = np.ascontiguousarray(pixels[crop:-crop, crop:-crop])
+            if flip:
+                pixels = np.ascontiguousarray(pixels[:, ::-1])
             if size:
                 pixels = (
                     av.VideoFrame.from_ndarray(pixels, format="rgb24")
@@ -181,3 +185,11 @@ def audio_only() -> bytes:
         for packet in [*stream.encode(frame), *stream.encode()]:
             out.mux(packet)
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=2)
+def slow_video() -> bytes:
+    """16 s, two slow scenes, 160 x 120 at 10 fps: footage whose half-second-off clips
+    the dense banked sampling must find (frames a tenth of a second apart differ by
+    4-26 bits, half a second apart by 30-110)."""
+    return make_video(("astronaut", "coffee"), 8.0, fps=10, size=(160, 120))

@@ -1,8 +1,9 @@
 """Types stored and exchanged but not matchable here: TMK+PDQF video hashes, far longer
-than a bank entry's value, go into a bank whole and come out whole, through the API.
+than a bank entry's value, go into a bank whole and come out whole, through the API --
+and, where Meta's ``tmkpy`` is installed, match uploaded videos.
 
 The TMK files are synthetic stand-ins made here (a valid header and arbitrary floats),
-not hashes of any video.
+or computed from stand-in videos; not hashes of any real video.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ def standin_tmk(seed: int, periods: int = 2, coefficients: int = 32) -> bytes:
     return header + body
 
 
-def test_tmk_values_are_read_and_checked():
+@pytest.fixture
+def without_tmkpy(monkeypatch):
+    """As on a machine where tmkpy is not installed: TMK is stored only."""
+    from takedown.signals import builtin
+
+    monkeypatch.setattr(builtin, "_tmkpy_installed", lambda: False)
+
+
+def test_tmk_values_are_read_and_checked(without_tmkpy):
     raw = standin_tmk(1)
     canonical = base64.b64encode(raw).decode()
     assert len(canonical) > 170_000
@@ -47,7 +56,9 @@ def test_tmk_values_are_read_and_checked():
         TMK.normalize("%%% not base64 %%%")
 
 
-def test_a_bank_keeps_tmk_whole_and_exports_it(client: TestClient, auth: dict[str, str]):
+def test_a_bank_keeps_tmk_whole_and_exports_it(
+    client: TestClient, auth: dict[str, str], without_tmkpy: None
+):
     assert (
         client.post(
             "/v1/banks", json={"name": "videos", "source": "stopncii"}, headers=auth
@@ -107,3 +118,37 @@ def test_a_bank_keeps_tmk_whole_and_exports_it(client: TestClient, auth: dict[st
     assert types["tmk"]["index"] == "none" and not types["tmk"]["matchable"]
     bank = client.get("/v1/banks/videos", headers=auth).json()
     assert bank["signal_settings"]["tmk"] == {"matchable": False}
+
+
+def test_banked_tmk_matches_a_reencoded_upload_and_not_another_video(client, auth):
+    """TMK+PDQF computed from stand-in videos with Meta's tmkpy, banked as an exchange
+    would send it, matched against uploads by Meta's level-1 and level-2 scores."""
+    pytest.importorskip("tmkpy")
+    from takedown.media.video import hash_video_bytes
+    from takedown.media.video_limits import VideoSampling
+    from tests.media.videos import other_video, slow_video, transcode
+
+    banked = hash_video_bytes(slow_video(), sampling=VideoSampling(tmk=True)).tmk
+    assert banked is not None and TMK.normalize(banked) == banked
+    client.post("/v1/banks", json={"name": "ncii", "match_action": "block"}, headers=auth)
+    line = json.dumps({"signal_type": "tmk", "signal": banked, "source_id": "stand-in"})
+    r = client.post("/v1/banks/ncii/import", params={"format": "jsonl"}, content=line, headers=auth)
+    assert r.status_code == 200 and r.json()["added"] == 1, r.text
+
+    copy = transcode(slow_video(), size=(128, 96), crf=35)
+    r = client.post("/v1/screen", headers=auth, files={"file": ("c.mp4", copy, "video/mp4")})
+    assert r.status_code == 200, r.text
+    [tmk] = [m for m in r.json()["matches"] if m["signal_type"] == "tmk"]
+    assert r.json()["verdict"] == "block" and tmk["video"]["kind"] == "tmk"
+    assert tmk["video"]["level1"] >= 0.7 and tmk["video"]["level2"] >= 0.7
+    assert tmk["video"]["level2_threshold"] == 0.7
+
+    r = client.post(
+        "/v1/screen", headers=auth, files={"file": ("o.mp4", other_video(), "video/mp4")}
+    )
+    assert r.json()["verdict"] == "allow" and r.json()["matches"] == []
+
+    settings = {"signal_settings": {"tmk": {"threshold": 3}}}
+    r = client.patch("/v1/banks/ncii", json=settings, headers=auth)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_threshold"
+    assert "level 1 and level 2" in r.json()["message"]

@@ -9,6 +9,7 @@ from takedown.domain.video import (
     FramePair,
     TimeRange,
     VideoRule,
+    estimate_interval,
     time_ranges,
     validate_match_percent,
     video_match,
@@ -28,7 +29,8 @@ def test_a_full_copy_matches_as_a_copy():
     m = video_match(VideoRule(), timeline(10), timeline(10), diagonal(0, 0, 10))
     assert m is not None and m.kind == "copy"
     assert m.banked_percent == m.upload_percent == 100.0 and m.distance == 10
-    assert m.upload_ranges == m.banked_ranges == (TimeRange(0.0, 9.0),)
+    assert m.upload_ranges == m.banked_ranges == (TimeRange(0.0, 10.0),)  # 10 one-second spans
+    assert m.threshold == 31 and m.match_percent == 80 and m.upload_frames == 10
 
 
 def test_a_clip_of_a_longer_banked_video_is_found_with_its_time_ranges():
@@ -36,14 +38,14 @@ def test_a_clip_of_a_longer_banked_video_is_found_with_its_time_ranges():
     m = video_match(VideoRule(), timeline(4), timeline(60), diagonal(0, 20, 4))
     assert m is not None and m.kind == "clip"
     assert m.upload_percent == 100.0 and m.banked_percent == pytest.approx(6.7)
-    assert m.banked_ranges == (TimeRange(20.0, 23.0),)
-    assert m.upload_ranges == (TimeRange(0.0, 3.0),)
+    assert m.banked_ranges == (TimeRange(20.0, 24.0),)
+    assert m.upload_ranges == (TimeRange(0.0, 4.0),)
 
 
 def test_an_upload_that_contains_the_banked_video_and_more():
     m = video_match(VideoRule(), timeline(30), timeline(10), diagonal(12, 0, 10))
     assert m is not None and m.kind == "contains"
-    assert m.upload_ranges == (TimeRange(12.0, 21.0),)
+    assert m.upload_ranges == (TimeRange(12.0, 22.0),)
 
 
 def test_below_the_share_is_no_match_and_the_share_is_configurable():
@@ -65,12 +67,45 @@ def test_low_quality_frames_count_on_neither_side():
     assert m is not None and m.banked_percent == 100.0
 
 
-def test_gaps_split_time_ranges():
-    assert time_ranges([0, 1, 2, 5, 6, 30], max_gap=2.0) == (
-        TimeRange(0, 2),
-        TimeRange(5, 6),
-        TimeRange(30, 30),
+def test_unmatched_frames_split_time_ranges_and_spans_touching_merge():
+    spans = [(0, 1), (1, 2), (2, 3), (5, 6), (6, 7), (30, 31)]
+    assert time_ranges(spans) == (TimeRange(0, 3), TimeRange(5, 7), TimeRange(30, 31))
+
+
+def test_one_matched_frame_spans_its_sampling_interval():
+    m = video_match(VideoRule(match_percent=10), timeline(5), timeline(5), diagonal(2, 2, 1))
+    assert m is not None and m.upload_ranges == (TimeRange(2.0, 3.0),)
+    assert m.upload_matched == 1 and m.upload_percent == 20.0
+
+
+def test_a_collapsed_still_run_covers_its_whole_span():
+    # A title card over seconds 0..3 hashed once (a run collapsed into its first frame).
+    banked = [Frame(0, 0.0, 90, end=4.0)] + [Frame(t, float(t), 90) for t in range(4, 10)]
+    upload = [Frame(0, 0.0, 90, end=4.0)] + [Frame(t, float(t), 90) for t in range(4, 10)]
+    pairs = [FramePair(0, 0, 0)] + [FramePair(t, t, 5) for t in range(4, 10)]
+    m = video_match(VideoRule(), upload, banked, pairs)
+    assert m is not None and m.banked_ranges == m.upload_ranges == (TimeRange(0.0, 10.0),)
+
+
+def test_densely_banked_video_is_judged_in_windows_of_the_upload_interval():
+    # Banked at 4 frames a second, the upload at 1: each upload frame can only match
+    # one banked frame in four; the banked share counts one-second windows.
+    banked = [Frame(i, i / 4, 90) for i in range(40)]
+    upload = [Frame(i, float(i), 90) for i in range(10)]
+    pairs = [FramePair(i, 4 * i + 2, 8) for i in range(10)]  # the clip is half a second off
+    m = video_match(VideoRule(), upload, banked, pairs, banked_interval=0.25)
+    assert m is not None and m.kind == "copy" and m.banked_percent == 100.0
+    assert m.banked_ranges == (TimeRange(0.5, 9.75),)  # from the first match to the last
+    # At equal intervals the share is vPDQ's own: matched frames over frames.
+    sparse = video_match(
+        VideoRule(), upload, banked[::4], [FramePair(i, 4 * i, 8) for i in range(8)]
     )
+    assert sparse is not None and sparse.banked_percent == 80.0
+
+
+def test_estimated_interval_is_the_smallest_gap():
+    assert estimate_interval([0.0, 0.25, 0.5, 2.0]) == 0.25
+    assert estimate_interval([3.0]) == 1.0
 
 
 def test_no_pairs_or_no_usable_frames_is_no_match():

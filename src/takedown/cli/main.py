@@ -36,6 +36,7 @@ from takedown.errors import ConfigError, TakedownError
 
 if TYPE_CHECKING:
     from takedown.config import Settings
+    from takedown.media.video import VideoSignals
 
 # Plain (click-style) help and tracebacks: typer's rich help costs a tenth of a second at
 # every start, and `takedown --help` must answer at once (bench/cli_start.py).
@@ -255,17 +256,38 @@ def status() -> None:
 
 # -- hash ----------------------------------------------------------------------------
 @app.command("hash")
-def hash_cmd(files: Annotated[list[Path], typer.Argument(help="Image files.")]) -> None:
-    """Print one JSON object per file: PDQ (with quality and the 8 rotations/flips),
-    MD5 and SHA-256. Files that cannot be hashed get an error object; exit code 2."""
-    from takedown.media import hash_file
+def hash_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Image or video files.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Videos as JSON objects too (frames inside).")
+    ] = False,
+) -> None:
+    """Hash images and videos. An image: one JSON object (PDQ with quality and the 8
+    rotations/flips, MD5, SHA-256). A video: its frame hashes one a line as Meta's vpdq
+    writes them (`frame_number,quality,pdq,timestamp`) after a `# file md5 sha256` line;
+    with --json one JSON object (digests, stream facts and the frames). Files that
+    cannot be hashed get an error object; exit code 2."""
+    from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 
-    limits = settings().image_limits
+    config = settings()
+    limits, video_limits = config.image_limits, config.video_limits
     failed = False
     for path in files:
         record: dict[str, object] = {"file": str(path)}
         try:
-            record.update(hash_file(path, limits).to_dict())
+            with open(path, "rb") as handle:
+                head = handle.read(512)
+                video = is_video(head)
+                cap = (video_limits if video else limits).max_bytes
+                data = head + handle.read(cap + 1 - len(head))
+            if video:
+                signals = hash_video_bytes(data, video_limits, config.video_sampling)
+                if not as_json:
+                    sys.stdout.write(_vpdq_lines(str(path), signals))
+                    continue
+                record.update(signals.to_dict())
+            else:
+                record.update(hash_image_upload(data, limits).to_dict())
         except TakedownError as exc:
             record["error"] = {"code": exc.code, "message": exc.message}
             failed = True
@@ -277,10 +299,17 @@ def hash_cmd(files: Annotated[list[Path], typer.Argument(help="Image files.")]) 
         raise typer.Exit(code=2)
 
 
+def _vpdq_lines(file: str, signals: VideoSignals) -> str:
+    """A video's frames in the text form of Meta's vpdq hash files."""
+    lines = [f"# {file} md5={signals.md5} sha256={signals.sha256}"]
+    lines += [f"{f.frame_number},{f.quality},{f.pdq},{f.timestamp:.3f}" for f in signals.frames]
+    return "\n".join(lines) + "\n"
+
+
 # -- screening -----------------------------------------------------------------------
 @app.command()
-def screen(files: Annotated[list[Path], typer.Argument(help="Image files")]) -> None:
-    """Screen files against the banks locally; prints one JSON verdict per file."""
+def screen(files: Annotated[list[Path], typer.Argument(help="Image or video files")]) -> None:
+    """Screen images and videos against the banks locally; prints one JSON verdict per file."""
     rt = runtime()
     for path in files:
         try:

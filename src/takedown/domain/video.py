@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from math import floor
 from statistics import median_low
 
 from takedown.errors import InvalidRequest
@@ -38,18 +39,19 @@ class VideoRule:
     match_percent: int = DEFAULT_MATCH_PERCENT
     frame_threshold: int = DEFAULT_FRAME_THRESHOLD
     quality_floor: int = 50
-    # Matched frames further apart than this (seconds) start a new time range. Two
-    # sampling intervals: one unmatched second between matches does not split a range.
-    max_gap: float = 2.0
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A frame on a video's timeline: ``key`` identifies it to the pairs."""
+    """A frame on a video's timeline: ``key`` identifies it to the pairs.
+
+    ``end``: where the frame stops standing for the video (the end of its sampling
+    interval, or of the still run collapsed into it); None: one sampling interval."""
 
     key: int
     timestamp: float  # seconds
     quality: int | None = None  # None: unknown, trusted
+    end: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ class FramePair:
 
 @dataclass(frozen=True)
 class TimeRange:
-    start: float  # timestamp of the first matching sampled frame, seconds
-    end: float  # timestamp of the last one
+    start: float  # seconds: where the first matching frame's span starts
+    end: float  # where the last one's span ends (exclusive)
 
     def to_dict(self) -> dict[str, float]:
         return {"start": self.start, "end": self.end}
@@ -75,6 +77,8 @@ class VideoMatch:
     ``kind``: ``copy`` (both shares reach the rule), ``contains`` (the upload holds the
     banked video and more) or ``clip`` (the upload is part of the banked video).
     ``distance`` is the median of the best distances of the matched banked frames.
+    ``variant``: the rotation/flip of the upload's frames that matched ("original", or
+    a name from ``media/pdq.DIHEDRAL_NAMES``: a mirrored copy matches "flip_left_right").
     """
 
     kind: str
@@ -84,13 +88,25 @@ class VideoMatch:
     matched_frames: int  # banked frames matched
     upload_ranges: tuple[TimeRange, ...]
     banked_ranges: tuple[TimeRange, ...]
+    threshold: int = DEFAULT_FRAME_THRESHOLD  # the frame distance the pairs were held to
+    match_percent: int = DEFAULT_MATCH_PERCENT  # the share either side had to reach
+    upload_frames: int = 0  # usable frames of the upload
+    upload_matched: int = 0  # of which matched
+    banked_frames: int = 0  # usable frames of the banked video
+    variant: str = "original"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "kind": self.kind,
+            "variant": self.variant,
+            "threshold": self.threshold,
+            "match_percent": self.match_percent,
             "banked_percent": self.banked_percent,
             "upload_percent": self.upload_percent,
             "matched_frames": self.matched_frames,
+            "banked_frames": self.banked_frames,
+            "upload_matched_frames": self.upload_matched,
+            "upload_frames": self.upload_frames,
             "upload_ranges": [r.to_dict() for r in self.upload_ranges],
             "banked_ranges": [r.to_dict() for r in self.banked_ranges],
         }
@@ -111,8 +127,20 @@ def video_match(
     upload: Sequence[Frame],
     banked: Sequence[Frame],
     pairs: Iterable[FramePair],
+    *,
+    upload_interval: float = 1.0,
+    banked_interval: float = 1.0,
+    variant: str = "original",
 ) -> VideoMatch | None:
-    """Judge one (upload, banked video) pair under ``rule``; None when it is no match."""
+    """Judge one (upload, banked video) pair under ``rule``; None when it is no match.
+
+    ``upload_interval`` / ``banked_interval``: seconds between the sampled frames of
+    each side. A banked video hashed more densely than the upload (4 frames a second
+    against 1) cannot have every banked frame matched, so its share is counted in
+    windows of the coarser interval: the share of windows holding a usable banked frame
+    in which one was matched. At equal intervals each frame is its own window, and the
+    share is vPDQ's "compared match percent" exactly.
+    """
     up = {f.key: f for f in upload if _usable(f, rule)}
     bk = {f.key: f for f in banked if _usable(f, rule)}
     if not up or not bk:
@@ -129,7 +157,10 @@ def video_match(
             best[pair.banked_key] = pair.distance
     if not best:
         return None
-    banked_percent = 100 * len(best) / len(bk)
+    window = max(upload_interval, banked_interval)
+    windows = {_window(f.timestamp, window) for f in bk.values()}
+    matched_windows = {_window(bk[k].timestamp, window) for k in best}
+    banked_percent = 100 * len(matched_windows) / len(windows)
     upload_percent = 100 * len(upload_hits) / len(up)
     whole = banked_percent >= rule.match_percent
     part = upload_percent >= rule.match_percent
@@ -142,20 +173,59 @@ def video_match(
         upload_percent=round(upload_percent, 1),
         distance=median_low(best.values()),
         matched_frames=len(best),
-        upload_ranges=time_ranges([up[k].timestamp for k in upload_hits], rule.max_gap),
-        banked_ranges=time_ranges([bk[k].timestamp for k in best], rule.max_gap),
+        upload_ranges=time_ranges([_span(up[k], upload_interval) for k in upload_hits]),
+        banked_ranges=time_ranges(
+            [_span(bk[k], banked_interval) for k in best],
+            join=max(0.0, upload_interval - banked_interval),
+        ),
+        threshold=rule.frame_threshold,
+        match_percent=rule.match_percent,
+        upload_frames=len(up),
+        upload_matched=len(upload_hits),
+        banked_frames=len(bk),
+        variant=variant,
     )
 
 
-def time_ranges(timestamps: Iterable[float], max_gap: float) -> tuple[TimeRange, ...]:
-    """Sorted timestamps merged into ranges wherever neighbours are <= ``max_gap`` apart."""
+def better(a: VideoMatch | None, b: VideoMatch | None) -> VideoMatch | None:
+    """The stronger of two judgements of the same pair of videos (say, under two
+    rotations of the upload): the larger share, then the closer distance."""
+    if a is None or b is None:
+        return a or b
+    key_a = (max(a.banked_percent, a.upload_percent), -a.distance)
+    key_b = (max(b.banked_percent, b.upload_percent), -b.distance)
+    return b if key_b > key_a else a
+
+
+def estimate_interval(timestamps: Iterable[float], default: float = 1.0) -> float:
+    """Seconds between sampled frames, from a timeline: the smallest gap (collapsed
+    still runs and dropped frames only make gaps larger)."""
+    ordered = sorted(set(timestamps))
+    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b - a > 1e-6]
+    return min(gaps) if gaps else default
+
+
+def time_ranges(spans: Iterable[tuple[float, float]], join: float = 0.0) -> tuple[TimeRange, ...]:
+    """Spans ``(start, end)`` merged where they touch or overlap (to within a
+    millisecond's rounding), or lie less than ``join`` seconds apart: on a densely
+    banked timeline, the banked frames between two the sparser upload matched could not
+    have been matched, and do not split a range."""
     ranges: list[TimeRange] = []
-    for t in sorted(timestamps):
-        if ranges and t - ranges[-1].end <= max_gap:
-            ranges[-1] = TimeRange(ranges[-1].start, t)
+    for start, end in sorted(spans):
+        if ranges and start <= ranges[-1].end + join + 0.002:
+            ranges[-1] = TimeRange(ranges[-1].start, max(ranges[-1].end, end))
         else:
-            ranges.append(TimeRange(t, t))
-    return tuple(ranges)
+            ranges.append(TimeRange(start, end))
+    return tuple(TimeRange(round(r.start, 3), round(r.end, 3)) for r in ranges)
+
+
+def _span(frame: Frame, interval: float) -> tuple[float, float]:
+    end = frame.end if frame.end is not None else frame.timestamp + interval
+    return frame.timestamp, max(end, frame.timestamp)
+
+
+def _window(timestamp: float, width: float) -> int:
+    return floor(timestamp / width + 1e-6)
 
 
 def _usable(frame: Frame, rule: VideoRule) -> bool:

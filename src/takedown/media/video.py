@@ -72,6 +72,7 @@ class VideoSignals:
     frames_hashed: int
     frames: tuple[FrameFeature, ...]  # kept features (quality >= floor, runs collapsed)
     poster_jpeg: bytes | None = None
+    tmk: str | None = None  # TMK+PDQF (base64 of the .tmk file), when asked for
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the poster is left out: it is media, not a signal)."""
@@ -175,6 +176,7 @@ def hash_video_bytes(
         frames_hashed=decoded.frames_hashed,
         frames=decoded.features,
         poster_jpeg=decoded.poster_jpeg,
+        tmk=decoded.tmk,
     )
 
 

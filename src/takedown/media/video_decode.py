@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, BinaryIO, Final
 
@@ -55,7 +55,8 @@ from takedown.errors import (
     VideoNoStream,
     VideoTooLong,
 )
-from takedown.media.pdq_compute import pdq_original
+from takedown.media.pdq_compute import pdq_dihedral, pdq_original
+from takedown.media.tmk import TMK_FPS, TMK_SIDE, TmkAccumulator, tmk_available
 from takedown.media.video_limits import VideoLimits, VideoSampling
 
 ACCEPTED_CONTAINERS_TEXT: Final = "MP4/MOV, Matroska/WebM, AVI and MPEG-TS"
@@ -115,6 +116,20 @@ class FrameFeature:
     timestamp: float  # seconds: frame_number / fps, vPDQ's convention
     pdq: str
     quality: int
+    # The hashes of the frame's 7 other rotations/flips, in ``DIHEDRAL_NAMES`` order
+    # after "original" (derived from the same DCT, ~0.05 ms): a mirrored or rotated
+    # upload is searched in all 8 forms, as images are. Empty for frames read back from
+    # storage or imported from an exchange.
+    variants: tuple[str, ...] = ()
+    # Timestamp (seconds) up to which this feature stands for the video: the end of the
+    # sampling interval of the last frame of a collapsed still run. None: unknown.
+    end: float | None = None
+    # (share cut off every edge, PDQ of that centred window): banked videos only, see
+    # ``VideoSampling.crop_windows``.
+    windows: tuple[tuple[float, str], ...] = ()
+    # PDQ of the picture inside black bars (letterbox, pillarbox) when the frame has them;
+    # searched as one more variant of an upload, banked as one more window.
+    unboxed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class DecodedVideo:
     frames_hashed: int  # sampled and hashed, before pruning
     features: tuple[FrameFeature, ...]  # after pruning
     poster_jpeg: bytes | None
+    tmk: str | None = None  # TMK+PDQF, base64 of the .tmk file (when asked for)
 
 
 def decode_and_hash(
@@ -208,6 +224,8 @@ class _Hasher:
         if fps is None:
             raise _corrupt(self.fmt, why="The video stream declares no frame rate.")
         frame_mod = max(1, int(self.sampling.seconds_per_hash * fps))
+        tmk = _tmk_accumulator() if self.sampling.tmk else None
+        tmk_next = 0  # the next 15-a-second instant TMK needs a frame for
         stream.thread_type = "AUTO"
         hashed: list[FrameFeature] = []
         decoded = 0
@@ -224,6 +242,10 @@ class _Hasher:
                         last_time = max(last_time, float(frame.time))
                     if max(timestamp, last_time) > self.limits.max_seconds:
                         raise _too_long(self.limits)
+                    if tmk is not None:  # ``ffmpeg -r 15``: the latest frame at each instant
+                        while tmk_next / TMK_FPS < (number + 1) / fps - 1e-9:
+                            tmk.add(frame.to_ndarray(**_TMK_FRAME))
+                            tmk_next += 1
                     if number % frame_mod:
                         continue
                     _check_size(frame.width, frame.height, self.limits)
@@ -243,8 +265,9 @@ class _Hasher:
             duration=round(duration, 3),
             frames_decoded=decoded,
             frames_hashed=len(hashed),
-            features=prune(hashed, self.sampling.quality_floor),
+            features=prune(hashed, self.sampling.quality_floor, frame_mod / fps),
             poster_jpeg=self._poster(),
+            tmk=_tmk_text(tmk),
         )
 
     def _video_stream(self) -> Any:
@@ -281,12 +304,24 @@ class _Hasher:
     def _hash(self, frame: Any, number: int, timestamp: float, w: int, h: int) -> FrameFeature:
         # vPDQ converts every frame to RGB24 at the stream's declared size.
         rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-        pdq, quality = pdq_original(rgb)
+        hexes, quality = pdq_dihedral(rgb)
+        pdq = hexes[0]
+        windows = tuple((c, pdq_original(_centre(rgb, c))[0]) for c in self.sampling.crop_windows)
+        inner = _inside_bars(rgb)
+        unboxed = pdq_original(inner)[0] if inner is not None else None
         if self.poster_blur is not None and (
             self.best_poster is None or quality > self.best_poster[0]
         ):
             self.best_poster = (int(quality), _shrink(rgb))
-        return FrameFeature(number, round(timestamp, 3), pdq, quality)
+        return FrameFeature(
+            number,
+            round(timestamp, 3),
+            pdq,
+            quality,
+            tuple(hexes[1:]),
+            windows=windows,
+            unboxed=unboxed,
+        )
 
     def _poster(self) -> bytes | None:
         if self.poster_blur is None or self.best_poster is None:
@@ -299,16 +334,71 @@ class _Hasher:
         return out.getvalue()
 
 
-def prune(features: list[FrameFeature], quality_floor: int) -> tuple[FrameFeature, ...]:
-    """Drop frames below the quality floor, then collapse runs of identical hashes."""
+def prune(
+    features: list[FrameFeature], quality_floor: int, interval: float | None = None
+) -> tuple[FrameFeature, ...]:
+    """Drop frames below the quality floor, then collapse runs of identical hashes.
+
+    With ``interval`` (seconds between sampled frames), each kept feature's ``end`` says
+    how far it stands for the video: the end of the interval of the last frame of its
+    collapsed run -- so a still title card hashed once still covers its whole span."""
     kept: list[FrameFeature] = []
     for feature in features:
         if feature.quality < quality_floor:
             continue
         if kept and kept[-1].pdq == feature.pdq:
+            if interval is not None:
+                kept[-1] = replace(kept[-1], end=round(feature.timestamp + interval, 3))
             continue
+        if interval is not None:
+            feature = replace(feature, end=round(feature.timestamp + interval, 3))
         kept.append(feature)
     return tuple(kept)
+
+
+_TMK_FRAME: Final = {
+    "format": "rgb24",
+    "width": TMK_SIDE,
+    "height": TMK_SIDE,
+    "interpolation": "BICUBIC",  # ffmpeg's default scaler, which TMK's tools use
+}
+
+
+def _tmk_accumulator() -> TmkAccumulator | None:
+    return TmkAccumulator() if tmk_available() else None
+
+
+def _tmk_text(tmk: TmkAccumulator | None) -> str | None:
+    vectors = tmk.finish() if tmk is not None else None
+    return vectors.to_text() if vectors is not None else None
+
+
+_BAR_LUMA: Final = 24  # a bar's rows or columns are darker than this throughout ...
+_MIN_BAR_SHARE: Final = 0.04  # ... and together at least this share of the side
+
+
+def _inside_bars(rgb: np.ndarray) -> np.ndarray | None:
+    """The picture inside black bars (top and bottom, or left and right), or None when
+    the frame has none: a letterboxed or pillarboxed copy hashes like the picture."""
+    grey = rgb.max(axis=2)
+    h, w = grey.shape
+    rows = np.flatnonzero(grey.max(axis=1) >= _BAR_LUMA)
+    cols = np.flatnonzero(grey.max(axis=0) >= _BAR_LUMA)
+    if not len(rows) or not len(cols):
+        return None  # a black frame
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (h - (bottom - top)) < _MIN_BAR_SHARE * h and (w - (right - left)) < _MIN_BAR_SHARE * w:
+        return None
+    if bottom - top < h // 4 or right - left < w // 4:
+        return None  # mostly dark: no picture to speak of
+    return np.ascontiguousarray(rgb[top:bottom, left:right])
+
+
+def _centre(rgb: np.ndarray, cut: float) -> np.ndarray:
+    """The centred window of ``rgb`` with ``cut`` (a share) taken off every edge."""
+    h, w = rgb.shape[:2]
+    y, x = int(h * cut), int(w * cut)
+    return np.ascontiguousarray(rgb[y : h - y, x : w - x])
 
 
 def _shrink(rgb: np.ndarray) -> np.ndarray:

@@ -60,16 +60,27 @@ class VideoSampling:
     ``quality_floor``: frames whose PDQ quality is below this are dropped (flat or
     featureless frames such as fades to black collide with each other); 50 is Meta's
     recommendation and vPDQ's default.
+
+    ``crop_windows``: for banked videos, each sampled frame is also hashed from centred
+    sub-windows with this share cut off every edge (0.03: the middle 94 %), so a copy
+    cropped by about that much still lands near a banked hash. Empty for uploads: their
+    features stay vPDQ's.
     """
 
     seconds_per_hash: float = 1.0
     quality_floor: int = 50
+    crop_windows: tuple[float, ...] = ()
+    # Also compute TMK+PDQF (media/tmk.py): only when a bank holds TMK entries to compare
+    # with, and ``tmkpy`` is installed.
+    tmk: bool = False
 
     def __post_init__(self) -> None:
         if not self.seconds_per_hash > 0:
             raise ValueError("VideoSampling.seconds_per_hash must be positive.")
         if not 0 <= self.quality_floor <= 100:
             raise ValueError("VideoSampling.quality_floor must be between 0 and 100.")
+        if not all(0 < c < 0.25 for c in self.crop_windows):
+            raise ValueError("VideoSampling.crop_windows must each be between 0 and 0.25.")
 
 
 DEFAULT_VIDEO_LIMITS = VideoLimits()

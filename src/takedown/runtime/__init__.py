@@ -177,7 +177,7 @@ def open_runtime(
             limits,
             on_policy_change=matcher.invalidate,
             video_limits=settings.video_limits,
-            video_sampling=settings.video_sampling,
+            video_sampling=settings.video_bank_sampling,
         ),
         screening=ScreeningService(
             sessions, matcher, limits, settings.video_limits, settings.video_sampling

@@ -1,17 +1,20 @@
 """The signal types Takedown ships: PDQ, MD5, SHA-256 and vPDQ, which it computes and
-matches; PhotoDNA and TMK, which banks store and exchange but nothing here can compute
-or match (PhotoDNA's algorithm is licensed by Microsoft and NCMEC's lists carry it;
-StopNCII's video lists carry TMK)."""
+matches; TMK (StopNCII's video lists carry it), which it computes and matches when
+Meta's ``tmkpy`` is installed and otherwise stores and exchanges only; PhotoDNA, which
+banks store and exchange but nothing here can compute or match (its algorithm is
+licensed by Microsoft; NCMEC's lists carry it)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import importlib.util
 import struct
 from typing import ClassVar
 
-from takedown.errors import InvalidHash
+from takedown.errors import InvalidHash, InvalidRequest
 from takedown.signals.base import ContentKind, IndexKind, SignalType, preview
 
 
@@ -125,14 +128,17 @@ class PhotoDnaSignal(SignalType):
 class TmkSignal(SignalType):
     """TMK+PDQF (Meta's Temporal Match Kernel over float PDQ frame features): the
     feature-vector file ``tmk-hash-video`` writes, exchanged as base64 (or hex) of its
-    bytes. Not computable or matchable here. A value is about 130 KB (176,000 base64
+    bytes. Computed from uploaded videos and matched (``media/tmk.py``) when Meta's code
+    (``tmkpy``, the optional ``tmk`` extra) is installed; otherwise stored and exchanged
+    only, and screening names it in ``not_matchable``. A value is about 130 KB (176,000 base64
     characters with the usual 2 periods, 32 coefficients and 256 dimensions), far more
     than a bank entry's value holds: a bank keeps it whole beside the entry, which is
     valued by the SHA-256 of the canonical base64 (``stored_by_digest``)."""
 
     name = "tmk"
     description = (
-        "TMK+PDQF video hash (feature-vector file); stored and exchanged, not matched here"
+        "TMK+PDQF video hash (feature-vector file); matched against uploaded videos when "
+        "tmkpy is installed, else stored and exchanged only"
     )
     aliases = ("video_tmk", "tmk_pdqf", "video_tmk_pdqf")
     content_kinds = frozenset({ContentKind.VIDEO})
@@ -142,6 +148,21 @@ class TmkSignal(SignalType):
     _HEADER = struct.Struct("<4s4s4s5i")  # magics, fps, periods, coefficients, dim, pad
     _MAGIC = (b"TMK1", b"FVEC", b"PDQF")
     _MAX_PERIODS, _MAX_COEFFICIENTS = 64, 256
+
+    @property
+    def matchable(self) -> bool:
+        return _tmkpy_installed()
+
+    @property
+    def computable(self) -> bool:
+        return _tmkpy_installed()
+
+    def validate_threshold(self, value: int) -> int:
+        raise InvalidRequest(
+            "A tmk signal matches by Meta's two scores (level 1 and level 2, both at least "
+            "0.7): it takes no threshold.",
+            code="invalid_threshold",
+        )
 
     def normalize(self, value: str) -> str:
         text = value.strip()
@@ -184,6 +205,12 @@ class TmkSignal(SignalType):
         if len(raw) != self._HEADER.size + 4 * floats:
             return "the length does not match what the header declares"
         return None
+
+
+@functools.cache
+def _tmkpy_installed() -> bool:
+    """Whether Meta's TMK code (``tmkpy``) is importable: without it TMK is stored only."""
+    return importlib.util.find_spec("tmkpy") is not None
 
 
 PDQ = PdqSignal()

@@ -718,6 +718,12 @@ class BankVideoFrame(Base):
     timestamp_ms: Mapped[int] = mapped_column(Integer)
     quality: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
+    # Where the feature stops standing for the video (a still run collapsed into it
+    # stands for the whole run); None: one sampling interval (older rows, imports).
+    end_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set: the frame hashed again from a centred window with this many thousandths cut
+    # off every edge (VideoSampling.crop_windows); it stands for the frame itself.
+    crop_permille: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class MediaVideoFrame(Base):
@@ -732,6 +738,9 @@ class MediaVideoFrame(Base):
     timestamp_ms: Mapped[int] = mapped_column(Integer)
     quality: Mapped[int] = mapped_column(Integer)
     pdq: Mapped[str] = mapped_column(String(64))
+    # Where the feature stops standing for the video (a still run collapsed into it
+    # stands for the whole run); None: one sampling interval (older rows, imports).
+    end_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 # --------------------------------------------------------------------------------------

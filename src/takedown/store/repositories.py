@@ -113,6 +113,24 @@ class FrameRow(Protocol):
     def quality(self) -> int: ...
     @property
     def pdq(self) -> str: ...
+    @property
+    def end(self) -> float | None: ...
+    @property
+    def windows(self) -> tuple[tuple[float, str], ...]: ...
+    @property
+    def unboxed(self) -> str | None: ...
+
+
+def bank_frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
+    """:func:`frame_rows` of a banked video, followed by one row per frame and crop
+    window (``crop_permille`` set), in the same order."""
+    rows = [{**row, "crop_permille": None} for row in frame_rows(features)]
+    for f, row in zip(features, list(rows), strict=True):
+        for cut, pdq in f.windows:
+            rows.append({**row, "pdq": pdq, "crop_permille": round(cut * 1000)})
+        if f.unboxed is not None:  # the picture inside black bars: window 0
+            rows.append({**row, "pdq": f.unboxed, "crop_permille": 0})
+    return rows
 
 
 def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
@@ -123,6 +141,7 @@ def frame_rows(features: Sequence[FrameRow]) -> list[dict[str, object]]:
             "timestamp_ms": round(f.timestamp * 1000),
             "quality": f.quality,
             "pdq": f.pdq,
+            "end_ms": None if f.end is None else round(f.end * 1000),
         }
         for f in features
     ]

@@ -583,7 +583,7 @@ class BankService:
                 s.flush()
                 s.execute(
                     insert(BankVideoFrame),
-                    [{"entry_id": entry.id, **row} for row in repo.frame_rows(frames)],
+                    [{"entry_id": entry.id, **row} for row in repo.bank_frame_rows(frames)],
                 )
                 result.added += 1
                 record(

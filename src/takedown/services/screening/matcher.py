@@ -14,6 +14,7 @@ in every worker process.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -34,6 +35,7 @@ from takedown.signals import (
     MD5,
     PDQ,
     SHA256,
+    TMK,
     VPDQ,
     IndexKind,
     SignalType,
@@ -42,7 +44,7 @@ from takedown.signals import (
 )
 from takedown.store import repositories as repo
 from takedown.store.db import read_connection, unit_of_work
-from takedown.store.models import Bank, BankEntry, Base
+from takedown.store.models import Bank, BankEntry, BankEntryPayload, Base
 
 _SYNC_BATCH = 100_000
 Candidates = dict[int, tuple[int, str | None]]  # entry id -> (distance, variant)
@@ -57,6 +59,8 @@ class QuerySignals:
     md5: str | None = None
     sha256: str | None = None
     video_frames: Sequence[FrameFeature] = ()  # a video's kept frame features
+    video_interval: float | None = None  # seconds between its sampled frames
+    tmk: str | None = None  # TMK+PDQF of a video (base64 of the .tmk file)
     # Signals of other types (plug-ins, exact types beyond MD5/SHA-256): (type name,
     # normalised value, quality or None). The built-in fields above are the upload
     # path's, kept apart so that path stays lean.
@@ -94,13 +98,22 @@ class Match:
     distance: int
     variant: str | None  # which dihedral variant of the query matched (PDQ only)
     video: VideoMatch | None = None  # how a video matched (signal type "vpdq")
+    scores: dict[str, object] | None = None  # a TMK match's scores and thresholds
+
+    def video_dict(self) -> dict[str, object] | None:
+        """How a video matched, for the API and the evidence: vPDQ's frame shares and
+        ranges, or TMK's scores."""
+        return self.video.to_dict() if self.video is not None else self.scores
 
     @property
     def threshold(self) -> int | None:
         """The bank's threshold the distance was held to: for an image-like Hamming
-        signal; exact matches and videos (judged by their share of frames) have none."""
+        signal, and for a video the frame threshold its frames were held to (the share of
+        frames it took is in ``video``); exact matches have none."""
+        if self.video is not None:
+            return self.video.threshold
         st = signal_type(self.signal_type)
-        if not st.perceptual or self.video is not None:
+        if not st.perceptual:
             return None
         return self.bank.threshold(st)
 
@@ -134,6 +147,7 @@ class Matcher:
         event.listen(sessions, "after_commit", self._after_commit)
         self._radius_value: int | None = None
         self._radius_at = float("-inf")
+        self._tmk_cache: dict[int, Any] = {}  # entry id -> parsed TMK vectors
 
     @property
     def indexed(self) -> int:
@@ -214,7 +228,7 @@ class Matcher:
         """:meth:`resolve` in a read transaction of its own. When only PDQ candidates
         need checking (hash-only and image screening), on a bare connection: a Session
         would cost more than the read (services/screening/service.py's hot path)."""
-        if query.md5 or query.sha256 or query.video_frames or query.others:
+        if query.md5 or query.sha256 or query.video_frames or query.others or query.tmk:
             with unit_of_work(self._sessions, write=False) as session:
                 return self.resolve(session, query, best)
         if not best:
@@ -227,10 +241,12 @@ class Matcher:
         exact = _exact_entries(session, query)
         frame_hits = self._video_hits(session, query)
         matches: list[Match] = self._other_hamming_matches(session, query)
-        if not best and not exact and not frame_hits:
+        if not best and not exact and not frame_hits and not query.tmk:
             return sort_matches(matches)
-        if exact or frame_hits:
+        if exact or frame_hits or query.tmk:
             rules = _load_rules(session)
+            if query.tmk:
+                matches += self._tmk_matches(session, query.tmk, rules)
             matches += self._video_matches(session, query, frame_hits, rules)
             for signal_type, entry in exact:
                 if entry.bank_id in rules:
@@ -285,6 +301,61 @@ class Matcher:
                     matches.append(Match(entry, rule, row.bank_public_id, name, best[row.id], None))
         return matches
 
+    # -- TMK -----------------------------------------------------------------------------
+    def wants_tmk(self) -> bool:
+        """Whether an enabled bank holds enabled TMK entries (and ``tmkpy`` can compare
+        them): only then does a video's screening compute its TMK."""
+        if not TMK.matchable:
+            return False
+        with unit_of_work(self._sessions, write=False) as session:
+            return session.scalar(_ANY_TMK) is not None
+
+    def _tmk_matches(
+        self, session: Session, tmk: str, rules: dict[int, tuple[BankRule, str]]
+    ) -> list[Match]:
+        """Banked TMK entries the query's TMK matches (Meta's level-1 and level-2 scores,
+        both at least 0.7). A linear scan: TMK compares whole videos, one vector each."""
+        from takedown.media import tmk as tmk_code
+
+        query = tmk_code.parse_tmk(base64.b64decode(tmk))
+        rows = session.execute(
+            select(BankEntry, BankEntryPayload.payload)
+            .join(BankEntryPayload, BankEntryPayload.entry_id == BankEntry.id)
+            .where(
+                BankEntry.bank_id.in_(select(Bank.id).where(Bank.enabled.is_(True))),
+                BankEntry.signal_type == TMK.name,
+                BankEntry.enabled.is_(True),
+            )
+        ).all()
+        out: list[Match] = []
+        for entry, payload in rows:
+            if entry.bank_id not in rules:
+                continue
+            banked = self._tmk_cache.get(entry.id)
+            if banked is None:
+                banked = tmk_code.parse_tmk(base64.b64decode(payload))
+                if len(self._tmk_cache) > 1_000:
+                    self._tmk_cache.clear()
+                self._tmk_cache[entry.id] = banked
+            score = tmk_code.compare(query, banked)
+            if score is None or not score.matches:
+                continue
+            rule, public_id = rules[entry.bank_id]
+            scores: dict[str, object] = {
+                "kind": "tmk",
+                "level1": round(score.level1, 4),
+                "level2": round(score.level2, 4),
+                "level1_threshold": tmk_code.LEVEL1_THRESHOLD,
+                "level2_threshold": tmk_code.LEVEL2_THRESHOLD,
+            }
+            distance = round(100 * (1 - score.level2))
+            out.append(
+                Match(
+                    MatchedEntry.of(entry), rule, public_id, TMK.name, distance, None, None, scores
+                )
+            )
+        return out
+
     # -- video ---------------------------------------------------------------------------
     def _video_hits(self, session: Session, query: QuerySignals) -> video_matching.FrameHits:
         if not query.video_frames:
@@ -295,8 +366,9 @@ class Matcher:
         )
         if radius[0] is None or radius[1] is None:
             return video_matching.FrameHits([], [])
-        result = self._follower.search([f.pdq for f in query.video_frames], max(radius))
-        return video_matching.split_hits(result)
+        hashes = video_matching.query_hashes(query.video_frames)
+        result = self._follower.search(hashes, max(radius))
+        return video_matching.split_hits(result, len(query.video_frames))
 
     def _video_matches(
         self,
@@ -309,7 +381,7 @@ class Matcher:
         banked images that one of its frames shows."""
         matches: list[Match] = []
         if hits.frames:
-            owners = video_matching.frame_owners(session, [f for _, f, _ in hits.frames])
+            owners = video_matching.frame_owners(session, [f for _, f, _, _ in hits.frames])
             entries = {
                 e.id: e
                 for e in session.scalars(
@@ -321,13 +393,14 @@ class Matcher:
             }
             rule_of_entry = {i: rules[e.bank_id][0].video_rule for i, e in entries.items()}
             judged = video_matching.judge_banked(
-                session, query.video_frames, hits.frames, rule_of_entry
+                session, query.video_frames, hits.frames, rule_of_entry, query.video_interval
             )
             for entry_id, video in judged.items():
                 entry = entries[entry_id]
                 rule, public_id = rules[entry.bank_id]
+                variant = None if video.variant == "original" else video.variant
                 found = Match(
-                    MatchedEntry.of(entry), rule, public_id, "vpdq", video.distance, None, video
+                    MatchedEntry.of(entry), rule, public_id, "vpdq", video.distance, variant, video
                 )
                 matches.append(found)
         if hits.other:
@@ -338,13 +411,14 @@ class Matcher:
         self,
         session: Session,
         query: QuerySignals,
-        hits: list[tuple[int, int, int]],
+        hits: list[tuple[int, int, int, int]],
         rules: dict[int, tuple[BankRule, str]],
     ) -> list[Match]:
-        best: dict[int, tuple[int, int]] = {}  # entry id -> (distance, frame index)
-        for q, entry_id, d in hits:
-            if entry_id not in best or d < best[entry_id][0]:
-                best[entry_id] = (d, q)
+        # entry id -> (distance, frame index, variant index)
+        best: dict[int, tuple[int, int, int]] = {}
+        for q, entry_id, d, v in hits:
+            if entry_id not in best or (d, v) < best[entry_id][::2]:
+                best[entry_id] = (d, q, v)
         out: list[Match] = []
         for entry in session.scalars(
             select(BankEntry).where(BankEntry.id.in_(best), BankEntry.enabled.is_(True))
@@ -352,15 +426,26 @@ class Matcher:
             if entry.bank_id not in rules:
                 continue
             rule, public_id = rules[entry.bank_id]
-            d, q = best[entry.id]
+            d, q, v = best[entry.id]
             frame = query.video_frames[q]
             if candidate_counts(rule, PDQ, d, frame.quality, entry.quality):
                 variant = f"frame@{frame.timestamp:g}s"
+                if v:
+                    variant += f"/{video_matching.VARIANT_NAMES[v]}"
                 out.append(Match(MatchedEntry.of(entry), rule, public_id, "pdq", d, variant))
         return out
 
 
 RADIUS_TTL_S = 1.0
+_ANY_TMK = (
+    select(BankEntry.id)
+    .where(
+        BankEntry.bank_id.in_(select(Bank.id).where(Bank.enabled.is_(True))),
+        BankEntry.signal_type == "tmk",
+        BankEntry.enabled.is_(True),
+    )
+    .limit(1)
+)
 _ENTRY_ROWS = (
     "SELECT id, CASE WHEN signal_type = 'pdq' THEN value END FROM bank_entries "
     "WHERE id > :cursor ORDER BY id LIMIT :n"

@@ -202,7 +202,7 @@ class ScreeningRecorder:
                     "distance": m.distance,
                     "threshold": m.threshold,
                     "variant": m.variant,
-                    "video_match": json.dumps(m.video.to_dict()) if m.video else None,
+                    "video_match": json.dumps(video) if (video := m.video_dict()) else None,
                 }
                 for m in r.matches
             ]

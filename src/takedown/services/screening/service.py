@@ -13,11 +13,11 @@ from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest
 from takedown.media import ImageLimits, MediaSignals
 from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
-from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.media.video_limits import DEFAULT_SAMPLING, VideoLimits, VideoSampling
 from takedown.metrics import observe_screening
 from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.recorder import ScreeningRecord, ScreeningRecorder
-from takedown.signals import MD5, PDQ, SHA256, VPDQ, signal_type
+from takedown.signals import MD5, PDQ, SHA256, TMK, VPDQ, signal_type
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class MatchView:
             source_id=e.source_id,
             category=e.category,
             added_at=e.added_at,
-            video=m.video.to_dict() if m.video else None,
+            video=m.video_dict(),
         )
 
 
@@ -121,8 +121,17 @@ class ScreeningService:
         """Hash a video (one PDQ a second, MD5, SHA-256) and screen it: banked videos it
         copies, contains or was cut from, banked images one of its frames shows."""
         started = time.perf_counter()
-        video = hash_video_bytes(data, self._video_limits, self._video_sampling)
-        query = QuerySignals(md5=video.md5, sha256=video.sha256, video_frames=video.frames)
+        sampling = self._video_sampling or DEFAULT_SAMPLING
+        if self._matcher.wants_tmk():  # a bank holds TMK entries to compare with
+            sampling = replace(sampling, tmk=True)
+        video = hash_video_bytes(data, self._video_limits, sampling)
+        query = QuerySignals(
+            md5=video.md5,
+            sha256=video.sha256,
+            video_frames=video.frames,
+            video_interval=sampling.seconds_per_hash,
+            tmk=video.tmk,
+        )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         observe_screening("video", result.verdict.value, time.perf_counter() - started)
         return replace(self.record(result), video=video)
@@ -153,6 +162,7 @@ class ScreeningService:
         started = time.perf_counter()
         others: list[tuple[str, str, int | None]] = []
         not_matchable: list[str] = []
+        tmk: str | None = None
         for name, value in (signals or {}).items():
             st = signal_type(name)
             if st is VPDQ:
@@ -177,9 +187,11 @@ class ScreeningService:
             elif not st.matchable:
                 st.normalize(value)  # a malformed value is still the caller's mistake
                 not_matchable.append(st.name)
+            elif st is TMK:
+                tmk = st.normalize(value)
             else:
                 others.append((st.name, st.normalize(value), None))
-        if not (pdq or md5 or sha256 or others or not_matchable):
+        if not (pdq or md5 or sha256 or others or not_matchable or tmk):
             raise InvalidRequest(
                 "Give at least one hash to screen: pdq, md5 or sha256.", code="no_signals"
             )
@@ -198,6 +210,7 @@ class ScreeningService:
             md5=MD5.normalize(md5) if md5 else None,
             sha256=SHA256.normalize(sha256) if sha256 else None,
             others=others,
+            tmk=tmk,
         )
         result = self._screen(query, actor=actor, content_ref=content_ref)
         result = replace(result, not_matchable=sorted(not_matchable))

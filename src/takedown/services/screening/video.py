@@ -17,11 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import null, select
 from sqlalchemy.orm import Session
 
-from takedown.domain.video import Frame, FramePair, VideoMatch, VideoRule, video_match
+from takedown.domain.video import (
+    Frame,
+    FramePair,
+    VideoMatch,
+    VideoRule,
+    better,
+    estimate_interval,
+    video_match,
+)
 from takedown.matching import SearchResult
+from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
 from takedown.store.models import BankVideoFrame, Media, MediaVideoFrame
@@ -41,53 +50,77 @@ _CHUNK: Final = 5_000
 
 @dataclass(frozen=True)
 class FrameHits:
-    """Index hits of a video's frames, split by what they point at."""
+    """Index hits of a video's frames, split by what they point at. Each hit is
+    ``(frame index, entry/media or frame row id, distance, variant index)``; the variant
+    indexes :data:`takedown.media.pdq.DIHEDRAL_NAMES` (0: the frame as uploaded)."""
 
-    other: list[tuple[int, int, int]]  # (query frame index, entry or media id, distance)
-    frames: list[tuple[int, int, int]]  # (query frame index, frame row id, distance)
+    other: list[tuple[int, int, int, int]]  # entry or media ids
+    frames: list[tuple[int, int, int, int]]  # frame row ids
 
     def __bool__(self) -> bool:
         return bool(self.other or self.frames)
 
 
-def split_hits(result: SearchResult) -> FrameHits:
-    other: list[tuple[int, int, int]] = []
-    frames: list[tuple[int, int, int]] = []
+VARIANT_NAMES: Final = (*DIHEDRAL_NAMES, "without_borders")
+"""What a query hash of a frame is: the 8 rotations/flips, then the picture inside black
+bars (the frame itself when it has none)."""
+
+
+def query_hashes(features: Sequence[FrameFeature]) -> list[str]:
+    """The hashes one search asks for: every frame as uploaded, then (when the frames
+    carry them) every frame in each of its 7 other rotations/flips -- 8 variants answered
+    in one pass of the index, as an image's are -- and, when any frame has black bars,
+    the picture inside them. Hit ``q`` is frame ``q % n`` in variant ``q // n`` of
+    :data:`VARIANT_NAMES` (see :func:`split_hits`)."""
+    hashes = [f.pdq for f in features]
+    if features and all(len(f.variants) == len(DIHEDRAL_NAMES) - 1 for f in features):
+        for v in range(len(DIHEDRAL_NAMES) - 1):
+            hashes += [f.variants[v] for f in features]
+        if any(f.unboxed for f in features):
+            hashes += [f.unboxed or f.pdq for f in features]
+    return hashes
+
+
+def split_hits(result: SearchResult, n_frames: int) -> FrameHits:
+    other: list[tuple[int, int, int, int]] = []
+    frames: list[tuple[int, int, int, int]] = []
     for q, i, d in zip(
         result.query_index.tolist(), result.ids.tolist(), result.distances.tolist(), strict=True
     ):
+        frame, variant = q % n_frames, q // n_frames
         if i >= FRAME_ID_BASE:
-            frames.append((q, i - FRAME_ID_BASE, d))
+            frames.append((frame, i - FRAME_ID_BASE, d, variant))
         else:
-            other.append((q, i, d))
+            other.append((frame, i, d, variant))
     return FrameHits(other, frames)
 
 
 def upload_frames(features: Sequence[FrameFeature]) -> list[Frame]:
     """The query video's frames, keyed by their position in the search."""
-    return [Frame(i, f.timestamp, f.quality) for i, f in enumerate(features)]
+    return [Frame(i, f.timestamp, f.quality, f.end) for i, f in enumerate(features)]
 
 
 def judge_banked(
     s: Session,
     features: Sequence[FrameFeature],
-    hits: list[tuple[int, int, int]],
+    hits: list[tuple[int, int, int, int]],
     rule_of_entry: dict[int, VideoRule],
+    upload_interval: float | None = None,
 ) -> dict[int, VideoMatch]:
     """entry id -> how the upload matched that banked video (entries in ``rule_of_entry``
     only: the caller passes the enabled entries of enabled banks with their rules)."""
-    return _judge(s, BankVideoFrame, features, hits, rule_of_entry)
+    return _judge(s, BankVideoFrame, features, hits, rule_of_entry, None, upload_interval)
 
 
 def judge_media(
     s: Session,
     features: Sequence[FrameFeature],
-    hits: list[tuple[int, int, int]],
+    hits: list[tuple[int, int, int, int]],
     rule: VideoRule,
     exclude: set[int],
 ) -> dict[int, VideoMatch]:
     """media id -> how a registered video matched (the copy graph's near-duplicates)."""
-    owners = _owners(s, MediaVideoFrame, [f for _, f, _ in hits])
+    owners = _owners(s, MediaVideoFrame, [f for _, f, _, _ in hits])
     rules = {m: rule for m in set(owners.values()) - exclude}
     return _judge(s, MediaVideoFrame, features, hits, rules, owners)
 
@@ -119,35 +152,74 @@ def _judge(
     s: Session,
     model: FrameModel,
     features: Sequence[FrameFeature],
-    hits: list[tuple[int, int, int]],
+    hits: list[tuple[int, int, int, int]],
     rules: dict[int, VideoRule],
     owners: dict[int, int] | None = None,
+    upload_interval: float | None = None,
 ) -> dict[int, VideoMatch]:
     if owners is None:
-        owners = _owners(s, model, [f for _, f, _ in hits])
+        owners = _owners(s, model, [f for _, f, _, _ in hits])
     owner_col = _owner_column(model)
     candidates = sorted({o for o in owners.values() if o in rules})
     if not candidates:
         return {}
     timelines: dict[int, list[Frame]] = defaultdict(list)
+    # A banked frame's crop-window rows stand for the frame: window row id -> frame row id.
+    alias: dict[int, int] = {}
+    crop = BankVideoFrame.crop_permille if model is BankVideoFrame else null()
     for start in range(0, len(candidates), _CHUNK):
         part = candidates[start : start + _CHUNK]
         rows = s.execute(
-            select(model.id, owner_col, model.timestamp_ms, model.quality).where(
-                owner_col.in_(part)
-            )
+            select(
+                model.id,
+                owner_col,
+                model.frame_number,
+                model.timestamp_ms,
+                model.quality,
+                model.end_ms,
+                crop,
+            ).where(owner_col.in_(part))
         ).all()
-        for frame_id, owner, ts_ms, quality in rows:
-            timelines[owner].append(Frame(frame_id, ts_ms / 1000, quality))
-    pairs: dict[int, list[FramePair]] = defaultdict(list)
-    for q, frame_id, d in hits:
+        base: dict[tuple[int, int], int] = {}
+        windows: list[tuple[int, int, int]] = []
+        for frame_id, owner, number, ts_ms, quality, end_ms, cut in rows:
+            if cut is not None:
+                windows.append((frame_id, owner, number))
+                continue
+            base[(owner, number)] = frame_id
+            end = None if end_ms is None else end_ms / 1000
+            timelines[owner].append(Frame(frame_id, ts_ms / 1000, quality, end))
+        for frame_id, owner, number in windows:
+            if (owner, number) in base:
+                alias[frame_id] = base[(owner, number)]
+    # owner -> variant -> pairs: each rotation/flip of the upload is judged on its own (a
+    # mirrored copy matches in one variant throughout; mixing variants frame by frame
+    # would only add chance matches).
+    pairs: dict[int, dict[int, list[FramePair]]] = defaultdict(lambda: defaultdict(list))
+    for q, frame_id, d, variant in hits:
         owner = owners.get(frame_id)
         if owner in rules:
-            pairs[owner].append(FramePair(q, frame_id, d))
+            pairs[owner][variant].append(FramePair(q, alias.get(frame_id, frame_id), d))
     upload = upload_frames(features)
+    if upload_interval is None:
+        upload_interval = estimate_interval(f.timestamp for f in features)
     found: dict[int, VideoMatch] = {}
     for owner in candidates:
-        judged = video_match(rules[owner], upload, timelines[owner], pairs[owner])
+        banked_interval = estimate_interval(f.timestamp for f in timelines[owner])
+        judged: VideoMatch | None = None
+        for variant, variant_pairs in sorted(pairs[owner].items()):
+            judged = better(
+                judged,
+                video_match(
+                    rules[owner],
+                    upload,
+                    timelines[owner],
+                    variant_pairs,
+                    upload_interval=upload_interval,
+                    banked_interval=banked_interval,
+                    variant=VARIANT_NAMES[variant],
+                ),
+            )
         if judged is not None:
             found[owner] = judged
     return found
@@ -161,11 +233,15 @@ def stored_features(s: Session, media_id: int) -> tuple[FrameFeature, ...]:
             MediaVideoFrame.timestamp_ms,
             MediaVideoFrame.pdq,
             MediaVideoFrame.quality,
+            MediaVideoFrame.end_ms,
         )
         .where(MediaVideoFrame.media_id == media_id)
         .order_by(MediaVideoFrame.frame_number)
     ).all()
-    return tuple(FrameFeature(n, ts / 1000, pdq, q) for n, ts, pdq, q in rows)
+    return tuple(
+        FrameFeature(n, ts / 1000, pdq, q, end=None if end is None else end / 1000)
+        for n, ts, pdq, q, end in rows
+    )
 
 
 def near_duplicate_videos(
@@ -182,7 +258,7 @@ def near_duplicate_videos(
         if not features:
             continue
         result = media_index.search([f.pdq for f in features], rule.frame_threshold)
-        hits = split_hits(result).frames
+        hits = split_hits(result, len(features)).frames
         for other, judged in judge_media(s, features, hits, rule, media_ids).items():
             if other not in found or judged.distance < found[other]:
                 found[other] = judged.distance
