@@ -17,13 +17,14 @@ benchmark and the Spark job (``integrations/spark.py``) all call :func:`scan`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 from numba import njit
 
-from takedown.matching.hamming import PDQ_BITS, PDQ_BYTES
+from takedown.matching.hamming import PDQ_BITS, PDQ_BYTES, stored_hex_to_bytes_array
 from takedown.matching.mih import _popcount
 
 TABLES = 16  # 16-bit chunks: 65,536 buckets a table
@@ -217,3 +218,77 @@ def brute_force(
             out.add((q, int(ids[row])))
     assert bits.shape[1] == PDQ_BITS or bits.shape[0] == 0
     return out
+
+
+@dataclass(frozen=True)
+class ScanIndex:
+    """A bank's entries as one retroactive scan needs them: PDQ in an :class:`EntryIndex`
+    (within the bank's threshold), exact types (MD5, SHA-256) as dictionaries. Plain
+    numpy and dicts, so a Spark job broadcasts it to its executors as it is."""
+
+    pdq: EntryIndex | None
+    exact: dict[str, dict[str, tuple[int, ...]]]  # type -> value -> entry ids
+    names: dict[int, str]  # entry id -> its public id (what leaves the process)
+
+    @classmethod
+    def build(
+        cls,
+        rows: Iterable[tuple[int, str, str, str]],
+        radius: int,
+    ) -> ScanIndex:
+        """``rows``: (entry id, public id, signal type, normalised value)."""
+        pdq_ids: list[int] = []
+        pdq_values: list[str] = []
+        exact: dict[str, dict[str, list[int]]] = {}
+        names: dict[int, str] = {}
+        for entry_id, public_id, stype, value in rows:
+            names[entry_id] = public_id
+            if stype == "pdq":
+                pdq_ids.append(entry_id)
+                pdq_values.append(value)
+            elif stype in EXACT_TYPES:
+                exact.setdefault(stype, {}).setdefault(value, []).append(entry_id)
+        pdq = (
+            EntryIndex.build(
+                np.array(pdq_ids, dtype=np.int64), stored_hex_to_bytes_array(pdq_values), radius
+            )
+            if pdq_ids
+            else None
+        )
+        frozen = {t: {v: tuple(ids) for v, ids in values.items()} for t, values in exact.items()}
+        return cls(pdq, frozen, names)
+
+    def __len__(self) -> int:
+        return (len(self.pdq) if self.pdq else 0) + sum(
+            len(ids) for values in self.exact.values() for ids in values.values()
+        )
+
+
+EXACT_TYPES = ("md5", "sha256")
+
+
+def match_signals(
+    index: ScanIndex, owners: Sequence[int], types: Sequence[str], values: Sequence[str]
+) -> dict[tuple[int, int], int]:
+    """The rule of retroactive matching, the same on every engine: stored signals
+    (``owners[i]`` has a ``types[i]`` signal ``values[i]``; a PDQ's 8 dihedral variants
+    are 8 rows) against a bank's entries. Returns (entry id, owner) -> the smallest
+    distance (0 for exact types). PDQ within the index's radius; MD5 and SHA-256 equal."""
+    found: dict[tuple[int, int], int] = {}
+    rows: list[int] = []
+    hashes: list[str] = []
+    for i, (stype, value) in enumerate(zip(types, values, strict=True)):
+        if stype == "pdq":
+            if index.pdq is not None:
+                rows.append(i)
+                hashes.append(value)
+            continue
+        for entry_id in index.exact.get(stype, {}).get(value, ()):
+            found[(entry_id, owners[i])] = 0
+    if hashes and index.pdq is not None:
+        query, entry_ids, distances = scan(index.pdq, stored_hex_to_bytes_array(hashes))
+        for q, e, d in zip(query.tolist(), entry_ids.tolist(), distances.tolist(), strict=True):
+            key = (e, owners[rows[q]])
+            if key not in found or d < found[key]:
+                found[key] = d
+    return found
