@@ -24,7 +24,7 @@ from itertools import combinations
 import numpy as np
 from numba import njit
 
-from takedown.matching.hamming import PDQ_BITS, PDQ_BYTES, stored_hex_to_bytes_array
+from takedown.matching.hamming import PDQ_BYTES, stored_hex_to_bytes_array
 from takedown.matching.mih import _popcount
 
 TABLES = 16  # 16-bit chunks: 65,536 buckets a table
@@ -208,15 +208,14 @@ def brute_force(
     ids: np.ndarray, hashes: np.ndarray, queries: np.ndarray, radius: int
 ) -> set[tuple[int, int]]:
     """The reference answer, (query row, entry id) pairs, for checking recall on a
-    sample (slow: every pair compared)."""
-    bits = np.unpackbits(np.ascontiguousarray(hashes, dtype=np.uint8), axis=1).astype(np.int16)
+    sample: every query compared with every entry."""
+    words = np.ascontiguousarray(hashes, dtype=np.uint8).view(np.uint64).reshape(-1, 4)
+    qwords = np.ascontiguousarray(queries, dtype=np.uint8).view(np.uint64).reshape(-1, 4)
     out: set[tuple[int, int]] = set()
-    for q, query in enumerate(np.ascontiguousarray(queries, dtype=np.uint8)):
-        qb = np.unpackbits(query).astype(np.int16)
-        d = np.count_nonzero(bits != qb, axis=1)
+    for q in range(qwords.shape[0]):
+        d = np.bitwise_count(words ^ qwords[q]).sum(axis=1)
         for row in np.nonzero(d <= radius)[0]:
             out.add((q, int(ids[row])))
-    assert bits.shape[1] == PDQ_BITS or bits.shape[0] == 0
     return out
 
 
