@@ -77,7 +77,9 @@ def core(media: int, entries: int, threads: int, radius: int) -> dict[str, objec
         np.concatenate([data["planted_rows"], rng.choice(media, size=2_000, replace=False)])
     )
     t = time.perf_counter()
-    truth = {(int(sample[q]), e) for q, e in brute_force(ids, data["entries"], stored[sample], radius)}
+    truth = {
+        (int(sample[q]), e) for q, e in brute_force(ids, data["entries"], stored[sample], radius)
+    }
     brute_s = time.perf_counter() - t
     sampled = set(sample.tolist())
     got = {(q, e) for q, e in found if q in sampled}
@@ -105,8 +107,8 @@ def end_to_end(media: int, entries: int, radius: int) -> dict[str, object]:
     from sqlalchemy import insert
 
     from takedown.config import Settings
-    from takedown.runtime import open_runtime
     from takedown.domain.hashlists import HashRecord
+    from takedown.runtime import open_runtime
     from takedown.store.db import unit_of_work
     from takedown.store.models import Media, RetroscanJob
 
