@@ -58,23 +58,23 @@ def match_batches(index: ScanIndex, batches: Iterable[Any]) -> Iterator[Any]:
     """The per-partition function: Arrow record batches of the warehouse's rows in,
     batches of matches out (:data:`MATCH_SCHEMA`)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        items = batch.column("item_id").to_pylist()
-        accounts = batch.column("account_id").to_pylist()
-        types = [(t or "").lower() for t in batch.column("signal_type").to_pylist()]
-        values = [(v or "").lower() for v in batch.column("signal").to_pylist()]
-        found = match_signals(index, range(len(items)), types, values)
+        types = pc.utf8_lower(batch.column("signal_type")).to_pylist()
+        values = pc.utf8_lower(batch.column("signal")).to_pylist()
+        found = match_signals(index, range(batch.num_rows), types, values)
         if not found:
             continue
         rows = sorted(found.items())
+        taken = pa.array([r for (_, r), _ in rows], type=pa.int64())
         yield pa.RecordBatch.from_pydict(
             {
                 "entry_id": [index.names[e] for (e, _), _ in rows],
-                "item_id": [items[r] for (_, r), _ in rows],
-                "account_id": [accounts[r] for (_, r), _ in rows],
+                "item_id": batch.column("item_id").take(taken),
+                "account_id": batch.column("account_id").take(taken),
                 "signal_type": [types[r] for (_, r), _ in rows],
                 "distance": pa.array([d for _, d in rows], type=pa.int32()),
             }
@@ -101,7 +101,7 @@ def scan_parquet(
     frame = spark.read.parquet(media).select("item_id", "account_id", "signal_type", "signal")
     found = frame.mapInArrow(per_partition, MATCH_SCHEMA)
     best: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in found.toLocalIterator():
+    for row in found.collect():  # few rows; toLocalIterator would run partitions one by one
         key = (row["entry_id"], row["item_id"])
         if key not in best or row["distance"] < best[key]["distance"]:
             best[key] = row.asDict()
