@@ -309,7 +309,14 @@ def screen(files: Annotated[list[Path], typer.Argument(help="Image files")]) -> 
 
 # -- background work -----------------------------------------------------------------
 @app.command()
-def worker() -> None:
+def worker(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Run the retroactive scans due now, then exit (cron, scripts)."
+        ),
+    ] = False,
+) -> None:
     """Run retroactive scans, deliver the platform's actions (webhooks) and reporter
     mail until stopped.
 
@@ -326,6 +333,9 @@ def worker() -> None:
 
     rt = runtime()
     _log_in_use(rt.settings)
+    if once:
+        out.print(f"{rt.retroscan.run_pending()} retroactive scan(s) run")
+        return
     workers: list[PeriodicWorker] = [start_retroscan_worker(rt)]
     workers += [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
     stop = threading.Event()
