@@ -123,6 +123,25 @@ def test_spark_and_the_database_find_the_same_matches(
     result = json.loads(done.stdout)
     # Pairs are (entry, media): "astro" and "astro-again" carry the same file.
     assert result["new_pairs"] == 0 and result["already_known"] == len(database) - 1
+
+    # A bank the database has not scanned yet: Spark's matches are acted on when
+    # ingested (restrict first), and the database's own scan then acts on none again.
+    rt.banks.create_bank("urgent", actor="test", source="ncmec", restrict_on_match=True)
+    rt.banks.add_hashes("urgent", [HashRecord("sha256", randoms[3].sha256)], actor="test")
+    urgent = tmp_path / "urgent.ndjson"
+    done = runner.invoke(
+        app,
+        ["retroscan", "urgent", "--engine", "spark", "--media", str(dataset)]
+        + ["--out", str(urgent)],
+    )
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["retroscan", "urgent", "--ingest", str(urgent), "--json"])
+    result = json.loads(done.stdout)
+    assert result["new_pairs"] == 1 and len(result["cases"]) == 1
+    assert rt.registry.get_item("r3").visibility == "restricted"
+    assert rt.retroscan.run_pending() == 1
+    assert rt.retroscan.list_jobs("urgent")[0].matches == 0
+
     bad = tmp_path / "bad.ndjson"
     bad.write_text('{"entry_id": 1}\n')
     done = runner.invoke(app, ["retroscan", "ncmec", "--ingest", str(bad)])
