@@ -68,6 +68,10 @@ def retroscan(
             if media is None or output is None:
                 err.print("--engine spark needs --media PATH and --out FILE")
                 raise typer.Exit(code=2)
+            if "://" not in str(media) and not media.exists():
+                err.print(f"--media: no dataset at {media}")
+                raise typer.Exit(code=2)
+            _need_spark()
             from takedown.integrations.spark import scan_parquet
 
             index = rt.retroscan.bank_index(bank)
@@ -118,6 +122,7 @@ def registry_export(
     if fmt != "parquet":
         err.print("--format is parquet")
         raise typer.Exit(code=2)
+    _need_spark()
     from takedown.integrations.spark import write_registry_parquet
 
     rt = runtime()
@@ -126,3 +131,12 @@ def registry_export(
         out.print_json(data={"rows": rows, "out": str(output)})
     else:
         out.print(f"{rows} row(s) written to {output}")
+
+
+def _need_spark() -> None:
+    import importlib.util
+
+    for module in ("pyspark", "pyarrow"):
+        if importlib.util.find_spec(module) is None:
+            err.print(f"{module} is not installed: pip install 'takedown[spark]'")
+            raise typer.Exit(code=2)

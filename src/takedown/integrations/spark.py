@@ -39,19 +39,24 @@ def session(master: str = "local[*]", app_name: str = "takedown-retroscan") -> S
     ``sys.path``): local mode in tests and benchmarks; on a cluster, spark-submit's."""
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    path = os.pathsep.join(p for p in sys.path if p)
-    return (
+    builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.executorEnv.PYTHONPATH", path)
-        .config("spark.driver.memory", "2g")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "200000")
-        .getOrCreate()
     )
+    if master.startswith("local"):
+        # Workers on this machine: this interpreter, this sys.path, no web UI. On a
+        # cluster the executors' Python comes from spark-submit's settings instead.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        path = os.pathsep.join(p for p in sys.path if p)
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.executorEnv.PYTHONPATH", path)
+            .config("spark.driver.memory", "2g")
+        )
+    return builder.getOrCreate()
 
 
 def match_batches(index: ScanIndex, batches: Iterable[Any]) -> Iterator[Any]:
