@@ -34,7 +34,7 @@ runner = CliRunner()
 def spark() -> Iterator[object]:
     from takedown.integrations.spark import session
 
-    s = session("local[2]")
+    s = session("local[1]")  # one Python worker: one numba load, the data is small
     yield s
     s.stop()
 
