@@ -216,6 +216,22 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(
         default=5, gt=0, description="How often the mail worker looks for mail to send, in s."
     )
+    retroscan_poll_seconds: float = Field(
+        default=5, gt=0, description="How often a worker looks for retroactive scans to run."
+    )
+    retroscan_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="A running retroactive scan silent this long (its worker killed) is "
+        "taken over by another worker, from its checkpoint.",
+    )
+    retroscan_chunk: int = Field(
+        default=50_000, ge=1, description="Registered media read per retroactive-scan step."
+    )
+    retroscan_in_serve: bool = Field(
+        default=False,
+        description="Also run retroactive scans in `takedown serve` (else `takedown worker`).",
+    )
     webhook_url: str | None = Field(
         default=None, description="The platform's endpoint for actions (restrict, remove…)."
     )

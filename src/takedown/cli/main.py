@@ -32,11 +32,13 @@ from takedown.cli.common import (
 from takedown.cli.connector import connector_app
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
+from takedown.cli.retroscan import registry_app, retroscan
 from takedown.errors import ConfigError, TakedownError
 
 if TYPE_CHECKING:
     from takedown.config import Settings
     from takedown.media.video import VideoSignals
+    from takedown.periodic import PeriodicWorker
 
 # Plain (click-style) help and tracebacks: typer's rich help costs a tenth of a second at
 # every start, and `takedown --help` must answer at once (bench/cli_start.py).
@@ -64,6 +66,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(clock_app, name="clock")
 app.add_typer(connector_app, name="connector")
+app.add_typer(registry_app, name="registry")
+app.command("retroscan")(retroscan)
 app.add_typer(index_app, name="index")
 app.add_typer(master_key_app, name="key", no_args_is_help=True)
 
@@ -336,24 +340,35 @@ def screen(files: Annotated[list[Path], typer.Argument(help="Image or video file
 
 # -- background work -----------------------------------------------------------------
 @app.command()
-def worker() -> None:
-    """Deliver the platform's actions (webhooks) and reporter mail until stopped.
+def worker(
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Run the retroactive scans due now, then exit (cron, scripts)."
+        ),
+    ] = False,
+) -> None:
+    """Run retroactive scans, deliver the platform's actions (webhooks) and reporter
+    mail until stopped.
 
-    `takedown serve` does this itself; run separate workers (several are safe on
-    PostgreSQL) when the API runs on many processes."""
+    `takedown serve` delivers and mails itself; run separate workers (several are safe
+    on PostgreSQL) when the API runs on many processes."""
     import signal
     import threading
 
-    from takedown.runtime.workers import start_delivery_worker, start_mail_worker
+    from takedown.runtime.workers import (
+        start_delivery_worker,
+        start_mail_worker,
+        start_retroscan_worker,
+    )
 
     rt = runtime()
     _log_in_use(rt.settings)
-    workers = [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
-    if not workers:
-        err.print(
-            "[yellow]nothing to do:[/yellow] set TAKEDOWN_WEBHOOK_URL and/or TAKEDOWN_SMTP_HOST"
-        )
-        raise typer.Exit(code=2)
+    if once:
+        out.print(f"{rt.retroscan.run_pending()} retroactive scan(s) run")
+        return
+    workers: list[PeriodicWorker] = [start_retroscan_worker(rt)]
+    workers += [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"delivering ({len(workers)} worker thread(s)); Ctrl-C to stop")

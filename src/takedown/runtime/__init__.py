@@ -35,6 +35,7 @@ from takedown.services.legal.dsa import DsaService
 from takedown.services.legal.queue import LegalService
 from takedown.services.legal.transparency import TransparencyService
 from takedown.services.outbound.delivery import OutboxService
+from takedown.services.registry.retroscan import RetroscanService
 from takedown.services.registry.service import RegistryService
 from takedown.services.review.service import ReviewService
 from takedown.services.screening.matcher import Matcher
@@ -72,6 +73,7 @@ class Runtime:
     audit: AuditLog
     evidence: EvidenceVault
     review: ReviewService  # the review console's use cases (locks, media views, wellness)
+    retroscan: RetroscanService  # retroactive matching: new bank entries vs registered media
 
     def warm_up(self) -> None:
         """Compile the index kernels and load the in-memory indexes now rather than on
@@ -158,6 +160,15 @@ def open_runtime(
         ),
         ReportedHashes(media_index, reported_hashes, matcher),
     )
+    registry = RegistryService(
+        sessions,
+        matcher,
+        cases,
+        limits,
+        blobs,
+        settings.video_limits,
+        settings.video_sampling,
+    )
     return Runtime(
         settings=settings,
         key_source=key_source,
@@ -185,15 +196,7 @@ def open_runtime(
         api_keys=ApiKeyService(sessions),
         users=UserService(sessions, timedelta(hours=settings.user_token_hours)),
         cases=cases,
-        registry=RegistryService(
-            sessions,
-            matcher,
-            cases,
-            limits,
-            blobs,
-            settings.video_limits,
-            settings.video_sampling,
-        ),
+        registry=registry,
         outbox=OutboxService(sessions),
         blobs=blobs,
         cybertipline=cybertipline_service(sessions, settings, blobs, evidence),
@@ -213,5 +216,11 @@ def open_runtime(
             blobs,
             lock_ttl=timedelta(minutes=settings.console_lock_minutes),
             break_minutes=settings.console_break_minutes,
+        ),
+        retroscan=RetroscanService(
+            sessions,
+            registry,
+            chunk=settings.retroscan_chunk,
+            lease=timedelta(seconds=settings.retroscan_lease_seconds),
         ),
     )

@@ -3,7 +3,8 @@ each is built from the runtime: reporter mail, webhook deliveries, bank-index sn
 
 The work itself lives in the services that own it (``services/outbound``,
 ``services/index``); this module only gives each a thread (:class:`PeriodicWorker`) and
-reads the settings that say whether and how often it runs.
+reads the settings that say whether and how often it runs; and retroactive scans
+(``services/registry/retroscan``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from takedown.services.index.snapshot import (
 )
 from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
 from takedown.services.outbound.mail import MailDispatcher
+from takedown.services.registry.retroscan import RetroscanService
 
 if TYPE_CHECKING:
     from takedown.runtime import Runtime
@@ -212,5 +214,27 @@ def start_snapshot_worker(rt: Runtime) -> SnapshotWorker | None:
         every_rows=every_rows,
         check_s=rt.settings.index_snapshot_check_seconds,
     )
+    worker.start()
+    return worker
+
+
+class RetroscanWorker(PeriodicWorker):
+    """Runs queued retroactive scans (services/registry/retroscan.py), one job at a
+    time, each to its end; a job left by a killed worker is resumed from its checkpoint
+    once its lease has run out."""
+
+    stop_timeout_s = 60.0
+
+    def __init__(self, service: RetroscanService, *, interval_s: float = 5.0) -> None:
+        super().__init__(interval_s, name="takedown-retroscan")
+        self._service = service
+
+    def round(self) -> bool:
+        return self._service.run_pending(limit=1) > 0
+
+
+def start_retroscan_worker(rt: Runtime) -> RetroscanWorker:
+    """Start running retroactive scans in this process. Call ``stop()`` at shutdown."""
+    worker = RetroscanWorker(rt.retroscan, interval_s=rt.settings.retroscan_poll_seconds)
     worker.start()
     return worker

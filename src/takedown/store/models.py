@@ -852,3 +852,53 @@ class ReviewerSettings(Base):
     break_minutes: Mapped[int] = mapped_column(Integer)
     stretch_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------------------
+# Retroactive matching (migration 0020)
+# --------------------------------------------------------------------------------------
+
+
+class RetroscanJob(Base):
+    """A scan of the registered media against a bank's entries with ids in
+    ``(after_entry_id, through_entry_id]`` -- those one addition brought, or the whole
+    bank on demand. ``checkpoint_media_id``: media up to this id are done (their matches
+    acted on in the same transaction), so a scan killed midway resumes after it."""
+
+    __tablename__ = "retroscan_jobs"
+    __table_args__ = (Index("ix_retroscan_jobs_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # new_entries | whole_bank
+    after_entry_id: Mapped[int] = mapped_column(BigInteger)
+    through_entry_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    checkpoint_media_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    media_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    media_scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    matches: Mapped[int] = mapped_column(Integer, default=0)
+    cases: Mapped[int] = mapped_column(Integer, default=0)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RetroscanMatch(Base):
+    """A (bank entry, registered media) pair found by retroactive matching, acted on
+    once: the unique constraint keeps a rescan or a resumed scan from acting twice."""
+
+    __tablename__ = "retroscan_matches"
+    __table_args__ = (UniqueConstraint("entry_id", "media_id", name="uq_retroscan_pair"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("retroscan_jobs.id"), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # database | ingested
+    distance: Mapped[int] = mapped_column(Integer)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
-from takedown.store.models import Bank, BankEntry, Case, Item
+from takedown.ids import utcnow
+from takedown.store.models import Bank, BankEntry, Case, Item, RetroscanJob
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -172,3 +173,56 @@ def public_when_found(session: Session, item_ids: Sequence[int]) -> dict[int, bo
         ).all():
             out[item_id] = None if visibility is None else visibility == "public"
     return out
+
+
+def queue_retroscan(session: Session, bank_id: int, after_entry_id: int, actor: str) -> None:
+    """Queue the retroactive scan of the bank entries with ids above ``after_entry_id``
+    (the ones this transaction added): the one place every path that adds entries
+    passes through (banks/service.py ``_insert_records`` and the vpdq entry of a video).
+
+    Called with the entry-insert lock held, so the bank's newest id is this
+    transaction's. A job of the same bank still waiting is extended rather than a second
+    one queued; one already started is left alone (a new job follows it)."""
+    through = session.scalar(select(func.max(BankEntry.id)).where(BankEntry.bank_id == bank_id))
+    if through is None or through <= after_entry_id:
+        return
+    waiting = session.scalars(
+        select(RetroscanJob).where(
+            RetroscanJob.bank_id == bank_id,
+            RetroscanJob.kind == "new_entries",
+            RetroscanJob.state == "queued",
+        )
+    ).first()
+    if waiting is not None:
+        extended = session.execute(
+            update(RetroscanJob)
+            .where(RetroscanJob.id == waiting.id, RetroscanJob.state == "queued")
+            .values(
+                through_entry_id=through,
+                after_entry_id=min(waiting.after_entry_id, after_entry_id),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if extended.rowcount:  # type: ignore[attr-defined]
+            return
+    session.add(
+        RetroscanJob(
+            bank_id=bank_id,
+            kind="new_entries",
+            after_entry_id=after_entry_id,
+            through_entry_id=through,
+            state="queued",
+            checkpoint_media_id=0,
+            media_scanned=0,
+            matches=0,
+            cases=0,
+            requested_by=actor,
+            created_at=utcnow(),
+        )
+    )
+
+
+def newest_entry_id(session: Session) -> int:
+    """The newest bank entry id of any bank (read under the entry-insert lock: what this
+    transaction adds comes after it)."""
+    return int(session.scalar(select(func.max(BankEntry.id))) or 0)

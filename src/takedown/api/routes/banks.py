@@ -33,6 +33,7 @@ from takedown.services.banks.service import (
     Provenance,
     SettingChange,
 )
+from takedown.services.registry.retroscan import JobView
 from takedown.signals import all_types
 
 router = APIRouter(tags=["banks"])
@@ -317,3 +318,30 @@ def _setting_changes(
     if given is None:
         return None
     return {name: SettingChange(**s.model_dump()) for name, s in given.items()}
+
+
+@router.get(
+    "/banks/{bank}/retroscans",
+    response_model=list[JobView],
+    summary="Retroactive scans of a bank, newest first",
+    description="Each addition of entries queues a scan of the registered media against "
+    "the new entries (run by `takedown worker`); a rescan of the whole bank is queued "
+    "with POST. Progress: media scanned of media_total, matches found, cases opened or "
+    "joined.",
+)
+def list_retroscans(
+    bank: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
+) -> list[JobView]:
+    return rt.retroscan.list_jobs(bank)
+
+
+@router.post(
+    "/banks/{bank}/retroscans",
+    response_model=JobView,
+    status_code=202,
+    summary="Queue a retroactive scan of the whole bank",
+)
+def queue_retroscan(
+    bank: str, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> JobView:
+    return rt.retroscan.rescan_bank(bank, actor=p.actor)

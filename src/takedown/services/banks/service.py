@@ -567,6 +567,7 @@ class BankService:
             elif entry is not None:
                 result.already_present += 1
             else:
+                newest_before = repo.newest_entry_id(s)
                 entry = BankEntry(
                     bank_id=bank.id,
                     signal_type=VPDQ.name,
@@ -586,6 +587,7 @@ class BankService:
                     [{"entry_id": entry.id, **row} for row in repo.bank_frame_rows(frames)],
                 )
                 result.added += 1
+                repo.queue_retroscan(s, bank.id, newest_before, actor)
                 record(
                     s,
                     actor,
@@ -909,6 +911,7 @@ def _insert_records(
     ``provenance`` (the import's defaults), then from the bank. ``media_sha256``: the
     file they were all hashed from (none for hash lists)."""
     repo.lock_entry_writes(s)
+    newest_before = repo.newest_entry_id(s)
     result = AddResult()
     seen: set[tuple[str, str]] = set()
     unique: list[HashRecord] = []
@@ -973,6 +976,8 @@ def _insert_records(
     if progress and total == 0:
         progress(0, 0)
     bank.updated_at = now
+    if result.added:
+        repo.queue_retroscan(s, bank.id, newest_before, actor)
     # One event per batch (an import of a million hashes is one decision); each entry
     # carries its own added_by and added_at.
     record(

@@ -38,6 +38,7 @@ from takedown.store.models import (
     Account,
     AppliedMeasure,
     Bank,
+    BankEntry,
     Case,
     CaseItem,
     IpEvent,
@@ -558,22 +559,7 @@ class RegistryService:
         origins: set[str] = set()  # cases the matched entries were banked from
         categories: set[str] = set()  # the matched entries' categories
         if not media:  # the item's known media, when the event did not repeat them
-            media = [
-                MediaInput(
-                    r.sha256,
-                    r.md5,
-                    r.pdq,
-                    r.pdq_quality,
-                    pdq_variants=stored_variants(r.pdq, r.pdq_dihedral),
-                    media_type=r.media_type,
-                    video_frames=stored_features(s, r.id) if r.media_type == "video" else (),
-                )
-                for r in s.scalars(
-                    select(Media)
-                    .join(ItemMedia, ItemMedia.media_id == Media.id)
-                    .where(ItemMedia.item_id == item.id)
-                )
-            ]
+            media = _stored_media(s, item)
         for m in media:
             variants = m.pdq_variants or ((("original", m.pdq),) if m.pdq else ())
             matches = self._matcher.find(
@@ -597,6 +583,26 @@ class RegistryService:
                     origins.add(match.entry.source_id)  # banked from that case
                 if match.entry.category:
                     categories.add(match.entry.category)
+        self._act(
+            s, item, media, result, actor, actions, sources, restrict_sources, origins, categories
+        )
+
+    def _act(
+        self,
+        s: Session,
+        item: Item,
+        media: list[MediaInput],
+        result: ItemResult,
+        actor: str,
+        actions: list[MatchAction],
+        sources: set[str],
+        restrict_sources: set[str],
+        origins: set[str],
+        categories: set[str],
+    ) -> None:
+        """What a bank match does to an item, found at upload or afterwards
+        (:meth:`act_on_retroactive_matches`): the bank's policy opens a case or joins
+        one, restricting first when a bank says so; copies join their originals' cases."""
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
         joined = self._cases.join_later_copies(s, {item.id}, actor)
@@ -616,6 +622,62 @@ class RegistryService:
                 )
             )
         result.cases = sorted(set(joined))
+
+    def act_on_retroactive_matches(
+        self, s: Session, media_id: int, entries: Sequence[BankEntry], actor: str
+    ) -> list[str]:
+        """Registered media found to match bank entries after it was registered
+        (services/registry/retroscan.py): every item carrying it is handled as if the
+        match had been found at upload, by the matched banks' current policies; returns
+        the cases opened or joined. Disabled entries and banks are left out."""
+        banks = {e.bank_id: s.get_one(Bank, e.bank_id) for e in entries}
+        live = [e for e in entries if e.enabled and banks[e.bank_id].enabled]
+        if not live:
+            return []
+        cases: list[str] = []
+        items = s.scalars(
+            select(Item)
+            .join(ItemMedia, ItemMedia.item_id == Item.id)
+            .where(ItemMedia.media_id == media_id)
+            .order_by(Item.id)
+        ).all()
+        for item in items:
+            result = ItemResult(
+                item_id=item.platform_id,
+                created=False,
+                changed=False,
+                visibility=item.visibility,
+                monetization_paused=item.monetization_paused,
+                verdict=Verdict.ALLOW.value,
+            )
+            actions = [MatchAction(banks[e.bank_id].match_action) for e in live]
+            result.matched_banks = [banks[e.bank_id].name for e in live]
+            sources = {banks[e.bank_id].source for e in live}
+            restrict = {banks[e.bank_id].source for e in live if banks[e.bank_id].restrict_on_match}
+            origins = {e.source_id for e in live if e.source == "own" and e.source_id}
+            categories = {e.category for e in live if e.category}
+            record(
+                s,
+                actor,
+                "item.retroactive_match",
+                "item",
+                item.platform_id,
+                {"entries": sorted(e.public_id for e in live), "banks": result.matched_banks},
+            )
+            self._act(
+                s,
+                item,
+                _stored_media(s, item),
+                result,
+                actor,
+                actions,
+                sources,
+                restrict,
+                origins,
+                categories,
+            )
+            cases += result.cases
+        return sorted(set(cases))
 
     def record_views(
         self, platform_id: str, view_count: int, *, actor: str, at: datetime | None = None
@@ -668,6 +730,26 @@ class RegistryService:
                     {"shown": len(result.ip_events)},
                 )
             return result
+
+
+def _stored_media(s: Session, item: Item) -> list[MediaInput]:
+    """The item's registered media, as screening needs them."""
+    return [
+        MediaInput(
+            r.sha256,
+            r.md5,
+            r.pdq,
+            r.pdq_quality,
+            pdq_variants=stored_variants(r.pdq, r.pdq_dihedral),
+            media_type=r.media_type,
+            video_frames=stored_features(s, r.id) if r.media_type == "video" else (),
+        )
+        for r in s.scalars(
+            select(Media)
+            .join(ItemMedia, ItemMedia.media_id == Media.id)
+            .where(ItemMedia.item_id == item.id)
+        )
+    ]
 
 
 def clean_ip_events(

@@ -1,0 +1,229 @@
+"""Retroactive matching (issue 20): a hash a bank learns today finds the media registered
+before it existed -- through the API, `takedown worker` and `takedown retroscan`, on
+SQLite and PostgreSQL. Stand-in photos from the scikit-image wheel only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from takedown.cli import app
+from takedown.config import Settings
+from takedown.media import ImageLimits
+from takedown.media.video import hash_image_upload
+from takedown.runtime import Runtime
+from takedown.services.registry.service import ItemInput, MediaInput
+from takedown.store.db import unit_of_work
+from takedown.store.models import AuditEvent, RetroscanMatch
+from tests.conftest import encode, standin_bytes, standin_rgb
+
+runner = CliRunner()
+
+
+def _hashes(data: bytes) -> dict[str, object]:
+    s = hash_image_upload(data, ImageLimits())
+    return {
+        "sha256": s.sha256,
+        "md5": s.md5,
+        "pdq": s.pdq.hash,
+        "pdq_quality": s.pdq.quality,
+        "dihedral": [v for _, v in s.pdq.dihedral],
+    }
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TAKEDOWN_DATABASE_URL": settings.resolved_database_url,
+        "TAKEDOWN_DATA_DIR": str(settings.data_dir),
+        "TAKEDOWN_RETROSCAN_POLL_SECONDS": "0.1",
+        **extra,
+    }
+
+
+def _worker(settings: Settings, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "takedown.cli", "worker"],
+        env=_env(settings, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _jobs(client: TestClient, auth: dict[str, str], bank: str) -> list[dict[str, object]]:
+    r = client.get(f"/v1/banks/{bank}/retroscans", headers=auth)
+    assert r.status_code == 200, r.text
+    jobs: list[dict[str, object]] = r.json()
+    return jobs
+
+
+def _wait(pred, timeout: float = 60.0, step: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(step)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TAKEDOWN_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("TAKEDOWN_DATA_DIR", str(settings.data_dir))
+    yield
+
+
+def test_a_hash_learned_today_finds_the_copies_registered_before(
+    client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings, cli: None
+) -> None:
+    photo = standin_bytes("astronaut.png")
+    flipped_photo = encode(np.ascontiguousarray(np.fliplr(standin_rgb("astronaut.png"))))
+    exact_only = standin_bytes("coffee.png")
+    innocent = standin_bytes("camera.png")
+    # Registered first, while no bank knows them: nothing happens.
+    for item, data in (("a", photo), ("c", exact_only), ("d", innocent)):
+        h = _hashes(data)
+        r = client.put(f"/v1/items/{item}", headers=auth, json={"media": [h]})
+        assert r.status_code == 200, r.text
+        assert r.json()["visibility"] == "visible"
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={
+            "name": "ncmec",
+            "source": "ncmec",
+            "match_action": "block",
+            "restrict_on_match": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    # The list brings the PDQ of a mirrored copy (the registered one is the original:
+    # found through its dihedral variants) and the MD5 of another file.
+    lines = [
+        json.dumps({"signal_type": "pdq", "signal": _hashes(flipped_photo)["pdq"]}),
+        json.dumps({"signal_type": "md5", "signal": _hashes(exact_only)["md5"]}),
+    ]
+    r = client.post(
+        "/v1/banks/ncmec/import?format=jsonl", headers=auth, content="\n".join(lines) + "\n"
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == 2
+    [job] = _jobs(client, auth, "ncmec")
+    assert job["state"] == "queued" and job["kind"] == "new_entries"
+
+    worker = _worker(settings)
+    try:
+        _wait(lambda: _jobs(client, auth, "ncmec")[0]["state"] == "done")
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    [job] = _jobs(client, auth, "ncmec")
+    assert job["matches"] == 2 and job["media_scanned"] == 3
+    for item, restricted in (("a", True), ("c", True), ("d", False)):
+        r = client.get(f"/v1/items/{item}", headers=auth)
+        assert (r.json()["visibility"] == "restricted") is restricted, (item, r.json())
+    cases = client.get("/v1/cases", headers=auth).json()
+    assert len(cases["cases"] if isinstance(cases, dict) else cases) >= 1
+
+    # A rescan of the whole bank finds the same pairs and acts on none of them again.
+    result = runner.invoke(app, ["retroscan", "ncmec", "--json"])
+    assert result.exit_code == 0, result.output
+    rescan = json.loads(result.stdout.splitlines()[-1])
+    assert rescan["kind"] == "whole_bank" and rescan["state"] == "done"
+    assert rescan["matches"] == 0 and rescan["media_scanned"] == 3
+    with unit_of_work(rt.sessions, write=False) as s:
+        assert s.scalar(select(func.count()).select_from(RetroscanMatch)) == 2
+        acted = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "item.retroactive_match")
+        )
+    assert acted == 2
+    # The console's bank page shows the scans and their progress.
+    from tests.console.helpers import sign_in
+
+    sign_in(client, "mod")
+    page = client.get("/console/banks/ncmec")
+    assert page.status_code == 200, page.text
+    assert "Retroactive scans" in page.text and "3 of 3" in page.text
+    status = runner.invoke(app, ["retroscan", "ncmec", "--status", "--json"])
+    assert [json.loads(x)["kind"] for x in status.stdout.splitlines()] == [
+        "whole_bank",
+        "new_entries",
+    ]
+
+
+def test_a_killed_worker_is_resumed_from_its_checkpoint(
+    client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings
+) -> None:
+    data = standin_bytes("astronaut.png")
+    h = _hashes(data)
+    media = MediaInput(
+        str(h["sha256"]),
+        str(h["md5"]),
+        str(h["pdq"]),
+        int(h["pdq_quality"]),  # type: ignore[call-overload]
+    )
+    rng = np.random.default_rng(7)
+    # 40 unrelated media, then the copy, then 40 more: the kill lands among them.
+    for n in range(81):
+        if n == 40:
+            m = media
+        else:
+            sha = rng.bytes(32).hex()
+            m = MediaInput(sha, rng.bytes(16).hex(), rng.bytes(32).hex(), 90)
+        rt.registry.upsert_item(ItemInput(platform_id=f"i{n}", media=[m]), actor="test")
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={
+            "name": "hashes",
+            "source": "ncmec",
+            "match_action": "block",
+            "restrict_on_match": True,
+        },
+    )
+    assert r.status_code == 201
+    r = client.post(
+        "/v1/banks/hashes/import?format=text&signal_type=pdq", headers=auth, content=f"{h['pdq']}\n"
+    )
+    assert r.status_code == 200, r.text
+    worker = _worker(settings, TAKEDOWN_RETROSCAN_CHUNK="1", TAKEDOWN_RETROSCAN_LEASE_SECONDS="1")
+    try:
+        _wait(lambda: int(_jobs(client, auth, "hashes")[0]["media_scanned"]) >= 5, step=0.01)
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    [job] = _jobs(client, auth, "hashes")
+    assert job["state"] == "running" and 5 <= int(job["media_scanned"]) < 81
+    scanned_at_kill = int(job["media_scanned"])
+    again = _worker(settings, TAKEDOWN_RETROSCAN_LEASE_SECONDS="1")
+    try:
+        _wait(lambda: _jobs(client, auth, "hashes")[0]["state"] == "done")
+    finally:
+        again.terminate()
+        again.wait(10)
+    [job] = _jobs(client, auth, "hashes")
+    # Resumed, not restarted: every media counted once.
+    assert job["media_scanned"] == 81 and scanned_at_kill < 81
+    assert job["matches"] == 1
+    assert client.get("/v1/items/i40", headers=auth).json()["visibility"] == "restricted"
+    with unit_of_work(rt.sessions, write=False) as s:
+        acted = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "item.retroactive_match")
+        )
+    assert acted == 1
