@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import VideoRule
+from takedown.matching.hamming import BruteForceHammingIndex, SearchResult, hex_to_bytes_array
 from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -36,6 +38,38 @@ MEDIA_ROWS = "SELECT id, pdq FROM media WHERE id > :cursor ORDER BY id LIMIT :n"
 MEDIA_MORE_ROWS = [(video_matching.MEDIA_FRAME_ROWS, video_matching.FRAME_ID_BASE)]
 # Two uploads are the same video by the field's rule (domain/video.py).
 VIDEO_RULE = VideoRule(frame_threshold=PDQ_RADIUS, quality_floor=PDQ_QUALITY_FLOOR)
+
+
+# Media rows inserted by the session's open transaction, by PDQ (a brute-force index):
+# the media index follows committed rows only, so a batch that registers many items in
+# one transaction searches these too, and a near-duplicate registered a few lines
+# earlier in the same batch is found as it would be had it come in its own request.
+PENDING_MEDIA = "takedown.copies.pending_media"
+
+
+def add_pending_media(s: Session, rows: Sequence[tuple[int, str]]) -> None:
+    """Media rows ``(id, pdq hex)`` this session's transaction inserted; forgotten with
+    :func:`forget_pending_media` when the transaction ends."""
+    if not rows:
+        return
+    index = s.info.get(PENDING_MEDIA)
+    if index is None:
+        index = s.info[PENDING_MEDIA] = BruteForceHammingIndex()
+    index.add(
+        np.array([i for i, _ in rows], dtype=np.int64), hex_to_bytes_array(h for _, h in rows)
+    )
+
+
+def forget_pending_media(s: Session) -> None:
+    s.info.pop(PENDING_MEDIA, None)
+
+
+def _pending_search(s: Session, hashes: list[str]) -> SearchResult | None:
+    index = s.info.get(PENDING_MEDIA)
+    if index is None or not len(index):
+        return None
+    result: SearchResult = index.search(hex_to_bytes_array(hashes), PDQ_RADIUS)
+    return result
 
 
 @dataclass(frozen=True)
@@ -89,6 +123,92 @@ class CopyFinder:
         """Items one step away (edge, same bytes, near-duplicate) and how they are
         linked: enough to tell whether a new item touches a case without walking it."""
         return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
+
+    def neighbour_map(self, s: Session, items: set[int]) -> tuple[dict[int, set[int]], set[int]]:
+        """:meth:`neighbours` of many items at once, each item's own: item -> the items
+        one step away (a superset: near-duplicates of near-duplicates are not told
+        apart from the items' own). Set-based, a few queries for a whole batch. Items
+        with video media are returned apart (their copies are found by the video rule,
+        which is not split by item): callers treat them one by one."""
+        out: dict[int, set[int]] = {i: set() for i in items}
+        by_pid: dict[str, int] = {}
+        by_parent: dict[str, set[int]] = {}
+        for part in chunks(sorted(items)):
+            for i, pid, reposts, quotes in s.execute(
+                select(
+                    Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
+                ).where(Item.id.in_(part))
+            ).all():
+                by_pid[pid] = i
+                for parent in (reposts, quotes):
+                    if parent:
+                        by_parent.setdefault(parent, set()).add(i)
+        for part in chunks(sorted(by_pid)):
+            for column in (Item.reposts_platform_id, Item.quotes_platform_id):
+                for i, parent in s.execute(select(Item.id, column).where(column.in_(part))).all():
+                    if parent is not None:
+                        out[by_pid[parent]].add(i)
+        for part in chunks(sorted(by_parent)):
+            for i, pid in s.execute(
+                select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
+            ).all():
+                for seed in by_parent[pid]:
+                    out[seed].add(i)
+        owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
+        for part in chunks(sorted(items)):
+            for i, mid in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(part))
+            ).all():
+                owners.setdefault(mid, set()).add(i)
+        near: dict[int, set[int]] = {}  # other media id -> seeds' media it is near
+        hashes: list[str] = []
+        hash_owner: list[int] = []
+        video: set[int] = set()
+        for part in chunks(sorted(owners)):
+            for mid, h, dihedral, q, kind in s.execute(
+                select(
+                    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
+                ).where(Media.id.in_(part))
+            ).all():
+                if kind == "video":
+                    video |= owners[mid]
+                if h and (q is None or q >= PDQ_QUALITY_FLOOR):
+                    for _, v in stored_variants(h, dihedral):
+                        hashes.append(v)
+                        hash_owner.append(mid)
+        if hashes:
+            for result in (
+                self._media_index.search(hashes, PDQ_RADIUS),
+                _pending_search(s, hashes),
+            ):
+                if result is None:
+                    continue
+                for qi, mid in zip(result.query_index.tolist(), result.ids.tolist(), strict=True):
+                    if mid != hash_owner[qi]:
+                        near.setdefault(mid, set()).add(hash_owner[qi])
+        quality_ok: set[int] = set()
+        for part in chunks(sorted(near)):
+            quality_ok.update(
+                s.scalars(
+                    select(Media.id).where(
+                        Media.id.in_(part),
+                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+                    )
+                )
+            )
+        linked: dict[int, set[int]] = {m: {m} for m in owners}  # media -> seeds' media
+        for mid in quality_ok:
+            linked.setdefault(mid, set()).update(near[mid])
+        for part in chunks(sorted(linked)):
+            for i, mid in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
+            ).all():
+                for own in linked[mid]:
+                    for seed in owners[own]:
+                        out[seed].add(i)
+        for seed, found in out.items():
+            found.discard(seed)
+        return out, video
 
     def _round(self, s: Session, frontier: set[int], seen_media: set[int]) -> dict[int, Copy]:
         new: dict[int, Copy] = {}
@@ -176,11 +296,13 @@ class CopyFinder:
                     hashes += [v for _, v in stored_variants(h, dihedral)]
         if not hashes:
             return set(), []
-        result = self._media_index.search(hashes, PDQ_RADIUS)
         distance: dict[int, int] = {}
-        for mid, d in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
-            if mid not in media and (mid not in distance or d < distance[mid]):
-                distance[mid] = d
+        for result in (self._media_index.search(hashes, PDQ_RADIUS), _pending_search(s, hashes)):
+            if result is None:
+                continue
+            for mid, d in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
+                if mid not in media and (mid not in distance or d < distance[mid]):
+                    distance[mid] = d
         if not distance:
             return set(), []
         quality_ok: set[int] = set()

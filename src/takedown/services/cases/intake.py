@@ -290,6 +290,51 @@ class CaseIntake(CaseStatus):
         )
 
     # -- copies that appear later (called by the registry) ----------------------------
+    def may_join_cases(
+        self, s: Session, items: Sequence[tuple[int, str, str | None, Sequence[HashedMedia]]]
+    ) -> set[int]:
+        """Of these registered items ``(id, platform id, url, media)``, those that may
+        join a case, for a whole batch in a few reads: one step from an item of an
+        active or confirmed case (:meth:`join_later_copies`), at a reported place or
+        matching reported hashes (:meth:`join_by_location`). A superset; the others
+        would join nothing, and the callers treat these one by one by those rules."""
+        if not items:
+            return set()
+        found: set[int] = set()
+        near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
+        found |= video
+        touching = sorted({n for ns in near.values() for n in ns})
+        in_cases: set[int] = set()
+        for part in chunks(touching):
+            in_cases.update(
+                s.scalars(
+                    select(CaseItem.item_id)
+                    .join(Case, Case.id == CaseItem.case_id)
+                    .where(CaseItem.item_id.in_(part))
+                    .where(
+                        or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
+                    )
+                )
+            )
+        found.update(i for i, ns in near.items() if ns & in_cases)
+        places: dict[tuple[str, str], set[int]] = {}
+        for i, pid, url, _ in items:
+            places.setdefault(("item", pid), set()).add(i)
+            if url:
+                places.setdefault(("url", url), set()).add(i)
+        for kind in ("item", "url"):
+            values = sorted(v for k, v in places if k == kind)
+            for part in chunks(values):
+                for value in s.scalars(
+                    select(CaseLocation.value).where(
+                        CaseLocation.kind == kind, CaseLocation.value.in_(part)
+                    )
+                ):
+                    found |= places[(kind, value)]
+        flat = [(i, m) for i, _, _, media in items for m in media]
+        found.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
+        return found
+
     def join_later_copies(self, s: Session, item_ids: set[int], actor: str) -> list[str]:
         """Attach newly registered items to the active cases they are copies of, and
         give them the case's current treatment. Returns the case numbers joined."""
