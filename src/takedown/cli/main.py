@@ -29,6 +29,7 @@ from takedown.cli.common import (
     settings,
     setup_failed,
 )
+from takedown.cli.consume import consume_cmd
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
 from takedown.errors import ConfigError, TakedownError
@@ -61,6 +62,7 @@ app.add_typer(legal_app, name="legal")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(clock_app, name="clock")
+app.command("consume")(consume_cmd)
 app.add_typer(index_app, name="index")
 app.add_typer(master_key_app, name="key", no_args_is_help=True)
 
