@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -48,10 +49,11 @@ from takedown.services.registry.service import (
 )
 from takedown.services.screening.matcher import QuerySignals
 from takedown.store import repositories as repo
-from takedown.store.db import unit_of_work
+from takedown.store.db import bulk_insert, unit_of_work
 from takedown.store.models import (
     Account,
     AppliedMessage,
+    Base,
     IpEvent,
     Item,
     ItemMedia,
@@ -314,18 +316,20 @@ class _Chunk:
                 "updated_at": now,
                 "view_count": 0,
                 "platform_visibility": None,
+                "monetization_paused": False,
+                "visibility": "visible",
                 **f,
             }
             for c, f, pub in zip(fresh, fields, new_ids(len(fresh)), strict=True)
         ]
+        _bulk(s, Item, rows)
         ids: dict[str, int] = {}
-        for part in _parts(rows):
+        for part in chunks([c.platform_id for c in fresh]):
             ids.update(
                 (pid, i)
                 for i, pid in s.execute(
-                    insert(Item).returning(Item.id, Item.platform_id, sort_by_parameter_order=True),
-                    part,
-                )
+                    select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
+                ).all()
             )
         pids = [c.platform_id for c in fresh]
         record_many(s, self.actor, "item.registered", "item", pids, {})
@@ -335,7 +339,7 @@ class _Chunk:
             if "view_count" in f
         ]
         if views:
-            s.execute(insert(ItemViews), views)
+            _bulk(s, ItemViews, views)
         return ids
 
     def _insert_media(self, s: Session, fresh: list[CheckedItem], ids: dict[str, int]) -> None:
@@ -369,18 +373,17 @@ class _Chunk:
                     "pdq_dihedral": _dihedral_text(m),
                     "media_type": m.media_type,
                     "created_at": now,
+                    "blob_id": None,
                 }
                 for m, pub in zip(new, new_ids(len(new)), strict=True)
             ]
-            for part in _parts(rows):
+            _bulk(s, Media, rows)
+            for part in chunks([m.sha256 for m in new]):
                 media_id.update(
                     (sha, i)
                     for i, sha in s.execute(
-                        insert(Media).returning(
-                            Media.id, Media.sha256, sort_by_parameter_order=True
-                        ),
-                        part,
-                    )
+                        select(Media.id, Media.sha256).where(Media.sha256.in_(part))
+                    ).all()
                 )
             add_pending_media(
                 s,
@@ -416,7 +419,7 @@ class _Chunk:
                 for i in dict.fromkeys(mids)
             ]
         if links:
-            s.execute(insert(ItemMedia), links)
+            _bulk(s, ItemMedia, links)
 
     def _insert_ip_events(self, s: Session, fresh: list[CheckedItem], ids: dict[str, int]) -> None:
         now = utcnow()
@@ -449,7 +452,7 @@ class _Chunk:
                 {"added": len(c.ip_events), "events": sorted({e.event for e in c.ip_events})},
             )
         if rows:
-            s.execute(insert(IpEvent), rows)
+            _bulk(s, IpEvent, rows)
 
     # -- views -----------------------------------------------------------------------
     def _views(self, s: Session, views: list[tuple[int, ViewsInput]]) -> None:
@@ -479,8 +482,9 @@ class _Chunk:
             self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
 
-def _parts(rows: list[dict[str, object]], size: int = 1_000) -> list[list[dict[str, object]]]:
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
+def _bulk(s: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Rows in by one ``executemany`` (PostgreSQL: ``COPY``), every column given."""
+    bulk_insert(s.connection(), model.__table__, rows)  # type: ignore[arg-type]
 
 
 def _check_views(v: ViewsInput) -> ViewsInput:
