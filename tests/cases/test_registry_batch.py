@@ -97,6 +97,11 @@ def test_a_replayed_batch_changes_nothing(rt: Runtime, client):
     assert (again["items_created"], again["items_changed"], again["accounts_created"]) == (0, 0, 0)
     assert again["views_changed"] == 0 and again["accepted"] == 32
     assert [_count(rt, m) for m in (AuditEvent, ItemViews, Item)] == counts
+    # A registered item said differently is updated, as PUT /v1/items/{id} would.
+    changed = _ndjson([{"item": {"id": "i2", "account_id": "a1", "url": "https://x.example/2"}}])
+    out = client.post("/v1/registry/batch", content=changed, headers={**p, **NDJSON}).json()
+    assert (out["items_created"], out["items_changed"]) == (0, 1)
+    assert _count(rt, AuditEvent) == counts[0] + 1  # item.updated
 
 
 def _scenario(prefix: str, seed: int) -> list[dict[str, object]]:

@@ -231,25 +231,32 @@ class _Chunk:
         self, s: Session, items: list[tuple[int, CheckedItem]], account_ids: dict[str, int]
     ) -> None:
         pids = [c.platform_id for _, c in items]
-        known: set[str] = set()
+        known: dict[str, Any] = {}
         for part in chunks(pids):
-            known.update(s.scalars(select(Item.platform_id).where(Item.platform_id.in_(part))))
+            for found in s.execute(select(*_ITEM_COLUMNS).where(Item.platform_id.in_(part))):
+                known[found.platform_id] = found
+        links = self._links(s, [r.id for r in known.values()])
         fresh: list[CheckedItem] = []
-        again: list[CheckedItem] = []  # registered before, or twice in this chunk
+        fresh_fields: list[dict[str, object]] = []
+        unchanged: list[tuple[CheckedItem, dict[str, object]]] = []
+        again: list[CheckedItem] = []  # changed, or twice in this chunk: one by one
         seen: set[str] = set()
         for _, c in items:
-            if c.platform_id in known or c.platform_id in seen:
+            if c.platform_id in seen:
                 again.append(c)
-            else:
-                seen.add(c.platform_id)
+                continue
+            seen.add(c.platform_id)
+            account = account_ids[c.item.account_id.strip()] if c.item.account_id else None
+            f = item_fields(c.item, account)
+            row = known.get(c.platform_id)
+            if row is None:
                 fresh.append(c)
-        fields = [
-            item_fields(
-                c.item, account_ids[c.item.account_id.strip()] if c.item.account_id else None
-            )
-            for c in fresh
-        ]
-        ids = self._insert_items(s, fresh, fields)
+                fresh_fields.append(f)
+            elif _unchanged(row, f, c, links.get(row.id, {})):
+                unchanged.append((c, f))  # a replay: nothing to write, screened below
+            else:
+                again.append(c)
+        ids = self._insert_items(s, fresh, fresh_fields)
         self._insert_media(s, fresh, ids)
         self._insert_ip_events(s, fresh, ids)
         self.result.items_created += len(fresh)
@@ -258,6 +265,9 @@ class _Chunk:
             self.result.items_changed += int(r.changed)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+        ids.update((c.platform_id, known[c.platform_id].id) for c, _ in unchanged)
+        fields = fresh_fields + [f for _, f in unchanged]
+        fresh = fresh + [c for c, _ in unchanged]
         # Screening and cases: a few reads for the chunk, then the single request's
         # rule for the items that may match or join.
         queries: list[QuerySignals] = []
@@ -292,8 +302,8 @@ class _Chunk:
             item = s.get_one(Item, ids[c.platform_id])
             r = ItemResult(
                 item_id=c.platform_id,
-                created=True,
-                changed=True,
+                created=False,
+                changed=False,
                 visibility=item.visibility,
                 monetization_paused=item.monetization_paused,
                 verdict=Verdict.ALLOW.value,
@@ -301,6 +311,26 @@ class _Chunk:
             self.reg.screen_and_join(s, item, c.media, r, self.actor)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+
+    def _links(
+        self, s: Session, item_ids: list[int]
+    ) -> dict[int, dict[str, tuple[str | None, str | None, str | None]]]:
+        """Registered items' media: item id -> sha256 -> (file name, pdq, dihedral)."""
+        out: dict[int, dict[str, tuple[str | None, str | None, str | None]]] = {}
+        for part in chunks(item_ids):
+            for item_id, sha, name, pdq, dihedral in s.execute(
+                select(
+                    ItemMedia.item_id,
+                    Media.sha256,
+                    ItemMedia.file_name,
+                    Media.pdq,
+                    Media.pdq_dihedral,
+                )
+                .join(Media, Media.id == ItemMedia.media_id)
+                .where(ItemMedia.item_id.in_(part))
+            ).all():
+                out.setdefault(item_id, {})[sha] = (name, pdq, dihedral)
+        return out
 
     def _insert_items(
         self, s: Session, fresh: list[CheckedItem], fields: list[dict[str, object]]
@@ -480,6 +510,44 @@ class _Chunk:
                 self.result.views_changed += 1
         if changed:
             self.reg._cases.refresh_priority_for_items(s, sorted(changed))
+
+
+_ITEM_COLUMNS = (
+    Item.id,
+    Item.platform_id,
+    Item.account_id,
+    Item.url,
+    Item.reposts_platform_id,
+    Item.quotes_platform_id,
+    Item.replies_to_platform_id,
+    Item.posted_at,
+    Item.monetized,
+    Item.view_count,
+    Item.platform_visibility,
+)
+
+
+def _unchanged(
+    row: Any,
+    fields: dict[str, object],
+    c: CheckedItem,
+    links: dict[str, tuple[str | None, str | None, str | None]],
+) -> bool:
+    """The event would change nothing of a registered item (what ``apply_item`` would
+    find): the same fields, its media linked under the same names, no variants to add,
+    no IP events (those are checked one by one)."""
+    if c.ip_events or any(getattr(row, k) != v for k, v in fields.items()):
+        return False
+    for m in c.media:
+        link = links.get(m.sha256)
+        if link is None:
+            return False
+        name, pdq, dihedral = link
+        if m.file_name and m.file_name != name:
+            return False
+        if dihedral is None and pdq and pdq == m.pdq and m.pdq_variants:
+            return False
+    return True
 
 
 def _bulk(s: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
