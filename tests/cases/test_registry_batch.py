@@ -174,6 +174,14 @@ def test_copies_join_and_are_restricted_first_as_with_single_requests(rt: Runtim
                     .group_by(CaseItem.case_id)
                 ).all()
             )
+            out["links"] = sorted(
+                (pid[len(prefix) :], reason, distance)
+                for pid, reason, distance in s.execute(
+                    select(Item.platform_id, CaseItem.reason, CaseItem.distance)
+                    .join(Item, Item.id == CaseItem.item_id)
+                    .where(Item.platform_id.like(f"{prefix}%"))
+                ).all()
+            )
         return out
 
     single, batched = state("s-"), state("b-")

@@ -14,7 +14,7 @@ followed to its end. All queries go in batches, never one per item.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +99,7 @@ class CopyFinder:
     def expand(
         self,
         s: Session,
-        seeds: Iterable[int],
+        seeds: Iterable[int] | Mapping[int, Copy],
         seed_reason: str = "reported",
         known: frozenset[int] = frozenset(),
         seed_distance: int | None = None,
@@ -107,7 +107,10 @@ class CopyFinder:
         """Every copy reachable from ``seeds``. Items in ``known`` (already in the case)
         are neither returned nor walked through, so adding one late copy to a case of
         100,000 costs a few queries, not a walk of the whole case."""
-        found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
+        if isinstance(seeds, Mapping):  # each seed with its own reason (a batch's)
+            found = {i: c for i, c in seeds.items() if i not in known}
+        else:
+            found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
         frontier = set(found)
         seen_media: set[int] = set()
         for _ in range(MAX_ROUNDS):
@@ -124,13 +127,16 @@ class CopyFinder:
         linked: enough to tell whether a new item touches a case without walking it."""
         return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
 
-    def neighbour_map(self, s: Session, items: set[int]) -> tuple[dict[int, set[int]], set[int]]:
+    def neighbour_map(
+        self, s: Session, items: set[int]
+    ) -> tuple[dict[int, dict[int, Copy]], set[int]]:
         """:meth:`neighbours` of many items at once, each item's own: item -> the items
-        one step away (a superset: near-duplicates of near-duplicates are not told
-        apart from the items' own). Set-based, a few queries for a whole batch. Items
-        with video media are returned apart (their copies are found by the video rule,
-        which is not split by item): callers treat them one by one."""
-        out: dict[int, set[int]] = {i: set() for i in items}
+        one step away and how they are linked (first an edge, then the same bytes, then
+        a PDQ near-duplicate, as :meth:`neighbours` prefers them). Set-based, a few
+        queries for a whole batch. Items with video media are returned apart (their
+        copies are found by the video rule, which is not split by item): callers treat
+        them one by one."""
+        out: dict[int, dict[int, Copy]] = {i: {} for i in items}
         by_pid: dict[str, int] = {}
         by_parent: dict[str, set[int]] = {}
         for part in chunks(sorted(items)):
@@ -143,24 +149,27 @@ class CopyFinder:
                 for parent in (reposts, quotes):
                     if parent:
                         by_parent.setdefault(parent, set()).add(i)
-        for part in chunks(sorted(by_pid)):
-            for column in (Item.reposts_platform_id, Item.quotes_platform_id):
+        for reason, column in (
+            ("repost", Item.reposts_platform_id),
+            ("quote", Item.quotes_platform_id),
+        ):
+            for part in chunks(sorted(by_pid)):
                 for i, parent in s.execute(select(Item.id, column).where(column.in_(part))).all():
                     if parent is not None:
-                        out[by_pid[parent]].add(i)
+                        out[by_pid[parent]].setdefault(i, Copy(i, reason))
         for part in chunks(sorted(by_parent)):
             for i, pid in s.execute(
                 select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
             ).all():
                 for seed in by_parent[pid]:
-                    out[seed].add(i)
+                    out[seed].setdefault(i, Copy(i, "original"))
         owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
         for part in chunks(sorted(items)):
             for i, mid in s.execute(
                 select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(part))
             ).all():
                 owners.setdefault(mid, set()).add(i)
-        near: dict[int, set[int]] = {}  # other media id -> seeds' media it is near
+        near: dict[int, dict[int, int]] = {}  # other media -> seeds' media -> distance
         hashes: list[str] = []
         hash_owner: list[int] = []
         video: set[int] = set()
@@ -183,9 +192,16 @@ class CopyFinder:
             ):
                 if result is None:
                     continue
-                for qi, mid in zip(result.query_index.tolist(), result.ids.tolist(), strict=True):
-                    if mid != hash_owner[qi]:
-                        near.setdefault(mid, set()).add(hash_owner[qi])
+                for qi, mid, d in zip(
+                    result.query_index.tolist(),
+                    result.ids.tolist(),
+                    result.distances.tolist(),
+                    strict=True,
+                ):
+                    own = hash_owner[qi]
+                    if mid != own:
+                        by_own = near.setdefault(mid, {})
+                        by_own[own] = min(d, by_own.get(own, d))
         quality_ok: set[int] = set()
         for part in chunks(sorted(near)):
             quality_ok.update(
@@ -196,18 +212,26 @@ class CopyFinder:
                     )
                 )
             )
-        linked: dict[int, set[int]] = {m: {m} for m in owners}  # media -> seeds' media
-        for mid in quality_ok:
-            linked.setdefault(mid, set()).update(near[mid])
-        for part in chunks(sorted(linked)):
+        wanted = sorted(set(owners) | quality_ok)
+        carriers: dict[int, list[int]] = {}  # media id -> items carrying it
+        for part in chunks(wanted):
             for i, mid in s.execute(
                 select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
             ).all():
-                for own in linked[mid]:
+                carriers.setdefault(mid, []).append(i)
+        for mid, seeds in owners.items():  # the same bytes
+            for i in carriers.get(mid, ()):
+                for seed in seeds:
+                    out[seed].setdefault(i, Copy(i, "same_bytes"))
+        for mid in quality_ok:  # near-duplicates (PDQ)
+            for own, d in near[mid].items():
+                for i in carriers.get(mid, ()):
                     for seed in owners[own]:
-                        out[seed].add(i)
-        for seed, found in out.items():
-            found.discard(seed)
+                        found = out[seed].get(i)
+                        if found is None or (found.reason == "pdq" and (found.distance or 0) > d):
+                            out[seed][i] = Copy(i, "pdq", d)
+        for seed, links in out.items():
+            links.pop(seed, None)
         return out, video
 
     def _round(self, s: Session, frontier: set[int], seen_media: set[int]) -> dict[int, Copy]:

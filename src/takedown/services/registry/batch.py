@@ -287,16 +287,24 @@ class _Chunk:
                 owner.append(k)
         todo = {owner[q] for q in self.reg._matcher.may_match(s, queries)}
         by_id = {ids[c.platform_id]: k for k, c in enumerate(fresh)}
-        todo |= {
-            by_id[i]
-            for i in self.reg._cases.may_join_cases(
-                s,
-                [
-                    (ids[c.platform_id], c.platform_id, f["url"], c.media)  # type: ignore[misc]
-                    for c, f in zip(fresh, fields, strict=True)
-                ],
+        joining = self.reg._cases.may_join_cases(
+            s,
+            [
+                (ids[c.platform_id], c.platform_id, f["url"], c.media)  # type: ignore[misc]
+                for c, f in zip(fresh, fields, strict=True)
+            ],
+        )
+        todo |= {by_id[i] for i in joining.one_by_one}
+        # Copies of what is in a case (a repost, the same bytes, a near-duplicate), and
+        # nothing else to check: the single request's join, for all of them at once,
+        # each item by its own links.
+        joiners = {i for i in joining.by_neighbour if by_id[i] not in todo}
+        if joiners:
+            self.result.cases.update(
+                self.reg._cases.join_later_copies(
+                    s, joiners, self.actor, neighbours=joining.by_neighbour
+                )
             )
-        }
         for k in sorted(todo):
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
