@@ -55,7 +55,7 @@ class JoinCandidates:
 
     by_neighbour: dict[int, dict[int, Copy]]
     one_by_one: set[int]
-    checked: set[int]
+    neighbours: dict[int, dict[int, Copy]]  # every item's (the copy graph does not change)
 
 
 def _is_active(case: Case) -> bool:
@@ -312,7 +312,7 @@ class CaseIntake(CaseStatus):
         (:meth:`join_by_location` and the video rule, item by item). The others would
         join nothing."""
         if not items:
-            return JoinCandidates({}, set(), set())
+            return JoinCandidates({}, set(), {})
         near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
         touching = sorted({n for ns in near.values() for n in ns})
         in_cases: set[int] = set()
@@ -345,7 +345,9 @@ class CaseIntake(CaseStatus):
                     one_by_one |= places[(kind, value)]
         flat = [(i, m) for i, _, _, media in items for m in media]
         one_by_one.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
-        return JoinCandidates(by_neighbour, one_by_one, set(near))
+        for i in video:  # the video rule is not in the map: found item by item
+            near.pop(i, None)
+        return JoinCandidates(by_neighbour, one_by_one, near)
 
     def join_later_copies(
         self,
@@ -362,12 +364,13 @@ class CaseIntake(CaseStatus):
         link; without, the items are one group (a single request's one item)."""
         if not item_ids:
             return []
-        if neighbours is None:
-            touching = self._copies.neighbours(s, item_ids)
-            per_item: Mapping[int, Mapping[int, Copy]] = {i: touching for i in item_ids}
-        else:
-            per_item = {i: neighbours.get(i, {}) for i in item_ids}
-            touching = {n: c for links in per_item.values() for n, c in links.items()}
+        given = neighbours or {}
+        per_item: dict[int, Mapping[int, Copy]] = {i: given[i] for i in item_ids if i in given}
+        rest = item_ids - set(per_item)
+        if rest:  # found here, as one group
+            around = self._copies.neighbours(s, rest)
+            per_item.update((i, around) for i in rest)
+        touching = {n: c for links in per_item.values() for n, c in links.items()}
         cases: dict[int, Case] = {}
         for part in chunks(sorted(touching)):
             for case in s.scalars(

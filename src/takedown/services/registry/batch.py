@@ -316,7 +316,7 @@ class _Chunk:
                 monetization_paused=item.monetization_paused,
                 verdict=Verdict.ALLOW.value,
             )
-            self.reg.screen_and_join(s, item, c.media, r, self.actor)
+            self.reg.screen_and_join(s, item, c.media, r, self.actor, neighbours=joining.neighbours)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
 

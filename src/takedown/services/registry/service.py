@@ -10,7 +10,7 @@ its treatment (restricted while under review, removed once confirmed).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -26,7 +26,7 @@ from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
-from takedown.services.cases.copies import stored_variants
+from takedown.services.cases.copies import Copy, stored_variants
 from takedown.services.cases.service import CaseService
 from takedown.services.screening.matcher import Matcher, QuerySignals
 from takedown.services.screening.video import stored_features
@@ -601,8 +601,16 @@ class RegistryService:
             ).public_id
 
     def screen_and_join(
-        self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str
+        self,
+        s: Session,
+        item: Item,
+        media: list[MediaInput],
+        result: ItemResult,
+        actor: str,
+        neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
     ) -> None:
+        """Screen the item's media and join the cases it belongs to (``neighbours``:
+        the item's one-step neighbours when a batch has them already)."""
         actions: list[MatchAction] = []
         restrict_sources: set[str] = set()
         sources: set[str] = set()
@@ -650,7 +658,7 @@ class RegistryService:
                     categories.add(match.entry.category)
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
-        joined = self._cases.join_later_copies(s, {item.id}, actor)
+        joined = self._cases.join_later_copies(s, {item.id}, actor, neighbours=neighbours)
         joined += self._cases.join_by_location(
             s, item.id, item.platform_id, item.url, actor, media=media
         )
