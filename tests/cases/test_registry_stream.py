@@ -20,7 +20,7 @@ from takedown.runtime import Runtime
 from takedown.store.models import AppliedMessage, AuditEvent, Item, ItemViews
 
 NATS_URL = "nats://127.0.0.1:4222"
-ITEMS = 1200
+ITEMS = 800
 VIEWS = 200  # view counts 1..VIEWS for one item, in order
 
 
@@ -114,6 +114,7 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
         "TAKEDOWN_NATS_BATCH": "20",
     }
     events = _events()
+    events.append(("item", {"item": {"id": "nul\u0000", "url": "x"}}))  # refused, acknowledged
     # The first 30 published twice with the same Nats-Msg-Id: the stream keeps one.
     asyncio.run(_publish(subject.replace(">", "x"), stream, events, again=30))
     try:
@@ -127,25 +128,25 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert _counts(rt)[0] < ITEMS  # killed mid-stream
-        second = _consume(env, "--idle-exit", "3")
+        second = _consume(env, "--idle-exit", "2")
         stdout, stderr = second.communicate(timeout=120)
         assert second.returncode == 0, stderr
         stats = json.loads(stdout.strip().splitlines()[-1])
-        assert stats["rejected"] == 0
+        assert stats["rejected"] == 1  # the NUL (invalid_character), whichever run met it
         # Every event once: each item registered once, each view count kept once
         # (the first item's registration has none), each message recorded once.
-        assert _counts(rt) == (ITEMS, VIEWS, ITEMS, len(events))
+        assert _counts(rt) == (ITEMS, VIEWS, ITEMS, len(events) - 1)
         with rt.sessions() as s:
             assert s.scalar(select(Item.view_count).where(Item.platform_id == "i0")) == VIEWS
 
         # Every message delivered again (the consumer forgotten): nothing applied twice.
         asyncio.run(_nats("delete_consumer", stream, durable))
-        third = _consume(env, "--idle-exit", "3")
+        third = _consume(env, "--idle-exit", "2")
         stdout, stderr = third.communicate(timeout=120)
         assert third.returncode == 0, stderr
         again = json.loads(stdout.strip().splitlines()[-1])
-        assert again["messages"] == len(events) and again["duplicates"] == len(events)
-        assert again["applied"] == 0
-        assert _counts(rt) == (ITEMS, VIEWS, ITEMS, len(events))
+        assert again["messages"] == len(events) and again["duplicates"] == len(events) - 1
+        assert again["applied"] == 0 and again["rejected"] == 1
+        assert _counts(rt) == (ITEMS, VIEWS, ITEMS, len(events) - 1)
     finally:
         asyncio.run(_nats("delete_stream", stream))

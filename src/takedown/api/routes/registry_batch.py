@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from takedown.api.auth import require, runtime
 from takedown.api.errors import validation_problem
+from takedown.api.limits import json_has_nul, nul_refused
 from takedown.api.routes.registry import AccountIn, ItemIn, ViewsIn, account_input, item_input
 from takedown.domain.access import Permission, Principal
 from takedown.errors import InvalidRequest, TakedownError, TooManyLines, UnsupportedContentType
@@ -97,7 +98,10 @@ def parse_event(obj: Any) -> Event:
 
 
 def parse_bytes(data: bytes) -> Event:
-    """One line or message's bytes; raises ``invalid_json`` when they are not JSON."""
+    """One line or message's bytes; raises ``invalid_json`` when they are not JSON and
+    ``invalid_character`` for a NUL (a stream's messages pass no HTTP middleware)."""
+    if b"\x00" in data or json_has_nul(data):
+        raise nul_refused("event")
     try:
         obj = json.loads(data)
     except (ValueError, UnicodeDecodeError):
