@@ -207,6 +207,34 @@ class Settings(BaseSettings):
     report_rate_limit_per_hour: int = Field(
         default=20, ge=1, description="Public report form submissions per address per hour."
     )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server that takedown consume reads registry events from.",
+    )
+    nats_stream: str = Field(
+        default="TAKEDOWN_REGISTRY",
+        description="JetStream stream of registry events (made with its subject if missing).",
+    )
+    nats_subject: str = Field(
+        default="takedown.registry.>",
+        description="Subjects of registry events: takedown.registry.account, .item, .views.",
+    )
+    nats_durable: str = Field(
+        default="takedown-registry",
+        description="Durable pull consumer's name: where takedown consume resumes.",
+    )
+    nats_ack_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds before JetStream redelivers a message not acknowledged (a "
+        "consumer stopped mid-batch): longer than a batch takes to commit.",
+    )
+    nats_batch: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Messages fetched and applied in one transaction by takedown consume.",
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server for reporter mail.")
     smtp_port: int = Field(default=25, description="SMTP port.")
     smtp_username: str | None = Field(default=None, description="SMTP user (optional).")

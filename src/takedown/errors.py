@@ -97,6 +97,16 @@ class Conflict(TakedownError):
     code = "conflict"
 
 
+class TooManyLines(TakedownError):
+    status = 413
+    code = "too_many_lines"
+
+
+class UnsupportedContentType(TakedownError):
+    status = 415
+    code = "unsupported_content_type"
+
+
 # -- video (media/video.py) --------------------------------------------------------------
 
 

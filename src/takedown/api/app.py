@@ -21,6 +21,7 @@ from takedown.api.routes import (
     metrics,
     outbox,
     registry,
+    registry_batch,
     reports,
     screen,
     users,
@@ -100,6 +101,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(screen.router)
     v1.include_router(banks.router)
     v1.include_router(registry.router)
+    v1.include_router(registry_batch.router)
     v1.include_router(reports.router)
     v1.include_router(cases.router)
     v1.include_router(users.router)

@@ -30,6 +30,7 @@ from takedown.cli.common import (
     setup_failed,
 )
 from takedown.cli.connector import connector_app
+from takedown.cli.consume import consume_cmd
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
 from takedown.cli.retroscan import registry_app, retroscan
@@ -68,6 +69,7 @@ app.add_typer(clock_app, name="clock")
 app.add_typer(connector_app, name="connector")
 app.add_typer(registry_app, name="registry")
 app.command("retroscan")(retroscan)
+app.command("consume")(consume_cmd)
 app.add_typer(index_app, name="index")
 app.add_typer(master_key_app, name="key", no_args_is_help=True)
 

@@ -334,6 +334,16 @@ class IpEvent(Base):
     received_by: Mapped[str] = mapped_column(String(200))
 
 
+class AppliedMessage(Base):
+    """A stream message applied (``takedown consume``), by its id: a redelivery of it
+    (the consumer stopped between its commit and its acknowledgement) applies nothing."""
+
+    __tablename__ = "applied_messages"
+
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ItemViews(Base):
     """View-count samples, for growth and for exposure after the first report."""
 

@@ -176,6 +176,56 @@ class ViewsIn(BaseModel):
     at: datetime | None = None
 
 
+def account_input(account_id: str, body: AccountIn) -> AccountInput:
+    """``PUT /v1/accounts/{id}``'s body as the registry's event (a batch line's too)."""
+    if body.status and body.platform_status and body.status != body.platform_status:
+        raise InvalidRequest(
+            "status is the old name of platform_status: send one of them.",
+            code="conflicting_fields",
+        )
+    return AccountInput(
+        account_id,
+        handle=body.handle,
+        platform_status=body.platform_status or body.status,
+        flagged=body.flagged,
+        flag_reason=body.flag_reason,
+        flag_source=body.flag_source,
+        prior_violations=body.prior_violations,
+        prior_violations_source=body.prior_violations_source,
+        ip_events=_ip_events(body.ip_events),
+    )
+
+
+def item_input(item_id: str, body: ItemIn) -> ItemInput:
+    """``PUT /v1/items/{id}``'s body as the registry's event (a batch line's too)."""
+    media = [
+        MediaInput(
+            m.sha256,
+            m.md5,
+            m.pdq,
+            m.pdq_quality,
+            tuple(zip(DIHEDRAL_NAMES, m.dihedral, strict=False)),
+            m.media_type,
+            file_name=m.file_name,
+        )
+        for m in body.media
+    ]
+    return ItemInput(
+        platform_id=item_id,
+        account_id=body.account_id,
+        url=body.url,
+        posted_at=body.posted_at,
+        reposts=body.reposts,
+        quotes=body.quotes,
+        replies_to=body.replies_to,
+        monetized=body.monetized,
+        view_count=body.view_count,
+        media=media,
+        visibility=body.visibility,
+        ip_events=_ip_events(body.ip_events),
+    )
+
+
 @router.put(
     "/accounts/{account_id}",
     response_model=AccountView,
@@ -184,25 +234,7 @@ class ViewsIn(BaseModel):
 def put_account(
     account_id: str, body: AccountIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> AccountView:
-    if body.status and body.platform_status and body.status != body.platform_status:
-        raise InvalidRequest(
-            "status is the old name of platform_status: send one of them.",
-            code="conflicting_fields",
-        )
-    return rt.registry.upsert_account(
-        AccountInput(
-            account_id,
-            handle=body.handle,
-            platform_status=body.platform_status or body.status,
-            flagged=body.flagged,
-            flag_reason=body.flag_reason,
-            flag_source=body.flag_source,
-            prior_violations=body.prior_violations,
-            prior_violations_source=body.prior_violations_source,
-            ip_events=_ip_events(body.ip_events),
-        ),
-        actor=p.actor,
-    )
+    return rt.registry.upsert_account(account_input(account_id, body), actor=p.actor)
 
 
 @router.get(
@@ -228,35 +260,7 @@ def get_account(
 def put_item(
     item_id: str, body: ItemIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> ItemResult:
-    media = [
-        MediaInput(
-            m.sha256,
-            m.md5,
-            m.pdq,
-            m.pdq_quality,
-            tuple(zip(DIHEDRAL_NAMES, m.dihedral, strict=False)),
-            m.media_type,
-            file_name=m.file_name,
-        )
-        for m in body.media
-    ]
-    return rt.registry.upsert_item(
-        ItemInput(
-            platform_id=item_id,
-            account_id=body.account_id,
-            url=body.url,
-            posted_at=body.posted_at,
-            reposts=body.reposts,
-            quotes=body.quotes,
-            replies_to=body.replies_to,
-            monetized=body.monetized,
-            view_count=body.view_count,
-            media=media,
-            visibility=body.visibility,
-            ip_events=_ip_events(body.ip_events),
-        ),
-        actor=p.actor,
-    )
+    return rt.registry.upsert_item(item_input(item_id, body), actor=p.actor)
 
 
 @router.post(

@@ -14,13 +14,15 @@ followed to its end. All queries go in batches, never one per item.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import VideoRule
+from takedown.matching.hamming import BruteForceHammingIndex, SearchResult, hex_to_bytes_array
 from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -36,6 +38,38 @@ MEDIA_ROWS = "SELECT id, pdq FROM media WHERE id > :cursor ORDER BY id LIMIT :n"
 MEDIA_MORE_ROWS = [(video_matching.MEDIA_FRAME_ROWS, video_matching.FRAME_ID_BASE)]
 # Two uploads are the same video by the field's rule (domain/video.py).
 VIDEO_RULE = VideoRule(frame_threshold=PDQ_RADIUS, quality_floor=PDQ_QUALITY_FLOOR)
+
+
+# Media rows inserted by the session's open transaction, by PDQ (a brute-force index):
+# the media index follows committed rows only, so a batch that registers many items in
+# one transaction searches these too, and a near-duplicate registered a few lines
+# earlier in the same batch is found as it would be had it come in its own request.
+PENDING_MEDIA = "takedown.copies.pending_media"
+
+
+def add_pending_media(s: Session, rows: Sequence[tuple[int, str]]) -> None:
+    """Media rows ``(id, pdq hex)`` this session's transaction inserted; forgotten with
+    :func:`forget_pending_media` when the transaction ends."""
+    if not rows:
+        return
+    index = s.info.get(PENDING_MEDIA)
+    if index is None:
+        index = s.info[PENDING_MEDIA] = BruteForceHammingIndex()
+    index.add(
+        np.array([i for i, _ in rows], dtype=np.int64), hex_to_bytes_array(h for _, h in rows)
+    )
+
+
+def forget_pending_media(s: Session) -> None:
+    s.info.pop(PENDING_MEDIA, None)
+
+
+def _pending_search(s: Session, hashes: list[str]) -> SearchResult | None:
+    index = s.info.get(PENDING_MEDIA)
+    if index is None or not len(index):
+        return None
+    result: SearchResult = index.search(hex_to_bytes_array(hashes), PDQ_RADIUS)
+    return result
 
 
 @dataclass(frozen=True)
@@ -65,7 +99,7 @@ class CopyFinder:
     def expand(
         self,
         s: Session,
-        seeds: Iterable[int],
+        seeds: Iterable[int] | Mapping[int, Copy],
         seed_reason: str = "reported",
         known: frozenset[int] = frozenset(),
         seed_distance: int | None = None,
@@ -73,7 +107,10 @@ class CopyFinder:
         """Every copy reachable from ``seeds``. Items in ``known`` (already in the case)
         are neither returned nor walked through, so adding one late copy to a case of
         100,000 costs a few queries, not a walk of the whole case."""
-        found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
+        if isinstance(seeds, Mapping):  # each seed with its own reason (a batch's)
+            found = {i: c for i, c in seeds.items() if i not in known}
+        else:
+            found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
         frontier = set(found)
         seen_media: set[int] = set()
         for _ in range(MAX_ROUNDS):
@@ -89,6 +126,113 @@ class CopyFinder:
         """Items one step away (edge, same bytes, near-duplicate) and how they are
         linked: enough to tell whether a new item touches a case without walking it."""
         return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
+
+    def neighbour_map(
+        self, s: Session, items: set[int]
+    ) -> tuple[dict[int, dict[int, Copy]], set[int]]:
+        """:meth:`neighbours` of many items at once, each item's own: item -> the items
+        one step away and how they are linked (first an edge, then the same bytes, then
+        a PDQ near-duplicate, as :meth:`neighbours` prefers them). Set-based, a few
+        queries for a whole batch. Items with video media are returned apart (their
+        copies are found by the video rule, which is not split by item): callers treat
+        them one by one."""
+        out: dict[int, dict[int, Copy]] = {i: {} for i in items}
+        by_pid: dict[str, int] = {}
+        by_parent: dict[str, set[int]] = {}
+        for part in chunks(sorted(items)):
+            for i, pid, reposts, quotes in s.execute(
+                select(
+                    Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
+                ).where(Item.id.in_(part))
+            ).all():
+                by_pid[pid] = i
+                for parent in (reposts, quotes):
+                    if parent:
+                        by_parent.setdefault(parent, set()).add(i)
+        for reason, column in (
+            ("repost", Item.reposts_platform_id),
+            ("quote", Item.quotes_platform_id),
+        ):
+            for part in chunks(sorted(by_pid)):
+                for i, parent in s.execute(select(Item.id, column).where(column.in_(part))).all():
+                    if parent is not None:
+                        out[by_pid[parent]].setdefault(i, Copy(i, reason))
+        for part in chunks(sorted(by_parent)):
+            for i, pid in s.execute(
+                select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
+            ).all():
+                for seed in by_parent[pid]:
+                    out[seed].setdefault(i, Copy(i, "original"))
+        owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
+        for part in chunks(sorted(items)):
+            for i, mid in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(part))
+            ).all():
+                owners.setdefault(mid, set()).add(i)
+        near: dict[int, dict[int, int]] = {}  # other media -> seeds' media -> distance
+        hashes: list[str] = []
+        hash_owner: list[int] = []
+        video: set[int] = set()
+        for part in chunks(sorted(owners)):
+            for mid, h, dihedral, q, kind in s.execute(
+                select(
+                    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
+                ).where(Media.id.in_(part))
+            ).all():
+                if kind == "video":
+                    video |= owners[mid]
+                if h and (q is None or q >= PDQ_QUALITY_FLOOR):
+                    for _, v in stored_variants(h, dihedral):
+                        hashes.append(v)
+                        hash_owner.append(mid)
+        if hashes:
+            for result in (
+                self._media_index.search(hashes, PDQ_RADIUS),
+                _pending_search(s, hashes),
+            ):
+                if result is None:
+                    continue
+                for qi, mid, d in zip(
+                    result.query_index.tolist(),
+                    result.ids.tolist(),
+                    result.distances.tolist(),
+                    strict=True,
+                ):
+                    own = hash_owner[qi]
+                    if mid != own:
+                        by_own = near.setdefault(mid, {})
+                        by_own[own] = min(d, by_own.get(own, d))
+        quality_ok: set[int] = set()
+        for part in chunks(sorted(near)):
+            quality_ok.update(
+                s.scalars(
+                    select(Media.id).where(
+                        Media.id.in_(part),
+                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+                    )
+                )
+            )
+        wanted = sorted(set(owners) | quality_ok)
+        carriers: dict[int, list[int]] = {}  # media id -> items carrying it
+        for part in chunks(wanted):
+            for i, mid in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
+            ).all():
+                carriers.setdefault(mid, []).append(i)
+        for mid, seeds in owners.items():  # the same bytes
+            for i in carriers.get(mid, ()):
+                for seed in seeds:
+                    out[seed].setdefault(i, Copy(i, "same_bytes"))
+        for mid in quality_ok:  # near-duplicates (PDQ)
+            for own, d in near[mid].items():
+                for i in carriers.get(mid, ()):
+                    for seed in owners[own]:
+                        found = out[seed].get(i)
+                        if found is None or (found.reason == "pdq" and (found.distance or 0) > d):
+                            out[seed][i] = Copy(i, "pdq", d)
+        for seed, links in out.items():
+            links.pop(seed, None)
+        return out, video
 
     def _round(self, s: Session, frontier: set[int], seen_media: set[int]) -> dict[int, Copy]:
         new: dict[int, Copy] = {}
@@ -176,11 +320,13 @@ class CopyFinder:
                     hashes += [v for _, v in stored_variants(h, dihedral)]
         if not hashes:
             return set(), []
-        result = self._media_index.search(hashes, PDQ_RADIUS)
         distance: dict[int, int] = {}
-        for mid, d in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
-            if mid not in media and (mid not in distance or d < distance[mid]):
-                distance[mid] = d
+        for result in (self._media_index.search(hashes, PDQ_RADIUS), _pending_search(s, hashes)):
+            if result is None:
+                continue
+            for mid, d in zip(result.ids.tolist(), result.distances.tolist(), strict=True):
+                if mid not in media and (mid not in distance or d < distance[mid]):
+                    distance[mid] = d
         if not distance:
             return set(), []
         quality_ok: set[int] = set()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, or_, select
@@ -44,6 +45,17 @@ CATEGORY_VALUES = frozenset(c.value for c in Category)
 
 def _add_hash_sources(case: Case, sources: set[str]) -> None:
     case.hash_sources = ",".join(sorted(set(_hash_sources(case)) | sources))
+
+
+@dataclass(frozen=True)
+class JoinCandidates:
+    """What :meth:`CaseIntake.may_join_cases` found: the items one step from an item
+    of a case (with each item's neighbours, for :meth:`CaseIntake.join_later_copies`),
+    and the items to treat one by one (a reported place or hash, video media)."""
+
+    by_neighbour: dict[int, dict[int, Copy]]
+    one_by_one: set[int]
+    neighbours: dict[int, dict[int, Copy]]  # every item's (the copy graph does not change)
 
 
 def _is_active(case: Case) -> bool:
@@ -290,12 +302,75 @@ class CaseIntake(CaseStatus):
         )
 
     # -- copies that appear later (called by the registry) ----------------------------
-    def join_later_copies(self, s: Session, item_ids: set[int], actor: str) -> list[str]:
+    def may_join_cases(
+        self, s: Session, items: Sequence[tuple[int, str, str | None, Sequence[HashedMedia]]]
+    ) -> JoinCandidates:
+        """Of these registered items ``(id, platform id, url, media)``, those that may
+        join a case, for a whole batch in a few reads: one step from an item of an
+        active or confirmed case (:meth:`join_later_copies`, given ``neighbours``), or
+        at a reported place or matching reported hashes, or with video media
+        (:meth:`join_by_location` and the video rule, item by item). The others would
+        join nothing."""
+        if not items:
+            return JoinCandidates({}, set(), {})
+        near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
+        touching = sorted({n for ns in near.values() for n in ns})
+        in_cases: set[int] = set()
+        for part in chunks(touching):
+            in_cases.update(
+                s.scalars(
+                    select(CaseItem.item_id)
+                    .join(Case, Case.id == CaseItem.case_id)
+                    .where(CaseItem.item_id.in_(part))
+                    .where(
+                        or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
+                    )
+                )
+            )
+        by_neighbour = {i: ns for i, ns in near.items() if in_cases.intersection(ns)}
+        one_by_one: set[int] = set(video)
+        places: dict[tuple[str, str], set[int]] = {}
+        for i, pid, url, _ in items:
+            places.setdefault(("item", pid), set()).add(i)
+            if url:
+                places.setdefault(("url", url), set()).add(i)
+        for kind in ("item", "url"):
+            values = sorted(v for k, v in places if k == kind)
+            for part in chunks(values):
+                for value in s.scalars(
+                    select(CaseLocation.value).where(
+                        CaseLocation.kind == kind, CaseLocation.value.in_(part)
+                    )
+                ):
+                    one_by_one |= places[(kind, value)]
+        flat = [(i, m) for i, _, _, media in items for m in media]
+        one_by_one.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
+        for i in video:  # the video rule is not in the map: found item by item
+            near.pop(i, None)
+        return JoinCandidates(by_neighbour, one_by_one, near)
+
+    def join_later_copies(
+        self,
+        s: Session,
+        item_ids: set[int],
+        actor: str,
+        neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
+    ) -> list[str]:
         """Attach newly registered items to the active cases they are copies of, and
-        give them the case's current treatment. Returns the case numbers joined."""
+        give them the case's current treatment. Returns the case numbers joined.
+
+        With ``neighbours`` (each item's own, from ``CopyFinder.neighbour_map``: a
+        batch), each item joins the cases its own neighbours are in, linked by its own
+        link; without, the items are one group (a single request's one item)."""
         if not item_ids:
             return []
-        touching = self._copies.neighbours(s, item_ids)
+        given = neighbours or {}
+        per_item: dict[int, Mapping[int, Copy]] = {i: given[i] for i in item_ids if i in given}
+        rest = item_ids - set(per_item)
+        if rest:  # found here, as one group
+            around = self._copies.neighbours(s, rest)
+            per_item.update((i, around) for i in rest)
+        touching = {n: c for links in per_item.values() for n, c in links.items()}
         cases: dict[int, Case] = {}
         for part in chunks(sorted(touching)):
             for case in s.scalars(
@@ -306,16 +381,15 @@ class CaseIntake(CaseStatus):
             ):
                 cases[case.id] = case
         now = utcnow()
-        for case in cases.values():
+        for case in sorted(cases.values(), key=lambda c: c.id):
             known = frozenset(self._case_item_ids(s, case))
-            link = next(c for i, c in sorted(touching.items()) if i in known)
-            copies = self._copies.expand(
-                s,
-                item_ids,
-                seed_reason=_LINK_REASON.get(link.reason, link.reason),
-                known=known,
-                seed_distance=link.distance,
-            )
+            seeds: dict[int, Copy] = {}
+            for i in sorted(item_ids):
+                link = next((c for n, c in sorted(per_item[i].items()) if n in known), None)
+                if link is not None:
+                    reason = _LINK_REASON.get(link.reason, link.reason)
+                    seeds[i] = Copy(i, reason, link.distance)
+            copies = self._copies.expand(s, seeds, known=known)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now, set(copies))
         return [c.public_id for c in cases.values()]

@@ -10,7 +10,7 @@ its treatment (restricted while under review, removed once confirmed).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -26,7 +26,7 @@ from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
-from takedown.services.cases.copies import stored_variants
+from takedown.services.cases.copies import Copy, stored_variants
 from takedown.services.cases.service import CaseService
 from takedown.services.screening.matcher import Matcher, QuerySignals
 from takedown.services.screening.video import stored_features
@@ -168,6 +168,78 @@ def _required_id(value: str, what: str) -> str:
     return text
 
 
+def check_account(a: AccountInput) -> tuple[str, list[IpEventInput]]:
+    """An account event's checks, before anything is stored: its id and its IP events
+    in canonical form; raises the caller's mistake (``invalid_status``...)."""
+    pid = _required_id(a.platform_id, "account id")
+    if a.platform_status is not None and a.platform_status not in ACCOUNT_STATUSES:
+        raise InvalidRequest(
+            f"platform_status is one of {', '.join(ACCOUNT_STATUSES)}.",
+            code="invalid_status",
+        )
+    if a.prior_violations is not None:
+        if a.prior_violations < 0:
+            raise InvalidRequest("prior_violations cannot be negative.", code="invalid_request")
+        if a.prior_violations and not _text(a.prior_violations_source, "source"):
+            raise InvalidRequest(
+                "Say where the earlier violations were confirmed (prior_violations_source).",
+                code="source_required",
+            )
+    _text(a.handle, "handle")
+    _text(a.flag_reason, "flag_reason", 500)
+    _text(a.flag_source, "flag_source")
+    _text(a.prior_violations_source, "prior_violations_source")
+    return pid, clean_ip_events(a.ip_events)
+
+
+@dataclass(frozen=True)
+class CheckedItem:
+    """An item event that passed :func:`check_item`: its id, media and IP events in
+    canonical form."""
+
+    item: ItemInput
+    platform_id: str
+    media: list[MediaInput]
+    ip_events: list[IpEventInput]
+
+
+def check_item(it: ItemInput) -> CheckedItem:
+    """An item event's checks, before anything is stored; raises the caller's mistake
+    (``invalid_hash``, ``field_too_long``...)."""
+    pid = _required_id(it.platform_id, "item id")
+    media = [_normalize_media(m) for m in it.media]
+    if it.view_count is not None and it.view_count < 0:
+        raise InvalidRequest("view_count cannot be negative.", code="invalid_request")
+    if it.visibility is not None and it.visibility not in ITEM_VISIBILITIES:
+        raise InvalidRequest(
+            f"visibility is one of {', '.join(ITEM_VISIBILITIES)}.",
+            code="invalid_visibility",
+        )
+    if it.account_id:
+        _required_id(it.account_id, "account id")
+    item_fields(it, None)  # the fields' own checks (lengths)
+    events = clean_ip_events(it.ip_events, default_event="upload")
+    return CheckedItem(it, pid, media, events)
+
+
+def item_fields(it: ItemInput, account_id: int | None) -> dict[str, object]:
+    """The item row's columns as the event says them."""
+    fields: dict[str, object] = {
+        "account_id": account_id,
+        "url": _text(it.url, "url", 2000),
+        "reposts_platform_id": _text(it.reposts, "reposts"),
+        "quotes_platform_id": _text(it.quotes, "quotes"),
+        "replies_to_platform_id": _text(it.replies_to, "replies_to"),
+        "posted_at": it.posted_at,
+        "monetized": it.monetized,
+    }
+    if it.view_count is not None:
+        fields["view_count"] = it.view_count
+    if it.visibility is not None:
+        fields["platform_visibility"] = it.visibility
+    return fields
+
+
 class RegistryService:
     def __init__(
         self,
@@ -189,56 +261,51 @@ class RegistryService:
 
     # -- accounts ----------------------------------------------------------------------
     def upsert_account(self, a: AccountInput, *, actor: str) -> AccountView:
-        pid = _required_id(a.platform_id, "account id")
-        if a.platform_status is not None and a.platform_status not in ACCOUNT_STATUSES:
-            raise InvalidRequest(
-                f"platform_status is one of {', '.join(ACCOUNT_STATUSES)}.",
-                code="invalid_status",
-            )
-        if a.prior_violations is not None:
-            if a.prior_violations < 0:
-                raise InvalidRequest("prior_violations cannot be negative.", code="invalid_request")
-            if a.prior_violations and not _text(a.prior_violations_source, "source"):
-                raise InvalidRequest(
-                    "Say where the earlier violations were confirmed (prior_violations_source).",
-                    code="source_required",
-                )
-        events = clean_ip_events(a.ip_events)
+        pid, events = check_account(a)
         with unit_of_work(self._sessions) as s:
             acc = self._account(s, pid, create=True, actor=actor)
-            self._add_ip_events(s, events, actor, account=acc)
-            new: dict[str, object] = {}
-            if a.handle is not None:
-                new["handle"] = _text(a.handle, "handle")
-            if a.platform_status is not None:
-                new["platform_status"] = a.platform_status
-            if a.flagged is not None:
-                new["flagged"] = a.flagged
-                new["flag_reason"] = _text(a.flag_reason, "flag_reason", 500) if a.flagged else None
-                new["flag_source"] = (
-                    (_text(a.flag_source, "flag_source") or "platform") if a.flagged else None
-                )
-            if a.prior_violations is not None:
-                new["prior_violations"] = a.prior_violations
-                new["prior_violations_source"] = (
-                    _text(a.prior_violations_source, "prior_violations_source")
-                    if a.prior_violations
-                    else None
-                )
-            changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
-            now = utcnow()
-            if a.platform_status == "active" and acc.status != "active":
-                # Said active while Takedown's suspension stands: recorded once per
-                # suspension, whether or not the platform had said otherwise before.
-                self._reinstated_by_platform(s, acc, actor, now)
-            if changed:
-                for k, v in changed.items():
-                    setattr(acc, k, v)
-                acc.updated_at = now
-                record(s, actor, "account.updated", "account", pid, changed)
-                if {"flagged", "prior_violations"} & set(changed):
-                    self._cases.refresh_priority_for_accounts(s, [acc.id])
+            self.apply_account(s, acc, a, events, actor)
             return _account_view(s, acc)
+
+    def apply_account(
+        self, s: Session, acc: Account, a: AccountInput, events: list[IpEventInput], actor: str
+    ) -> bool:
+        """What the platform says of an account (checked by :func:`check_account`),
+        applied to its row; True when anything changed. One place for the rule, for
+        single requests and batches alike."""
+        added = self._add_ip_events(s, events, actor, account=acc)
+        new: dict[str, object] = {}
+        if a.handle is not None:
+            new["handle"] = _text(a.handle, "handle")
+        if a.platform_status is not None:
+            new["platform_status"] = a.platform_status
+        if a.flagged is not None:
+            new["flagged"] = a.flagged
+            new["flag_reason"] = _text(a.flag_reason, "flag_reason", 500) if a.flagged else None
+            new["flag_source"] = (
+                (_text(a.flag_source, "flag_source") or "platform") if a.flagged else None
+            )
+        if a.prior_violations is not None:
+            new["prior_violations"] = a.prior_violations
+            new["prior_violations_source"] = (
+                _text(a.prior_violations_source, "prior_violations_source")
+                if a.prior_violations
+                else None
+            )
+        changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
+        now = utcnow()
+        if a.platform_status == "active" and acc.status != "active":
+            # Said active while Takedown's suspension stands: recorded once per
+            # suspension, whether or not the platform had said otherwise before.
+            self._reinstated_by_platform(s, acc, actor, now)
+        if changed:
+            for k, v in changed.items():
+                setattr(acc, k, v)
+            acc.updated_at = now
+            record(s, actor, "account.updated", "account", acc.platform_id, changed)
+            if {"flagged", "prior_violations"} & set(changed):
+                self._cases.refresh_priority_for_accounts(s, [acc.id])
+        return bool(changed) or bool(added)
 
     def _reinstated_by_platform(self, s: Session, acc: Account, actor: str, now: datetime) -> None:
         """The platform reactivated an account Takedown suspended: recorded, on the
@@ -379,78 +446,62 @@ class RegistryService:
         )
 
     def upsert_item(self, it: ItemInput, *, actor: str) -> ItemResult:
-        pid = _required_id(it.platform_id, "item id")
-        media = [_normalize_media(m) for m in it.media]
-        if it.view_count is not None and it.view_count < 0:
-            raise InvalidRequest("view_count cannot be negative.", code="invalid_request")
-        if it.visibility is not None and it.visibility not in ITEM_VISIBILITIES:
-            raise InvalidRequest(
-                f"visibility is one of {', '.join(ITEM_VISIBILITIES)}.",
-                code="invalid_visibility",
-            )
-        events = clean_ip_events(it.ip_events, default_event="upload")
+        checked = check_item(it)
         with unit_of_work(self._sessions) as s:
-            item = s.scalars(select(Item).where(Item.platform_id == pid)).first()
-            created = item is None
-            account = (
-                self._account(
-                    s, _required_id(it.account_id, "account id"), create=True, actor=actor
+            return self.apply_item(s, checked, actor)
+
+    def apply_item(self, s: Session, c: CheckedItem, actor: str) -> ItemResult:
+        """An item event (checked by :func:`check_item`) applied in ``s``: the row, its
+        media and IP events, then screening and the cases it joins. One place for the
+        rule, for single requests and batches alike."""
+        it, pid = c.item, c.platform_id
+        item = s.scalars(select(Item).where(Item.platform_id == pid)).first()
+        created = item is None
+        account = (
+            self._account(s, _required_id(it.account_id, "account id"), create=True, actor=actor)
+            if it.account_id
+            else None
+        )
+        fields = item_fields(it, account.id if account else None)
+        if item is None:
+            item = Item(platform_id=pid, **fields)
+            s.add(item)
+            s.flush()
+            record(s, actor, "item.registered", "item", pid, {})
+            changes = fields
+        else:
+            changes = {k: v for k, v in fields.items() if getattr(item, k) != v}
+            for k, v in changes.items():
+                setattr(item, k, v)
+            if changes:
+                item.updated_at = utcnow()
+                record(
+                    s,
+                    actor,
+                    "item.updated",
+                    "item",
+                    pid,
+                    {k: v for k, v in changes.items() if k != "account_id"},
                 )
-                if it.account_id
-                else None
-            )
-            fields = {
-                "account_id": account.id if account else None,
-                "url": _text(it.url, "url", 2000),
-                "reposts_platform_id": _text(it.reposts, "reposts"),
-                "quotes_platform_id": _text(it.quotes, "quotes"),
-                "replies_to_platform_id": _text(it.replies_to, "replies_to"),
-                "posted_at": it.posted_at,
-                "monetized": it.monetized,
-            }
-            if it.view_count is not None:
-                fields["view_count"] = it.view_count
-            if it.visibility is not None:
-                fields["platform_visibility"] = it.visibility
-            if item is None:
-                item = Item(platform_id=pid, **fields)
-                s.add(item)
-                s.flush()
-                record(s, actor, "item.registered", "item", pid, {})
-                changes = fields
-            else:
-                changes = {k: v for k, v in fields.items() if getattr(item, k) != v}
-                for k, v in changes.items():
-                    setattr(item, k, v)
-                if changes:
-                    item.updated_at = utcnow()
-                    record(
-                        s,
-                        actor,
-                        "item.updated",
-                        "item",
-                        pid,
-                        {k: v for k, v in changes.items() if k != "account_id"},
-                    )
-            if "view_count" in changes:
-                s.add(ItemViews(item_id=item.id, at=utcnow(), view_count=item.view_count))
-            new_media = self._attach_media(s, item, media)
-            new_ips = self._add_ip_events(s, events, actor, item=item)
-            result = ItemResult(
-                item_id=pid,
-                created=created,
-                changed=created or bool(changes) or bool(new_media) or bool(new_ips),
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
-            # Always screened and checked (reads; joins are idempotent), so a repeated
-            # event gets the same answer and changes nothing.
-            self._screen_and_join(s, item, media, result, actor)
-            s.refresh(item)
-            result.visibility = item.visibility
-            result.monetization_paused = item.monetization_paused
-            return result
+        if "view_count" in changes:
+            s.add(ItemViews(item_id=item.id, at=utcnow(), view_count=item.view_count))
+        new_media = self._attach_media(s, item, c.media)
+        new_ips = self._add_ip_events(s, c.ip_events, actor, item=item)
+        result = ItemResult(
+            item_id=pid,
+            created=created,
+            changed=created or bool(changes) or bool(new_media) or bool(new_ips),
+            visibility=item.visibility,
+            monetization_paused=item.monetization_paused,
+            verdict=Verdict.ALLOW.value,
+        )
+        # Always screened and checked (reads; joins are idempotent), so a repeated
+        # event gets the same answer and changes nothing.
+        self.screen_and_join(s, item, c.media, result, actor)
+        s.refresh(item)
+        result.visibility = item.visibility
+        result.monetization_paused = item.monetization_paused
+        return result
 
     def attach_media(
         self,
@@ -492,7 +543,7 @@ class RegistryService:
                     platform_id,
                     {"sha256": m.sha256, "media_type": m.media_type},
                 )
-            self._screen_and_join(s, item, [m], result, actor)
+            self.screen_and_join(s, item, [m], result, actor)
             s.refresh(item)
             result.visibility = item.visibility
             result.monetization_paused = item.monetization_paused
@@ -550,9 +601,17 @@ class RegistryService:
                 s, content, kind="media", content_type=content_type
             ).public_id
 
-    def _screen_and_join(
-        self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str
+    def screen_and_join(
+        self,
+        s: Session,
+        item: Item,
+        media: list[MediaInput],
+        result: ItemResult,
+        actor: str,
+        neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
     ) -> None:
+        """Screen the item's media and join the cases it belongs to (``neighbours``:
+        the item's one-step neighbours when a batch has them already)."""
         actions: list[MatchAction] = []
         restrict_sources: set[str] = set()
         sources: set[str] = set()
@@ -605,7 +664,7 @@ class RegistryService:
         one, restricting first when a bank says so; copies join their originals' cases."""
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
-        joined = self._cases.join_later_copies(s, {item.id}, actor)
+        joined = self._cases.join_later_copies(s, {item.id}, actor, neighbours=neighbours)
         joined += self._cases.join_by_location(
             s, item.id, item.platform_id, item.url, actor, media=media
         )
@@ -690,10 +749,8 @@ class RegistryService:
                 raise NotFound(
                     f"No item {platform_id[:60]!r}; register it first.", code="item_not_found"
                 )
-            changed = item.view_count != view_count
+            changed = self.apply_views(s, item, view_count, at)
             if changed:
-                item.view_count = view_count
-                s.add(ItemViews(item_id=item.id, at=at or utcnow(), view_count=view_count))
                 self._cases.refresh_priority_for_items(s, [item.id])
             return ItemResult(
                 item_id=platform_id,
@@ -703,6 +760,16 @@ class RegistryService:
                 monetization_paused=item.monetization_paused,
                 verdict=Verdict.ALLOW.value,
             )
+
+    @staticmethod
+    def apply_views(s: Session, item: Item, view_count: int, at: datetime | None) -> bool:
+        """A view count said for the item: kept with its time when it changed (the
+        caller refreshes the priority of the item's cases once, after all of them)."""
+        if item.view_count == view_count:
+            return False
+        item.view_count = view_count
+        s.add(ItemViews(item_id=item.id, at=at or utcnow(), view_count=view_count))
+        return True
 
     def get_item(self, platform_id: str, *, ip_events_for: str | None = None) -> ItemResult:
         """The item's state; with ``ip_events_for`` (the actor, who may read evidence)

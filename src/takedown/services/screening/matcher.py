@@ -201,6 +201,32 @@ class Matcher:
         the in-memory search; banks are read only when there are candidates."""
         return self.resolve(session, query, self.candidates(query))
 
+    def may_match(self, session: Session, queries: Sequence[QuerySignals]) -> set[int]:
+        """Which of ``queries`` (their positions) may match a bank: one index search and
+        one read of exact hashes for a whole batch. A superset (any entry, enabled or
+        not, within the largest threshold); :meth:`find` decides for each of these."""
+        found = {i for i, q in enumerate(queries) if q.video_frames or q.others}
+        radius = self._radius()
+        asked = [(i, h) for i, q in enumerate(queries) for _, h in q.pdq_variants]
+        if asked and radius is not None:
+            result = self._follower.search([h for _, h in asked], radius)
+            found.update(asked[qi][0] for qi in set(result.query_index.tolist()))
+        values = sorted({v for q in queries for v in (q.md5, q.sha256) if v})
+        banked: set[str] = set()
+        for start in range(0, len(values), 5_000):
+            banked.update(
+                session.scalars(
+                    select(BankEntry.value).where(
+                        # Naming the banks lets the (bank_id, signal_type, value) index answer.
+                        BankEntry.bank_id.in_(select(Bank.id)),
+                        BankEntry.signal_type.in_((MD5.name, SHA256.name)),
+                        BankEntry.value.in_(values[start : start + 5_000]),
+                    )
+                )
+            )
+        found.update(i for i, q in enumerate(queries) if (q.md5 in banked) or (q.sha256 in banked))
+        return found
+
     def candidates(self, query: QuerySignals) -> Candidates:
         """PDQ index hits for the query, entry id -> (distance, variant): memory only
         (the follower reads new rows at most every ``sync_interval_s``, the radius is
