@@ -320,7 +320,8 @@ def worker() -> None:
     workers = [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
     if not workers:
         err.print(
-            "[yellow]nothing to do:[/yellow] set TAKEDOWN_WEBHOOK_URL and/or TAKEDOWN_SMTP_HOST"
+            "[yellow]nothing to do:[/yellow] set TAKEDOWN_WEBHOOK_URL (or "
+            "TAKEDOWN_ACTIONS_NATS_URL) and/or TAKEDOWN_SMTP_HOST"
         )
         raise typer.Exit(code=2)
     stop = threading.Event()
