@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import String, cast, func, insert, literal, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
-from takedown.store.models import Bank, BankEntry, Case, Item
+from takedown.store.models import Bank, BankEntry, Case, Item, OutboxMessage
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -153,3 +155,60 @@ def public_when_found(session: Session, item_ids: Sequence[int]) -> dict[int, bo
         ).all():
             out[item_id] = None if visibility is None else visibility == "public"
     return out
+
+
+def insert_item_actions(
+    session: Session,
+    item_ids: Sequence[int],
+    *,
+    key_prefix: str,
+    topic: str,
+    case_id: int,
+    payload_head: str,
+    payload_tail: str,
+    now: datetime,
+) -> None:
+    """One pending outbox action per item, built by the database (INSERT … SELECT)
+    rather than row by row in Python: a report about an item with 100,000 copies writes
+    100,000 of them. Each row's id and idempotency key is ``key_prefix`` (16
+    characters of a fresh ULID) followed by the item's id in ten digits, so the ids of
+    one call are unique and sort like ULIDs; the payload is ``payload_head`` + the
+    item's platform id as a JSON string + ``payload_tail``."""
+    if len(key_prefix) != 16:
+        raise ValueError("key_prefix is 16 characters")
+    if session.get_bind().dialect.name == "postgresql":
+        padded = func.lpad(cast(Item.id, String), 10, "0")
+        quoted: ColumnElement[str] = cast(func.to_json(Item.platform_id), String)
+    else:
+        padded = func.substr(literal("0000000000") + cast(Item.id, String), -10)
+        quoted = func.json_quote(Item.platform_id)
+    key = literal(key_prefix) + padded
+    o = OutboxMessage.__table__.c
+    stamp = literal(now, o.created_at.type)
+    columns = [
+        o.public_id,
+        o.idempotency_key,
+        o.topic,
+        o.target_type,
+        o.target_platform_id,
+        o.case_id,
+        o.payload,
+        o.state,
+        o.attempts,
+        o.created_at,
+        o.next_attempt_at,
+    ]
+    rows = select(
+        key,
+        key,
+        literal(topic),
+        literal("item"),
+        Item.platform_id,
+        literal(case_id),
+        literal(payload_head) + quoted + literal(payload_tail),
+        literal("pending"),
+        literal(0),
+        stamp,
+        stamp,
+    ).where(Item.id.in_(list(item_ids)))
+    session.execute(insert(OutboxMessage).from_select(columns, rows))

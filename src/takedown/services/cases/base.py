@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.cases import CaseState
@@ -27,7 +27,7 @@ from takedown.services.audit.chain import record_many
 from takedown.services.cases.copies import CopyFinder, chunks
 from takedown.services.cases.reported_hashes import ReportedHashes
 from takedown.store import repositories as repo
-from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, OutboxMessage, Report
+from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, Report
 
 ACTIVE_STATES = (
     CaseState.OPEN.value,
@@ -57,6 +57,9 @@ class CasePolicy:
         "clock_override_disabled",
         "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",
     )
+
+
+_ITEM = "\x00item\x00"  # where each item's platform id goes in its action's payload
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -136,6 +139,17 @@ class CaseBase:
         # the DSA database stores as for the transparency report: a copy removed as it
         # joins a confirmed case was decided by no person.
         statement["automated_decision"] = automation(topic, why)
+        payload = {
+            "action": action,
+            "item_id": _ITEM,
+            "case": case.public_id,
+            "reason": why,
+            "monetization": "paused" if paused else "resumed",
+            "statement_of_reasons": statement,
+            "decision": decision_id,
+        }
+        head, tail = json.dumps(payload).split(json.dumps(_ITEM))
+        key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):
             s.execute(
@@ -143,37 +157,17 @@ class CaseBase:
                 .where(Item.id.in_(part))
                 .values(visibility=visibility, monetization_paused=paused, updated_at=now)
             )
-            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
-        rows = []
-        for _, pid in pids:
-            key = new_id()
-            rows.append(
-                {
-                    "public_id": key,
-                    "idempotency_key": key,
-                    "topic": topic,
-                    "target_type": "item",
-                    "target_platform_id": pid,
-                    "case_id": case.id,
-                    "payload": json.dumps(
-                        {
-                            "action": action,
-                            "item_id": pid,
-                            "case": case.public_id,
-                            "reason": why,
-                            "monetization": "paused" if paused else "resumed",
-                            "statement_of_reasons": statement,
-                            "decision": decision_id,
-                        }
-                    ),
-                    "state": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "next_attempt_at": now,
-                }
+            repo.insert_item_actions(
+                s,
+                part,
+                key_prefix=key_prefix,
+                topic=topic,
+                case_id=case.id,
+                payload_head=head,
+                payload_tail=tail,
+                now=now,
             )
-        for part in chunks(rows, 5000):  # type: ignore[arg-type]
-            s.execute(insert(OutboxMessage), part)
+            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this
         record_many(
