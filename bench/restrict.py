@@ -244,6 +244,8 @@ def _run(  # noqa: PLR0913
             break
         time.sleep(0.005)
     worker.stop()
+    if sink != "webhook":
+        publisher.close()
     assert last is not None, "not every restriction arrived"
     delivered_s = last - t0
     requests = len(receiver.batches) if receiver else None
