@@ -30,6 +30,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -108,19 +109,18 @@ def action_body(
     created_at: datetime,
     payload: str,
 ) -> bytes:
-    return json.dumps(
-        {
-            "id": public_id,
-            "idempotency_key": idempotency_key,
-            "topic": topic,
-            "target": {"type": target_type, "id": target_id},
-            "case": case_public_id,
-            "created_at": created_at.isoformat(),
-            "action": json.loads(payload),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
+    """The action's JSON, keys sorted, the stored payload embedded as it is (it is
+    JSON already: no parsing and dumping again for each of 100,000 actions)."""
+    enc = _enc
+    return (
+        f'{{"action":{payload},"case":{enc(case_public_id)},'
+        f'"created_at":{enc(created_at.isoformat())},"id":{enc(public_id)},'
+        f'"idempotency_key":{enc(idempotency_key)},'
+        f'"target":{{"id":{enc(target_id)},"type":{enc(target_type)}}},"topic":{enc(topic)}}}'
     ).encode()
+
+
+_enc = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class DeliveryDispatcher:
@@ -149,22 +149,44 @@ class DeliveryDispatcher:
         self._policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()
         self.batch_max = batch_max
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send")
 
     def deliver_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
-        """Deliver up to ``limit`` due actions; returns how many were acknowledged."""
+        """Deliver up to ``limit`` due actions; returns how many were acknowledged.
+
+        While one batch is with the platform the next is claimed (a second thread), so
+        the database's time and the platform's overlap; the next batch never holds an
+        action for a target of the one in flight (those are still ``delivering``)."""
         delivered = 0
-        tried = 0
-        while tried < limit:
-            claimed = self._claim(now or utcnow(), min(self.batch_max, limit - tried))
-            if not claimed:
-                break
-            tried += len(claimed)
-            result = self._sink.send(claimed)
+        claimed = self._claim(now or utcnow(), min(self.batch_max, limit))
+        tried = len(claimed)
+        while claimed:
+            sending = self._pool.submit(self._sink.send, claimed)
+            following: list[Claimed] = []
+            if tried < limit:
+                following = self._claim(now or utcnow(), min(self.batch_max, limit - tried))
+                tried += len(following)
+            result = sending.result()
             self._record(claimed, result, now or utcnow())
             delivered += sum(1 for c in claimed if c.public_id in result.accepted)
-            if result.status is None and not result.accepted:
-                break  # the platform is unreachable: try again next round, not 100 times
+            if result.status is None and not result.accepted and following:
+                # The platform is unreachable: the next batch is given back as it was
+                # (its lease undone), to be tried again next round, not now.
+                self._release(following, now or utcnow())
+                break
+            claimed = following
         return delivered
+
+    def _release(self, claimed: Sequence[Claimed], now: datetime) -> None:
+        o = OutboxMessage
+        with unit_of_work(self._sessions) as s:
+            for c in claimed:
+                s.execute(
+                    update(o)
+                    .where(o.id == c.row_id, o.attempts == c.attempts, o.state == DELIVERING)
+                    .values(state=PENDING, attempts=o.attempts - 1, next_attempt_at=now)
+                    .execution_options(synchronize_session=False)
+                )
 
     def _claim(self, now: datetime, n: int) -> list[Claimed]:
         earlier = aliased(OutboxMessage)
