@@ -7,8 +7,8 @@ Builds the MISSION.md shape — one original by a flagged account, N-1 reposts o
 other accounts — with bulk inserts (setting up 100,000 items through the registry one
 by one would measure the registry, not the restriction). One delivery worker runs as
 ``takedown serve`` runs it (``TAKEDOWN_WEBHOOK_BATCH_MAX`` 500, polling every
-``TAKEDOWN_DELIVERY_POLL_SECONDS``), sending to a local receiver over real HTTP that
-checks every signature (``webhook``), or publishing to the NATS JetStream server at
+``TAKEDOWN_DELIVERY_POLL_SECONDS``), sending to a local receiver over real HTTP, in
+its own process, that checks every signature (``webhook``), or publishing to the NATS JetStream server at
 127.0.0.1:4222 that a pull consumer reads (``jetstream``). Then the parent's report goes
 through the real HTTP app (in-process ASGI client), and the run measures:
 
@@ -41,7 +41,6 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.services.test_delivery import SECRET  # noqa: E402
-from tests.services.test_delivery_batches import BatchReceiver  # noqa: E402
 
 from takedown.api.app import create_app  # noqa: E402
 from takedown.config import Settings  # noqa: E402
@@ -105,6 +104,55 @@ def _populate(rt, copies: int) -> None:  # type: ignore[no-untyped-def]
             s.execute(insert(Item), rows[start : start + 10_000])
 
 
+RECEIVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.services.test_delivery_batches import BatchReceiver
+want = int(sys.argv[1])
+r = BatchReceiver()
+print(r.url, flush=True)
+while True:
+    with r.lock:
+        got = sum(1 for a in r.executed.values() if a["topic"] == "item.restrict")
+    if got >= want:
+        print("done", time.time(), len(r.batches), r.bad, flush=True)
+        break
+    time.sleep(0.002)
+time.sleep(0.5)
+"""
+
+
+class ReceiverProcess:
+    """The platform's receiver in its own process (as it would be: not sharing the
+    worker's interpreter), checking every signature; notes when it holds ``want``
+    restrict actions."""
+
+    def __init__(self, want: int) -> None:
+        import subprocess
+
+        code = RECEIVER.format(root=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(want)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        self.done_at: float | None = None
+        self.requests = 0
+        self.bad = 0
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line and line[0] == "done":
+            self.requests, self.bad = int(line[2]), int(line[3])
+            self.done_at = float(line[1])
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 class StreamReader:
     """A JetStream pull consumer in its own thread, noting when it has read ``want``
     restrict actions."""
@@ -144,7 +192,7 @@ class StreamReader:
                 if doc["topic"] == "item.restrict":
                     self.restricted.add(doc["target"]["id"])
             if len(self.restricted) >= self.want:
-                self.done_at = time.perf_counter()
+                self.done_at = time.time()
         await js.delete_stream(self.stream)
         await nc.close()
 
@@ -198,10 +246,10 @@ def _run(  # noqa: PLR0913
     t0 = time.perf_counter()
     _populate(rt, copies)
     setup_s = time.perf_counter() - t0
-    receiver: BatchReceiver | None = None
+    receiver: ReceiverProcess | None = None
     reader: StreamReader | None = None
     if sink == "webhook":
-        receiver = BatchReceiver()
+        receiver = ReceiverProcess(copies)
         dispatcher = DeliveryDispatcher(
             rt.sessions, WebhookClient(receiver.url, SECRET), batch_max=batch_max
         )
@@ -217,6 +265,7 @@ def _run(  # noqa: PLR0913
     client = TestClient(create_app(rt))
     time.sleep(1)  # the worker idles, as it would when the report comes
     t0 = time.perf_counter()
+    wall0 = time.time()
     r = client.post(
         "/v1/reports",
         json={
@@ -231,24 +280,16 @@ def _run(  # noqa: PLR0913
     assert r.status_code == 201, r.text
     body = r.json()
     deadline = time.monotonic() + 600
-    last: float | None = None
-    while time.monotonic() < deadline:
-        if receiver is not None:
-            with receiver.lock:
-                got = sum(1 for k in receiver.executed.values() if k["topic"] == "item.restrict")
-            if got >= copies:
-                last = time.perf_counter()
-                break
-        elif reader is not None and reader.done_at is not None:
-            last = reader.done_at
-            break
+    source = receiver or reader
+    assert source is not None
+    while time.monotonic() < deadline and source.done_at is None:
         time.sleep(0.005)
     worker.stop()
     if sink != "webhook":
         publisher.close()
-    assert last is not None, "not every restriction arrived"
-    delivered_s = last - t0
-    requests = len(receiver.batches) if receiver else None
+    assert source.done_at is not None, "not every restriction arrived"
+    delivered_s = source.done_at - wall0
+    requests = receiver.requests if receiver else None
     bad = receiver.bad if receiver else 0
     if receiver:
         receiver.close()
