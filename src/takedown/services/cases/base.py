@@ -237,18 +237,26 @@ class CaseBase:
                 Report.from_limited_reporter.is_(False),
             )
         ).all()
-        # One row per account (two accounts with the same history both count).
-        accounts = s.execute(
+        # Each account once (two accounts with the same history both count), summed by
+        # the database: a viral item's case has 100,000 posting accounts.
+        accounts = (
             select(
-                Account.confirmed_violations + Account.prior_violations,
-                Account.flagged,
+                (Account.confirmed_violations + Account.prior_violations).label("strikes"),
+                sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
                 Account.id,
             )
             .join(Item, Item.account_id == Account.id)
             .join(CaseItem, CaseItem.item_id == Item.id)
             .where(CaseItem.case_id == case.id)
             .distinct()
-        ).all()
+            .subquery()
+        )
+        strikes, flagged = s.execute(
+            select(
+                func.coalesce(func.sum(accounts.c.strikes), 0),
+                func.coalesce(func.sum(accounts.c.flagged), 0),
+            )
+        ).one()
         total = self._total_views(s, case)
         score, factors = priority(
             TriageInput(
@@ -256,8 +264,8 @@ class CaseBase:
                 | frozenset(_categories(case)),
                 reporter_roles=frozenset(ReporterRole(r[1]) for r in reports),
                 hash_sources=frozenset(_hash_sources(case)),
-                account_confirmed_violations=sum(a[0] for a in accounts),
-                accounts_flagged=sum(1 for a in accounts if a[1]),
+                account_confirmed_violations=int(strikes),
+                accounts_flagged=int(flagged),
                 total_views=total,
                 views_last_hour=max(0, total - self._views_hour_ago(s, case, now)),
             )
