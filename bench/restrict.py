@@ -8,9 +8,10 @@ other accounts — with bulk inserts (setting up 100,000 items through the regis
 by one would measure the registry, not the restriction). One delivery worker runs as
 ``takedown serve`` runs it (``TAKEDOWN_WEBHOOK_BATCH_MAX`` 500, polling every
 ``TAKEDOWN_DELIVERY_POLL_SECONDS``), sending to a local receiver over real HTTP, in
-its own process, that checks every signature (``webhook``), or publishing to the NATS JetStream server at
-127.0.0.1:4222 that a pull consumer reads (``jetstream``). Then the parent's report goes
-through the real HTTP app (in-process ASGI client), and the run measures:
+its own process, that checks every signature (``webhook``), or publishing to the NATS
+JetStream server at 127.0.0.1:4222 that a pull consumer reads (``jetstream``). Then the
+parent's report goes through the real HTTP app (in-process ASGI client), and the run
+measures:
 
 - ``report_to_all_restricted_s``: the report request — copy-graph walk, case,
   restriction of every copy, outbox rows, audit events, one transaction;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -365,6 +367,8 @@ def main() -> None:
         "database": backend,
         "webhook_batch_max": args.batch_max,
         "delivery_poll_seconds": args.poll_seconds,
+        "cores": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
     }
     RESULTS.mkdir(exist_ok=True)
