@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from takedown.errors import Conflict, InvalidRequest, NotFound
@@ -222,6 +222,12 @@ class DeliveryDispatcher:
             .with_for_update(skip_locked=True, of=o)
         )
         with unit_of_work(self._sessions) as s:
+            if s.get_bind().dialect.name == "postgresql":
+                # Walk ix_outbox_open in order and stop at n rows. Left to choose, the
+                # planner (whose statistics lag 100,000 rows inserted at once) checked
+                # the order rule for every open row and sorted them: 13 s a claim
+                # instead of 7 ms with a viral item's actions waiting.
+                s.execute(text("SET LOCAL enable_sort = off"))
             rows = s.execute(stmt).all()
             if not rows:
                 return []
