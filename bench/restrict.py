@@ -1,35 +1,63 @@
-"""Time from a report to every copy restricted, for 2,224 and 100,000 copies.
+"""From a report to every copy restricted, and to the platform holding every restriction.
 
-    .venv/bin/python bench/restrict.py [--copies 2224 100000] [--database-url URL]
+    .venv/bin/python bench/restrict.py [--copies 3159 100000] [--sinks webhook jetstream]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 Builds the MISSION.md shape — one original by a flagged account, N-1 reposts of it by
 other accounts — with bulk inserts (setting up 100,000 items through the registry one
-by one would measure the registry, not the restriction), then files the parent's report
-through the real HTTP app (in-process ASGI client) and measures the request: copy graph
-walk, case, restriction of every copy, outbox rows, audit events, all in one
-transaction. Verifies the result, prints JSON and writes bench/results/restrict.json.
+by one would measure the registry, not the restriction). One delivery worker runs as
+``takedown serve`` runs it (``TAKEDOWN_WEBHOOK_BATCH_MAX`` 500, polling every
+``TAKEDOWN_DELIVERY_POLL_SECONDS``), sending to a local receiver over real HTTP, in
+its own process, that checks every signature (``webhook``), or publishing to the NATS
+JetStream server at 127.0.0.1:4222 that a pull consumer reads (``jetstream``). Then the
+parent's report goes through the real HTTP app (in-process ASGI client), and the run
+measures:
+
+- ``report_to_all_restricted_s``: the report request — copy-graph walk, case,
+  restriction of every copy, outbox rows, audit events, one transaction;
+- ``report_to_last_action_received_s``: until the receiver (or the stream's consumer)
+  holds the restrict action of every copy.
+
+With ``--database-url`` (a server URL) each run gets a new, empty PostgreSQL database,
+dropped afterwards. ``--decide`` also times the specialist's confirming decision.
+Prints JSON and writes bench/results/restrict-<backend>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
 
-from takedown.api.app import create_app
-from takedown.config import Settings
-from takedown.ids import new_id, utcnow
-from takedown.runtime import open_runtime
-from takedown.store.blobs import new_key_text
-from takedown.store.models import Account, Item, OutboxMessage
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.services.test_delivery import SECRET  # noqa: E402
+
+from takedown.api.app import create_app  # noqa: E402
+from takedown.config import Settings  # noqa: E402
+from takedown.ids import new_id, utcnow  # noqa: E402
+from takedown.integrations.jetstream import JetStreamPublisher  # noqa: E402
+from takedown.integrations.webhooks import WebhookClient  # noqa: E402
+from takedown.runtime import open_runtime  # noqa: E402
+from takedown.runtime.workers import DeliveryWorker  # noqa: E402
+from takedown.services.outbound.delivery import DeliveryDispatcher  # noqa: E402
+from takedown.services.outbound.sinks import JetStreamSink  # noqa: E402
+from takedown.store.blobs import new_key_text  # noqa: E402
+from takedown.store.models import Account, Item, OutboxMessage  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+NATS_URL = "nats://127.0.0.1:4222"
 
 
 def _populate(rt, copies: int) -> None:  # type: ignore[no-untyped-def]
@@ -78,30 +106,210 @@ def _populate(rt, copies: int) -> None:  # type: ignore[no-untyped-def]
             s.execute(insert(Item), rows[start : start + 10_000])
 
 
-def run(copies: int, database_url: str | None) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as tmp:
-        # A new PostgreSQL database gets no key made for it: this run makes its own.
-        key = new_key_text() if database_url else None
-        rt = open_runtime(Settings(data_dir=Path(tmp), database_url=database_url, master_key=key))
-        t0 = time.perf_counter()
-        _populate(rt, copies)
-        setup_s = time.perf_counter() - t0
-        client = TestClient(create_app(rt))
-        t0 = time.perf_counter()
-        r = client.post(
-            "/v1/reports",
-            json={
-                "category": "csam",
-                "reporter_role": "parent_guardian",
-                "item_ids": ["video-1"],
-                "explanation": "This video shows my son; he was 13.",
-                "good_faith": True,
-            },
+RECEIVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.services.test_delivery_batches import BatchReceiver
+want = int(sys.argv[1])
+r = BatchReceiver()
+print(r.url, flush=True)
+while True:
+    with r.lock:
+        got = sum(1 for a in r.executed.values() if a["topic"] == "item.restrict")
+    if got >= want:
+        print("done", time.time(), len(r.batches), r.bad, flush=True)
+        break
+    time.sleep(0.002)
+time.sleep(0.5)
+"""
+
+
+class ReceiverProcess:
+    """The platform's receiver in its own process (as it would be: not sharing the
+    worker's interpreter), checking every signature; notes when it holds ``want``
+    restrict actions."""
+
+    def __init__(self, want: int) -> None:
+        import subprocess
+
+        code = RECEIVER.format(root=str(Path(__file__).resolve().parents[1]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(want)], stdout=subprocess.PIPE, text=True
         )
-        elapsed = time.perf_counter() - t0
-        assert r.status_code == 201, r.text
-        body = r.json()
-        # A specialist confirms: every copy removed, media banked, accounts acted on.
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        self.done_at: float | None = None
+        self.requests = 0
+        self.bad = 0
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line and line[0] == "done":
+            self.requests, self.bad = int(line[2]), int(line[3])
+            self.done_at = float(line[1])
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class StreamReader:
+    """A JetStream pull consumer in its own thread, noting when it has read ``want``
+    restrict actions."""
+
+    def __init__(self, stream: str, subject: str, want: int) -> None:
+        self.stream, self.subject, self.want = stream, subject, want
+        self.restricted: set[str] = set()
+        self.done_at: float | None = None
+        self._stop = False
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+
+    async def _run(self) -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        while True:  # the sink creates the stream on its first publish
+            try:
+                sub = await js.pull_subscribe(
+                    f"{self.subject}.>",
+                    stream=self.stream,
+                    # a reader that only counts: no acknowledgements to wait for
+                    config=ConsumerConfig(ack_policy=AckPolicy.NONE),
+                )
+                break
+            except Exception:  # noqa: BLE001 - not there yet
+                await asyncio.sleep(0.01)
+        while not self._stop and self.done_at is None:
+            try:
+                msgs = await sub.fetch(2000, timeout=0.2)
+            except TimeoutError:
+                continue
+            for m in msgs:
+                doc = json.loads(m.data)
+                if doc["topic"] == "item.restrict":
+                    self.restricted.add(doc["target"]["id"])
+            if len(self.restricted) >= self.want:
+                self.done_at = time.time()
+        await js.delete_stream(self.stream)
+        await nc.close()
+
+
+def _fresh_postgres(server_url: str) -> tuple[str, str]:
+    name = f"takedown_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(False), name
+
+
+def _drop_postgres(server_url: str, name: str) -> None:
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def run(
+    copies: int,
+    sink: str,
+    server_url: str | None,
+    *,
+    batch_max: int = 500,
+    poll_s: float = 0.5,
+    decide: bool = False,
+) -> dict[str, object]:
+    database_url, db_name = _fresh_postgres(server_url) if server_url else (None, "")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return _run(copies, sink, database_url, Path(tmp), batch_max, poll_s, decide)
+    finally:
+        if server_url:
+            _drop_postgres(server_url, db_name)
+
+
+def _run(  # noqa: PLR0913
+    copies: int,
+    sink: str,
+    database_url: str | None,
+    tmp: Path,
+    batch_max: int,
+    poll_s: float,
+    decide: bool,
+) -> dict[str, object]:
+    # A new PostgreSQL database gets no key made for it: this run makes its own.
+    key = new_key_text() if database_url else None
+    rt = open_runtime(Settings(data_dir=tmp, database_url=database_url, master_key=key))
+    t0 = time.perf_counter()
+    _populate(rt, copies)
+    setup_s = time.perf_counter() - t0
+    receiver: ReceiverProcess | None = None
+    reader: StreamReader | None = None
+    if sink == "webhook":
+        receiver = ReceiverProcess(copies)
+        dispatcher = DeliveryDispatcher(
+            rt.sessions, WebhookClient(receiver.url, SECRET), batch_max=batch_max
+        )
+    else:
+        tag = uuid.uuid4().hex[:8]
+        stream, subject = f"TDBENCH_{tag}", f"tdbench.{tag}"
+        publisher = JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"])
+        dispatcher = DeliveryDispatcher(
+            rt.sessions, JetStreamSink(publisher, subject), batch_max=batch_max
+        )
+        reader = StreamReader(stream, subject, copies)
+    worker = DeliveryWorker(dispatcher, interval_s=poll_s, batch=4 * batch_max).start()
+    client = TestClient(create_app(rt))
+    time.sleep(1)  # the worker idles, as it would when the report comes
+    t0 = time.perf_counter()
+    wall0 = time.time()
+    r = client.post(
+        "/v1/reports",
+        json={
+            "category": "csam",
+            "reporter_role": "parent_guardian",
+            "item_ids": ["video-1"],
+            "explanation": "This video shows my son; he was 13.",
+            "good_faith": True,
+        },
+    )
+    restricted_s = time.perf_counter() - t0
+    assert r.status_code == 201, r.text
+    body = r.json()
+    deadline = time.monotonic() + 600
+    source = receiver or reader
+    assert source is not None
+    while time.monotonic() < deadline and source.done_at is None:
+        time.sleep(0.005)
+    worker.stop()
+    if sink != "webhook":
+        publisher.close()
+    assert source.done_at is not None, "not every restriction arrived"
+    delivered_s = source.done_at - wall0
+    requests = receiver.requests if receiver else None
+    bad = receiver.bad if receiver else 0
+    if receiver:
+        receiver.close()
+    if reader:
+        reader.thread.join(10)
+    out: dict[str, object] = {
+        "copies": copies,
+        "sink": sink,
+        "report_to_all_restricted_s": round(restricted_s, 3),
+        "report_to_last_action_received_s": round(delivered_s, 3),
+        "actions_per_s_after_report": round(copies / (delivered_s - restricted_s), 1),
+        "webhook_requests": requests,
+        "bad_signatures": bad,
+        "setup_s": round(setup_s, 1),
+        "restricted": body["restricted_items"],
+    }
+    assert body["restricted_items"] == copies and bad == 0
+    if decide:
         from takedown.domain.access import Principal
         from takedown.domain.cases import UserRole
 
@@ -116,49 +324,55 @@ def run(copies: int, database_url: str | None) -> dict[str, object]:
             reasons="Confirmed on review (benchmark).",
             principal=specialist,
         )
-        decide_s = time.perf_counter() - t0
-        with rt.sessions() as s:  # after the decision every copy is removed
+        out["decision_to_all_actions_planned_s"] = round(time.perf_counter() - t0, 3)
+        with rt.sessions() as s:
+            out["outbox_rows"] = s.scalar(select(func.count()).select_from(OutboxMessage))
             visible = s.scalar(
                 select(func.count()).select_from(Item).where(Item.visibility == "visible")
             )
-            outbox = s.scalar(select(func.count()).select_from(OutboxMessage))
-        rt.close()
-    # copies restrict + copies remove + one suspension per posting account
-    assert body["restricted_items"] == copies and visible == 0 and outbox == 3 * copies
-    return {
-        "copies": copies,
-        "report_to_all_restricted_s": round(elapsed, 3),
-        "decision_to_all_actions_planned_s": round(decide_s, 3),
-        "per_copy_ms": round(elapsed * 1000 / copies, 4),
-        "setup_s": round(setup_s, 1),
-        "restricted": body["restricted_items"],
-        "outbox_rows": outbox,
-    }
+        assert visible == 0
+    rt.close()
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--copies", type=int, nargs="+", default=[2_224, 100_000])
+    ap.add_argument("--copies", type=int, nargs="+", default=[3_159, 100_000])
+    ap.add_argument("--sinks", nargs="+", default=["webhook", "jetstream"])
+    ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--poll-seconds", type=float, default=0.5)
+    ap.add_argument("--decide", action="store_true")
     ap.add_argument(
         "--database-url",
         default=None,
-        help="PostgreSQL URL of an EMPTY, migrated database (default: SQLite)",
+        help="PostgreSQL server URL; each run creates and drops its own database (default: SQLite)",
     )
     args = ap.parse_args()
-    if args.database_url:
-        print(
-            "PostgreSQL runs need an empty database per size; use SQLite or pass one "
-            "size at a time.",
-            file=sys.stderr,
+    runs = [
+        run(
+            n,
+            sink,
+            args.database_url,
+            batch_max=args.batch_max,
+            poll_s=args.poll_seconds,
+            decide=args.decide,
         )
-    runs = [run(n, args.database_url) for n in args.copies]
+        for n in args.copies
+        for sink in args.sinks
+    ]
+    backend = "postgresql" if args.database_url else "sqlite"
     result = {
-        "benchmark": "report to every copy restricted (one request, one transaction)",
-        "database": "postgresql" if args.database_url else "sqlite",
+        "benchmark": "report to every copy restricted, and to the platform holding every "
+        "restriction (one delivery worker)",
+        "database": backend,
+        "webhook_batch_max": args.batch_max,
+        "delivery_poll_seconds": args.poll_seconds,
+        "cores": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "restrict.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"restrict-{backend}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -273,8 +273,34 @@ class Settings(BaseSettings):
     webhook_give_up_hours: float = Field(
         default=72, ge=72, description="Retry an action this long before dead-lettering it."
     )
+    webhook_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Actions per webhook request (or JetStream batch); 1 sends one action "
+        "a request in the original form.",
+    )
     delivery_poll_seconds: float = Field(
-        default=2, gt=0, description="How often due actions are delivered."
+        default=0.5, gt=0, description="How often due actions are looked for, in s."
+    )
+    actions_nats_url: str | None = Field(
+        default=None,
+        description="Publish the platform's actions to NATS JetStream at this URL "
+        "(e.g. nats://127.0.0.1:4222) instead of posting webhooks.",
+    )
+    actions_nats_stream: str = Field(
+        default="TAKEDOWN_ACTIONS", description="The JetStream stream holding the actions."
+    )
+    actions_nats_subject: str = Field(
+        default="takedown.actions",
+        description="Subject prefix: actions go to <prefix>.<partition>.",
+    )
+    actions_nats_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Subjects the actions are spread over by target (one target's "
+        "actions always on one subject, in order).",
     )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."

@@ -165,3 +165,52 @@ def test_attached_file_is_kept_encrypted_once(rt: Runtime, client):
         assert (blob.content_type, blob.size, blob.kind) == ("image/png", len(photo), "media")
         assert rt.blobs.get(s, media.blob_id) == photo
         assert _count(rt, Blob) == 1
+
+
+def test_views_an_hour_ago_follow_each_items_samples(rt: Runtime):
+    """A case's views an hour ago, per item: its last sample by then; for an item
+    posted within the hour, nothing; for an older item first seen since, its first
+    sample; for an item never sampled, nothing (one set-based query)."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete, insert, select
+
+    from takedown.domain.reports import ReportInput
+    from takedown.ids import utcnow
+    from takedown.services.registry.service import ItemInput
+    from takedown.store.models import Case, Item
+
+    now = utcnow()
+    rt.registry.upsert_item(ItemInput("orig", posted_at=now - timedelta(days=2)), actor="t")
+    rt.registry.upsert_item(ItemInput("new", reposts="orig", posted_at=now), actor="t")
+    rt.registry.upsert_item(
+        ItemInput("old", reposts="orig", posted_at=now - timedelta(days=3)), actor="t"
+    )
+    rt.registry.upsert_item(ItemInput("none", reposts="orig"), actor="t")
+    rt.cases.submit_report(
+        ReportInput(
+            category="csam",
+            reporter_role="user",
+            item_ids=["orig"],
+            explanation="abuse material",
+            good_faith=True,
+        ),
+        channel="api",
+    )
+    with rt.sessions.begin() as s:
+        ids = dict(s.execute(select(Item.platform_id, Item.id)).all())
+        s.execute(delete(ItemViews))
+        s.execute(
+            insert(ItemViews),
+            [
+                {"item_id": ids["orig"], "at": now - timedelta(hours=3), "view_count": 100},
+                {"item_id": ids["orig"], "at": now - timedelta(hours=2), "view_count": 300},
+                {"item_id": ids["orig"], "at": now - timedelta(minutes=5), "view_count": 900},
+                {"item_id": ids["new"], "at": now - timedelta(minutes=5), "view_count": 40},
+                {"item_id": ids["old"], "at": now - timedelta(minutes=30), "view_count": 70},
+                {"item_id": ids["old"], "at": now - timedelta(minutes=3), "view_count": 90},
+            ],
+        )
+    with rt.sessions() as s:
+        case = s.scalars(select(Case)).one()
+        assert rt.cases._views_hour_ago(s, case, now) == 300 + 0 + 70 + 0

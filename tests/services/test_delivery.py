@@ -26,6 +26,7 @@ from takedown.integrations.webhooks import (
 from takedown.runtime import Runtime
 from takedown.runtime.workers import DeliveryWorker
 from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
+from takedown.services.outbound.sinks import SinkResult
 from takedown.services.registry.service import ItemInput
 from takedown.store.models import OutboxMessage
 
@@ -218,12 +219,12 @@ def test_a_worker_whose_lease_ran_out_does_not_overwrite(rt: Runtime, receiver):
     _restrict_some(rt, 1)
     d = _dispatcher(rt, receiver.url)
     now = utcnow()
-    claimed = d._claim(now)
-    assert claimed is not None
+    claimed = d._claim(now, 1)
+    assert len(claimed) == 1
     # The lease runs out; another worker takes the row and delivers it.
     other = _dispatcher(rt, receiver.url)
     assert other.deliver_due(now=now + timedelta(minutes=5)) == 1
-    d._record(claimed[0], claimed[1], False, 500, None, now)  # the late failure
+    d._record(claimed, SinkResult(500, error="HTTP 500"), now)  # the late failure
     assert _states(rt) == {"acknowledged": 1}
 
 

@@ -57,7 +57,8 @@ def verify(
 
 
 class WebhookClient:
-    """Posts one signed JSON body; any 2xx is the platform's acknowledgement."""
+    """Posts one signed JSON body; any 2xx is the platform's acknowledgement (for a
+    batch, :meth:`post_answer`, the answer may name the actions it accepted)."""
 
     def __init__(self, url: str, secret: str, *, timeout_s: float = 10.0) -> None:
         self._url = url
@@ -78,6 +79,26 @@ class WebhookClient:
             },
         )
         return response.status_code
+
+    def post_answer(
+        self, body: bytes, *, delivery_id: str, idempotency_key: str, batch_size: int
+    ) -> tuple[int, bytes]:
+        """A batch of actions: returns the HTTP status and the answer's body (which may
+        acknowledge only some of the actions); raises ``httpx.HTTPError`` when there is
+        no answer."""
+        response = self._client.post(
+            self._url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(self._secret, body),
+                "Takedown-Delivery": delivery_id,
+                "Idempotency-Key": idempotency_key,
+                "Takedown-Batch-Size": str(batch_size),
+                "User-Agent": "Takedown-Webhooks/1",
+            },
+        )
+        return response.status_code, response.content
 
     def close(self) -> None:
         self._client.close()

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from takedown.integrations.jetstream import JetStreamPublisher
 from takedown.integrations.mail import SmtpSender
 from takedown.integrations.webhooks import WebhookClient
 from takedown.periodic import PeriodicWorker
@@ -28,6 +29,7 @@ from takedown.services.index.snapshot import (
 )
 from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
 from takedown.services.outbound.mail import MailDispatcher
+from takedown.services.outbound.sinks import JetStreamSink
 from takedown.services.registry.retroscan import RetroscanService
 
 if TYPE_CHECKING:
@@ -98,9 +100,24 @@ class DeliveryWorker(PeriodicWorker):
         return self._dispatcher.deliver_due(limit=self._batch) >= self._batch
 
 
-def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
-    """Start delivery in this process when a webhook URL is configured."""
+def delivery_dispatcher(rt: Runtime) -> DeliveryDispatcher | None:
+    """The dispatcher the settings ask for: JetStream when ``TAKEDOWN_ACTIONS_NATS_URL``
+    is set, else webhooks when ``TAKEDOWN_WEBHOOK_URL`` is; None when neither is."""
     settings = rt.settings
+    policy = DeliveryPolicy(give_up_after=timedelta(hours=settings.webhook_give_up_hours))
+    if settings.actions_nats_url:
+        subject = settings.actions_nats_subject
+        publisher = JetStreamPublisher(
+            settings.actions_nats_url,
+            settings.actions_nats_stream,
+            [f"{subject}.>"],
+            timeout_s=settings.webhook_timeout_s,
+        )
+        secret = settings.webhook_secret_value() if settings.webhook_url else None
+        sink = JetStreamSink(
+            publisher, subject, partitions=settings.actions_nats_partitions, secret=secret
+        )
+        return DeliveryDispatcher(rt.sessions, sink, policy, batch_max=settings.webhook_batch_max)
     if not settings.webhook_url:
         return None
     client = WebhookClient(
@@ -108,9 +125,18 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
         settings.webhook_secret_value(),
         timeout_s=settings.webhook_timeout_s,
     )
-    policy = DeliveryPolicy(give_up_after=timedelta(hours=settings.webhook_give_up_hours))
+    return DeliveryDispatcher(rt.sessions, client, policy, batch_max=settings.webhook_batch_max)
+
+
+def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
+    """Start delivery in this process when a webhook URL or a JetStream URL is set."""
+    dispatcher = delivery_dispatcher(rt)
+    if dispatcher is None:
+        return None
     worker = DeliveryWorker(
-        DeliveryDispatcher(rt.sessions, client, policy), interval_s=settings.delivery_poll_seconds
+        dispatcher,
+        interval_s=rt.settings.delivery_poll_seconds,
+        batch=max(200, 4 * dispatcher.batch_max),
     )
     worker.start()
     return worker

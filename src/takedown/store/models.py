@@ -494,6 +494,14 @@ class OutboxMessage(Base):
         Index("ix_outbox_state_next", "state", "next_attempt_at"),
         # Order per target: "is there an earlier undelivered action for this item?"
         Index("ix_outbox_target_order", "target_type", "target_platform_id", "id"),
+        # What is left to deliver, oldest first (services/outbound/delivery.py).
+        Index(
+            "ix_outbox_open",
+            "next_attempt_at",
+            "id",
+            sqlite_where=text("state IN ('pending', 'delivering')"),
+            postgresql_where=text("state IN ('pending', 'delivering')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

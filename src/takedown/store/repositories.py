@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import String, cast, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
 from takedown.ids import utcnow
-from takedown.store.models import Bank, BankEntry, Case, Item, RetroscanJob
+from takedown.store.models import Bank, BankEntry, Case, Item, OutboxMessage, RetroscanJob
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -226,3 +228,60 @@ def newest_entry_id(session: Session) -> int:
     """The newest bank entry id of any bank (read under the entry-insert lock: what this
     transaction adds comes after it)."""
     return int(session.scalar(select(func.max(BankEntry.id))) or 0)
+
+
+def insert_item_actions(
+    session: Session,
+    item_ids: Sequence[int],
+    *,
+    key_prefix: str,
+    topic: str,
+    case_id: int,
+    payload_head: str,
+    payload_tail: str,
+    now: datetime,
+) -> None:
+    """One pending outbox action per item, built by the database (INSERT … SELECT)
+    rather than row by row in Python: a report about an item with 100,000 copies writes
+    100,000 of them. Each row's id and idempotency key is ``key_prefix`` (16
+    characters of a fresh ULID) followed by the item's id in ten digits, so the ids of
+    one call are unique and sort like ULIDs; the payload is ``payload_head`` + the
+    item's platform id as a JSON string + ``payload_tail``."""
+    if len(key_prefix) != 16:
+        raise ValueError("key_prefix is 16 characters")
+    if session.get_bind().dialect.name == "postgresql":
+        padded = func.lpad(cast(Item.id, String), 10, "0")
+        quoted: ColumnElement[str] = cast(func.to_json(Item.platform_id), String)
+    else:
+        padded = func.substr(literal("0000000000") + cast(Item.id, String), -10)
+        quoted = func.json_quote(Item.platform_id)
+    key = literal(key_prefix) + padded
+    o = OutboxMessage.__table__.c
+    stamp = literal(now, o.created_at.type)
+    columns = [
+        o.public_id,
+        o.idempotency_key,
+        o.topic,
+        o.target_type,
+        o.target_platform_id,
+        o.case_id,
+        o.payload,
+        o.state,
+        o.attempts,
+        o.created_at,
+        o.next_attempt_at,
+    ]
+    rows = select(
+        key,
+        key,
+        literal(topic),
+        literal("item"),
+        Item.platform_id,
+        literal(case_id),
+        literal(payload_head) + quoted + literal(payload_tail),
+        literal("pending"),
+        literal(0),
+        stamp,
+        stamp,
+    ).where(Item.id.in_(list(item_ids)))
+    session.execute(insert(OutboxMessage).from_select(columns, rows))

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case as sql_case
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.cases import CaseState
@@ -27,7 +28,7 @@ from takedown.services.audit.chain import record_many
 from takedown.services.cases.copies import CopyFinder, chunks
 from takedown.services.cases.reported_hashes import ReportedHashes
 from takedown.store import repositories as repo
-from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, OutboxMessage, Report
+from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, Report
 
 ACTIVE_STATES = (
     CaseState.OPEN.value,
@@ -57,6 +58,9 @@ class CasePolicy:
         "clock_override_disabled",
         "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",
     )
+
+
+_ITEM = "\x00item\x00"  # where each item's platform id goes in its action's payload
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -136,6 +140,17 @@ class CaseBase:
         # the DSA database stores as for the transparency report: a copy removed as it
         # joins a confirmed case was decided by no person.
         statement["automated_decision"] = automation(topic, why)
+        payload = {
+            "action": action,
+            "item_id": _ITEM,
+            "case": case.public_id,
+            "reason": why,
+            "monetization": "paused" if paused else "resumed",
+            "statement_of_reasons": statement,
+            "decision": decision_id,
+        }
+        head, tail = json.dumps(payload).split(json.dumps(_ITEM))
+        key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
         pids: list[tuple[int, str]] = []
         for part in chunks(list(ids)):
             s.execute(
@@ -143,37 +158,17 @@ class CaseBase:
                 .where(Item.id.in_(part))
                 .values(visibility=visibility, monetization_paused=paused, updated_at=now)
             )
-            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
-        rows = []
-        for _, pid in pids:
-            key = new_id()
-            rows.append(
-                {
-                    "public_id": key,
-                    "idempotency_key": key,
-                    "topic": topic,
-                    "target_type": "item",
-                    "target_platform_id": pid,
-                    "case_id": case.id,
-                    "payload": json.dumps(
-                        {
-                            "action": action,
-                            "item_id": pid,
-                            "case": case.public_id,
-                            "reason": why,
-                            "monetization": "paused" if paused else "resumed",
-                            "statement_of_reasons": statement,
-                            "decision": decision_id,
-                        }
-                    ),
-                    "state": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "next_attempt_at": now,
-                }
+            repo.insert_item_actions(
+                s,
+                part,
+                key_prefix=key_prefix,
+                topic=topic,
+                case_id=case.id,
+                payload_head=head,
+                payload_tail=tail,
+                now=now,
             )
-        for part in chunks(rows, 5000):  # type: ignore[arg-type]
-            s.execute(insert(OutboxMessage), part)
+            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this
         record_many(
@@ -198,30 +193,41 @@ class CaseBase:
         registering an old item with many views does not look like sudden growth.
         """
         cut = now - timedelta(hours=1)
-        total = 0
-        for part in chunks(self._case_item_ids(s, case)):
-            before = dict(
-                s.execute(
-                    select(ItemViews.item_id, func.max(ItemViews.view_count))
-                    .where(ItemViews.item_id.in_(part), ItemViews.at <= cut)
-                    .group_by(ItemViews.item_id)
-                ).all()
+        # One query, each item's two figures read through the (item_id, at) index.
+        before = (
+            select(func.max(ItemViews.view_count))
+            .where(ItemViews.item_id == Item.id, ItemViews.at <= cut)
+            .scalar_subquery()
+        )
+        first = select(func.min(ItemViews.view_count)).where(ItemViews.item_id == Item.id)
+        per_item = (
+            select(
+                Item.posted_at.label("posted_at"),
+                before.label("before"),
+                first.scalar_subquery().label("first"),
             )
-            first = dict(
-                s.execute(
-                    select(ItemViews.item_id, func.min(ItemViews.view_count))
-                    .where(ItemViews.item_id.in_(part))
-                    .group_by(ItemViews.item_id)
-                ).all()
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .where(CaseItem.case_id == case.id)
+            .subquery()
+        )
+        total = s.scalar(
+            select(
+                func.coalesce(
+                    func.sum(
+                        sql_case(
+                            (per_item.c.before.is_not(None), per_item.c.before),
+                            (
+                                per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
+                                func.coalesce(per_item.c.first, 0),
+                            ),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                )
             )
-            for item_id, posted_at in s.execute(
-                select(Item.id, Item.posted_at).where(Item.id.in_(part))
-            ).all():
-                if item_id in before:
-                    total += int(before[item_id])
-                elif posted_at is None or posted_at < cut:
-                    total += int(first.get(item_id, 0))
-        return total
+        )
+        return int(total or 0)
 
     def _refresh_priority(self, s: Session, case: Case, now: datetime) -> None:
         reports = s.execute(
@@ -231,18 +237,26 @@ class CaseBase:
                 Report.from_limited_reporter.is_(False),
             )
         ).all()
-        # One row per account (two accounts with the same history both count).
-        accounts = s.execute(
+        # Each account once (two accounts with the same history both count), summed by
+        # the database: a viral item's case has 100,000 posting accounts.
+        accounts = (
             select(
-                Account.confirmed_violations + Account.prior_violations,
-                Account.flagged,
+                (Account.confirmed_violations + Account.prior_violations).label("strikes"),
+                sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
                 Account.id,
             )
             .join(Item, Item.account_id == Account.id)
             .join(CaseItem, CaseItem.item_id == Item.id)
             .where(CaseItem.case_id == case.id)
             .distinct()
-        ).all()
+            .subquery()
+        )
+        strikes, flagged = s.execute(
+            select(
+                func.coalesce(func.sum(accounts.c.strikes), 0),
+                func.coalesce(func.sum(accounts.c.flagged), 0),
+            )
+        ).one()
         total = self._total_views(s, case)
         score, factors = priority(
             TriageInput(
@@ -250,8 +264,8 @@ class CaseBase:
                 | frozenset(_categories(case)),
                 reporter_roles=frozenset(ReporterRole(r[1]) for r in reports),
                 hash_sources=frozenset(_hash_sources(case)),
-                account_confirmed_violations=sum(a[0] for a in accounts),
-                accounts_flagged=sum(1 for a in accounts if a[1]),
+                account_confirmed_violations=int(strikes),
+                accounts_flagged=int(flagged),
                 total_views=total,
                 views_last_hour=max(0, total - self._views_hour_ago(s, case, now)),
             )

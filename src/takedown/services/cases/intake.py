@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Integer, exists, insert, literal, null, or_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
 from takedown.domain.access import Permission, Principal
@@ -36,7 +37,6 @@ from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
 from takedown.services.cases.reported_hashes import HashedMedia
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import ReportReceipt
-from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, CaseItem, CaseLocation, Decision, Item, Report
 
@@ -228,34 +228,47 @@ class CaseIntake(CaseStatus):
             self._hashes.keep(s, case.id, report.id, valid.hashes)
 
     def _add_copies(self, s: Session, case: Case, copies: dict[int, Copy]) -> int:
+        """The copies not in the case yet joined to it, set-based: one INSERT … SELECT
+        per reason and chunk (a viral item has 100,000 reposts, all of one reason),
+        keeping whether each item was public when found (repo.public_when_found's rule)."""
         if not copies:
             return 0
-        present: set[int] = set()
-        for part in chunks(sorted(copies)):
-            present.update(
-                s.scalars(
-                    select(CaseItem.item_id).where(
-                        CaseItem.case_id == case.id, CaseItem.item_id.in_(part)
+        now = utcnow()
+        groups: dict[tuple[str, int | None], list[int]] = {}
+        for c in copies.values():
+            groups.setdefault((c.reason, c.distance), []).append(c.item_id)
+        added = 0
+        for (reason, distance), ids in groups.items():
+            for part in chunks(sorted(ids)):
+                rows = select(
+                    literal(case.id),
+                    Item.id,
+                    literal(reason),
+                    literal(distance, Integer),
+                    literal(now, CaseItem.__table__.c.added_at.type),
+                    sql_case(
+                        (Item.platform_visibility.is_(None), null()),
+                        else_=Item.platform_visibility == "public",
+                    ),
+                ).where(
+                    Item.id.in_(part),
+                    ~exists().where(CaseItem.case_id == case.id, CaseItem.item_id == Item.id),
+                )
+                result = s.execute(
+                    insert(CaseItem).from_select(
+                        [
+                            "case_id",
+                            "item_id",
+                            "reason",
+                            "distance",
+                            "added_at",
+                            "publicly_available",
+                        ],
+                        rows,
                     )
                 )
-            )
-        now = utcnow()
-        public = repo.public_when_found(s, [i for i in copies if i not in present])
-        rows = [
-            {
-                "case_id": case.id,
-                "item_id": c.item_id,
-                "reason": c.reason,
-                "distance": c.distance,
-                "added_at": now,
-                "publicly_available": public.get(c.item_id),
-            }
-            for c in copies.values()
-            if c.item_id not in present
-        ]
-        for part in chunks(rows, 5000):  # type: ignore[arg-type]
-            s.execute(insert(CaseItem), part)
-        return len(rows)
+                added += result.rowcount  # type: ignore[attr-defined]
+        return added
 
     def _apply_report(self, s: Session, case: Case, valid: ValidReport, now: datetime) -> None:
         cats = _categories(case) | {valid.category}

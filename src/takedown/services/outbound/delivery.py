@@ -1,17 +1,25 @@
-"""Delivering the platform's actions from the outbox, by signed webhook.
+"""Delivering the platform's actions from the outbox: by signed webhook, in batches, or
+to a NATS JetStream subject.
 
 Every action (restrict, remove, restore an item…) was written to ``outbox`` in the same
 transaction as the decision that caused it, so nothing decided can be lost. Here a
-worker takes due rows and posts them; an action counts as executed only when the
-platform answers 2xx.
+worker takes due rows and hands them to a sink (``services/outbound/sinks.py``); an
+action counts as executed only when the sink acknowledges it: the platform answers
+2xx (for a batch, every action it names as accepted, or all of them), or JetStream
+stores the message.
 
 - **Claim, then send, then record**, each its own short transaction, never holding a
-  database transaction open while talking HTTP. A claim sets the row ``delivering`` with
-  a lease; a worker that dies leaves the lease to run out and another takes the row.
-  On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several workers never take the
-  same row; on SQLite the write lock serializes them.
+  database transaction open while talking to the platform. A claim takes up to
+  ``batch_max`` due rows and sets them ``delivering`` with a lease; a worker that dies
+  leaves the lease to run out and another takes the rows. On PostgreSQL claims use
+  ``FOR UPDATE SKIP LOCKED`` so several workers never take the same row; on SQLite the
+  claim is one write transaction (``BEGIN IMMEDIATE``), so claims queue on the write
+  lock and a row is never claimed twice either.
 - **Order per item**: a row is due only when no earlier row for the same target is
-  still pending or delivering, so a platform never sees "restore" before "restrict".
+  still pending or delivering, so a platform never sees "restore" before "restrict";
+  a batch therefore holds at most one action per target.
+- **Partial acknowledgement**: the actions of a batch the platform did not accept are
+  retried like a failed request, each on its own.
 - **Retries** with exponential backoff and jitter, for at least 72 hours (configurable);
   then the row goes to ``dead_letter``, visible to admins, who can redeliver it.
 """
@@ -21,11 +29,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from takedown.errors import Conflict, InvalidRequest, NotFound
@@ -33,6 +42,7 @@ from takedown.ids import utcnow
 from takedown.integrations.webhooks import WebhookClient
 from takedown.metrics import DELIVERY_FAILURES
 from takedown.services.audit.chain import record
+from takedown.services.outbound.sinks import Claimed, Sink, SinkResult, WebhookSink
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage
 
@@ -76,57 +86,109 @@ class OutboxView:
 
 def webhook_body(row: OutboxMessage, case_public_id: str | None) -> bytes:
     """What the platform receives for one action (docs/integrations/webhooks.md)."""
-    return json.dumps(
-        {
-            "id": row.public_id,
-            "idempotency_key": row.idempotency_key,
-            "topic": row.topic,
-            "target": {"type": row.target_type, "id": row.target_platform_id},
-            "case": case_public_id,
-            "created_at": row.created_at.isoformat(),
-            "action": json.loads(row.payload),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
+    return action_body(
+        public_id=row.public_id,
+        idempotency_key=row.idempotency_key,
+        topic=row.topic,
+        target_type=row.target_type,
+        target_id=row.target_platform_id,
+        case_public_id=case_public_id,
+        created_at=row.created_at,
+        payload=row.payload,
+    )
+
+
+def action_body(
+    *,
+    public_id: str,
+    idempotency_key: str,
+    topic: str,
+    target_type: str,
+    target_id: str,
+    case_public_id: str | None,
+    created_at: datetime,
+    payload: str,
+) -> bytes:
+    """The action's JSON, keys sorted, the stored payload embedded as it is (it is
+    JSON already: no parsing and dumping again for each of 100,000 actions)."""
+    enc = _enc
+    return (
+        f'{{"action":{payload},"case":{enc(case_public_id)},'
+        f'"created_at":{enc(created_at.isoformat())},"id":{enc(public_id)},'
+        f'"idempotency_key":{enc(idempotency_key)},'
+        f'"target":{{"id":{enc(target_id)},"type":{enc(target_type)}}},"topic":{enc(topic)}}}'
     ).encode()
 
 
+_enc = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class DeliveryDispatcher:
+    """Claims due actions in batches of up to ``batch_max`` and hands each batch to the
+    sink. ``client`` is a :class:`WebhookClient` (wrapped in a webhook sink sending
+    ``batch_max`` actions a request; 1 is the one-action request form) or any
+    :class:`Sink`."""
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        client: WebhookClient,
+        client: WebhookClient | Sink,
         policy: DeliveryPolicy | None = None,
         rng: random.Random | None = None,
+        *,
+        batch_max: int = 1,
     ) -> None:
+        if batch_max < 1:
+            raise ValueError("batch_max must be at least 1")
         self._sessions = sessions
-        self._client = client
+        self._sink: Sink = (
+            WebhookSink(client, batch=batch_max > 1)
+            if isinstance(client, WebhookClient)
+            else client
+        )
         self._policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()
+        self.batch_max = batch_max
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send")
 
     def deliver_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
-        """Deliver up to ``limit`` due actions; returns how many were acknowledged."""
+        """Deliver up to ``limit`` due actions; returns how many were acknowledged.
+
+        While one batch is with the platform the next is claimed (a second thread), so
+        the database's time and the platform's overlap; the next batch never holds an
+        action for a target of the one in flight (those are still ``delivering``)."""
         delivered = 0
-        for _ in range(limit):
-            claimed = self._claim(now or utcnow())
-            if claimed is None:
+        claimed = self._claim(now or utcnow(), min(self.batch_max, limit))
+        tried = len(claimed)
+        while claimed:
+            sending = self._pool.submit(self._sink.send, claimed)
+            following: list[Claimed] = []
+            if tried < limit:
+                following = self._claim(now or utcnow(), min(self.batch_max, limit - tried))
+                tried += len(following)
+            result = sending.result()
+            self._record(claimed, result, now or utcnow())
+            delivered += sum(1 for c in claimed if c.public_id in result.accepted)
+            if result.status is None and not result.accepted and following:
+                # The platform is unreachable: the next batch is given back as it was
+                # (its lease undone), to be tried again next round, not now.
+                self._release(following, now or utcnow())
                 break
-            row_id, attempts, body, delivery_id, key = claimed
-            status: int | None = None
-            error: str | None = None
-            try:
-                status = self._client.post(body, delivery_id=delivery_id, idempotency_key=key)
-            except httpx.HTTPError as exc:
-                error = f"{exc.__class__.__name__}: {exc}"[:1000]
-            ok = status is not None and 200 <= status < 300
-            self._record(row_id, attempts, ok, status, error, now or utcnow())
-            if ok:
-                delivered += 1
-            elif status is None:
-                break  # the platform is unreachable: try again next round, not 100 times
+            claimed = following
         return delivered
 
-    def _claim(self, now: datetime) -> tuple[int, int, bytes, str, str] | None:
+    def _release(self, claimed: Sequence[Claimed], now: datetime) -> None:
+        o = OutboxMessage
+        with unit_of_work(self._sessions) as s:
+            for c in claimed:
+                s.execute(
+                    update(o)
+                    .where(o.id == c.row_id, o.attempts == c.attempts, o.state == DELIVERING)
+                    .values(state=PENDING, attempts=o.attempts - 1, next_attempt_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def _claim(self, now: datetime, n: int) -> list[Claimed]:
         earlier = aliased(OutboxMessage)
         blocked = exists().where(
             and_(
@@ -136,77 +198,131 @@ class DeliveryDispatcher:
                 earlier.state.in_((PENDING, DELIVERING)),
             )
         )
+        o = OutboxMessage
         stmt = (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.state.in_((PENDING, DELIVERING)),
-                OutboxMessage.next_attempt_at <= now,
-                ~blocked,
+            select(
+                o.id,
+                o.attempts,
+                o.public_id,
+                o.idempotency_key,
+                o.topic,
+                o.target_type,
+                o.target_platform_id,
+                o.case_id,
+                o.created_at,
+                o.payload,
             )
-            # Oldest due first, so one failing row cannot starve the others.
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
+            .where(o.state.in_((PENDING, DELIVERING)), o.next_attempt_at <= now, ~blocked)
+            # Oldest due first, so one failing row cannot starve the others; the
+            # partial index ix_outbox_open (next_attempt_at, id) over the rows still to
+            # deliver gives them in this order without a sort, however many rows were
+            # delivered before.
+            .order_by(o.next_attempt_at, o.id)
+            .limit(n)
+            .with_for_update(skip_locked=True, of=o)
         )
         with unit_of_work(self._sessions) as s:
-            row = s.scalars(stmt).first()
-            if row is None:
-                return None
-            row.state = DELIVERING
-            row.attempts += 1
-            row.next_attempt_at = now + self._policy.lease  # the lease
-            case_id = (
-                s.scalar(select(Case.public_id).where(Case.id == row.case_id))
-                if row.case_id
-                else None
-            )
-            return (
-                row.id,
-                row.attempts,
-                webhook_body(row, case_id),
-                row.public_id,
-                row.idempotency_key,
-            )
-
-    def _record(
-        self,
-        row_id: int,
-        attempts: int,
-        ok: bool,
-        status: int | None,
-        error: str | None,
-        now: datetime,
-    ) -> None:
-        with unit_of_work(self._sessions) as s:
-            row = s.get(OutboxMessage, row_id)
-            # A worker whose lease ran out must not overwrite the row's new owner.
-            if row is None or row.attempts != attempts or row.state != DELIVERING:
-                return
-            row.last_status = status
-            if ok:
-                row.state = ACKNOWLEDGED
-                row.acknowledged_at = now
-                row.last_error = None
-                return
-            row.last_error = error or f"HTTP {status}"
-            if (
-                now - row.created_at >= self._policy.give_up_after
-                and row.attempts >= self._policy.min_attempts
-            ):
-                row.state = DEAD
-                DELIVERY_FAILURES.labels("dead_letter").inc()
-                record(
-                    s,
-                    "delivery",
-                    "outbox.dead_letter",
-                    "outbox",
-                    row.public_id,
-                    {"attempts": row.attempts, "last_error": row.last_error},
+            if s.get_bind().dialect.name == "postgresql":
+                # Walk ix_outbox_open in order and stop at n rows. Left to choose, the
+                # planner (whose statistics lag 100,000 rows inserted at once) checked
+                # the order rule for every open row and sorted them: 13 s a claim
+                # instead of 7 ms with a viral item's actions waiting.
+                s.execute(text("SET LOCAL enable_sort = off"))
+            rows = s.execute(stmt).all()
+            if not rows:
+                return []
+            ids = [r[0] for r in rows]
+            s.execute(
+                update(o)
+                .where(o.id.in_(ids))
+                .values(
+                    state=DELIVERING,
+                    attempts=o.attempts + 1,
+                    next_attempt_at=now + self._policy.lease,
                 )
-            else:
-                row.state = PENDING
-                row.next_attempt_at = now + self._policy.delay(row.attempts, self._rng)
-                DELIVERY_FAILURES.labels("retry").inc()
+                .execution_options(synchronize_session=False)
+            )
+            case_ids = sorted({r[7] for r in rows if r[7] is not None})
+            cases = (
+                dict(s.execute(select(Case.id, Case.public_id).where(Case.id.in_(case_ids))).all())
+                if case_ids
+                else {}
+            )
+            return [
+                Claimed(
+                    row_id=r[0],
+                    attempts=r[1] + 1,
+                    public_id=r[2],
+                    idempotency_key=r[3],
+                    target_type=r[5],
+                    target_id=r[6],
+                    body=action_body(
+                        public_id=r[2],
+                        idempotency_key=r[3],
+                        topic=r[4],
+                        target_type=r[5],
+                        target_id=r[6],
+                        case_public_id=cases.get(r[7]) if r[7] is not None else None,
+                        created_at=r[8],
+                        payload=r[9],
+                    ),
+                )
+                for r in rows
+            ]
+
+    def _record(self, claimed: Sequence[Claimed], result: SinkResult, now: datetime) -> None:
+        o = OutboxMessage
+        with unit_of_work(self._sessions) as s:
+            acked: dict[int, list[int]] = {}
+            failed: dict[int, Claimed] = {}
+            for c in claimed:
+                if c.public_id in result.accepted:
+                    acked.setdefault(c.attempts, []).append(c.row_id)
+                else:
+                    failed[c.row_id] = c
+            for attempts, ids in acked.items():
+                for start in range(0, len(ids), 5000):
+                    part = ids[start : start + 5000]
+                    # A worker whose lease ran out must not overwrite the rows' new owner.
+                    s.execute(
+                        update(o)
+                        .where(o.id.in_(part), o.attempts == attempts, o.state == DELIVERING)
+                        .values(
+                            state=ACKNOWLEDGED,
+                            acknowledged_at=now,
+                            last_status=result.status,
+                            last_error=None,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+            if not failed:
+                return
+            for row in s.scalars(select(o).where(o.id.in_(sorted(failed)))):
+                c = failed[row.id]
+                if row.attempts != c.attempts or row.state != DELIVERING:
+                    continue
+                row.last_status = result.status
+                row.last_error = (
+                    result.errors.get(c.public_id) or result.error or f"HTTP {result.status}"
+                )[:1000]
+                if (
+                    now - row.created_at >= self._policy.give_up_after
+                    and row.attempts >= self._policy.min_attempts
+                ):
+                    row.state = DEAD
+                    DELIVERY_FAILURES.labels("dead_letter").inc()
+                    record(
+                        s,
+                        "delivery",
+                        "outbox.dead_letter",
+                        "outbox",
+                        row.public_id,
+                        {"attempts": row.attempts, "last_error": row.last_error},
+                    )
+                else:
+                    row.state = PENDING
+                    row.next_attempt_at = now + self._policy.delay(row.attempts, self._rng)
+                    DELIVERY_FAILURES.labels("retry").inc()
 
 
 class OutboxService:

@@ -1,0 +1,347 @@
+"""Batched webhooks and the JetStream sink, against a real local receiver and the real
+NATS server: batches signed and keyed, order per item, partial acknowledgement and
+retries, several worker processes sharing the outbox without posting anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import func, select, update
+
+from takedown.domain.access import Principal
+from takedown.domain.cases import UserRole
+from takedown.ids import utcnow
+from takedown.integrations.jetstream import JetStreamPublisher
+from takedown.integrations.webhooks import SIGNATURE_HEADER, WebhookClient, verify
+from takedown.runtime import Runtime
+from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
+from takedown.services.outbound.sinks import JetStreamSink, accepted_in, batch_key
+from takedown.store.models import Case, OutboxMessage
+from tests.services.test_delivery import SECRET, _closed_port_url, _restrict_some, _states
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+class BatchReceiver:
+    """A platform endpoint taking batches: checks the signature and the batch key,
+    executes each action once (by its idempotency key) and answers what ``answer`` says
+    (default: an empty 204, which accepts the whole batch)."""
+
+    def __init__(self, answer: Callable[[list[dict]], dict | None] | None = None) -> None:
+        self.batches: list[dict] = []
+        self.executed: dict[str, dict] = {}  # action idempotency key -> action
+        self.posted: list[str] = []  # every action id in every accepted batch
+        self.bad = 0
+        self.answer = answer
+        self.lock = threading.Lock()
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    verify(SECRET, self.headers.get(SIGNATURE_HEADER), body)
+                    doc = json.loads(body)
+                    assert doc["batch"]["idempotency_key"] == self.headers["Idempotency-Key"]
+                    assert doc["batch"]["count"] == len(doc["actions"])
+                    assert self.headers["Takedown-Batch-Size"] == str(len(doc["actions"]))
+                except Exception:  # noqa: BLE001 - anything wrong is a refused request
+                    with me.lock:
+                        me.bad += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                with me.lock:
+                    me.batches.append(doc)
+                    answer = me.answer(doc["actions"]) if me.answer else None
+                    taken = (
+                        doc["actions"]
+                        if answer is None
+                        else [a for a in doc["actions"] if a["id"] in answer["accepted"]]
+                    )
+                    for a in taken:
+                        me.posted.append(a["id"])
+                        me.executed.setdefault(a["idempotency_key"], a)
+                if answer is None:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                out = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/takedown"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def batch_receiver() -> Iterator[BatchReceiver]:
+    r = BatchReceiver()
+    yield r
+    r.close()
+
+
+def _batched(rt: Runtime, url: str, n: int) -> DeliveryDispatcher:
+    return DeliveryDispatcher(
+        rt.sessions,
+        WebhookClient(url, SECRET, timeout_s=2),
+        DeliveryPolicy(),
+        rng=random.Random(1),
+        batch_max=n,
+    )
+
+
+def _restore_all(rt: Runtime) -> None:
+    """Two reviewers find no violation: a restore after each restrict."""
+    with rt.sessions() as s:
+        case_id = s.scalars(select(Case.public_id)).one()
+    for uid, role in (("u1", UserRole.MODERATOR), ("u2", UserRole.CHILD_SAFETY_SPECIALIST)):
+        rt.cases.decide(
+            case_id,
+            outcome="no_violation",
+            reasons="A harmless photo of a cat.",
+            principal=Principal("user", uid, uid, frozenset(), role),
+        )
+
+
+def test_batches_are_signed_keyed_and_keep_order_per_item(rt: Runtime, batch_receiver):
+    _restrict_some(rt, 7)
+    _restore_all(rt)
+    assert _states(rt) == {"pending": 14}
+    d = _batched(rt, batch_receiver.url, 3)
+    t = utcnow()
+    for _ in range(10):
+        d.deliver_due(now=t)
+        t += timedelta(seconds=1)
+    assert _states(rt) == {"acknowledged": 14}
+    assert batch_receiver.bad == 0
+    assert all(1 <= len(b["actions"]) <= 3 for b in batch_receiver.batches)
+    assert len(batch_receiver.posted) == 14 == len(set(batch_receiver.posted))
+    per_item: dict[str, list[str]] = {}
+    for b in batch_receiver.batches:
+        assert len({a["target"]["id"] for a in b["actions"]}) == len(b["actions"])
+        for a in b["actions"]:
+            per_item.setdefault(a["target"]["id"], []).append(a["action"]["action"])
+    assert set(per_item) == {"orig"} | {f"r{i}" for i in range(1, 7)}
+    assert all(v == ["restrict", "restore"] for v in per_item.values()), per_item
+
+
+def test_a_partly_acknowledged_batch_retries_only_the_rest(rt: Runtime):
+    """The receiver takes the first two actions of each batch and rejects the others;
+    they are retried after their backoff, and nothing is executed twice."""
+
+    def first_two(actions: list[dict]) -> dict:
+        return {
+            "accepted": [a["id"] for a in actions[:2]],
+            "rejected": [{"id": a["id"], "error": "busy"} for a in actions[2:]],
+        }
+
+    receiver = BatchReceiver(first_two)
+    try:
+        _restrict_some(rt, 5)
+        d = _batched(rt, receiver.url, 10)
+        now = utcnow()
+        assert d.deliver_due(now=now) == 2
+        assert _states(rt) == {"acknowledged": 2, "pending": 3}
+        with rt.sessions() as s:
+            rows = s.scalars(select(OutboxMessage).where(OutboxMessage.state == "pending")).all()
+            assert all(r.last_error == "rejected by the platform: busy" for r in rows)
+            assert all(r.next_attempt_at > now and r.attempts == 1 for r in rows)
+        assert d.deliver_due(now=now) == 0  # not due yet
+        t = now
+        for _ in range(5):
+            t += timedelta(minutes=10)
+            d.deliver_due(now=t)
+        assert _states(rt) == {"acknowledged": 5}
+        assert len(receiver.executed) == 5 == len(receiver.posted)
+        assert [len(b["actions"]) for b in receiver.batches] == [5, 3, 1]
+    finally:
+        receiver.close()
+
+
+def test_batch_answers_and_keys():
+    from takedown.services.outbound.sinks import Claimed
+
+    acts = [Claimed(i, 1, f"id{i}", f"k{i}", "item", f"p{i}", b"{}") for i in range(3)]
+    every = {"id0", "id1", "id2"}
+    assert accepted_in(b"", acts) == (every, {})
+    assert accepted_in(b"ok", acts) == (every, {})
+    assert accepted_in(b'{"received": 3}', acts) == (every, {})
+    got, errors = accepted_in(b'{"accepted": ["id0", "k1"], "rejected": ["id2"]}', acts)
+    assert got == {"id0", "id1"} and errors == {"id2": "rejected by the platform: rejected"}
+    got, errors = accepted_in(b'{"accepted": []}', acts)
+    assert got == set() and set(errors) == every
+    assert batch_key(acts) == batch_key(list(acts)) != batch_key(acts[:2])
+
+
+def test_a_batch_without_an_answer_waits(rt: Runtime):
+    _restrict_some(rt, 3)
+    d = _batched(rt, _closed_port_url(), 10)
+    now = utcnow()
+    assert d.deliver_due(now=now) == 0
+    assert _states(rt) == {"pending": 3}
+    with rt.sessions() as s:
+        rows = s.scalars(select(OutboxMessage)).all()
+        assert all(r.attempts == 1 and "Connect" in (r.last_error or "") for r in rows)
+
+
+def test_two_worker_processes_share_the_outbox(settings, batch_receiver, tmp_path):
+    """`takedown worker` twice, batches of 7, on the same database: every action
+    posted exactly once (SKIP LOCKED on PostgreSQL, the write lock on SQLite)."""
+    from takedown.runtime import open_runtime
+
+    rt = open_runtime(settings)
+    try:
+        _restrict_some(rt, 60)
+        env = {
+            **os.environ,
+            "TAKEDOWN_DATA_DIR": str(settings.data_dir),
+            "TAKEDOWN_WEBHOOK_URL": batch_receiver.url,
+            "TAKEDOWN_WEBHOOK_SECRET": SECRET,
+            "TAKEDOWN_WEBHOOK_BATCH_MAX": "7",
+            "TAKEDOWN_DELIVERY_POLL_SECONDS": "0.05",
+        }
+        if settings.database_url:
+            env["TAKEDOWN_DATABASE_URL"] = settings.database_url
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "takedown.cli", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp_path / f"worker{i}.log").open("w"),
+            )
+            for i in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and _states(rt) != {"acknowledged": 60}:
+                time.sleep(0.1)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(10)
+        logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
+        assert _states(rt) == {"acknowledged": 60}, logs[-2000:]
+        assert len(batch_receiver.posted) == 60 == len(set(batch_receiver.posted))
+        assert all(len(b["actions"]) <= 7 for b in batch_receiver.batches)
+    finally:
+        rt.close()
+
+
+async def _read_stream(stream: str, subject: str) -> list[tuple[str, dict, bytes]]:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(f"{subject}.>", durable=None, stream=stream)
+        out = []
+        while True:
+            try:
+                msgs = await sub.fetch(100, timeout=0.5)
+            except TimeoutError:
+                break
+            for m in msgs:
+                out.append((m.subject, dict(m.headers or {}), m.data))
+                await m.ack()
+        return out
+    finally:
+        await nc.close()
+
+
+async def _drop_stream(stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def test_actions_published_to_jetstream_once_in_order(rt: Runtime):
+    stream = f"TDTEST_{uuid.uuid4().hex[:10]}"
+    subject = f"tdtest.{uuid.uuid4().hex[:10]}"
+    sink = JetStreamSink(
+        JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"]),
+        subject,
+        partitions=3,
+        secret=SECRET,
+    )
+    d = DeliveryDispatcher(rt.sessions, sink, DeliveryPolicy(), batch_max=4)
+    try:
+        _restrict_some(rt, 6)
+        _restore_all(rt)
+        t = utcnow()
+        for _ in range(6):
+            d.deliver_due(now=t)
+            t += timedelta(seconds=1)
+        assert _states(rt) == {"acknowledged": 12}
+        # A lost acknowledgement: the same actions published again are dropped by
+        # JetStream (Nats-Msg-Id), not stored twice.
+        with rt.sessions.begin() as s:
+            s.execute(update(OutboxMessage).values(state="pending", next_attempt_at=t))
+        for _ in range(6):
+            d.deliver_due(now=t)
+            t += timedelta(seconds=1)
+        assert _states(rt) == {"acknowledged": 12}
+        got = asyncio.run(_read_stream(stream, subject))
+        assert len(got) == 12
+        with rt.sessions() as s:
+            keys = set(s.scalars(select(OutboxMessage.idempotency_key)))
+            assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 12
+        assert {h["Nats-Msg-Id"] for _, h, _ in got} == keys
+        per_item: dict[str, list[str]] = {}
+        subjects: dict[str, set[str]] = {}
+        for subj, headers, data in got:
+            verify(SECRET, headers["Takedown-Signature"], data)
+            doc = json.loads(data)
+            per_item.setdefault(doc["target"]["id"], []).append(doc["action"]["action"])
+            subjects.setdefault(doc["target"]["id"], set()).add(subj)
+        assert all(v == ["restrict", "restore"] for v in per_item.values()), per_item
+        assert all(len(v) == 1 for v in subjects.values())  # one item, one partition
+    finally:
+        sink.close()
+        asyncio.run(_drop_stream(stream))
+
+
+def test_an_unreachable_nats_leaves_actions_pending(rt: Runtime):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sink = JetStreamSink(
+        JetStreamPublisher(f"nats://127.0.0.1:{port}", "TDX", ["tdx.>"], timeout_s=0.5), "tdx"
+    )
+    d = DeliveryDispatcher(rt.sessions, sink, DeliveryPolicy(), batch_max=10)
+    try:
+        _restrict_some(rt, 2)
+        assert d.deliver_due(now=utcnow()) == 0
+        assert _states(rt) == {"pending": 2}
+    finally:
+        sink.close()
