@@ -488,7 +488,14 @@ def match_chunk(s: Session, entries: JobEntries, rows: Sequence[Any]) -> dict[tu
             continue
         frames = stored_hex_to_bytes_array([f.pdq for f in features])
         q, frame_ids, d = scan(entries.video_frames, frames)
-        hits = list(zip(q.tolist(), frame_ids.tolist(), d.tolist(), strict=True))
+        # Stored frames keep their hash as uploaded only (the other rotations need the
+        # frame's DCT), so a retroactive scan judges variant 0: the video as uploaded.
+        hits = [
+            (frame, frame_id, distance, 0)
+            for frame, frame_id, distance in zip(
+                q.tolist(), frame_ids.tolist(), d.tolist(), strict=True
+            )
+        ]
         for entry_id in judge_banked(s, features, hits, entries.videos):
             keep(entry_id, media_id, 0)
     return found

@@ -643,7 +643,17 @@ class RegistryService:
                 if match.entry.category:
                     categories.add(match.entry.category)
         self._act(
-            s, item, media, result, actor, actions, sources, restrict_sources, origins, categories
+            s,
+            item,
+            media,
+            result,
+            actor,
+            actions,
+            sources,
+            restrict_sources,
+            origins,
+            categories,
+            neighbours=neighbours,
         )
 
     def _act(
@@ -658,6 +668,7 @@ class RegistryService:
         restrict_sources: set[str],
         origins: set[str],
         categories: set[str],
+        neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
     ) -> None:
         """What a bank match does to an item, found at upload or afterwards
         (:meth:`act_on_retroactive_matches`): the bank's policy opens a case or joins
