@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     delivery_poll_seconds: float = Field(
         default=2, gt=0, description="How often due actions are delivered."
     )
+    exchange_poll_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="How often `takedown worker` looks for hash exchanges due to sync.",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."
     )

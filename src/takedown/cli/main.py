@@ -29,6 +29,7 @@ from takedown.cli.common import (
     settings,
     setup_failed,
 )
+from takedown.cli.exchanges import exchange_app
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
 from takedown.errors import ConfigError, TakedownError
@@ -53,6 +54,7 @@ master_key_app = typer.Typer(
 )
 app.add_typer(user_app, name="user")
 app.add_typer(bank_app, name="bank")
+app.add_typer(exchange_app, name="exchange")
 app.add_typer(entry_app, name="entry")
 app.add_typer(key_app, name="apikey")
 app.add_typer(db_app, name="db")
@@ -306,23 +308,27 @@ def screen(files: Annotated[list[Path], typer.Argument(help="Image files")]) -> 
 # -- background work -----------------------------------------------------------------
 @app.command()
 def worker() -> None:
-    """Deliver the platform's actions (webhooks) and reporter mail until stopped.
+    """Deliver the platform's actions (webhooks) and reporter mail, and sync the hash
+    exchanges on their schedules, until stopped.
 
     `takedown serve` does this itself; run separate workers (several are safe on
     PostgreSQL) when the API runs on many processes."""
     import signal
     import threading
 
-    from takedown.runtime.workers import start_delivery_worker, start_mail_worker
+    from takedown.periodic import PeriodicWorker
+    from takedown.runtime.workers import (
+        start_delivery_worker,
+        start_exchange_worker,
+        start_mail_worker,
+    )
 
     rt = runtime()
     _log_in_use(rt.settings)
-    workers = [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
-    if not workers:
-        err.print(
-            "[yellow]nothing to do:[/yellow] set TAKEDOWN_WEBHOOK_URL and/or TAKEDOWN_SMTP_HOST"
-        )
-        raise typer.Exit(code=2)
+    workers: list[PeriodicWorker] = [
+        w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None
+    ]
+    workers.append(start_exchange_worker(rt))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"delivering ({len(workers)} worker thread(s)); Ctrl-C to stop")

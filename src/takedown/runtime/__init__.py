@@ -26,6 +26,7 @@ from takedown.services.cases.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFind
 from takedown.services.cases.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
 from takedown.services.cases.service import CasePolicy, CaseService
 from takedown.services.evidence.vault import EvidenceVault
+from takedown.services.exchanges.service import ExchangeService
 from takedown.services.identity.apikeys import ApiKeyService
 from takedown.services.identity.users import UserService
 from takedown.services.index import snapshot as index_snapshot
@@ -64,6 +65,7 @@ class Runtime:
     cases: CaseService
     registry: RegistryService
     outbox: OutboxService
+    exchanges: ExchangeService
     blobs: BlobStore
     cybertipline: CyberTiplineService
     legal: LegalService
@@ -195,6 +197,7 @@ def open_runtime(
             settings.video_sampling,
         ),
         outbox=OutboxService(sessions),
+        exchanges=ExchangeService(sessions),
         blobs=blobs,
         cybertipline=cybertipline_service(sessions, settings, blobs, evidence),
         legal=LegalService(

@@ -843,3 +843,64 @@ class ReviewerSettings(Base):
     break_minutes: Mapped[int] = mapped_column(Integer)
     stretch_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --------------------------------------------------------------------------------------
+# Hash-list exchanges (migration 0020)
+# --------------------------------------------------------------------------------------
+
+
+class Exchange(Base):
+    """A hash list pulled from an exchange (NCMEC, StopNCII, ThreatExchange, TCAP) into
+    a bank. ``credentials`` names where the secret is (``file:/path`` or ``env:NAME``),
+    never the secret itself. ``checkpoint`` is the exchange's own cursor (JSON), written
+    in the same transaction as the entries of the page it follows, and ``version`` grows
+    with every page so that two syncs of one exchange never both apply a page."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
+    base_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    credentials: Mapped[str] = mapped_column(String(600))
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_added: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_disabled: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ExchangeEntry(Base):
+    """One signal of one upstream entry, and the bank entry that holds it: provenance
+    (exchange, upstream id, labels, first and last seen). A bank entry pulled from an
+    exchange stays enabled while any live row still carries it, so a hash shared by two
+    upstream entries survives the deletion of one."""
+
+    __tablename__ = "exchange_entries"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange_id", "upstream_id", "signal_type", name="uq_exchange_entries_upstream"
+        ),
+        Index("ix_exchange_entries_entry", "entry_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    upstream_id: Mapped[str] = mapped_column(String(200))
+    signal_type: Mapped[str] = mapped_column(String(16))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    labels: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

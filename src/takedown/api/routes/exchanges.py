@@ -1,0 +1,81 @@
+"""Hash-list exchanges: add one feeding a bank, sync it now, read its state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from takedown.api.auth import require, runtime
+from takedown.api.schemas import Int64
+from takedown.domain.access import Permission, Principal
+from takedown.runtime import Runtime
+from takedown.services.exchanges.service import ExchangeView, SyncResult
+
+router = APIRouter(tags=["exchanges"])
+_read = require(Permission.BANKS_READ)
+_write = require(Permission.BANKS_WRITE)
+
+
+class ExchangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Unique name: lowercase letters, digits, '-', '_', '.'.")
+    type: str = Field(description="ncmec or stopncii (tat and threatexchange: not yet).")
+    bank: str = Field(description="The bank the exchange's entries go into.")
+    credentials_file: str | None = Field(
+        None,
+        description="Absolute path of a file on the server holding the credentials "
+        "(NCMEC user:password; StopNCII fetch_key,subscription_key[,feedback_key]). "
+        "Only the path is stored; the secret is never shown.",
+    )
+    credentials_env: str | None = Field(
+        None, description="Or the name of an environment variable holding them."
+    )
+    base_url: str | None = Field(None, description="Another base URL than the exchange's own.")
+    interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
+
+
+@router.get("/exchanges", response_model=list[ExchangeView], summary="List hash exchanges")
+def list_exchanges(
+    _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
+) -> list[ExchangeView]:
+    return rt.exchanges.list()
+
+
+@router.post(
+    "/exchanges", response_model=ExchangeView, status_code=201, summary="Add a hash exchange"
+)
+def add_exchange(
+    body: ExchangeIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> ExchangeView:
+    return rt.exchanges.add(
+        body.name,
+        type=body.type,
+        bank=body.bank,
+        actor=p.actor,
+        credentials_file=body.credentials_file,
+        credentials_env=body.credentials_env,
+        base_url=body.base_url,
+        interval_seconds=body.interval_seconds,
+    )
+
+
+@router.get("/exchanges/{name}", response_model=ExchangeView, summary="One exchange's state")
+def get_exchange(
+    name: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
+) -> ExchangeView:
+    return rt.exchanges.get(name)
+
+
+@router.post(
+    "/exchanges/{name}/sync",
+    response_model=SyncResult,
+    summary="Pull the exchange's changes since its checkpoint now",
+    description="One transaction per page with its checkpoint. A refused or "
+    "unreachable exchange is a 409 `exchange_sync_failed` (or "
+    "`exchange_credentials_refused`), recorded on the exchange.",
+)
+async def sync_exchange(
+    name: str, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
+) -> SyncResult:
+    return await run_in_threadpool(rt.exchanges.sync, name, actor=p.actor)
