@@ -14,6 +14,7 @@ sync mid-way).
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,7 +134,8 @@ class NcmecHashServer:
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)  # a client killed mid-request
 
             def _authorized(self) -> bool:
                 want = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

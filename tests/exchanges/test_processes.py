@@ -1,0 +1,203 @@
+"""Exchanges driven from outside: the CLI (a sync killed with kill -9 resumes without
+duplicates or gaps), ``takedown worker`` (syncs on schedule), and the HTTP API. Both
+database backends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from takedown.runtime import Runtime
+from takedown.store.models import BankEntry, ExchangeEntry
+from tests.exchanges.ncmec_hash_server import PASSWORD, USER, NcmecHashServer
+
+
+def md5(n: int) -> str:
+    return hashlib.md5(f"stand-in {n}".encode()).hexdigest()
+
+
+@pytest.fixture
+def ncmec() -> Iterator[NcmecHashServer]:
+    server = NcmecHashServer(page_size=3).start()
+    yield server
+    server.stop()
+
+
+def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TAKEDOWN_DATABASE_URL": database_url,
+        "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
+        **extra,
+    }
+
+
+def _cli(env: dict[str, str], *args: str, **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "takedown.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "takedown.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _counts(rt: Runtime) -> tuple[int, int, int]:
+    with rt.sessions() as s:
+        entries = s.scalar(select(func.count()).select_from(BankEntry)) or 0
+        rows = s.scalar(select(func.count()).select_from(ExchangeEntry)) or 0
+        distinct = (
+            s.scalar(
+                select(func.count()).select_from(
+                    select(ExchangeEntry.upstream_id).distinct().subquery()
+                )
+            )
+            or 0
+        )
+        return int(entries), int(rows), int(distinct)
+
+
+def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
+    base = int(time.time()) - 3600
+    for i in range(30):  # 10 pages of 3
+        ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
+    ncmec.delete(1, "e0", base + 40)  # the last page deletes the first entry
+    env = _env(database_url, tmp_path)
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
+    r = _run(
+        env,
+        "exchange", "add", "ncmec-ngo", "--type", "ncmec", "--bank", "ncmec",
+        "--base-url", ncmec.url, "--credentials", str(creds),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    ncmec.hold_page = 13  # the fifth page: four are applied when it is asked for
+    proc = _cli(env, "exchange", "sync", "ncmec-ngo")
+    assert ncmec.held.wait(60), proc.stderr.read() if proc.stderr else ""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    ncmec.hold_page = None
+    ncmec.release.set()
+    assert _counts(rt) == (12, 12, 12)
+    view = rt.exchanges.get("ncmec-ngo")
+    assert view.checkpoint.get("next") == "(mid-sync)" and view.live_entries == 12
+    r = _run(env, "exchange", "sync", "ncmec-ngo", "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["pages"] == 7 and result["added"] == 18 and result["complete"]
+    assert result["disabled"] == 1
+    assert _counts(rt) == (30, 30, 30)  # no duplicate, no gap
+    with rt.sessions() as s:
+        values = {v: e for v, e in s.execute(select(BankEntry.value, BankEntry.enabled))}
+    assert {md5(i) for i in range(30)} == set(values) and not values[md5(0)]
+    # The resumed request went on from the stored next link, in the same range.
+    gets = [p for m, p in ncmec.requests if "/v2/entries" in p]
+    assert sum("start=13" in p for p in gets) == 2
+    listed = _run(env, "exchange", "list", "--json")
+    row = json.loads(listed.stdout.splitlines()[0])
+    assert row["entries_added"] == 30 and row["entries_disabled"] == 1
+    assert row["credentials"] == f"file:{creds}" and PASSWORD not in listed.stdout
+    assert row["last_error"] is None and row["live_entries"] == 29
+    assert PASSWORD not in r.stdout + r.stderr
+
+
+def test_worker_syncs_on_schedule(rt, database_url, tmp_path, ncmec):
+    base = int(time.time()) - 3600
+    for i in range(5):
+        ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
+    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    rt.exchanges.add(
+        "ncmec-ngo",
+        type="ncmec",
+        bank="ncmec",
+        actor="t",
+        base_url=ncmec.url,
+        credentials_file=str(creds),
+        interval_seconds=3600,
+    )
+    worker = _cli(_env(database_url, tmp_path, TAKEDOWN_EXCHANGE_POLL_SECONDS="0.2"), "worker")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            view = rt.exchanges.get("ncmec-ngo")
+            if view.last_success_at is not None:
+                break
+            time.sleep(0.2)
+        assert view.last_success_at is not None and view.live_entries == 5
+        # Next one in an hour; the worker leaves it alone meanwhile.
+        assert (view.next_sync_at - view.last_success_at).total_seconds() == pytest.approx(
+            3600, abs=2
+        )
+        asked = len(ncmec.requests)
+        time.sleep(1)
+        assert len(ncmec.requests) == asked
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(20)
+
+
+def test_api(client, auth, tmp_path, ncmec):
+    base = int(time.time()) - 3600
+    for i in range(4):
+        ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    assert client.post("/v1/banks", json={"name": "ncmec"}, headers=auth).status_code == 201
+    body = {
+        "name": "ncmec-ngo",
+        "type": "ncmec",
+        "bank": "ncmec",
+        "base_url": ncmec.url,
+        "credentials_file": str(creds),
+    }
+    assert client.post("/v1/exchanges", json=body).status_code == 401
+    r = client.post("/v1/exchanges", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["credentials"] == f"file:{creds}"
+    again = client.post("/v1/exchanges", json=body, headers=auth)
+    assert again.status_code == 409 and again.json()["code"] == "exchange_exists"
+    bad = client.post("/v1/exchanges", json={**body, "name": "x", "type": "fax"}, headers=auth)
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_exchange_type"
+    r = client.post("/v1/exchanges/ncmec-ngo/sync", headers=auth)
+    assert r.status_code == 200 and r.json()["added"] == 4 and r.json()["pages"] == 2
+    listed = client.get("/v1/exchanges", headers=auth).json()
+    assert [e["name"] for e in listed] == ["ncmec-ngo"] and listed[0]["live_entries"] == 4
+    one = client.get("/v1/exchanges/ncmec-ngo", headers=auth).json()
+    assert one["last_success_at"] and one["entries_added"] == 4 and PASSWORD not in str(one)
+    missing = client.post("/v1/exchanges/nope/sync", headers=auth)
+    assert missing.status_code == 404 and missing.json()["code"] == "exchange_not_found"
+    # Refused credentials: a 409 with a sentence, nothing applied.
+    wrong = tmp_path / "wrong.creds"
+    wrong.write_text(f"{USER}:wrong-one\n")
+    body = {**body, "name": "ncmec-wrong", "credentials_file": str(wrong)}
+    assert client.post("/v1/exchanges", json=body, headers=auth).status_code == 201
+    refused = client.post("/v1/exchanges/ncmec-wrong/sync", headers=auth)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "exchange_credentials_refused"
+    assert "wrong-one" not in refused.text
+    after = client.get("/v1/exchanges/ncmec-wrong", headers=auth).json()
+    assert after["checkpoint"] == {} and after["live_entries"] == 0 and after["last_error"]
