@@ -201,3 +201,35 @@ def test_api(client, auth, tmp_path, ncmec):
     assert "wrong-one" not in refused.text
     after = client.get("/v1/exchanges/ncmec-wrong", headers=auth).json()
     assert after["checkpoint"] == {} and after["live_entries"] == 0 and after["last_error"]
+
+
+def test_console_page(rt, client, tmp_path, ncmec):
+    from tests.console.helpers import csrf_of, sign_in
+
+    ncmec.add(1, "e1", {"md5": md5(1), "sha1": "b" * 40}, int(time.time()) - 3600)
+    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    rt.exchanges.add(
+        "ncmec-ngo",
+        type="ncmec",
+        bank="ncmec",
+        actor="t",
+        base_url=ncmec.url,
+        credentials_file=str(creds),
+    )
+    sign_in(client, "legal")  # reads banks, may not sync
+    page = client.get("/console/exchanges")
+    assert page.status_code == 200 and "ncmec-ngo" in page.text and "never" in page.text
+    assert "Sync ncmec-ngo now" not in page.text
+    sign_in(client, "spec")
+    page = client.get("/console/exchanges")
+    assert 'href="/console/exchanges"' in page.text
+    done = client.post(
+        "/console/exchanges/ncmec-ngo/sync",
+        data={"csrf": csrf_of(page.text)},
+        follow_redirects=True,
+    )
+    assert done.status_code == 200
+    assert "ncmec-ngo: 1 page(s), 1 added, 0 disabled, 1 rejected." in done.text
+    assert PASSWORD not in done.text

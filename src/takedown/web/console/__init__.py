@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from takedown.web.console import admin, assets, legal_dsa, media, pages
+from takedown.web.console import admin, assets, exchanges, legal_dsa, media, pages
 
 router = APIRouter()
-for part in (pages.router, media.router, admin.router, legal_dsa.router, assets.router):
+for part in (
+    pages.router,
+    media.router,
+    admin.router,
+    legal_dsa.router,
+    exchanges.router,
+    assets.router,
+):
     router.include_router(part)
 
 __all__ = ["router"]
