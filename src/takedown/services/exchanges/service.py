@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +42,7 @@ from takedown.store.db import bulk_insert, unit_of_work
 from takedown.store.models import Bank, BankEntry, Base, Exchange, ExchangeEntry
 
 log = logging.getLogger(__name__)
-_CHUNK = 500  # values per IN (...) list
+_CHUNK = 1000  # values per IN (...) list
 FeedFactory = Callable[[ExchangeType, Credentials, str | None], Feed]
 
 
@@ -234,7 +236,7 @@ class ExchangeService:
         try:
             creds = self._credentials(kind, cred_ref)
             feed = self._feed_factory(kind, creds, base_url)
-            for page in feed.pages(checkpoint, now):
+            for page in _prefetched(feed.pages(checkpoint, now)):
                 version = self._apply(ex_id, version, kind, page, result)
                 result.pages += 1
                 result.checkpoint = page.checkpoint
@@ -392,8 +394,13 @@ def _apply_page(
     wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (upstream id, type) -> (type, value)
     labels: dict[str, str] = {}
     records: list[HashRecord] = []
+    texts: dict[tuple[tuple[str, object], ...], str] = {}  # a list's labels repeat
     for e in page.entries:
-        labels[e.upstream_id] = json.dumps(e.labels, sort_keys=True)
+        shape = tuple(sorted(e.labels.items()))
+        text = texts.get(shape)
+        if text is None:
+            text = texts[shape] = json.dumps(e.labels, sort_keys=True)
+        labels[e.upstream_id] = text
         category = e.labels.get("classification")
         for upstream_type, value in e.signals:
             ours = our_signal_type(kind, upstream_type)
@@ -540,6 +547,42 @@ def _entry_ids(
             ):
                 out[(t, v)] = (i, enabled, by)
     return out
+
+
+def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
+    """The feed's pages, the next one fetched (and parsed by the client) in a thread
+    while this one is applied. Only whole pages are yielded, in order; the feed's
+    error is raised where its page would have been."""
+    box: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put((page, None), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            box.put((None, exc))
+
+    thread = threading.Thread(target=fetch, name="takedown-exchange-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = box.get()
+            if error is not None:
+                raise error
+            if page is None:
+                return
+            yield page
+    finally:
+        stop.set()
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
