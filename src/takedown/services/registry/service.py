@@ -599,6 +599,9 @@ class RegistryService:
                     categories.add(match.entry.category)
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
+        if MatchAction.NEGATIVE in actions:  # known benign: no restriction, no case
+            sources.clear()
+            restrict_sources.clear()
         joined = self._cases.join_later_copies(s, {item.id}, actor)
         joined += self._cases.join_by_location(
             s, item.id, item.platform_id, item.url, actor, media=media
