@@ -67,7 +67,8 @@ class BankIn(BaseModel):
     )
     match_action: str = Field(
         "review",
-        description="block, review, record, or negative (a negative bank: known-benign hashes that are never blocked, reviewed or restricted for a match).",
+        description="block, review, record, or negative (a negative bank: known-benign "
+        "hashes, never blocked, reviewed or restricted for a match).",,
     )
     restrict_on_match: bool = Field(
         False,

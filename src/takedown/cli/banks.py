@@ -73,7 +73,8 @@ def bank_create(
     action: Annotated[
         str,
         typer.Option(
-            help="What a match means: block, review, record, negative (known benign: never blocked or restricted)"
+            help="What a match means: block, review, record, negative (known benign: "
+            "never blocked or restricted)"
         ),
     ] = "review",
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold")] = None,
