@@ -68,7 +68,7 @@ class BankIn(BaseModel):
     match_action: str = Field(
         "review",
         description="block, review, record, or negative (a negative bank: known-benign "
-        "hashes, never blocked, reviewed or restricted for a match).",,
+        "hashes, never blocked, reviewed or restricted for a match).",
     )
     restrict_on_match: bool = Field(
         False,
