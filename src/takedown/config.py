@@ -307,6 +307,15 @@ class Settings(BaseSettings):
         description="Alert when a confirmed reportable case has waited this long since "
         "the company had knowledge without being reported.",
     )
+    flood_quarantine_uploads: int = Field(
+        default=100,
+        ge=2,
+        description="A bank entry matching this many distinct uploads within an hour is "
+        "quarantined (stops blocking) until a child-safety specialist decides.",
+    )
+    specialist_alert_email: str | None = Field(
+        default=None, description="Where flood-quarantine alerts are mailed (mail outbox)."
+    )
     legal_alert_email: str | None = Field(
         default=None, description="Where overdue-report alerts are mailed (mail outbox)."
     )

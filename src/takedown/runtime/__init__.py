@@ -21,6 +21,7 @@ from takedown.memory import drop_clean_library_pages
 from takedown.runtime import setup
 from takedown.services.audit.chain import AuditChain, attach
 from takedown.services.audit.log import AuditLog
+from takedown.services.banks.quarantine import QuarantineService
 from takedown.services.banks.service import BankService, BankSettings
 from takedown.services.cases.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFinder
 from takedown.services.cases.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
@@ -66,6 +67,7 @@ class Runtime:
     registry: RegistryService
     outbox: OutboxService
     exchanges: ExchangeService
+    quarantine: QuarantineService
     blobs: BlobStore
     cybertipline: CyberTiplineService
     legal: LegalService
@@ -198,6 +200,11 @@ def open_runtime(
         ),
         outbox=OutboxService(sessions),
         exchanges=ExchangeService(sessions),
+        quarantine=QuarantineService(
+            sessions,
+            uploads=settings.flood_quarantine_uploads,
+            alert_to=settings.specialist_alert_email,
+        ),
         blobs=blobs,
         cybertipline=cybertipline_service(sessions, settings, blobs, evidence),
         legal=LegalService(

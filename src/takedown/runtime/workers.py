@@ -116,13 +116,15 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
 
 class ExchangeWorker(PeriodicWorker):
     """A thread that syncs every hash exchange whose time has come (each from its
-    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds."""
+    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds, and
+    quarantines bank entries that match a flood of uploads (services/banks/quarantine)."""
 
     def __init__(self, rt: Runtime, *, interval_s: float) -> None:
         super().__init__(interval_s, name="takedown-exchanges")
         self._rt = rt
 
     def round(self) -> bool:
+        self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
         self._rt.exchanges.sync_due(actor="worker")
         return False
 

@@ -904,3 +904,21 @@ class ExchangeEntry(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EntryQuarantine(Base):
+    """A bank entry that matched too many distinct uploads in an hour (a flood: most
+    likely a benign picture on a list by mistake): disabled at once, waiting for a child
+    safety specialist, who restores it or leaves it disabled."""
+
+    __tablename__ = "entry_quarantines"
+    __table_args__ = (Index("ix_entry_quarantines_entry", "entry_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uploads: Mapped[int] = mapped_column(Integer)  # distinct uploads in the hour before
+    state: Mapped[str] = mapped_column(String(16))  # pending | restored | disabled
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

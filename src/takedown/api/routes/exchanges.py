@@ -10,6 +10,7 @@ from takedown.api.auth import require, runtime
 from takedown.api.schemas import Int64
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
+from takedown.services.banks.quarantine import QuarantineView
 from takedown.services.exchanges.service import ExchangeView, SyncResult
 
 router = APIRouter(tags=["exchanges"])
@@ -79,3 +80,40 @@ async def sync_exchange(
     name: str, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> SyncResult:
     return await run_in_threadpool(rt.exchanges.sync, name, actor=p.actor)
+
+
+class QuarantineDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    restore: bool = Field(
+        description="true: the entry blocks again (the flood was real material); false: "
+        "it stays disabled (a false positive)."
+    )
+
+
+@router.get(
+    "/quarantines",
+    response_model=list[QuarantineView],
+    tags=["banks"],
+    summary="Bank entries quarantined after a flood of matches (pending by default)",
+)
+def list_quarantines(
+    state: str | None = "pending",
+    _: Principal = Depends(_read),
+    rt: Runtime = Depends(runtime),
+) -> list[QuarantineView]:
+    return rt.quarantine.list(state or None)
+
+
+@router.post(
+    "/quarantines/{quarantine_id}/decision",
+    response_model=QuarantineView,
+    tags=["banks"],
+    summary="A child-safety specialist restores a quarantined entry or leaves it disabled",
+)
+def decide_quarantine(
+    quarantine_id: str,
+    body: QuarantineDecisionIn,
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> QuarantineView:
+    return rt.quarantine.decide(quarantine_id, restore=body.restore, principal=p)

@@ -1,4 +1,5 @@
-"""exchanges, exchange_entries: hash lists pulled from NCMEC, StopNCII, ThreatExchange
+"""exchanges, exchange_entries: hash lists pulled from NCMEC, StopNCII, ThreatExchange;
+entry_quarantines: entries that matched a flood of uploads, waiting for a specialist
 
 Revision ID: 0020_exchanges
 Revises: 0019_clocks
@@ -58,9 +59,23 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_exchange_entries_entry", "exchange_entries", ["entry_id"])
+    op.create_table(
+        "entry_quarantines",
+        sa.Column("id", _ID, primary_key=True),
+        sa.Column("public_id", sa.String(26), nullable=False, unique=True),
+        sa.Column("entry_id", _ID, sa.ForeignKey("bank_entries.id"), nullable=False),
+        sa.Column("started_at", _AT, nullable=False),
+        sa.Column("uploads", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("decided_by", sa.String(200), nullable=True),
+        sa.Column("decided_at", _AT, nullable=True),
+    )
+    op.create_index("ix_entry_quarantines_entry", "entry_quarantines", ["entry_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_entry_quarantines_entry", table_name="entry_quarantines")
+    op.drop_table("entry_quarantines")
     op.drop_index("ix_exchange_entries_entry", table_name="exchange_entries")
     op.drop_table("exchange_entries")
     op.drop_table("exchanges")
