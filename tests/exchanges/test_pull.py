@@ -325,3 +325,26 @@ def test_two_syncs_never_apply_the_same_page(rt, tmp_path, ncmec):
     with pytest.raises(Conflict) as running:
         rt.exchanges._apply(ex_id, 0, ExchangeType.NCMEC, page, SyncResult("ncmec-ngo"))
     assert running.value.code == "exchange_sync_running"
+
+
+def test_an_exchange_not_synced_for_24_hours_alerts_legal_once(rt, tmp_path, ncmec):
+    from datetime import timedelta
+
+    from takedown.ids import utcnow
+    from takedown.store.models import AuditEvent, MailMessage
+
+    add_ncmec(rt, tmp_path, ncmec.url)
+    assert rt.exchanges.check_stale("legal@example.org") == []
+    later = utcnow() + timedelta(hours=25)
+    assert rt.exchanges.check_stale("legal@example.org", now=later) == ["ncmec-ngo"]
+    assert rt.exchanges.check_stale("legal@example.org", now=later) == []  # once
+    with rt.sessions() as s:
+        mail = s.scalars(select(MailMessage)).one()
+        assert "ncmec-ngo" in mail.subject and mail.to_address == "legal@example.org"
+        assert "exchange.stale" in set(s.scalars(select(AuditEvent.action)))
+    # A successful sync ends the stretch: the next one alerts again.
+    ncmec.add(1, "e1", {"md5": md5(1)}, int(time.time()) - 60)
+    sync(rt, "ncmec-ngo")
+    assert rt.exchanges.get("ncmec-ngo").stale is False
+    far = utcnow() + timedelta(hours=50)
+    assert rt.exchanges.check_stale(None, now=far) == ["ncmec-ngo"]

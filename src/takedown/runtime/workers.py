@@ -126,6 +126,7 @@ class ExchangeWorker(PeriodicWorker):
     def round(self) -> bool:
         self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
         self._rt.exchanges.sync_due(actor="worker")
+        self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
         return False
 
 

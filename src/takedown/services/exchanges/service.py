@@ -4,6 +4,7 @@ any point resumes after the last whole page: no duplicate, no gap."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.exchanges import (
     DEFAULT_INTERVAL_S,
+    STALE_AFTER_S,
     Credentials,
     ExchangeType,
     Page,
@@ -37,6 +39,7 @@ from takedown.ids import utcnow
 from takedown.integrations.hash_exchanges import Feed, FeedError, open_feed
 from takedown.services.audit.chain import record
 from takedown.services.banks.service import insert_entries
+from takedown.services.outbound.mail import queue_mail
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, unit_of_work
 from takedown.store.models import Bank, BankEntry, Base, Exchange, ExchangeEntry
@@ -67,6 +70,7 @@ class ExchangeView:
     created_at: datetime
     created_by: str
     live_entries: int = 0  # upstream signals live now
+    stale: bool = False  # no successful sync for 24 hours (the legal team is alerted)
 
     @classmethod
     def of(cls, ex: Exchange, bank: str, live: int = 0) -> ExchangeView:
@@ -93,6 +97,7 @@ class ExchangeView:
             created_at=ex.created_at,
             created_by=ex.created_by,
             live_entries=live,
+            stale=_is_stale(ex, utcnow()),
         )
 
 
@@ -291,6 +296,43 @@ class ExchangeService:
                 log.warning("exchange %s: %s", name, exc.message)
         return len(names)
 
+    def check_stale(
+        self, alert_email: str | None, now: datetime | None = None
+    ) -> builtins.list[str]:
+        """Alert the legal team once about each enabled exchange that has not synced
+        successfully for 24 hours: an audit event and, when an address is configured,
+        a mail through the mail outbox. Returns the exchanges alerted about."""
+        now = now or utcnow()
+        alerted: builtins.list[str] = []
+        with unit_of_work(self._sessions) as s:
+            for ex in s.scalars(select(Exchange).where(Exchange.enabled.is_(True))):
+                if not _is_stale(ex, now) or ex.stale_alerted_at is not None:
+                    continue
+                ex.stale_alerted_at = now
+                since = ex.last_success_at or ex.created_at
+                hours = round((now - since).total_seconds() / 3600, 1)
+                record(
+                    s,
+                    "system",
+                    "exchange.stale",
+                    "exchange",
+                    ex.public_id,
+                    {"name": ex.name, "hours_since_sync": hours, "last_error": ex.last_error},
+                )
+                if alert_email:
+                    queue_mail(
+                        s,
+                        alert_email,
+                        f"Hash exchange {ex.name} has not synced for {hours:.0f} hours",
+                        f"The {ex.type} exchange {ex.name} has not synced successfully since "
+                        f"{since.isoformat(timespec='seconds')} ({hours} hours). Its bank "
+                        "misses what upstream added and still holds what upstream withdrew. "
+                        f"Last error: {ex.last_error or 'none'}.",
+                        now,
+                    )
+                alerted.append(ex.name)
+        return alerted
+
     # -- internals ---------------------------------------------------------------
     def _credentials(self, kind: ExchangeType, ref: str) -> Credentials:
         where, _, what = ref.partition(":")
@@ -366,6 +408,7 @@ class ExchangeService:
             ex.last_error = None
             if complete:
                 ex.last_success_at = now
+                ex.stale_alerted_at = None
                 ex.next_sync_at = now + timedelta(seconds=ex.interval_seconds)
 
 
@@ -547,6 +590,11 @@ def _entry_ids(
             ):
                 out[(t, v)] = (i, enabled, by)
     return out
+
+
+def _is_stale(ex: Exchange, now: datetime) -> bool:
+    since = ex.last_success_at or ex.created_at
+    return ex.enabled and (now - since).total_seconds() >= STALE_AFTER_S
 
 
 def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("last_success_at", _AT, nullable=True),
         sa.Column("next_sync_at", _AT, nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("stale_alerted_at", _AT, nullable=True),
         sa.Column("created_at", _AT, nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
     )
