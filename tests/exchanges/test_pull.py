@@ -280,6 +280,8 @@ def test_add_refuses_mistakes(rt, tmp_path, monkeypatch):
         ({"credentials_file": "relative/path"}, "invalid_credentials_source"),
         ({"credentials_file": None}, "invalid_credentials_source"),
         ({"credentials_file": str(tmp_path / "missing")}, "exchange_credentials_unreadable"),
+        ({"credentials_file": "/dev/zero"}, "exchange_credentials_unreadable"),
+        ({"credentials_file": str(tmp_path)}, "exchange_credentials_unreadable"),
         (
             {"credentials_file": creds_file(tmp_path, "no-colon", "c2")},
             "invalid_exchange_credentials",

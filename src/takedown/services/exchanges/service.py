@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -341,12 +342,7 @@ class ExchangeService:
             if text is None:
                 raise _unreadable(f"the environment variable {what} is not set")
         else:
-            try:
-                text = Path(what).read_text()
-            except OSError as exc:
-                raise _unreadable(
-                    f"the file {what} cannot be read ({exc.strerror or type(exc).__name__})"
-                ) from None
+            text = _read_small_file(what)
         return parse_credentials(kind, text)
 
     def _apply(
@@ -648,6 +644,25 @@ def _get(s: Session, ref: str) -> Exchange:
 
 def _exists(name: str) -> Conflict:
     return Conflict(f"An exchange named {name!r} already exists.", code="exchange_exists")
+
+
+def _read_small_file(path: str) -> str:
+    """A credentials file: a regular file of at most 4 KiB (never a device or a pipe:
+    the path comes from an operator or an API caller)."""
+    try:
+        with Path(path).open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
+                raise _unreadable(f"{path} is not a regular file of at most 4 KiB")
+            data = fh.read(4097)
+    except OSError as exc:
+        raise _unreadable(
+            f"the file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise _unreadable(f"{path} is not UTF-8 text") from None
 
 
 def _unreadable(why: str) -> InvalidRequest:
