@@ -157,6 +157,28 @@ class Page:
     done: bool  # the last page of this sync
 
 
+def merge_pages(pages: list[Page]) -> Page:
+    """Consecutive pages as one, applied in one transaction with the last page's
+    checkpoint. Each change is an upstream entry's whole new state, so the last change
+    of an entry wins (added on one page, deleted on a later one: deleted)."""
+    if len(pages) == 1:
+        return pages[0]
+    last: dict[str, UpstreamEntry | None] = {}
+    for page in pages:
+        for e in page.entries:
+            last.pop(e.upstream_id, None)  # keep the order of the latest change
+            last[e.upstream_id] = e
+        for upstream_id in page.removed:
+            last.pop(upstream_id, None)
+            last[upstream_id] = None
+    return Page(
+        [e for e in last.values() if e is not None],
+        [i for i, e in last.items() if e is None],
+        pages[-1].checkpoint,
+        pages[-1].done,
+    )
+
+
 def our_signal_type(kind: ExchangeType, upstream: str) -> str | None:
     """Our signal type's name for an upstream one, or None (rejected)."""
     return SIGNAL_NAMES.get(kind, {}).get(upstream)

@@ -28,6 +28,7 @@ from takedown.domain.exchanges import (
     ExchangeType,
     Page,
     credentials_ref,
+    merge_pages,
     our_signal_type,
     parse_credentials,
     parse_exchange_type,
@@ -47,6 +48,7 @@ from takedown.store.models import Bank, BankEntry, Base, Exchange, ExchangeEntry
 
 log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
+_AHEAD = 8  # pages fetched ahead, and applied together at most
 FeedFactory = Callable[[ExchangeType, Credentials, str | None], Feed]
 
 
@@ -242,9 +244,12 @@ class ExchangeService:
         try:
             creds = self._credentials(kind, cred_ref)
             feed = self._feed_factory(kind, creds, base_url)
-            for page in _prefetched(feed.pages(checkpoint, now)):
+            for batch in _prefetched(feed.pages(checkpoint, now)):
+                if max_pages is not None:
+                    batch = batch[: max_pages - result.pages]
+                page = merge_pages(batch)
                 version = self._apply(ex_id, version, kind, page, result)
-                result.pages += 1
+                result.pages += len(batch)
                 result.checkpoint = page.checkpoint
                 if page.done:
                     result.complete = True
@@ -593,11 +598,13 @@ def _is_stale(ex: Exchange, now: datetime) -> bool:
     return ex.enabled and (now - since).total_seconds() >= STALE_AFTER_S
 
 
-def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
-    """The feed's pages, the next one fetched (and parsed by the client) in a thread
-    while this one is applied. Only whole pages are yielded, in order; the feed's
-    error is raised where its page would have been."""
-    box: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=1)
+def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Page]]:
+    """The feed's pages in batches: a thread fetches (and the client parses) up to
+    ``ahead`` pages while the previous batch is applied, and each batch is every page
+    fetched by then (at least one), applied in one transaction with its last page's
+    checkpoint. Only whole pages, in order; the feed's error is raised after the pages
+    fetched before it."""
+    box: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
     def fetch() -> None:
@@ -618,13 +625,26 @@ def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
     thread = threading.Thread(target=fetch, name="takedown-exchange-fetch", daemon=True)
     thread.start()
     try:
-        while True:
-            page, error = box.get()
-            if error is not None:
-                raise error
-            if page is None:
-                return
-            yield page
+        ended: tuple[Page | None, BaseException | None] | None = None
+        while ended is None:
+            batch: list[Page] = []
+            item = box.get()
+            while True:
+                page, error = item
+                if page is None:
+                    ended = item
+                    break
+                batch.append(page)
+                if len(batch) >= ahead:
+                    break
+                try:
+                    item = box.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+        if ended[1] is not None:
+            raise ended[1]
     finally:
         stop.set()
 
