@@ -6,6 +6,7 @@ credentials (a clear error, nothing applied). Both database backends."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -234,6 +235,10 @@ def test_stopncii_withdrawals_paging_and_feedback_key(rt, tmp_path, stopncii):
     stopncii.put("VideoMD5", md5(1), "Received", base + 5)
     stopncii.put("Text", "some words", "Active", base + 6)  # not a type taken here
     stopncii.put("ImagePDQ", pdq(9), "Withdrawn", base + 7)  # never live here
+    from tests.signals.test_stored_only import standin_tmk
+
+    tmk = base64.b64encode(standin_tmk(1)).decode()  # ~176,000 characters, kept whole
+    stopncii.put("VideoTMK", tmk, "Active", base + 3)
     rt.banks.create_bank("ncii", actor="t", source="stopncii")
     rt.exchanges.add(
         "stopncii",
@@ -247,8 +252,9 @@ def test_stopncii_withdrawals_paging_and_feedback_key(rt, tmp_path, stopncii):
     )
     stopncii.max_page = 3
     result = sync(rt, "stopncii")
-    assert (result.pages, result.added, result.rejected) == (3, 6, 1)
+    assert (result.pages, result.added, result.rejected) == (3, 7, 1)
     assert pdq(9) not in entries(rt)
+    assert hashlib.sha256(tmk.encode()).hexdigest() in entries(rt)  # stored by digest
     cp = checkpoint(rt, "stopncii")
     assert cp == {"start": base + 8}
     # The victim withdraws: hashStatus says so (the library's delta would miss it).

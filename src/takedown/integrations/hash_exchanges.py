@@ -23,6 +23,7 @@ The library is imported when a feed is built, never at module import (``takedown
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -207,7 +208,7 @@ class StopNciiFeed:
             entries: list[UpstreamEntry] = []
             removed: list[str] = []
             for r in response.hashRecords:
-                upstream_id = f"{r.signalType.value}:{r.hashValue}"
+                upstream_id = _record_id(r.signalType.value, r.hashValue)
                 if r.hashStatus.value in self.removed_states:
                     removed.append(upstream_id)
                     continue
@@ -228,6 +229,14 @@ class StopNciiFeed:
             yield Page(entries, removed, cp, not more)
             if not more:
                 return
+
+
+def _record_id(kind: str, value: str) -> str:
+    """A StopNCII record's id: its type and hash (a record is one hash), a long value
+    (a video's TMK, ~176,000 characters) by its SHA-256."""
+    if len(value) <= 160:
+        return f"{kind}:{value}"
+    return f"{kind}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 Feed = NcmecFeed | StopNciiFeed

@@ -42,6 +42,7 @@ from takedown.integrations.hash_exchanges import Feed, FeedError, open_feed
 from takedown.services.audit.chain import record
 from takedown.services.banks.service import insert_entries
 from takedown.services.outbound.mail import queue_mail
+from takedown.signals import signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, unit_of_work
 from takedown.store.models import Bank, BankEntry, Base, Exchange, ExchangeEntry
@@ -462,7 +463,9 @@ def _apply_page(
             except InvalidRequest:
                 out.rejected += 1
                 continue
-            wanted[(e.upstream_id, rec.signal_type)] = (rec.signal_type, rec.value)
+            # As the bank stores it: TMK's long values by their digest.
+            stored = signal_type(rec.signal_type).stored_value(rec.value)
+            wanted[(e.upstream_id, rec.signal_type)] = (rec.signal_type, stored)
             records.append(rec)
     out.seen = len(wanted)
     # 2. New hashes into the bank (the bank's own rules: deduplicated, locked, indexed).
