@@ -103,6 +103,13 @@ def test_flood_quarantine(rt, client, auth):
     assert r.status_code == 200 and r.json()["state"] == "restored"
     assert screen({"pdq": NEAR, "pdq_quality": 90}) == "block"
     assert rt.quarantine.sweep() == []  # restored during this flood: left be
+    history = client.get(f"/v1/entries/{pending[0]['entry']}/matches", headers=auth).json()
+    assert history["matches"] == history["matches_last_hour"] == 4  # 3 + the one after
+    assert history["last_match_at"] and history["enabled"]
+    assert (history["confirmed"], history["rejected"]) == (1, 0)
+    assert [q["state"] for q in history["quarantines"]] == ["restored"]
+    nope = client.get("/v1/entries/nope/matches", headers=auth)
+    assert nope.status_code == 404 and nope.json()["code"] == "entry_not_found"
     again = client.post(f"/v1/quarantines/{qid}/decision", json={"restore": False}, headers=spec)
     assert again.status_code == 409 and again.json()["code"] == "quarantine_decided"
     missing = client.post("/v1/quarantines/nope/decision", json={"restore": True}, headers=spec)

@@ -10,7 +10,7 @@ from takedown.api.auth import require, runtime
 from takedown.api.schemas import Int64
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
-from takedown.services.banks.quarantine import QuarantineView
+from takedown.services.banks.quarantine import EntryMatchHistory, QuarantineView, entry_history
 from takedown.services.exchanges.service import ExchangeView, SyncResult
 
 router = APIRouter(tags=["exchanges"])
@@ -117,3 +117,15 @@ def decide_quarantine(
     rt: Runtime = Depends(runtime),
 ) -> QuarantineView:
     return rt.quarantine.decide(quarantine_id, restore=body.restore, principal=p)
+
+
+@router.get(
+    "/entries/{entry_id}/matches",
+    response_model=EntryMatchHistory,
+    tags=["banks"],
+    summary="An entry's match history: uploads matched, the last one, flood decisions",
+)
+def entry_matches(
+    entry_id: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
+) -> EntryMatchHistory:
+    return entry_history(rt.sessions, entry_id)

@@ -184,3 +184,66 @@ def _view(q: EntryQuarantine, e: BankEntry, b: Bank) -> QuarantineView:
         decided_by=q.decided_by,
         decided_at=q.decided_at,
     )
+
+
+@dataclass(frozen=True)
+class EntryMatchHistory:
+    """How an entry has matched: uploads screened against it (all time and in the last
+    hour), the last one, and the specialists' decisions on its floods (restored: the
+    matches were confirmed as the listed material; disabled: rejected as a false
+    positive)."""
+
+    entry: str
+    bank: str
+    enabled: bool
+    matches: int
+    matches_last_hour: int
+    last_match_at: datetime | None
+    confirmed: int
+    rejected: int
+    quarantines: list[QuarantineView]
+
+
+def entry_history(
+    sessions: sessionmaker[Session], entry_ref: str, now: datetime | None = None
+) -> EntryMatchHistory:
+    now = now or utcnow()
+    with unit_of_work(sessions, write=False) as s:
+        entry = s.scalars(select(BankEntry).where(BankEntry.public_id == entry_ref)).first()
+        if entry is None:
+            raise NotFound(f"No entry {entry_ref[:60]!r}.", code="entry_not_found")
+        bank = s.get_one(Bank, entry.bank_id)
+        base = (
+            select(func.count(distinct(ScreeningMatch.screening_id)))
+            .select_from(ScreeningMatch)
+            .join(Screening, Screening.id == ScreeningMatch.screening_id)
+            .where(ScreeningMatch.entry_id == entry.id)
+        )
+        total = int(s.scalar(base) or 0)
+        recent = int(s.scalar(base.where(Screening.screened_at >= now - WINDOW)) or 0)
+        last = s.scalar(
+            select(func.max(Screening.screened_at))
+            .join(ScreeningMatch, ScreeningMatch.screening_id == Screening.id)
+            .where(ScreeningMatch.entry_id == entry.id)
+        )
+        quarantines = [
+            _view(q, entry, bank)
+            for q in s.scalars(
+                select(EntryQuarantine)
+                .where(EntryQuarantine.entry_id == entry.id)
+                .order_by(EntryQuarantine.id)
+            )
+        ]
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        return EntryMatchHistory(
+            entry=entry.public_id,
+            bank=bank.name,
+            enabled=entry.enabled,
+            matches=total,
+            matches_last_hour=recent,
+            last_match_at=last,
+            confirmed=sum(q.state == "restored" for q in quarantines),
+            rejected=sum(q.state == "disabled" for q in quarantines),
+            quarantines=quarantines,
+        )
