@@ -42,6 +42,9 @@ from takedown.domain.exchanges import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+# Our signal types -> NCMEC's fingerprint types (the feedback endpoints' names).
+_NCMEC_FINGERPRINTS = {"pdq": "PDQ", "md5": "MD5", "photodna": "PDNA", "tmk": "TMK_PDQF"}
+
 # NCMEC's hash sharing ends a fetch this many seconds before now: later changes may
 # still be written upstream, and come with the next sync.
 NCMEC_LAG_S = 5
@@ -179,6 +182,20 @@ class NcmecFeed:
             if done:
                 return
 
+    def send_feedback(self, upstream_id: str, signal_type: str, value: str, positive: bool) -> None:
+        """An upvote or a downvote on one fingerprint of a member's entry, through the
+        client (a downvote takes NCMEC's only reason for the type, as the client does;
+        with several, the client refuses and the feedback fails)."""
+        from threatexchange.exchanges.clients.ncmec import hash_api
+
+        member, _, entry = upstream_id.partition("-")
+        kind = hash_api.FingerprintType(_NCMEC_FINGERPRINTS[signal_type])
+        vote = hash_api.FeedbackType.upvote if positive else hash_api.FeedbackType.downvote
+        _call(
+            "NCMEC",
+            partial(self._client.submit_feedback, int(member), entry, kind, vote),
+        )
+
     def check(self) -> str:
         """Who NCMEC says we are (the credentials work)."""
         status = _call("NCMEC", self._client.status)
@@ -193,6 +210,19 @@ class StopNciiFeed:
 
     kind = ExchangeType.STOPNCII
     removed_states = frozenset({"Withdrawn", "Deleted"})
+
+    def send_feedback(self, upstream_id: str, signal_type: str, value: str, positive: bool) -> None:
+        """``Blocked`` (a confirmed match) or ``NotBlocked`` (no violation) on one hash,
+        through the client's SubmitFeedback (needs the feedback key)."""
+        from threatexchange.exchanges.clients.stopncii import api
+
+        kind = api.StopNCIISignalType(upstream_id.partition(":")[0])
+        state = (
+            api.StopNCIICSPFeedbackValue.Blocked
+            if positive
+            else api.StopNCIICSPFeedbackValue.NotBlocked
+        )
+        _call("StopNCII", partial(self._client.submit_feedback, kind, value, state))
 
     def __init__(self, creds: StopNciiCredentials, base_url: str | None) -> None:
         self._client = _stopncii_client(creds, base_url or STOPNCII_DEFAULT_URL)

@@ -127,7 +127,7 @@ class ExchangeWorker(PeriodicWorker):
         self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
         self._rt.exchanges.sync_due(actor="worker")
         self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
-        return False
+        return self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
 
 
 def start_exchange_worker(rt: Runtime) -> ExchangeWorker:

@@ -925,3 +925,27 @@ class EntryQuarantine(Base):
     state: Mapped[str] = mapped_column(String(16))  # pending | restored | disabled
     decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ExchangeFeedback(Base):
+    """An opinion on an upstream entry to send back to its exchange (StopNCII Blocked or
+    NotBlocked, an NCMEC upvote or downvote): an outbox row, sent and retried by
+    ``takedown worker`` (the clients never retry PUT or POST)."""
+
+    __tablename__ = "exchange_feedback"
+    __table_args__ = (Index("ix_exchange_feedback_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    upstream_id: Mapped[str] = mapped_column(String(200))
+    signal_type: Mapped[str] = mapped_column(String(16))  # ours
+    value: Mapped[str] = mapped_column(Text)  # the upstream value as sent to us
+    positive: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -129,3 +129,27 @@ def entry_matches(
     entry_id: str, _: Principal = Depends(_read), rt: Runtime = Depends(runtime)
 ) -> EntryMatchHistory:
     return entry_history(rt.sessions, entry_id)
+
+
+class OpinionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confirmed: bool = Field(
+        description="true: a reviewer confirmed a match of this entry (StopNCII Blocked, "
+        "NCMEC upvote); false: no violation (NotBlocked, downvote)."
+    )
+
+
+@router.post(
+    "/entries/{entry_id}/opinion",
+    tags=["exchanges"],
+    summary="Tell the exchanges an entry came from what a reviewer found",
+    description="Queues one feedback per live upstream entry; `takedown worker` sends "
+    "them through the exchanges' clients and retries failures. Audited.",
+)
+def give_opinion(
+    entry_id: str,
+    body: OpinionIn,
+    p: Principal = Depends(require(Permission.CASES_DECIDE)),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, int]:
+    return {"queued": rt.exchanges.give_opinion(entry_id, confirmed=body.confirmed, actor=p.actor)}

@@ -45,11 +45,20 @@ from takedown.services.outbound.mail import queue_mail
 from takedown.signals import signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, unit_of_work
-from takedown.store.models import Bank, BankEntry, Base, Exchange, ExchangeEntry
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    BankEntryPayload,
+    Base,
+    Exchange,
+    ExchangeEntry,
+    ExchangeFeedback,
+)
 
 log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
 _AHEAD = 8  # pages fetched ahead, and applied together at most
+_FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
 FeedFactory = Callable[[ExchangeType, Credentials, str | None], Feed]
 
 
@@ -339,6 +348,116 @@ class ExchangeService:
                     )
                 alerted.append(ex.name)
         return alerted
+
+    # -- write-back --------------------------------------------------------------
+    def give_opinion(self, entry_ref: str, *, confirmed: bool, actor: str) -> int:
+        """A reviewer's finding on a match of a bank entry pulled from exchanges: a
+        confirmed match (``confirmed``) or no violation. One feedback row per live
+        upstream entry carrying it (StopNCII Blocked / NotBlocked, NCMEC upvote /
+        downvote), sent by :meth:`send_due`; audited. Returns how many were queued."""
+        now = utcnow()
+        with unit_of_work(self._sessions) as s:
+            entry = s.scalars(select(BankEntry).where(BankEntry.public_id == entry_ref)).first()
+            if entry is None:
+                raise NotFound(f"No entry {entry_ref[:60]!r}.", code="entry_not_found")
+            rows = s.execute(
+                select(ExchangeEntry, Exchange)
+                .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
+                .where(ExchangeEntry.entry_id == entry.id, ExchangeEntry.removed_at.is_(None))
+            ).all()
+            if not rows:
+                raise InvalidRequest(
+                    f"Entry {entry_ref} came from no exchange (or upstream removed it): "
+                    "there is nobody to tell.",
+                    code="entry_not_from_exchange",
+                )
+            value = entry.value
+            if entry.signal_type == "tmk":  # stored by digest: the whole value
+                payload = s.get(BankEntryPayload, entry.id)
+                value = payload.payload if payload else value
+            for row, ex in rows:
+                s.add(
+                    ExchangeFeedback(
+                        exchange_id=ex.id,
+                        upstream_id=row.upstream_id,
+                        signal_type=row.signal_type,
+                        value=value,
+                        positive=confirmed,
+                        state="pending",
+                        attempts=0,
+                        created_at=now,
+                        created_by=actor,
+                        next_attempt_at=now,
+                    )
+                )
+            record(
+                s,
+                actor,
+                "exchange.feedback_queued",
+                "bank_entry",
+                entry.public_id,
+                {
+                    "confirmed": confirmed,
+                    "upstream": [f"{ex.name}:{row.upstream_id}" for row, ex in rows][:100],
+                },
+            )
+            return len(rows)
+
+    def send_due(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Send due feedback through the exchanges' clients; a failure is retried with
+        backoff (5 s doubling, at most an hour apart) and given up after
+        ``_FEEDBACK_ATTEMPTS`` tries (state ``failed``, with the error). Returns how many
+        were sent."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            due = s.execute(
+                select(ExchangeFeedback, Exchange)
+                .join(Exchange, Exchange.id == ExchangeFeedback.exchange_id)
+                .where(ExchangeFeedback.state == "pending", ExchangeFeedback.next_attempt_at <= now)
+                .order_by(ExchangeFeedback.id)
+                .limit(limit)
+            ).all()
+            work = [
+                (
+                    fb.id,
+                    fb.upstream_id,
+                    fb.signal_type,
+                    fb.value,
+                    fb.positive,
+                    ex.type,
+                    ex.credentials,
+                    ex.base_url,
+                )
+                for fb, ex in due
+            ]
+        sent = 0
+        feeds: dict[tuple[str, str, str | None], Feed] = {}
+        for fb_id, upstream_id, stype, value, positive, kind_name, ref, url in work:
+            error: str | None = None
+            try:
+                kind = ExchangeType(kind_name)
+                key = (kind_name, ref, url)
+                if key not in feeds:
+                    feeds[key] = self._feed_factory(kind, self._credentials(kind, ref), url)
+                feeds[key].send_feedback(upstream_id, stype, value, positive)
+            except (FeedError, TakedownError) as exc:
+                error = str(exc)[:2000]
+            with unit_of_work(self._sessions) as s:
+                fb = s.get_one(ExchangeFeedback, fb_id)
+                if fb.state != "pending":
+                    continue
+                fb.attempts += 1
+                if error is None:
+                    fb.state, fb.sent_at, fb.last_error = "sent", utcnow(), None
+                    sent += 1
+                else:
+                    fb.last_error = error
+                    if fb.attempts >= _FEEDBACK_ATTEMPTS:
+                        fb.state = "failed"
+                    fb.next_attempt_at = now + timedelta(
+                        seconds=min(3600, 5 * 2 ** (fb.attempts - 1))
+                    )
+        return sent
 
     # -- internals ---------------------------------------------------------------
     def _credentials(self, kind: ExchangeType, ref: str) -> Credentials:

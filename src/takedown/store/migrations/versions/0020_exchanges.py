@@ -1,5 +1,6 @@
 """exchanges, exchange_entries: hash lists pulled from NCMEC, StopNCII, ThreatExchange;
-entry_quarantines: entries that matched a flood of uploads, waiting for a specialist
+entry_quarantines: entries that matched a flood of uploads, waiting for a specialist;
+exchange_feedback: opinions to send back to the exchanges (an outbox)
 
 Revision ID: 0020_exchanges
 Revises: 0019_clocks
@@ -72,9 +73,29 @@ def upgrade() -> None:
         sa.Column("decided_at", _AT, nullable=True),
     )
     op.create_index("ix_entry_quarantines_entry", "entry_quarantines", ["entry_id"])
+    op.create_table(
+        "exchange_feedback",
+        sa.Column("id", _ID, primary_key=True),
+        sa.Column("public_id", sa.String(26), nullable=False, unique=True),
+        sa.Column("exchange_id", _ID, sa.ForeignKey("exchanges.id"), nullable=False),
+        sa.Column("upstream_id", sa.String(200), nullable=False),
+        sa.Column("signal_type", sa.String(16), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("positive", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", _AT, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("next_attempt_at", _AT, nullable=False),
+        sa.Column("sent_at", _AT, nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+    )
+    op.create_index("ix_exchange_feedback_due", "exchange_feedback", ["state", "next_attempt_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_exchange_feedback_due", table_name="exchange_feedback")
+    op.drop_table("exchange_feedback")
     op.drop_index("ix_entry_quarantines_entry", table_name="entry_quarantines")
     op.drop_table("entry_quarantines")
     op.drop_index("ix_exchange_entries_entry", table_name="exchange_entries")
