@@ -87,12 +87,15 @@ def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
     creds = tmp_path / "ncmec.creds"
     creds.write_text(f"{USER}:{PASSWORD}\n")
     rt.banks.create_bank("ncmec", actor="t", source="ncmec")
-    r = _run(
-        env,
-        "exchange", "add", "ncmec-ngo", "--type", "ncmec", "--bank", "ncmec",
-        "--base-url", ncmec.url, "--credentials", str(creds),
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    # Added from outside in test_cli_exchange_add (tests/exchanges): here in-process.
+    rt.exchanges.add(
+        "ncmec-ngo",
+        type="ncmec",
+        bank="ncmec",
+        actor="t",
+        base_url=ncmec.url,
+        credentials_file=str(creds),
+    )
     ncmec.hold_page = 13  # the fifth page
     proc = _cli(env, "exchange", "sync", "ncmec-ngo")
     assert ncmec.held.wait(60), proc.stderr.read() if proc.stderr else ""
@@ -238,3 +241,28 @@ def test_console_page(rt, client, tmp_path, ncmec):
     assert done.status_code == 200
     assert "ncmec-ngo: 1 page(s), 1 added, 0 disabled, 1 rejected." in done.text
     assert PASSWORD not in done.text
+
+
+def test_cli_exchange_add_and_refusals(rt, database_url, tmp_path, monkeypatch):
+    """`takedown exchange add` (in-process through Typer's runner: the same command)."""
+    from typer.testing import CliRunner
+
+    from takedown.cli import app
+
+    monkeypatch.setenv("TAKEDOWN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TAKEDOWN_DATA_DIR", str(tmp_path / "data"))
+    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    runner = CliRunner()
+    args = ["exchange", "add", "x", "--type", "ncmec", "--bank", "ncmec"]
+    r = runner.invoke(app, [*args, "--credentials", str(creds), "--base-url", "http://h"])
+    assert r.exit_code == 0 and "added exchange x (ncmec)" in r.output, r.output
+    r = runner.invoke(app, [*args, "--credentials", str(creds)])
+    assert r.exit_code == 2 and "exchange_exists" in r.output
+    r = runner.invoke(app, ["exchange", "add", "y", "--type", "tat", "--bank", "ncmec",
+                            "--credentials", str(creds)])  # fmt: skip
+    assert r.exit_code == 2 and "exchange_type_unsupported" in r.output
+    r = runner.invoke(app, ["exchange", "list"])
+    assert r.exit_code == 0 and "never" in r.output and PASSWORD not in r.output
+    assert rt.exchanges.get("x").credentials == f"file:{creds}"
