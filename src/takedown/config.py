@@ -302,6 +302,11 @@ class Settings(BaseSettings):
         description="Subjects the actions are spread over by target (one target's "
         "actions always on one subject, in order).",
     )
+    exchange_poll_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="How often `takedown worker` looks for hash exchanges due to sync.",
+    )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL used in links sent by mail."
     )
@@ -371,6 +376,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Alert when a confirmed reportable case has waited this long since "
         "the company had knowledge without being reported.",
+    )
+    flood_quarantine_uploads: int = Field(
+        default=100,
+        ge=2,
+        description="A bank entry matching this many distinct uploads within an hour is "
+        "quarantined (stops blocking) until a child-safety specialist decides.",
+    )
+    specialist_alert_email: str | None = Field(
+        default=None, description="Where flood-quarantine alerts are mailed (mail outbox)."
     )
     legal_alert_email: str | None = Field(
         default=None, description="Where overdue-report alerts are mailed (mail outbox)."

@@ -134,3 +134,12 @@ class ConfigError(RuntimeError):
     database or the master key. Never a caller's mistake, so not a TakedownError: the
     CLI prints the sentence (which says how to fix it) and exits with code 2, and a
     server refuses to start."""
+
+
+class ExchangeFailed(TakedownError):
+    """A hash exchange refused a sync or could not be reached (after the client's
+    retries). Pages already pulled stay committed with their checkpoint; the next sync
+    resumes after them."""
+
+    status = 409
+    code = "exchange_sync_failed"

@@ -17,6 +17,7 @@ from takedown.api.routes import (
     cases,
     clock,
     docs,
+    exchanges,
     health,
     metrics,
     outbox,
@@ -100,6 +101,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(health.router)
     v1.include_router(screen.router)
     v1.include_router(banks.router)
+    v1.include_router(exchanges.router)
     v1.include_router(registry.router)
     v1.include_router(registry_batch.router)
     v1.include_router(reports.router)

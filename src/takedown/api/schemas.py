@@ -65,7 +65,11 @@ class BankIn(BaseModel):
         "own",
         description="ncmec, stopncii, take_it_down, tech_coalition, threatexchange, own or other.",
     )
-    match_action: str = Field("review", description="block, review or record.")
+    match_action: str = Field(
+        "review",
+        description="block, review, record, or negative (a negative bank: known-benign "
+        "hashes, never blocked, reviewed or restricted for a match).",
+    )
     restrict_on_match: bool = Field(
         False,
         description="A registered item matching this bank is restricted at once, "

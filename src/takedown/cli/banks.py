@@ -71,7 +71,11 @@ def bank_create(
         ),
     ] = "own",
     action: Annotated[
-        str, typer.Option(help="What a match means: block, review, record")
+        str,
+        typer.Option(
+            help="What a match means: block, review, record, negative (known benign: "
+            "never blocked or restricted)"
+        ),
     ] = "review",
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold")] = None,
     quality_floor: Annotated[int | None, typer.Option(help="PDQ quality floor")] = None,
@@ -133,7 +137,7 @@ def bank_show(name: str) -> None:
 @bank_app.command("update")
 def bank_update(
     name: str,
-    action: Annotated[str | None, typer.Option(help="block, review, record")] = None,
+    action: Annotated[str | None, typer.Option(help="block, review, record, negative")] = None,
     threshold: Annotated[int | None, typer.Option()] = None,
     quality_floor: Annotated[int | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,

@@ -47,13 +47,19 @@ def queue(
 
 @legal_app.command("run")
 def run() -> None:
-    """Retry due CyberTipline filings, raise overdue alerts, send DSA statements."""
+    """Retry due CyberTipline filings, raise overdue alerts (reports; hash exchanges not
+    synced for 24 hours), send DSA statements."""
     rt = runtime()
     settings = rt.settings
     try:
         filings = rt.cybertipline.run_due()
         alerts = rt.legal.check_alerts()
-        result: dict[str, object] = {"filings_run": filings, "alerts": alerts}
+        stale = rt.exchanges.check_stale(settings.legal_alert_email)
+        result: dict[str, object] = {
+            "filings_run": filings,
+            "alerts": alerts,
+            "stale_exchanges": stale,
+        }
         if settings.dsa_token_value():
             result["dsa"] = rt.dsa.submit_due().__dict__
         else:

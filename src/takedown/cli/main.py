@@ -31,6 +31,7 @@ from takedown.cli.common import (
 )
 from takedown.cli.connector import connector_app
 from takedown.cli.consume import consume_cmd
+from takedown.cli.exchanges import exchange_app
 from takedown.cli.legal import legal_app
 from takedown.cli.outbox import outbox_app
 from takedown.cli.retroscan import registry_app, retroscan
@@ -58,6 +59,7 @@ master_key_app = typer.Typer(
 )
 app.add_typer(user_app, name="user")
 app.add_typer(bank_app, name="bank")
+app.add_typer(exchange_app, name="exchange")
 app.add_typer(entry_app, name="entry")
 app.add_typer(key_app, name="apikey")
 app.add_typer(db_app, name="db")
@@ -351,7 +353,7 @@ def worker(
     ] = False,
 ) -> None:
     """Run retroactive scans, deliver the platform's actions (webhooks) and reporter
-    mail until stopped.
+    mail, and sync the hash exchanges on their schedules, until stopped.
 
     `takedown serve` delivers and mails itself; run separate workers (several are safe
     on PostgreSQL) when the API runs on many processes."""
@@ -360,6 +362,7 @@ def worker(
 
     from takedown.runtime.workers import (
         start_delivery_worker,
+        start_exchange_worker,
         start_mail_worker,
         start_retroscan_worker,
     )
@@ -371,6 +374,7 @@ def worker(
         return
     workers: list[PeriodicWorker] = [start_retroscan_worker(rt)]
     workers += [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
+    workers.append(start_exchange_worker(rt))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"delivering ({len(workers)} worker thread(s)); Ctrl-C to stop")

@@ -15,6 +15,10 @@ class MatchAction(StrEnum):
     BLOCK = "block"  # refuse the upload (known, confirmed material)
     REVIEW = "review"  # let a human decide (e.g. unverified third-party list)
     RECORD = "record"  # allow, but keep a record of the match (monitoring a new list)
+    # A negative bank: hashes known to be benign (memes, stock images that exchanges'
+    # lists caught by mistake). A match here means the upload is never blocked, sent
+    # to review or restricted for a match, whatever other banks it matches.
+    NEGATIVE = "negative"
 
 
 class BankSource(StrEnum):

@@ -92,8 +92,11 @@ def candidate_counts(
 
 def verdict_for(actions: Iterable[MatchAction]) -> Verdict:
     """The strictest bank policy wins: block over review over allow. A ``record``
-    bank never changes the verdict: its matches are only kept."""
+    bank never changes the verdict: its matches are only kept. A match in a negative
+    bank is checked first and wins over everything: known benign, so allowed."""
     seen = set(actions)
+    if MatchAction.NEGATIVE in seen:
+        return Verdict.ALLOW
     if MatchAction.BLOCK in seen:
         return Verdict.BLOCK
     if MatchAction.REVIEW in seen:

@@ -21,11 +21,13 @@ from takedown.memory import drop_clean_library_pages
 from takedown.runtime import setup
 from takedown.services.audit.chain import AuditChain, attach
 from takedown.services.audit.log import AuditLog
+from takedown.services.banks.quarantine import QuarantineService
 from takedown.services.banks.service import BankService, BankSettings
 from takedown.services.cases.copies import MEDIA_MORE_ROWS, MEDIA_ROWS, CopyFinder
 from takedown.services.cases.reported_hashes import REPORTED_PDQ_ROWS, ReportedHashes
 from takedown.services.cases.service import CasePolicy, CaseService
 from takedown.services.evidence.vault import EvidenceVault
+from takedown.services.exchanges.service import ExchangeService
 from takedown.services.identity.apikeys import ApiKeyService
 from takedown.services.identity.users import UserService
 from takedown.services.index import snapshot as index_snapshot
@@ -65,6 +67,8 @@ class Runtime:
     cases: CaseService
     registry: RegistryService
     outbox: OutboxService
+    exchanges: ExchangeService
+    quarantine: QuarantineService
     blobs: BlobStore
     cybertipline: CyberTiplineService
     legal: LegalService
@@ -198,6 +202,12 @@ def open_runtime(
         cases=cases,
         registry=registry,
         outbox=OutboxService(sessions),
+        exchanges=ExchangeService(sessions),
+        quarantine=QuarantineService(
+            sessions,
+            uploads=settings.flood_quarantine_uploads,
+            alert_to=settings.specialist_alert_email,
+        ),
         blobs=blobs,
         cybertipline=cybertipline_service(sessions, settings, blobs, evidence),
         legal=LegalService(

@@ -142,6 +142,29 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
     return worker
 
 
+class ExchangeWorker(PeriodicWorker):
+    """A thread that syncs every hash exchange whose time has come (each from its
+    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds, and
+    quarantines bank entries that match a flood of uploads (services/banks/quarantine)."""
+
+    def __init__(self, rt: Runtime, *, interval_s: float) -> None:
+        super().__init__(interval_s, name="takedown-exchanges")
+        self._rt = rt
+
+    def round(self) -> bool:
+        self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
+        self._rt.exchanges.sync_due(actor="worker")
+        self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
+        return self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
+
+
+def start_exchange_worker(rt: Runtime) -> ExchangeWorker:
+    """Start syncing hash exchanges on their schedules in this process."""
+    worker = ExchangeWorker(rt, interval_s=rt.settings.exchange_poll_seconds)
+    worker.start()
+    return worker
+
+
 class SnapshotWorker(PeriodicWorker):
     """A serving process's thread that writes a new snapshot once the index has grown by
     ``every_rows`` hashes beyond the one on disk, checking every ``check_s`` seconds.

@@ -9,7 +9,8 @@ contract in ``.importlinter`` holds this):
   the evidence vault.
 - ``index``: in-memory indexes that follow the database, and their snapshots.
 - ``screening``, ``banks``: matching against banks; the banks themselves.
-- ``cases``: reports, the copy graph, restriction, decisions, appeals, measures.
+- ``cases``: reports, the copy graph, restriction, decisions, appeals, measures;
+  ``exchanges``: hash lists pulled from NCMEC and StopNCII, feedback sent back.
 - ``registry``, ``review``, ``legal``: the platform's content, the review console, legal
   reporting.
 

@@ -873,7 +873,7 @@ class ReviewerSettings(Base):
 
 
 # --------------------------------------------------------------------------------------
-# Retroactive matching (migration 0020)
+# Retroactive matching (migration 0021)
 # --------------------------------------------------------------------------------------
 
 
@@ -920,3 +920,108 @@ class RetroscanMatch(Base):
     source: Mapped[str] = mapped_column(String(16))  # database | ingested
     distance: Mapped[int] = mapped_column(Integer)
     found_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Hash-list exchanges (migration 0024)
+# --------------------------------------------------------------------------------------
+
+
+class Exchange(Base):
+    """A hash list pulled from an exchange (NCMEC, StopNCII, ThreatExchange, TCAP) into
+    a bank. ``credentials`` names where the secret is (``file:/path`` or ``env:NAME``),
+    never the secret itself. ``checkpoint`` is the exchange's own cursor (JSON), written
+    in the same transaction as the entries of the page it follows, and ``version`` grows
+    with every page so that two syncs of one exchange never both apply a page."""
+
+    __tablename__ = "exchanges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
+    base_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    credentials: Mapped[str] = mapped_column(String(600))
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_added: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_disabled: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When the legal team was alerted that it had not synced for 24 hours (once per
+    # stretch without a successful sync).
+    stale_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ExchangeEntry(Base):
+    """One signal of one upstream entry, and the bank entry that holds it: provenance
+    (exchange, upstream id, labels, first and last seen). A bank entry pulled from an
+    exchange stays enabled while any live row still carries it, so a hash shared by two
+    upstream entries survives the deletion of one."""
+
+    __tablename__ = "exchange_entries"
+    __table_args__ = (
+        UniqueConstraint(
+            "exchange_id", "upstream_id", "signal_type", name="uq_exchange_entries_upstream"
+        ),
+        Index("ix_exchange_entries_entry", "entry_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    upstream_id: Mapped[str] = mapped_column(String(200))
+    signal_type: Mapped[str] = mapped_column(String(16))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    labels: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class EntryQuarantine(Base):
+    """A bank entry that matched too many distinct uploads in an hour (a flood: most
+    likely a benign picture on a list by mistake): disabled at once, waiting for a child
+    safety specialist, who restores it or leaves it disabled."""
+
+    __tablename__ = "entry_quarantines"
+    __table_args__ = (Index("ix_entry_quarantines_entry", "entry_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uploads: Mapped[int] = mapped_column(Integer)  # distinct uploads in the hour before
+    state: Mapped[str] = mapped_column(String(16))  # pending | restored | disabled
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ExchangeFeedback(Base):
+    """An opinion on an upstream entry to send back to its exchange (StopNCII Blocked or
+    NotBlocked, an NCMEC upvote or downvote): an outbox row, sent and retried by
+    ``takedown worker`` (the clients never retry PUT or POST)."""
+
+    __tablename__ = "exchange_feedback"
+    __table_args__ = (Index("ix_exchange_feedback_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    upstream_id: Mapped[str] = mapped_column(String(200))
+    signal_type: Mapped[str] = mapped_column(String(16))  # ours
+    value: Mapped[str] = mapped_column(Text)  # the upstream value as sent to us
+    positive: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,6 +1,7 @@
 """Hash banks and their entries: create and configure banks (per signal type settings),
 add, import and export entries with provenance, disable false positives
-(``service.py``: ``BankService``).
+(``service.py``: ``BankService``); flood quarantine and each entry's match history
+(``quarantine.py``).
 
 May import: ``services.audit``, signals, media (hashing media into entries), domain,
 store.

@@ -1112,3 +1112,10 @@ def _list_types() -> set[str]:
     """The types a hash list may carry: every registered one but vPDQ, whose entries are
     a video's frame set (banked from the video itself)."""
     return {t.name for t in all_types() if t is not VPDQ}
+
+
+def insert_entries(s: Session, bank: Bank, records: Sequence[HashRecord], actor: str) -> AddResult:
+    """Add validated records to ``bank`` inside the caller's transaction (an exchange's
+    page): the same deduplication, entry-write lock, audit event and index follow-up
+    as every other add."""
+    return _insert_records(s, bank, records, actor, None)

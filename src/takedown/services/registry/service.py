@@ -675,6 +675,9 @@ class RegistryService:
         one, restricting first when a bank says so; copies join their originals' cases."""
         result.matched_banks = sorted(set(result.matched_banks))
         result.verdict = verdict_for(actions).value
+        if MatchAction.NEGATIVE in actions:  # known benign: no restriction, no case
+            sources.clear()
+            restrict_sources.clear()
         joined = self._cases.join_later_copies(s, {item.id}, actor, neighbours=neighbours)
         joined += self._cases.join_by_location(
             s, item.id, item.platform_id, item.url, actor, media=media

@@ -476,7 +476,13 @@ _ENTRY_ROWS = (
     "SELECT id, CASE WHEN signal_type = 'pdq' THEN value END FROM bank_entries "
     "WHERE id > :cursor ORDER BY id LIMIT :n"
 )
-_ACTION_RANK = {MatchAction.BLOCK: 0, MatchAction.REVIEW: 1, MatchAction.RECORD: 2}
+# A negative bank's match first: it is why the verdict is what it is.
+_ACTION_RANK = {
+    MatchAction.NEGATIVE: -1,
+    MatchAction.BLOCK: 0,
+    MatchAction.REVIEW: 1,
+    MatchAction.RECORD: 2,
+}
 
 _ENTRIES, _BANKS = Base.metadata.tables["bank_entries"], Base.metadata.tables["banks"]
 _SETTINGS = Base.metadata.tables["bank_signal_settings"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from takedown.web.console import admin, assets, banks, legal_dsa, media, pages
+from takedown.web.console import admin, assets, banks, exchanges, legal_dsa, media, pages
 
 router = APIRouter()
 for part in (
@@ -13,6 +13,7 @@ for part in (
     admin.router,
     legal_dsa.router,
     banks.router,
+    exchanges.router,
     assets.router,
 ):
     router.include_router(part)

@@ -1,0 +1,123 @@
+"""``takedown exchange …``: hash-list exchanges (NCMEC, StopNCII) feeding banks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
+from takedown.errors import TakedownError
+
+exchange_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Hash-list exchanges: add one feeding a bank, sync it, list their state.",
+    no_args_is_help=True,
+)
+
+
+@exchange_app.command("add")
+def exchange_add(
+    name: str,
+    type: Annotated[
+        str, typer.Option("--type", help="ncmec or stopncii (tat, threatexchange: not yet)")
+    ],
+    bank: Annotated[str, typer.Option(help="The bank its entries go into")],
+    credentials: Annotated[
+        str | None,
+        typer.Option(
+            help="A file holding the credentials (NCMEC user:password; StopNCII "
+            "fetch_key,subscription_key[,feedback_key]); only its path is stored"
+        ),
+    ] = None,
+    credentials_env: Annotated[
+        str | None, typer.Option(help="Or an environment variable holding them")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Another base URL than the exchange's own")
+    ] = None,
+    interval: Annotated[int, typer.Option(help="Seconds between syncs")] = 3600,
+) -> None:
+    """Add an exchange; `takedown worker` syncs it on schedule."""
+    from takedown.config import absolute
+
+    rt = runtime()
+    try:
+        view = rt.exchanges.add(
+            name,
+            type=type,
+            bank=bank,
+            actor=CLI_ACTOR,
+            credentials_file=str(absolute(Path(credentials))) if credentials else None,
+            credentials_env=credentials_env,
+            base_url=base_url,
+            interval_seconds=interval,
+        )
+    except TakedownError as exc:
+        raise fail(exc) from exc
+    out.print(f"added exchange {view.name} ({view.type}) → bank {view.bank}, id {view.id}")
+
+
+@exchange_app.command("sync")
+def exchange_sync(
+    name: str,
+    max_pages: Annotated[int | None, typer.Option(help="Stop after this many pages")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The result as one JSON object")] = False,
+) -> None:
+    """Pull the exchange's changes since its checkpoint now."""
+    rt = runtime()
+    try:
+        result = rt.exchanges.sync(name, actor=CLI_ACTOR, max_pages=max_pages)
+    except TakedownError as exc:
+        raise fail(exc) from exc
+    if json_out:
+        print_json_lines([result])
+        return
+    out.print(
+        f"{result.exchange}: {result.pages} page(s), {result.added} added, "
+        f"{result.seen} seen, {result.disabled} disabled, {result.enabled_again} enabled "
+        f"again, {result.rejected} rejected" + ("" if result.complete else " (more to pull)")
+    )
+
+
+@exchange_app.command("list")
+def exchange_list(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every exchange with its last and next sync, counts and last error."""
+    rt = runtime()
+    views = rt.exchanges.list()
+    if json_out:
+        print_json_lines(views)
+        return
+    if not views:
+        err.print("no exchanges yet: takedown exchange add NAME --type … --bank … --credentials …")
+        return
+    table = Table(
+        "name",
+        "type",
+        "bank",
+        "live",
+        "added",
+        "disabled",
+        "rejected",
+        "last sync",
+        "next sync",
+        "error",
+    )
+    for v in views:
+        table.add_row(
+            v.name,
+            v.type,
+            v.bank,
+            str(v.live_entries),
+            str(v.entries_added),
+            str(v.entries_disabled),
+            str(v.entries_rejected),
+            v.last_sync_at.isoformat(timespec="seconds") if v.last_sync_at else "never",
+            v.next_sync_at.isoformat(timespec="seconds") if v.next_sync_at else "-",
+            v.last_error or "",
+        )
+    print_table(table)

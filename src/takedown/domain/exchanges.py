@@ -1,0 +1,184 @@
+"""Hash-list exchanges: which there are, how one is named and configured, what a page
+pulled from one holds, and how an upstream signal type maps onto ours. Pure rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from takedown.errors import InvalidRequest
+
+
+class ExchangeType(StrEnum):
+    NCMEC = "ncmec"  # NCMEC's hash sharing (XML, paging by next links)
+    STOPNCII = "stopncii"  # StopNCII.org (JSON, checkpoint timestamps, hashStatus)
+    THREATEXCHANGE = "threatexchange"  # Meta's ThreatExchange (not pulled yet)
+    TAT = "tat"  # Tech Against Terrorism's TCAP (not pulled yet)
+
+
+# Types whose pulls are implemented (the others are refused with a sentence at add).
+PULLABLE = frozenset({ExchangeType.NCMEC, ExchangeType.STOPNCII})
+
+EXCHANGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+MIN_INTERVAL_S = 60
+MAX_INTERVAL_S = 7 * 24 * 3600
+DEFAULT_INTERVAL_S = 3600
+STALE_AFTER_S = 24 * 3600  # an exchange not synced for this long alerts the legal queue
+
+# Upstream signal type names -> ours (the rest are counted as rejected).
+SIGNAL_NAMES: dict[ExchangeType, dict[str, str]] = {
+    ExchangeType.NCMEC: {"pdq": "pdq", "md5": "md5", "pdna": "photodna", "tmk_pdqf": "tmk"},
+    ExchangeType.STOPNCII: {"ImagePDQ": "pdq", "VideoMD5": "md5", "VideoTMK": "tmk"},
+}
+
+
+def validate_exchange_name(name: str) -> str:
+    if not EXCHANGE_NAME.match(name):
+        raise InvalidRequest(
+            "An exchange name is 1 to 100 characters: lowercase letters, digits, '-', '_' "
+            f"or '.', starting with a letter or digit; got {name[:120]!r}.",
+            code="invalid_exchange_name",
+        )
+    return name
+
+
+def parse_exchange_type(value: str) -> ExchangeType:
+    try:
+        kind = ExchangeType(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(t.value for t in ExchangeType)
+        raise InvalidRequest(
+            f"Unknown exchange type {value[:60]!r}; use one of: {allowed}.",
+            code="invalid_exchange_type",
+        ) from None
+    if kind not in PULLABLE:
+        raise InvalidRequest(
+            f"Pulling from {kind.value} is not supported yet (ncmec and stopncii are); "
+            "see docs/integrations/exchanges.md.",
+            code="exchange_type_unsupported",
+        )
+    return kind
+
+
+def validate_interval(seconds: int) -> int:
+    if not MIN_INTERVAL_S <= seconds <= MAX_INTERVAL_S:
+        raise InvalidRequest(
+            f"An exchange syncs every {MIN_INTERVAL_S} s to {MAX_INTERVAL_S} s "
+            f"(a week); got {seconds}.",
+            code="invalid_exchange_interval",
+        )
+    return seconds
+
+
+def credentials_ref(*, file: str | None = None, env: str | None = None) -> str:
+    """Where an exchange's secret is: ``file:/absolute/path`` or ``env:NAME``. Never
+    the secret itself."""
+    if (file is None) == (env is None):
+        raise InvalidRequest(
+            "Give the credentials as a file path or an environment variable's name (one of them).",
+            code="invalid_credentials_source",
+        )
+    if env is not None:
+        if not ENV_NAME.match(env):
+            raise InvalidRequest(
+                f"{env[:60]!r} is not an environment variable's name.",
+                code="invalid_credentials_source",
+            )
+        return f"env:{env}"
+    assert file is not None
+    if not file.startswith("/") or "\x00" in file or len(file) > 500:
+        raise InvalidRequest(
+            "The credentials file must be given by its absolute path.",
+            code="invalid_credentials_source",
+        )
+    return f"file:{file}"
+
+
+@dataclass(frozen=True)
+class NcmecCredentials:
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StopNciiCredentials:
+    fetch_key: str = field(repr=False)
+    subscription_key: str = field(repr=False)
+    feedback_key: str | None = field(default=None, repr=False)
+
+
+Credentials = NcmecCredentials | StopNciiCredentials
+
+
+def parse_credentials(kind: ExchangeType, text: str) -> Credentials:
+    """python-threatexchange's credential formats: NCMEC ``user:password``; StopNCII
+    ``fetch_key,subscription_key`` and optionally a third field, the feedback key. The
+    error never repeats the text (it is a secret)."""
+    text = text.strip()
+    if kind is ExchangeType.NCMEC:
+        user, _, password = text.partition(":")
+        if user and password and "\n" not in text:
+            return NcmecCredentials(user, password)
+        raise _bad_credentials("NCMEC credentials are one line, user:password")
+    if kind is ExchangeType.STOPNCII:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) in (2, 3) and all(parts) and "\n" not in text:
+            return StopNciiCredentials(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+        raise _bad_credentials(
+            "StopNCII credentials are one line, fetch_key,subscription_key[,feedback_key]"
+        )
+    raise _bad_credentials(f"{kind.value} takes no credentials here")
+
+
+def _bad_credentials(what: str) -> InvalidRequest:
+    return InvalidRequest(f"{what}; the given ones are not.", code="invalid_exchange_credentials")
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """One upstream entry as it is now: its signals (upstream type name, value), which
+    replace whatever the entry carried before, and its labels."""
+
+    upstream_id: str
+    signals: tuple[tuple[str, str], ...]
+    labels: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of changes and the checkpoint to store with them (in one transaction):
+    entries added or changed, and upstream ids removed (deleted, withdrawn)."""
+
+    entries: list[UpstreamEntry]
+    removed: list[str]
+    checkpoint: dict[str, object]
+    done: bool  # the last page of this sync
+
+
+def merge_pages(pages: list[Page]) -> Page:
+    """Consecutive pages as one, applied in one transaction with the last page's
+    checkpoint. Each change is an upstream entry's whole new state, so the last change
+    of an entry wins (added on one page, deleted on a later one: deleted)."""
+    if len(pages) == 1:
+        return pages[0]
+    last: dict[str, UpstreamEntry | None] = {}
+    for page in pages:
+        for e in page.entries:
+            last.pop(e.upstream_id, None)  # keep the order of the latest change
+            last[e.upstream_id] = e
+        for upstream_id in page.removed:
+            last.pop(upstream_id, None)
+            last[upstream_id] = None
+    return Page(
+        [e for e in last.values() if e is not None],
+        [i for i, e in last.items() if e is None],
+        pages[-1].checkpoint,
+        pages[-1].done,
+    )
+
+
+def our_signal_type(kind: ExchangeType, upstream: str) -> str | None:
+    """Our signal type's name for an upstream one, or None (rejected)."""
+    return SIGNAL_NAMES.get(kind, {}).get(upstream)

@@ -1,0 +1,824 @@
+"""Use cases for hash-list exchanges. ``sync`` applies each page pulled from an
+exchange in one transaction with the checkpoint that follows it, so a sync killed at
+any point resumes after the last whole page: no duplicate, no gap."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import queue
+import stat
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from takedown.domain.exchanges import (
+    DEFAULT_INTERVAL_S,
+    STALE_AFTER_S,
+    Credentials,
+    ExchangeType,
+    Page,
+    credentials_ref,
+    merge_pages,
+    our_signal_type,
+    parse_credentials,
+    parse_exchange_type,
+    validate_exchange_name,
+    validate_interval,
+)
+from takedown.domain.hashlists import HashRecord
+from takedown.errors import Conflict, ExchangeFailed, InvalidRequest, NotFound, TakedownError
+from takedown.ids import utcnow
+from takedown.integrations.hash_exchanges import Feed, FeedError, open_feed
+from takedown.services.audit.chain import record
+from takedown.services.banks.service import insert_entries
+from takedown.services.outbound.mail import queue_mail
+from takedown.signals import signal_type
+from takedown.store import repositories as repo
+from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    BankEntryPayload,
+    Base,
+    Exchange,
+    ExchangeEntry,
+    ExchangeFeedback,
+)
+
+log = logging.getLogger(__name__)
+_CHUNK = 1000  # values per IN (...) list
+_AHEAD = 8  # pages fetched ahead, and applied together at most
+_FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
+FeedFactory = Callable[[ExchangeType, Credentials, str | None], Feed]
+
+
+@dataclass(frozen=True)
+class ExchangeView:
+    id: str
+    name: str
+    type: str
+    bank: str
+    base_url: str | None
+    credentials: str  # where the secret is (file:/path or env:NAME), never the secret
+    interval_seconds: int
+    enabled: bool
+    checkpoint: dict[str, Any]
+    entries_added: int
+    entries_disabled: int
+    entries_rejected: int
+    last_sync_at: datetime | None
+    last_success_at: datetime | None
+    next_sync_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    created_by: str
+    live_entries: int = 0  # upstream signals live now
+    stale: bool = False  # no successful sync for 24 hours (the legal team is alerted)
+
+    @classmethod
+    def of(cls, ex: Exchange, bank: str, live: int = 0) -> ExchangeView:
+        checkpoint = json.loads(ex.checkpoint) if ex.checkpoint else {}
+        if "next" in checkpoint:  # a paging link or token: not for display
+            checkpoint = {**checkpoint, "next": "(mid-sync)"}
+        return cls(
+            id=ex.public_id,
+            name=ex.name,
+            type=ex.type,
+            bank=bank,
+            base_url=ex.base_url,
+            credentials=ex.credentials,
+            interval_seconds=ex.interval_seconds,
+            enabled=ex.enabled,
+            checkpoint=checkpoint,
+            entries_added=ex.entries_added,
+            entries_disabled=ex.entries_disabled,
+            entries_rejected=ex.entries_rejected,
+            last_sync_at=ex.last_sync_at,
+            last_success_at=ex.last_success_at,
+            next_sync_at=ex.next_sync_at,
+            last_error=ex.last_error,
+            created_at=ex.created_at,
+            created_by=ex.created_by,
+            live_entries=live,
+            stale=_is_stale(ex, utcnow()),
+        )
+
+
+@dataclass
+class SyncResult:
+    exchange: str
+    pages: int = 0
+    added: int = 0  # bank entries new to the bank
+    seen: int = 0  # upstream signals added or refreshed
+    disabled: int = 0  # bank entries disabled because upstream removed them
+    enabled_again: int = 0  # entries upstream brought back
+    removed: int = 0  # upstream signals removed
+    rejected: int = 0  # upstream signals of a type not taken here, or malformed
+    complete: bool = False
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+
+
+class ExchangeService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        feed_factory: FeedFactory = open_feed,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._feed_factory = feed_factory
+        self._environ = environ if environ is not None else os.environ
+
+    # -- configuration -----------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        *,
+        type: str,
+        bank: str,
+        actor: str,
+        credentials_file: str | None = None,
+        credentials_env: str | None = None,
+        base_url: str | None = None,
+        interval_seconds: int = DEFAULT_INTERVAL_S,
+    ) -> ExchangeView:
+        """Add an exchange feeding ``bank``; its credentials are read and checked for
+        their format now (not sent anywhere), and it syncs at the worker's next round."""
+        validate_exchange_name(name)
+        kind = parse_exchange_type(type)
+        ref = credentials_ref(file=credentials_file, env=credentials_env)
+        self._credentials(kind, ref)
+        if base_url is not None:
+            base_url = _validate_url(base_url)
+        validate_interval(interval_seconds)
+        try:
+            with unit_of_work(self._sessions) as s:
+                target = repo.get_bank(s, bank)
+                if s.scalars(select(Exchange.id).where(Exchange.name == name)).first():
+                    raise _exists(name)
+                ex = Exchange(
+                    name=name,
+                    type=kind.value,
+                    bank_id=target.id,
+                    base_url=base_url,
+                    credentials=ref,
+                    interval_seconds=interval_seconds,
+                    enabled=True,
+                    version=0,
+                    entries_added=0,
+                    entries_disabled=0,
+                    entries_rejected=0,
+                    next_sync_at=utcnow(),
+                    created_by=actor,
+                )
+                s.add(ex)
+                s.flush()
+                record(
+                    s,
+                    actor,
+                    "exchange.added",
+                    "exchange",
+                    ex.public_id,
+                    {
+                        "name": name,
+                        "type": kind.value,
+                        "bank": target.name,
+                        "base_url": base_url,
+                        "credentials": ref,
+                        "interval_seconds": interval_seconds,
+                    },
+                )
+                return ExchangeView.of(ex, target.name)
+        except IntegrityError:
+            raise _exists(name) from None
+
+    def list(self) -> list[ExchangeView]:
+        with unit_of_work(self._sessions, write=False) as s:
+            live = dict(
+                s.execute(
+                    select(ExchangeEntry.exchange_id, func.count())
+                    .where(ExchangeEntry.removed_at.is_(None))
+                    .group_by(ExchangeEntry.exchange_id)
+                ).all()
+            )
+            rows = s.execute(
+                select(Exchange, Bank.name)
+                .join(Bank, Bank.id == Exchange.bank_id)
+                .order_by(Exchange.name)
+            ).all()
+            return [ExchangeView.of(ex, bank, live.get(ex.id, 0)) for ex, bank in rows]
+
+    def get(self, ref: str) -> ExchangeView:
+        with unit_of_work(self._sessions, write=False) as s:
+            ex = _get(s, ref)
+            bank = s.get_one(Bank, ex.bank_id)
+            live = s.scalar(
+                select(func.count())
+                .select_from(ExchangeEntry)
+                .where(ExchangeEntry.exchange_id == ex.id, ExchangeEntry.removed_at.is_(None))
+            )
+            return ExchangeView.of(ex, bank.name, int(live or 0))
+
+    # -- syncing -----------------------------------------------------------------
+    def sync(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        max_pages: int | None = None,
+        now: float | None = None,
+    ) -> SyncResult:
+        """Pull the exchange's changes since its checkpoint, one transaction per page.
+        A failure (refused credentials, the exchange down after the client's retries)
+        is recorded on the exchange and raised as :class:`ExchangeFailed`; pages
+        applied before it stay, with their checkpoint. ``now`` (seconds since the
+        epoch): where a new time range ends, for tests and benchmarks."""
+        with unit_of_work(self._sessions, write=False) as s:
+            ex = _get(s, ref)
+            ex_id, name, version = ex.id, ex.name, ex.version
+            kind = ExchangeType(ex.type)
+            cred_ref, base_url = ex.credentials, ex.base_url
+            checkpoint = json.loads(ex.checkpoint) if ex.checkpoint else {}
+        result = SyncResult(exchange=name, checkpoint=checkpoint)
+        try:
+            creds = self._credentials(kind, cred_ref)
+            feed = self._feed_factory(kind, creds, base_url)
+            for batch in _prefetched(feed.pages(checkpoint, now)):
+                if max_pages is not None:
+                    batch = batch[: max_pages - result.pages]
+                page = merge_pages(batch)
+                version = self._apply(ex_id, version, kind, page, result)
+                result.pages += len(batch)
+                result.checkpoint = page.checkpoint
+                if page.done:
+                    result.complete = True
+                    break
+                if max_pages is not None and result.pages >= max_pages:
+                    break
+            else:
+                result.complete = True  # nothing (more) to pull
+        except FeedError as exc:
+            self._failed(ex_id, str(exc))
+            raise ExchangeFailed(
+                f"Sync of {name!r} failed: {exc}",
+                code="exchange_credentials_refused" if exc.credentials else None,
+                pages=result.pages,
+            ) from None
+        except TakedownError as exc:
+            if exc.code in ("invalid_exchange_credentials", "exchange_credentials_unreadable"):
+                self._failed(ex_id, exc.message)
+            raise
+        self._finished(ex_id, result.complete)
+        log.info(
+            "exchange %s synced: %s pages, %s added, %s disabled, %s rejected",
+            name,
+            result.pages,
+            result.added,
+            result.disabled,
+            result.rejected,
+        )
+        return result
+
+    def sync_due(self, *, actor: str = "worker", now: datetime | None = None) -> int:
+        """Sync every enabled exchange whose time has come; returns how many were
+        tried. A failure is recorded on its exchange and logged."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            names = list(
+                s.scalars(
+                    select(Exchange.name)
+                    .where(
+                        Exchange.enabled.is_(True),
+                        or_(Exchange.next_sync_at.is_(None), Exchange.next_sync_at <= now),
+                    )
+                    .order_by(Exchange.next_sync_at)
+                )
+            )
+        for name in names:
+            try:
+                self.sync(name, actor=actor)
+            except TakedownError as exc:
+                log.warning("exchange %s: %s", name, exc.message)
+        return len(names)
+
+    def check_stale(
+        self, alert_email: str | None, now: datetime | None = None
+    ) -> builtins.list[str]:
+        """Alert the legal team once about each enabled exchange that has not synced
+        successfully for 24 hours: an audit event and, when an address is configured,
+        a mail through the mail outbox. Returns the exchanges alerted about."""
+        now = now or utcnow()
+        alerted: builtins.list[str] = []
+        with unit_of_work(self._sessions) as s:
+            for ex in s.scalars(select(Exchange).where(Exchange.enabled.is_(True))):
+                if not _is_stale(ex, now) or ex.stale_alerted_at is not None:
+                    continue
+                ex.stale_alerted_at = now
+                since = ex.last_success_at or ex.created_at
+                hours = round((now - since).total_seconds() / 3600, 1)
+                record(
+                    s,
+                    "system",
+                    "exchange.stale",
+                    "exchange",
+                    ex.public_id,
+                    {"name": ex.name, "hours_since_sync": hours, "last_error": ex.last_error},
+                )
+                if alert_email:
+                    queue_mail(
+                        s,
+                        alert_email,
+                        f"Hash exchange {ex.name} has not synced for {hours:.0f} hours",
+                        f"The {ex.type} exchange {ex.name} has not synced successfully since "
+                        f"{since.isoformat(timespec='seconds')} ({hours} hours). Its bank "
+                        "misses what upstream added and still holds what upstream withdrew. "
+                        f"Last error: {ex.last_error or 'none'}.",
+                        now,
+                    )
+                alerted.append(ex.name)
+        return alerted
+
+    # -- write-back --------------------------------------------------------------
+    def give_opinion(self, entry_ref: str, *, confirmed: bool, actor: str) -> int:
+        """A reviewer's finding on a match of a bank entry pulled from exchanges: a
+        confirmed match (``confirmed``) or no violation. One feedback row per live
+        upstream entry carrying it (StopNCII Blocked / NotBlocked, NCMEC upvote /
+        downvote), sent by :meth:`send_due`; audited. Returns how many were queued."""
+        now = utcnow()
+        with unit_of_work(self._sessions) as s:
+            entry = s.scalars(select(BankEntry).where(BankEntry.public_id == entry_ref)).first()
+            if entry is None:
+                raise NotFound(f"No entry {entry_ref[:60]!r}.", code="entry_not_found")
+            rows = s.execute(
+                select(ExchangeEntry, Exchange)
+                .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
+                .where(ExchangeEntry.entry_id == entry.id, ExchangeEntry.removed_at.is_(None))
+            ).all()
+            if not rows:
+                raise InvalidRequest(
+                    f"Entry {entry_ref} came from no exchange (or upstream removed it): "
+                    "there is nobody to tell.",
+                    code="entry_not_from_exchange",
+                )
+            value = entry.value
+            if entry.signal_type == "tmk":  # stored by digest: the whole value
+                payload = s.get(BankEntryPayload, entry.id)
+                value = payload.payload if payload else value
+            for row, ex in rows:
+                s.add(
+                    ExchangeFeedback(
+                        exchange_id=ex.id,
+                        upstream_id=row.upstream_id,
+                        signal_type=row.signal_type,
+                        value=value,
+                        positive=confirmed,
+                        state="pending",
+                        attempts=0,
+                        created_at=now,
+                        created_by=actor,
+                        next_attempt_at=now,
+                    )
+                )
+            record(
+                s,
+                actor,
+                "exchange.feedback_queued",
+                "bank_entry",
+                entry.public_id,
+                {
+                    "confirmed": confirmed,
+                    "upstream": [f"{ex.name}:{row.upstream_id}" for row, ex in rows][:100],
+                },
+            )
+            return len(rows)
+
+    def send_due(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Send due feedback through the exchanges' clients; a failure is retried with
+        backoff (5 s doubling, at most an hour apart) and given up after
+        ``_FEEDBACK_ATTEMPTS`` tries (state ``failed``, with the error). Returns how many
+        were sent."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            due = s.execute(
+                select(ExchangeFeedback, Exchange)
+                .join(Exchange, Exchange.id == ExchangeFeedback.exchange_id)
+                .where(ExchangeFeedback.state == "pending", ExchangeFeedback.next_attempt_at <= now)
+                .order_by(ExchangeFeedback.id)
+                .limit(limit)
+            ).all()
+            work = [
+                (
+                    fb.id,
+                    fb.upstream_id,
+                    fb.signal_type,
+                    fb.value,
+                    fb.positive,
+                    ex.type,
+                    ex.credentials,
+                    ex.base_url,
+                )
+                for fb, ex in due
+            ]
+        sent = 0
+        feeds: dict[tuple[str, str, str | None], Feed] = {}
+        for fb_id, upstream_id, stype, value, positive, kind_name, ref, url in work:
+            error: str | None = None
+            try:
+                kind = ExchangeType(kind_name)
+                key = (kind_name, ref, url)
+                if key not in feeds:
+                    feeds[key] = self._feed_factory(kind, self._credentials(kind, ref), url)
+                feeds[key].send_feedback(upstream_id, stype, value, positive)
+            except (FeedError, TakedownError) as exc:
+                error = str(exc)[:2000]
+            with unit_of_work(self._sessions) as s:
+                fb = s.get_one(ExchangeFeedback, fb_id)
+                if fb.state != "pending":
+                    continue
+                fb.attempts += 1
+                if error is None:
+                    fb.state, fb.sent_at, fb.last_error = "sent", utcnow(), None
+                    sent += 1
+                else:
+                    fb.last_error = error
+                    if fb.attempts >= _FEEDBACK_ATTEMPTS:
+                        fb.state = "failed"
+                    fb.next_attempt_at = now + timedelta(
+                        seconds=min(3600, 5 * 2 ** (fb.attempts - 1))
+                    )
+        return sent
+
+    # -- internals ---------------------------------------------------------------
+    def _credentials(self, kind: ExchangeType, ref: str) -> Credentials:
+        where, _, what = ref.partition(":")
+        if where == "env":
+            text = self._environ.get(what)
+            if text is None:
+                raise _unreadable(f"the environment variable {what} is not set")
+        else:
+            text = _read_small_file(what)
+        return parse_credentials(kind, text)
+
+    def _apply(
+        self, ex_id: int, version: int, kind: ExchangeType, page: Page, result: SyncResult
+    ) -> int:
+        """One page and its checkpoint, in one transaction. Returns the new version."""
+        with unit_of_work(self._sessions) as s:
+            ex = s.scalars(select(Exchange).where(Exchange.id == ex_id).with_for_update()).one()
+            if ex.version != version:
+                raise Conflict(
+                    f"Exchange {ex.name!r} is being synced by another process; this sync "
+                    "stopped without applying its page.",
+                    code="exchange_sync_running",
+                )
+            bank = s.get_one(Bank, ex.bank_id)
+            actor = f"exchange:{ex.name}"
+            now = utcnow()
+            applied = _apply_page(s, ex, bank, kind, page, actor, now)
+            ex.checkpoint = json.dumps(page.checkpoint, sort_keys=True)
+            ex.version = version + 1
+            ex.entries_added += applied.added
+            ex.entries_disabled += applied.disabled
+            ex.entries_rejected += applied.rejected
+            ex.last_sync_at = now
+            if applied.added or applied.disabled or applied.enabled_again or applied.rejected:
+                details: dict[str, object] = {
+                    "added": applied.added,
+                    "seen": applied.seen,
+                    "removed": applied.removed,
+                    "disabled": applied.disabled,
+                    "enabled_again": applied.enabled_again,
+                    "rejected": applied.rejected,
+                }
+                if applied.disabled_ids:
+                    details["disabled_entries"] = applied.disabled_ids[:1000]
+                record(s, actor, "exchange.page_applied", "exchange", ex.public_id, details)
+        result.added += applied.added
+        result.seen += applied.seen
+        result.removed += applied.removed
+        result.disabled += applied.disabled
+        result.enabled_again += applied.enabled_again
+        result.rejected += applied.rejected
+        return version + 1
+
+    def _failed(self, ex_id: int, message: str) -> None:
+        with unit_of_work(self._sessions) as s:
+            ex = s.get_one(Exchange, ex_id)
+            now = utcnow()
+            ex.last_sync_at = now
+            ex.last_error = message[:2000]
+            # Try again sooner than the schedule, but not in a tight loop.
+            ex.next_sync_at = now + timedelta(seconds=min(ex.interval_seconds, 300))
+
+    def _finished(self, ex_id: int, complete: bool) -> None:
+        with unit_of_work(self._sessions) as s:
+            ex = s.get_one(Exchange, ex_id)
+            now = utcnow()
+            ex.last_sync_at = now
+            ex.last_error = None
+            if complete:
+                ex.last_success_at = now
+                ex.stale_alerted_at = None
+                ex.next_sync_at = now + timedelta(seconds=ex.interval_seconds)
+
+
+@dataclass
+class _Applied:
+    added: int = 0
+    seen: int = 0
+    removed: int = 0
+    disabled: int = 0
+    enabled_again: int = 0
+    rejected: int = 0
+    disabled_ids: list[str] = field(default_factory=list)
+
+
+def _apply_page(
+    s: Session,
+    ex: Exchange,
+    bank: Bank,
+    kind: ExchangeType,
+    page: Page,
+    actor: str,
+    now: datetime,
+) -> _Applied:
+    out = _Applied()
+    # 1. The page's signals in our types; the rest rejected.
+    wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (upstream id, type) -> (type, value)
+    labels: dict[str, str] = {}
+    records: list[HashRecord] = []
+    texts: dict[tuple[tuple[str, object], ...], str] = {}  # a list's labels repeat
+    for e in page.entries:
+        shape = tuple(sorted(e.labels.items()))
+        text = texts.get(shape)
+        if text is None:
+            text = texts[shape] = json.dumps(e.labels, sort_keys=True)
+        labels[e.upstream_id] = text
+        category = e.labels.get("classification")
+        for upstream_type, value in e.signals:
+            ours = our_signal_type(kind, upstream_type)
+            if ours is None:
+                out.rejected += 1
+                continue
+            try:
+                rec = HashRecord(
+                    ours,
+                    value,
+                    source=kind.value,
+                    source_id=e.upstream_id[:200],
+                    category=str(category)[:100] if category else None,
+                )
+            except InvalidRequest:
+                out.rejected += 1
+                continue
+            # As the bank stores it: TMK's long values by their digest.
+            stored = signal_type(rec.signal_type).stored_value(rec.value)
+            wanted[(e.upstream_id, rec.signal_type)] = (rec.signal_type, stored)
+            records.append(rec)
+    out.seen = len(wanted)
+    # 2. New hashes into the bank (the bank's own rules: deduplicated, locked, indexed).
+    if records:
+        added = insert_entries(s, bank, records, actor)
+        out.added = added.added
+    entry_ids = _entry_ids(s, bank.id, set(wanted.values()))
+    # 3. Provenance rows: refreshed, added, or removed.
+    upstream_ids = sorted({e.upstream_id for e in page.entries} | set(page.removed))
+    existing: dict[tuple[str, str], ExchangeEntry] = {}
+    for chunk in _chunks(upstream_ids):
+        for row in s.scalars(
+            select(ExchangeEntry).where(
+                ExchangeEntry.exchange_id == ex.id, ExchangeEntry.upstream_id.in_(chunk)
+            )
+        ):
+            existing[(row.upstream_id, row.signal_type)] = row
+    fresh: list[dict[str, object]] = []
+    live_now: set[int] = set()
+    for key, tv in wanted.items():
+        entry_id = entry_ids[tv][0]
+        live_now.add(entry_id)
+        known = existing.get(key)
+        if known is None:
+            fresh.append(
+                {
+                    "exchange_id": ex.id,
+                    "upstream_id": key[0],
+                    "signal_type": key[1],
+                    "entry_id": entry_id,
+                    "labels": labels[key[0]],
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "removed_at": None,
+                }
+            )
+        else:
+            known.entry_id = entry_id
+            known.labels = labels[key[0]]
+            known.last_seen_at = now
+            known.removed_at = None
+    touched: set[int] = set()
+    removed = set(page.removed)
+    for key, row in existing.items():
+        gone = key[0] in removed or (key[0] in labels and key not in wanted)
+        if gone and row.removed_at is None:
+            row.removed_at = now
+            row.last_seen_at = now
+            touched.add(row.entry_id)
+            out.removed += 1
+    if fresh:
+        bulk_insert(s.connection(), Base.metadata.tables["exchange_entries"], fresh)
+    s.flush()
+    # 4. Entries upstream brought back, that this exchange had disabled: enabled again.
+    revive = [
+        i
+        for (i, enabled, disabled_by) in entry_ids.values()
+        if not enabled and disabled_by == actor and i in live_now
+    ]
+    if revive:
+        for chunk in _chunks(revive):
+            s.execute(
+                update(BankEntry)
+                .where(BankEntry.id.in_(chunk))
+                .values(enabled=True, disabled_at=None, disabled_by=None, disabled_reason=None)
+            )
+        out.enabled_again = len(revive)
+    # 5. Entries no live upstream entry carries any more: disabled, if an exchange put
+    # them in the bank (a person's own entries stay as they are).
+    candidates = sorted(touched - live_now)
+    still_live: set[int] = set()
+    for chunk in _chunks(candidates):
+        still_live.update(
+            s.scalars(
+                select(ExchangeEntry.entry_id).where(
+                    ExchangeEntry.entry_id.in_(chunk), ExchangeEntry.removed_at.is_(None)
+                )
+            )
+        )
+    dead = [i for i in candidates if i not in still_live]
+    for chunk in _chunks(dead):
+        rows = s.execute(
+            select(BankEntry.id, BankEntry.public_id).where(
+                BankEntry.id.in_(chunk),
+                BankEntry.enabled.is_(True),
+                BankEntry.added_by.like("exchange:%"),
+            )
+        ).all()
+        if not rows:
+            continue
+        s.execute(
+            update(BankEntry)
+            .where(BankEntry.id.in_([r[0] for r in rows]))
+            .values(
+                enabled=False,
+                disabled_at=now,
+                disabled_by=actor,
+                disabled_reason=f"removed upstream ({kind.value})",
+            )
+        )
+        out.disabled += len(rows)
+        out.disabled_ids.extend(r[1] for r in rows)
+    return out
+
+
+def _entry_ids(
+    s: Session, bank_id: int, signals: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, bool, str | None]]:
+    """(type, value) -> (entry id, enabled, disabled_by) for the bank's entries."""
+    by_type: dict[str, list[str]] = {}
+    for t, v in signals:
+        by_type.setdefault(t, []).append(v)
+    out: dict[tuple[str, str], tuple[int, bool, str | None]] = {}
+    for t, values in by_type.items():
+        for chunk in _chunks(sorted(values)):
+            for i, v, enabled, by in s.execute(
+                select(
+                    BankEntry.id, BankEntry.value, BankEntry.enabled, BankEntry.disabled_by
+                ).where(
+                    and_(
+                        BankEntry.bank_id == bank_id,
+                        BankEntry.signal_type == t,
+                        BankEntry.value.in_(chunk),
+                    )
+                )
+            ):
+                out[(t, v)] = (i, enabled, by)
+    return out
+
+
+def _is_stale(ex: Exchange, now: datetime) -> bool:
+    since = ex.last_success_at or ex.created_at
+    return ex.enabled and (now - since).total_seconds() >= STALE_AFTER_S
+
+
+def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Page]]:
+    """The feed's pages in batches: a thread fetches (and the client parses) up to
+    ``ahead`` pages while the previous batch is applied, and each batch is every page
+    fetched by then (at least one), applied in one transaction with its last page's
+    checkpoint. Only whole pages, in order; the feed's error is raised after the pages
+    fetched before it."""
+    box: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put((page, None), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            box.put((None, exc))
+
+    thread = threading.Thread(target=fetch, name="takedown-exchange-fetch", daemon=True)
+    thread.start()
+    try:
+        ended: tuple[Page | None, BaseException | None] | None = None
+        while ended is None:
+            batch: list[Page] = []
+            item = box.get()
+            while True:
+                page, error = item
+                if page is None:
+                    ended = item
+                    break
+                batch.append(page)
+                if len(batch) >= ahead:
+                    break
+                try:
+                    item = box.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+        if ended[1] is not None:
+            raise ended[1]
+    finally:
+        stop.set()
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _get(s: Session, ref: str) -> Exchange:
+    ex = s.scalars(
+        select(Exchange).where((Exchange.name == ref) | (Exchange.public_id == ref))
+    ).first()
+    if ex is None:
+        raise NotFound(f"No exchange named {ref[:100]!r}.", code="exchange_not_found")
+    return ex
+
+
+def _exists(name: str) -> Conflict:
+    return Conflict(f"An exchange named {name!r} already exists.", code="exchange_exists")
+
+
+def _read_small_file(path: str) -> str:
+    """A credentials file: a regular file of at most 4 KiB (never a device or a pipe:
+    the path comes from an operator or an API caller)."""
+    try:
+        with Path(path).open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > 4096:
+                raise _unreadable(f"{path} is not a regular file of at most 4 KiB")
+            data = fh.read(4097)
+    except OSError as exc:
+        raise _unreadable(
+            f"the file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise _unreadable(f"{path} is not UTF-8 text") from None
+
+
+def _unreadable(why: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"The exchange's credentials cannot be read: {why}.",
+        code="exchange_credentials_unreadable",
+    )
+
+
+def _validate_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not (url.startswith("https://") or url.startswith("http://")) or len(url) > 500:
+        raise InvalidRequest(
+            "The base URL must be an http(s) address of at most 500 characters.",
+            code="invalid_exchange_url",
+        )
+    return url
