@@ -40,6 +40,9 @@ from takedown.runtime import open_runtime
 from tests.conftest import standin_bytes, start_server
 from tests.connectors.fake_mastodon import FakeMastodon, Recorded
 
+# One xdist worker runs this module, so its servers start once (scripts/test: loadgroup).
+pytestmark = pytest.mark.xdist_group("mastodon")
+
 TOKEN = "service-account-token-0123456789"
 TD_SECRET = "takedown-webhook-secret-0123456789"
 PASSWORD = "a long specialist passphrase 42"

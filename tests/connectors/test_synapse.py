@@ -30,6 +30,9 @@ from tests.connectors.synapse_harness import (
     wait,
 )
 
+# One xdist worker runs this module, so its servers start once (scripts/test: loadgroup).
+pytestmark = pytest.mark.xdist_group("synapse")
+
 pytest.importorskip("synapse")
 nio = pytest.importorskip("nio")
 

@@ -26,6 +26,9 @@ from takedown.store.db import unit_of_work
 from takedown.store.models import BankEntry, Item, ItemMedia, RetroscanMatch
 from tests.conftest import encode, standin_bytes, standin_rgb
 
+# One xdist worker runs this module, so its servers start once (scripts/test: loadgroup).
+pytestmark = pytest.mark.xdist_group("spark")
+
 pytest.importorskip("pyspark")
 runner = CliRunner()
 
