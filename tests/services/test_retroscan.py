@@ -25,7 +25,7 @@ from takedown.media.video import hash_image_upload
 from takedown.runtime import Runtime
 from takedown.services.registry.service import ItemInput, MediaInput
 from takedown.store.db import unit_of_work
-from takedown.store.models import AuditEvent, RetroscanMatch
+from takedown.store.models import AuditEvent, BankEntry, RetroscanMatch
 from tests.conftest import encode, standin_bytes, standin_rgb
 
 runner = CliRunner()
@@ -227,3 +227,85 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(
             .where(AuditEvent.action == "item.retroactive_match")
         )
     assert acted == 1
+
+
+def test_a_video_banked_today_finds_its_copy_registered_before_by_the_frame_rule(
+    client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings, cli: None
+) -> None:
+    from tests.media.videos import SCENES_A, SCENES_B, make_video, transcode
+
+    # Short, small stand-in videos (5 s, 160 x 120): panning windows over benign photos.
+    video = make_video(SCENES_A[:2], 2.5, fps=10, size=(160, 120))
+    unrelated = make_video(SCENES_B[:2], 2.5, fps=10, size=(160, 120))
+    # Registered first, while no bank knows them: nothing happens.
+    for item, data in (("v", video), ("w", unrelated)):
+        r = client.put(f"/v1/items/{item}", headers=auth, json={"account_id": f"acct-{item}"})
+        assert r.status_code == 200, r.text
+        r = client.post(f"/v1/items/{item}/media", headers=auth, files={"file": ("f.mp4", data)})
+        assert r.status_code == 200, r.text
+        assert r.json()["visibility"] == "visible" and r.json()["cases"] == []
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={
+            "name": "csam",
+            "source": "ncmec",
+            "match_action": "block",
+            "restrict_on_match": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    # The bank learns a re-encoded copy: other bytes (its MD5 and SHA-256 match nothing),
+    # so only the frame rule can find the registered video.
+    banked = transcode(video, crf=32)
+    assert banked != video
+    r = client.post(
+        "/v1/banks/csam/media",
+        headers=auth,
+        files={"file": ("b.mp4", banked, "video/mp4")},
+        data={"category": "stand-in"},
+    )
+    assert r.status_code == 201, r.text
+    assert {e["signal_type"] for e in r.json()["entries"]} == {"vpdq", "md5", "sha256"}
+    vpdq = next(e["id"] for e in r.json()["entries"] if e["signal_type"] == "vpdq")
+    [job] = _jobs(client, auth, "csam")
+    assert job["state"] == "queued"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "takedown.cli", "worker", "--once"],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    [job] = _jobs(client, auth, "csam")
+    assert job["state"] == "done", job
+    assert job["matches"] == 1 and job["cases"] == 1 and job["media_scanned"] == 2
+    copy = client.get("/v1/items/v", headers=auth).json()
+    assert copy["visibility"] == "restricted", copy
+    assert client.get("/v1/items/w", headers=auth).json()["visibility"] == "visible"
+    cases = client.get("/v1/cases", headers=auth).json()
+    [case] = cases["cases"] if isinstance(cases, dict) else cases
+    detail = client.get(f"/v1/cases/{case['id']}", headers=auth).json()
+    assert [c["item_id"] for c in detail["copies"]] == ["v"], detail
+
+    # A rescan of the whole bank finds the same pair and acts on nothing new.
+    result = runner.invoke(app, ["retroscan", "csam", "--json"])
+    assert result.exit_code == 0, result.output
+    rescan = json.loads(result.stdout.splitlines()[-1])
+    assert rescan["state"] == "done" and rescan["matches"] == 0 and rescan["cases"] == 0
+    assert rescan["media_scanned"] == 2
+    cases = client.get("/v1/cases", headers=auth).json()
+    assert len(cases["cases"] if isinstance(cases, dict) else cases) == 1
+    with unit_of_work(rt.sessions, write=False) as s:
+        pairs = s.execute(
+            select(BankEntry.public_id, BankEntry.signal_type).join(
+                RetroscanMatch, RetroscanMatch.entry_id == BankEntry.id
+            )
+        ).all()
+        acted = s.scalars(
+            select(AuditEvent.object_id).where(AuditEvent.action == "item.retroactive_match")
+        ).all()
+    assert [tuple(p) for p in pairs] == [(vpdq, "vpdq")]  # found by the frame rule
+    assert acted == ["v"]
