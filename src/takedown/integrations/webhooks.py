@@ -67,18 +67,7 @@ class WebhookClient:
 
     def post(self, body: bytes, *, delivery_id: str, idempotency_key: str) -> int:
         """Returns the HTTP status; raises ``httpx.HTTPError`` when there is none."""
-        response = self._client.post(
-            self._url,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self._secret, body),
-                "Takedown-Delivery": delivery_id,
-                "Idempotency-Key": idempotency_key,
-                "User-Agent": "Takedown-Webhooks/1",
-            },
-        )
-        return response.status_code
+        return self._send(body, delivery_id, idempotency_key, {}).status_code
 
     def post_answer(
         self, body: bytes, *, delivery_id: str, idempotency_key: str, batch_size: int
@@ -86,7 +75,14 @@ class WebhookClient:
         """A batch of actions: returns the HTTP status and the answer's body (which may
         acknowledge only some of the actions); raises ``httpx.HTTPError`` when there is
         no answer."""
-        response = self._client.post(
+        extra = {"Takedown-Batch-Size": str(batch_size)}
+        response = self._send(body, delivery_id, idempotency_key, extra)
+        return response.status_code, response.content
+
+    def _send(
+        self, body: bytes, delivery_id: str, idempotency_key: str, extra: dict[str, str]
+    ) -> httpx.Response:
+        return self._client.post(
             self._url,
             content=body,
             headers={
@@ -94,11 +90,10 @@ class WebhookClient:
                 SIGNATURE_HEADER: sign(self._secret, body),
                 "Takedown-Delivery": delivery_id,
                 "Idempotency-Key": idempotency_key,
-                "Takedown-Batch-Size": str(batch_size),
+                **extra,
                 "User-Agent": "Takedown-Webhooks/1",
             },
         )
-        return response.status_code, response.content
 
     def close(self) -> None:
         self._client.close()

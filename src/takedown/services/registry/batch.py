@@ -29,7 +29,6 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from takedown.domain.screening import Verdict
 from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.ids import new_ids, utcnow
 from takedown.services.audit.chain import record, record_many
@@ -308,14 +307,7 @@ class _Chunk:
         for k in sorted(todo):
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
-            r = ItemResult(
-                item_id=c.platform_id,
-                created=False,
-                changed=False,
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
+            r = ItemResult.of(item)
             self.reg.screen_and_join(s, item, c.media, r, self.actor, neighbours=joining.neighbours)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)

@@ -149,6 +149,18 @@ class ItemResult:
     # Personal data: only for those who may read evidence (legal, admin); else None.
     ip_events: list[dict[str, object]] | None = None
 
+    @classmethod
+    def of(cls, item: Item, *, created: bool = False, changed: bool = False) -> ItemResult:
+        """The answer about ``item`` as it stands, before screening says otherwise."""
+        return cls(
+            item_id=item.platform_id,
+            created=created,
+            changed=changed,
+            visibility=item.visibility,
+            monetization_paused=item.monetization_paused,
+            verdict=Verdict.ALLOW.value,
+        )
+
 
 def _text(value: str | None, what: str, limit: int = 200) -> str | None:
     if value is None:
@@ -487,13 +499,10 @@ class RegistryService:
             s.add(ItemViews(item_id=item.id, at=utcnow(), view_count=item.view_count))
         new_media = self._attach_media(s, item, c.media)
         new_ips = self._add_ip_events(s, c.ip_events, actor, item=item)
-        result = ItemResult(
-            item_id=pid,
+        result = ItemResult.of(
+            item,
             created=created,
             changed=created or bool(changes) or bool(new_media) or bool(new_ips),
-            visibility=item.visibility,
-            monetization_paused=item.monetization_paused,
-            verdict=Verdict.ALLOW.value,
         )
         # Always screened and checked (reads; joins are idempotent), so a repeated
         # event gets the same answer and changes nothing.
@@ -526,14 +535,7 @@ class RegistryService:
             fresh = self._attach_media(s, item, [m])
             if content is not None:
                 self._keep_content(s, m.sha256, content, content_type)
-            result = ItemResult(
-                item_id=platform_id,
-                created=False,
-                changed=bool(fresh),
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
+            result = ItemResult.of(item, changed=bool(fresh))
             if fresh:
                 record(
                     s,
@@ -715,14 +717,7 @@ class RegistryService:
             .order_by(Item.id)
         ).all()
         for item in items:
-            result = ItemResult(
-                item_id=item.platform_id,
-                created=False,
-                changed=False,
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
+            result = ItemResult.of(item)
             actions = [MatchAction(banks[e.bank_id].match_action) for e in live]
             result.matched_banks = [banks[e.bank_id].name for e in live]
             sources = {banks[e.bank_id].source for e in live}
@@ -766,14 +761,7 @@ class RegistryService:
             changed = self.apply_views(s, item, view_count, at)
             if changed:
                 self._cases.refresh_priority_for_items(s, [item.id])
-            return ItemResult(
-                item_id=platform_id,
-                created=False,
-                changed=changed,
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
+            return ItemResult.of(item, changed=changed)
 
     @staticmethod
     def apply_views(s: Session, item: Item, view_count: int, at: datetime | None) -> bool:
@@ -792,14 +780,7 @@ class RegistryService:
             item = s.scalars(select(Item).where(Item.platform_id == platform_id)).first()
             if item is None:
                 raise NotFound(f"No item {platform_id[:60]!r}.", code="item_not_found")
-            result = ItemResult(
-                item_id=platform_id,
-                created=False,
-                changed=False,
-                visibility=item.visibility,
-                monetization_paused=item.monetization_paused,
-                verdict=Verdict.ALLOW.value,
-            )
+            result = ItemResult.of(item)
             if ip_events_for is not None:
                 result.ip_events = _ip_events_shown(s, IpEvent.item_id == item.id)
                 record(
