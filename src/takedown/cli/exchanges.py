@@ -39,6 +39,14 @@ def exchange_add(
         str | None, typer.Option(help="Another base URL than the exchange's own")
     ] = None,
     interval: Annotated[int, typer.Option(help="Seconds between syncs")] = 3600,
+    threshold: Annotated[
+        int | None,
+        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
+    ] = None,
 ) -> None:
     """Add an exchange; `takedown worker` syncs it on schedule."""
     from takedown.config import absolute
@@ -54,6 +62,8 @@ def exchange_add(
             credentials_env=credentials_env,
             base_url=base_url,
             interval_seconds=interval,
+            threshold=threshold,
+            action=action,
         )
     except TakedownError as exc:
         raise fail(exc) from exc

@@ -34,6 +34,16 @@ class ExchangeIn(BaseModel):
     )
     base_url: str | None = Field(None, description="Another base URL than the exchange's own.")
     interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
+    threshold: Int64 | None = Field(
+        None,
+        description="Its own PDQ distance threshold for its entries (0-128): the stricter "
+        "of this and the bank's applies. None: the bank's.",
+    )
+    action: str | None = Field(
+        None,
+        description="block, review or record: the action for its entries' matches instead "
+        "of the bank's. None: the bank's.",
+    )
 
 
 @router.get("/exchanges", response_model=list[ExchangeView], summary="List hash exchanges")
@@ -58,6 +68,8 @@ def add_exchange(
         credentials_env=body.credentials_env,
         base_url=body.base_url,
         interval_seconds=body.interval_seconds,
+        threshold=body.threshold,
+        action=body.action,
     )
 
 
