@@ -76,3 +76,20 @@ def test_exchange_threshold_and_action(rt, client, auth, tmp_path, stopncii):  #
     r = client.put("/v1/items/i2", json=item, headers=platform_headers(rt)).json()
     # No bank match (it still joins i1's case as a near copy of i1).
     assert r["verdict"] == "allow" and r["matched_banks"] == []
+
+    # Changed later (PUT …/policy, audited): back to the bank's, then a new threshold.
+    policy = "/v1/exchanges/stopncii/policy"
+    r = client.put(policy, headers=auth, json={"threshold": None, "action": None})
+    assert r.status_code == 200 and (r.json()["threshold"], r.json()["action"]) == (None, None)
+    assert _screen(client, auth, _flip(pdq(1), 12))["verdict"] == "block"  # the bank's 31
+    r = client.put(policy, headers=auth, json={"threshold": 10, "action": "record"})
+    assert r.status_code == 200
+    assert _screen(client, auth, _flip(pdq(1), 12))["verdict"] == "allow"
+    assert _screen(client, auth, _flip(pdq(1), 4))["matches"][0]["action"] == "record"
+    bad = client.put(policy, headers=auth, json={"threshold": -1})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_threshold"
+    bad = client.put(policy, headers=auth, json={"action": "allow"})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_exchange_action"
+    assert client.get("/v1/exchanges/stopncii", headers=auth).json()["threshold"] == 10
+    missing = client.put("/v1/exchanges/nope/policy", headers=auth, json={})
+    assert missing.status_code == 404 and missing.json()["code"] == "exchange_not_found"

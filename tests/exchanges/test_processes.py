@@ -276,3 +276,6 @@ def test_cli_exchange_add_and_refusals(rt, database_url, tmp_path, monkeypatch):
     r = runner.invoke(app, ["exchange", "add", "w", "--type", "ncmec", "--bank", "ncmec",
                             "--credentials", str(creds), "--action", "negative"])  # fmt: skip
     assert r.exit_code == 2 and "invalid_exchange_action" in r.output
+    r = runner.invoke(app, ["exchange", "set", "z", "--threshold", "12"])
+    assert r.exit_code == 0 and "threshold 12, action the bank's" in r.output, r.output
+    assert (rt.exchanges.get("z").threshold, rt.exchanges.get("z").action) == (12, None)

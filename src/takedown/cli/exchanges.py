@@ -70,6 +70,29 @@ def exchange_add(
     out.print(f"added exchange {view.name} ({view.type}) → bank {view.bank}, id {view.id}")
 
 
+@exchange_app.command("set")
+def exchange_set(
+    name: str,
+    threshold: Annotated[
+        int | None,
+        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
+    ] = None,
+) -> None:
+    """Set an exchange's own threshold and action (an option left out: the bank's)."""
+    rt = runtime()
+    try:
+        view = rt.exchanges.set_policy(name, actor=CLI_ACTOR, threshold=threshold, action=action)
+    except TakedownError as exc:
+        raise fail(exc) from exc
+    shown_bank = "the bank's"
+    shown = shown_bank if view.threshold is None else str(view.threshold)
+    out.print(f"exchange {view.name}: threshold {shown}, action {view.action or shown_bank}")
+
+
 @exchange_app.command("sync")
 def exchange_sync(
     name: str,

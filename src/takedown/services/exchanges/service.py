@@ -247,6 +247,32 @@ class ExchangeService:
             )
             return ExchangeView.of(ex, bank.name, int(live or 0))
 
+    def set_policy(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        threshold: int | None,
+        action: str | None,
+    ) -> ExchangeView:
+        """Change the exchange's own threshold and action (None: the bank's); audited.
+        Other processes' matchers apply it within a second."""
+        validate_exchange_threshold(threshold)
+        parsed = parse_exchange_action(action)
+        with unit_of_work(self._sessions) as s:
+            ex = _get(s, ref)
+            before = {"threshold": ex.threshold, "action": ex.action}
+            ex.threshold, ex.action = threshold, parsed.value if parsed else None
+            record(
+                s,
+                actor,
+                "exchange.policy_changed",
+                "exchange",
+                ex.public_id,
+                {"before": before, "threshold": ex.threshold, "action": ex.action},
+            )
+        return self.get(ref)
+
     # -- syncing -----------------------------------------------------------------
     def sync(
         self,
