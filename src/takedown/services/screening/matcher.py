@@ -229,8 +229,10 @@ class Matcher:
         bank's and the exchange's), and the exchange's action replaces the bank's (the
         strictest, when several exchanges with an action carry the entry). Nothing to
         read while no exchange has either."""
+        if not matches:
+            return matches
         overrides = self._exchange_overrides()
-        if not overrides or not matches:
+        if not overrides:
             return matches
         carried: dict[int, list[int]] = {}
         for entry_id, ex_id in connection.execute(
