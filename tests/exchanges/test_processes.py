@@ -266,3 +266,16 @@ def test_cli_exchange_add_and_refusals(rt, database_url, tmp_path, monkeypatch):
     r = runner.invoke(app, ["exchange", "list"])
     assert r.exit_code == 0 and "never" in r.output and PASSWORD not in r.output
     assert rt.exchanges.get("x").credentials == f"file:{creds}"
+    # Its own threshold and action (the matching: test_exchange_policy.py).
+    r = runner.invoke(app, ["exchange", "add", "z", "--type", "ncmec", "--bank", "ncmec",
+                            "--credentials", str(creds), "--threshold", "10",
+                            "--action", "review"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    z = rt.exchanges.get("z")
+    assert (z.threshold, z.action) == (10, "review")
+    r = runner.invoke(app, ["exchange", "add", "w", "--type", "ncmec", "--bank", "ncmec",
+                            "--credentials", str(creds), "--action", "negative"])  # fmt: skip
+    assert r.exit_code == 2 and "invalid_exchange_action" in r.output
+    r = runner.invoke(app, ["exchange", "set", "z", "--threshold", "12"])
+    assert r.exit_code == 0 and "threshold 12, action the bank's" in r.output, r.output
+    assert (rt.exchanges.get("z").threshold, rt.exchanges.get("z").action) == (12, None)

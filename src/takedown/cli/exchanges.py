@@ -39,6 +39,14 @@ def exchange_add(
         str | None, typer.Option(help="Another base URL than the exchange's own")
     ] = None,
     interval: Annotated[int, typer.Option(help="Seconds between syncs")] = 3600,
+    threshold: Annotated[
+        int | None,
+        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
+    ] = None,
 ) -> None:
     """Add an exchange; `takedown worker` syncs it on schedule."""
     from takedown.config import absolute
@@ -54,10 +62,35 @@ def exchange_add(
             credentials_env=credentials_env,
             base_url=base_url,
             interval_seconds=interval,
+            threshold=threshold,
+            action=action,
         )
     except TakedownError as exc:
         raise fail(exc) from exc
     out.print(f"added exchange {view.name} ({view.type}) → bank {view.bank}, id {view.id}")
+
+
+@exchange_app.command("set")
+def exchange_set(
+    name: str,
+    threshold: Annotated[
+        int | None,
+        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
+    ] = None,
+) -> None:
+    """Set an exchange's own threshold and action (an option left out: the bank's)."""
+    rt = runtime()
+    try:
+        view = rt.exchanges.set_policy(name, actor=CLI_ACTOR, threshold=threshold, action=action)
+    except TakedownError as exc:
+        raise fail(exc) from exc
+    shown_bank = "the bank's"
+    shown = shown_bank if view.threshold is None else str(view.threshold)
+    out.print(f"exchange {view.name}: threshold {shown}, action {view.action or shown_bank}")
 
 
 @exchange_app.command("sync")

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from takedown.domain.banks import MatchAction, validate_pdq_threshold
 from takedown.errors import InvalidRequest
 
 
@@ -182,3 +183,28 @@ def merge_pages(pages: list[Page]) -> Page:
 def our_signal_type(kind: ExchangeType, upstream: str) -> str | None:
     """Our signal type's name for an upstream one, or None (rejected)."""
     return SIGNAL_NAMES.get(kind, {}).get(upstream)
+
+
+EXCHANGE_ACTIONS = (MatchAction.BLOCK, MatchAction.REVIEW, MatchAction.RECORD)
+
+
+def parse_exchange_action(value: str | None) -> MatchAction | None:
+    """An exchange's own action for its entries (None: its bank's)."""
+    if value is None:
+        return None
+    try:
+        action = MatchAction(value)
+    except ValueError:
+        action = None
+    if action not in EXCHANGE_ACTIONS:
+        raise InvalidRequest(
+            "An exchange's action is block, review or record (a negative list is a bank "
+            f"of its own); got {value[:40]!r}.",
+            code="invalid_exchange_action",
+        )
+    return action
+
+
+def validate_exchange_threshold(value: int | None) -> int | None:
+    """An exchange's own PDQ threshold (None: its bank's); the stricter one applies."""
+    return None if value is None else validate_pdq_threshold(value)

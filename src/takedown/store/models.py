@@ -958,6 +958,26 @@ class Exchange(Base):
     stale_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+    # The exchange's own threshold and action for its entries (migration 0025): the
+    # stricter of this and the bank's threshold applies; the action replaces the bank's.
+    threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class CaseEntry(Base):
+    """A bank entry whose match brought items into a case (migration 0025), and the
+    opinion last queued for its exchanges from the case's decisions (``confirmed`` or
+    ``rejected``, by decision ``opinion_decision``): once per entry and outcome, the
+    opposite one when an appeal overturns it."""
+
+    __tablename__ = "case_entries"
+    __table_args__ = (Index("ix_case_entries_entry", "entry_id"),)
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("bank_entries.id"), primary_key=True)
+    first_matched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    opinion: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    opinion_decision: Mapped[str | None] = mapped_column(String(26), nullable=True)
 
 
 class ExchangeEntry(Base):

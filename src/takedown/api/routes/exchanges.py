@@ -34,6 +34,16 @@ class ExchangeIn(BaseModel):
     )
     base_url: str | None = Field(None, description="Another base URL than the exchange's own.")
     interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
+    threshold: Int64 | None = Field(
+        None,
+        description="Its own PDQ distance threshold for its entries (0-128): the stricter "
+        "of this and the bank's applies. None: the bank's.",
+    )
+    action: str | None = Field(
+        None,
+        description="block, review or record: the action for its entries' matches instead "
+        "of the bank's. None: the bank's.",
+    )
 
 
 @router.get("/exchanges", response_model=list[ExchangeView], summary="List hash exchanges")
@@ -49,7 +59,7 @@ def list_exchanges(
 def add_exchange(
     body: ExchangeIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> ExchangeView:
-    return rt.exchanges.add(
+    view = rt.exchanges.add(
         body.name,
         type=body.type,
         bank=body.bank,
@@ -58,7 +68,40 @@ def add_exchange(
         credentials_env=body.credentials_env,
         base_url=body.base_url,
         interval_seconds=body.interval_seconds,
+        threshold=body.threshold,
+        action=body.action,
     )
+    rt.matcher.invalidate()  # its threshold and action apply at once here
+    return view
+
+
+class ExchangePolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: Int64 | None = Field(
+        None, description="Its own PDQ threshold (0-128); null: the bank's."
+    )
+    action: str | None = Field(None, description="block, review or record; null: the bank's.")
+
+
+@router.put(
+    "/exchanges/{name}/policy",
+    response_model=ExchangeView,
+    summary="Set an exchange's own threshold and action for its entries",
+    description="Both are replaced (null: the bank's). The stricter of the bank's and "
+    "the exchange's PDQ threshold applies; the exchange's action replaces the bank's. "
+    "Audited.",
+)
+def set_exchange_policy(
+    name: str,
+    body: ExchangePolicyIn,
+    p: Principal = Depends(_write),
+    rt: Runtime = Depends(runtime),
+) -> ExchangeView:
+    view = rt.exchanges.set_policy(
+        name, actor=p.actor, threshold=body.threshold, action=body.action
+    )
+    rt.matcher.invalidate()
+    return view
 
 
 @router.get("/exchanges/{name}", response_model=ExchangeView, summary="One exchange's state")

@@ -19,7 +19,14 @@ from takedown.ids import utcnow
 from takedown.services.audit.chain import record
 from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
-from takedown.store.models import Bank, BankEntry, EntryQuarantine, Screening, ScreeningMatch
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    CaseEntry,
+    EntryQuarantine,
+    Screening,
+    ScreeningMatch,
+)
 
 QUARANTINE_ACTOR = "flood-quarantine"
 WINDOW = timedelta(hours=1)
@@ -189,9 +196,10 @@ def _view(q: EntryQuarantine, e: BankEntry, b: Bank) -> QuarantineView:
 @dataclass(frozen=True)
 class EntryMatchHistory:
     """How an entry has matched: uploads screened against it (all time and in the last
-    hour), the last one, and the specialists' decisions on its floods (restored: the
-    matches were confirmed as the listed material; disabled: rejected as a false
-    positive)."""
+    hour), the last one; ``confirmed`` and ``rejected`` count the specialists' decisions
+    on its floods (restored: the matches were confirmed as the listed material;
+    disabled: rejected as a false positive) and the cases its matches opened or joined,
+    by their effective decision (violation; no violation)."""
 
     entry: str
     bank: str
@@ -236,6 +244,14 @@ def entry_history(
         ]
         if last is not None and last.tzinfo is None:
             last = last.replace(tzinfo=now.tzinfo)
+        decided = {  # the effective decisions of the cases its matches opened or joined
+            str(opinion): int(n)
+            for opinion, n in s.execute(
+                select(CaseEntry.opinion, func.count())
+                .where(CaseEntry.entry_id == entry.id, CaseEntry.opinion.is_not(None))
+                .group_by(CaseEntry.opinion)
+            )
+        }
         return EntryMatchHistory(
             entry=entry.public_id,
             bank=bank.name,
@@ -243,7 +259,7 @@ def entry_history(
             matches=total,
             matches_last_hour=recent,
             last_match_at=last,
-            confirmed=sum(q.state == "restored" for q in quarantines),
-            rejected=sum(q.state == "disabled" for q in quarantines),
+            confirmed=sum(q.state == "restored" for q in quarantines) + decided.get("confirmed", 0),
+            rejected=sum(q.state == "disabled" for q in quarantines) + decided.get("rejected", 0),
             quarantines=quarantines,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from takedown.domain.access import Principal
@@ -28,6 +28,7 @@ from takedown.domain.triage import decision_target
 from takedown.errors import Forbidden, InvalidRequest
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
+from takedown.services.banks.feedback import queue_opinion
 from takedown.services.cases.base import _categories
 from takedown.services.cases.copies import chunks
 from takedown.services.cases.enforcement import (
@@ -41,7 +42,7 @@ from takedown.services.cases.media import check_media_in_case
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import DecisionView, PublicStatusView, _decision_view
 from takedown.store.db import unit_of_work
-from takedown.store.models import Appeal, Case, CaseItem, Decision
+from takedown.store.models import Appeal, BankEntry, Case, CaseEntry, CaseItem, Decision
 
 
 class CaseDecisions(CaseStatus):
@@ -137,6 +138,9 @@ class CaseDecisions(CaseStatus):
             if effect.effect is not None:
                 s.flush()  # the decision's public id, for provenance
                 self._apply_effect(s, case, effect.effect, principal.actor, now, row.public_id)
+            if effect.effective and parsed in (Outcome.VIOLATION, Outcome.NO_VIOLATION):
+                s.flush()
+                self._write_back(s, case, parsed is Outcome.VIOLATION, principal.actor, now, row)
             if (
                 effect.effective
                 and parsed is Outcome.NO_VIOLATION
@@ -169,6 +173,34 @@ class CaseDecisions(CaseStatus):
             if after != before or effect.effective:
                 self._mail_status_change(s, case, after, now)
             return _decision_view(row)
+
+    def _write_back(
+        self, s: Session, case: Case, confirmed: bool, actor: str, now: datetime, row: Decision
+    ) -> None:
+        """An effective decision goes back to the exchanges of the bank entries whose
+        matches brought items into the case: a violation confirms them (StopNCII
+        Blocked, NCMEC upvote), no violation rejects them (NotBlocked, downvote). Once
+        per entry and outcome: a decision repeating the case's outcome queues nothing,
+        one overturning it on appeal queues the opposite opinion."""
+        opinion = "confirmed" if confirmed else "rejected"
+        links = s.scalars(
+            select(CaseEntry)
+            .where(CaseEntry.case_id == case.id)
+            .where(or_(CaseEntry.opinion.is_(None), CaseEntry.opinion != opinion))
+            .order_by(CaseEntry.entry_id)
+        ).all()
+        for link in links:
+            entry = s.get_one(BankEntry, link.entry_id)
+            queue_opinion(
+                s,
+                entry,
+                confirmed=confirmed,
+                actor=actor,
+                now=now,
+                case=case.public_id,
+                decision=row.public_id,
+            )
+            link.opinion, link.opinion_decision = opinion, row.public_id
 
     def _apply_effect(
         self,

@@ -38,7 +38,15 @@ from takedown.services.cases.reported_hashes import HashedMedia
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import ReportReceipt
 from takedown.store.db import unit_of_work
-from takedown.store.models import Case, CaseItem, CaseLocation, Decision, Item, Report
+from takedown.store.models import (
+    Case,
+    CaseEntry,
+    CaseItem,
+    CaseLocation,
+    Decision,
+    Item,
+    Report,
+)
 
 CATEGORY_VALUES = frozenset(c.value for c in Category)
 
@@ -445,6 +453,30 @@ class CaseIntake(CaseStatus):
                 self._refresh_priority(s, case, now)
             joined.append(case.public_id)
         return joined
+
+    def record_matched_entries(
+        self, s: Session, case_refs: Iterable[str], entry_ids: Iterable[int]
+    ) -> None:
+        """The bank entries whose matches brought an item into these cases: the case's
+        match provenance, from which its decisions go back to the entries' exchanges
+        (:meth:`CaseDecisions.decide`)."""
+        entries = sorted(set(entry_ids))
+        refs = sorted(set(case_refs))
+        if not entries or not refs:
+            return
+        now = utcnow()
+        for case_id in s.scalars(select(Case.id).where(Case.public_id.in_(refs))):
+            known = set(
+                s.scalars(
+                    select(CaseEntry.entry_id).where(
+                        CaseEntry.case_id == case_id, CaseEntry.entry_id.in_(entries)
+                    )
+                )
+            )
+            for e in entries:
+                if e not in known:
+                    s.add(CaseEntry(case_id=case_id, entry_id=e, first_matched_at=now))
+        s.flush()
 
     def open_for_match(
         self,

@@ -31,8 +31,10 @@ from takedown.domain.exchanges import (
     merge_pages,
     our_signal_type,
     parse_credentials,
+    parse_exchange_action,
     parse_exchange_type,
     validate_exchange_name,
+    validate_exchange_threshold,
     validate_interval,
 )
 from takedown.domain.hashlists import HashRecord
@@ -40,6 +42,7 @@ from takedown.errors import Conflict, ExchangeFailed, InvalidRequest, NotFound, 
 from takedown.ids import utcnow
 from takedown.integrations.hash_exchanges import Feed, FeedError, open_feed
 from takedown.services.audit.chain import record
+from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
 from takedown.services.outbound.mail import queue_mail
 from takedown.signals import signal_type
@@ -48,7 +51,6 @@ from takedown.store.db import bulk_insert, unit_of_work
 from takedown.store.models import (
     Bank,
     BankEntry,
-    BankEntryPayload,
     Base,
     Exchange,
     ExchangeEntry,
@@ -84,6 +86,9 @@ class ExchangeView:
     created_by: str
     live_entries: int = 0  # upstream signals live now
     stale: bool = False  # no successful sync for 24 hours (the legal team is alerted)
+    # Its own PDQ threshold and action for its entries (None: the bank's).
+    threshold: int | None = None
+    action: str | None = None
 
     @classmethod
     def of(cls, ex: Exchange, bank: str, live: int = 0) -> ExchangeView:
@@ -111,6 +116,8 @@ class ExchangeView:
             created_by=ex.created_by,
             live_entries=live,
             stale=_is_stale(ex, utcnow()),
+            threshold=ex.threshold,
+            action=ex.action,
         )
 
 
@@ -152,10 +159,16 @@ class ExchangeService:
         credentials_env: str | None = None,
         base_url: str | None = None,
         interval_seconds: int = DEFAULT_INTERVAL_S,
+        threshold: int | None = None,
+        action: str | None = None,
     ) -> ExchangeView:
         """Add an exchange feeding ``bank``; its credentials are read and checked for
-        their format now (not sent anywhere), and it syncs at the worker's next round."""
+        their format now (not sent anywhere), and it syncs at the worker's next round.
+        ``threshold`` and ``action``: its own for its entries at match time (the
+        stricter of the bank's and this threshold; this action instead of the bank's)."""
         validate_exchange_name(name)
+        validate_exchange_threshold(threshold)
+        parsed_action = parse_exchange_action(action)
         kind = parse_exchange_type(type)
         ref = credentials_ref(file=credentials_file, env=credentials_env)
         self._credentials(kind, ref)
@@ -181,6 +194,8 @@ class ExchangeService:
                     entries_rejected=0,
                     next_sync_at=utcnow(),
                     created_by=actor,
+                    threshold=threshold,
+                    action=parsed_action.value if parsed_action else None,
                 )
                 s.add(ex)
                 s.flush()
@@ -197,6 +212,8 @@ class ExchangeService:
                         "base_url": base_url,
                         "credentials": ref,
                         "interval_seconds": interval_seconds,
+                        "threshold": threshold,
+                        "action": ex.action,
                     },
                 )
                 return ExchangeView.of(ex, target.name)
@@ -229,6 +246,32 @@ class ExchangeService:
                 .where(ExchangeEntry.exchange_id == ex.id, ExchangeEntry.removed_at.is_(None))
             )
             return ExchangeView.of(ex, bank.name, int(live or 0))
+
+    def set_policy(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        threshold: int | None,
+        action: str | None,
+    ) -> ExchangeView:
+        """Change the exchange's own threshold and action (None: the bank's); audited.
+        Other processes' matchers apply it within a second."""
+        validate_exchange_threshold(threshold)
+        parsed = parse_exchange_action(action)
+        with unit_of_work(self._sessions) as s:
+            ex = _get(s, ref)
+            before = {"threshold": ex.threshold, "action": ex.action}
+            ex.threshold, ex.action = threshold, parsed.value if parsed else None
+            record(
+                s,
+                actor,
+                "exchange.policy_changed",
+                "exchange",
+                ex.public_id,
+                {"before": before, "threshold": ex.threshold, "action": ex.action},
+            )
+        return self.get(ref)
 
     # -- syncing -----------------------------------------------------------------
     def sync(
@@ -360,48 +403,14 @@ class ExchangeService:
             entry = s.scalars(select(BankEntry).where(BankEntry.public_id == entry_ref)).first()
             if entry is None:
                 raise NotFound(f"No entry {entry_ref[:60]!r}.", code="entry_not_found")
-            rows = s.execute(
-                select(ExchangeEntry, Exchange)
-                .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
-                .where(ExchangeEntry.entry_id == entry.id, ExchangeEntry.removed_at.is_(None))
-            ).all()
-            if not rows:
+            queued = queue_opinion(s, entry, confirmed=confirmed, actor=actor, now=now)
+            if not queued:
                 raise InvalidRequest(
                     f"Entry {entry_ref} came from no exchange (or upstream removed it): "
                     "there is nobody to tell.",
                     code="entry_not_from_exchange",
                 )
-            value = entry.value
-            if entry.signal_type == "tmk":  # stored by digest: the whole value
-                payload = s.get(BankEntryPayload, entry.id)
-                value = payload.payload if payload else value
-            for row, ex in rows:
-                s.add(
-                    ExchangeFeedback(
-                        exchange_id=ex.id,
-                        upstream_id=row.upstream_id,
-                        signal_type=row.signal_type,
-                        value=value,
-                        positive=confirmed,
-                        state="pending",
-                        attempts=0,
-                        created_at=now,
-                        created_by=actor,
-                        next_attempt_at=now,
-                    )
-                )
-            record(
-                s,
-                actor,
-                "exchange.feedback_queued",
-                "bank_entry",
-                entry.public_id,
-                {
-                    "confirmed": confirmed,
-                    "upstream": [f"{ex.name}:{row.upstream_id}" for row, ex in rows][:100],
-                },
-            )
-            return len(rows)
+            return queued
 
     def send_due(self, now: datetime | None = None, limit: int = 100) -> int:
         """Send due feedback through the exchanges' clients; a failure is retried with

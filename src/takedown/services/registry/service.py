@@ -619,6 +619,7 @@ class RegistryService:
         sources: set[str] = set()
         origins: set[str] = set()  # cases the matched entries were banked from
         categories: set[str] = set()  # the matched entries' categories
+        entries: set[int] = set()  # the matched entries (the case's match provenance)
         if not media:  # the item's known media, when the event did not repeat them
             media = _stored_media(s, item)
         for m in media:
@@ -644,6 +645,8 @@ class RegistryService:
                     origins.add(match.entry.source_id)  # banked from that case
                 if match.entry.category:
                     categories.add(match.entry.category)
+                if match.bank.match_action is not MatchAction.NEGATIVE:
+                    entries.add(match.entry.id)
         self._act(
             s,
             item,
@@ -656,6 +659,7 @@ class RegistryService:
             origins,
             categories,
             neighbours=neighbours,
+            entries=entries,
         )
 
     def _act(
@@ -671,6 +675,7 @@ class RegistryService:
         origins: set[str],
         categories: set[str],
         neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
+        entries: set[int] | None = None,
     ) -> None:
         """What a bank match does to an item, found at upload or afterwards
         (:meth:`act_on_retroactive_matches`): the bank's policy opens a case or joins
@@ -697,6 +702,8 @@ class RegistryService:
                 )
             )
         result.cases = sorted(set(joined))
+        if entries and MatchAction.NEGATIVE not in actions:
+            self._cases.record_matched_entries(s, result.cases, entries)
 
     def act_on_retroactive_matches(
         self, s: Session, media_id: int, entries: Sequence[BankEntry], actor: str
@@ -743,6 +750,11 @@ class RegistryService:
                 restrict,
                 origins,
                 categories,
+                entries={
+                    e.id
+                    for e in live
+                    if banks[e.bank_id].match_action != MatchAction.NEGATIVE.value
+                },
             )
             cases += result.cases
         return sorted(set(cases))

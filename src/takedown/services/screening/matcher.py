@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +44,14 @@ from takedown.signals import (
 )
 from takedown.store import repositories as repo
 from takedown.store.db import read_connection, unit_of_work
-from takedown.store.models import Bank, BankEntry, BankEntryPayload, Base
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    BankEntryPayload,
+    Base,
+    Exchange,
+    ExchangeEntry,
+)
 
 _SYNC_BATCH = 100_000
 Candidates = dict[int, tuple[int, str | None]]  # entry id -> (distance, variant)
@@ -148,6 +155,9 @@ class Matcher:
         self._radius_value: int | None = None
         self._radius_at = float("-inf")
         self._tmk_cache: dict[int, Any] = {}  # entry id -> parsed TMK vectors
+        # Exchanges with a threshold or action of their own: id -> (threshold, action).
+        self._overrides_value: dict[int, tuple[int | None, MatchAction | None]] = {}
+        self._overrides_at = float("-inf")
 
     @property
     def indexed(self) -> int:
@@ -173,6 +183,7 @@ class Matcher:
         entries on the next query (other processes see it within their sync interval
         and within a second for the radius)."""
         self._radius_at = float("-inf")
+        self._overrides_at = float("-inf")
         for follower in (self._follower, *self._others.values()):
             follower.mark_stale()
 
@@ -193,6 +204,57 @@ class Matcher:
                 self._radius_value = session.scalar(_MAX_THRESHOLD[PDQ.name])
             self._radius_at = now
         return self._radius_value
+
+    def _exchange_overrides(self) -> dict[int, tuple[int | None, MatchAction | None]]:
+        """The exchanges with a threshold or an action of their own, re-read at most once
+        a second (like the radius)."""
+        now = time.monotonic()
+        if now - self._overrides_at > RADIUS_TTL_S:
+            with unit_of_work(self._sessions, write=False) as session:
+                self._overrides_value = {
+                    ex_id: (threshold, MatchAction(action) if action else None)
+                    for ex_id, threshold, action in session.execute(
+                        select(Exchange.id, Exchange.threshold, Exchange.action).where(
+                            Exchange.enabled.is_(True),
+                            (Exchange.threshold.is_not(None)) | (Exchange.action.is_not(None)),
+                        )
+                    )
+                }
+            self._overrides_at = now
+        return self._overrides_value
+
+    def _by_exchange(self, connection: Connection, matches: list[Match]) -> list[Match]:
+        """An exchange's own threshold and action for the entries it carries: a PDQ
+        match farther than the exchange's threshold does not count (the stricter of the
+        bank's and the exchange's), and the exchange's action replaces the bank's (the
+        strictest, when several exchanges with an action carry the entry). Nothing to
+        read while no exchange has either."""
+        if not matches:
+            return matches
+        overrides = self._exchange_overrides()
+        if not overrides:
+            return matches
+        carried: dict[int, list[int]] = {}
+        for entry_id, ex_id in connection.execute(
+            select(ExchangeEntry.entry_id, ExchangeEntry.exchange_id).where(
+                ExchangeEntry.entry_id.in_(sorted({m.entry.id for m in matches})),
+                ExchangeEntry.exchange_id.in_(sorted(overrides)),
+                ExchangeEntry.removed_at.is_(None),
+            )
+        ):
+            carried.setdefault(entry_id, []).append(ex_id)
+        kept: list[Match] = []
+        for m in matches:
+            own = [overrides[x] for x in carried.get(m.entry.id, ())]
+            limits = [th for th, _ in own if th is not None]
+            if limits and m.signal_type == PDQ.name and m.distance > min(limits):
+                continue
+            actions = [a for _, a in own if a is not None]
+            if actions:
+                action = min(actions, key=lambda a: _ACTION_RANK[a])
+                m = replace(m, bank=replace(m.bank, match_action=action))
+            kept.append(m)
+        return kept
 
     def find(self, session: Session, query: QuerySignals) -> list[Match]:
         """Every enabled entry in an enabled bank that the query matches, best first.
@@ -260,7 +322,9 @@ class Matcher:
         if not best:
             return []
         with read_connection(self._sessions) as connection:
-            return sort_matches(self.pdq_matches(connection, query, best))
+            return sort_matches(
+                self._by_exchange(connection, self.pdq_matches(connection, query, best))
+            )
 
     def resolve(self, session: Session, query: QuerySignals, best: Candidates) -> list[Match]:
         """Check candidates (and the query's exact hashes) against the current rows."""
@@ -268,7 +332,7 @@ class Matcher:
         frame_hits = self._video_hits(session, query)
         matches: list[Match] = self._other_hamming_matches(session, query)
         if not best and not exact and not frame_hits and not query.tmk:
-            return sort_matches(matches)
+            return sort_matches(self._by_exchange(session.connection(), matches))
         if exact or frame_hits or query.tmk:
             rules = _load_rules(session)
             if query.tmk:
@@ -281,7 +345,7 @@ class Matcher:
                         Match(MatchedEntry.of(entry), rule, bank_public_id, signal_type, 0, None)
                     )
         matches += self.pdq_matches(session.connection(), query, best)
-        return sort_matches(matches)
+        return sort_matches(self._by_exchange(session.connection(), matches))
 
     def pdq_matches(
         self, connection: Connection, query: QuerySignals, best: Candidates
