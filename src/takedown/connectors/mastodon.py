@@ -33,6 +33,7 @@ or Takedown) delivers again later, as both do.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -860,12 +861,30 @@ def create_app(connector: MastodonConnector) -> Starlette:
         event = parse(body)
         if event is None:
             return _problem(400, "bad_request", "The body is not a JSON object.")
+        from starlette.concurrency import run_in_threadpool
+
+        if isinstance(event.get("actions"), list) and "batch" in event:
+            return await run_in_threadpool(batch, event["actions"])
         key = request.headers.get("Idempotency-Key") or str(event.get("idempotency_key") or "")
         if not key:
             return _problem(400, "bad_request", "No Idempotency-Key.")
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(guarded, lambda: connector.handle_action(key, event))
+
+    def batch(actions: list[Any]) -> Response:
+        """A batch (TAKEDOWN_WEBHOOK_BATCH_MAX > 1): each action done in order, once per
+        key; the answer names those done, and Takedown retries only the others."""
+        accepted: list[str] = []
+        rejected: list[dict[str, str]] = []
+        for doc in actions:
+            if not isinstance(doc, dict) or not doc.get("idempotency_key"):
+                continue  # not an action: never acknowledged, so Takedown keeps it
+            key, ident = str(doc["idempotency_key"]), str(doc.get("id") or doc["idempotency_key"])
+            answer = guarded(functools.partial(connector.handle_action, key, doc))
+            if answer.status_code < 300:
+                accepted.append(ident)
+            else:
+                rejected.append({"id": ident, "error": bytes(answer.body).decode()[:300]})
+        return JSONResponse({"accepted": accepted, "rejected": rejected})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -343,6 +343,8 @@ class _WebhookResource(DirectServeJsonResource):
             delivery = json.loads(body)
         except ValueError:
             raise SynapseError(400, "The body is not JSON.", Codes.NOT_JSON) from None
+        if isinstance(delivery, dict) and isinstance(delivery.get("actions"), list):
+            return 200, await self._batch(delivery["actions"])
         key = request.getHeader("Idempotency-Key") or str(delivery.get("idempotency_key"))
         if self._module.seen(key):
             return 200, {"result": "already done"}
@@ -353,3 +355,24 @@ class _WebhookResource(DirectServeJsonResource):
             raise SynapseError(502, f"The action failed: {e}", Codes.UNKNOWN) from None
         self._module.mark(key)
         return 200, {"result": result}
+
+    async def _batch(self, actions: list[Any]) -> dict[str, Any]:
+        """A batch (TAKEDOWN_WEBHOOK_BATCH_MAX > 1): each action carried out in order,
+        once per key; the answer names those done, and Takedown retries only the rest."""
+        accepted: list[str] = []
+        rejected: list[dict[str, str]] = []
+        for doc in actions:
+            if not isinstance(doc, dict) or not doc.get("idempotency_key"):
+                continue  # not an action: never acknowledged, so Takedown keeps it
+            key = str(doc["idempotency_key"])
+            ident = str(doc.get("id") or key)
+            if not self._module.seen(key):
+                try:
+                    await self._module.apply(doc)
+                except (SynapseAdminError, httpx.HTTPError) as e:
+                    logger.warning("Takedown action %s failed: %s", doc.get("topic"), e)
+                    rejected.append({"id": ident, "error": f"The action failed: {e}"[:300]})
+                    continue
+                self._module.mark(key)
+            accepted.append(ident)
+        return {"accepted": accepted, "rejected": rejected}
