@@ -63,6 +63,29 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _creds(tmp_path: Path) -> Path:
+    creds = tmp_path / "ncmec.creds"
+    creds.write_text(f"{USER}:{PASSWORD}\n")
+    return creds
+
+
+def _add_ncmec(rt: Runtime, tmp_path: Path, ncmec: NcmecHashServer, **kw: object) -> Path:
+    """The bank `ncmec` and the exchange `ncmec-ngo` pulling into it, in-process; returns
+    the credentials file."""
+    creds = _creds(tmp_path)
+    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
+    rt.exchanges.add(
+        "ncmec-ngo",
+        type="ncmec",
+        bank="ncmec",
+        actor="t",
+        base_url=ncmec.url,
+        credentials_file=str(creds),
+        **kw,  # type: ignore[arg-type]
+    )
+    return creds
+
+
 def _counts(rt: Runtime) -> tuple[int, int, int]:
     with rt.sessions() as s:
         entries = s.scalar(select(func.count()).select_from(BankEntry)) or 0
@@ -84,18 +107,8 @@ def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
         ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
     ncmec.delete(1, "e0", base + 40)  # the last page deletes the first entry
     env = _env(database_url, tmp_path)
-    creds = tmp_path / "ncmec.creds"
-    creds.write_text(f"{USER}:{PASSWORD}\n")
-    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
     # Added from outside in test_cli_exchange_add (tests/exchanges): here in-process.
-    rt.exchanges.add(
-        "ncmec-ngo",
-        type="ncmec",
-        bank="ncmec",
-        actor="t",
-        base_url=ncmec.url,
-        credentials_file=str(creds),
-    )
+    creds = _add_ncmec(rt, tmp_path, ncmec)
     ncmec.hold_page = 13  # the fifth page
     proc = _cli(env, "exchange", "sync", "ncmec-ngo")
     assert ncmec.held.wait(60), proc.stderr.read() if proc.stderr else ""
@@ -135,18 +148,7 @@ def test_worker_syncs_on_schedule(rt, database_url, tmp_path, ncmec):
     base = int(time.time()) - 3600
     for i in range(5):
         ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
-    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
-    creds = tmp_path / "ncmec.creds"
-    creds.write_text(f"{USER}:{PASSWORD}\n")
-    rt.exchanges.add(
-        "ncmec-ngo",
-        type="ncmec",
-        bank="ncmec",
-        actor="t",
-        base_url=ncmec.url,
-        credentials_file=str(creds),
-        interval_seconds=3600,
-    )
+    _add_ncmec(rt, tmp_path, ncmec, interval_seconds=3600)
     worker = _cli(_env(database_url, tmp_path, TAKEDOWN_EXCHANGE_POLL_SECONDS="0.2"), "worker")
     try:
         deadline = time.monotonic() + 60
@@ -172,8 +174,7 @@ def test_api(client, auth, tmp_path, ncmec):
     base = int(time.time()) - 3600
     for i in range(4):
         ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
-    creds = tmp_path / "ncmec.creds"
-    creds.write_text(f"{USER}:{PASSWORD}\n")
+    creds = _creds(tmp_path)
     assert client.post("/v1/banks", json={"name": "ncmec"}, headers=auth).status_code == 201
     body = {
         "name": "ncmec-ngo",
@@ -215,17 +216,7 @@ def test_console_page(rt, client, tmp_path, ncmec):
     from tests.console.helpers import csrf_of, sign_in
 
     ncmec.add(1, "e1", {"md5": md5(1), "sha1": "b" * 40}, int(time.time()) - 3600)
-    rt.banks.create_bank("ncmec", actor="t", source="ncmec")
-    creds = tmp_path / "ncmec.creds"
-    creds.write_text(f"{USER}:{PASSWORD}\n")
-    rt.exchanges.add(
-        "ncmec-ngo",
-        type="ncmec",
-        bank="ncmec",
-        actor="t",
-        base_url=ncmec.url,
-        credentials_file=str(creds),
-    )
+    _add_ncmec(rt, tmp_path, ncmec)
     sign_in(client, "legal")  # reads banks, may not sync
     page = client.get("/console/exchanges")
     assert page.status_code == 200 and "ncmec-ngo" in page.text and "never" in page.text
@@ -252,8 +243,7 @@ def test_cli_exchange_add_and_refusals(rt, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("TAKEDOWN_DATABASE_URL", database_url)
     monkeypatch.setenv("TAKEDOWN_DATA_DIR", str(tmp_path / "data"))
     rt.banks.create_bank("ncmec", actor="t", source="ncmec")
-    creds = tmp_path / "ncmec.creds"
-    creds.write_text(f"{USER}:{PASSWORD}\n")
+    creds = _creds(tmp_path)
     runner = CliRunner()
     args = ["exchange", "add", "x", "--type", "ncmec", "--bank", "ncmec"]
     r = runner.invoke(app, [*args, "--credentials", str(creds), "--base-url", "http://h"])

@@ -18,6 +18,17 @@ exchange_app = typer.Typer(
 )
 
 
+# An exchange's own policy, the same on `add` and `set`.
+ThresholdOption = Annotated[
+    int | None,
+    typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
+]
+ActionOption = Annotated[
+    str | None,
+    typer.Option(help="block|review|record for its entries, instead of the bank's action"),
+]
+
+
 @exchange_app.command("add")
 def exchange_add(
     name: str,
@@ -39,14 +50,8 @@ def exchange_add(
         str | None, typer.Option(help="Another base URL than the exchange's own")
     ] = None,
     interval: Annotated[int, typer.Option(help="Seconds between syncs")] = 3600,
-    threshold: Annotated[
-        int | None,
-        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
-    ] = None,
-    action: Annotated[
-        str | None,
-        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
-    ] = None,
+    threshold: ThresholdOption = None,
+    action: ActionOption = None,
 ) -> None:
     """Add an exchange; `takedown worker` syncs it on schedule."""
     from takedown.config import absolute
@@ -73,14 +78,8 @@ def exchange_add(
 @exchange_app.command("set")
 def exchange_set(
     name: str,
-    threshold: Annotated[
-        int | None,
-        typer.Option(help="Its own PDQ threshold (the stricter of this and the bank's applies)"),
-    ] = None,
-    action: Annotated[
-        str | None,
-        typer.Option(help="block|review|record for its entries, instead of the bank's action"),
-    ] = None,
+    threshold: ThresholdOption = None,
+    action: ActionOption = None,
 ) -> None:
     """Set an exchange's own threshold and action (an option left out: the bank's)."""
     rt = runtime()
