@@ -302,6 +302,19 @@ class Settings(BaseSettings):
         description="Subjects the actions are spread over by target (one target's "
         "actions always on one subject, in order).",
     )
+    exchange_credentials_dir: Path | None = Field(
+        default=None,
+        description="The directory the credentials files of exchanges added through the "
+        "API must be in (default: exchange-credentials in the data directory); the CLI "
+        "may name any file. Variables named through the API must start with "
+        "TAKEDOWN_EXCHANGE_CREDENTIALS_.",
+    )
+    exchange_base_urls: str = Field(
+        default="",
+        description="Comma-separated base URLs an exchange added through the API may use "
+        "besides its own default (e.g. another NCMEC environment, or a test server); "
+        "without a port, any port on that host. The CLI may name any.",
+    )
     exchange_poll_seconds: float = Field(
         default=30,
         gt=0,
@@ -583,6 +596,15 @@ class Settings(BaseSettings):
         le=3600,
         description="How long a signed media link in the console stays valid.",
     )
+
+    @property
+    def exchange_credentials_directory(self) -> Path:
+        """Where credentials files named through the API must be."""
+        return self.exchange_credentials_dir or self.data_dir / "exchange-credentials"
+
+    @property
+    def exchange_allowed_base_urls(self) -> list[str]:
+        return [u.strip() for u in self.exchange_base_urls.split(",") if u.strip()]
 
     def webhook_secret_value(self) -> str:
         """The webhook secret from the environment or its file; refuses to run without."""

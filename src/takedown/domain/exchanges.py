@@ -4,8 +4,10 @@ pulled from one holds, and how an upstream signal type maps onto ours. Pure rule
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from takedown.domain.banks import MatchAction, validate_pdq_threshold
 from takedown.errors import InvalidRequest
@@ -95,6 +97,73 @@ def credentials_ref(*, file: str | None = None, env: str | None = None) -> str:
             code="invalid_credentials_source",
         )
     return f"file:{file}"
+
+
+# What an API caller may make the server read and where it may make it send it. The
+# CLI runs on the server as its operator and may name any file or variable; a remote
+# caller with banks:write could otherwise point an exchange at the database URL's
+# variable (it parses as user:password) and at its own host, and receive it.
+API_CREDENTIALS_ENV_PREFIX = "TAKEDOWN_EXCHANGE_CREDENTIALS_"
+
+
+def check_api_credentials_env(env: str) -> str:
+    """A credentials variable named through the API must be one of the exchange-
+    credentials ones, never another of the server's own."""
+    if not env.startswith(API_CREDENTIALS_ENV_PREFIX):
+        raise InvalidRequest(
+            f"Through the API the credentials' variable must be named "
+            f"{API_CREDENTIALS_ENV_PREFIX}…; other variables are the server's own "
+            "(the CLI on the server may name any).",
+            code="credentials_source_not_allowed",
+        )
+    return env
+
+
+# Each exchange's own hosts: an API caller may pick any of their environments.
+OFFICIAL_BASE_URLS: dict[ExchangeType, tuple[str, ...]] = {
+    ExchangeType.NCMEC: (
+        "https://report.cybertip.org/hashsharing",
+        "https://hashsharing.ncmec.org",
+        "https://exttest.cybertip.org/hashsharing",
+    ),
+    ExchangeType.STOPNCII: ("https://api.stopncii.org",),
+}
+
+
+def check_api_base_url(kind: ExchangeType, url: str, allowed: Sequence[str]) -> str:
+    """A base URL named through the API: one of the exchange's own environments or one
+    the operator allowed (TAKEDOWN_EXCHANGE_BASE_URLS); never just any host, which would
+    receive the exchange's credentials."""
+    if base_url_allowed(url, [*OFFICIAL_BASE_URLS.get(kind, ()), *allowed]):
+        return url
+    raise InvalidRequest(
+        f"Through the API an exchange's base URL must be one of {kind.value}'s own or one "
+        "allowed by the setting TAKEDOWN_EXCHANGE_BASE_URLS (the CLI on the server may "
+        "name any).",
+        code="exchange_url_not_allowed",
+    )
+
+
+def base_url_allowed(url: str, allowed: Sequence[str]) -> bool:
+    """Whether ``url`` is one of the operator's allowed base URLs: same scheme and host,
+    the same port when the allowed one names a port, and under its path."""
+    got = urlsplit(url)
+    try:
+        got_port = got.port
+    except ValueError:  # not a number
+        return False
+    for entry in allowed:
+        want = urlsplit(entry.strip().rstrip("/"))
+        if not want.scheme or not want.hostname:
+            continue
+        if (got.scheme, got.hostname) != (want.scheme, want.hostname):
+            continue
+        if want.port is not None and got_port != want.port:
+            continue
+        path = want.path.rstrip("/")
+        if got.path == path or got.path.startswith(path + "/") or not path:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from takedown.api.schemas import Int64
 from takedown.domain.access import Permission, Principal
 from takedown.runtime import Runtime
 from takedown.services.banks.quarantine import EntryMatchHistory, QuarantineView, entry_history
-from takedown.services.exchanges.service import ExchangeView, SyncResult
+from takedown.services.exchanges.service import ExchangeView, SyncResult, confine_api_request
 
 router = APIRouter(tags=["exchanges"])
 _read = require(Permission.BANKS_READ)
@@ -25,14 +25,23 @@ class ExchangeIn(BaseModel):
     bank: str = Field(description="The bank the exchange's entries go into.")
     credentials_file: str | None = Field(
         None,
-        description="Absolute path of a file on the server holding the credentials "
-        "(NCMEC user:password; StopNCII fetch_key,subscription_key[,feedback_key]). "
-        "Only the path is stored; the secret is never shown.",
+        description="A file on the server holding the credentials (NCMEC user:password; "
+        "StopNCII fetch_key,subscription_key[,feedback_key]): its name in, or a path "
+        "under, the exchange credentials directory (TAKEDOWN_EXCHANGE_CREDENTIALS_DIR); "
+        "elsewhere `credentials_source_not_allowed`. Only the path is stored; the "
+        "secret is never shown.",
     )
     credentials_env: str | None = Field(
-        None, description="Or the name of an environment variable holding them."
+        None,
+        description="Or the name of an environment variable holding them: "
+        "TAKEDOWN_EXCHANGE_CREDENTIALS_… (other names: `credentials_source_not_allowed`).",
     )
-    base_url: str | None = Field(None, description="Another base URL than the exchange's own.")
+    base_url: str | None = Field(
+        None,
+        description="Another of the exchange's own environments, or a base URL the "
+        "operator allowed in TAKEDOWN_EXCHANGE_BASE_URLS (otherwise "
+        "`exchange_url_not_allowed`): the credentials are sent there.",
+    )
     interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
     threshold: Int64 | None = Field(
         None,
@@ -59,12 +68,19 @@ def list_exchanges(
 def add_exchange(
     body: ExchangeIn, p: Principal = Depends(_write), rt: Runtime = Depends(runtime)
 ) -> ExchangeView:
+    credentials_file = confine_api_request(
+        rt.settings,
+        type=body.type,
+        credentials_file=body.credentials_file,
+        credentials_env=body.credentials_env,
+        base_url=body.base_url,
+    )
     view = rt.exchanges.add(
         body.name,
         type=body.type,
         bank=body.bank,
         actor=p.actor,
-        credentials_file=body.credentials_file,
+        credentials_file=credentials_file,
         credentials_env=body.credentials_env,
         base_url=body.base_url,
         interval_seconds=body.interval_seconds,

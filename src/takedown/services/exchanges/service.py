@@ -21,12 +21,15 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from takedown.config import Settings
 from takedown.domain.exchanges import (
     DEFAULT_INTERVAL_S,
     STALE_AFTER_S,
     Credentials,
     ExchangeType,
     Page,
+    check_api_base_url,
+    check_api_credentials_env,
     credentials_ref,
     merge_pages,
     our_signal_type,
@@ -795,6 +798,38 @@ def _get(s: Session, ref: str) -> Exchange:
 
 def _exists(name: str) -> Conflict:
     return Conflict(f"An exchange named {name!r} already exists.", code="exchange_exists")
+
+
+def confine_api_request(
+    settings: Settings,
+    *,
+    type: str,
+    credentials_file: str | None,
+    credentials_env: str | None,
+    base_url: str | None,
+) -> str | None:
+    """What an API caller names must stay within what the operator allowed: the
+    credentials file in TAKEDOWN_EXCHANGE_CREDENTIALS_DIR (a bare name or a path under
+    it, symbolic links resolved; answered as the absolute path to store), a variable
+    named TAKEDOWN_EXCHANGE_CREDENTIALS_…, and a base URL of the exchange's own or in
+    TAKEDOWN_EXCHANGE_BASE_URLS. Otherwise one caller with banks:write could make the
+    server send its own secrets to a host of the caller's choosing."""
+    kind = parse_exchange_type(type)
+    if base_url is not None:
+        check_api_base_url(kind, _validate_url(base_url), settings.exchange_allowed_base_urls)
+    if credentials_env is not None:
+        check_api_credentials_env(credentials_env)
+    if credentials_file is None or "\x00" in credentials_file:
+        return credentials_file
+    base = settings.exchange_credentials_directory.resolve()
+    candidate = (base / credentials_file).resolve()  # an absolute path stays itself
+    if candidate == base or not candidate.is_relative_to(base):
+        raise InvalidRequest(
+            f"Through the API the credentials file must be in {base} (the setting "
+            "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR; the CLI on the server may name any file).",
+            code="credentials_source_not_allowed",
+        )
+    return str(candidate)
 
 
 def _read_small_file(path: str) -> str:
