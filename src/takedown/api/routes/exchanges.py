@@ -21,18 +21,22 @@ _write = require(Permission.BANKS_WRITE)
 class ExchangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Unique name: lowercase letters, digits, '-', '_', '.'.")
-    type: str = Field(description="ncmec or stopncii (tat and threatexchange: not yet).")
+    type: str = Field(description="ncmec, stopncii, threatexchange or tat.")
     bank: str = Field(description="The bank the exchange's entries go into.")
     credentials_file: str | None = Field(
         None,
         description="Absolute path of a file on the server holding the credentials "
-        "(NCMEC user:password; StopNCII fetch_key,subscription_key[,feedback_key]). "
+        "(NCMEC user:password; StopNCII fetch_key,subscription_key[,feedback_key]; "
+        "ThreatExchange the app access token app_id|secret; TCAP username:password). "
         "Only the path is stored; the secret is never shown.",
     )
     credentials_env: str | None = Field(
         None, description="Or the name of an environment variable holding them."
     )
     base_url: str | None = Field(None, description="Another base URL than the exchange's own.")
+    privacy_group: Int64 | None = Field(
+        None, description="ThreatExchange only (and required there): the privacy group's id."
+    )
     interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
     threshold: Int64 | None = Field(
         None,
@@ -70,6 +74,7 @@ def add_exchange(
         interval_seconds=body.interval_seconds,
         threshold=body.threshold,
         action=body.action,
+        privacy_group=body.privacy_group,
     )
     rt.matcher.invalidate()  # its threshold and action apply at once here
     return view
