@@ -284,3 +284,28 @@ def test_tat_refused_credentials_and_failures(rt, tmp_path, tat):
     tat.fail_next_get(503)
     assert rt.exchanges.sync("tcap", actor="t").added == 1
     assert not tat._fail_gets
+
+
+def test_the_access_token_never_reaches_the_logs(rt, tmp_path, te, caplog):
+    """The Graph API takes the token in every URL; urllib3 logs URLs (each request at
+    debug level, each retry of a broken connection as a warning)."""
+    import logging
+    import socket
+
+    te.put(100, "HASH_PDQ", pdq(1), int(time.time()) - 60)
+    rt.banks.create_bank("terror", actor="t")
+    add_te(rt, tmp_path, te.url)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v26.0"
+    add_te(rt, tmp_path, closed, name="down")
+    secret = TOKEN.split("|")[1]
+    with caplog.at_level(logging.DEBUG):
+        assert rt.exchanges.sync("gifct", actor="t").added == 1
+        with pytest.raises(ExchangeFailed) as failed:
+            rt.exchanges.sync("down", actor="t")
+    assert "could not be reached" in failed.value.message
+    text = caplog.text
+    assert "access_token=***" in text and "Retrying" in text  # the lines are there…
+    assert secret not in text and "%7C" + secret not in text  # …without the token
+    assert secret not in (rt.exchanges.get("down").last_error or "")
