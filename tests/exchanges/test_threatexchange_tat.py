@@ -309,3 +309,40 @@ def test_the_access_token_never_reaches_the_logs(rt, tmp_path, te, caplog):
     assert "access_token=***" in text and "Retrying" in text  # the lines are there…
     assert secret not in text and "%7C" + secret not in text  # …without the token
     assert secret not in (rt.exchanges.get("down").last_error or "")
+
+
+def test_case_decisions_react_on_threatexchange_and_leave_tcap_alone(
+    rt, client, auth, tmp_path, te, tat
+):
+    """Items matching a ThreatExchange entry and a TCAP entry open cases; a violation
+    reacts HELPFUL on the sharer's descriptor; TCAP, which takes no opinions, gets
+    nothing queued. Through the HTTP API."""
+    from tests.cases.helpers import platform_headers
+    from tests.exchanges.test_case_write_back import _decide, _register
+
+    base = int(time.time()) - 3600
+    te.put(100, "HASH_MD5", md5(1), base)
+    tat.put(10, "MD5", md5(2), base)
+    r = client.post("/v1/banks", headers=auth, json={"name": "terror", "match_action": "review"})
+    assert r.status_code == 201, r.text
+    for body in (
+        {"name": "gifct", "type": "threatexchange", "privacy_group": GROUP, "base_url": te.url,
+         "credentials_file": creds_file(tmp_path, TOKEN, "te")},
+        {"name": "tcap", "type": "tat", "base_url": tat.url,
+         "credentials_file": creds_file(tmp_path, f"{TAT_USER}:{TAT_PASSWORD}", "tat")},
+    ):  # fmt: skip
+        assert client.post(
+            "/v1/exchanges", headers=auth, json={**body, "bank": "terror"}
+        ).is_success
+        assert client.post(f"/v1/exchanges/{body['name']}/sync", headers=auth).is_success
+    p = platform_headers(rt)
+    (case_te,) = _register(client, p, "item-a", md5=md5(1))["cases"]
+    (case_tat,) = _register(client, p, "item-b", md5=md5(2))["cases"]
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    _decide(client, case_te, spec, "violation")
+    _decide(client, case_tat, spec, "violation")
+    with rt.sessions() as s:
+        rows = list(s.scalars(select(ExchangeFeedback)))
+    assert [(r.upstream_id, r.positive) for r in rows] == [("100", True)]
+    assert rt.exchanges.send_due(now=utcnow() + timedelta(seconds=1)) == 1
+    assert te.reactions == [(1001, "HELPFUL")]
