@@ -252,9 +252,9 @@ def test_cli_exchange_add_and_refusals(rt, database_url, tmp_path, monkeypatch):
     assert r.exit_code == 0 and "added exchange x (ncmec)" in r.output, r.output
     r = runner.invoke(app, [*args, "--credentials", str(creds)])
     assert r.exit_code == 2 and "exchange_exists" in r.output
-    r = runner.invoke(app, ["exchange", "add", "y", "--type", "tat", "--bank", "ncmec",
-                            "--credentials", str(creds)])  # fmt: skip
-    assert r.exit_code == 2 and "exchange_type_unsupported" in r.output
+    r = runner.invoke(app, ["exchange", "add", "y", "--type", "threatexchange", "--bank",
+                            "ncmec", "--credentials", str(creds)])  # fmt: skip
+    assert r.exit_code == 2 and "invalid_exchange_privacy_group" in r.output
     r = runner.invoke(app, ["exchange", "list"])
     assert r.exit_code == 0 and "never" in r.output and PASSWORD not in r.output
     assert rt.exchanges.get("x").credentials == f"file:{creds}"

@@ -282,7 +282,8 @@ def test_add_refuses_mistakes(rt, tmp_path, monkeypatch):
     cases = [
         ({"name": "Bad Name"}, "invalid_exchange_name"),
         ({"type": "fax"}, "invalid_exchange_type"),
-        ({"type": "threatexchange"}, "exchange_type_unsupported"),
+        ({"type": "threatexchange"}, "invalid_exchange_privacy_group"),
+        ({"privacy_group": 7}, "invalid_exchange_privacy_group"),
         ({"credentials_file": "relative/path"}, "invalid_credentials_source"),
         ({"credentials_file": None}, "invalid_credentials_source"),
         ({"credentials_file": str(tmp_path / "missing")}, "exchange_credentials_unreadable"),

@@ -1,4 +1,5 @@
-"""``takedown exchange …``: hash-list exchanges (NCMEC, StopNCII) feeding banks."""
+"""``takedown exchange …``: hash-list exchanges (NCMEC, StopNCII, ThreatExchange, TCAP)
+feeding banks."""
 
 from __future__ import annotations
 
@@ -32,15 +33,14 @@ ActionOption = Annotated[
 @exchange_app.command("add")
 def exchange_add(
     name: str,
-    type: Annotated[
-        str, typer.Option("--type", help="ncmec or stopncii (tat, threatexchange: not yet)")
-    ],
+    type: Annotated[str, typer.Option("--type", help="ncmec, stopncii, threatexchange or tat")],
     bank: Annotated[str, typer.Option(help="The bank its entries go into")],
     credentials: Annotated[
         str | None,
         typer.Option(
             help="A file holding the credentials (NCMEC user:password; StopNCII "
-            "fetch_key,subscription_key[,feedback_key]); only its path is stored"
+            "fetch_key,subscription_key[,feedback_key]; ThreatExchange the app access "
+            "token app_id|secret; TCAP username:password); only its path is stored"
         ),
     ] = None,
     credentials_env: Annotated[
@@ -52,6 +52,9 @@ def exchange_add(
     interval: Annotated[int, typer.Option(help="Seconds between syncs")] = 3600,
     threshold: ThresholdOption = None,
     action: ActionOption = None,
+    privacy_group: Annotated[
+        int | None, typer.Option(help="ThreatExchange: the privacy group's id (required)")
+    ] = None,
 ) -> None:
     """Add an exchange; `takedown worker` syncs it on schedule."""
     from takedown.config import absolute
@@ -69,6 +72,7 @@ def exchange_add(
             interval_seconds=interval,
             threshold=threshold,
             action=action,
+            privacy_group=privacy_group,
         )
     except TakedownError as exc:
         raise fail(exc) from exc

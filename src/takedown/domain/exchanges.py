@@ -16,12 +16,12 @@ from takedown.errors import InvalidRequest
 class ExchangeType(StrEnum):
     NCMEC = "ncmec"  # NCMEC's hash sharing (XML, paging by next links)
     STOPNCII = "stopncii"  # StopNCII.org (JSON, checkpoint timestamps, hashStatus)
-    THREATEXCHANGE = "threatexchange"  # Meta's ThreatExchange (not pulled yet)
-    TAT = "tat"  # Tech Against Terrorism's TCAP (not pulled yet)
+    THREATEXCHANGE = "threatexchange"  # Meta's ThreatExchange (Graph API, threat_updates)
+    TAT = "tat"  # Tech Against Terrorism's TCAP hash list (JSON, "after" checkpoints)
 
 
-# Types whose pulls are implemented (the others are refused with a sentence at add).
-PULLABLE = frozenset({ExchangeType.NCMEC, ExchangeType.STOPNCII})
+# Types whose API takes no opinion on an entry (nothing is queued for them).
+NO_FEEDBACK = frozenset({ExchangeType.TAT})
 
 EXCHANGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
@@ -34,7 +34,20 @@ STALE_AFTER_S = 24 * 3600  # an exchange not synced for this long alerts the leg
 SIGNAL_NAMES: dict[ExchangeType, dict[str, str]] = {
     ExchangeType.NCMEC: {"pdq": "pdq", "md5": "md5", "pdna": "photodna", "tmk_pdqf": "tmk"},
     ExchangeType.STOPNCII: {"ImagePDQ": "pdq", "VideoMD5": "md5", "VideoTMK": "tmk"},
+    # ThreatExchange's indicator types (ThreatType); our MD5 and SHA-256 are any file's.
+    ExchangeType.THREATEXCHANGE: {
+        "HASH_PDQ": "pdq",
+        "HASH_MD5": "md5",
+        "HASH_VIDEO_MD5": "md5",
+        "HASH_SHA256": "sha256",
+        "HASH_VIDEO_SHA256": "sha256",
+        "HASH_TMK": "tmk",
+        "HASH_PHOTODNA": "photodna",
+    },
+    ExchangeType.TAT: {"PDQ": "pdq", "MD5": "md5"},
 }
+# A Meta app access token, "app_id|secret" (python-threatexchange's is_valid_app_token).
+_APP_TOKEN = re.compile(r"^[0-9]{8,}(?:%7C|\|)[a-zA-Z0-9_\-]{20,}$")
 
 
 def validate_exchange_name(name: str) -> str:
@@ -56,12 +69,6 @@ def parse_exchange_type(value: str) -> ExchangeType:
             f"Unknown exchange type {value[:60]!r}; use one of: {allowed}.",
             code="invalid_exchange_type",
         ) from None
-    if kind not in PULLABLE:
-        raise InvalidRequest(
-            f"Pulling from {kind.value} is not supported yet (ncmec and stopncii are); "
-            "see docs/integrations/exchanges.md.",
-            code="exchange_type_unsupported",
-        )
     return kind
 
 
@@ -127,6 +134,8 @@ OFFICIAL_BASE_URLS: dict[ExchangeType, tuple[str, ...]] = {
         "https://exttest.cybertip.org/hashsharing",
     ),
     ExchangeType.STOPNCII: ("https://api.stopncii.org",),
+    ExchangeType.THREATEXCHANGE: ("https://graph.facebook.com",),
+    ExchangeType.TAT: ("https://app.terrorismanalytics.org",),
 }
 
 
@@ -179,13 +188,29 @@ class StopNciiCredentials:
     feedback_key: str | None = field(default=None, repr=False)
 
 
-Credentials = NcmecCredentials | StopNciiCredentials
+@dataclass(frozen=True)
+class ThreatExchangeCredentials:
+    api_token: str = field(repr=False)
+
+    @property
+    def app_id(self) -> int:
+        return int(self.api_token.partition("|")[0])
+
+
+@dataclass(frozen=True)
+class TatCredentials:
+    username: str
+    password: str = field(repr=False)
+
+
+Credentials = NcmecCredentials | StopNciiCredentials | ThreatExchangeCredentials | TatCredentials
 
 
 def parse_credentials(kind: ExchangeType, text: str) -> Credentials:
     """python-threatexchange's credential formats: NCMEC ``user:password``; StopNCII
-    ``fetch_key,subscription_key`` and optionally a third field, the feedback key. The
-    error never repeats the text (it is a secret)."""
+    ``fetch_key,subscription_key`` and optionally a third field, the feedback key;
+    ThreatExchange the app access token ``app_id|secret``; TCAP ``username:password``.
+    The error never repeats the text (it is a secret)."""
     text = text.strip()
     if kind is ExchangeType.NCMEC:
         user, _, password = text.partition(":")
@@ -199,7 +224,37 @@ def parse_credentials(kind: ExchangeType, text: str) -> Credentials:
         raise _bad_credentials(
             "StopNCII credentials are one line, fetch_key,subscription_key[,feedback_key]"
         )
+    if kind is ExchangeType.THREATEXCHANGE:
+        if _APP_TOKEN.match(text):
+            return ThreatExchangeCredentials(text.replace("%7C", "|"))
+        raise _bad_credentials(
+            "ThreatExchange credentials are one line, the app access token app_id|secret"
+        )
+    if kind is ExchangeType.TAT:
+        user, _, password = text.partition(":")
+        if user and password and "\n" not in text:
+            return TatCredentials(user, password)
+        raise _bad_credentials("TCAP credentials are one line, username:password")
     raise _bad_credentials(f"{kind.value} takes no credentials here")
+
+
+def validate_privacy_group(kind: ExchangeType, value: int | None) -> int | None:
+    """ThreatExchange needs the privacy group (ThreatPrivacyGroup id) it pulls from;
+    the other exchanges take none."""
+    if kind is ExchangeType.THREATEXCHANGE:
+        if value is None or not 0 < value < 2**63:
+            raise InvalidRequest(
+                "A ThreatExchange exchange pulls one privacy group: give its id "
+                "(--privacy-group, a positive integer).",
+                code="invalid_exchange_privacy_group",
+            )
+        return value
+    if value is not None:
+        raise InvalidRequest(
+            f"Only ThreatExchange takes a privacy group; {kind.value} does not.",
+            code="invalid_exchange_privacy_group",
+        )
+    return None
 
 
 def _bad_credentials(what: str) -> InvalidRequest:

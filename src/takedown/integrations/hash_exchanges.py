@@ -18,7 +18,8 @@ What is adapted, and why (python-threatexchange 1.2.17):
   here with it.
 
 The library is imported when a feed is built, never at module import (``takedown
---help`` and the API's start stay light).
+--help`` and the API's start stay light). ThreatExchange and TCAP: ``threatexchange_feed``
+and ``tat_feed``; ``exchange_feeds.open_feed`` builds any of them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from takedown.domain.exchanges import (
-    Credentials,
     ExchangeType,
     NcmecCredentials,
     Page,
@@ -110,6 +110,8 @@ def _call(what: str, fn: Callable[[], Any]) -> Any:
 
     try:
         return fn()
+    except FeedError:
+        raise
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status in (401, 403):
@@ -267,14 +269,3 @@ def _record_id(kind: str, value: str) -> str:
     if len(value) <= 160:
         return f"{kind}:{value}"
     return f"{kind}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
-
-
-Feed = NcmecFeed | StopNciiFeed
-
-
-def open_feed(kind: ExchangeType, creds: Credentials, base_url: str | None) -> Feed:
-    if kind is ExchangeType.NCMEC and isinstance(creds, NcmecCredentials):
-        return NcmecFeed(creds, base_url)
-    if kind is ExchangeType.STOPNCII and isinstance(creds, StopNciiCredentials):
-        return StopNciiFeed(creds, base_url)
-    raise FeedError(f"{kind.value} cannot be pulled here.")

@@ -962,6 +962,8 @@ class Exchange(Base):
     # stricter of this and the bank's threshold applies; the action replaces the bank's.
     threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
     action: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # ThreatExchange: the privacy group pulled (migration 0026); None for the others.
+    privacy_group: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class CaseEntry(Base):

@@ -21,12 +21,13 @@ _write = require(Permission.BANKS_WRITE)
 class ExchangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Unique name: lowercase letters, digits, '-', '_', '.'.")
-    type: str = Field(description="ncmec or stopncii (tat and threatexchange: not yet).")
+    type: str = Field(description="ncmec, stopncii, threatexchange or tat.")
     bank: str = Field(description="The bank the exchange's entries go into.")
     credentials_file: str | None = Field(
         None,
         description="A file on the server holding the credentials (NCMEC user:password; "
-        "StopNCII fetch_key,subscription_key[,feedback_key]): its name in, or a path "
+        "StopNCII fetch_key,subscription_key[,feedback_key]; ThreatExchange the app "
+        "access token app_id|secret; TCAP username:password): its name in, or a path "
         "under, the exchange credentials directory (TAKEDOWN_EXCHANGE_CREDENTIALS_DIR); "
         "elsewhere `credentials_source_not_allowed`. Only the path is stored; the "
         "secret is never shown.",
@@ -41,6 +42,9 @@ class ExchangeIn(BaseModel):
         description="Another of the exchange's own environments, or a base URL the "
         "operator allowed in TAKEDOWN_EXCHANGE_BASE_URLS (otherwise "
         "`exchange_url_not_allowed`): the credentials are sent there.",
+    )
+    privacy_group: Int64 | None = Field(
+        None, description="ThreatExchange only (and required there): the privacy group's id."
     )
     interval_seconds: Int64 = Field(3600, description="Seconds between syncs (60 to a week).")
     threshold: Int64 | None = Field(
@@ -86,6 +90,7 @@ def add_exchange(
         interval_seconds=body.interval_seconds,
         threshold=body.threshold,
         action=body.action,
+        privacy_group=body.privacy_group,
     )
     rt.matcher.invalidate()  # its threshold and action apply at once here
     return view

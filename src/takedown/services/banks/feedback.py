@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from takedown.domain.exchanges import NO_FEEDBACK
 from takedown.services.audit.chain import record
 from takedown.store.models import (
     BankEntry,
@@ -31,12 +32,17 @@ def queue_opinion(
     decision: str | None = None,
 ) -> int:
     """One feedback row per live upstream entry carrying ``entry`` (StopNCII Blocked /
-    NotBlocked, NCMEC upvote / downvote), audited; returns how many (0: the entry came
-    from no exchange, or upstream removed it)."""
+    NotBlocked, NCMEC upvote / downvote, ThreatExchange HELPFUL / DISAGREE_WITH_TAGS),
+    audited; returns how many (0: the entry came from no exchange, only from ones whose
+    API takes no opinion (TCAP), or upstream removed it)."""
     rows = s.execute(
         select(ExchangeEntry, Exchange)
         .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
-        .where(ExchangeEntry.entry_id == entry.id, ExchangeEntry.removed_at.is_(None))
+        .where(
+            ExchangeEntry.entry_id == entry.id,
+            ExchangeEntry.removed_at.is_(None),
+            Exchange.type.notin_([t.value for t in NO_FEEDBACK]),
+        )
         .order_by(ExchangeEntry.id)
     ).all()
     if not rows:

@@ -39,11 +39,13 @@ from takedown.domain.exchanges import (
     validate_exchange_name,
     validate_exchange_threshold,
     validate_interval,
+    validate_privacy_group,
 )
 from takedown.domain.hashlists import HashRecord
 from takedown.errors import Conflict, ExchangeFailed, InvalidRequest, NotFound, TakedownError
 from takedown.ids import utcnow
-from takedown.integrations.hash_exchanges import Feed, FeedError, open_feed
+from takedown.integrations.exchange_feeds import Feed, open_feed
+from takedown.integrations.hash_exchanges import FeedError
 from takedown.services.audit.chain import record
 from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
@@ -64,7 +66,8 @@ log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
 _AHEAD = 8  # pages fetched ahead, and applied together at most
 _FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
-FeedFactory = Callable[[ExchangeType, Credentials, str | None], Feed]
+# (type, credentials, base URL, ThreatExchange privacy group) -> a feed
+FeedFactory = Callable[[ExchangeType, Credentials, str | None, int | None], Feed]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ExchangeView:
     # Its own PDQ threshold and action for its entries (None: the bank's).
     threshold: int | None = None
     action: str | None = None
+    privacy_group: int | None = None  # ThreatExchange's privacy group
 
     @classmethod
     def of(cls, ex: Exchange, bank: str, live: int = 0) -> ExchangeView:
@@ -121,6 +125,7 @@ class ExchangeView:
             stale=_is_stale(ex, utcnow()),
             threshold=ex.threshold,
             action=ex.action,
+            privacy_group=ex.privacy_group,
         )
 
 
@@ -164,6 +169,7 @@ class ExchangeService:
         interval_seconds: int = DEFAULT_INTERVAL_S,
         threshold: int | None = None,
         action: str | None = None,
+        privacy_group: int | None = None,
     ) -> ExchangeView:
         """Add an exchange feeding ``bank``; its credentials are read and checked for
         their format now (not sent anywhere), and it syncs at the worker's next round.
@@ -173,6 +179,7 @@ class ExchangeService:
         validate_exchange_threshold(threshold)
         parsed_action = parse_exchange_action(action)
         kind = parse_exchange_type(type)
+        privacy_group = validate_privacy_group(kind, privacy_group)
         ref = credentials_ref(file=credentials_file, env=credentials_env)
         self._credentials(kind, ref)
         if base_url is not None:
@@ -199,6 +206,7 @@ class ExchangeService:
                     created_by=actor,
                     threshold=threshold,
                     action=parsed_action.value if parsed_action else None,
+                    privacy_group=privacy_group,
                 )
                 s.add(ex)
                 s.flush()
@@ -217,6 +225,7 @@ class ExchangeService:
                         "interval_seconds": interval_seconds,
                         "threshold": threshold,
                         "action": ex.action,
+                        "privacy_group": privacy_group,
                     },
                 )
                 return ExchangeView.of(ex, target.name)
@@ -294,12 +303,12 @@ class ExchangeService:
             ex = _get(s, ref)
             ex_id, name, version = ex.id, ex.name, ex.version
             kind = ExchangeType(ex.type)
-            cred_ref, base_url = ex.credentials, ex.base_url
+            cred_ref, base_url, group = ex.credentials, ex.base_url, ex.privacy_group
             checkpoint = json.loads(ex.checkpoint) if ex.checkpoint else {}
         result = SyncResult(exchange=name, checkpoint=checkpoint)
         try:
             creds = self._credentials(kind, cred_ref)
-            feed = self._feed_factory(kind, creds, base_url)
+            feed = self._feed_factory(kind, creds, base_url, group)
             for batch in _prefetched(feed.pages(checkpoint, now)):
                 if max_pages is not None:
                     batch = batch[: max_pages - result.pages]
@@ -400,7 +409,8 @@ class ExchangeService:
         """A reviewer's finding on a match of a bank entry pulled from exchanges: a
         confirmed match (``confirmed``) or no violation. One feedback row per live
         upstream entry carrying it (StopNCII Blocked / NotBlocked, NCMEC upvote /
-        downvote), sent by :meth:`send_due`; audited. Returns how many were queued."""
+        downvote, ThreatExchange HELPFUL / DISAGREE_WITH_TAGS), sent by
+        :meth:`send_due`; audited. Returns how many were queued."""
         now = utcnow()
         with unit_of_work(self._sessions) as s:
             entry = s.scalars(select(BankEntry).where(BankEntry.public_id == entry_ref)).first()
@@ -409,8 +419,8 @@ class ExchangeService:
             queued = queue_opinion(s, entry, confirmed=confirmed, actor=actor, now=now)
             if not queued:
                 raise InvalidRequest(
-                    f"Entry {entry_ref} came from no exchange (or upstream removed it): "
-                    "there is nobody to tell.",
+                    f"Entry {entry_ref} came from no exchange that takes opinions (or "
+                    "upstream removed it): there is nobody to tell.",
                     code="entry_not_from_exchange",
                 )
             return queued
@@ -439,18 +449,20 @@ class ExchangeService:
                     ex.type,
                     ex.credentials,
                     ex.base_url,
+                    ex.privacy_group,
                 )
                 for fb, ex in due
             ]
         sent = 0
-        feeds: dict[tuple[str, str, str | None], Feed] = {}
-        for fb_id, upstream_id, stype, value, positive, kind_name, ref, url in work:
+        feeds: dict[tuple[str, str, str | None, int | None], Feed] = {}
+        for fb_id, upstream_id, stype, value, positive, kind_name, ref, url, group in work:
             error: str | None = None
             try:
                 kind = ExchangeType(kind_name)
-                key = (kind_name, ref, url)
+                key = (kind_name, ref, url, group)
                 if key not in feeds:
-                    feeds[key] = self._feed_factory(kind, self._credentials(kind, ref), url)
+                    creds = self._credentials(kind, ref)
+                    feeds[key] = self._feed_factory(kind, creds, url, group)
                 feeds[key].send_feedback(upstream_id, stype, value, positive)
             except (FeedError, TakedownError) as exc:
                 error = str(exc)[:2000]
