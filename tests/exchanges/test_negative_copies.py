@@ -15,6 +15,7 @@ from sqlalchemy import select
 from takedown.runtime import Runtime
 from takedown.store.models import AuditEvent
 from tests.cases.helpers import parent_report, platform_headers, user_headers
+from tests.console.helpers import sign_in
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 REASONS = "The person depicted is a minor; this is child sexual abuse material."
@@ -116,6 +117,10 @@ def test_restrict_first_later_copies_batch_and_confirmed_case_spare_the_negative
         "meme": ("visible", True),
     }
     assert _spared(rt) == {("quote", "restrict"), ("meme", "restrict")}
+    sign_in(client, "legal")  # the console's copy graph says so too
+    console = client.get(f"/console/cases/{case}").text
+    assert console.count("Negative bank: known benign, never restricted automatically") == 2
+    client.cookies.clear()
 
     # Later copies of the restricted content, one request each: a repost is restricted,
     # another re-upload of the meme quoting the reported post is not.
