@@ -165,10 +165,15 @@ def test_restrict_first_later_copies_batch_and_confirmed_case_spare_the_negative
         json={"outcome": "violation", "policy": "csam", "reasons": REASONS},
     )
     assert r.status_code == 201 and r.json()["effective"], r.text
-    assert _put(client, p, "late-repost", reposts="r")["visibility"] == "removed"
-    late = _put(client, p, "late-meme", quotes="r", media=[_media(MEME, flip=1)])
+    late = _put(client, p, "late-repost", account_id="u10", reposts="r")
+    assert late["visibility"] == "removed"
+    late = _put(client, p, "late-meme", account_id="u11", quotes="r", media=[_media(MEME, 1)])
     assert late["visibility"] == "visible" and case in late["cases"]
     assert ("late-meme", "remove") in _spared(rt)
+    # Nor is its account measured for it (the reposter's is).
+    measured = {a: client.get(f"/v1/accounts/{a}", headers=p).json() for a in ("u10", "u11")}
+    assert measured["u10"]["strikes"] == 1, measured
+    assert measured["u11"]["strikes"] == 0 and measured["u11"]["status"] == "active", measured
 
 
 def test_a_bank_match_and_retroactive_matching_spare_the_negative_banked(rt: Runtime, client, auth):

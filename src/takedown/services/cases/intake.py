@@ -577,7 +577,9 @@ class CaseIntake(CaseStatus):
         if case.outcome == Outcome.VIOLATION.value:
             ids = self._case_item_ids(s, case, visibility="visible")
             ids += self._case_item_ids(s, case, visibility="restricted")
+            kept = set(ids)
             ids = self._spare_negative(s, case, ids, actor, "remove")
+            spared = kept - set(ids)  # known benign: neither removed nor held against
             self._set_items(
                 s,
                 case,
@@ -590,7 +592,7 @@ class CaseIntake(CaseStatus):
                 now,
             )
             accounts: set[int] = set()
-            for part in chunks(sorted(new_items)):
+            for part in chunks(sorted(new_items - spared)):
                 accounts.update(
                     a
                     for a in s.scalars(select(Item.account_id).where(Item.id.in_(part)))
