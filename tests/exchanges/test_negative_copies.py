@@ -230,3 +230,33 @@ def test_a_bank_match_and_retroactive_matching_spare_the_negative_banked(rt: Run
     assert up["verdict"] == "block" and up["visibility"] == "restricted"
     meme = _put(client, p, "e", account_id="u7", media=[_media(MEME, flip=4)])
     assert meme["verdict"] == "allow" and meme["visibility"] == "visible"
+
+
+def test_a_bystanders_intimate_imagery_report_keeps_the_benign_copy_earning(
+    rt: Runtime, client, auth
+):
+    """Not hidden, but not earning while reviewed: every copy but the negative-banked."""
+    p = platform_headers(rt)
+    _negative_bank(client, auth)
+    _put(client, p, "n1", account_id="u1", monetized=True, media=[_media(30)])
+    _put(client, p, "n2", account_id="u2", monetized=True, media=[_media(30)])
+    _put(client, p, "n3", account_id="u3", monetized=True, quotes="n1", media=[_media(MEME)])
+    r = client.post(
+        "/v1/reports",
+        json={
+            "category": "ncii",
+            "reporter_role": "user",
+            "item_ids": ["n1"],
+            "explanation": "Shared without consent.",
+            "good_faith": True,
+            "reporter_name": "Ann",
+            "reporter_email": "ann@example.org",
+        },
+    )
+    assert r.status_code == 201 and r.json()["restricted_items"] == 0, r.text
+    paused = {
+        i: client.get(f"/v1/items/{i}", headers=p).json()["monetization_paused"]
+        for i in ("n1", "n2", "n3")
+    }
+    assert paused == {"n1": True, "n2": True, "n3": False}
+    assert _spared(rt) == {("n3", "demonetize")}
