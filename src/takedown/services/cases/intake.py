@@ -29,16 +29,18 @@ from takedown.domain.reports import (
 )
 from takedown.domain.triage import TAKE_IT_DOWN_WINDOW, decision_target
 from takedown.ids import utcnow
-from takedown.services.audit.chain import record
+from takedown.services.audit.chain import record, record_many
 from takedown.services.cases.base import ACTIVE_STATES, _categories, _hash_sources, _token_hash
 from takedown.services.cases.copies import Copy, chunks
 from takedown.services.cases.enforcement import apply_account_measures, is_limited, reporter_key
+from takedown.services.cases.negative import negative_items
 from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
 from takedown.services.cases.reported_hashes import HashedMedia
 from takedown.services.cases.status import CaseStatus
 from takedown.services.cases.views import ReportReceipt
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
+    AuditEvent,
     Case,
     CaseEntry,
     CaseItem,
@@ -49,6 +51,8 @@ from takedown.store.models import (
 )
 
 CATEGORY_VALUES = frozenset(c.value for c in Category)
+# An item a negative bank matches, spared an automatic measure (cases/negative.py).
+SPARED = "item.negative_match_spared"
 
 
 def _add_hash_sources(case: Case, sources: set[str]) -> None:
@@ -302,6 +306,7 @@ class CaseIntake(CaseStatus):
         """Every visible copy in the case: hidden pending review, monetization off, one
         action per item in the outbox for the platform."""
         ids = self._case_item_ids(s, case, visibility="visible")
+        ids = self._spare_negative(s, case, ids, actor, "restrict")
         changed = self._set_items(
             s, case, ids, "restricted", True, "item.restrict", actor, why, now
         )
@@ -318,9 +323,40 @@ class CaseIntake(CaseStatus):
         """Monetization off on every visible, still monetized copy; one action each."""
         unpaid = set(self._paused_ids(s, case, paused=False))
         ids = [i for i in self._case_item_ids(s, case, visibility="visible") if i in unpaid]
+        ids = self._spare_negative(s, case, ids, actor, "demonetize")
         return self._set_items(
             s, case, ids, "visible", True, "item.demonetize", actor, "under_review", now
         )
+
+    def _spare_negative(
+        self, s: Session, case: Case, ids: list[int], actor: str, measure: str
+    ) -> list[int]:
+        """``ids`` without the items whose media a negative bank matches: known benign,
+        they are spared every automatic measure (cases/negative.py) and stay in the
+        case for a person to see. Audited once per item, case and measure."""
+        spared = negative_items(s, self._hashes.matcher, ids) if ids else set()
+        if not spared:
+            return ids
+        pids = dict(
+            s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(sorted(spared)))).all()
+        )
+        said = {
+            object_id
+            for object_id, details in s.execute(
+                select(AuditEvent.object_id, AuditEvent.details).where(
+                    AuditEvent.object_type == "item",
+                    AuditEvent.object_id.in_(sorted(pids.values())),
+                    AuditEvent.action == SPARED,
+                )
+            )
+            if json.loads(details) == {"case": case.public_id, "measure": measure}
+        }
+        fresh = sorted(p for p in pids.values() if p not in said)
+        if fresh:
+            record_many(
+                s, actor, SPARED, "item", fresh, {"case": case.public_id, "measure": measure}
+            )
+        return [i for i in ids if i not in spared]
 
     # -- copies that appear later (called by the registry) ----------------------------
     def may_join_cases(
@@ -541,6 +577,9 @@ class CaseIntake(CaseStatus):
         if case.outcome == Outcome.VIOLATION.value:
             ids = self._case_item_ids(s, case, visibility="visible")
             ids += self._case_item_ids(s, case, visibility="restricted")
+            kept = set(ids)
+            ids = self._spare_negative(s, case, ids, actor, "remove")
+            spared = kept - set(ids)  # known benign: neither removed nor held against
             self._set_items(
                 s,
                 case,
@@ -553,7 +592,7 @@ class CaseIntake(CaseStatus):
                 now,
             )
             accounts: set[int] = set()
-            for part in chunks(sorted(new_items)):
+            for part in chunks(sorted(new_items - spared)):
                 accounts.update(
                     a
                     for a in s.scalars(select(Item.account_id).where(Item.id.in_(part)))

@@ -18,6 +18,7 @@ from takedown.ids import utcnow
 from takedown.services.cases.base import ACTIVE_STATES, CaseBase, _categories, _hash_sources
 from takedown.services.cases.copies import chunks
 from takedown.services.cases.enforcement import account_parts, preview_account_measures
+from takedown.services.cases.negative import negative_items
 from takedown.services.cases.views import (
     CaseDetail,
     CaseSummary,
@@ -101,6 +102,7 @@ class CaseReads(CaseBase):
                 .order_by(CaseItem.added_at, Item.id)
             ).all()
             first_views = self._views_at(s, [r[1].id for r in rows], case.first_report_at)
+            benign = negative_items(s, self._hashes.matcher, [r[1].id for r in rows[:copies_limit]])
             copies = [
                 CopyView(
                     item_id=it.platform_id,
@@ -112,6 +114,7 @@ class CaseReads(CaseBase):
                     monetization_paused=it.monetization_paused,
                     views=it.view_count,
                     views_since_first_report=max(0, it.view_count - first_views.get(it.id, 0)),
+                    negative_match=it.id in benign,
                 )
                 for ci, it, acc in rows
             ]

@@ -72,6 +72,11 @@ class ReportedHashes:
         self._reported = reported
         self._matcher = matcher
 
+    @property
+    def matcher(self) -> Matcher:
+        """The bank matcher (also what ``cases/negative.py`` screens copies with)."""
+        return self._matcher
+
     # -- at report time ------------------------------------------------------------------
     def find(self, s: Session, hashes: Sequence[ReportedHash]) -> HashFindings:
         best: dict[int, int] = {}  # media id -> smallest distance

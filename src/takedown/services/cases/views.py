@@ -61,6 +61,9 @@ class CopyView:
     monetization_paused: bool
     views: int
     views_since_first_report: int
+    # Its media match a negative bank (known benign): spared every automatic measure,
+    # here for a person to see (cases/negative.py).
+    negative_match: bool = False
 
 
 @dataclass(frozen=True)

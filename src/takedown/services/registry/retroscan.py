@@ -24,7 +24,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from takedown.matching.hamming import stored_hex_to_bytes_array
 from takedown.matching.retro import EntryIndex, ScanIndex, match_signals, scan
 from takedown.services.audit.chain import record
 from takedown.services.registry.service import RegistryService
+from takedown.services.screening.exchange_policy import entry_policies
 from takedown.services.screening.video import judge_banked, stored_features
 from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
@@ -282,6 +283,13 @@ class RetroscanService:
                 ((e, "", t, v) for e, t, v in rows if t != "vpdq"), rule.pdq_threshold
             )
             videos = {e: rule.video_rule for e, t, _ in rows if t == "vpdq"}
+            if videos:  # an exchange's own threshold holds its banked videos' frames too
+                for e, own in entry_policies(s, videos).items():
+                    if (
+                        own.threshold is not None
+                        and own.threshold < rule.video_rule.frame_threshold
+                    ):
+                        videos[e] = replace(rule.video_rule, frame_threshold=own.threshold)
             frames = None
             if videos:
                 frame_rows = s.execute(
@@ -324,7 +332,7 @@ class RetroscanService:
                 job.finished_at = now
                 job.updated_at = now
                 return False
-            pairs = match_chunk(s, entries, rows) if len(entries) else {}
+            pairs = held_to_exchanges(s, match_chunk(s, entries, rows) if len(entries) else {})
             fresh = _insert_pairs(s, pairs, job.id, "database")
             cases = self._act(s, fresh)
             job.checkpoint_media_id = int(rows[-1][0])
@@ -441,7 +449,7 @@ class RetroscanService:
                 for media_id in media_ids:
                     key = (int(entry_id), int(media_id))
                     pairs[key] = min(distance, pairs.get(key, distance))
-            fresh = _insert_pairs(s, pairs, None, "ingested")
+            fresh = _insert_pairs(s, held_to_exchanges(s, pairs), None, "ingested")
             result.new_pairs = len(fresh)
             result.already_known = len(pairs) - len(fresh)
             result.cases = self._act(s, fresh)
@@ -499,6 +507,20 @@ def match_chunk(s: Session, entries: JobEntries, rows: Sequence[Any]) -> dict[tu
         for entry_id in judge_banked(s, features, hits, entries.videos):
             keep(entry_id, media_id, 0)
     return found
+
+
+def held_to_exchanges(s: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """The pairs that still count under the own threshold of the exchanges carrying
+    their entries (the stricter of the bank's and the exchange's, as at upload; exact
+    hashes match at distance 0, banked videos were held to it by their frame rule)."""
+    if not pairs:
+        return pairs
+    limits = {
+        e: p.threshold
+        for e, p in entry_policies(s, {e for e, _ in pairs}).items()
+        if p.threshold is not None
+    }
+    return {(e, m): d for (e, m), d in pairs.items() if d <= limits.get(e, d)}
 
 
 def _insert_pairs(

@@ -27,7 +27,9 @@ from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
 from takedown.services.cases.copies import Copy, stored_variants
+from takedown.services.cases.negative import negative_media
 from takedown.services.cases.service import CaseService
+from takedown.services.screening.exchange_policy import entry_policies
 from takedown.services.screening.matcher import Matcher, QuerySignals
 from takedown.services.screening.video import stored_features
 from takedown.signals import MD5, PDQ, SHA256
@@ -639,8 +641,8 @@ class RegistryService:
                 result.matched_banks.append(match.bank.name)
                 bank = s.get_one(Bank, match.bank.bank_id)
                 sources.add(bank.source)
-                if bank.restrict_on_match:
-                    restrict_sources.add(bank.source)
+                if bank.restrict_on_match and match.exchange_action in (None, MatchAction.BLOCK):
+                    restrict_sources.add(bank.source)  # (an exchange's review or record: not)
                 if match.entry.source == "own" and match.entry.source_id:
                     origins.add(match.entry.source_id)  # banked from that case
                 if match.entry.category:
@@ -716,6 +718,24 @@ class RegistryService:
         live = [e for e in entries if e.enabled and banks[e.bank_id].enabled]
         if not live:
             return []
+        # What each entry's match means: its exchange's action when it has one, else
+        # its bank's; an exchange set to review or record restricts nothing by itself.
+        own = entry_policies(s, [e.id for e in live])
+        action_of: dict[int, MatchAction] = {}
+        for e in live:
+            action = MatchAction(banks[e.bank_id].match_action)
+            exchange = own[e.id].action if e.id in own else None
+            negative = action is MatchAction.NEGATIVE
+            action_of[e.id] = exchange if exchange and not negative else action
+        restricting = [
+            e
+            for e in live
+            if banks[e.bank_id].restrict_on_match
+            and not (e.id in own and own[e.id].withholds_restriction())
+        ]
+        # Media a negative bank matches (known benign) is acted on as at upload: no case,
+        # no restriction, whatever the new entries say (cases/negative.py).
+        benign = bool(negative_media(s, self._matcher, [media_id]))
         cases: list[str] = []
         items = s.scalars(
             select(Item)
@@ -725,10 +745,12 @@ class RegistryService:
         ).all()
         for item in items:
             result = ItemResult.of(item)
-            actions = [MatchAction(banks[e.bank_id].match_action) for e in live]
+            actions = [action_of[e.id] for e in live]
+            if benign:
+                actions.append(MatchAction.NEGATIVE)
             result.matched_banks = [banks[e.bank_id].name for e in live]
             sources = {banks[e.bank_id].source for e in live}
-            restrict = {banks[e.bank_id].source for e in live if banks[e.bank_id].restrict_on_match}
+            restrict = {banks[e.bank_id].source for e in restricting}
             origins = {e.source_id for e in live if e.source == "own" and e.source_id}
             categories = {e.category for e in live if e.category}
             record(
@@ -750,11 +772,7 @@ class RegistryService:
                 restrict,
                 origins,
                 categories,
-                entries={
-                    e.id
-                    for e in live
-                    if banks[e.bank_id].match_action != MatchAction.NEGATIVE.value
-                },
+                entries={e.id for e in live if action_of[e.id] is not MatchAction.NEGATIVE},
             )
             cases += result.cases
         return sorted(set(cases))

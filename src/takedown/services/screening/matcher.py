@@ -30,6 +30,7 @@ from takedown.domain.video import VideoMatch
 from takedown.matching import BruteForceHammingIndex, HammingIndex
 from takedown.media.video_decode import FrameFeature
 from takedown.services.index.follower import IndexFollower
+from takedown.services.screening import exchange_policy
 from takedown.services.screening import video as video_matching
 from takedown.signals import (
     MD5,
@@ -106,6 +107,9 @@ class Match:
     variant: str | None  # which dihedral variant of the query matched (PDQ only)
     video: VideoMatch | None = None  # how a video matched (signal type "vpdq")
     scores: dict[str, object] | None = None  # a TMK match's scores and thresholds
+    # The action of the exchanges carrying the entry, when one has its own (it replaced
+    # the bank's in ``bank``): review or record withholds the bank's restrict_on_match.
+    exchange_action: MatchAction | None = None
 
     def video_dict(self) -> dict[str, object] | None:
         """How a video matched, for the API and the evidence: vPDQ's frame shares and
@@ -245,14 +249,18 @@ class Matcher:
             carried.setdefault(entry_id, []).append(ex_id)
         kept: list[Match] = []
         for m in matches:
-            own = [overrides[x] for x in carried.get(m.entry.id, ())]
-            limits = [th for th, _ in own if th is not None]
-            if limits and m.signal_type == PDQ.name and m.distance > min(limits):
+            own = exchange_policy.combine(overrides[x] for x in carried.get(m.entry.id, ()))
+            limit = own.threshold
+            if limit is not None and m.signal_type == PDQ.name and m.distance > limit:
                 continue
-            actions = [a for _, a in own if a is not None]
-            if actions:
-                action = min(actions, key=lambda a: _ACTION_RANK[a])
-                m = replace(m, bank=replace(m.bank, match_action=action))
+            # (vPDQ: the frame rule was held to it in _video_matches; TMK's scores have
+            # their own thresholds, not a bit distance.)
+            if own.action is not None and m.bank.match_action is not MatchAction.NEGATIVE:
+                m = replace(
+                    m,
+                    bank=replace(m.bank, match_action=own.action),
+                    exchange_action=own.action,
+                )
             kept.append(m)
         return kept
 
@@ -482,6 +490,12 @@ class Matcher:
                 if e.bank_id in rules
             }
             rule_of_entry = {i: rules[e.bank_id][0].video_rule for i, e in entries.items()}
+            if entries and self._exchange_overrides():
+                # An exchange's own threshold holds its banked videos' frames too.
+                for i, own in exchange_policy.entry_policies(session, entries).items():
+                    held = rule_of_entry[i]
+                    if own.threshold is not None and own.threshold < held.frame_threshold:
+                        rule_of_entry[i] = replace(held, frame_threshold=own.threshold)
             judged = video_matching.judge_banked(
                 session, query.video_frames, hits.frames, rule_of_entry, query.video_interval
             )

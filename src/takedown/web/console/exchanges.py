@@ -1,6 +1,9 @@
-"""The hash exchanges page: every exchange feeding a bank, its last and next sync, the
-entries it added, disabled and rejected, the live upstream signals, its last error; a
-"sync now" button. Who: ``banks:read`` sees the page, ``banks:write`` syncs."""
+"""The hash exchanges page: every exchange feeding a bank, its policy (threshold and
+action, its own or its bank's), its last and next sync, the entries it added, disabled
+and rejected, the live upstream signals, staleness, its last error; a "sync now" button.
+An exchange's own page adds the negative banks and the flood quarantine in front of it
+and the match history of its entries (``services/exchanges/history.py``).
+Who: ``banks:read`` sees the pages, ``banks:write`` syncs."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from takedown.domain.access import Permission
 from takedown.errors import Forbidden, TakedownError
+from takedown.services.exchanges.history import exchange_detail
 from takedown.web.console.render import ConsoleRoute, page
 from takedown.web.console.security import SECURITY_HEADERS
 from takedown.web.console.session import Visitor, base_context, poster, runtime, visitor
@@ -27,6 +31,15 @@ def exchanges(request: Request, notice: str = "", v: Visitor = Depends(visitor))
         "exchanges.html",
         **base_context(rt, v, exchanges=rt.exchanges.list(), notice=notice[:300]),
     )
+
+
+@router.get("/{name}", response_class=HTMLResponse)
+def exchange_page(request: Request, name: str, v: Visitor = Depends(visitor)) -> Response:
+    if not v.can(Permission.BANKS_READ):
+        raise Forbidden("Only bank curators and admins see the exchanges.", code="forbidden")
+    rt = runtime(request)
+    detail = exchange_detail(rt.sessions, name, flood_uploads=rt.quarantine.uploads)
+    return page("exchange.html", **base_context(rt, v, d=detail))
 
 
 @router.post("/{name}/sync")
