@@ -155,7 +155,8 @@ class ExchangeWorker(PeriodicWorker):
         self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
         self._rt.exchanges.sync_due(actor="worker")
         self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
-        return self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
+        busy = self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
+        return self._rt.shares.send_due() >= 100 or busy  # approved shares of our own
 
 
 def start_exchange_worker(rt: Runtime) -> ExchangeWorker:
