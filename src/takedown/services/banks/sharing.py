@@ -155,13 +155,14 @@ def _enabled_in_bank(
     out: set[tuple[str, str]] = set()
     for i in range(0, len(pairs), _CHUNK):
         out.update(
-            s.execute(
+            (t, v)
+            for t, v in s.execute(
                 select(BankEntry.signal_type, BankEntry.value).where(
                     BankEntry.bank_id == bank_id,
                     BankEntry.enabled.is_(True),
                     tuple_(BankEntry.signal_type, BankEntry.value).in_(pairs[i : i + _CHUNK]),
                 )
-            ).tuples()
+            )
         )
     return out
 
@@ -186,7 +187,8 @@ def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> se
     out: set[tuple[str, str]] = set()
     for i in range(0, len(ordered), _CHUNK):
         out.update(
-            s.execute(
+            (t, v)
+            for t, v in s.execute(
                 select(BankEntry.signal_type, BankEntry.value)
                 .join(ExchangeEntry, ExchangeEntry.entry_id == BankEntry.id)
                 .where(
@@ -194,6 +196,6 @@ def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> se
                     ExchangeEntry.removed_at.is_(None),
                     tuple_(BankEntry.signal_type, BankEntry.value).in_(ordered[i : i + _CHUNK]),
                 )
-            ).tuples()
+            )
         )
     return out

@@ -122,11 +122,11 @@ class ShareService:
             stmt = _joined().order_by(ExchangeShare.id).limit(limit)
             if state is not None:
                 stmt = stmt.where(ExchangeShare.state == state)
-            return [ShareView.of(*row) for row in s.execute(stmt).tuples()]
+            return [ShareView.of(*row) for row in s.execute(stmt)]
 
     def get(self, share_id: str) -> ShareView:
         with unit_of_work(self._sessions, write=False) as s:
-            row = s.execute(_joined().where(ExchangeShare.public_id == share_id)).tuples().first()
+            row = s.execute(_joined().where(ExchangeShare.public_id == share_id)).first()
             if row is None:
                 raise _not_found(share_id)
             return ShareView.of(*row)
@@ -148,15 +148,16 @@ class ShareService:
             sh = _locked(s, share_id)
             check_pending(sh.state, sh.public_id)
             signals: dict[str, str] = json.loads(sh.signals)
-            enabled = set(
-                s.execute(
+            enabled = {
+                (t, v)
+                for t, v in s.execute(
                     select(BankEntry.signal_type, BankEntry.value).where(
                         BankEntry.bank_id == sh.bank_id,
                         BankEntry.enabled.is_(True),
                         BankEntry.value.in_(sorted(signals.values())),
                     )
-                ).tuples()
-            )
+                )
+            }
             if not all((t, v) in enabled for t, v in signals.items()):
                 raise Conflict(
                     f"Share {sh.public_id}'s file is no longer an enabled entry of its bank "
@@ -203,7 +204,7 @@ class ShareService:
                 )
                 .order_by(ExchangeShare.id)
                 .limit(limit)
-            ).tuples()
+            ).all()
             work = [
                 (
                     sh.id,
