@@ -58,7 +58,7 @@ class NcmecHashServer:
         self.requests: list[tuple[str, str]] = []
         self.feedback: list[tuple[str, bytes]] = []
         self.submissions: list[bytes] = []  # each POST /v2/entries taken, as sent
-        self._fail: list[tuple[int, str]] = []
+        self._fail: list[tuple[int, str, str | None]] = []
         self._ranges: dict[tuple[int, int], list[int]] = {}
         self.hold_page: int | None = None  # 1-based start of a page to hold
         self.release = threading.Event()
@@ -97,8 +97,20 @@ class NcmecHashServer:
             self.changes.append((ts, kind, xml))
             self._ranges.clear()
 
-    def fail_next(self, status: int, times: int = 1, message: str = "injected") -> None:
-        self._fail.extend([(status, message)] * times)
+    def fail_next(
+        self, status: int, times: int = 1, message: str = "injected", method: str | None = None
+    ) -> None:
+        """Answer the next ``times`` requests (of ``method`` only, when given) with
+        ``status`` and an error document saying ``message``."""
+        self._fail.extend([(status, message, method)] * times)
+
+    def _failure(self, method: str) -> tuple[int, str] | None:
+        with self.lock:
+            for i, (status, message, only) in enumerate(self._fail):
+                if only is None or only == method:
+                    del self._fail[i]
+                    return status, message
+        return None
 
     def own_entries(self) -> dict[str, str]:
         """Our member's entries as listed now: entry id -> its XML."""
@@ -220,9 +232,9 @@ class NcmecHashServer:
 
             def _common(self) -> bool:
                 server.requests.append((self.command, self.path))
-                if server._fail:
-                    status, message = server._fail.pop(0)
-                    self._send(status, _error(message))
+                failure = server._failure(self.command)
+                if failure is not None:
+                    self._send(failure[0], _error(failure[1]))
                     return False
                 if not self._authorized():
                     self._send(401, "<error>unauthorized</error>")
