@@ -144,8 +144,9 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
 
 class ExchangeWorker(PeriodicWorker):
     """A thread that syncs every hash exchange whose time has come (each from its
-    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds, and
-    quarantines bank entries that match a flood of uploads (services/banks/quarantine)."""
+    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds,
+    quarantines bank entries that match a flood of uploads (services/banks/quarantine),
+    and sends due feedback and approved shares of our own hashes."""
 
     def __init__(self, rt: Runtime, *, interval_s: float) -> None:
         super().__init__(interval_s, name="takedown-exchanges")
