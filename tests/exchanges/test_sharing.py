@@ -210,3 +210,14 @@ def test_a_disabled_file_cannot_be_approved(rt, client, auth, tmp_path, ncmec): 
     r = client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal)
     assert r.status_code == 409 and r.json()["code"] == "share_not_confirmed"
     assert rt.shares.get(share.id).state == "pending"
+    # Disabled after its approval: not sent, failed with the reason.
+    confirm(rt, client, 3, spec)
+    (share,) = rt.shares.list(state="pending")[1:]
+    assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
+    with rt.sessions() as s:
+        entry = s.scalars(select(BankEntry.public_id).where(BankEntry.value == pdq(3))).one()
+    rt.banks.set_entry_enabled(entry, False, actor="t", reason="a false positive")
+    assert rt.shares.send_due() == 0
+    failed = rt.shares.get(share.id)
+    assert failed.state == "failed" and "no longer an enabled entry" in (failed.last_error or "")
+    assert ncmec.submissions == []

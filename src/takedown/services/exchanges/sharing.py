@@ -147,18 +147,7 @@ class ShareService:
         with unit_of_work(self._sessions) as s:
             sh = _locked(s, share_id)
             check_pending(sh.state, sh.public_id)
-            signals: dict[str, str] = json.loads(sh.signals)
-            enabled = {
-                (t, v)
-                for t, v in s.execute(
-                    select(BankEntry.signal_type, BankEntry.value).where(
-                        BankEntry.bank_id == sh.bank_id,
-                        BankEntry.enabled.is_(True),
-                        BankEntry.value.in_(sorted(signals.values())),
-                    )
-                )
-            }
-            if not all((t, v) in enabled for t, v in signals.items()):
+            if not _still_confirmed(s, sh):
                 raise Conflict(
                     f"Share {sh.public_id}'s file is no longer an enabled entry of its bank "
                     "(disabled as a false positive, or its decision overturned): refuse it.",
@@ -191,8 +180,9 @@ class ShareService:
         failure the exchange may get over (5xx, 429, unreachable, refused credentials)
         is tried again with backoff (5 s doubling, at most an hour apart) up to
         ``MAX_ATTEMPTS`` tries; a refusal (another 4xx) fails the share at once, with
-        the exchange's reason. A share taken is the exchange's provenance from then
-        on: what was sent, when, and the upstream id it answered."""
+        the exchange's reason, and so does a share whose file was disabled in its bank
+        since its approval (it is not sent). A share taken is the exchange's provenance
+        from then on: what was sent, when, and the upstream id it answered."""
         now = now or utcnow()
         with unit_of_work(self._sessions, write=False) as s:
             due = s.execute(
@@ -208,6 +198,7 @@ class ShareService:
             work = [
                 (
                     sh.id,
+                    _still_confirmed(s, sh),
                     ShareRequest(
                         sh.public_id, sh.media_type, json.loads(sh.signals), sh.classification
                     ),
@@ -219,11 +210,13 @@ class ShareService:
             ]
         sent = 0
         sharers: dict[tuple[str, str, str | None], Sharer] = {}
-        for row_id, request, kind_name, ref, url in work:
+        for row_id, confirmed, request, kind_name, ref, url in work:
             upstream: str | None = None
             error: str | None = None
             permanent = False
             try:
+                if not confirmed:
+                    raise ShareError(_NO_LONGER, permanent=True)
                 kind = ExchangeType(kind_name)
                 key = (kind_name, ref, url)
                 if key not in sharers:
@@ -258,6 +251,28 @@ class ShareService:
                 else:
                     sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
         return sent
+
+
+_NO_LONGER = (
+    "Not sent: the file is no longer an enabled entry of its bank (disabled as a false "
+    "positive, or its decision overturned) since the share was approved."
+)
+
+
+def _still_confirmed(s: Session, sh: ExchangeShare) -> bool:
+    """Whether every hash the share offers is still an enabled entry of its bank."""
+    signals: dict[str, str] = json.loads(sh.signals)
+    enabled = {
+        (t, v)
+        for t, v in s.execute(
+            select(BankEntry.signal_type, BankEntry.value).where(
+                BankEntry.bank_id == sh.bank_id,
+                BankEntry.enabled.is_(True),
+                BankEntry.value.in_(sorted(signals.values())),
+            )
+        )
+    }
+    return all((t, v) in enabled for t, v in signals.items())
 
 
 def recognise_own(
