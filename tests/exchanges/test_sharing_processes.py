@@ -108,6 +108,7 @@ def test_cli_console_and_worker(rt, client, database_url, tmp_path, ncmec, monke
         follow_redirects=True,
     )
     assert done.status_code == 200 and "Not within the list" in done.text
+    assert f"{MEMBER_ID}-{share['id']}" in done.text  # the sent one, with its upstream id
     refused = rt.shares.get(pending["id"])
     assert refused.decided_by == "user:legal" and refused.reason.startswith("Not within")
     assert rt.shares.send_due() == 0 and len(ncmec.submissions) == 1

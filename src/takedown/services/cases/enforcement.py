@@ -112,8 +112,9 @@ def bank_confirmed_media(
     bank = own_bank(s, actor)
     result = _insert_records(s, bank, records, actor, None)
     # Offered to the exchanges the bank shares to (none unless set), for legal approval.
-    queue_shares(s, bank, sorted(media), case=case, decision_id=decision_id, actor=actor,
-                 now=utcnow())  # fmt: skip
+    queue_shares(
+        s, bank, sorted(media), case=case, decision_id=decision_id, actor=actor, now=utcnow()
+    )
     return result.added
 
 

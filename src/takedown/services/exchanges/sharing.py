@@ -110,8 +110,11 @@ class ShareService:
         self._sharer_factory = sharer_factory
 
     # -- the legal team's queue ----------------------------------------------------
-    def list(self, *, state: str | None = None, limit: int = 200) -> list[ShareView]:
-        """Shares, oldest first; ``state`` (pending: the legal team's queue) filters."""
+    def list(
+        self, *, state: str | None = None, limit: int = 200, decided: bool = False
+    ) -> list[ShareView]:
+        """Shares, oldest first; ``state`` (pending: the legal team's queue) filters.
+        ``decided``: the shares no longer pending instead, the latest decided first."""
         if state is not None and state not in {s.value for s in ShareState}:
             raise InvalidRequest(
                 f"A share's state is one of {', '.join(s.value for s in ShareState)}; got "
@@ -122,6 +125,13 @@ class ShareService:
             stmt = _joined().order_by(ExchangeShare.id).limit(limit)
             if state is not None:
                 stmt = stmt.where(ExchangeShare.state == state)
+            if decided:
+                stmt = (
+                    _joined()
+                    .where(ExchangeShare.state != ShareState.PENDING.value)
+                    .order_by(ExchangeShare.decided_at.desc(), ExchangeShare.id.desc())
+                    .limit(limit)
+                )
             return [ShareView.of(*row) for row in s.execute(stmt)]
 
     def get(self, share_id: str) -> ShareView:

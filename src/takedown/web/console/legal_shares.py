@@ -31,14 +31,13 @@ def _legal(v: Visitor) -> None:
 def shares(request: Request, notice: str = "", v: Visitor = Depends(visitor)) -> Response:
     _legal(v)
     rt = runtime(request)
-    listed = rt.shares.list(limit=1000)
     return page(
         "legal_shares.html",
         **base_context(
             rt,
             v,
-            pending=[s for s in listed if s.state == "pending"],
-            decided=[s for s in reversed(listed) if s.state != "pending"][:200],
+            pending=rt.shares.list(state="pending", limit=1000),
+            decided=rt.shares.list(decided=True, limit=200),
             notice=notice[:300],
         ),
     )
