@@ -58,6 +58,9 @@ class NcmecHashServer:
         self.requests: list[tuple[str, str]] = []
         self.feedback: list[tuple[str, bytes]] = []
         self.submissions: list[bytes] = []  # each POST /v2/entries taken, as sent
+        # The next submission is taken, but its answer is lost on the way (a 504 from
+        # a gateway): the client cannot know it was taken.
+        self.lose_next_answer = False
         self._fail: list[tuple[int, str, str | None]] = []
         self._ranges: dict[tuple[int, int], list[int]] = {}
         self.hold_page: int | None = None  # 1-based start of a page to hold
@@ -285,7 +288,11 @@ class NcmecHashServer:
                 if not (self.headers.get("Content-Type") or "").startswith("application/xml"):
                     self._send(415, _error("Submissions are application/xml."))
                     return
-                self._send(*server.submit(body))
+                status, answer = server.submit(body)
+                if status == 200 and server.lose_next_answer:
+                    server.lose_next_answer = False
+                    status, answer = 504, _error("Gateway timeout.")
+                self._send(status, answer)
 
         return Handler
 

@@ -221,3 +221,32 @@ def test_a_disabled_file_cannot_be_approved(rt, client, auth, tmp_path, ncmec): 
     failed = rt.shares.get(share.id)
     assert failed.state == "failed" and "no longer an enabled entry" in (failed.last_error or "")
     assert ncmec.submissions == []
+
+
+def test_a_lost_answer_is_recognised_and_sent_once(rt, client, tmp_path, ncmec):  # noqa: F811
+    """NCMEC takes the entry but its answer is lost: a sync before the retry recognises
+    the entry as ours by its id (not pulled in), and the retry updates the same entry."""
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    legal = user_headers(rt, "lee", "legal")
+    rt.banks.create_bank("csam", actor="t", source="ncmec")
+    rt.exchanges.add("ncmec", type="ncmec", bank="csam", actor="t", base_url=ncmec.url,
+                     credentials_file=creds_file(tmp_path, f"{USER}:{PASSWORD}", "n"))  # fmt: skip
+    confirm(rt, client, 1, spec)
+    rt.banks.update_bank(OWN, actor="t", share_to=["ncmec"])
+    confirm(rt, client, 2, spec)
+    (share,) = rt.shares.list(state="pending")
+    assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
+    ncmec.lose_next_answer = True
+    assert rt.shares.send_due() == 0
+    lost = rt.shares.get(share.id)
+    assert (lost.state, lost.upstream_id) == ("approved", None) and "504" in lost.last_error
+    assert list(ncmec.own_entries()) == [share.id]  # taken all the same
+    result = rt.exchanges.sync("ncmec", actor="t", now=time.time() + 60)
+    assert (result.added, result.seen) == (0, 0)
+    known = rt.shares.get(share.id)
+    assert known.upstream_id == f"{MEMBER_ID}-{share.id}" and known.upstream_seen_at
+    with rt.sessions() as s:
+        assert s.scalars(select(ExchangeEntry.upstream_id)).all() == []
+    assert rt.shares.send_due(now=utcnow() + timedelta(minutes=1)) == 1
+    assert rt.shares.get(share.id).state == "sent"
+    assert len(ncmec.submissions) == 2 and list(ncmec.own_entries()) == [share.id]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.exchanges import Credentials, ExchangeType
@@ -290,35 +290,38 @@ def recognise_own(
 ) -> set[str]:
     """Which of these upstream ids are our own shares to this exchange (a sync lists
     them like anyone's): marked as seen and returned, so the sync leaves them out of
-    the exchange's bank instead of pulling our own hashes back in as foreign entries."""
+    the exchange's bank instead of pulling our own hashes back in as foreign entries.
+    Known by the upstream id the exchange answered, or, when its answer was lost (a
+    timeout after it took the entry, a sync between its answer and our commit), by our
+    entry id, the share's id, at the end of the upstream id (NCMEC: member-entry); the
+    upstream id is then learnt from the sync."""
+    sent = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
     shared = s.scalar(
         select(ExchangeShare.id)
-        .where(ExchangeShare.exchange_id == exchange_id, ExchangeShare.upstream_id.is_not(None))
+        .where(ExchangeShare.exchange_id == exchange_id, ExchangeShare.state.in_(sent))
         .limit(1)
     )
     if shared is None:  # the usual case: one cheap read per page
         return set()
-    ids = sorted(set(upstream_ids))
+    ids = set(upstream_ids)
+    by_share = {u[-26:]: u for u in ids if len(u) > 26}
     ours: set[str] = set()
-    for i in range(0, len(ids), _CHUNK):
-        ours.update(
-            s.scalars(
-                select(ExchangeShare.upstream_id).where(
+    for column, keys in ((ExchangeShare.upstream_id, sorted(ids)),
+                         (ExchangeShare.public_id, sorted(by_share))):  # fmt: skip
+        for i in range(0, len(keys), _CHUNK):
+            for sh in s.scalars(
+                select(ExchangeShare).where(
                     ExchangeShare.exchange_id == exchange_id,
-                    ExchangeShare.upstream_id.in_(ids[i : i + _CHUNK]),
+                    ExchangeShare.state.in_(sent),
+                    column.in_(keys[i : i + _CHUNK]),
                 )
-            )
-        )
-    if ours:
-        s.execute(
-            update(ExchangeShare)
-            .where(
-                ExchangeShare.exchange_id == exchange_id,
-                ExchangeShare.upstream_id.in_(sorted(ours)),
-            )
-            .values(upstream_seen_at=now)
-        )
-    return ours
+            ):
+                upstream = sh.upstream_id or by_share[sh.public_id]
+                if sh.upstream_id is None:
+                    sh.upstream_id = upstream
+                sh.upstream_seen_at = now
+                ours.add(upstream)
+    return ours & ids
 
 
 def _joined() -> Any:
