@@ -78,6 +78,9 @@ ENDPOINTS: list[tuple[str, str, Permission, dict | None]] = [
         {"at": "2026-01-01T00:00:00Z"},
     ),
     ("get", "/metrics", Permission.METRICS, None),
+    ("get", "/v1/exchange-shares", Permission.SHARES_DECIDE, None),
+    ("post", "/v1/exchange-shares/01NOSUCH/approve", Permission.SHARES_DECIDE, {}),
+    ("post", "/v1/exchange-shares/01NOSUCH/refuse", Permission.SHARES_DECIDE, {"reason": "x"}),
 ]
 
 

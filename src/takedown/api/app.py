@@ -25,6 +25,7 @@ from takedown.api.routes import (
     registry_batch,
     reports,
     screen,
+    shares,
     users,
 )
 from takedown.api.routes import evidence as evidence_routes
@@ -102,6 +103,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
     v1.include_router(screen.router)
     v1.include_router(banks.router)
     v1.include_router(exchanges.router)
+    v1.include_router(shares.router)
     v1.include_router(registry.router)
     v1.include_router(registry_batch.router)
     v1.include_router(reports.router)

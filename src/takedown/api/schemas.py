@@ -109,6 +109,13 @@ class BankPatch(BaseModel):
     signal_settings: dict[str, SignalSettingIn] | None = Field(
         None, max_length=32, description=_SIGNAL_SETTINGS_DOC
     )
+    share_to: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        None,
+        max_length=20,
+        description="The exchanges (names) this bank's confirmed hashes are offered to, "
+        "replacing the list; [] turns sharing off (the default). Each offer waits for the "
+        "legal team's approval (GET /v1/exchange-shares?state=pending).",
+    )
 
 
 class EntryIn(BaseModel):

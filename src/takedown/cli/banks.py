@@ -142,10 +142,27 @@ def bank_update(
     quality_floor: Annotated[int | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
     setting: _SETTING = None,
+    share_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Offer this bank's confirmed hashes to this exchange (repeatable); each "
+            "offer waits for the legal team's approval. Off unless set."
+        ),
+    ] = None,
+    stop_sharing_to: Annotated[
+        list[str] | None,
+        typer.Option(help="Stop offering this bank's hashes to this exchange (repeatable)."),
+    ] = None,
 ) -> None:
     """Change a bank's policy; effective for the next query."""
+    rt = runtime()
     try:
-        view = runtime().banks.update_bank(
+        targets: list[str] | None = None
+        if share_to or stop_sharing_to:
+            current = rt.banks.get_bank(name).share_to
+            dropped = set(stop_sharing_to or ())
+            targets = [n for n in [*current, *(share_to or ())] if n not in dropped]
+        view = rt.banks.update_bank(
             name,
             actor=CLI_ACTOR,
             match_action=action,
@@ -153,12 +170,14 @@ def bank_update(
             pdq_quality_floor=quality_floor,
             description=description,
             signal_settings=_settings(setting),
+            share_to=targets,
         )
     except TakedownError as exc:
         raise fail(exc) from None
     out.print(
         f"{view.name}: match → {view.match_action}, PDQ ≤ {view.pdq_threshold}, "
-        f"quality ≥ {view.pdq_quality_floor}"
+        f"quality ≥ {view.pdq_quality_floor}, shares to "
+        f"{', '.join(view.share_to) or 'no exchange'}"
     )
 
 

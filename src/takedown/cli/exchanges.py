@@ -157,3 +157,38 @@ def exchange_list(
             v.last_error or "",
         )
     print_table(table)
+
+
+@exchange_app.command("shares")
+def exchange_shares(
+    state: Annotated[
+        str | None,
+        typer.Option(help="pending (the legal team's queue), approved, refused, sent, failed"),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Our own confirmed hashes offered to exchanges, and what became of each. The legal
+    team approves or refuses them (console: Legal › Hash shares; API:
+    /v1/exchange-shares), never this command."""
+    try:
+        views = runtime().shares.list(state=state, limit=1000)
+    except TakedownError as exc:
+        raise fail(exc) from None
+    if json_out:
+        print_json_lines(views)
+        return
+    table = Table(
+        "id", "exchange", "case", "signals", "state", "decided by", "upstream id", "error"
+    )
+    for v in views:
+        table.add_row(
+            v.id,
+            v.exchange,
+            v.case_id or "",
+            ", ".join(sorted(v.signals)),
+            v.state + (f": {v.reason}" if v.state == "refused" and v.reason else ""),
+            v.decided_by or "",
+            v.upstream_id or "",
+            v.last_error or "",
+        )
+    print_table(table)

@@ -32,12 +32,15 @@ class Permission(StrEnum):
     # TAKEDOWN_ALLOW_CLOCK_OVERRIDE): admins.
     CLOCK_OVERRIDE = "clock:override"
     METRICS = "metrics"  # read /metrics (counts and ages, never content or identities)
+    # See, approve and refuse shares of the platform's own confirmed hashes to an
+    # exchange: the legal role only (not admins, never an API key).
+    SHARES_DECIDE = "shares:decide"
 
 
 ALL = frozenset(Permission)
 
 ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
-    UserRole.ADMIN: ALL,
+    UserRole.ADMIN: ALL - {Permission.SHARES_DECIDE},
     UserRole.MODERATOR: frozenset(
         {Permission.CASES_READ, Permission.CASES_DECIDE, Permission.BANKS_READ}
     ),
@@ -56,6 +59,7 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
             Permission.BANKS_READ,
             Permission.LEGAL_READ,
             Permission.LEGAL_FILE,
+            Permission.SHARES_DECIDE,
         }
     ),
     UserRole.PLATFORM: frozenset(
@@ -79,7 +83,8 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "platform": ROLE_PERMISSIONS[UserRole.PLATFORM],
     "report:trusted_flagger": frozenset({Permission.REPORT_TRUSTED_FLAGGER}),
     "report:law_enforcement": frozenset({Permission.REPORT_LAW_ENFORCEMENT}),
-    "admin": ALL - {Permission.CASES_DECIDE},  # machines never decide cases
+    # Machines never decide cases, nor approve what is shared out.
+    "admin": ALL - {Permission.CASES_DECIDE, Permission.SHARES_DECIDE},
     # A Prometheus scraper's key: /metrics and nothing else.
     "metrics": frozenset({Permission.METRICS}),
 }

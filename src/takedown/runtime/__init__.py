@@ -28,6 +28,7 @@ from takedown.services.cases.reported_hashes import REPORTED_PDQ_ROWS, ReportedH
 from takedown.services.cases.service import CasePolicy, CaseService
 from takedown.services.evidence.vault import EvidenceVault
 from takedown.services.exchanges.service import ExchangeService
+from takedown.services.exchanges.sharing import ShareService
 from takedown.services.identity.apikeys import ApiKeyService
 from takedown.services.identity.users import UserService
 from takedown.services.index import snapshot as index_snapshot
@@ -68,6 +69,7 @@ class Runtime:
     registry: RegistryService
     outbox: OutboxService
     exchanges: ExchangeService
+    shares: ShareService  # own confirmed hashes shared out to exchanges, legal approval
     quarantine: QuarantineService
     blobs: BlobStore
     cybertipline: CyberTiplineService
@@ -173,6 +175,7 @@ def open_runtime(
         settings.video_limits,
         settings.video_sampling,
     )
+    exchanges = ExchangeService(sessions)
     return Runtime(
         settings=settings,
         key_source=key_source,
@@ -202,7 +205,8 @@ def open_runtime(
         cases=cases,
         registry=registry,
         outbox=OutboxService(sessions),
-        exchanges=ExchangeService(sessions),
+        exchanges=exchanges,
+        shares=ShareService(sessions, credentials=exchanges.read_credentials),
         quarantine=QuarantineService(
             sessions,
             uploads=settings.flood_quarantine_uploads,

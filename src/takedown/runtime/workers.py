@@ -144,8 +144,9 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
 
 class ExchangeWorker(PeriodicWorker):
     """A thread that syncs every hash exchange whose time has come (each from its
-    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds, and
-    quarantines bank entries that match a flood of uploads (services/banks/quarantine)."""
+    stored checkpoint; services/exchanges), checking every ``interval_s`` seconds,
+    quarantines bank entries that match a flood of uploads (services/banks/quarantine),
+    and sends due feedback and approved shares of our own hashes."""
 
     def __init__(self, rt: Runtime, *, interval_s: float) -> None:
         super().__init__(interval_s, name="takedown-exchanges")
@@ -155,7 +156,8 @@ class ExchangeWorker(PeriodicWorker):
         self._rt.quarantine.sweep()  # entries matching a flood of uploads stop blocking
         self._rt.exchanges.sync_due(actor="worker")
         self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
-        return self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
+        busy = self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
+        return self._rt.shares.send_due() >= 100 or busy  # approved shares of our own
 
 
 def start_exchange_worker(rt: Runtime) -> ExchangeWorker:

@@ -75,6 +75,11 @@ class Bank(Base):
     )
 
     entries: Mapped[list[BankEntry]] = relationship(back_populates="bank", lazy="raise")
+    # The exchanges its confirmed hashes may be offered to (migration 0026), read when
+    # asked for (a bank's view), never on the screening path.
+    share_targets: Mapped[list[BankShareTarget]] = relationship(
+        lazy="select", cascade="all, delete-orphan", order_by="BankShareTarget.exchange_id"
+    )
 
     def setting(self, signal_type: str) -> BankSignalSetting:
         """This bank's row for ``signal_type``, added (empty: the type's defaults) if
@@ -1047,3 +1052,55 @@ class ExchangeFeedback(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BankShareTarget(Base):
+    """An exchange this bank's confirmed hashes may be offered to (migration 0026): off
+    unless set, and each offer still waits for the legal team's approval."""
+
+    __tablename__ = "bank_share_targets"
+
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"), primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    exchange: Mapped[Exchange] = relationship(lazy="joined")
+
+
+class ExchangeShare(Base):
+    """One of the platform's own confirmed files offered to an exchange (migration
+    0026): ``pending`` until the legal team approves (``approved``: an outbox row, sent
+    and retried by ``takedown worker``) or refuses it with a reason; then ``sent`` (the
+    exchange's provenance of what it holds from us: ``signals``, ``sent_at``, the
+    ``upstream_id`` it answered, ``upstream_seen_at`` when a sync last saw it) or
+    ``failed`` with the exchange's reason."""
+
+    __tablename__ = "exchange_shares"
+    __table_args__ = (
+        UniqueConstraint("exchange_id", "media_sha256", name="uq_exchange_shares_media"),
+        Index("ix_exchange_shares_due", "state", "next_attempt_at"),
+        Index("ix_exchange_shares_upstream", "exchange_id", "upstream_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    media_sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(16))  # image | video
+    signals: Mapped[str] = mapped_column(Text)  # JSON {our signal type: value}
+    state: Mapped[str] = mapped_column(String(16))  # pending|approved|refused|sent|failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    classification: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    upstream_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

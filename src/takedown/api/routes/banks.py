@@ -105,6 +105,7 @@ def update_bank(
         video_match_percent=body.video_match_percent,
         video_frame_threshold=body.video_frame_threshold,
         signal_settings=_setting_changes(body.signal_settings),
+        share_to=body.share_to,
     )
     return view
 

@@ -38,6 +38,7 @@ from takedown.media.digests import md5_hex, sha256_hex
 from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
+from takedown.services.banks.sharing import set_share_targets
 from takedown.signals import PDQ, SHA256, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
@@ -71,6 +72,8 @@ class BankView:
     video_frame_threshold: int = 31
     # Every signal type's effective setting (the bank's own, else the type's default).
     signal_settings: dict[str, dict[str, object]] = field(default_factory=dict)
+    # The exchanges its confirmed hashes are offered to, for legal approval (none: off).
+    share_to: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, bank: Bank, counts: tuple[int, int] = (0, 0)) -> BankView:
@@ -96,6 +99,7 @@ class BankView:
             video_match_percent=video.match_percent,
             video_frame_threshold=video.frame_threshold,
             signal_settings=effective_settings(rule),
+            share_to=sorted(t.exchange.name for t in bank.share_targets),
         )
 
 
@@ -401,8 +405,11 @@ class BankService:
         video_match_percent: int | None = None,
         video_frame_threshold: int | None = None,
         signal_settings: Mapping[str, SettingChange] | None = None,
+        share_to: Sequence[str] | None = None,
     ) -> BankView:
-        """Change a bank's policy. Takes effect for the next query in every worker."""
+        """Change a bank's policy. Takes effect for the next query in every worker.
+        ``share_to``: the exchanges its confirmed hashes are offered to from now on
+        (replacing the list; empty: none), each offer waiting for legal approval."""
         changes = setting_changes(
             pdq_threshold=pdq_threshold,
             pdq_quality_floor=pdq_quality_floor,
@@ -427,6 +434,8 @@ class BankService:
                 bank.enabled = enabled
                 bank.disabled_at = None if enabled else utcnow()
                 bank.disabled_reason = None if enabled else reason
+            if share_to is not None:
+                set_share_targets(s, bank, share_to, actor)
             bank.updated_at = utcnow()
             s.flush()
             rule = repo.bank_rule(bank)

@@ -31,9 +31,10 @@ from takedown.domain.hashlists import HashRecord
 from takedown.domain.reports import Category
 from takedown.domain.statements import REDRESS, WORLDWIDE, TerritorialScope
 from takedown.domain.transparency import automation
-from takedown.ids import new_id
+from takedown.ids import new_id, utcnow
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
+from takedown.services.banks.sharing import queue_shares
 from takedown.services.cases.copies import chunks
 from takedown.services.outbound.mail import queue_mail
 from takedown.store import repositories as repo
@@ -108,7 +109,12 @@ def bank_confirmed_media(
             records.append(HashRecord("md5", md5, None, "own", case.public_id, category, note))
         if pdq and (quality is None or quality >= PDQ_QUALITY_FLOOR):
             records.append(HashRecord("pdq", pdq, quality, "own", case.public_id, category, note))
-    result = _insert_records(s, own_bank(s, actor), records, actor, None)
+    bank = own_bank(s, actor)
+    result = _insert_records(s, bank, records, actor, None)
+    # Offered to the exchanges the bank shares to (none unless set), for legal approval.
+    queue_shares(
+        s, bank, sorted(media), case=case, decision_id=decision_id, actor=actor, now=utcnow()
+    )
     return result.added
 
 

@@ -49,6 +49,7 @@ from takedown.integrations.hash_exchanges import FeedError
 from takedown.services.audit.chain import record
 from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
+from takedown.services.exchanges.sharing import recognise_own
 from takedown.services.outbound.mail import queue_mail
 from takedown.signals import signal_type
 from takedown.store import repositories as repo
@@ -483,6 +484,10 @@ class ExchangeService:
                     )
         return sent
 
+    def read_credentials(self, kind: ExchangeType, ref: str) -> Credentials:
+        """An exchange's credentials from where ``ref`` says (for its sharer)."""
+        return self._credentials(kind, ref)
+
     # -- internals ---------------------------------------------------------------
     def _credentials(self, kind: ExchangeType, ref: str) -> Credentials:
         where, _, what = ref.partition(":")
@@ -578,12 +583,15 @@ def _apply_page(
     now: datetime,
 ) -> _Applied:
     out = _Applied()
+    # 0. Our own shares, listed like anyone's: recognised, never pulled back in.
+    own = recognise_own(s, ex.id, (e.upstream_id for e in page.entries), now)
+    entries = [e for e in page.entries if e.upstream_id not in own] if own else page.entries
     # 1. The page's signals in our types; the rest rejected.
     wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (upstream id, type) -> (type, value)
     labels: dict[str, str] = {}
     records: list[HashRecord] = []
     texts: dict[tuple[tuple[str, object], ...], str] = {}  # a list's labels repeat
-    for e in page.entries:
+    for e in entries:
         shape = tuple(sorted(e.labels.items()))
         text = texts.get(shape)
         if text is None:
@@ -617,7 +625,7 @@ def _apply_page(
         out.added = added.added
     entry_ids = _entry_ids(s, bank.id, set(wanted.values()))
     # 3. Provenance rows: refreshed, added, or removed.
-    upstream_ids = sorted({e.upstream_id for e in page.entries} | set(page.removed))
+    upstream_ids = sorted({e.upstream_id for e in entries} | set(page.removed))
     existing: dict[tuple[str, str], ExchangeEntry] = {}
     for chunk in _chunks(upstream_ids):
         for row in s.scalars(

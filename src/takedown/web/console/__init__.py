@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from takedown.web.console import admin, assets, banks, exchanges, legal_dsa, media, pages
+from takedown.web.console import (
+    admin,
+    assets,
+    banks,
+    exchanges,
+    legal_dsa,
+    legal_shares,
+    media,
+    pages,
+)
 
 router = APIRouter()
 for part in (
@@ -12,6 +21,7 @@ for part in (
     media.router,
     admin.router,
     legal_dsa.router,
+    legal_shares.router,
     banks.router,
     exchanges.router,
     assets.router,

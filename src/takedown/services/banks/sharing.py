@@ -1,0 +1,201 @@
+"""Which exchanges a bank's confirmed hashes may be offered to (off unless set), and the
+offers themselves: each file a decision confirmed and banked becomes one pending share
+per such exchange, waiting for the legal team (``services/exchanges/sharing.py``
+approves, refuses and sends). Shared by the bank settings (``BankService.update_bank``)
+and by case decisions (``services/cases/enforcement.py``), in their transactions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from takedown.domain.exchanges import ExchangeType
+from takedown.domain.sharing import ShareState, accepts_shares, shareable
+from takedown.errors import NotFound
+from takedown.services.audit.chain import record
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    BankShareTarget,
+    Case,
+    Exchange,
+    ExchangeEntry,
+    ExchangeShare,
+    Media,
+)
+
+_CHUNK = 500
+
+
+def set_share_targets(s: Session, bank: Bank, names: Sequence[str], actor: str) -> list[str]:
+    """The exchanges ``bank`` offers its confirmed hashes to, replaced by ``names`` (an
+    empty list: sharing off); each must exist and take submissions. Audited when it
+    changes. Returns the names, sorted."""
+    wanted: dict[int, Exchange] = {}
+    for name in dict.fromkeys(n.strip() for n in names):
+        ex = s.scalars(
+            select(Exchange).where((Exchange.name == name) | (Exchange.public_id == name))
+        ).first()
+        if ex is None:
+            raise NotFound(f"No exchange named {name[:100]!r}.", code="exchange_not_found")
+        accepts_shares(ExchangeType(ex.type), ex.name)
+        wanted[ex.id] = ex
+    before = sorted(t.exchange.name for t in bank.share_targets)
+    after = sorted(ex.name for ex in wanted.values())
+    if before == after:
+        return after
+    bank.share_targets = [t for t in bank.share_targets if t.exchange_id in wanted]
+    have = {t.exchange_id for t in bank.share_targets}
+    for ex_id, ex in wanted.items():
+        if ex_id not in have:
+            bank.share_targets.append(
+                BankShareTarget(exchange_id=ex_id, exchange=ex, created_by=actor)
+            )
+    record(
+        s,
+        actor,
+        "bank.sharing_changed",
+        "bank",
+        bank.public_id,
+        {"name": bank.name, "before": before, "share_to": after},
+    )
+    return after
+
+
+def queue_shares(
+    s: Session,
+    bank: Bank,
+    media_ids: Sequence[int],
+    *,
+    case: Case,
+    decision_id: str,
+    actor: str,
+    now: datetime,
+) -> int:
+    """One pending share per file and per exchange the bank shares to, for the files a
+    decision confirmed and banked here (only their signals the bank holds, enabled, and
+    the exchange takes). A file already offered to that exchange, or one the exchange
+    itself gave us, is not offered again. Audited per exchange; returns how many."""
+    targets = list(
+        s.scalars(
+            select(Exchange)
+            .join(BankShareTarget, BankShareTarget.exchange_id == Exchange.id)
+            .where(BankShareTarget.bank_id == bank.id)
+            .order_by(Exchange.id)
+        )
+    )
+    if not targets or not media_ids:
+        return 0
+    files: list[tuple[str, str, dict[str, str]]] = []  # (sha256, type, {signal: value})
+    for i in range(0, len(media_ids), _CHUNK):
+        for sha, md5, pdq, media_type in s.execute(
+            select(Media.sha256, Media.md5, Media.pdq, Media.media_type)
+            .where(Media.id.in_(media_ids[i : i + _CHUNK]))
+            .order_by(Media.id)
+        ):
+            files.append((sha, media_type or "image", {"md5": md5 or "", "pdq": pdq or ""}))
+    banked = _enabled_in_bank(s, bank.id, files)
+    total = 0
+    for ex in targets:
+        kind = ExchangeType(ex.type)
+        offers = {
+            sha: (media_type, held)
+            for sha, media_type, signals in files
+            if (held := shareable(kind, {t: v for t, v in signals.items() if (t, v) in banked}))
+        }
+        if not offers:
+            continue
+        for sha in _already_offered(s, ex.id, list(offers)):
+            offers.pop(sha)
+        theirs = _carried_by(
+            s, ex.id, {(t, v) for _, held in offers.values() for t, v in held.items()}
+        )
+        ids: list[str] = []
+        for sha, (media_type, held) in offers.items():
+            if any((t, v) in theirs for t, v in held.items()):
+                continue  # the exchange gave it to us: the decision went back as a vote
+            share = ExchangeShare(
+                exchange_id=ex.id,
+                bank_id=bank.id,
+                case_id=case.id,
+                decision_id=decision_id,
+                media_sha256=sha,
+                media_type=media_type,
+                signals=json.dumps(held, sort_keys=True),
+                state=ShareState.PENDING.value,
+                created_at=now,
+                created_by=actor,
+                attempts=0,
+            )
+            s.add(share)
+            s.flush()
+            ids.append(share.public_id)
+        if ids:
+            record(
+                s,
+                actor,
+                "exchange.shares_proposed",
+                "case",
+                case.public_id,
+                {"exchange": ex.name, "bank": bank.name, "decision": decision_id,
+                 "count": len(ids), "shares": ids[:100]},
+            )  # fmt: skip
+            total += len(ids)
+    return total
+
+
+def _enabled_in_bank(
+    s: Session, bank_id: int, files: list[tuple[str, str, dict[str, str]]]
+) -> set[tuple[str, str]]:
+    pairs = sorted({(t, v) for _, _, signals in files for t, v in signals.items() if v})
+    out: set[tuple[str, str]] = set()
+    for i in range(0, len(pairs), _CHUNK):
+        out.update(
+            (t, v)
+            for t, v in s.execute(
+                select(BankEntry.signal_type, BankEntry.value).where(
+                    BankEntry.bank_id == bank_id,
+                    BankEntry.enabled.is_(True),
+                    tuple_(BankEntry.signal_type, BankEntry.value).in_(pairs[i : i + _CHUNK]),
+                )
+            )
+        )
+    return out
+
+
+def _already_offered(s: Session, exchange_id: int, shas: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(shas), _CHUNK):
+        out.update(
+            s.scalars(
+                select(ExchangeShare.media_sha256).where(
+                    ExchangeShare.exchange_id == exchange_id,
+                    ExchangeShare.media_sha256.in_(shas[i : i + _CHUNK]),
+                )
+            )
+        )
+    return out
+
+
+def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (type, value) a live upstream entry of the exchange carries."""
+    ordered = sorted(pairs)
+    out: set[tuple[str, str]] = set()
+    for i in range(0, len(ordered), _CHUNK):
+        out.update(
+            (t, v)
+            for t, v in s.execute(
+                select(BankEntry.signal_type, BankEntry.value)
+                .join(ExchangeEntry, ExchangeEntry.entry_id == BankEntry.id)
+                .where(
+                    ExchangeEntry.exchange_id == exchange_id,
+                    ExchangeEntry.removed_at.is_(None),
+                    tuple_(BankEntry.signal_type, BankEntry.value).in_(ordered[i : i + _CHUNK]),
+                )
+            )
+        )
+    return out
