@@ -345,3 +345,47 @@ def test_an_unreachable_nats_leaves_actions_pending(rt: Runtime):
         assert _states(rt) == {"pending": 2}
     finally:
         sink.close()
+
+
+def test_a_claim_spans_several_requests_and_the_worker_delivers_each_action_once(
+    rt: Runtime, batch_receiver
+):
+    """Claims of 20 rows sent 7 a request by the delivery worker's thread, as ``takedown
+    serve`` runs it: the receiver holds every restriction once, no request is larger
+    than the batch, and every row is acknowledged."""
+    from takedown.runtime.workers import DeliveryWorker
+
+    _restrict_some(rt, 60)
+    d = DeliveryDispatcher(
+        rt.sessions, WebhookClient(batch_receiver.url, SECRET), batch_max=7, claim_max=20
+    )
+    worker = DeliveryWorker(d, interval_s=0.05).start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _states(rt) != {"acknowledged": 60}:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert _states(rt) == {"acknowledged": 60}
+    assert batch_receiver.bad == 0
+    assert all(1 <= len(b["actions"]) <= 7 for b in batch_receiver.batches)
+    assert len(batch_receiver.posted) == 60 == len(set(batch_receiver.posted))
+    targets = {a["target"]["id"] for a in batch_receiver.executed.values()}
+    assert targets == {"orig"} | {f"r{i}" for i in range(1, 60)}
+
+
+def test_an_unreachable_platform_mid_claim_gives_back_what_was_not_sent(rt: Runtime):
+    """The first request of a claim gets no answer: its actions wait for their backoff,
+    the rest of the claim is given back untried, due again at once."""
+    _restrict_some(rt, 12)
+    d = _batched(rt, _closed_port_url(), 5)
+    assert d.claim_max == 20
+    now = utcnow()
+    assert d.deliver_due(now=now, limit=100) == 0
+    with rt.sessions() as s:
+        rows = s.execute(select(OutboxMessage.attempts, OutboxMessage.next_attempt_at)).all()
+    tried = [r for r in rows if r[0] == 1]
+    untried = [r for r in rows if r[0] == 0]
+    assert len(tried) == 5 and all(at > now for _, at in tried)
+    assert len(untried) == 7 and all(at <= now for _, at in untried)
+    assert _states(rt) == {"pending": 12}
