@@ -389,3 +389,40 @@ def test_an_unreachable_platform_mid_claim_gives_back_what_was_not_sent(rt: Runt
     assert len(tried) == 5 and all(at > now for _, at in tried)
     assert len(untried) == 7 and all(at <= now for _, at in untried)
     assert _states(rt) == {"pending": 12}
+
+
+def test_jetstream_publishes_past_a_small_in_flight_window_once_each(rt: Runtime):
+    """At most 3 messages await their acknowledgement at a time: 25 actions are all
+    stored once, in order, and a subject no stream takes leaves its actions pending."""
+    stream = f"TDTEST_{uuid.uuid4().hex[:10]}"
+    subject = f"tdtest.{uuid.uuid4().hex[:10]}"
+    publisher = JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], in_flight=3)
+    d = DeliveryDispatcher(rt.sessions, JetStreamSink(publisher, subject), batch_max=10)
+    # The same stream, but a subject it does not take: nothing stores these.
+    stray = JetStreamSink(
+        JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], timeout_s=2),
+        f"{subject}x",
+    )
+    try:
+        _restrict_some(rt, 25)
+        assert d.deliver_due(now=utcnow(), limit=100) == 25
+        assert _states(rt) == {"acknowledged": 25}
+        got = asyncio.run(_read_stream(stream, subject))
+        ids = [json.loads(data)["id"] for _, _, data in got]
+        with rt.sessions() as s:
+            in_order = list(s.scalars(select(OutboxMessage.public_id).order_by(OutboxMessage.id)))
+        assert ids == in_order
+        with rt.sessions.begin() as s:
+            s.execute(update(OutboxMessage).values(state="pending", next_attempt_at=utcnow()))
+        lost = DeliveryDispatcher(rt.sessions, stray, batch_max=10)
+        assert lost.deliver_due(now=utcnow(), limit=10) == 0
+        with rt.sessions() as s:
+            errors = list(
+                s.scalars(select(OutboxMessage.last_error).where(OutboxMessage.attempts == 2))
+            )
+        assert len(errors) == 10 and all("no stream stored it" in (e or "") for e in errors)
+        assert len(asyncio.run(_read_stream(stream, subject))) == 25
+    finally:
+        d._sink.close()
+        stray.close()
+        asyncio.run(_drop_stream(stream))
