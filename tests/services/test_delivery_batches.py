@@ -345,3 +345,84 @@ def test_an_unreachable_nats_leaves_actions_pending(rt: Runtime):
         assert _states(rt) == {"pending": 2}
     finally:
         sink.close()
+
+
+def test_a_claim_spans_several_requests_and_the_worker_delivers_each_action_once(
+    rt: Runtime, batch_receiver
+):
+    """Claims of 20 rows sent 7 a request by the delivery worker's thread, as ``takedown
+    serve`` runs it: the receiver holds every restriction once, no request is larger
+    than the batch, and every row is acknowledged."""
+    from takedown.runtime.workers import DeliveryWorker
+
+    _restrict_some(rt, 60)
+    d = DeliveryDispatcher(
+        rt.sessions, WebhookClient(batch_receiver.url, SECRET), batch_max=7, claim_max=20
+    )
+    worker = DeliveryWorker(d, interval_s=0.05).start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _states(rt) != {"acknowledged": 60}:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert _states(rt) == {"acknowledged": 60}
+    assert batch_receiver.bad == 0
+    assert all(1 <= len(b["actions"]) <= 7 for b in batch_receiver.batches)
+    assert len(batch_receiver.posted) == 60 == len(set(batch_receiver.posted))
+    targets = {a["target"]["id"] for a in batch_receiver.executed.values()}
+    assert targets == {"orig"} | {f"r{i}" for i in range(1, 60)}
+
+
+def test_an_unreachable_platform_mid_claim_gives_back_what_was_not_sent(rt: Runtime):
+    """The first request of a claim gets no answer: its actions wait for their backoff,
+    the rest of the claim is given back untried, due again at once."""
+    _restrict_some(rt, 12)
+    d = _batched(rt, _closed_port_url(), 5)
+    assert d.claim_max == 20
+    now = utcnow()
+    assert d.deliver_due(now=now, limit=100) == 0
+    with rt.sessions() as s:
+        rows = s.execute(select(OutboxMessage.attempts, OutboxMessage.next_attempt_at)).all()
+    tried = [r for r in rows if r[0] == 1]
+    untried = [r for r in rows if r[0] == 0]
+    assert len(tried) == 5 and all(at > now for _, at in tried)
+    assert len(untried) == 7 and all(at <= now for _, at in untried)
+    assert _states(rt) == {"pending": 12}
+
+
+def test_jetstream_publishes_past_a_small_in_flight_window_once_each(rt: Runtime):
+    """At most 3 messages await their acknowledgement at a time: 25 actions are all
+    stored once, in order, and a subject no stream takes leaves its actions pending."""
+    stream = f"TDTEST_{uuid.uuid4().hex[:10]}"
+    subject = f"tdtest.{uuid.uuid4().hex[:10]}"
+    publisher = JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], in_flight=3)
+    d = DeliveryDispatcher(rt.sessions, JetStreamSink(publisher, subject), batch_max=10)
+    # The same stream, but a subject it does not take: nothing stores these.
+    stray = JetStreamSink(
+        JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], timeout_s=2),
+        f"{subject}x",
+    )
+    try:
+        _restrict_some(rt, 25)
+        assert d.deliver_due(now=utcnow(), limit=100) == 25
+        assert _states(rt) == {"acknowledged": 25}
+        got = asyncio.run(_read_stream(stream, subject))
+        ids = [json.loads(data)["id"] for _, _, data in got]
+        with rt.sessions() as s:
+            in_order = list(s.scalars(select(OutboxMessage.public_id).order_by(OutboxMessage.id)))
+        assert ids == in_order
+        with rt.sessions.begin() as s:
+            s.execute(update(OutboxMessage).values(state="pending", next_attempt_at=utcnow()))
+        lost = DeliveryDispatcher(rt.sessions, stray, batch_max=10)
+        assert lost.deliver_due(now=utcnow(), limit=10) == 0
+        with rt.sessions() as s:
+            errors = list(
+                s.scalars(select(OutboxMessage.last_error).where(OutboxMessage.attempts == 2))
+            )
+        assert len(errors) == 10 and all("no stream stored it" in (e or "") for e in errors)
+        assert len(asyncio.run(_read_stream(stream, subject))) == 25
+    finally:
+        d._sink.close()
+        stray.close()
+        asyncio.run(_drop_stream(stream))

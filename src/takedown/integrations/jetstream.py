@@ -2,27 +2,36 @@
 
 The client (``nats-py``) is asynchronous; a :class:`JetStreamPublisher` owns an event
 loop and a connection, made on first use and again after a failure, and is used from
-one thread at a time. ``publish_all`` sends a batch concurrently on the one connection
-(so the server stores the messages in the order given) and waits for every
-acknowledgement.
+one thread at a time. ``publish_all`` sends a batch on the one connection (so the
+server stores the messages in the order given) without waiting for each
+acknowledgement before the next message, at most ``in_flight`` unacknowledged, and
+then waits for every acknowledgement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 
 class JetStreamPublisher:
     def __init__(
-        self, url: str, stream: str, subjects: Sequence[str], *, timeout_s: float = 10.0
+        self,
+        url: str,
+        stream: str,
+        subjects: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        in_flight: int = 1000,
     ) -> None:
         self._url = url
         self._stream = stream
         self._subjects = list(subjects)
         self._timeout_s = timeout_s
+        self._in_flight = in_flight  # messages published and not yet acknowledged
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Any = None
         self._js: Any = None
@@ -73,17 +82,54 @@ class JetStreamPublisher:
     async def _publish_all(
         self, messages: Sequence[tuple[str, bytes, Mapping[str, str]]]
     ) -> list[str | None]:
-        js = await self._connect()
-        acks = await asyncio.gather(
-            *(js.publish(subj, body, headers=dict(h)) for subj, body, h in messages),
-            return_exceptions=True,
-        )
-        out: list[str | None] = []
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                out.append(f"{ack.__class__.__name__}: {ack}"[:1000])
-            else:
-                out.append(None)
+        """Publish without waiting for each acknowledgement in turn: every message goes
+        out with its own reply subject under one inbox, at most ``in_flight`` awaiting
+        their acknowledgement; what is not acknowledged within the timeout is reported
+        as not stored (sent again later: the message id makes JetStream drop it if it
+        was stored after all)."""
+        await self._connect()
+        nc = self._nc
+        n = len(messages)
+        out: list[str | None] = ["no acknowledgement from JetStream in time"] * n
+        if not n:
+            return out
+        answered = [False] * n
+        left = n
+        done = asyncio.Event()
+        window = asyncio.Semaphore(self._in_flight)
+
+        async def on_ack(msg: Any) -> None:
+            nonlocal left
+            try:
+                i = int(msg.subject.rsplit(".", 1)[1])
+            except ValueError:
+                return
+            if not 0 <= i < n or answered[i]:
+                return
+            answered[i] = True
+            out[i] = _ack_error(msg)
+            window.release()
+            left -= 1
+            if not left:
+                done.set()
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
+
+        async def send() -> None:
+            for i, (subject, body, headers) in enumerate(messages):
+                await window.acquire()
+                await nc.publish(subject, body, reply=f"{inbox}.{i}", headers=dict(headers))
+            await nc.flush(self._timeout_s)
+            await done.wait()
+
+        try:
+            await asyncio.wait_for(send(), self._timeout_s + n / 1000)
+        except TimeoutError:
+            pass  # the unanswered ones stay "not stored"
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         return out
 
     def _drop(self) -> None:
@@ -97,3 +143,22 @@ class JetStreamPublisher:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def _ack_error(msg: Any) -> str | None:
+    """None when the answer is JetStream's acknowledgement that it stored the message
+    (or already had it: a duplicate message id), else why not."""
+    headers = getattr(msg, "headers", None) or {}
+    if not msg.data:
+        status = headers.get("Status", "")
+        return f"no stream stored it (status {status or 'none'})"
+    try:
+        doc = json.loads(msg.data)
+    except ValueError:
+        return "unreadable acknowledgement"
+    if isinstance(doc, dict) and "stream" in doc and "error" not in doc:
+        return None
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(err, dict):
+        return f"JetStream error {err.get('code')}: {err.get('description')}"[:1000]
+    return "unexpected acknowledgement"[:1000]

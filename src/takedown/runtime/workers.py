@@ -90,11 +90,12 @@ class DeliveryWorker(PeriodicWorker):
     a round fills its batch (periodic.py: one bad round never stops delivery)."""
 
     def __init__(
-        self, dispatcher: DeliveryDispatcher, *, interval_s: float = 2.0, batch: int = 200
+        self, dispatcher: DeliveryDispatcher, *, interval_s: float = 2.0, batch: int | None = None
     ) -> None:
         super().__init__(interval_s, name="takedown-delivery")
         self._dispatcher = dispatcher
-        self._batch = batch
+        # A round: several claims, each claimed while the one before is being sent.
+        self._batch = batch or max(200, 5 * dispatcher.claim_max)
 
     def round(self) -> bool:
         return self._dispatcher.deliver_due(limit=self._batch) >= self._batch
@@ -133,11 +134,7 @@ def start_delivery_worker(rt: Runtime) -> DeliveryWorker | None:
     dispatcher = delivery_dispatcher(rt)
     if dispatcher is None:
         return None
-    worker = DeliveryWorker(
-        dispatcher,
-        interval_s=rt.settings.delivery_poll_seconds,
-        batch=max(200, 4 * dispatcher.batch_max),
-    )
+    worker = DeliveryWorker(dispatcher, interval_s=rt.settings.delivery_poll_seconds)
     worker.start()
     return worker
 

@@ -15,6 +15,7 @@ from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
 from takedown.ids import utcnow
 from takedown.store.models import Bank, BankEntry, Case, Item, OutboxMessage, RetroscanJob
+from takedown.store.valuesets import in_values
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -283,5 +284,5 @@ def insert_item_actions(
         literal(0),
         stamp,
         stamp,
-    ).where(Item.id.in_(list(item_ids)))
+    ).where(in_values(session, Item.id, item_ids))
     session.execute(insert(OutboxMessage).from_select(columns, rows))

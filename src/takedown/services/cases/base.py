@@ -24,11 +24,12 @@ from takedown.domain.statements import WORLDWIDE, TerritorialScope, statement_fo
 from takedown.domain.transparency import automation
 from takedown.domain.triage import TriageInput, priority
 from takedown.ids import new_id
-from takedown.services.audit.chain import record_many
-from takedown.services.cases.copies import CopyFinder, chunks
+from takedown.services.audit.chain import record
+from takedown.services.cases.copies import CopyFinder
 from takedown.services.cases.reported_hashes import ReportedHashes
 from takedown.store import repositories as repo
 from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, Report
+from takedown.store.valuesets import in_values
 
 ACTIVE_STATES = (
     CaseState.OPEN.value,
@@ -60,7 +61,25 @@ class CasePolicy:
     )
 
 
+# An action on up to this many items lists their platform ids in its audit event;
+# beyond, the event names their count and digest (items_digest) only.
+ITEMS_LISTED = 100
+
 _ITEM = "\x00item\x00"  # where each item's platform id goes in its action's payload
+
+
+def items_digest(platform_ids: Sequence[str]) -> str:
+    """SHA-256 of the items' platform ids, sorted, one a line: what an action's audit
+    event names, so the items it acted on can be checked against it later."""
+    return hashlib.sha256("\n".join(sorted(platform_ids)).encode()).hexdigest()
+
+
+def _expire_loaded_items(s: Session, ids: Sequence[int]) -> None:
+    """Items this session had loaded read the new state (the UPDATE went around them)."""
+    wanted = set(ids)
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, Item) and obj.id in wanted:
+            s.expire(obj)
 
 
 def _hash_sources(case: Case) -> list[str]:
@@ -151,29 +170,45 @@ class CaseBase:
         }
         head, tail = json.dumps(payload).split(json.dumps(_ITEM))
         key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
-        pids: list[tuple[int, str]] = []
-        for part in chunks(list(ids)):
-            s.execute(
-                update(Item)
-                .where(Item.id.in_(part))
-                .values(visibility=visibility, monetization_paused=paused, updated_at=now)
-            )
-            repo.insert_item_actions(
-                s,
-                part,
-                key_prefix=key_prefix,
-                topic=topic,
-                case_id=case.id,
-                payload_head=head,
-                payload_tail=tail,
-                now=now,
-            )
-            pids += s.execute(select(Item.id, Item.platform_id).where(Item.id.in_(part))).all()
+        s.execute(
+            update(Item)
+            .where(in_values(s, Item.id, ids))
+            .values(visibility=visibility, monetization_paused=paused, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        _expire_loaded_items(s, ids)
+        repo.insert_item_actions(
+            s,
+            ids,
+            key_prefix=key_prefix,
+            topic=topic,
+            case_id=case.id,
+            payload_head=head,
+            payload_tail=tail,
+            now=now,
+        )
+        pids: list[str] = list(
+            s.scalars(select(Item.platform_id).where(in_values(s, Item.id, ids)))
+        )
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this
-        record_many(
-            s, actor, topic, "item", [p for _, p in pids], {"case": case.public_id, "reason": why}
-        )
+        # One event for the case's action on all these items (not one per item: a viral
+        # item's 100,000 copies would be 100,000 events, seconds of the report), naming
+        # how many, their platform ids' digest, and the outbox actions that carry each
+        # item's (their idempotency keys start with ``actions``); the ids themselves up
+        # to ITEMS_LISTED (docs/evidence-and-audit.md).
+        details: dict[str, object] = {
+            "case": case.public_id,
+            "reason": why,
+            "items": len(pids),
+            "items_sha256": items_digest(pids),
+            "actions": key_prefix,
+        }
+        if decision_id is not None:
+            details["decision"] = decision_id
+        if len(pids) <= ITEMS_LISTED:
+            details["item_ids"] = sorted(pids)
+        record(s, actor, topic, "case", case.public_id, details)
         return len(pids)
 
     # -- triage ----------------------------------------------------------------------

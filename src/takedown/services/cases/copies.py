@@ -15,7 +15,7 @@ followed to its end. All queries go in batches, never one per item.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import select
@@ -27,6 +27,7 @@ from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
 from takedown.store.models import Item, ItemMedia, Media
+from takedown.store.valuesets import in_values
 
 _CHUNK = 5_000  # ids per IN list: well below SQLite (32,766) and PostgreSQL (65,535) limits
 MAX_ROUNDS = 20
@@ -72,8 +73,7 @@ def _pending_search(s: Session, hashes: list[str]) -> SearchResult | None:
     return result
 
 
-@dataclass(frozen=True)
-class Copy:
+class Copy(NamedTuple):  # a tuple: 100,000 of them are made for one viral item
     item_id: int
     reason: str  # reported, repost, quote, original, same_bytes, pdq
     distance: int | None = None
@@ -265,46 +265,50 @@ class CopyFinder:
         return out
 
     def _edges(self, s: Session, items: set[int]) -> list[Copy]:
-        rows: list[tuple[str, str | None, str | None]] = []
-        for part in chunks(sorted(items)):
-            rows += s.execute(
-                select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
-                    Item.id.in_(part)
-                )
-            ).all()
+        rows = s.execute(
+            select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
+                in_values(s, Item.id, items)
+            )
+        ).all()
         pids = [r[0] for r in rows]
         parents = sorted({p for r in rows for p in (r[1], r[2]) if p})
         out: list[Copy] = []
-        for part in chunks(pids):
+        if pids:
             out += [
                 Copy(i, "repost")
-                for i in s.scalars(select(Item.id).where(Item.reposts_platform_id.in_(part)))
+                for i in s.scalars(
+                    select(Item.id).where(in_values(s, Item.reposts_platform_id, pids))
+                )
             ]
             out += [
                 Copy(i, "quote")
-                for i in s.scalars(select(Item.id).where(Item.quotes_platform_id.in_(part)))
+                for i in s.scalars(
+                    select(Item.id).where(in_values(s, Item.quotes_platform_id, pids))
+                )
             ]
-        for part in chunks(parents):
+        if parents:
             out += [
                 Copy(i, "original")
-                for i in s.scalars(select(Item.id).where(Item.platform_id.in_(part)))
+                for i in s.scalars(select(Item.id).where(in_values(s, Item.platform_id, parents)))
             ]
         return out
 
     def _media_of(self, s: Session, items: set[int]) -> set[int]:
-        media: set[int] = set()
-        for part in chunks(sorted(items)):
-            media.update(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id.in_(part))))
-        return media
+        if not items:
+            return set()
+        return set(
+            s.scalars(select(ItemMedia.media_id).where(in_values(s, ItemMedia.item_id, items)))
+        )
 
     def _same_bytes(self, s: Session, media: set[int]) -> list[Copy]:
-        out: list[Copy] = []
-        for part in chunks(sorted(media)):
-            out += [
-                Copy(i, "same_bytes")
-                for i in s.scalars(select(ItemMedia.item_id).where(ItemMedia.media_id.in_(part)))
-            ]
-        return out
+        if not media:
+            return []
+        return [
+            Copy(i, "same_bytes")
+            for i in s.scalars(
+                select(ItemMedia.item_id).where(in_values(s, ItemMedia.media_id, media))
+            )
+        ]
 
     def _near_duplicates(self, s: Session, media: set[int]) -> tuple[set[int], list[Copy]]:
         hashes: list[str] = []

@@ -49,6 +49,7 @@ from takedown.store.models import (
     Item,
     Report,
 )
+from takedown.store.valuesets import in_values
 
 CATEGORY_VALUES = frozenset(c.value for c in Category)
 # An item a negative bank matches, spared an automatic measure (cases/negative.py).
@@ -217,18 +218,16 @@ class CaseIntake(CaseStatus):
 
     def _holding_case(self, s: Session, item_ids: set[int]) -> Case | None:
         """The oldest active (or confirmed) case holding any of these items."""
-        for part in chunks(sorted(item_ids)):
-            case = s.scalars(
-                select(Case)
-                .join(CaseItem, CaseItem.case_id == Case.id)
-                .where(CaseItem.item_id.in_(part))
-                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
-                .order_by(Case.opened_at)
-                .limit(1)
-            ).first()
-            if case is not None:
-                return case
-        return None
+        if not item_ids:
+            return None
+        return s.scalars(
+            select(Case)
+            .join(CaseItem, CaseItem.case_id == Case.id)
+            .where(in_values(s, CaseItem.item_id, item_ids))
+            .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+            .order_by(Case.opened_at)
+            .limit(1)
+        ).first()
 
     def _add_locations(self, s: Session, case: Case, report: Report, valid: ValidReport) -> None:
         base = {"case_id": case.id, "report_id": report.id}
@@ -241,7 +240,7 @@ class CaseIntake(CaseStatus):
 
     def _add_copies(self, s: Session, case: Case, copies: dict[int, Copy]) -> int:
         """The copies not in the case yet joined to it, set-based: one INSERT … SELECT
-        per reason and chunk (a viral item has 100,000 reposts, all of one reason),
+        per reason, the ids one parameter (a viral item has 100,000 reposts, all of one reason),
         keeping whether each item was public when found (repo.public_when_found's rule)."""
         if not copies:
             return 0
@@ -251,35 +250,34 @@ class CaseIntake(CaseStatus):
             groups.setdefault((c.reason, c.distance), []).append(c.item_id)
         added = 0
         for (reason, distance), ids in groups.items():
-            for part in chunks(sorted(ids)):
-                rows = select(
-                    literal(case.id),
-                    Item.id,
-                    literal(reason),
-                    literal(distance, Integer),
-                    literal(now, CaseItem.__table__.c.added_at.type),
-                    sql_case(
-                        (Item.platform_visibility.is_(None), null()),
-                        else_=Item.platform_visibility == "public",
-                    ),
-                ).where(
-                    Item.id.in_(part),
-                    ~exists().where(CaseItem.case_id == case.id, CaseItem.item_id == Item.id),
+            rows = select(
+                literal(case.id),
+                Item.id,
+                literal(reason),
+                literal(distance, Integer),
+                literal(now, CaseItem.__table__.c.added_at.type),
+                sql_case(
+                    (Item.platform_visibility.is_(None), null()),
+                    else_=Item.platform_visibility == "public",
+                ),
+            ).where(
+                in_values(s, Item.id, ids),
+                ~exists().where(CaseItem.case_id == case.id, CaseItem.item_id == Item.id),
+            )
+            result = s.execute(
+                insert(CaseItem).from_select(
+                    [
+                        "case_id",
+                        "item_id",
+                        "reason",
+                        "distance",
+                        "added_at",
+                        "publicly_available",
+                    ],
+                    rows,
                 )
-                result = s.execute(
-                    insert(CaseItem).from_select(
-                        [
-                            "case_id",
-                            "item_id",
-                            "reason",
-                            "distance",
-                            "added_at",
-                            "publicly_available",
-                        ],
-                        rows,
-                    )
-                )
-                added += result.rowcount  # type: ignore[attr-defined]
+            )
+            added += result.rowcount  # type: ignore[attr-defined]
         return added
 
     def _apply_report(self, s: Session, case: Case, valid: ValidReport, now: datetime) -> None:
