@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -181,3 +185,82 @@ def test_a_failure_in_the_child_fails_the_sync_and_it_resumes(rt, tmp_path, ncme
     assert result.complete and result.added == 6 and len(entries(rt)) == 15
     with rt.sessions() as s:
         assert s.scalar(select(func.count()).select_from(ExchangeEntry)) == 15
+
+
+# `takedown exchange sync` with long pulls starting after 5 entries still to come.
+_CLI_OFFLOADING = (
+    "import sys\n"
+    "from takedown.integrations.hash_exchanges import NcmecFeed\n"
+    "NcmecFeed.offload_after = 5\n"
+    "from takedown.cli.main import app\n"
+    "sys.argv = ['takedown', *sys.argv[1:]]\n"
+    "app()\n"
+)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in text:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in state  # reparented and not reaped here: ended all the same
+
+
+def test_kill_9_of_a_sync_whose_pull_is_in_a_child(rt, database_url, tmp_path, ncmec):
+    base = int(time.time()) - 3600
+    for i in range(30):  # 10 pages of 3: the first here, the rest from the child
+        ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
+    ncmec.delete(1, "e0", base + 40)  # the last page deletes the first entry
+    add_ncmec(rt, tmp_path, ncmec.url)
+    env = {
+        **os.environ,
+        "TAKEDOWN_DATABASE_URL": database_url,
+        "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
+    }
+    ncmec.hold_page = 13  # the fifth page, asked for by the child
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLI_OFFLOADING, "exchange", "sync", "ncmec-ngo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert ncmec.held.wait(120), proc.stderr.read() if proc.stderr else ""
+        children = _children(proc.pid)
+        assert len(children) == 1  # the child process fetching the pages
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    ncmec.hold_page = None
+    ncmec.release.set()
+    # The child's answer has nowhere to go: it ends instead of pulling on.
+    deadline = time.monotonic() + 120
+    while not _ended(children[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _ended(children[0])
+    asked = [p for _, p in ncmec.requests if "/v2/entries" in p]
+    assert not any("start=16" in p for p in asked)
+    with rt.sessions() as s:
+        applied = s.scalar(select(func.count()).select_from(BankEntry)) or 0
+    assert applied in (0, 3, 6, 9, 12)  # whole pages only
+    # Resumed (in this process, from the stored checkpoint): no duplicate, no gap.
+    result = sync(rt)
+    assert result.complete and result.added == 30 - applied and result.disabled == 1
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(BankEntry)) == 30
+        assert s.scalar(select(func.count()).select_from(ExchangeEntry)) == 30
+    values = entries(rt)
+    assert values[md5(0)] is False and sum(values.values()) == 29
