@@ -49,7 +49,7 @@ from takedown.services.banks.service import insert_entries
 from takedown.services.outbound.mail import queue_mail
 from takedown.signals import SignalType, signal_type
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import (
     Bank,
     BankEntry,
@@ -61,6 +61,7 @@ from takedown.store.models import (
 
 log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
+_ANALYZE_AFTER = 10_000  # rows a sync adds before PostgreSQL's statistics are refreshed
 _AHEAD = 8  # pages fetched ahead, and applied together at most
 _EE = Base.metadata.tables["exchange_entries"]
 _FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
@@ -297,6 +298,7 @@ class ExchangeService:
             cred_ref, base_url = ex.credentials, ex.base_url
             checkpoint = json.loads(ex.checkpoint) if ex.checkpoint else {}
         result = SyncResult(exchange=name, checkpoint=checkpoint)
+        stats = _Statistics()
         try:
             creds = self._credentials(kind, cred_ref)
             feed = self._feed_factory(kind, creds, base_url)
@@ -305,7 +307,7 @@ class ExchangeService:
                     batch = batch[: max_pages - result.pages]
                 page = merge_pages(batch)
                 with _paused_gc():
-                    version = self._apply(ex_id, version, kind, page, result)
+                    version = self._apply(ex_id, version, kind, page, result, stats)
                 result.pages += len(batch)
                 result.checkpoint = page.checkpoint
                 if page.done:
@@ -484,7 +486,13 @@ class ExchangeService:
         return parse_credentials(kind, text)
 
     def _apply(
-        self, ex_id: int, version: int, kind: ExchangeType, page: Page, result: SyncResult
+        self,
+        ex_id: int,
+        version: int,
+        kind: ExchangeType,
+        page: Page,
+        result: SyncResult,
+        stats: _Statistics | None = None,
     ) -> int:
         """One page and its checkpoint, in one transaction. Returns the new version."""
         with unit_of_work(self._sessions) as s:
@@ -499,6 +507,8 @@ class ExchangeService:
             actor = f"exchange:{ex.name}"
             now = utcnow()
             applied = _apply_page(s, ex, bank, kind, page, actor, now)
+            if stats is not None:
+                stats.grew(s, applied.added)
             ex.checkpoint = json.dumps(page.checkpoint, sort_keys=True)
             ex.version = version + 1
             ex.entries_added += applied.added
@@ -544,6 +554,28 @@ class ExchangeService:
                 ex.last_success_at = now
                 ex.stale_alerted_at = None
                 ex.next_sync_at = now + timedelta(seconds=ex.interval_seconds)
+
+
+@dataclass
+class _Statistics:
+    """PostgreSQL's planner statistics of the tables a sync grows, refreshed whenever
+    the sync has added as many rows as they counted (at least 10,000): a first sync of a
+    large list into an empty bank would otherwise be planned from an empty table, and
+    each page's existence questions would read the whole bank (see
+    ``store.db.refresh_statistics``). A handful of ANALYZEs per million entries."""
+
+    added: int = 0  # since the last refresh
+    counted: int = 0  # added by this sync as of the last refresh
+
+    def grew(self, s: Session, added: int) -> None:
+        self.added += added
+        if self.added < max(_ANALYZE_AFTER, self.counted):
+            return
+        connection = s.connection()
+        for table in (Base.metadata.tables["bank_entries"], _EE):
+            refresh_statistics(connection, table)
+        self.counted += self.added
+        self.added = 0
 
 
 @dataclass
