@@ -264,3 +264,47 @@ def test_kill_9_of_a_sync_whose_pull_is_in_a_child(rt, database_url, tmp_path, n
         assert s.scalar(select(func.count()).select_from(ExchangeEntry)) == 30
     values = entries(rt)
     assert values[md5(0)] is False and sum(values.values()) == 29
+
+
+def _last_analyzed(rt: Runtime) -> dict[str, object] | None:
+    """PostgreSQL: when each table the sync grows was last ANALYZEd by hand."""
+    from sqlalchemy import text
+
+    with rt.sessions() as s:
+        if s.get_bind().dialect.name != "postgresql":
+            return None  # SQLite's planner keeps no such statistics
+        return dict(
+            s.execute(
+                text(
+                    "SELECT relname, last_analyze FROM pg_stat_user_tables "
+                    "WHERE relname IN ('bank_entries', 'exchange_entries')"
+                )
+            ).all()
+        )
+
+
+def test_a_sync_refreshes_postgresqls_statistics_as_the_bank_grows(
+    rt, tmp_path, ncmec, monkeypatch
+):
+    """Planned from an empty bank, each page's existence question would read the whole
+    bank: the sync ANALYZEs the tables it grows (here from 5 rows on, then doubling)."""
+    from takedown.services.exchanges import service
+
+    monkeypatch.setattr(service, "_ANALYZE_AFTER", 5)
+    base = int(time.time()) - 3600
+    for i in range(20):
+        ncmec.add(1, f"e{i}", {"md5": md5(i)}, base + i)
+    add_ncmec(rt, tmp_path, ncmec.url)
+    before = _last_analyzed(rt)
+    result = sync(rt)
+    assert result.complete and result.added == 20 and len(entries(rt)) == 20
+    after = _last_analyzed(rt)
+    if before is None or after is None:
+        return
+    for table in ("bank_entries", "exchange_entries"):
+        # The statistics collector reports a moment later: wait for it.
+        deadline = time.monotonic() + 60
+        while after[table] is None or (before[table] and after[table] <= before[table]):
+            assert time.monotonic() < deadline, (table, before, after)
+            time.sleep(0.2)
+            after = _last_analyzed(rt) or {}
