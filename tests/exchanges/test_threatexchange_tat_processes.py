@@ -51,6 +51,8 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "TAKEDOWN_DATABASE_URL": database_url,
         "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
         "TAKEDOWN_ACCESS_LOG": "false",
+        "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR": str(tmp_path),  # as tests/exchanges/conftest.py
+        "TAKEDOWN_EXCHANGE_BASE_URLS": "http://127.0.0.1",
         **extra,
     }
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -142,14 +142,44 @@ def _reason(exc: Exception) -> str:
 class NcmecFeed:
     """NCMEC's hash sharing: entries in a time range, a thousand a page, paged by
     ``next`` links. Checkpoint: ``{"from": t}`` between syncs; mid-range ``{"from": t,
-    "to": t2, "next": link}`` (a link is valid only with its own range)."""
+    "to": t2, "next": link}`` (a link is valid only with its own range).
+
+    A long pull (more than ``offload_after`` entries still to come after a page, as its
+    ``next`` link says) is continued by a child process from that page's checkpoint
+    (integrations/feed_process.py): the client's XML parsing then overlaps with the
+    writes instead of sharing one interpreter with them."""
 
     kind = ExchangeType.NCMEC
+    offload_after = 50_000
 
-    def __init__(self, creds: NcmecCredentials, base_url: str | None) -> None:
+    def __init__(
+        self, creds: NcmecCredentials, base_url: str | None, *, offload: bool = True
+    ) -> None:
+        self._creds, self._base_url, self._offload = creds, base_url, offload
         self._client = _ncmec_client(creds, base_url or NCMEC_DEFAULT_URL)
 
     def pages(self, checkpoint: Mapping[str, Any], now: float | None = None) -> Iterator[Page]:
+        here = self._pages(checkpoint, now)
+        for page, remaining in here:
+            yield page
+            if page.done:
+                return
+            if self._offload and remaining >= self.offload_after:
+                here.close()
+                break
+        else:
+            return
+        from takedown.integrations.feed_process import ChildFeedError, child_pages
+
+        try:
+            yield from child_pages(self.kind, self._creds, self._base_url, page.checkpoint, now)
+        except ChildFeedError as exc:
+            raise FeedError(str(exc), credentials=exc.credentials) from None
+
+    def _pages(
+        self, checkpoint: Mapping[str, Any], now: float | None
+    ) -> Generator[tuple[Page, int], None, None]:
+        """Each page, with how many entries its range still holds after it."""
         start = int(checkpoint.get("from", 0))
         link = str(checkpoint.get("next") or "")
         if link:
@@ -180,7 +210,8 @@ class NcmecFeed:
             cp: dict[str, object] = (
                 {"from": end} if done else {"from": start, "to": end, "next": response.next}
             )
-            yield Page(entries, removed, cp, done)
+            info = None if done else response.get_next_info()
+            yield Page(entries, removed, cp, done), (info.max - info.start + 1 if info else 0)
             if done:
                 return
 

@@ -200,6 +200,10 @@ def refresh_statistics(connection: Connection, table: Table) -> bool:
 
 
 def _convert(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    # Most often one value for every row (the time of the insert, a flag): converted
+    # once. ``count`` compares in C, and an object with itself by identity.
+    if values.count(values[0]) == len(values):
+        return [process(values[0])] * len(values)
     memo: dict[Any, Any] = {}
     out = []
     for v in values:

@@ -915,6 +915,7 @@ def _insert_records(
     provenance: Provenance | None = None,
     *,
     media_sha256: str | None = None,
+    known_absent: bool = False,
 ) -> AddResult:
     """Insert the records not yet in the bank; what a record leaves out comes from
     ``provenance`` (the import's defaults), then from the bank. ``media_sha256``: the
@@ -925,13 +926,14 @@ def _insert_records(
     seen: set[tuple[str, str]] = set()
     unique: list[HashRecord] = []
     payloads: dict[tuple[str, str], str] = {}  # (type, digest) -> whole value (TMK)
+    plain = {t.name for t in all_types() if not t.stored_by_digest}  # stored as they are
     for r in records:  # a HashRecord is already canonical (validated on construction)
         key = (r.signal_type, r.value)
         if key in seen:
             result.duplicates_in_input += 1
             continue
         seen.add(key)
-        unique.append(_by_digest(r, payloads))
+        unique.append(r if r.signal_type in plain else _by_digest(r, payloads))
     total = len(unique)
     now = utcnow()
     # Only entries from before this call can collide (the input is deduplicated above,
@@ -944,7 +946,9 @@ def _insert_records(
     table = Base.metadata.tables["bank_entries"]
     connection = s.connection()
     known: set[tuple[str, str]] | None = None
-    if total >= _READ_WHOLE_BANK_FOR:
+    if known_absent:
+        known = set()
+    elif total >= _READ_WHOLE_BANK_FOR:
         before = s.execute(
             select(BankEntry.signal_type, BankEntry.value)
             .where(BankEntry.bank_id == bank.id)
@@ -1042,10 +1046,11 @@ _ANALYZE_AFTER = 10_000  # entries added by one import: refresh the planner's st
 def _rows(
     bank: Bank, records: Sequence[HashRecord], actor: str, now: datetime, p: Provenance
 ) -> list[dict[str, object]]:
+    bank_id = bank.id  # read once: an ORM attribute costs a call per row
     return [
         {
             "public_id": public_id,
-            "bank_id": bank.id,
+            "bank_id": bank_id,
             "signal_type": r.signal_type,
             "value": r.value,
             "quality": r.quality,
@@ -1123,8 +1128,17 @@ def _list_types() -> set[str]:
     return {t.name for t in all_types() if t is not VPDQ}
 
 
-def insert_entries(s: Session, bank: Bank, records: Sequence[HashRecord], actor: str) -> AddResult:
+def insert_entries(
+    s: Session,
+    bank: Bank,
+    records: Sequence[HashRecord],
+    actor: str,
+    *,
+    known_absent: bool = False,
+) -> AddResult:
     """Add validated records to ``bank`` inside the caller's transaction (an exchange's
     page): the same deduplication, entry-write lock, audit event and index follow-up
-    as every other add."""
-    return _insert_records(s, bank, records, actor, None)
+    as every other add. ``known_absent``: the caller took the entry-write lock
+    (``repo.lock_entry_writes``) and found none of the records in the bank since, so
+    the bank is not asked again."""
+    return _insert_records(s, bank, records, actor, None, known_absent=known_absent)

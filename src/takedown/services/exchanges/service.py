@@ -5,6 +5,7 @@ any point resumes after the last whole page: no duplicate, no gap."""
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 import logging
 import os
@@ -12,12 +13,13 @@ import queue
 import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,9 +53,9 @@ from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
 from takedown.services.exchanges.sharing import recognise_own
 from takedown.services.outbound.mail import queue_mail
-from takedown.signals import signal_type
+from takedown.signals import SignalType, signal_type
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import (
     Bank,
     BankEntry,
@@ -65,7 +67,9 @@ from takedown.store.models import (
 
 log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
+_ANALYZE_AFTER = 10_000  # rows a sync adds before PostgreSQL's statistics are refreshed
 _AHEAD = 8  # pages fetched ahead, and applied together at most
+_EE = Base.metadata.tables["exchange_entries"]
 _FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
 # (type, credentials, base URL, ThreatExchange privacy group) -> a feed
 FeedFactory = Callable[[ExchangeType, Credentials, str | None, int | None], Feed]
@@ -307,6 +311,7 @@ class ExchangeService:
             cred_ref, base_url, group = ex.credentials, ex.base_url, ex.privacy_group
             checkpoint = json.loads(ex.checkpoint) if ex.checkpoint else {}
         result = SyncResult(exchange=name, checkpoint=checkpoint)
+        stats = _Statistics()
         try:
             creds = self._credentials(kind, cred_ref)
             feed = self._feed_factory(kind, creds, base_url, group)
@@ -314,7 +319,8 @@ class ExchangeService:
                 if max_pages is not None:
                     batch = batch[: max_pages - result.pages]
                 page = merge_pages(batch)
-                version = self._apply(ex_id, version, kind, page, result)
+                with _paused_gc():
+                    version = self._apply(ex_id, version, kind, page, result, stats)
                 result.pages += len(batch)
                 result.checkpoint = page.checkpoint
                 if page.done:
@@ -500,7 +506,13 @@ class ExchangeService:
         return parse_credentials(kind, text)
 
     def _apply(
-        self, ex_id: int, version: int, kind: ExchangeType, page: Page, result: SyncResult
+        self,
+        ex_id: int,
+        version: int,
+        kind: ExchangeType,
+        page: Page,
+        result: SyncResult,
+        stats: _Statistics | None = None,
     ) -> int:
         """One page and its checkpoint, in one transaction. Returns the new version."""
         with unit_of_work(self._sessions) as s:
@@ -515,6 +527,8 @@ class ExchangeService:
             actor = f"exchange:{ex.name}"
             now = utcnow()
             applied = _apply_page(s, ex, bank, kind, page, actor, now)
+            if stats is not None:
+                stats.grew(s, applied.added)
             ex.checkpoint = json.dumps(page.checkpoint, sort_keys=True)
             ex.version = version + 1
             ex.entries_added += applied.added
@@ -563,6 +577,28 @@ class ExchangeService:
 
 
 @dataclass
+class _Statistics:
+    """PostgreSQL's planner statistics of the tables a sync grows, refreshed whenever
+    the sync has added as many rows as they counted (at least 10,000): a first sync of a
+    large list into an empty bank would otherwise be planned from an empty table, and
+    each page's existence questions would read the whole bank (see
+    ``store.db.refresh_statistics``). A handful of ANALYZEs per million entries."""
+
+    added: int = 0  # since the last refresh
+    counted: int = 0  # added by this sync as of the last refresh
+
+    def grew(self, s: Session, added: int) -> None:
+        self.added += added
+        if self.added < max(_ANALYZE_AFTER, self.counted):
+            return
+        connection = s.connection()
+        for table in (Base.metadata.tables["bank_entries"], _EE):
+            refresh_statistics(connection, table)
+        self.counted += self.added
+        self.added = 0
+
+
+@dataclass
 class _Applied:
     added: int = 0
     seen: int = 0
@@ -582,6 +618,10 @@ def _apply_page(
     actor: str,
     now: datetime,
 ) -> _Applied:
+    """Set-wise: the page's signals validated in Python, then per page one question for
+    the bank entries that exist, one bulk insert of the missing ones, one question for
+    the provenance rows that exist, one bulk insert and one batched update of them --
+    no ORM object per entry."""
     out = _Applied()
     # 0. Our own shares, listed like anyone's: recognised, never pulled back in.
     own = recognise_own(s, ex.id, (e.upstream_id for e in page.entries), now)
@@ -589,8 +629,10 @@ def _apply_page(
     # 1. The page's signals in our types; the rest rejected.
     wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (upstream id, type) -> (type, value)
     labels: dict[str, str] = {}
-    records: list[HashRecord] = []
+    records: dict[tuple[str, str], HashRecord] = {}  # (type, stored value) -> its record
     texts: dict[tuple[tuple[str, object], ...], str] = {}  # a list's labels repeat
+    plugins: dict[str, SignalType | None] = {}  # upstream type -> ours, or None
+    source = kind.value
     for e in entries:
         shape = tuple(sorted(e.labels.items()))
         text = texts.get(shape)
@@ -598,44 +640,59 @@ def _apply_page(
             text = texts[shape] = json.dumps(e.labels, sort_keys=True)
         labels[e.upstream_id] = text
         category = e.labels.get("classification")
+        source_id = e.upstream_id[:200]
         for upstream_type, value in e.signals:
-            ours = our_signal_type(kind, upstream_type)
-            if ours is None:
+            if upstream_type in plugins:
+                plugin = plugins[upstream_type]
+            else:
+                plugin = plugins[upstream_type] = _plugin(kind, upstream_type)
+            if plugin is None or not isinstance(value, str):
                 out.rejected += 1
                 continue
             try:
-                rec = HashRecord(
-                    ours,
-                    value,
-                    source=kind.value,
-                    source_id=e.upstream_id[:200],
-                    category=str(category)[:100] if category else None,
-                )
+                canonical = plugin.normalize(value)  # what HashRecord(...) validates
             except InvalidRequest:
                 out.rejected += 1
                 continue
             # As the bank stores it: TMK's long values by their digest.
-            stored = signal_type(rec.signal_type).stored_value(rec.value)
-            wanted[(e.upstream_id, rec.signal_type)] = (rec.signal_type, stored)
-            records.append(rec)
+            key = (plugin.name, plugin.stored_value(canonical))
+            wanted[(e.upstream_id, plugin.name)] = key
+            if key not in records:
+                records[key] = HashRecord.stored(
+                    plugin.name,
+                    canonical,
+                    source=source,
+                    source_id=source_id,
+                    category=str(category)[:100] if category else None,
+                )
     out.seen = len(wanted)
-    # 2. New hashes into the bank (the bank's own rules: deduplicated, locked, indexed).
-    if records:
-        added = insert_entries(s, bank, records, actor)
+    # 2. The bank's entries for them (asked under the entry-write lock, so nobody adds
+    # one meanwhile), and the missing ones added with the bank's own rules (locked,
+    # indexed, audited, retroactively scanned).
+    repo.lock_entry_writes(s)
+    entry_ids = _entry_ids(s, bank.id, set(records))
+    missing = [records[key] for key in records if key not in entry_ids]
+    if missing:
+        newest_before = repo.newest_entry_id(s)
+        added = insert_entries(s, bank, missing, actor, known_absent=True)
         out.added = added.added
-    entry_ids = _entry_ids(s, bank.id, set(wanted.values()))
+        entry_ids.update(_new_entry_ids(s, bank.id, newest_before))
     # 3. Provenance rows: refreshed, added, or removed.
     upstream_ids = sorted({e.upstream_id for e in entries} | set(page.removed))
-    existing: dict[tuple[str, str], ExchangeEntry] = {}
-    for chunk in _chunks(upstream_ids):
-        for row in s.scalars(
-            select(ExchangeEntry).where(
-                ExchangeEntry.exchange_id == ex.id, ExchangeEntry.upstream_id.in_(chunk)
-            )
-        ):
-            existing[(row.upstream_id, row.signal_type)] = row
+    existing: dict[tuple[str, str], tuple[int, int, bool]] = {}  # -> row, entry, removed
+    for upstream_id, stype, row_id, entry_id, removed in _rows_in(
+        s,
+        "SELECT upstream_id, signal_type, id, entry_id, removed_at IS NOT NULL "
+        "FROM exchange_entries WHERE exchange_id = {p} AND upstream_id {in}",
+        (ex.id,),
+        upstream_ids,
+    ):
+        existing[(upstream_id, stype)] = (row_id, entry_id, bool(removed))
     fresh: list[dict[str, object]] = []
+    refreshed: list[dict[str, object]] = []
     live_now: set[int] = set()
+    exchange_id = ex.id
+    touched: set[int] = set()  # entries that lost a live row: disabled if none is left
     for key, tv in wanted.items():
         entry_id = entry_ids[tv][0]
         live_now.add(entry_id)
@@ -643,7 +700,7 @@ def _apply_page(
         if known is None:
             fresh.append(
                 {
-                    "exchange_id": ex.id,
+                    "exchange_id": exchange_id,
                     "upstream_id": key[0],
                     "signal_type": key[1],
                     "entry_id": entry_id,
@@ -654,22 +711,39 @@ def _apply_page(
                 }
             )
         else:
-            known.entry_id = entry_id
-            known.labels = labels[key[0]]
-            known.last_seen_at = now
-            known.removed_at = None
-    touched: set[int] = set()
+            row_id, before, was_removed = known
+            if before != entry_id and not was_removed:
+                touched.add(before)  # the upstream entry now carries another value
+            refreshed.append({"row": row_id, "entry": entry_id, "text": labels[key[0]]})
     removed = set(page.removed)
-    for key, row in existing.items():
+    gone_rows: list[dict[str, object]] = []
+    for key, (row_id, entry_id, was_removed) in existing.items():
         gone = key[0] in removed or (key[0] in labels and key not in wanted)
-        if gone and row.removed_at is None:
-            row.removed_at = now
-            row.last_seen_at = now
-            touched.add(row.entry_id)
+        if gone and not was_removed:
+            gone_rows.append({"row": row_id})
+            touched.add(entry_id)
             out.removed += 1
     if fresh:
-        bulk_insert(s.connection(), Base.metadata.tables["exchange_entries"], fresh)
-    s.flush()
+        bulk_insert(s.connection(), _EE, fresh)
+    if refreshed:
+        s.execute(
+            update(_EE)
+            .where(_EE.c.id == bindparam("row"))
+            .values(
+                entry_id=bindparam("entry"),
+                labels=bindparam("text"),
+                last_seen_at=now,
+                removed_at=None,
+            ),
+            refreshed,
+        )
+    if gone_rows:
+        s.execute(
+            update(_EE)
+            .where(_EE.c.id == bindparam("row"))
+            .values(removed_at=now, last_seen_at=now),
+            gone_rows,
+        )
     # 4. Entries upstream brought back, that this exchange had disabled: enabled again.
     revive = [
         i
@@ -722,29 +796,79 @@ def _apply_page(
     return out
 
 
+def _plugin(kind: ExchangeType, upstream_type: str) -> SignalType | None:
+    """Our signal type's plug-in for an upstream type, or None (rejected)."""
+    ours = our_signal_type(kind, upstream_type)
+    if ours is None:
+        return None
+    try:
+        return signal_type(ours)
+    except InvalidRequest:  # a type whose plug-in is not installed here
+        return None
+
+
 def _entry_ids(
     s: Session, bank_id: int, signals: set[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, bool, str | None]]:
-    """(type, value) -> (entry id, enabled, disabled_by) for the bank's entries."""
+    """(type, value) -> (entry id, enabled, disabled_by) for the bank's entries: one
+    statement per type and chunk, written for the driver (SQLAlchemy's expansion of an
+    ``IN`` list costs more than the database's lookups)."""
     by_type: dict[str, list[str]] = {}
     for t, v in signals:
         by_type.setdefault(t, []).append(v)
     out: dict[tuple[str, str], tuple[int, bool, str | None]] = {}
     for t, values in by_type.items():
-        for chunk in _chunks(sorted(values)):
-            for i, v, enabled, by in s.execute(
-                select(
-                    BankEntry.id, BankEntry.value, BankEntry.enabled, BankEntry.disabled_by
-                ).where(
-                    and_(
-                        BankEntry.bank_id == bank_id,
-                        BankEntry.signal_type == t,
-                        BankEntry.value.in_(chunk),
-                    )
-                )
-            ):
-                out[(t, v)] = (i, enabled, by)
+        rows = _rows_in(
+            s,
+            "SELECT value, id, enabled, disabled_by FROM bank_entries "
+            "WHERE bank_id = {p} AND signal_type = {p} AND value {in}",
+            (bank_id, t),
+            sorted(values),
+        )
+        for v, i, enabled, by in rows:
+            out[(t, v)] = (i, bool(enabled), by)
     return out
+
+
+def _rows_in(
+    s: Session, sql: str, params: tuple[object, ...], values: Sequence[object]
+) -> builtins.list[tuple[Any, ...]]:
+    """Rows of ``sql`` whose ``{in}`` is "is one of ``values``" and each ``{p}`` a
+    parameter from ``params``: on PostgreSQL one ``= ANY(array)``, on SQLite ``IN``
+    lists of at most a thousand."""
+    connection = s.connection()
+    cursor = connection.connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(sql.format(p="%s", **{"in": "= ANY(%s)"}), (*params, list(values)))
+            return list(cursor.fetchall())
+        found: builtins.list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            marks = ", ".join("?" * len(chunk))
+            cursor.execute(sql.format(p="?", **{"in": f"IN ({marks})"}), (*params, *chunk))
+            found.extend(cursor.fetchall())
+        return found
+    finally:
+        cursor.close()
+
+
+def _new_entry_ids(
+    s: Session, bank_id: int, newest_before: int
+) -> dict[tuple[str, str], tuple[int, bool, str | None]]:
+    """The entries this transaction added to the bank: every one above the newest id
+    read under the entry-write lock (held since, so nobody else added any, to any bank).
+    Asked by id alone, a range of the primary key (with the bank's id too, SQLite would
+    walk the bank's whole unique index instead)."""
+    cursor = s.connection().connection.cursor()
+    try:
+        mark = "%s" if s.get_bind().dialect.name == "postgresql" else "?"
+        cursor.execute(
+            f"SELECT signal_type, value, id, bank_id FROM bank_entries WHERE id > {mark}",
+            (newest_before,),
+        )
+        return {(t, v): (i, True, None) for t, v, i, b in cursor.fetchall() if b == bank_id}
+    finally:
+        cursor.close()
 
 
 def _is_stale(ex: Exchange, now: datetime) -> bool:
@@ -801,6 +925,21 @@ def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Pag
             raise ended[1]
     finally:
         stop.set()
+
+
+@contextmanager
+def _paused_gc() -> Iterator[None]:
+    """No cyclic collection while a batch is applied: its tens of thousands of new
+    objects would trigger collections that walk them (and the pages fetched ahead) for
+    nothing; the batch's garbage is freed by reference counting, and whatever cycles a
+    transaction leaves are collected after it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
