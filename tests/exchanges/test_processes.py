@@ -167,7 +167,7 @@ def test_worker_syncs_on_schedule(rt, database_url, tmp_path, ncmec):
         assert len(ncmec.requests) == asked
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(20)
+        worker.wait(60)
 
 
 def test_api(client, auth, tmp_path, ncmec):

@@ -142,7 +142,7 @@ def test_worker_writes_once_grown_and_skips_while_another_writer_holds_the_lock(
     worker.start()  # the thread: the same rounds every check_s
     try:
         _add(rt, _hashes(rng, 250))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while index_snapshot.written_hashes(target) != 800 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
