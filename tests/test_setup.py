@@ -365,7 +365,7 @@ def test_status_says_what_is_in_use_and_hides_the_password(
 
 
 def _wait_for(url: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a server starting on a loaded machine
     while True:
         assert server.poll() is None, server.stderr.read() if server.stderr else ""
         try:
