@@ -33,6 +33,43 @@ PG_ADMIN_URL = os.environ.get(
 )
 REQUIRE_PG = os.environ.get("TAKEDOWN_REQUIRE_POSTGRES") == "1"
 
+# -- test modules one xdist worker runs whole ----------------------------------------
+# Their servers (a homeserver, a Spark session) start once, on one worker; scripts/test
+# runs `--dist loadgroup`. pytest-xdist 3.8 marks a group by rewriting ``item._nodeid``,
+# which pytest 9 no longer reads: the groups silently fell apart, and both workers
+# started each module's servers. The scheduler below groups by module instead; each
+# module's ``xdist_group`` mark must name the same group (checked at collection).
+XDIST_GROUPS = {
+    "tests/connectors/test_synapse.py": "synapse",
+    "tests/connectors/test_mastodon.py": "mastodon",
+    "tests/services/test_retroscan_spark.py": "spark",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = XDIST_GROUPS.get(nodeid.split("::", 1)[0])
+            return "@" + group if group else super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        named = mark.args[0] if mark and mark.args else None
+        listed = XDIST_GROUPS.get(item.nodeid.split("::", 1)[0])
+        if named != listed:
+            raise pytest.UsageError(
+                f"{item.nodeid}: xdist_group {named!r}, but tests/conftest.py's "
+                f"XDIST_GROUPS says {listed!r}"
+            )
+
 
 # -- databases -----------------------------------------------------------------------
 @pytest.fixture(scope="session")
