@@ -119,7 +119,8 @@ def _routes() -> APIRouter:
     ``request.app.state``). FastAPI works out each route's dependencies and models
     when it is first routed (0.3-0.6 s of CPU for these routes); an app built again in
     the same process, as every test does, reuses that work instead of repeating it."""
-    routes = APIRouter(responses=_ERRORS)  # as the app's own router: the same contexts
+    # As the app's own router, so the routes get the contexts they would there.
+    routes = APIRouter(responses=_ERRORS)  # type: ignore[arg-type]
     v1 = APIRouter()
     for router in (
         health.router,
