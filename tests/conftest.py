@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from takedown.config import Settings
 from takedown.runtime import Runtime, open_runtime
@@ -32,6 +33,43 @@ PG_ADMIN_URL = os.environ.get(
     "TAKEDOWN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_PG = os.environ.get("TAKEDOWN_REQUIRE_POSTGRES") == "1"
+
+# -- test modules one xdist worker runs whole ----------------------------------------
+# Their servers (a homeserver, a Spark session) start once, on one worker; scripts/test
+# runs `--dist loadgroup`. pytest-xdist 3.8 marks a group by rewriting ``item._nodeid``,
+# which pytest 9 no longer reads: the groups silently fell apart, and both workers
+# started each module's servers. The scheduler below groups by module instead; each
+# module's ``xdist_group`` mark must name the same group (checked at collection).
+XDIST_GROUPS = {
+    "tests/connectors/test_synapse.py": "synapse",
+    "tests/connectors/test_mastodon.py": "mastodon",
+    "tests/services/test_retroscan_spark.py": "spark",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = XDIST_GROUPS.get(nodeid.split("::", 1)[0])
+            return "@" + group if group else super()._split_scope(nodeid)
+
+    return ModuleGroups(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        named = mark.args[0] if mark and mark.args else None
+        listed = XDIST_GROUPS.get(item.nodeid.split("::", 1)[0])
+        if named != listed:
+            raise pytest.UsageError(
+                f"{item.nodeid}: xdist_group {named!r}, but tests/conftest.py's "
+                f"XDIST_GROUPS says {listed!r}"
+            )
 
 
 # -- databases -----------------------------------------------------------------------
@@ -70,12 +108,33 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+_EMPTYING: dict[str, Engine] = {}
+
+
 def _truncate_all(url: str) -> None:
-    engine = make_engine(url)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    """Empty every table and restart every sequence, for the next test.
+
+    Only the tables holding rows are truncated: TRUNCATE makes new files for a table and
+    each of its indexes, and doing it to all of them took 0.3-3 s a test (the machine's
+    load decides), while a test fills a few. The sequences are all restarted, as those
+    of tables emptied by a rollback have moved on too."""
+    engine = _EMPTYING.get(url)
+    if engine is None:  # one per database, no connection kept between tests
+        engine = _EMPTYING[url] = create_engine(url, poolclass=NullPool)
+    names = [t.name for t in Base.metadata.sorted_tables]
+    probe = " UNION ALL ".join(
+        f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM \"{name}\")" for name in names
+    )
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+        filled = [f'"{name}"' for (name,) in conn.execute(text(probe))]
+        if filled:
+            conn.execute(text(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false) "
+                "FROM pg_sequences WHERE schemaname = current_schema()"
+            )
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

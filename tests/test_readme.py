@@ -27,7 +27,7 @@ def readme_blocks() -> list[str]:
 
 
 def _wait_healthy(base: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a server starting on a loaded machine
     while time.monotonic() < deadline:
         assert server.poll() is None, server.stderr.read() if server.stderr else ""
         try:

@@ -145,6 +145,68 @@ def test_relative_paths_in_the_environment_are_refused(
     assert list(elsewhere.iterdir()) == []
 
 
+# -- settings checked at start -----------------------------------------------------------------
+def _start(command: list[str], settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`takedown <command>` in a process of its own with these settings (and no other
+    TAKEDOWN_ variable): a command that wrongly starts is stopped by the timeout."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TAKEDOWN_")}
+    return subprocess.run(
+        [sys.executable, "-m", "takedown.cli", *command],
+        env=env | settings,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_serve_with_a_short_webhook_secret_fails_at_start_with_one_line(
+    elsewhere: Path, tmp_path: Path
+):
+    """The report: the server started, then every worker died in its lifespan with a
+    traceback. Now the setting is named in one line, exit code 2, nothing created."""
+    data = tmp_path / "data"
+    done = _start(
+        ["serve", "--port", "0", "--workers", "2"],
+        {
+            "TAKEDOWN_DATA_DIR": str(data),
+            "TAKEDOWN_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+            "TAKEDOWN_WEBHOOK_SECRET": "too short",
+        },
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "TAKEDOWN_WEBHOOK_SECRET" in lines[0] and "at least 16" in lines[0]
+    assert "too short" not in lines[0]  # never the secret itself
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_missing_or_unreadable_secrets_are_named_at_start(
+    elsewhere: Path, tmp_path: Path, command: list[str]
+):
+    data, missing, secret = tmp_path / "data", tmp_path / "no-such-file", tmp_path / "secret"
+    secret.write_text("0123456789abcdef\n")
+    webhooks = {"TAKEDOWN_DATA_DIR": str(data), "TAKEDOWN_WEBHOOK_URL": "http://127.0.0.1:9/h"}
+    for settings, expected in [
+        (webhooks, "there is no webhook secret: set TAKEDOWN_WEBHOOK_SECRET or"),
+        (
+            webhooks | {"TAKEDOWN_WEBHOOK_SECRET_FILE": str(missing)},
+            f"TAKEDOWN_WEBHOOK_SECRET_FILE={missing} cannot be read",
+        ),
+        (
+            webhooks
+            | {"TAKEDOWN_WEBHOOK_SECRET_FILE": str(secret)}
+            | {"TAKEDOWN_NCMEC_PASSWORD_FILE": str(missing)},
+            f"TAKEDOWN_NCMEC_PASSWORD_FILE={missing} cannot be read",
+        ),
+    ]:
+        done = _start(command, settings)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not data.exists()
+
+
 # -- nothing made by accident -------------------------------------------------------------------
 def test_a_command_never_creates_a_database(elsewhere: Path, tmp_path: Path):
     code, output = _invoke("--data-dir", str(tmp_path / "new"), "bank", "list")
@@ -303,7 +365,7 @@ def test_status_says_what_is_in_use_and_hides_the_password(
 
 
 def _wait_for(url: str, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a server starting on a loaded machine
     while True:
         assert server.poll() is None, server.stderr.read() if server.stderr else ""
         try:

@@ -54,6 +54,7 @@ from takedown.media.video_limits import VideoLimits, VideoSampling
 PREFIX = "TAKEDOWN_"
 CONFIG_ENV = "TAKEDOWN_CONFIG"
 DATABASE_FILE = "takedown.sqlite3"  # the embedded database, in the data directory
+MIN_WEBHOOK_SECRET = 16  # characters of a webhook signing secret
 
 
 def absolute(path: Path) -> Path:
@@ -454,12 +455,12 @@ class Settings(BaseSettings):
 
     def ncmec_password_value(self) -> str | None:
         if self.ncmec_password_file is not None:
-            return self.ncmec_password_file.read_text(encoding="utf-8").strip() or None
+            return _secret_file("ncmec_password_file", self.ncmec_password_file) or None
         return self.ncmec_password or None
 
     def dsa_token_value(self) -> str | None:
         if self.dsa_api_token_file is not None:
-            return self.dsa_api_token_file.read_text(encoding="utf-8").strip() or None
+            return _secret_file("dsa_api_token_file", self.dsa_api_token_file) or None
         return self.dsa_api_token or None
 
     @property
@@ -607,17 +608,35 @@ class Settings(BaseSettings):
         return [u.strip() for u in self.exchange_base_urls.split(",") if u.strip()]
 
     def webhook_secret_value(self) -> str:
-        """The webhook secret from the environment or its file; refuses to run without."""
+        """The webhook secret from the environment or its file; ConfigError (naming the
+        setting) when it is missing, unreadable or shorter than 16 characters."""
         if self.webhook_secret_file is not None:
-            secret = self.webhook_secret_file.read_text(encoding="utf-8").strip()
+            secret = _secret_file("webhook_secret_file", self.webhook_secret_file)
+            where = f"The file {PREFIX}WEBHOOK_SECRET_FILE={self.webhook_secret_file} holds"
+        elif self.webhook_secret:
+            secret, where = self.webhook_secret, f"{PREFIX}WEBHOOK_SECRET is"
         else:
-            secret = self.webhook_secret or ""
-        if len(secret) < 16:
-            raise ValueError(
-                "TAKEDOWN_WEBHOOK_URL is set but the webhook secret is missing or shorter "
-                "than 16 characters (TAKEDOWN_WEBHOOK_SECRET or TAKEDOWN_WEBHOOK_SECRET_FILE)."
+            raise ConfigError(
+                f"{PREFIX}WEBHOOK_URL is set but there is no webhook secret: set "
+                f"{PREFIX}WEBHOOK_SECRET or {PREFIX}WEBHOOK_SECRET_FILE "
+                f"(at least {MIN_WEBHOOK_SECRET} characters)."
+            )
+        if len(secret) < MIN_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{where} a webhook secret of {len(secret)} characters: it needs at least "
+                f"{MIN_WEBHOOK_SECRET}."
             )
         return secret
+
+    def check_for_serving(self) -> None:
+        """Raise ConfigError for a setting that is read only when the work it belongs to
+        starts (webhook delivery, the CyberTipline, the DSA database), so that ``takedown
+        serve`` and ``takedown worker`` refuse it at start with one sentence instead of
+        failing later inside the running server."""
+        if self.webhook_url:
+            self.webhook_secret_value()
+        self.ncmec_password_value()
+        self.dsa_token_value()
 
     @property
     def resolved_database_url(self) -> str:
@@ -701,6 +720,16 @@ def _shares(text: str) -> tuple[float, ...]:
         raise ValueError(
             f"expected comma-separated shares such as 0.03,0.06; got {text!r}"
         ) from None
+
+
+def _secret_file(name: str, path: Path) -> str:
+    """The secret in the file named by setting ``name``; ConfigError naming the setting
+    when the file cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{PREFIX}{name.upper()}={path} cannot be read: {reason}.") from exc
 
 
 def _path_fields() -> list[str]:

@@ -301,7 +301,7 @@ def test_two_workers_sum_their_counts_and_log_json(sqlite_template: Path, tmp_pa
     base = f"http://127.0.0.1:{port}"
     screenings = 24
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(base + "/v1/health/ready", timeout=5).status_code == 200:

@@ -102,7 +102,7 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _wait(condition, what: str, timeout: float = 120) -> None:
+def _wait(condition, what: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out: {what}"

@@ -197,3 +197,10 @@ def test_passwords_are_stored_with_argon2(rt: Runtime):
     with rt.sessions() as s:
         stored = s.scalars(select(User.password_hash)).one()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    # "No such user" is checked against a stand-in hash with the same parameters, so it
+    # costs as much time as a wrong password for a real one.
+    from argon2 import extract_parameters
+
+    from takedown.services.identity.users import DUMMY_HASH
+
+    assert extract_parameters(DUMMY_HASH) == extract_parameters(stored)

@@ -120,7 +120,7 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     try:
         assert asyncio.run(_nats("messages", stream)) == len(events)
         first = _consume(env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while _counts(rt)[0] < ITEMS // 5:
             assert first.poll() is None, first.stderr.read() if first.stderr else ""
             assert time.monotonic() < deadline

@@ -28,6 +28,9 @@ SHARED_SECRET = "registration secret for the test homeserver"
 WEBHOOK_SECRET = "webhook secret shared by takedown and synapse"
 SERVER_NAME = "matrix.test"
 USER_PASSWORD = "a password for the matrix users"
+# Requests to the servers: a loaded machine (CI) can take longer to answer than httpx's
+# default of 5 s (an upload is screened by Takedown before Synapse answers).
+http = httpx.Client(timeout=120)
 
 
 def free_port() -> int:
@@ -36,7 +39,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait(check: Callable[[], bool], what: str, timeout: float = 240.0) -> None:
+    """Until ``check`` holds; generous, as starting Synapse on a loaded machine can take
+    a minute or more (it returns as soon as the check holds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -60,7 +65,7 @@ class Homeserver:
 
     def register(self, username: str, admin: bool = False) -> str:
         """A user by shared-secret registration; answers the user's id."""
-        nonce = httpx.get(f"{self.url}/_synapse/admin/v1/register").json()["nonce"]
+        nonce = http.get(f"{self.url}/_synapse/admin/v1/register").json()["nonce"]
         mac = hmac.new(SHARED_SECRET.encode(), digestmod=hashlib.sha1)
         mac.update(
             b"\x00".join(
@@ -72,7 +77,7 @@ class Homeserver:
                 ]
             )
         )
-        r = httpx.post(
+        r = http.post(
             f"{self.url}/_synapse/admin/v1/register",
             json={
                 "nonce": nonce,
@@ -187,23 +192,23 @@ def running(
         )
     url = f"http://127.0.0.1:{synapse_port}"
     try:
-        wait(lambda: httpx.get(base + "/v1/health").status_code == 200, "takedown")
+        wait(lambda: http.get(base + "/v1/health").status_code == 200, "takedown")
 
         def synapse_up() -> bool:
             if synapse.poll() is not None:
                 raise AssertionError("Synapse stopped:\n" + log.read_text()[-3000:])
-            return httpx.get(url + "/health").status_code == 200
+            return http.get(url + "/health").status_code == 200
 
         wait(synapse_up, "synapse")
         specialists = []
         for name in ("spec-a", "spec-b", "spec-c"):
-            r = httpx.post(base + "/v1/auth/token", json={"username": name, "password": PASSWORD})
+            r = http.post(base + "/v1/auth/token", json={"username": name, "password": PASSWORD})
             specialists.append({"Authorization": f"Bearer {r.json()['token']}"})
         server = Homeserver(
             url, base, "", platform_key, {"Authorization": f"Bearer {bank_key}"}, specialists, log
         )
         server.register("takedown", admin=True)
-        r = httpx.post(
+        r = http.post(
             url + "/_matrix/client/v3/login",
             json={
                 "type": "m.login.password",

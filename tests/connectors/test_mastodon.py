@@ -47,6 +47,9 @@ TOKEN = "service-account-token-0123456789"
 TD_SECRET = "takedown-webhook-secret-0123456789"
 PASSWORD = "a long specialist passphrase 42"
 SPECIALISTS = ("specialist", "second", "third")
+# Requests to the servers: a loaded machine (CI) can take longer to answer than httpx's
+# default of 5 s.
+http = httpx.Client(timeout=120)
 
 
 def _free_port() -> int:
@@ -55,7 +58,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+def _wait(condition: Callable[[], Any], what: str, timeout: float = 180) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -67,7 +70,7 @@ def _wait(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return http.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -145,11 +148,11 @@ max_rate_limit_wait_seconds = 5
         stderr=log,
     )
     try:
-        _wait(lambda: _up(takedown + "/v1/health") or server.poll() is not None, "takedown", 120)
-        _wait(lambda: _up(connector + "/health") or proc.poll() is not None, "connector", 60)
+        _wait(lambda: _up(takedown + "/v1/health") or server.poll() is not None, "takedown", 300)
+        _wait(lambda: _up(connector + "/health") or proc.poll() is not None, "connector", 300)
         assert server.poll() is None and proc.poll() is None
         tokens = [
-            httpx.post(
+            http.post(
                 takedown + "/v1/auth/token",
                 json={"username": name, "password": PASSWORD},
                 timeout=30,
@@ -193,27 +196,27 @@ def test_a_bad_signature_is_refused_and_changes_nothing(world: World):
     r = fake.webhook(world.hook, "status.created", fake.status(sid), secret="not-the-secret")
     assert r.status_code == 401 and r.json()["code"] == "bad_signature"
     body = json.dumps({"topic": "account.suspend", "target": {"id": f"mastodon:{dave}"}})
-    r = httpx.post(
+    r = http.post(
         world.connector + "/webhooks/takedown",
         content=body,
         headers={"Takedown-Signature": f"t={int(time.time())},v1={'0' * 64}"},
     )
     assert r.status_code == 401 and r.json()["code"] == "bad_signature"
-    r = httpx.get(f"{world.takedown}/v1/items/mastodon:{sid}", headers=world.admin)
+    r = http.get(f"{world.takedown}/v1/items/mastodon:{sid}", headers=world.admin)
     assert r.status_code == 404
     assert not fake.accounts[dave]["suspended"] and _actions(fake, dave) == []
 
 
 def test_a_banked_standin_is_screened_and_its_account_actioned(world: World):
     fake = world.fake
-    r = httpx.post(
+    r = http.post(
         world.takedown + "/v1/banks",
         json={"name": "known", "match_action": "block", "restrict_on_match": True},
         headers=world.admin,
     )
     assert r.status_code == 201, r.text
     banked = standin_bytes("chelsea.png")  # a stand-in photo (a cat), never real material
-    r = httpx.post(
+    r = http.post(
         world.takedown + "/v1/banks/known/media",
         files={"file": ("standin.png", banked)},
         data={"category": "csam"},
@@ -239,9 +242,9 @@ def test_a_banked_standin_is_screened_and_its_account_actioned(world: World):
     report = _report_of(fake, actions[0]["report_id"])
     assert report["status_ids"] == [sid] and report["account_id"] == fake.service
     assert report["action_taken"] and fake.accounts[alice]["sensitized"]
-    item = httpx.get(f"{world.takedown}/v1/items/mastodon:{sid}", headers=world.admin).json()
+    item = http.get(f"{world.takedown}/v1/items/mastodon:{sid}", headers=world.admin).json()
     assert item["visibility"] == "restricted", item
-    account = httpx.get(f"{world.takedown}/v1/accounts/mastodon:{alice}", headers=world.admin)
+    account = http.get(f"{world.takedown}/v1/accounts/mastodon:{alice}", headers=world.admin)
     assert account.json()["handle"] == "@alice"
 
     # A remote post (relayed to this server) is not this server's to screen.
@@ -266,7 +269,7 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
     result = r.json()["result"]
     assert result.startswith("filed as case ") and result.endswith("(csam, user)")
     case_id = result.split()[3]
-    case = httpx.get(f"{world.takedown}/v1/cases/{case_id}", headers=world.admin).json()
+    case = http.get(f"{world.takedown}/v1/cases/{case_id}", headers=world.admin).json()
     reporter = case["reports"][0]
     assert reporter["reporter_role"] == "user" and reporter["category"] == "csam"
 
@@ -279,7 +282,7 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
     # Mastodon spends its budget: the next call is refused (429) until the reset, which
     # the connector waits for.
     fake.exhaust(1.0)
-    r = httpx.post(
+    r = http.post(
         f"{world.takedown}/v1/cases/{case_id}/decisions",
         json={
             "outcome": "violation",
@@ -299,7 +302,7 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
     assert len(deletes) == 1 and deletes[0]["status_ids"] == [sid]
 
     def acknowledged() -> bool:
-        outbox = httpx.get(world.takedown + "/v1/outbox", headers=world.admin).json()
+        outbox = http.get(world.takedown + "/v1/outbox", headers=world.admin).json()
         mine = [m for m in outbox if m["case"] == case_id]
         return len(mine) >= 3 and all(m["state"] == "acknowledged" for m in mine)
 
@@ -308,14 +311,14 @@ def test_a_reported_post_is_restricted_then_removed_and_the_account_suspended(wo
     # The uploader appeals (the operator files it: Mastodon sends no webhook for a
     # strike's appeal); two other specialists find no violation: the account is
     # unsuspended and its media no longer marked sensitive.
-    r = httpx.post(
+    r = http.post(
         f"{world.takedown}/v1/cases/{case_id}/appeals",
         json={"reason": "This is a photo of a cup of coffee, nothing else."},
         headers=world.platform,
     )
     assert r.status_code == 201, r.text
     for reviewer in world.specialists[1:]:
-        r = httpx.post(
+        r = http.post(
             f"{world.takedown}/v1/cases/{case_id}/decisions",
             json={"outcome": "no_violation", "reasons": "On appeal: a cup of coffee, benign."},
             headers=reviewer,
@@ -336,7 +339,7 @@ def test_a_forwarded_report_files_as_the_remote_servers_moderators(world: World)
     assert r.status_code == 200, r.text
     assert r.json()["result"].endswith("(other, user)")
     case_id = r.json()["result"].split()[3]
-    case = httpx.get(f"{world.takedown}/v1/cases/{case_id}", headers=world.admin).json()
+    case = http.get(f"{world.takedown}/v1/cases/{case_id}", headers=world.admin).json()
     report = case["reports"][0]
     assert report["reporter_name"] == "Moderators of other.example"
     assert report["reporter_email"] == "moderation@social.example"
@@ -358,7 +361,7 @@ def _signed_action(world: World, key: str, event: dict[str, Any]) -> httpx.Respo
     from takedown.integrations.webhooks import sign
 
     body = json.dumps(event).encode()
-    return httpx.post(
+    return http.post(
         world.connector + "/webhooks/takedown",
         content=body,
         headers={"Takedown-Signature": sign(TD_SECRET, body), "Idempotency-Key": key},
@@ -386,13 +389,13 @@ def test_an_action_is_done_once_per_key_and_a_refusal_is_kept_for_retry(world: W
     actions = _actions(fake, hank)
     assert len(actions) == 1 and actions[0]["type"] == "none"
     assert "A stand-in." in actions[0]["text"]
-    r = httpx.post(
+    r = http.post(
         world.connector + "/webhooks/mastodon",
         content=b"not json",
         headers={"X-Hub-Signature": mastodon_signature(fake.webhook_secret, b"not json")},
     )
     assert r.status_code == 400 and r.json()["code"] == "bad_request"
-    r = httpx.post(world.connector + "/webhooks/takedown", content=b"x" * (3 << 20))
+    r = http.post(world.connector + "/webhooks/takedown", content=b"x" * (3 << 20))
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
 

@@ -49,7 +49,7 @@ def _serve(tmp_path: Path, template: Path, workers: int, args: list[str], env: d
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a server starting on a loaded machine
     while True:
         assert server.poll() is None, server.communicate()[1]
         try:

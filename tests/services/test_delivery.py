@@ -281,7 +281,7 @@ def test_two_workers_never_deliver_the_same_action(settings, receiver):
         ]
         for w in workers:
             w.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and _states(a) != {"acknowledged": 40}:
             time.sleep(0.05)
         for w in workers:

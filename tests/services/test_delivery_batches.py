@@ -236,14 +236,14 @@ def test_two_worker_processes_share_the_outbox(settings, batch_receiver, tmp_pat
             for i in range(2)
         ]
         try:
-            deadline = time.monotonic() + 40
+            deadline = time.monotonic() + 180  # two `takedown worker` processes start
             while time.monotonic() < deadline and _states(rt) != {"acknowledged": 60}:
                 time.sleep(0.1)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
-                p.wait(10)
+                p.wait(60)
         logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
         assert _states(rt) == {"acknowledged": 60}, logs[-2000:]
         assert len(batch_receiver.posted) == 60 == len(set(batch_receiver.posted))

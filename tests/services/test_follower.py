@@ -15,7 +15,7 @@ from takedown.services.index.follower import Poller
 FIRST, SECOND = "1" * 64, "2" * 64
 
 
-def _wait(condition, what: str, timeout: float = 30) -> None:
+def _wait(condition, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out: {what}"
@@ -76,7 +76,7 @@ def test_own_adds_are_seen_by_the_next_query_even_during_a_read(settings: Settin
             assert answers == []  # waits: its own process's add must be read first
         finally:
             follower._lock.release()
-        query.join(timeout=30)
+        query.join(timeout=120)
         assert answers == ["block"]
     finally:
         rt.close()

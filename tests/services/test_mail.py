@@ -384,7 +384,7 @@ def test_mail_disabled_builds_nothing_and_leaves_rows_pending(rt: Runtime):
 
 
 # -- worker ------------------------------------------------------------------------------
-def _wait_for(cond: Callable[[], bool], deadline_s: float = 30.0) -> None:
+def _wait_for(cond: Callable[[], bool], deadline_s: float = 120.0) -> None:
     end = time.monotonic() + deadline_s
     while not cond():
         assert time.monotonic() < end, "condition not reached"

@@ -54,7 +54,7 @@ def _write_lock_held(rt: Runtime) -> Iterator[None]:
 
 
 def _wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")

@@ -83,7 +83,7 @@ def server(plugin_env: dict[str, str]) -> Iterator[tuple[httpx.Client, dict[str,
     proc, port = start_server(plugin_env, workers=1)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while True:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             try:

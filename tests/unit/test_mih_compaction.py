@@ -32,7 +32,7 @@ def pause_before_swap(index: MultiIndexHammingIndex) -> tuple[threading.Event, t
 
     def pause() -> None:
         built.set()
-        assert release.wait(30)
+        assert release.wait(120)
 
     index._before_swap = pause
     return built, release
@@ -72,7 +72,7 @@ def test_rows_killed_during_a_merge_stay_dead_after_the_swap() -> None:
     model = {id_: random_hex(rng) for id_ in range(200)}
     load(index, {i: model[i] for i in range(100)})  # one shard: nothing to merge
     load(index, {i: model[i] for i in range(100, 200)})  # two equal shards: merged
-    assert built.wait(30)
+    assert built.wait(120)
 
     # The merged shard is built and waiting; searches still read the two inputs, and
     # writers are not held up: remove one row of each input, replace one of each.
@@ -145,15 +145,15 @@ def test_writers_run_merges_themselves_when_shards_pile_up(
 
     thread = threading.Thread(target=writer)
     thread.start()
-    assert built.wait(30)
-    deadline = time.monotonic() + 30
+    assert built.wait(120)
+    deadline = time.monotonic() + 120
     while len(index.shard_rows) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)
     # The fifth shard made five: its writer waits for the (paused) compactor.
     assert len(index.shard_rows) == 5 and returned == [0, 1, 2, 3] and thread.is_alive()
     release.set()
-    thread.join(30)
+    thread.join(120)
     assert returned == list(range(12))
     index.maintain()
     assert nothing_due(index) and len(index.shard_rows) <= 3
@@ -189,7 +189,7 @@ def test_an_index_dropped_without_close_ends_its_compactor() -> None:
     index.maintain()
     del index
     gc.collect()
-    thread.join(10)
+    thread.join(60)
     assert not thread.is_alive()  # the thread held the index weakly: freed, thread ended
 
 

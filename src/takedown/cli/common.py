@@ -60,13 +60,20 @@ def chosen_environment() -> dict[str, str]:
     return {f"{PREFIX}{name.upper()}": str(path) for name, path in _chosen.items()}
 
 
-def settings() -> Settings:
+def settings(*, serving: bool = False) -> Settings:
+    """This invocation's settings; a mistake in them is one sentence and exit code 2.
+    ``serving`` (``takedown serve``, ``takedown worker``): also the settings that only
+    the background work reads (the webhook secret…), so a server never starts with them
+    wrong and fails later inside (config.Settings.check_for_serving)."""
     from pydantic import ValidationError
 
     from takedown.config import PREFIX, Settings
 
     try:
-        return Settings(**_chosen)
+        config = Settings(**_chosen)
+        if serving:
+            config.check_for_serving()
+        return config
     except ConfigError as exc:
         raise setup_failed(exc) from exc
     except ValidationError as exc:

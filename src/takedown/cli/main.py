@@ -142,11 +142,12 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API (and everything else); SQLite by default. Creates the database (and,
-    for the embedded one, its master key) when there is none yet. The address is taken
-    first: when it is in use the command fails at once, before any other work."""
+    for the embedded one, its master key) when there is none yet. The settings are
+    checked and the address is taken first: when one is wrong or the other in use the
+    command fails at once (exit code 2, or 1 for the address), before any other work."""
     from takedown.api.server import listen_sockets
 
-    config = settings()
+    config = settings(serving=True)
     host = host or config.host
     port = config.port if port is None else port
     if forwarded_allow_ips is not None or proxy_headers is not None:
@@ -175,10 +176,6 @@ def _serve(
     config: Settings, sockets: list[socket.socket], host: str, port: int, demo: bool
 ) -> None:
     import logging
-
-    import uvicorn
-
-    from takedown.api.app import create_app
 
     rt = runtime(create=True, config=config)  # applies migrations
     _log_in_use(config)
@@ -210,8 +207,14 @@ def _serve(
             forwarded_allow_ips=config.forwarded_allow_ips,
         )
         raise typer.Exit(serve_workers(sockets, options))
-    rt.warm_up()
+    # The app is imported only where it serves: with several workers each imports it
+    # (spawned), and the supervisor starting them sooner is the time saved.
+    import uvicorn
+
+    from takedown.api.app import create_app
     from takedown.logs import uvicorn_log_config
+
+    rt.warm_up()
 
     server = uvicorn.Server(
         uvicorn.Config(
@@ -360,6 +363,7 @@ def worker(
     import signal
     import threading
 
+    config = settings(serving=True)  # a wrong setting is named before the heavy imports
     from takedown.runtime.workers import (
         start_delivery_worker,
         start_exchange_worker,
@@ -367,7 +371,7 @@ def worker(
         start_retroscan_worker,
     )
 
-    rt = runtime()
+    rt = runtime(config=config)
     _log_in_use(rt.settings)
     if once:
         out.print(f"{rt.retroscan.run_pending()} retroactive scan(s) run")
