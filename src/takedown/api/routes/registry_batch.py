@@ -97,10 +97,11 @@ def parse_event(obj: Any) -> Event:
     )
 
 
-def parse_bytes(data: bytes) -> Event:
+def parse_bytes(data: bytes, *, nul_checked: bool = False) -> Event:
     """One line or message's bytes; raises ``invalid_json`` when they are not JSON and
-    ``invalid_character`` for a NUL (a stream's messages pass no HTTP middleware)."""
-    if b"\x00" in data or json_has_nul(data):
+    ``invalid_character`` for a NUL (a stream's messages pass no HTTP middleware;
+    ``nul_checked``: the caller found none in a body holding these bytes)."""
+    if not nul_checked and json_has_nul(data):
         raise nul_refused("event")
     try:
         obj = json.loads(data)
@@ -117,9 +118,10 @@ def parse_ndjson(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLin
         )
     events: list[tuple[int, Event]] = []
     rejected: list[RejectedLine] = []
+    clean = not json_has_nul(body)  # one scan of the body, not one per line
     for n, line in lines:
         try:
-            events.append((n, parse_bytes(line)))
+            events.append((n, parse_bytes(line, nul_checked=clean)))
         except TakedownError as exc:
             rejected.append(RejectedLine(line=n, code=exc.code, message=exc.message))
     return events, rejected

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import VideoRule
@@ -267,53 +267,33 @@ class CopyFinder:
     def _edges(self, s: Session, items: set[int]) -> list[Copy]:
         rows: list[tuple[str, str | None, str | None]] = []
         for part in chunks(sorted(items)):
-            rows += s.execute(
-                select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
-                    Item.id.in_(part)
-                )
-            ).all()
+            rows += s.execute(_EDGES_OF, {"ids": part}).all()
         pids = [r[0] for r in rows]
         parents = sorted({p for r in rows for p in (r[1], r[2]) if p})
         out: list[Copy] = []
         for part in chunks(pids):
-            out += [
-                Copy(i, "repost")
-                for i in s.scalars(select(Item.id).where(Item.reposts_platform_id.in_(part)))
-            ]
-            out += [
-                Copy(i, "quote")
-                for i in s.scalars(select(Item.id).where(Item.quotes_platform_id.in_(part)))
-            ]
+            out += [Copy(i, "repost") for i in s.scalars(_REPOSTS_OF, {"ids": part})]
+            out += [Copy(i, "quote") for i in s.scalars(_QUOTES_OF, {"ids": part})]
         for part in chunks(parents):
-            out += [
-                Copy(i, "original")
-                for i in s.scalars(select(Item.id).where(Item.platform_id.in_(part)))
-            ]
+            out += [Copy(i, "original") for i in s.scalars(_ITEMS_BY_PID, {"ids": part})]
         return out
 
     def _media_of(self, s: Session, items: set[int]) -> set[int]:
         media: set[int] = set()
         for part in chunks(sorted(items)):
-            media.update(s.scalars(select(ItemMedia.media_id).where(ItemMedia.item_id.in_(part))))
+            media.update(s.scalars(_MEDIA_OF, {"ids": part}))
         return media
 
     def _same_bytes(self, s: Session, media: set[int]) -> list[Copy]:
         out: list[Copy] = []
         for part in chunks(sorted(media)):
-            out += [
-                Copy(i, "same_bytes")
-                for i in s.scalars(select(ItemMedia.item_id).where(ItemMedia.media_id.in_(part)))
-            ]
+            out += [Copy(i, "same_bytes") for i in s.scalars(_CARRIERS, {"ids": part})]
         return out
 
     def _near_duplicates(self, s: Session, media: set[int]) -> tuple[set[int], list[Copy]]:
         hashes: list[str] = []
         for part in chunks(sorted(media)):
-            for h, dihedral, q in s.execute(
-                select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
-                    Media.id.in_(part), Media.pdq.is_not(None)
-                )
-            ).all():
+            for h, dihedral, q in s.execute(_PDQ_OF, {"ids": part}).all():
                 if h and (q is None or q >= PDQ_QUALITY_FLOOR):
                     # All 8 rotations and flips when known, like screening: a mirrored
                     # re-upload is the same picture.
@@ -331,18 +311,30 @@ class CopyFinder:
             return set(), []
         quality_ok: set[int] = set()
         for part in chunks(sorted(distance)):
-            quality_ok.update(
-                s.scalars(
-                    select(Media.id).where(
-                        Media.id.in_(part),
-                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
-                    )
-                )
-            )
+            quality_ok.update(s.scalars(_QUALITY_OK, {"ids": part}))
         out: list[Copy] = []
         for part in chunks(sorted(quality_ok)):
-            for item_id, media_id in s.execute(
-                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
-            ).all():
+            for item_id, media_id in s.execute(_LINKS_OF_MEDIA, {"ids": part}).all():
                 out.append(Copy(item_id, "pdq", distance[media_id]))
         return quality_ok, out
+
+
+# The walk's reads, built once (a statement built per call costs more than the query);
+# each for one chunk of ids (``ids``).
+_IDS: BindParameter[list[object]] = bindparam("ids", expanding=True)
+_EDGES_OF = select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
+    Item.id.in_(_IDS)
+)
+_REPOSTS_OF = select(Item.id).where(Item.reposts_platform_id.in_(_IDS))
+_QUOTES_OF = select(Item.id).where(Item.quotes_platform_id.in_(_IDS))
+_ITEMS_BY_PID = select(Item.id).where(Item.platform_id.in_(_IDS))
+_MEDIA_OF = select(ItemMedia.media_id).where(ItemMedia.item_id.in_(_IDS))
+_CARRIERS = select(ItemMedia.item_id).where(ItemMedia.media_id.in_(_IDS))
+_LINKS_OF_MEDIA = select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(_IDS))
+_PDQ_OF = select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
+    Media.id.in_(_IDS), Media.pdq.is_not(None)
+)
+_QUALITY_OK = select(Media.id).where(
+    Media.id.in_(_IDS),
+    (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from takedown.errors import InvalidRequest, NotFound, TakedownError
@@ -238,7 +238,8 @@ class _Chunk:
         fresh: list[CheckedItem] = []
         fresh_fields: list[dict[str, object]] = []
         unchanged: list[tuple[CheckedItem, dict[str, object]]] = []
-        again: list[CheckedItem] = []  # changed, or twice in this chunk: one by one
+        updated: list[tuple[CheckedItem, Any, dict[str, object]]] = []
+        again: list[CheckedItem] = []  # new media or IP events, twice in this chunk...
         seen: set[str] = set()
         for _, c in items:
             if c.platform_id in seen:
@@ -251,11 +252,14 @@ class _Chunk:
             if row is None:
                 fresh.append(c)
                 fresh_fields.append(f)
-            elif _unchanged(row, f, c, links.get(row.id, {})):
+            elif not _same_media(c, links.get(row.id, {})):
+                again.append(c)  # the single request's rule, whole
+            elif all(getattr(row, k) == v for k, v in f.items()):
                 unchanged.append((c, f))  # a replay: nothing to write, screened below
             else:
-                again.append(c)
+                updated.append((c, row, f))  # new fields only (a view count...)
         ids = self._insert_items(s, fresh, fresh_fields)
+        self._update_items(s, updated)
         self._insert_media(s, fresh, ids)
         self._insert_ip_events(s, fresh, ids)
         self.result.items_created += len(fresh)
@@ -264,6 +268,7 @@ class _Chunk:
             self.result.items_changed += int(r.changed)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+        unchanged += [(c, f) for c, _, f in updated]
         ids.update((c.platform_id, known[c.platform_id].id) for c, _ in unchanged)
         fields = fresh_fields + [f for _, f in unchanged]
         fresh = fresh + [c for c, _ in unchanged]
@@ -308,9 +313,49 @@ class _Chunk:
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
             r = ItemResult.of(item)
-            self.reg.screen_and_join(s, item, c.media, r, self.actor, neighbours=joining.neighbours)
+            self.reg.screen_and_join(
+                s,
+                item,
+                c.media,
+                r,
+                self.actor,
+                neighbours=joining.neighbours,
+                by_location=item.id in joining.one_by_one,
+            )
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+
+    def _update_items(
+        self, s: Session, updated: list[tuple[CheckedItem, Any, dict[str, object]]]
+    ) -> None:
+        """Registered items said differently, their media as they were: the changed
+        columns set, ``item.updated`` recorded and a new view count kept, as
+        ``apply_item`` does, a statement per set of changed columns."""
+        if not updated:
+            return
+        now = utcnow()
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        views: list[dict[str, object]] = []
+        for c, row, f in updated:
+            changes = {k: v for k, v in f.items() if getattr(row, k) != v}
+            groups.setdefault(tuple(sorted(changes)), []).append(
+                {"_id": row.id, "updated_at": now, **changes}
+            )
+            record(
+                s,
+                self.actor,
+                "item.updated",
+                "item",
+                c.platform_id,
+                {k: v for k, v in changes.items() if k != "account_id"},
+            )
+            if "view_count" in changes:
+                views.append({"item_id": row.id, "at": now, "view_count": changes["view_count"]})
+        for rows in groups.values():  # the columns set: each row's keys
+            s.connection().execute(update(Item).where(Item.id == bindparam("_id")), rows)
+        if views:
+            _bulk(s, ItemViews, views)
+        self.result.items_changed += len(updated)
 
     def _links(
         self, s: Session, item_ids: list[int]
@@ -527,16 +572,14 @@ _ITEM_COLUMNS = (
 )
 
 
-def _unchanged(
-    row: Any,
-    fields: dict[str, object],
-    c: CheckedItem,
-    links: dict[str, tuple[str | None, str | None, str | None]],
+def _same_media(
+    c: CheckedItem, links: dict[str, tuple[str | None, str | None, str | None]]
 ) -> bool:
-    """The event would change nothing of a registered item (what ``apply_item`` would
-    find): the same fields, its media linked under the same names, no variants to add,
-    no IP events (those are checked one by one)."""
-    if c.ip_events or any(getattr(row, k) != v for k, v in fields.items()):
+    """The event would add nothing to a registered item's media and IP events (what
+    ``apply_item`` would find): its media linked under the same names, no variants to
+    add, no IP events (those are checked one by one). An event without media, for an
+    item with media, is screened by the item's stored media: one by one too."""
+    if c.ip_events or (not c.media and links):
         return False
     for m in c.media:
         link = links.get(m.sha256)
