@@ -56,6 +56,9 @@ def _first(prefix: str, seed: int) -> list[dict[str, Any]]:
         _item(prefix, "m2", media=[_media(seed + 5)]),
         {"views": {"item_id": prefix + "n", "view_count": 40}},
         _item(prefix, "plain", media=[_media(seed + 4)], view_count=1),
+        {"views": {"item_id": prefix + "d", "view_count": 7}},  # d: read twice above
+        {"views": {"item_id": prefix + "n", "view_count": 40}},  # the same: nothing
+        {"views": {"item_id": prefix + "n", "view_count": 42}},
     ]
 
 
@@ -179,6 +182,7 @@ def test_batches_do_what_single_requests_do(rt: Runtime, client: TestClient, aut
     first = _batch(client, p, _first("b-", 20))
     assert [x["line"] for x in first["rejected"]] == [codes.index(422) + 1] == [4]
     assert (first["items_created"], first["items_changed"]) == (8, 1)  # d twice
+    assert first["views_changed"] == 3
 
     for seed in seeds.values():  # m's and m2's files banked after registration
         r = client.post(
@@ -204,5 +208,6 @@ def test_batches_do_what_single_requests_do(rt: Runtime, client: TestClient, aut
     assert single["late"][0] == single["early"][0] == "restricted"  # quoted r later
     assert single["m"][0] == single["m2"][0] == "restricted"  # matched by stored media
     assert single["d"][0] == single["plain"][0] == "visible"
-    assert ("d", 3) in single["views"] and ("d", 9) in single["views"]
+    assert [n for pid, n in single["views"] if pid == "d"] == [3, 5, 7, 9]
+    assert [n for pid, n in single["views"] if pid == "n"] == [40, 41, 42]
     assert ("item.updated", "d", None) in single["audit"]

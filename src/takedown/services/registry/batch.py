@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.ids import new_ids, utcnow
@@ -531,18 +532,22 @@ class _Chunk:
 
     # -- views -----------------------------------------------------------------------
     def _views(self, s: Session, views: list[tuple[int, ViewsInput]]) -> None:
+        """View counts, line after line as ``apply_views`` keeps them (a count equal to
+        the item's current one changes nothing), written set-wise."""
         if not views:
             return
-        rows: dict[str, Item] = {}
+        current: dict[str, list[int]] = {}  # platform id -> [item id, view count]
         for part in chunks(sorted({v.item_id for _, v in views})):
-            rows.update(
-                (i.platform_id, i)
-                for i in s.scalars(select(Item).where(Item.platform_id.in_(part)))
-            )
-        changed: set[int] = set()
+            for i, pid, count in s.execute(
+                select(Item.id, Item.platform_id, Item.view_count).where(Item.platform_id.in_(part))
+            ).all():
+                current[pid] = [i, count]
+        samples: list[dict[str, object]] = []
+        changed: dict[int, int] = {}  # item id -> its last count
+        now = utcnow()
         for n, v in views:
-            item = rows.get(v.item_id)
-            if item is None:
+            row = current.get(v.item_id)
+            if row is None:
                 self.reject(
                     n,
                     NotFound(
@@ -550,11 +555,22 @@ class _Chunk:
                     ),
                 )
                 continue
-            if self.reg.apply_views(s, item, v.view_count, v.at):
-                changed.add(item.id)
-                self.result.views_changed += 1
-        if changed:
-            self.reg._cases.refresh_priority_for_items(s, sorted(changed))
+            if row[1] == v.view_count:
+                continue
+            row[1] = changed[row[0]] = v.view_count
+            samples.append({"item_id": row[0], "at": v.at or now, "view_count": v.view_count})
+            self.result.views_changed += 1
+        if not changed:
+            return
+        s.connection().execute(
+            update(Item).where(Item.id == bindparam("_id")),
+            [{"_id": i, "view_count": count} for i, count in sorted(changed.items())],
+        )
+        _bulk(s, ItemViews, samples)
+        for item in s.identity_map.values():  # loaded earlier in the chunk: as written
+            if isinstance(item, Item) and item.id in changed:
+                set_committed_value(item, "view_count", changed[item.id])
+        self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
 
 _ITEM_COLUMNS = (
