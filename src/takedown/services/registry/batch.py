@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.ids import new_ids, utcnow
+from takedown.memory import paused_gc
 from takedown.services.audit.chain import record, record_many
 from takedown.services.cases.copies import add_pending_media, chunks, forget_pending_media
 from takedown.services.registry.service import (
@@ -109,7 +110,8 @@ def register_batch(
     for start in range(0, len(events), chunk):
         part = list(events[start : start + chunk])
         ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
-        _Chunk(registry, actor, result).run(part, ids)
+        with paused_gc():  # a chunk's rows, then collected at once
+            _Chunk(registry, actor, result).run(part, ids)
     result.accepted = result.lines - len(result.rejected) - result.duplicates
     return result
 
