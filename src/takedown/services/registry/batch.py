@@ -9,11 +9,16 @@ others go on); new accounts, new items, their media, media links, IP events and 
 rows are inserted in bulk; then the chunk is screened and checked for cases set-wise
 (``Matcher.may_match``, ``CaseIntake.may_join_cases``: a few reads for the whole chunk)
 and only the items that may match a bank or join a case go through the single
-request's ``screen_and_join``. Items already registered, and an id seen twice in a chunk,
-go through ``apply_item`` as a single request does. Media inserted by the chunk are
-searched as near-duplicates within the same transaction
-(``services.cases.copies.add_pending_media``), so a copy a few lines after its
-original is found as it would be in a request of its own.
+request's ``screen_and_join``. Items already registered whose media the event repeats as
+they are (no new file, name or variants, no IP events) are updated set-wise when said
+differently (``item.updated`` and a view count sample each, as ``apply_item`` writes
+them) and screened with the chunk; the others (new media or IP events, an event without
+media for an item that has some, an id seen twice in a chunk) go through ``apply_item``
+as a single request does. View counts are applied line after line, written set-wise.
+Media inserted by the chunk are searched as near-duplicates within the same transaction
+(``services.cases.copies.add_pending_media``), so a copy a few lines after its original
+is found as it would be in a request of its own. No cyclic garbage collection runs
+while a chunk is applied (``takedown.memory.paused_gc``).
 
 With message ids (a stream's), an id already applied is skipped: the record of applied
 ids is written in the same transaction as the events (``applied_messages``).
