@@ -475,3 +475,30 @@ def race(
     stop.set()
     writing.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("rows", [1, 37, 2_000])
+def test_many_queries_over_a_small_index_find_what_each_query_alone_finds(rows: int) -> None:
+    """A small index searched with many queries at once (a batch's own rows) compares
+    several queries a step: the same pairs and distances as one query at a time."""
+    rng = random.Random(rows)
+    centres = [random_hex(rng) for _ in range(5)]
+    stored = [flip_bits(rng.choice(centres), rng.randrange(0, 40), rng) for _ in range(rows)]
+    index = BruteForceHammingIndex()
+    index.add(np.arange(rows, dtype=np.int64) * 3 - 50, hex_to_bytes_array(stored))
+    index.remove(np.array([-50], dtype=np.int64))  # a tombstone among the rows
+    queries = [flip_bits(rng.choice(centres), rng.randrange(0, 40), rng) for _ in range(300)]
+    together = index.search(hex_to_bytes_array(queries), 31)
+    alone = set()
+    for q, h in enumerate(queries):
+        one = index.search(hex_to_bytes_array([h]), 31)
+        alone |= {(q, i, d) for i, d in zip(one.ids.tolist(), one.distances.tolist(), strict=True)}
+    got = set(
+        zip(
+            together.query_index.tolist(),
+            together.ids.tolist(),
+            together.distances.tolist(),
+            strict=True,
+        )
+    )
+    assert got == alone and (rows == 1 or got)

@@ -92,6 +92,7 @@ async def consume(
     ``max_messages``."""
     import nats
 
+    from takedown.api.limits import json_has_nul
     from takedown.api.routes.registry_batch import parse_bytes
     from takedown.errors import TakedownError
     from takedown.services.registry.batch import register_batch
@@ -112,10 +113,11 @@ async def consume(
             started = started or time.monotonic()
             events: list[tuple[int, Any]] = []
             ids: list[str | None] = []
+            clean = not json_has_nul(b"\n".join(m.data for m in msgs))  # one scan
             for m in msgs:
                 seq = int(m.metadata.sequence.stream)
                 try:
-                    events.append((seq, parse_bytes(m.data)))
+                    events.append((seq, parse_bytes(m.data, nul_checked=clean)))
                     ids.append(message_id(m, s.nats_stream))
                 except TakedownError as exc:
                     stats.rejected += 1

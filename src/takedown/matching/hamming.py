@@ -450,6 +450,11 @@ def _scan(
     """
     size = words.shape[1]
     step = min(chunk_rows, size)
+    per_step = chunk_rows // max(step, 1)
+    if per_step > 1 and queries.shape[0] > 1:
+        # A small index and many queries (a batch's own rows): several queries a step,
+        # the same number of comparisons per step as one query over a full chunk.
+        return _scan_many(words, queries, radius, per_step)
     scratch = _Scratch(step)
     found_q: list[np.ndarray] = []
     found_rows: list[np.ndarray] = []
@@ -463,6 +468,30 @@ def _scan(
                 found_q.append(np.full(hits.shape[0], q, dtype=np.int32))
                 found_rows.append(hits + start)
                 found_d.append(distances[hits].astype(np.int16))
+    if not found_q:
+        return (np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int16))
+    return np.concatenate(found_q), np.concatenate(found_rows), np.concatenate(found_d)
+
+
+def _scan_many(
+    words: np.ndarray, queries: np.ndarray, radius: int, per_step: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_scan` for an index of at most one chunk: ``per_step`` queries compared
+    with every row at once (a queries x rows matrix of distances)."""
+    found_q: list[np.ndarray] = []
+    found_rows: list[np.ndarray] = []
+    found_d: list[np.ndarray] = []
+    for start in range(0, queries.shape[0], per_step):
+        block = queries[start : start + per_step]
+        total = np.zeros((block.shape[0], words.shape[1]), dtype=np.uint16)
+        for word in range(_WORDS):
+            xor = np.bitwise_xor(block[:, word, None], words[word][None, :])
+            total += np.bitwise_count(xor)
+        q, rows = np.nonzero(total <= radius)
+        if q.shape[0]:
+            found_q.append((q + start).astype(np.int32))
+            found_rows.append(rows.astype(np.int64))
+            found_d.append(total[q, rows].astype(np.int16))
     if not found_q:
         return (np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int16))
     return np.concatenate(found_q), np.concatenate(found_rows), np.concatenate(found_d)

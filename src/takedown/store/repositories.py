@@ -6,16 +6,29 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import String, cast, func, insert, literal, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.schema import Table
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
 from takedown.ids import utcnow
 from takedown.store.models import Bank, BankEntry, Case, Item, OutboxMessage, RetroscanJob
-from takedown.store.valuesets import in_values
+from takedown.store.valuesets import named_value_set, value_set_argument
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -250,15 +263,39 @@ def insert_item_actions(
     item's platform id as a JSON string + ``payload_tail``."""
     if len(key_prefix) != 16:
         raise ValueError("key_prefix is 16 characters")
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    statement = _ITEM_ACTIONS.get(dialect)
+    if statement is None:
+        statement = _ITEM_ACTIONS[dialect] = _item_actions(dialect)
+    session.execute(
+        statement,
+        {
+            "ids": value_set_argument(dialect, item_ids),
+            "key_prefix": key_prefix,
+            "topic": topic,
+            "case_id": case_id,
+            "head": payload_head,
+            "tail": payload_tail,
+            "now": now,
+        },
+    )
+
+
+# insert_item_actions' statement, built once per dialect (a case restricts its copies
+# in many small calls too: one per copy that joins it later).
+_ITEM_ACTIONS: dict[str, Executable] = {}
+
+
+def _item_actions(dialect: str) -> Executable:
+    if dialect == "postgresql":
         padded = func.lpad(cast(Item.id, String), 10, "0")
         quoted: ColumnElement[str] = cast(func.to_json(Item.platform_id), String)
     else:
         padded = func.substr(literal("0000000000") + cast(Item.id, String), -10)
         quoted = func.json_quote(Item.platform_id)
-    key = literal(key_prefix) + padded
+    key = bindparam("key_prefix", type_=String) + padded
     o = OutboxMessage.__table__.c
-    stamp = literal(now, o.created_at.type)
+    stamp = bindparam("now", type_=o.created_at.type)
     columns = [
         o.public_id,
         o.idempotency_key,
@@ -275,14 +312,17 @@ def insert_item_actions(
     rows = select(
         key,
         key,
-        literal(topic),
+        bindparam("topic", type_=String),
         literal("item"),
         Item.platform_id,
-        literal(case_id),
-        literal(payload_head) + quoted + literal(payload_tail),
+        bindparam("case_id", type_=Integer),
+        bindparam("head", type_=String) + quoted + bindparam("tail", type_=String),
         literal("pending"),
         literal(0),
         stamp,
         stamp,
-    ).where(in_values(session, Item.id, item_ids))
-    session.execute(insert(OutboxMessage).from_select(columns, rows))
+    ).where(Item.id.in_(named_value_set(dialect, "ids")))
+    # The table's insert, not the entity's: an ORM insert would take the parameters
+    # for rows to bulk-insert.
+    table: Table = OutboxMessage.__table__  # type: ignore[assignment]
+    return insert(table).from_select(columns, rows)

@@ -38,3 +38,19 @@ def in_values(
 ) -> ColumnElement[bool]:
     """``column IN (the values)``, one bound parameter however many values."""
     return column.in_(value_set(session, values))
+
+
+def named_value_set(dialect: str, name: str) -> Select[Any]:
+    """``SELECT value`` of the integers bound later as ``name`` (pass
+    :func:`value_set_argument`): for statements built once and run many times."""
+    if dialect == "postgresql":
+        param = bindparam(name, type_=ARRAY(BigInteger()))
+        table = func.unnest(param).table_valued("value").render_derived()
+    else:
+        table = func.json_each(bindparam(name, type_=String())).table_valued("value")
+    return select(table.c.value)
+
+
+def value_set_argument(dialect: str, values: Collection[int]) -> object:
+    """The value of a :func:`named_value_set` parameter."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))

@@ -3,7 +3,6 @@ export entries. Each public method is one transaction."""
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from takedown.media import ImageLimits
 from takedown.media.digests import md5_hex, sha256_hex
 from takedown.media.video import VideoSignals, hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_limits import VideoLimits, VideoSampling
+from takedown.memory import paused_gc
 from takedown.services.audit.chain import record
 from takedown.services.banks.sharing import set_share_targets
 from takedown.signals import PDQ, SHA256, VPDQ, all_types, signal_type
@@ -624,7 +624,7 @@ class BankService:
     ) -> AddResult:
         """Import a hash list. If any line is rejected, nothing is imported unless
         ``skip_invalid``; either way the rejected lines come back with their numbers."""
-        with _paused_gc():
+        with paused_gc():
             parsed: ParseResult = parse_hash_list(
                 lines,
                 fmt,
@@ -641,7 +641,7 @@ class BankService:
                     {"line": r.line_number, "reason": r.reason} for r in parsed.rejected[:1000]
                 ],
             )
-        with _paused_gc(), unit_of_work(self._sessions) as s:
+        with paused_gc(), unit_of_work(self._sessions) as s:
             bank = repo.get_bank(s, ref, for_update=True)
             result = _insert_records(s, bank, parsed.records, actor, progress, provenance)
         if result.added >= _ANALYZE_AFTER:
@@ -1064,20 +1064,6 @@ def _rows(
         }
         for r, public_id in zip(records, new_ids(len(records)), strict=True)
     ]
-
-
-@contextmanager
-def _paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while a list's records are made: a million new
-    objects would trigger repeated full collections that walk all of them (measured:
-    a third of a 1M-line parse). Nothing built here forms cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @contextmanager

@@ -12,9 +12,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy import case as sql_case
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.cases import CaseState
@@ -213,85 +214,16 @@ class CaseBase:
 
     # -- triage ----------------------------------------------------------------------
     def _total_views(self, s: Session, case: Case) -> int:
-        total = s.scalar(
-            select(func.coalesce(func.sum(Item.view_count), 0))
-            .join(CaseItem, CaseItem.item_id == Item.id)
-            .where(CaseItem.case_id == case.id)
-        )
-        return int(total or 0)
+        return int(s.scalar(_TOTAL_VIEWS, {"case_id": case.id}) or 0)
 
     def _views_hour_ago(self, s: Session, case: Case, now: datetime) -> int:
-        """The case's views one hour ago, as well as the samples tell.
-
-        Per item: the last sample at or before the cut; for an item posted within the
-        hour, zero; otherwise (older, but first seen since) its first sample, so that
-        registering an old item with many views does not look like sudden growth.
-        """
+        """The case's views one hour ago, as well as the samples tell (``_VIEWS_AT``)."""
         cut = now - timedelta(hours=1)
-        # One query, each item's two figures read through the (item_id, at) index.
-        before = (
-            select(func.max(ItemViews.view_count))
-            .where(ItemViews.item_id == Item.id, ItemViews.at <= cut)
-            .scalar_subquery()
-        )
-        first = select(func.min(ItemViews.view_count)).where(ItemViews.item_id == Item.id)
-        per_item = (
-            select(
-                Item.posted_at.label("posted_at"),
-                before.label("before"),
-                first.scalar_subquery().label("first"),
-            )
-            .join(CaseItem, CaseItem.item_id == Item.id)
-            .where(CaseItem.case_id == case.id)
-            .subquery()
-        )
-        total = s.scalar(
-            select(
-                func.coalesce(
-                    func.sum(
-                        sql_case(
-                            (per_item.c.before.is_not(None), per_item.c.before),
-                            (
-                                per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
-                                func.coalesce(per_item.c.first, 0),
-                            ),
-                            else_=0,
-                        )
-                    ),
-                    0,
-                )
-            )
-        )
-        return int(total or 0)
+        return int(s.scalar(_VIEWS_AT, {"case_id": case.id, "cut": cut}) or 0)
 
     def _refresh_priority(self, s: Session, case: Case, now: datetime) -> None:
-        reports = s.execute(
-            select(Report.category, Report.reporter_role).where(
-                Report.case_id == case.id,
-                # A limited reporter's role no longer raises the priority (DSA art. 23).
-                Report.from_limited_reporter.is_(False),
-            )
-        ).all()
-        # Each account once (two accounts with the same history both count), summed by
-        # the database: a viral item's case has 100,000 posting accounts.
-        accounts = (
-            select(
-                (Account.confirmed_violations + Account.prior_violations).label("strikes"),
-                sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
-                Account.id,
-            )
-            .join(Item, Item.account_id == Account.id)
-            .join(CaseItem, CaseItem.item_id == Item.id)
-            .where(CaseItem.case_id == case.id)
-            .distinct()
-            .subquery()
-        )
-        strikes, flagged = s.execute(
-            select(
-                func.coalesce(func.sum(accounts.c.strikes), 0),
-                func.coalesce(func.sum(accounts.c.flagged), 0),
-            )
-        ).one()
+        reports = s.execute(_CASE_REPORTS, {"case_id": case.id}).all()
+        strikes, flagged = s.execute(_CASE_ACCOUNTS, {"case_id": case.id}).one()
         total = self._total_views(s, case)
         score, factors = priority(
             TriageInput(
@@ -307,3 +239,82 @@ class CaseBase:
         )
         case.priority = score
         case.priority_factors = json.dumps([f.__dict__ for f in factors])
+
+
+# Triage's reads, built once (a batch refreshes many cases; a statement built per call
+# costs more than the query), each for one case (``case_id``).
+_TOTAL_VIEWS = (
+    select(func.coalesce(func.sum(Item.view_count), 0))
+    .join(CaseItem, CaseItem.item_id == Item.id)
+    .where(CaseItem.case_id == bindparam("case_id"))
+)
+# The reports that raise the priority: a limited reporter's role no longer does (DSA
+# art. 23).
+_CASE_REPORTS = select(Report.category, Report.reporter_role).where(
+    Report.case_id == bindparam("case_id"), Report.from_limited_reporter.is_(False)
+)
+
+
+def _case_accounts() -> Select[Any]:
+    """Each account once (two accounts with the same history both count), summed by
+    the database: a viral item's case has 100,000 posting accounts."""
+    accounts = (
+        select(
+            (Account.confirmed_violations + Account.prior_violations).label("strikes"),
+            sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
+            Account.id,
+        )
+        .join(Item, Item.account_id == Account.id)
+        .join(CaseItem, CaseItem.item_id == Item.id)
+        .where(CaseItem.case_id == bindparam("case_id"))
+        .distinct()
+        .subquery()
+    )
+    return select(
+        func.coalesce(func.sum(accounts.c.strikes), 0),
+        func.coalesce(func.sum(accounts.c.flagged), 0),
+    )
+
+
+def _views_at() -> Select[Any]:
+    """The case's views at ``cut`` (one hour ago), as well as the samples tell. Per
+    item: the last sample at or before the cut; for an item posted after it, zero;
+    otherwise (older, but first seen since) its first sample, so that registering an old
+    item with many views does not look like sudden growth. One query, each item's two
+    figures read through the (item_id, at) index."""
+    cut = bindparam("cut", type_=ItemViews.at.type)
+    before = (
+        select(func.max(ItemViews.view_count))
+        .where(ItemViews.item_id == Item.id, ItemViews.at <= cut)
+        .scalar_subquery()
+    )
+    first = select(func.min(ItemViews.view_count)).where(ItemViews.item_id == Item.id)
+    per_item = (
+        select(
+            Item.posted_at.label("posted_at"),
+            before.label("before"),
+            first.scalar_subquery().label("first"),
+        )
+        .join(CaseItem, CaseItem.item_id == Item.id)
+        .where(CaseItem.case_id == bindparam("case_id"))
+        .subquery()
+    )
+    return select(
+        func.coalesce(
+            func.sum(
+                sql_case(
+                    (per_item.c.before.is_not(None), per_item.c.before),
+                    (
+                        per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
+                        func.coalesce(per_item.c.first, 0),
+                    ),
+                    else_=0,
+                )
+            ),
+            0,
+        )
+    )
+
+
+_CASE_ACCOUNTS = _case_accounts()
+_VIEWS_AT = _views_at()

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from takedown.domain.video import VideoRule
@@ -140,45 +140,30 @@ class CopyFinder:
         by_pid: dict[str, int] = {}
         by_parent: dict[str, set[int]] = {}
         for part in chunks(sorted(items)):
-            for i, pid, reposts, quotes in s.execute(
-                select(
-                    Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
-                ).where(Item.id.in_(part))
-            ).all():
+            for i, pid, reposts, quotes in s.execute(_ITEM_EDGES, {"ids": part}).all():
                 by_pid[pid] = i
                 for parent in (reposts, quotes):
                     if parent:
                         by_parent.setdefault(parent, set()).add(i)
-        for reason, column in (
-            ("repost", Item.reposts_platform_id),
-            ("quote", Item.quotes_platform_id),
-        ):
+        for reason, statement in (("repost", _REPOSTS_WITH_PARENT), ("quote", _QUOTES_WITH_PARENT)):
             for part in chunks(sorted(by_pid)):
-                for i, parent in s.execute(select(Item.id, column).where(column.in_(part))).all():
+                for i, parent in s.execute(statement, {"ids": part}).all():
                     if parent is not None:
                         out[by_pid[parent]].setdefault(i, Copy(i, reason))
         for part in chunks(sorted(by_parent)):
-            for i, pid in s.execute(
-                select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
-            ).all():
+            for i, pid in s.execute(_ITEMS_WITH_PID, {"ids": part}).all():
                 for seed in by_parent[pid]:
                     out[seed].setdefault(i, Copy(i, "original"))
         owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
         for part in chunks(sorted(items)):
-            for i, mid in s.execute(
-                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(part))
-            ).all():
+            for i, mid in s.execute(_LINKS_OF_ITEMS, {"ids": part}).all():
                 owners.setdefault(mid, set()).add(i)
         near: dict[int, dict[int, int]] = {}  # other media -> seeds' media -> distance
         hashes: list[str] = []
         hash_owner: list[int] = []
         video: set[int] = set()
         for part in chunks(sorted(owners)):
-            for mid, h, dihedral, q, kind in s.execute(
-                select(
-                    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
-                ).where(Media.id.in_(part))
-            ).all():
+            for mid, h, dihedral, q, kind in s.execute(_MEDIA_ROWS, {"ids": part}).all():
                 if kind == "video":
                     video |= owners[mid]
                 if h and (q is None or q >= PDQ_QUALITY_FLOOR):
@@ -204,20 +189,11 @@ class CopyFinder:
                         by_own[own] = min(d, by_own.get(own, d))
         quality_ok: set[int] = set()
         for part in chunks(sorted(near)):
-            quality_ok.update(
-                s.scalars(
-                    select(Media.id).where(
-                        Media.id.in_(part),
-                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
-                    )
-                )
-            )
+            quality_ok.update(s.scalars(_QUALITY_OK, {"ids": part}))
         wanted = sorted(set(owners) | quality_ok)
         carriers: dict[int, list[int]] = {}  # media id -> items carrying it
         for part in chunks(wanted):
-            for i, mid in s.execute(
-                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
-            ).all():
+            for i, mid in s.execute(_LINKS_OF_MEDIA, {"ids": part}).all():
                 carriers.setdefault(mid, []).append(i)
         for mid, seeds in owners.items():  # the same bytes
             for i in carriers.get(mid, ()):
@@ -258,9 +234,7 @@ class CopyFinder:
         seen_media |= set(distance)  # not searched again: not chained
         out: list[Copy] = []
         for part in chunks(sorted(distance)):
-            for item_id, media_id in s.execute(
-                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
-            ).all():
+            for item_id, media_id in s.execute(_LINKS_OF_MEDIA, {"ids": part}).all():
                 out.append(Copy(item_id, "vpdq", distance[media_id]))
         return out
 
@@ -313,11 +287,7 @@ class CopyFinder:
     def _near_duplicates(self, s: Session, media: set[int]) -> tuple[set[int], list[Copy]]:
         hashes: list[str] = []
         for part in chunks(sorted(media)):
-            for h, dihedral, q in s.execute(
-                select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
-                    Media.id.in_(part), Media.pdq.is_not(None)
-                )
-            ).all():
+            for h, dihedral, q in s.execute(_PDQ_OF, {"ids": part}).all():
                 if h and (q is None or q >= PDQ_QUALITY_FLOOR):
                     # All 8 rotations and flips when known, like screening: a mirrored
                     # re-upload is the same picture.
@@ -335,18 +305,37 @@ class CopyFinder:
             return set(), []
         quality_ok: set[int] = set()
         for part in chunks(sorted(distance)):
-            quality_ok.update(
-                s.scalars(
-                    select(Media.id).where(
-                        Media.id.in_(part),
-                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
-                    )
-                )
-            )
+            quality_ok.update(s.scalars(_QUALITY_OK, {"ids": part}))
         out: list[Copy] = []
         for part in chunks(sorted(quality_ok)):
-            for item_id, media_id in s.execute(
-                select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(part))
-            ).all():
+            for item_id, media_id in s.execute(_LINKS_OF_MEDIA, {"ids": part}).all():
                 out.append(Copy(item_id, "pdq", distance[media_id]))
         return quality_ok, out
+
+
+# The near-duplicate step's reads, built once (a statement built per call costs more
+# than the query); each for one chunk of ids (``ids``). The walk's edges take the whole
+# set as one parameter instead (store/valuesets.py).
+_IDS: BindParameter[list[object]] = bindparam("ids", expanding=True)
+_LINKS_OF_MEDIA = select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(_IDS))
+_PDQ_OF = select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
+    Media.id.in_(_IDS), Media.pdq.is_not(None)
+)
+_ITEM_EDGES = select(
+    Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
+).where(Item.id.in_(_IDS))
+_REPOSTS_WITH_PARENT = select(Item.id, Item.reposts_platform_id).where(
+    Item.reposts_platform_id.in_(_IDS)
+)
+_QUOTES_WITH_PARENT = select(Item.id, Item.quotes_platform_id).where(
+    Item.quotes_platform_id.in_(_IDS)
+)
+_ITEMS_WITH_PID = select(Item.id, Item.platform_id).where(Item.platform_id.in_(_IDS))
+_LINKS_OF_ITEMS = select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(_IDS))
+_MEDIA_ROWS = select(
+    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
+).where(Media.id.in_(_IDS))
+_QUALITY_OK = select(Media.id).where(
+    Media.id.in_(_IDS),
+    (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+)

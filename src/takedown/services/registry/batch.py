@@ -9,11 +9,16 @@ others go on); new accounts, new items, their media, media links, IP events and 
 rows are inserted in bulk; then the chunk is screened and checked for cases set-wise
 (``Matcher.may_match``, ``CaseIntake.may_join_cases``: a few reads for the whole chunk)
 and only the items that may match a bank or join a case go through the single
-request's ``screen_and_join``. Items already registered, and an id seen twice in a chunk,
-go through ``apply_item`` as a single request does. Media inserted by the chunk are
-searched as near-duplicates within the same transaction
-(``services.cases.copies.add_pending_media``), so a copy a few lines after its
-original is found as it would be in a request of its own.
+request's ``screen_and_join``. Items already registered whose media the event repeats as
+they are (no new file, name or variants, no IP events) are updated set-wise when said
+differently (``item.updated`` and a view count sample each, as ``apply_item`` writes
+them) and screened with the chunk; the others (new media or IP events, an event without
+media for an item that has some, an id seen twice in a chunk) go through ``apply_item``
+as a single request does. View counts are applied line after line, written set-wise.
+Media inserted by the chunk are searched as near-duplicates within the same transaction
+(``services.cases.copies.add_pending_media``), so a copy a few lines after its original
+is found as it would be in a request of its own. No cyclic garbage collection runs
+while a chunk is applied (``takedown.memory.paused_gc``).
 
 With message ids (a stream's), an id already applied is skipped: the record of applied
 ids is written in the same transaction as the events (``applied_messages``).
@@ -26,11 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from takedown.errors import InvalidRequest, NotFound, TakedownError
 from takedown.ids import new_ids, utcnow
+from takedown.memory import paused_gc
 from takedown.services.audit.chain import record, record_many
 from takedown.services.cases.copies import add_pending_media, chunks, forget_pending_media
 from takedown.services.registry.service import (
@@ -108,7 +115,8 @@ def register_batch(
     for start in range(0, len(events), chunk):
         part = list(events[start : start + chunk])
         ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
-        _Chunk(registry, actor, result).run(part, ids)
+        with paused_gc():  # a chunk's rows, then collected at once
+            _Chunk(registry, actor, result).run(part, ids)
     result.accepted = result.lines - len(result.rejected) - result.duplicates
     return result
 
@@ -238,7 +246,8 @@ class _Chunk:
         fresh: list[CheckedItem] = []
         fresh_fields: list[dict[str, object]] = []
         unchanged: list[tuple[CheckedItem, dict[str, object]]] = []
-        again: list[CheckedItem] = []  # changed, or twice in this chunk: one by one
+        updated: list[tuple[CheckedItem, Any, dict[str, object]]] = []
+        again: list[CheckedItem] = []  # new media or IP events, twice in this chunk...
         seen: set[str] = set()
         for _, c in items:
             if c.platform_id in seen:
@@ -251,11 +260,14 @@ class _Chunk:
             if row is None:
                 fresh.append(c)
                 fresh_fields.append(f)
-            elif _unchanged(row, f, c, links.get(row.id, {})):
+            elif not _same_media(c, links.get(row.id, {})):
+                again.append(c)  # the single request's rule, whole
+            elif all(getattr(row, k) == v for k, v in f.items()):
                 unchanged.append((c, f))  # a replay: nothing to write, screened below
             else:
-                again.append(c)
+                updated.append((c, row, f))  # new fields only (a view count...)
         ids = self._insert_items(s, fresh, fresh_fields)
+        self._update_items(s, updated)
         self._insert_media(s, fresh, ids)
         self._insert_ip_events(s, fresh, ids)
         self.result.items_created += len(fresh)
@@ -264,6 +276,7 @@ class _Chunk:
             self.result.items_changed += int(r.changed)
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+        unchanged += [(c, f) for c, _, f in updated]
         ids.update((c.platform_id, known[c.platform_id].id) for c, _ in unchanged)
         fields = fresh_fields + [f for _, f in unchanged]
         fresh = fresh + [c for c, _ in unchanged]
@@ -308,9 +321,49 @@ class _Chunk:
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
             r = ItemResult.of(item)
-            self.reg.screen_and_join(s, item, c.media, r, self.actor, neighbours=joining.neighbours)
+            self.reg.screen_and_join(
+                s,
+                item,
+                c.media,
+                r,
+                self.actor,
+                neighbours=joining.neighbours,
+                by_location=item.id in joining.one_by_one,
+            )
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
+
+    def _update_items(
+        self, s: Session, updated: list[tuple[CheckedItem, Any, dict[str, object]]]
+    ) -> None:
+        """Registered items said differently, their media as they were: the changed
+        columns set, ``item.updated`` recorded and a new view count kept, as
+        ``apply_item`` does, a statement per set of changed columns."""
+        if not updated:
+            return
+        now = utcnow()
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        views: list[dict[str, object]] = []
+        for c, row, f in updated:
+            changes = {k: v for k, v in f.items() if getattr(row, k) != v}
+            groups.setdefault(tuple(sorted(changes)), []).append(
+                {"_id": row.id, "updated_at": now, **changes}
+            )
+            record(
+                s,
+                self.actor,
+                "item.updated",
+                "item",
+                c.platform_id,
+                {k: v for k, v in changes.items() if k != "account_id"},
+            )
+            if "view_count" in changes:
+                views.append({"item_id": row.id, "at": now, "view_count": changes["view_count"]})
+        for rows in groups.values():  # the columns set: each row's keys
+            s.connection().execute(update(Item).where(Item.id == bindparam("_id")), rows)
+        if views:
+            _bulk(s, ItemViews, views)
+        self.result.items_changed += len(updated)
 
     def _links(
         self, s: Session, item_ids: list[int]
@@ -486,18 +539,22 @@ class _Chunk:
 
     # -- views -----------------------------------------------------------------------
     def _views(self, s: Session, views: list[tuple[int, ViewsInput]]) -> None:
+        """View counts, line after line as ``apply_views`` keeps them (a count equal to
+        the item's current one changes nothing), written set-wise."""
         if not views:
             return
-        rows: dict[str, Item] = {}
+        current: dict[str, list[int]] = {}  # platform id -> [item id, view count]
         for part in chunks(sorted({v.item_id for _, v in views})):
-            rows.update(
-                (i.platform_id, i)
-                for i in s.scalars(select(Item).where(Item.platform_id.in_(part)))
-            )
-        changed: set[int] = set()
+            for i, pid, count in s.execute(
+                select(Item.id, Item.platform_id, Item.view_count).where(Item.platform_id.in_(part))
+            ).all():
+                current[pid] = [i, count]
+        samples: list[dict[str, object]] = []
+        changed: dict[int, int] = {}  # item id -> its last count
+        now = utcnow()
         for n, v in views:
-            item = rows.get(v.item_id)
-            if item is None:
+            row = current.get(v.item_id)
+            if row is None:
                 self.reject(
                     n,
                     NotFound(
@@ -505,11 +562,22 @@ class _Chunk:
                     ),
                 )
                 continue
-            if self.reg.apply_views(s, item, v.view_count, v.at):
-                changed.add(item.id)
-                self.result.views_changed += 1
-        if changed:
-            self.reg._cases.refresh_priority_for_items(s, sorted(changed))
+            if row[1] == v.view_count:
+                continue
+            row[1] = changed[row[0]] = v.view_count
+            samples.append({"item_id": row[0], "at": v.at or now, "view_count": v.view_count})
+            self.result.views_changed += 1
+        if not changed:
+            return
+        s.connection().execute(
+            update(Item).where(Item.id == bindparam("_id")),
+            [{"_id": i, "view_count": count} for i, count in sorted(changed.items())],
+        )
+        _bulk(s, ItemViews, samples)
+        for item in s.identity_map.values():  # loaded earlier in the chunk: as written
+            if isinstance(item, Item) and item.id in changed:
+                set_committed_value(item, "view_count", changed[item.id])
+        self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
 
 _ITEM_COLUMNS = (
@@ -527,16 +595,14 @@ _ITEM_COLUMNS = (
 )
 
 
-def _unchanged(
-    row: Any,
-    fields: dict[str, object],
-    c: CheckedItem,
-    links: dict[str, tuple[str | None, str | None, str | None]],
+def _same_media(
+    c: CheckedItem, links: dict[str, tuple[str | None, str | None, str | None]]
 ) -> bool:
-    """The event would change nothing of a registered item (what ``apply_item`` would
-    find): the same fields, its media linked under the same names, no variants to add,
-    no IP events (those are checked one by one)."""
-    if c.ip_events or any(getattr(row, k) != v for k, v in fields.items()):
+    """The event would add nothing to a registered item's media and IP events (what
+    ``apply_item`` would find): its media linked under the same names, no variants to
+    add, no IP events (those are checked one by one). An event without media, for an
+    item with media, is screened by the item's stored media: one by one too."""
+    if c.ip_events or (not c.media and links):
         return False
     for m in c.media:
         link = links.get(m.sha256)

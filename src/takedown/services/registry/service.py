@@ -613,9 +613,12 @@ class RegistryService:
         result: ItemResult,
         actor: str,
         neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
+        by_location: bool = True,
     ) -> None:
         """Screen the item's media and join the cases it belongs to (``neighbours``:
-        the item's one-step neighbours when a batch has them already)."""
+        the item's one-step neighbours when a batch has them already; ``by_location``
+        False: a batch found the item at no reported place and its media matching no
+        reported hashes, which its lines cannot change)."""
         actions: list[MatchAction] = []
         restrict_sources: set[str] = set()
         sources: set[str] = set()
@@ -662,6 +665,7 @@ class RegistryService:
             categories,
             neighbours=neighbours,
             entries=entries,
+            by_location=by_location,
         )
 
     def _act(
@@ -678,6 +682,7 @@ class RegistryService:
         categories: set[str],
         neighbours: Mapping[int, Mapping[int, Copy]] | None = None,
         entries: set[int] | None = None,
+        by_location: bool = True,
     ) -> None:
         """What a bank match does to an item, found at upload or afterwards
         (:meth:`act_on_retroactive_matches`): the bank's policy opens a case or joins
@@ -688,9 +693,10 @@ class RegistryService:
             sources.clear()
             restrict_sources.clear()
         joined = self._cases.join_later_copies(s, {item.id}, actor, neighbours=neighbours)
-        joined += self._cases.join_by_location(
-            s, item.id, item.platform_id, item.url, actor, media=media
-        )
+        if by_location:
+            joined += self._cases.join_by_location(
+                s, item.id, item.platform_id, item.url, actor, media=media
+            )
         if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
             joined.append(
                 self._cases.open_for_match(
