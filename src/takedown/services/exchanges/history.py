@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain.banks import MatchAction
 from takedown.services.banks.quarantine import entry_history
-from takedown.services.exchanges.service import ExchangeView, _get
+from takedown.services.exchanges.service import ExchangeView, exchange_view, get_exchange
 from takedown.store import repositories as repo
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
@@ -65,14 +65,9 @@ def exchange_detail(
     sessions: sessionmaker[Session], ref: str, *, flood_uploads: int, limit: int = 100
 ) -> ExchangeDetail:
     with unit_of_work(sessions, write=False) as s:
-        ex = _get(s, ref)
+        ex = get_exchange(s, ref)
         bank = s.get_one(Bank, ex.bank_id)
-        live = s.scalar(
-            select(func.count())
-            .select_from(ExchangeEntry)
-            .where(ExchangeEntry.exchange_id == ex.id, ExchangeEntry.removed_at.is_(None))
-        )
-        view = ExchangeView.of(ex, bank.name, int(live or 0))
+        view = exchange_view(s, ex)
         rule = repo.bank_rule(bank)
         negative = [
             (name, int(n))

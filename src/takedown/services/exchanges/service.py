@@ -255,14 +255,7 @@ class ExchangeService:
 
     def get(self, ref: str) -> ExchangeView:
         with unit_of_work(self._sessions, write=False) as s:
-            ex = _get(s, ref)
-            bank = s.get_one(Bank, ex.bank_id)
-            live = s.scalar(
-                select(func.count())
-                .select_from(ExchangeEntry)
-                .where(ExchangeEntry.exchange_id == ex.id, ExchangeEntry.removed_at.is_(None))
-            )
-            return ExchangeView.of(ex, bank.name, int(live or 0))
+            return exchange_view(s, get_exchange(s, ref))
 
     def set_policy(
         self,
@@ -277,7 +270,7 @@ class ExchangeService:
         validate_exchange_threshold(threshold)
         parsed = parse_exchange_action(action)
         with unit_of_work(self._sessions) as s:
-            ex = _get(s, ref)
+            ex = get_exchange(s, ref)
             before = {"threshold": ex.threshold, "action": ex.action}
             ex.threshold, ex.action = threshold, parsed.value if parsed else None
             record(
@@ -305,7 +298,7 @@ class ExchangeService:
         applied before it stay, with their checkpoint. ``now`` (seconds since the
         epoch): where a new time range ends, for tests and benchmarks."""
         with unit_of_work(self._sessions, write=False) as s:
-            ex = _get(s, ref)
+            ex = get_exchange(s, ref)
             ex_id, name, version = ex.id, ex.name, ex.version
             kind = ExchangeType(ex.type)
             cred_ref, base_url, group = ex.credentials, ex.base_url, ex.privacy_group
@@ -946,7 +939,18 @@ def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
     return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
 
 
-def _get(s: Session, ref: str) -> Exchange:
+def exchange_view(s: Session, ex: Exchange) -> ExchangeView:
+    """An exchange's view: its bank's name and its live upstream entries counted."""
+    bank = s.get_one(Bank, ex.bank_id)
+    live = s.scalar(
+        select(func.count())
+        .select_from(ExchangeEntry)
+        .where(ExchangeEntry.exchange_id == ex.id, ExchangeEntry.removed_at.is_(None))
+    )
+    return ExchangeView.of(ex, bank.name, int(live or 0))
+
+
+def get_exchange(s: Session, ref: str) -> Exchange:
     ex = s.scalars(
         select(Exchange).where((Exchange.name == ref) | (Exchange.public_id == ref))
     ).first()
