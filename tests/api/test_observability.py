@@ -72,6 +72,11 @@ def test_metrics_count_screenings_and_read_the_database(client, rt: Runtime, aut
         assert r.json()["verdict"] == "allow"
     r = client.post("/v1/screen/hashes", json={"md5": BLOCKED_MD5}, headers=auth)
     assert r.json()["verdict"] == "block"
+    # The serving process's poller reads new bank entries every 250 ms, starting one
+    # interval after start-up: an app built and asked within that has not read yet.
+    deadline = time.monotonic() + 120
+    while rt.matcher.follower.last_read_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     after = _samples(client.get("/metrics", headers=metrics).text)
 
     def delta(name: str, **labels: str) -> float:
