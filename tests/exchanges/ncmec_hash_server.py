@@ -26,9 +26,11 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from tests.exchanges.local_server import LocalServer, QuietHandler
 
 USER, PASSWORD = "esp-user", "esp-pass-1"
 MEMBER_ID = 42  # who these credentials are (GET /v2/status)
@@ -51,7 +53,7 @@ def _fmt(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime(FMT)
 
 
-class NcmecHashServer:
+class NcmecHashServer(LocalServer):
     def __init__(self, page_size: int = 1000) -> None:
         self.page_size = page_size
         self.changes: list[tuple[int, str, str]] = []  # (ts, kind image|video, xml)
@@ -67,10 +69,7 @@ class NcmecHashServer:
         self.release = threading.Event()
         self.held = threading.Event()
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._listen(self._handler())
 
     # -- data ------------------------------------------------------------------------
     def add(
@@ -214,12 +213,7 @@ class NcmecHashServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status: int, body: str) -> None:
                 data = body.encode()
                 self.send_response(status)
@@ -296,14 +290,9 @@ class NcmecHashServer:
 
         return Handler
 
-    def start(self) -> NcmecHashServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self.release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().stop()
 
 
 def _error(message: str) -> str:

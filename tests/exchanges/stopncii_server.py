@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.exchanges.local_server import JsonHandler, LocalServer
 
 FETCH_KEY, SUBSCRIPTION_KEY, FEEDBACK_KEY = "fetch-key-1", "sub-key-1", "feedback-key-1"
 
 
-class StopNciiServer:
+class StopNciiServer(LocalServer):
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], dict[str, object]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -24,10 +26,7 @@ class StopNciiServer:
         self._fail: list[int] = []
         self.max_page = 800  # the server's own cap on pageSize
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._listen(self._handler(), "/v1")
 
     def put(self, signal_type: str, value: str, status: str, ts: int, cases: int = 1) -> None:
         with self.lock:
@@ -66,20 +65,7 @@ class StopNciiServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _common(self, key: str) -> bool:
                 server.requests.append((self.command, self.path))
                 if server._fail:
@@ -112,11 +98,3 @@ class StopNciiServer:
                     self._send(200, {"count": body.get("count", 0)})
 
         return Handler
-
-    def start(self) -> StopNciiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

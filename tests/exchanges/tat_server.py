@@ -16,16 +16,17 @@ with that status; with
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.exchanges.local_server import JsonHandler, LocalServer
 
 USER, PASSWORD = "tcap-user", "tcap-password-1"
 
 
-class TatServer:
+class TatServer(LocalServer):
     def __init__(self, page_size: int = 3) -> None:
         self.records: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -36,10 +37,7 @@ class TatServer:
         self._fail_gets: list[int] = []
         self._tokens: dict[str, int] = {}  # token -> list requests it answered
         self.token_uses: int | None = None  # a token expires after this many
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._listen(self._handler(), "/")
 
     def put(
         self,
@@ -102,20 +100,7 @@ class TatServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _failing(self) -> bool:
                 server.requests.append((self.command, self.path))
                 fails = server._fail_gets if self.command == "GET" else []
@@ -160,11 +145,3 @@ class TatServer:
                 self._send(200, server.hash_list(query))
 
         return Handler
-
-    def start(self) -> TatServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

@@ -38,6 +38,7 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "TAKEDOWN_DATABASE_URL": database_url,
         "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
+        "TAKEDOWN_ACCESS_LOG": "false",
         "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR": str(tmp_path),  # as tests/exchanges/conftest.py
         "TAKEDOWN_EXCHANGE_BASE_URLS": "http://127.0.0.1",
         **extra,
@@ -61,7 +62,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
 
 

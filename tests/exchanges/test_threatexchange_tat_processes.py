@@ -11,10 +11,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +25,7 @@ from tests.conftest import start_server
 from tests.exchanges.tat_server import PASSWORD as TAT_PASSWORD
 from tests.exchanges.tat_server import USER as TAT_USER
 from tests.exchanges.tat_server import TatServer
+from tests.exchanges.test_processes import _cli, _env, _run
 from tests.exchanges.test_threatexchange_tat import md5, pdq
 from tests.exchanges.threatexchange_server import GROUP, TOKEN, ThreatExchangeServer
 
@@ -43,38 +42,6 @@ def tat() -> Iterator[TatServer]:
     server = TatServer(page_size=3).start()
     yield server
     server.stop()
-
-
-def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TAKEDOWN_DATABASE_URL": database_url,
-        "TAKEDOWN_DATA_DIR": str(tmp_path / "data"),
-        "TAKEDOWN_ACCESS_LOG": "false",
-        "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR": str(tmp_path),  # as tests/exchanges/conftest.py
-        "TAKEDOWN_EXCHANGE_BASE_URLS": "http://127.0.0.1",
-        **extra,
-    }
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "takedown.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "takedown.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def _wait(condition: Callable[[], object], what: str, timeout: float = 180) -> None:

@@ -15,11 +15,12 @@ that status and a Graph API error body."""
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.exchanges.local_server import JsonHandler, LocalServer
 
 APP_ID = 1234567890  # our app
 OTHER_APP = 9876543210  # the app that shares the hashes
@@ -27,7 +28,7 @@ TOKEN = f"{APP_ID}|stand-in-app-secret-0123456789"
 GROUP = 303030303
 
 
-class ThreatExchangeServer:
+class ThreatExchangeServer(LocalServer):
     def __init__(self, page_size: int = 3) -> None:
         self.indicators: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -40,10 +41,7 @@ class ThreatExchangeServer:
         self.hold_after: int | None = None  # the n-th threat_updates request waits
         self.held = threading.Event()
         self.release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v26.0"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._listen(self._handler(), "/v26.0")
 
     # -- the data ------------------------------------------------------------------
     def put(
@@ -139,20 +137,7 @@ class ThreatExchangeServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _error(self, status: int, kind: str, code: int, message: str) -> None:
                 self._send(status, {"error": {"message": message, "type": kind, "code": code}})
 
@@ -217,11 +202,6 @@ class ThreatExchangeServer:
 
         return Handler
 
-    def start(self) -> ThreatExchangeServer:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self.release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().stop()

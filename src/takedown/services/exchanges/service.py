@@ -5,7 +5,6 @@ any point resumes after the last whole page: no duplicate, no gap."""
 from __future__ import annotations
 
 import builtins
-import gc
 import json
 import logging
 import os
@@ -13,7 +12,6 @@ import queue
 import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,6 +46,7 @@ from takedown.errors import Conflict, ExchangeFailed, InvalidRequest, NotFound, 
 from takedown.ids import utcnow
 from takedown.integrations.exchange_feeds import Feed, open_feed
 from takedown.integrations.hash_exchanges import FeedError
+from takedown.memory import paused_gc
 from takedown.services.audit.chain import record
 from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
@@ -312,7 +311,7 @@ class ExchangeService:
                 if max_pages is not None:
                     batch = batch[: max_pages - result.pages]
                 page = merge_pages(batch)
-                with _paused_gc():
+                with paused_gc():  # a batch's new objects; its cycles collected after
                     version = self._apply(ex_id, version, kind, page, result, stats)
                 result.pages += len(batch)
                 result.checkpoint = page.checkpoint
@@ -918,21 +917,6 @@ def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Pag
             raise ended[1]
     finally:
         stop.set()
-
-
-@contextmanager
-def _paused_gc() -> Iterator[None]:
-    """No cyclic collection while a batch is applied: its tens of thousands of new
-    objects would trigger collections that walk them (and the pages fetched ahead) for
-    nothing; the batch's garbage is freed by reference counting, and whatever cycles a
-    transaction leaves are collected after it."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
