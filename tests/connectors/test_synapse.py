@@ -409,6 +409,18 @@ def test_signed_account_actions_are_carried_out_once(homeserver: Homeserver):
     )
     assert r.status_code == 200 and r.json() == {"result": "not a user of this server"}
 
+    # Signed but without an Idempotency-Key: refused, not done (two such deliveries
+    # would otherwise share one key and the second be skipped as "already done").
+    sam = hs.register("sam")
+    keyless = json.dumps({"topic": "account.suspend", "target": {"id": sam}}).encode()
+    r = http.post(
+        f"{hs.url}/_takedown/webhook",
+        content=keyless,
+        headers={"Takedown-Signature": sign(WEBHOOK_SECRET, keyless)},
+    )
+    assert r.status_code == 400 and r.json()["errcode"] == "M_MISSING_PARAM", r.text
+    assert not _suspended(hs, sam)
+
 
 def test_a_forged_webhook_is_refused(homeserver: Homeserver):
     body = json.dumps({"topic": "account.terminate", "target": {"id": "@paul:x"}}).encode()

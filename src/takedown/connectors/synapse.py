@@ -211,7 +211,7 @@ class TakedownModule:
             + (reason or "(no reason given)"),
             "good_faith": True,
         }
-        if category not in MINOR_SAFETY and self._config.operator_email:
+        if category not in MINOR_SAFETY:
             body["reporter_name"] = str(report.get("user_id"))
             body["reporter_email"] = self._config.operator_email
         try:
@@ -345,7 +345,12 @@ class _WebhookResource(DirectServeJsonResource):
             raise SynapseError(400, "The body is not JSON.", Codes.NOT_JSON) from None
         if isinstance(delivery, dict) and isinstance(delivery.get("actions"), list):
             return 200, await self._batch(delivery["actions"])
-        key = request.getHeader("Idempotency-Key") or str(delivery.get("idempotency_key"))
+        if not isinstance(delivery, dict):
+            raise SynapseError(400, "The body is not a JSON object.", Codes.NOT_JSON)
+        key = request.getHeader("Idempotency-Key") or delivery.get("idempotency_key")
+        if not key:  # else every keyless delivery would share one key ("None")
+            raise SynapseError(400, "No Idempotency-Key.", Codes.MISSING_PARAM)
+        key = str(key)
         if self._module.seen(key):
             return 200, {"result": "already done"}
         try:
