@@ -160,6 +160,8 @@ class TakedownModule:
                 "visibility": info.get("visibility", "private"),
             },
         )
+        if not info["media"]:
+            return
         server, media_id = info["media"][0]
         data = self._admin.download(server, media_id)
         name = "".join(c for c in info.get("file_name", "") if c.isprintable() and c not in "/\\")
@@ -195,9 +197,11 @@ class TakedownModule:
         event_id = str(report["event_id"])
         exists = await self._api.defer_to_thread(self._takedown.item_exists, event_id)
         if not exists:
+            # A message without media (text: grooming, a link) is registered as an item
+            # without files, so the report reaches review and an action can redact it.
             info = await self._event_info(event_id)
-            if info is None or not info["media"]:
-                logger.info("Report %s is about an event without media: left to you", report["id"])
+            if info is None:
+                logger.info("Report %s is about an event this server lacks", report["id"])
                 return
             await self._remember(info)
             await self._api.defer_to_thread(self._register_sync, info)
