@@ -53,6 +53,8 @@ def test_settings_have_defaults_and_strip_trailing_slashes():
         ({"report_keywords": ["csam"]}, "maps a category"),
         ({"default_category": "bad"}, "unknown `default_category`"),
         # Without it every report of intimate imagery (or `other`) would be refused.
+        ({"redact_on_restrict": "false"}, "`redact_on_restrict` is true or false"),
+        ({"fail_closed": 1}, "`fail_closed` is true or false"),
         ({"operator_email": None}, "`operator_email` .* is required"),
         ({"operator_email": "abuse"}, "`operator_email` .* is required"),
     ],

@@ -102,6 +102,13 @@ class ConnectorConfig:
                 if isinstance(words, str) or not all(isinstance(w, str) for w in words):
                     raise ConfigError("takedown module: keywords are a list of words.")
                 keywords[category] = tuple(w.lower() for w in words)
+
+        def flag(name: str, default: bool) -> bool:
+            value = raw.get(name, default)
+            if not isinstance(value, bool):  # "false" in quotes would be true
+                raise ConfigError(f"takedown module: `{name}` is true or false.")
+            return value
+
         default = text("default_category", False) or "other"
         if default not in CATEGORIES:
             raise ConfigError(f"takedown module: unknown `default_category` {default!r}.")
@@ -127,8 +134,8 @@ class ConnectorConfig:
             keywords=keywords,
             default_category=default,
             operator_email=email,
-            redact_on_restrict=bool(raw.get("redact_on_restrict", True)),
-            fail_closed=bool(raw.get("fail_closed", False)),
+            redact_on_restrict=flag("redact_on_restrict", True),
+            fail_closed=flag("fail_closed", False),
             timeout_s=timeout,
         )
 
