@@ -56,3 +56,28 @@ def test_the_blocker_blocks():
         timeout=120,
     )
     assert done.returncode != 0 and "PIL is blocked" in done.stderr
+
+
+def test_the_connectors_contract_forbids_every_other_part_of_takedown():
+    """Contract `connectors` lists what the connectors may not import by name: a
+    package added to Takedown later must be added there too, and a new connector
+    module to its sources, or the contract would silently let it through."""
+    import pkgutil
+    import tomllib
+    from pathlib import Path
+
+    import takedown
+    import takedown.connectors
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    contracts = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"]
+    [contract] = [c for c in contracts if c["id"] == "connectors"]
+    assert contract["type"] == "forbidden"
+    others = {f"takedown.{m.name}" for m in pkgutil.iter_modules(takedown.__path__)} - {
+        "takedown.connectors"
+    }
+    assert others - set(contract["forbidden_modules"]) == set()
+    connectors = {
+        f"takedown.connectors.{m.name}" for m in pkgutil.iter_modules(takedown.connectors.__path__)
+    }
+    assert connectors - set(contract["source_modules"]) == set()

@@ -69,6 +69,8 @@ class FakeMastodon:
     requests: list[Recorded] = field(default_factory=list)
     # Set: every admin call is refused with this status (a token without the scope).
     refuse_admin: int | None = None
+    # Set: a status lookup is refused with this status (a token without read:statuses).
+    refuse_status_lookup: int | None = None
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(110_000_000_000_000_001)
@@ -297,6 +299,10 @@ class FakeMastodon:
         m = re.fullmatch(r"/api/v1/statuses/(\d+)", path)
         if method == "GET" and m:
             sid = m.group(1)
+            if self.refuse_status_lookup:
+                return self.refuse_status_lookup, {
+                    "error": "This action is outside the authorized scopes"
+                }
             if sid not in self.statuses:
                 return 404, {"error": "Record not found"}
             if self.accounts[self.statuses[sid]["account_id"]]["suspended"]:

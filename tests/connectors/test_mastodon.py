@@ -399,6 +399,34 @@ def test_an_action_is_done_once_per_key_and_a_refusal_is_kept_for_retry(world: W
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
 
+def test_a_post_the_token_may_not_read_is_retried_not_taken_for_gone(world: World):
+    """An action on a post the connector has no record of (its state file lost) looks
+    the post up; a token without read:statuses is refused (403), which must keep the
+    action for retry, while a post deleted from Mastodon (404) is acknowledged."""
+    fake = world.fake
+    jill = fake.add_account("jill")
+    sid = fake.add_status(jill)
+    restrict = {
+        "topic": "item.restrict",
+        "target": {"id": f"mastodon:{sid}", "type": "item"},
+        "case": "C-4",
+        "action": {"action": "restrict"},
+    }
+    fake.refuse_status_lookup = 403
+    try:
+        r = _signed_action(world, "k-4", restrict)
+        assert r.status_code == 502 and r.json()["code"] == "upstream_refused", r.text
+        assert _actions(fake, jill) == []
+    finally:
+        fake.refuse_status_lookup = None
+    r = _signed_action(world, "k-4", restrict)
+    assert r.json()["result"].endswith("acted on (sensitive)"), r.text
+    assert fake.accounts[jill]["sensitized"]
+    gone = {**restrict, "target": {"id": "mastodon:999999999999999999", "type": "item"}}
+    r = _signed_action(world, "k-5", gone)
+    assert r.json()["result"] == "status 999999999999999999 is gone from Mastodon"
+
+
 def test_a_redelivery_during_the_first_delivery_waits_for_it(world: World):
     """Takedown redelivers after its timeout while the connector still waits for
     Mastodon's rate limit: the action is done once."""

@@ -363,6 +363,54 @@ def test_reports_go_through_the_connectors_key_and_keywords_pick_the_category(
     assert _run(still_visible())
 
 
+def test_a_report_of_a_message_without_media_is_filed_too(homeserver: Homeserver):
+    """A text message (grooming, a link to material elsewhere) carries no file, but its
+    report still reaches review: the event is registered as an item without media."""
+    hs = homeserver
+    poster, reporter = hs.register("oscar"), hs.register("olga")
+
+    async def post_and_report() -> str:
+        oscar, olga = await _client(hs, "oscar"), await _client(hs, "olga")
+        try:
+            room = await oscar.room_create(invite=[reporter])
+            assert isinstance(await olga.join(room.room_id), nio.JoinResponse)
+            sent = await oscar.room_send(
+                room.room_id,
+                "m.room.message",
+                {"msgtype": "m.text", "body": "A stand-in for a grooming message."},
+            )
+            assert isinstance(sent, nio.RoomSendResponse), sent
+            r = http.post(
+                f"{hs.url}/_matrix/client/v3/rooms/{room.room_id}/report/{sent.event_id}",
+                json={"reason": "He is grooming a child in this room"},
+                headers={"Authorization": f"Bearer {olga.access_token}"},
+            )
+            assert r.status_code == 200, r.text
+            return str(sent.event_id)
+        finally:
+            await oscar.close()
+            await olga.close()
+
+    event_id = _run(post_and_report())
+
+    def cases_of_the_message() -> list[dict[str, Any]]:
+        found = []
+        cases = http.get(
+            f"{hs.takedown}/v1/cases", params={"category": "csam"}, headers=hs.bank_admin
+        ).json()
+        for case in cases:
+            detail = http.get(f"{hs.takedown}/v1/cases/{case['id']}", headers=hs.bank_admin)
+            if any(c["item_id"] == event_id for c in detail.json()["copies"]):
+                found.append(detail.json())
+        return found
+
+    _eventually(lambda: len(cases_of_the_message()) == 1, "the report filed")
+    [detail] = cases_of_the_message()
+    [report] = detail["reports"]
+    assert report["locations"]["item_ids"] == [event_id]
+    assert [(c["item_id"], c["account"]) for c in detail["copies"]] == [(event_id, poster)]
+
+
 def test_signed_account_actions_are_carried_out_once(homeserver: Homeserver):
     from takedown.integrations.webhooks import sign
 
@@ -408,6 +456,18 @@ def test_signed_account_actions_are_carried_out_once(homeserver: Homeserver):
         headers={"Takedown-Signature": sign(WEBHOOK_SECRET, remote), "Idempotency-Key": "k2"},
     )
     assert r.status_code == 200 and r.json() == {"result": "not a user of this server"}
+
+    # Signed but without an Idempotency-Key: refused, not done (two such deliveries
+    # would otherwise share one key and the second be skipped as "already done").
+    sam = hs.register("sam")
+    keyless = json.dumps({"topic": "account.suspend", "target": {"id": sam}}).encode()
+    r = http.post(
+        f"{hs.url}/_takedown/webhook",
+        content=keyless,
+        headers={"Takedown-Signature": sign(WEBHOOK_SECRET, keyless)},
+    )
+    assert r.status_code == 400 and r.json()["errcode"] == "M_MISSING_PARAM", r.text
+    assert not _suspended(hs, sam)
 
 
 def test_a_forged_webhook_is_refused(homeserver: Homeserver):

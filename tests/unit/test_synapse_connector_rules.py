@@ -25,6 +25,7 @@ BASE = {
     "admin_user": "@takedown:example.org",
     "admin_access_token": "syt_x",
     "homeserver_url": "http://127.0.0.1:8008",
+    "operator_email": "abuse@example.org",
 }
 
 
@@ -51,6 +52,11 @@ def test_settings_have_defaults_and_strip_trailing_slashes():
         ({"report_keywords": {"csam": "child"}}, "list of words"),
         ({"report_keywords": ["csam"]}, "maps a category"),
         ({"default_category": "bad"}, "unknown `default_category`"),
+        # Without it every report of intimate imagery (or `other`) would be refused.
+        ({"redact_on_restrict": "false"}, "`redact_on_restrict` is true or false"),
+        ({"fail_closed": 1}, "`fail_closed` is true or false"),
+        ({"operator_email": None}, "`operator_email` .* is required"),
+        ({"operator_email": "abuse"}, "`operator_email` .* is required"),
     ],
 )
 def test_a_wrong_setting_is_refused_with_a_sentence(change: dict, says: str):

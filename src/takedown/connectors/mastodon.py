@@ -664,9 +664,18 @@ class MastodonConnector:
         if known:
             return status_id, str(known["account"])
         response = self.mastodon.request("GET", f"/api/v1/statuses/{status_id}")
-        if response.status_code == 200:
-            return status_id, str(response.json()["account"]["id"])
-        return status_id, None
+        if response.status_code == 404:  # deleted (or its account suspended)
+            return status_id, None
+        if response.status_code >= 500:
+            raise Unavailable(f"Mastodon answered {response.status_code} to a status lookup.")
+        if response.status_code >= 400:
+            # A token without read:statuses is refused (403): not a missing post, so the
+            # action is kept for retry rather than acknowledged undone.
+            raise Refused(
+                f"Mastodon refused GET /api/v1/statuses/{status_id}: "
+                f"{response.status_code} {response.text[:200]}"
+            )
+        return status_id, str(response.json()["account"]["id"])
 
     def _statement(self, topic: str, case: str, action: Mapping[str, Any]) -> str:
         sor = action.get("statement_of_reasons") or {}

@@ -160,6 +160,8 @@ class TakedownModule:
                 "visibility": info.get("visibility", "private"),
             },
         )
+        if not info["media"]:
+            return
         server, media_id = info["media"][0]
         data = self._admin.download(server, media_id)
         name = "".join(c for c in info.get("file_name", "") if c.isprintable() and c not in "/\\")
@@ -195,9 +197,11 @@ class TakedownModule:
         event_id = str(report["event_id"])
         exists = await self._api.defer_to_thread(self._takedown.item_exists, event_id)
         if not exists:
+            # A message without media (text: grooming, a link) is registered as an item
+            # without files, so the report reaches review and an action can redact it.
             info = await self._event_info(event_id)
-            if info is None or not info["media"]:
-                logger.info("Report %s is about an event without media: left to you", report["id"])
+            if info is None:
+                logger.info("Report %s is about an event this server lacks", report["id"])
                 return
             await self._remember(info)
             await self._api.defer_to_thread(self._register_sync, info)
@@ -211,7 +215,7 @@ class TakedownModule:
             + (reason or "(no reason given)"),
             "good_faith": True,
         }
-        if category not in MINOR_SAFETY and self._config.operator_email:
+        if category not in MINOR_SAFETY:
             body["reporter_name"] = str(report.get("user_id"))
             body["reporter_email"] = self._config.operator_email
         try:
@@ -345,7 +349,12 @@ class _WebhookResource(DirectServeJsonResource):
             raise SynapseError(400, "The body is not JSON.", Codes.NOT_JSON) from None
         if isinstance(delivery, dict) and isinstance(delivery.get("actions"), list):
             return 200, await self._batch(delivery["actions"])
-        key = request.getHeader("Idempotency-Key") or str(delivery.get("idempotency_key"))
+        if not isinstance(delivery, dict):
+            raise SynapseError(400, "The body is not a JSON object.", Codes.NOT_JSON)
+        key = request.getHeader("Idempotency-Key") or delivery.get("idempotency_key")
+        if not key:  # else every keyless delivery would share one key ("None")
+            raise SynapseError(400, "No Idempotency-Key.", Codes.MISSING_PARAM)
+        key = str(key)
         if self._module.seen(key):
             return 200, {"result": "already done"}
         try:

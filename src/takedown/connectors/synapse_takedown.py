@@ -44,12 +44,13 @@ class ConnectorConfig:
     homeserver_url: str
     admin_access_token: str | None = None
     admin_access_token_file: str | None = None
+    # Reports of categories other than child safety need the notifier's contact (DSA
+    # Art. 16): the operator's address stands for the Matrix user who reported. Without
+    # it Takedown refuses those reports (intimate imagery included), so it is required.
+    operator_email: str = ""
     report_poll_seconds: float = 30.0
     keywords: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_KEYWORDS))
     default_category: str = "other"
-    # Reports of categories other than child safety need the notifier's contact (DSA
-    # Art. 16): the operator's address stands for the Matrix user who reported.
-    operator_email: str | None = None
     redact_on_restrict: bool = True
     fail_closed: bool = False  # refuse uploads while Takedown cannot be reached
     timeout_s: float = 10.0
@@ -101,9 +102,23 @@ class ConnectorConfig:
                 if isinstance(words, str) or not all(isinstance(w, str) for w in words):
                     raise ConfigError("takedown module: keywords are a list of words.")
                 keywords[category] = tuple(w.lower() for w in words)
+
+        def flag(name: str, default: bool) -> bool:
+            value = raw.get(name, default)
+            if not isinstance(value, bool):  # "false" in quotes would be true
+                raise ConfigError(f"takedown module: `{name}` is true or false.")
+            return value
+
         default = text("default_category", False) or "other"
         if default not in CATEGORIES:
             raise ConfigError(f"takedown module: unknown `default_category` {default!r}.")
+        email = text("operator_email", False) or ""
+        if "@" not in email:
+            raise ConfigError(
+                "takedown module: `operator_email` (your moderators' address) is required: "
+                "Takedown files a report other than of child sexual abuse only with the "
+                "notifier's contact, and it stands for the Matrix user who reported."
+            )
         admin = text("admin_user") or ""
         if not admin.startswith("@") or ":" not in admin:
             raise ConfigError("takedown module: `admin_user` is a full user id, @name:server.")
@@ -118,9 +133,9 @@ class ConnectorConfig:
             report_poll_seconds=poll,
             keywords=keywords,
             default_category=default,
-            operator_email=text("operator_email", False),
-            redact_on_restrict=bool(raw.get("redact_on_restrict", True)),
-            fail_closed=bool(raw.get("fail_closed", False)),
+            operator_email=email,
+            redact_on_restrict=flag("redact_on_restrict", True),
+            fail_closed=flag("fail_closed", False),
             timeout_s=timeout,
         )
 
