@@ -244,3 +244,12 @@ def test_disabling_a_banked_videos_frame_set_disables_its_digests_too(client, au
     )
     assert r.status_code == 200 and r.json()["changed"] == 3
     assert _screen(client, auth, banked_video())["verdict"] == "block"
+
+
+def test_every_endpoint_that_takes_a_video_says_so(client):
+    """The API reference names video wherever a video is accepted (issue #24)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/screen", "/v1/banks/{bank}/media", "/v1/items/{item_id}/media"):
+        post = paths[path]["post"]
+        text = f"{post.get('summary', '')} {post.get('description', '')}".lower()
+        assert "video" in text, path
