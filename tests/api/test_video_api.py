@@ -253,3 +253,20 @@ def test_every_endpoint_that_takes_a_video_says_so(client):
         post = paths[path]["post"]
         text = f"{post.get('summary', '')} {post.get('description', '')}".lower()
         assert "video" in text, path
+
+
+def test_a_letterboxed_copy_is_blocked_by_the_picture_inside_its_bars(client, auth):
+    import numpy as np
+
+    from tests.media.videos import decode_frames, encode_video
+
+    _bank_video(client, auth, match_action="block")
+    boxed = []
+    for picture in decode_frames(banked_video()):  # 320 x 240 inside a 320 x 320 frame
+        frame = np.zeros((320, 320, 3), dtype=np.uint8)
+        frame[40:280] = picture
+        boxed.append(frame)
+    copy = _screen(client, auth, encode_video(boxed, 10, crf=28))
+    assert copy["verdict"] == "block"
+    [match] = copy["matches"]
+    assert match["video"]["variant"] == "without_borders" and match["video"]["kind"] == "copy"

@@ -392,7 +392,10 @@ _MIN_BAR_SHARE: Final = 0.04  # ... and together at least this share of the side
 def _inside_bars(rgb: np.ndarray) -> np.ndarray | None:
     """The picture inside black bars (top and bottom, or left and right), or None when
     the frame has none: a letterboxed or pillarboxed copy hashes like the picture."""
-    grey = rgb.max(axis=2)
+    # The brightest channel of each pixel. np.maximum over the three channel planes:
+    # ``rgb.max(axis=2)`` reduces along the short last axis, ~15x slower (~35 ms a
+    # 640 x 360 frame, more than the frame's PDQ).
+    grey = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
     h, w = grey.shape
     rows = np.flatnonzero(grey.max(axis=1) >= _BAR_LUMA)
     cols = np.flatnonzero(grey.max(axis=0) >= _BAR_LUMA)
