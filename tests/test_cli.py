@@ -162,6 +162,23 @@ def test_apikey_create_help_lists_every_scope():
         assert scope in r.output, scope
 
 
+def test_every_command_that_takes_a_video_says_so_in_its_help():
+    """Issue #24: `bank add-media` took videos while its help said images."""
+    for command in (
+        ["hash"],
+        ["screen"],
+        ["bank", "add-media"],
+        ["bank", "disable-media"],
+        ["bank", "enable-media"],
+    ):
+        r = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+        assert r.exit_code == 0 and "video" in r.output.lower(), command
+    # The one-line help of `takedown bank --help` too, not only the full text.
+    listing = runner.invoke(app, ["bank", "--help"], env={"COLUMNS": "400"}).output
+    [line] = [x for x in listing.splitlines() if "add-media" in x]
+    assert "video" in line
+
+
 def test_cli_apikey_errors(cli_env):
     r = runner.invoke(app, ["apikey", "create", " ", "--scope", "screen"])
     assert r.exit_code == 2 and "invalid_name" in r.output

@@ -47,6 +47,8 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
     same = _screen(client, auth, banked_video())
     assert same["verdict"] == "block" and same["media_type"] == "video"
     assert {m["signal_type"] for m in same["matches"]} == {"vpdq", "md5", "sha256"}
+    [whole] = [m["video"] for m in same["matches"] if m["signal_type"] == "vpdq"]
+    assert whole["upload_ranges"] == whole["banked_ranges"] == [{"start": 0.0, "end": 8.0}]
 
     copy = _screen(client, auth, transcode(banked_video(), size=(256, 192), crop=3, crf=35))
     [match] = copy["matches"]
@@ -57,9 +59,10 @@ def test_a_banked_video_is_found_in_copies_and_clips_not_in_others(client, auth,
     clip = _screen(client, auth, transcode(banked_video(), start_s=2, end_s=6))
     [match] = clip["matches"]
     assert match["video"]["kind"] == "clip" and match["video"]["upload_percent"] == 100
-    # Ranges run to the end of the last matched frame's sampling interval: 1 s on the
-    # upload, 0.2 s on the densely banked video (every 2nd frame at 10 fps).
-    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 5.2}]
+    # Ranges run to the end of the last matched frame's sampling interval (1 s on the
+    # upload); on the densely banked video (a frame every 0.2 s) the last matched frame
+    # stands for as much as the upload frame that matched it: 4 s on both timelines.
+    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 6.0}]
     assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 4.0}]
     assert match["threshold"] == match["video"]["threshold"] == 31
     assert match["video"]["match_percent"] == 80 and match["video"]["upload_frames"] == 4
@@ -94,7 +97,19 @@ def test_a_clip_cut_between_the_uploads_seconds_matches_the_densely_banked_video
     assert match["video"]["kind"] == "clip" and match["video"]["upload_percent"] == 100
     assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 5.0}]
     [banked] = match["video"]["banked_ranges"]
-    assert 2.2 <= banked["start"] <= 2.8 and 6.4 <= banked["end"] <= 7.0
+    assert 2.2 <= banked["start"] <= 2.8 and 7.2 <= banked["end"] <= 7.8
+
+
+def test_a_clip_ending_mid_second_reads_its_own_length_on_both_timelines(client, auth):
+    """A 3.5 s clip: its last sampled frame (at 3 s) stands for the half second left,
+    not a whole one, on the upload's timeline and on the banked video's."""
+    _bank_video(client, auth, match_action="block")
+    clip = _screen(client, auth, transcode(banked_video(), start_s=2, end_s=5.5))
+    assert clip["video"]["duration"] == 3.5
+    [match] = clip["matches"]
+    assert match["video"]["kind"] == "clip" and match["video"]["upload_frames"] == 4
+    assert match["video"]["upload_ranges"] == [{"start": 0.0, "end": 3.5}]
+    assert match["video"]["banked_ranges"] == [{"start": 2.0, "end": 5.5}]
 
 
 def test_a_copy_cropped_by_five_percent_matches_a_banked_crop_window(client, auth):
@@ -229,3 +244,29 @@ def test_disabling_a_banked_videos_frame_set_disables_its_digests_too(client, au
     )
     assert r.status_code == 200 and r.json()["changed"] == 3
     assert _screen(client, auth, banked_video())["verdict"] == "block"
+
+
+def test_every_endpoint_that_takes_a_video_says_so(client):
+    """The API reference names video wherever a video is accepted (issue #24)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/screen", "/v1/banks/{bank}/media", "/v1/items/{item_id}/media"):
+        post = paths[path]["post"]
+        text = f"{post.get('summary', '')} {post.get('description', '')}".lower()
+        assert "video" in text, path
+
+
+def test_a_letterboxed_copy_is_blocked_by_the_picture_inside_its_bars(client, auth):
+    import numpy as np
+
+    from tests.media.videos import decode_frames, encode_video
+
+    _bank_video(client, auth, match_action="block")
+    boxed = []
+    for picture in decode_frames(banked_video()):  # 320 x 240 inside a 320 x 320 frame
+        frame = np.zeros((320, 320, 3), dtype=np.uint8)
+        frame[40:280] = picture
+        boxed.append(frame)
+    copy = _screen(client, auth, encode_video(boxed, 10, crf=28))
+    assert copy["verdict"] == "block"
+    [match] = copy["matches"]
+    assert match["video"]["variant"] == "without_borders" and match["video"]["kind"] == "copy"

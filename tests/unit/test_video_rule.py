@@ -95,7 +95,10 @@ def test_densely_banked_video_is_judged_in_windows_of_the_upload_interval():
     pairs = [FramePair(i, 4 * i + 2, 8) for i in range(10)]  # the clip is half a second off
     m = video_match(VideoRule(), upload, banked, pairs, banked_interval=0.25)
     assert m is not None and m.kind == "copy" and m.banked_percent == 100.0
-    assert m.banked_ranges == (TimeRange(0.5, 9.75),)  # from the first match to the last
+    # From the first match to the end of the banked video: the last matched banked frame
+    # (9.5 s) stands for as much as the upload frame that matched it, the video's last
+    # half second.
+    assert m.banked_ranges == (TimeRange(0.5, 10.0),)
     # At equal intervals the share is vPDQ's own: matched frames over frames.
     sparse = video_match(
         VideoRule(), upload, banked[::4], [FramePair(i, 4 * i, 8) for i in range(8)]
@@ -119,3 +122,37 @@ def test_the_match_percent_is_validated():
         with pytest.raises(InvalidRequest) as exc:
             validate_match_percent(bad)
         assert exc.value.code == "invalid_video_match_percent"
+
+
+def test_a_densely_banked_clip_reads_as_long_on_both_timelines():
+    # One upload frame (a 1 s clip) matched a banked frame sampled every 0.25 s: the
+    # banked range is the second the upload frame stands for, not a quarter of it.
+    banked = [Frame(i, i / 4, 90) for i in range(80)]
+    m = video_match(
+        VideoRule(),
+        [Frame(0, 0.0, 90, end=1.0)],
+        banked,
+        [FramePair(0, 42, 6)],
+        banked_interval=0.25,
+    )
+    assert m is not None and m.upload_ranges == (TimeRange(0.0, 1.0),)
+    assert m.banked_ranges == (TimeRange(10.5, 11.5),)
+    # An upload frame standing for less (the clip's last half second) reaches no further.
+    m = video_match(
+        VideoRule(),
+        [Frame(0, 0.0, 90, end=0.5)],
+        banked,
+        [FramePair(0, 42, 6)],
+        banked_interval=0.25,
+    )
+    assert m is not None and m.banked_ranges == (TimeRange(10.5, 11.0),)
+    # A still run of the upload (4 s of one picture) says nothing more of the banked
+    # timeline than one sampling interval.
+    m = video_match(
+        VideoRule(),
+        [Frame(0, 0.0, 90, end=4.0)],
+        banked,
+        [FramePair(0, 42, 6)],
+        banked_interval=0.25,
+    )
+    assert m is not None and m.banked_ranges == (TimeRange(10.5, 11.5),)

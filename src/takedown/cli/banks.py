@@ -243,8 +243,9 @@ def bank_add_media(
     category: Annotated[str | None, typer.Option()] = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Hash images and bank their PDQ, MD5 and SHA-256 (a video: its frame set, MD5 and
-    SHA-256). Each file's entries are linked: `takedown entry disable` disables them all."""
+    """Hash images and videos and bank them: an image's PDQ, MD5 and SHA-256, a video's
+    frame hashes (vpdq), MD5 and SHA-256. Each file's entries are linked: `takedown entry
+    disable` disables them all."""
     from takedown.services.banks.service import Provenance
 
     rt = runtime()

@@ -147,16 +147,24 @@ def video_match(
         return None
     best: dict[int, int] = {}  # banked key -> best distance
     upload_hits: set[int] = set()
+    # banked key -> how much of the upload its matching frames stand for (one sampling
+    # interval at most: a still run of the upload says nothing of the banked timeline)
+    reach: dict[int, float] = {}
     for pair in pairs:
         if pair.distance > rule.frame_threshold:
             continue
         if pair.upload_key not in up or pair.banked_key not in bk:
             continue
         upload_hits.add(pair.upload_key)
+        start, end = _span(up[pair.upload_key], upload_interval)
+        length = min(end - start, upload_interval)
+        reach[pair.banked_key] = max(reach.get(pair.banked_key, 0.0), length)
         if pair.distance < best.get(pair.banked_key, pair.distance + 1):
             best[pair.banked_key] = pair.distance
     if not best:
         return None
+    # Where the banked timeline stops: no banked range runs past it.
+    banked_end = max(_span(f, banked_interval)[1] for f in banked)
     window = max(upload_interval, banked_interval)
     windows = {_window(f.timestamp, window) for f in bk.values()}
     matched_windows = {_window(bk[k].timestamp, window) for k in best}
@@ -175,7 +183,7 @@ def video_match(
         matched_frames=len(best),
         upload_ranges=time_ranges([_span(up[k], upload_interval) for k in upload_hits]),
         banked_ranges=time_ranges(
-            [_span(bk[k], banked_interval) for k in best],
+            [_banked_span(bk[k], banked_interval, reach[k], banked_end) for k in best],
             join=max(0.0, upload_interval - banked_interval),
         ),
         threshold=rule.frame_threshold,
@@ -222,6 +230,19 @@ def time_ranges(spans: Iterable[tuple[float, float]], join: float = 0.0) -> tupl
 def _span(frame: Frame, interval: float) -> tuple[float, float]:
     end = frame.end if frame.end is not None else frame.timestamp + interval
     return frame.timestamp, max(end, frame.timestamp)
+
+
+def _banked_span(
+    frame: Frame, banked_interval: float, reach: float, banked_end: float
+) -> tuple[float, float]:
+    """A matched banked frame's span: its own (its interval, or its collapsed still run),
+    and at least as long as the span of the upload frame that matched it (``reach``), up
+    to the banked video's end. On a timeline banked more densely than the upload was
+    sampled, the banked frames after it within that span could not have been matched
+    (the upload has no frame there): a clip's banked range runs as long as its upload
+    range, a full copy's to the banked video's end."""
+    start, end = _span(frame, banked_interval)
+    return start, max(end, min(start + reach, banked_end))
 
 
 def _window(timestamp: float, width: float) -> int:

@@ -265,7 +265,7 @@ class _Hasher:
             duration=round(duration, 3),
             frames_decoded=decoded,
             frames_hashed=len(hashed),
-            features=prune(hashed, self.sampling.quality_floor, frame_mod / fps),
+            features=prune(hashed, self.sampling.quality_floor, frame_mod / fps, duration),
             poster_jpeg=self._poster(),
             tmk=_tmk_text(tmk),
         )
@@ -335,23 +335,35 @@ class _Hasher:
 
 
 def prune(
-    features: list[FrameFeature], quality_floor: int, interval: float | None = None
+    features: list[FrameFeature],
+    quality_floor: int,
+    interval: float | None = None,
+    duration: float | None = None,
 ) -> tuple[FrameFeature, ...]:
     """Drop frames below the quality floor, then collapse runs of identical hashes.
 
     With ``interval`` (seconds between sampled frames), each kept feature's ``end`` says
     how far it stands for the video: the end of the interval of the last frame of its
-    collapsed run -- so a still title card hashed once still covers its whole span."""
+    collapsed run -- so a still title card hashed once still covers its whole span --
+    and never past the video's ``duration`` (the last frame of an 8.5 s video stands
+    for half a second, not a whole one)."""
+
+    def end_of(feature: FrameFeature) -> float | None:
+        if interval is None:
+            return None
+        end = feature.timestamp + interval
+        return round(min(end, duration) if duration is not None else end, 3)
+
     kept: list[FrameFeature] = []
     for feature in features:
         if feature.quality < quality_floor:
             continue
         if kept and kept[-1].pdq == feature.pdq:
             if interval is not None:
-                kept[-1] = replace(kept[-1], end=round(feature.timestamp + interval, 3))
+                kept[-1] = replace(kept[-1], end=end_of(feature))
             continue
         if interval is not None:
-            feature = replace(feature, end=round(feature.timestamp + interval, 3))
+            feature = replace(feature, end=end_of(feature))
         kept.append(feature)
     return tuple(kept)
 
@@ -380,7 +392,10 @@ _MIN_BAR_SHARE: Final = 0.04  # ... and together at least this share of the side
 def _inside_bars(rgb: np.ndarray) -> np.ndarray | None:
     """The picture inside black bars (top and bottom, or left and right), or None when
     the frame has none: a letterboxed or pillarboxed copy hashes like the picture."""
-    grey = rgb.max(axis=2)
+    # The brightest channel of each pixel. np.maximum over the three channel planes:
+    # ``rgb.max(axis=2)`` reduces along the short last axis, ~15x slower (~35 ms a
+    # 640 x 360 frame, more than the frame's PDQ).
+    grey = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
     h, w = grey.shape
     rows = np.flatnonzero(grey.max(axis=1) >= _BAR_LUMA)
     cols = np.flatnonzero(grey.max(axis=0) >= _BAR_LUMA)

@@ -266,9 +266,11 @@ def put_item(
 @router.post(
     "/items/{item_id}/media",
     response_model=ItemResult,
-    summary="Attach a media file by its bytes (hashed here: PDQ ×8, MD5, SHA-256)",
+    summary="Attach an image or video by its bytes (hashed here: PDQ ×8, MD5, SHA-256; a "
+    "video's frame hashes, MD5, SHA-256)",
     description="The upload's file name is kept as the name the file was uploaded with "
-    "(originalFileName in CyberTipline reports).",
+    "(originalFileName in CyberTipline reports). A video is screened against the banks and "
+    "matched to registered copies by its frames (vPDQ).",
 )
 async def post_item_media(
     item_id: str,
