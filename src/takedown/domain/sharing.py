@@ -26,10 +26,10 @@ class ShareState(StrEnum):
 
 # Exchanges that take submissions, and the signal types of ours each takes (in their
 # own names, ``SIGNAL_NAMES``). NCMEC's TMK+PDQF goes through a separate file upload
-# endpoint and is not shared here. Another exchange (ThreatExchange) is one more line
-# here and one more sharer in ``integrations/hash_sharing.py``.
+# endpoint and is not shared here. Each has its sharer in ``integrations/hash_sharing.py``.
 SHARE_SIGNALS: dict[ExchangeType, tuple[str, ...]] = {
     ExchangeType.NCMEC: ("md5", "pdq", "photodna"),
+    ExchangeType.THREATEXCHANGE: ("md5", "pdq"),  # one descriptor each
 }
 
 # NCMEC's classifications of an entry (A: prepubescent, B: pubescent; 1: sex act, 2:

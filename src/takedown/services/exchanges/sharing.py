@@ -39,7 +39,7 @@ from takedown.store.db import unit_of_work
 from takedown.store.models import Bank, BankEntry, Case, Exchange, ExchangeShare
 
 log = logging.getLogger(__name__)
-SharerFactory = Callable[[ExchangeType, Credentials, str | None], Sharer]
+SharerFactory = Callable[[ExchangeType, Credentials, str | None, int | None], Sharer]
 CredentialsReader = Callable[[ExchangeType, str], Credentials]
 _CHUNK = 1000
 
@@ -215,23 +215,20 @@ class ShareService:
                     ex.type,
                     ex.credentials,
                     ex.base_url,
+                    ex.privacy_group,
                 )
                 for sh, ex in due
             ]
         sent = 0
-        sharers: dict[tuple[str, str, str | None], Sharer] = {}
-        for row_id, confirmed, request, kind_name, ref, url in work:
+        sharers = _Sharers(self._sharer_factory, self._credentials)
+        for row_id, confirmed, request, kind_name, ref, url, group in work:
             upstream: str | None = None
             error: str | None = None
             permanent = False
             try:
                 if not confirmed:
                     raise ShareError(_NO_LONGER, permanent=True)
-                kind = ExchangeType(kind_name)
-                key = (kind_name, ref, url)
-                if key not in sharers:
-                    sharers[key] = self._sharer_factory(kind, self._credentials(kind, ref), url)
-                upstream = sharers[key].share(request).upstream_id
+                upstream = sharers.get(kind_name, ref, url, group).share(request).upstream_id
             except ShareError as exc:
                 error, permanent = str(exc)[:2000], exc.permanent
             except TakedownError as exc:  # the credentials cannot be read
@@ -262,6 +259,24 @@ class ShareService:
                     sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
         return sent
 
+
+class _Sharers:
+    """One sharer per exchange for a round of the outbox."""
+
+    def __init__(self, factory: SharerFactory, credentials: CredentialsReader) -> None:
+        self._factory, self._credentials = factory, credentials
+        self._open: dict[tuple[str, str, str | None, int | None], Sharer] = {}
+
+    def get(self, kind_name: str, ref: str, url: str | None, group: int | None) -> Sharer:
+        key = (kind_name, ref, url, group)
+        if key not in self._open:
+            kind = ExchangeType(kind_name)
+            self._open[key] = self._factory(kind, self._credentials(kind, ref), url, group)
+        return self._open[key]
+
+
+# Shares the exchange may hold (an approved one's answer may have been lost).
+_SENT_STATES = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
 
 _NO_LONGER = (
     "Not sent: the file is no longer an enabled entry of its bank (disabled as a false "
@@ -295,7 +310,7 @@ def recognise_own(
     timeout after it took the entry, a sync between its answer and our commit), by our
     entry id, the share's id, at the end of the upstream id (NCMEC: member-entry); the
     upstream id is then learnt from the sync."""
-    sent = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
+    sent = _SENT_STATES
     shared = s.scalar(
         select(ExchangeShare.id)
         .where(ExchangeShare.exchange_id == exchange_id, ExchangeShare.state.in_(sent))
@@ -322,6 +337,24 @@ def recognise_own(
                 sh.upstream_seen_at = now
                 ours.add(upstream)
     return ours & ids
+
+
+def recognise_own_values(
+    s: Session, exchange_id: int, values: Iterable[str], now: datetime
+) -> None:
+    """Shares to this exchange carrying these values, listed by a sync as entries only
+    we vouch for (ThreatExchange: only our app's descriptors): marked as seen."""
+    wanted = set(values)
+    if not wanted:
+        return
+    for sh in s.scalars(
+        select(ExchangeShare).where(
+            ExchangeShare.exchange_id == exchange_id,
+            ExchangeShare.state.in_(_SENT_STATES),
+        )
+    ):
+        if wanted & set(json.loads(sh.signals).values()):
+            sh.upstream_seen_at = now
 
 
 def _joined() -> Any:
