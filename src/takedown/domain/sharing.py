@@ -22,6 +22,12 @@ class ShareState(StrEnum):
     REFUSED = "refused"  # the legal team said no, with a reason; nothing sent
     SENT = "sent"  # the exchange took it and answered its upstream id
     FAILED = "failed"  # the exchange refused it (a 4xx), or every retry failed
+    # The file was found not violating after all (its decision overturned on appeal,
+    # or its entry disabled as a false positive):
+    CANCELLED = "cancelled"  # nothing had been sent: it never will be
+    WITHDRAWING = "withdrawing"  # sent: in the outbox to be taken back from the exchange
+    WITHDRAWN = "withdrawn"  # the exchange deleted it
+    WITHDRAW_FAILED = "withdraw_failed"  # the exchange cannot, or every retry failed
 
 
 # Exchanges that take submissions, and the signal types of ours each takes (in their

@@ -68,6 +68,8 @@ class ShareView:
     sent_at: datetime | None
     upstream_id: str | None  # what the exchange calls it (NCMEC: member-entry)
     upstream_seen_at: datetime | None  # when a sync of the exchange last listed it
+    withdrawn_at: datetime | None  # cancelled (nothing sent) or taken back from the exchange
+    withdraw_reason: str | None  # why: the decision overturned, the entry disabled
 
     @classmethod
     def of(cls, sh: ExchangeShare, ex: Exchange, bank: str, case: str | None) -> ShareView:
@@ -94,6 +96,8 @@ class ShareView:
             sent_at=sh.sent_at,
             upstream_id=sh.upstream_id,
             upstream_seen_at=sh.upstream_seen_at,
+            withdrawn_at=sh.withdrawn_at,
+            withdraw_reason=sh.withdraw_reason,
         )
 
 
@@ -235,6 +239,19 @@ class ShareService:
                 error = exc.message[:2000]
             with unit_of_work(self._sessions) as s:
                 sh = s.get_one(ExchangeShare, row_id)
+                if sh.state == ShareState.CANCELLED.value and upstream is not None:
+                    # Cancelled while it was being sent, and the exchange took it: the
+                    # withdrawal follows.
+                    sh.state, sh.sent_at, sh.upstream_id = (
+                        ShareState.WITHDRAWING.value,
+                        utcnow(),
+                        upstream,
+                    )
+                    sh.withdrawn_at, sh.attempts, sh.next_attempt_at = None, 0, now
+                    record(s, "worker", "exchange.share_withdrawal_queued", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=upstream,
+                                                  reason=sh.withdraw_reason))  # fmt: skip
+                    continue
                 if sh.state != ShareState.APPROVED.value:
                     continue
                 sh.attempts += 1
@@ -258,6 +275,71 @@ class ShareService:
                 else:
                     sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
         return sent
+
+    def withdraw_due(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Take back shares whose file was found not violating after all (queued by
+        ``services/banks/sharing.withdraw_shares``): each exchange's own way (the
+        sharer's ``withdraw``), retried as sending is; ``withdrawn`` once the exchange
+        has deleted it, ``withdraw_failed`` when it cannot (NCMEC offers no call for
+        it: the error says what to do) or every retry failed. Audited. Returns how many
+        were withdrawn."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            work = [
+                (
+                    sh.id,
+                    sh.upstream_id or "",
+                    ex.type,
+                    ex.credentials,
+                    ex.base_url,
+                    ex.privacy_group,
+                )  # fmt: skip
+                for sh, ex in s.execute(
+                    select(ExchangeShare, Exchange)
+                    .join(Exchange, Exchange.id == ExchangeShare.exchange_id)
+                    .where(
+                        ExchangeShare.state == ShareState.WITHDRAWING.value,
+                        ExchangeShare.next_attempt_at <= now,
+                    )
+                    .order_by(ExchangeShare.id)
+                    .limit(limit)
+                ).all()
+            ]
+        done = 0
+        sharers = _Sharers(self._sharer_factory, self._credentials)
+        for row_id, upstream, kind_name, ref, url, group in work:
+            error: str | None = None
+            permanent = False
+            try:
+                sharers.get(kind_name, ref, url, group).withdraw(upstream)
+            except ShareError as exc:
+                error, permanent = str(exc)[:2000], exc.permanent
+            except TakedownError as exc:  # the credentials cannot be read
+                error = exc.message[:2000]
+            with unit_of_work(self._sessions) as s:
+                sh = s.get_one(ExchangeShare, row_id)
+                if sh.state != ShareState.WITHDRAWING.value:
+                    continue
+                sh.attempts += 1
+                if error is None:
+                    sh.state, sh.withdrawn_at, sh.last_error = (
+                        ShareState.WITHDRAWN.value, utcnow(), None)  # fmt: skip
+                    sh.next_attempt_at = None
+                    done += 1
+                    record(s, "worker", "exchange.share_withdrawn", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=sh.upstream_id,
+                                                  reason=sh.withdraw_reason,
+                                                  attempts=sh.attempts))  # fmt: skip
+                    continue
+                sh.last_error = error
+                if permanent or sh.attempts >= MAX_ATTEMPTS:
+                    sh.state, sh.next_attempt_at = ShareState.WITHDRAW_FAILED.value, None
+                    record(s, "worker", "exchange.share_withdraw_failed", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=sh.upstream_id,
+                                                  error=error, attempts=sh.attempts))  # fmt: skip
+                else:
+                    sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
+        return done
 
 
 class _Sharers:
