@@ -979,7 +979,7 @@ def confine_api_request(
     candidate = (base / credentials_file).resolve()  # an absolute path stays itself
     if candidate == base or not candidate.is_relative_to(base):
         raise InvalidRequest(
-            f"Through the API the credentials file must be in {base} (the setting "
+            f"Through the API and the console the credentials file must be in {base} (the setting "
             "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR; the CLI on the server may name any file).",
             code="credentials_source_not_allowed",
         )
