@@ -8,6 +8,7 @@ through the outbox with retries (ThreatExchange: the library's
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from takedown.ids import utcnow
 from takedown.store.models import BankEntry
 from tests.cases.helpers import user_headers
+from tests.console.helpers import sign_in
 from tests.exchanges.ncmec_hash_server import PASSWORD, USER
 from tests.exchanges.test_pull import creds_file, md5, ncmec, pdq  # noqa: F401
 from tests.exchanges.test_sharing import OWN, audit, confirm
@@ -93,6 +95,12 @@ def test_an_overturned_decision_withdraws_its_threatexchange_share(
     # The exchange's next sync sees the tombstones: nothing pulled in.
     r = client.post("/v1/exchanges/te/sync", headers=auth)
     assert r.status_code == 200 and r.json()["added"] == 0, r.text
+
+    # The legal team's console page says so.
+    sign_in(client, "legal")
+    page = html.unescape(client.get("/console/legal/shares").text)
+    assert "withdrawn" in page and "cancelled" in page
+    assert "decision overturned on appeal" in page
 
 
 def test_a_false_positive_withdraws_and_ncmec_says_it_cannot(rt, client, auth, tmp_path, ncmec):  # noqa: F811
