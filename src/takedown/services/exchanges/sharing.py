@@ -1,9 +1,11 @@
 """The platform's own confirmed hashes shared out to exchanges (NCMEC's list for
-industry; ThreatExchange is one more sharer): the legal team's queue of pending shares,
+industry, ThreatExchange): the legal team's queue of pending shares,
 its approval or refusal (with a reason), both audited; approved shares sent through an
 outbox retried like webhooks (the clients never retry a POST); and, for the sync, which
 upstream entries are our own shares (recognised, never pulled back in as foreign
-entries). Shares are proposed by ``services/banks/sharing.py``."""
+entries); shares taken back when their file turns out not violating (``withdraw_due``).
+Shares are proposed, cancelled and queued for withdrawal by
+``services/banks/sharing.py``."""
 
 from __future__ import annotations
 
