@@ -58,6 +58,10 @@ def test_adding_an_exchange_in_the_console(rt, client, tmp_path: Path, ncmec):  
         ({"base_url": ncmec.url, "type": "threatexchange"}, "privacy group"),
         ({"base_url": ncmec.url, "credentials_file": "missing"}, "cannot be read"),
     ]  # fmt: skip
+    r = client.post(
+        "/console/exchanges", data=form(csrf, base_url=ncmec.url, interval_seconds="1h")
+    )
+    assert r.status_code == 422 and 'data-code="invalid_number"' in r.text
     for fields, sentence in cases:
         r = client.post("/console/exchanges", data=form(csrf, **fields))
         assert 400 <= r.status_code < 500, (fields, r.status_code)

@@ -34,7 +34,7 @@ _FIELDS = ("name", "type", "bank", "credentials_file", "credentials_env", "base_
 
 
 def _list_page(
-    rt: Runtime, v: Visitor, *, notice: str = "", error: str = "",
+    rt: Runtime, v: Visitor, *, notice: str = "", error: str = "", error_code: str = "",
     form: dict[str, str] | None = None, status: int = 200,
 ) -> Response:  # fmt: skip
     banks = [b.name for b in rt.banks.list_banks()] if v.can(Permission.BANKS_WRITE) else []
@@ -47,6 +47,7 @@ def _list_page(
             exchanges=rt.exchanges.list(),
             notice=notice[:300],
             error=error,
+            error_code=error_code,
             form=form or {"interval_seconds": str(DEFAULT_INTERVAL_S)},
             banks=banks,
             types=[k.value for k in ExchangeType],
@@ -106,7 +107,9 @@ def add_exchange(request: Request, v: Visitor = Depends(poster)) -> Response:
             privacy_group=_number(form, "privacy_group", "privacy group id"),
         )
     except TakedownError as exc:
-        return _list_page(rt, v, error=exc.message, form=form, status=exc.status)
+        return _list_page(
+            rt, v, error=exc.message, error_code=exc.code, form=form, status=exc.status
+        )
     rt.matcher.invalidate()  # its threshold and action apply at once here
     notice = f"Exchange {view.name} added: it syncs at the worker's next round."
     return RedirectResponse(
