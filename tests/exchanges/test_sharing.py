@@ -224,14 +224,19 @@ def test_a_disabled_file_cannot_be_approved(rt, client, auth, tmp_path, ncmec): 
     assert rt.shares.get(share.id).state == "cancelled"
     assert rt.shares.send_due(now=utcnow() + timedelta(hours=2)) == 0
     assert ncmec.submissions == []
-    # A file whose entry another way leaves the bank's enabled entries (not through a
-    # disabling, e.g. a bank-wide change) still fails at sending, with the reason.
+    # A file whose entry leaves the bank's enabled entries another way (not through a
+    # disabling that withdraws shares) cannot be approved, and fails at sending.
     confirm(rt, client, 4, spec)
-    (share,) = rt.shares.list(state="pending")
+    confirm(rt, client, 5, spec)
+    early, share = rt.shares.list(state="pending")
     assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
     with rt.sessions() as s:
-        s.execute(update(BankEntry).where(BankEntry.value == md5(4)).values(enabled=False))
+        s.execute(
+            update(BankEntry).where(BankEntry.value.in_([md5(4), md5(5)])).values(enabled=False)
+        )
         s.commit()
+    r = client.post(f"/v1/exchange-shares/{early.id}/approve", headers=legal)
+    assert r.status_code == 409 and r.json()["code"] == "share_not_confirmed"
     assert rt.shares.send_due() == 0
     failed = rt.shares.get(share.id)
     assert failed.state == "failed" and "no longer an enabled entry" in (failed.last_error or "")
