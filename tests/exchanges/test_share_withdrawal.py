@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -132,3 +133,38 @@ def test_a_false_positive_withdraws_and_ncmec_says_it_cannot(rt, client, auth, t
     assert json.loads(event.details)["upstream_id"] == failed.upstream_id
     assert list(ncmec.own_entries()) == [share.id]  # still there: NCMEC must remove it
     assert rt.shares.withdraw_due(now=utcnow() + timedelta(hours=2)) == 0  # not retried
+
+
+def test_a_cancelled_share_the_exchange_took_after_all_is_withdrawn(
+    rt,
+    client,
+    auth,
+    tmp_path,
+    ncmec,  # noqa: F811
+):
+    """NCMEC took the entry but its answer was lost; the file is then disabled (the
+    share is cancelled: as far as we knew, nothing was sent). The next sync finds our
+    entry upstream: recognised (not pulled in), and the share goes on to be withdrawn."""
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    legal = user_headers(rt, "lee", "legal")
+    rt.banks.create_bank("csam", actor="t", source="ncmec")
+    rt.exchanges.add("ncmec", type="ncmec", bank="csam", actor="t", base_url=ncmec.url,
+                     credentials_file=creds_file(tmp_path, f"{USER}:{PASSWORD}", "n"))  # fmt: skip
+    confirm(rt, client, 1, spec)
+    rt.banks.update_bank(OWN, actor="t", share_to=["ncmec"])
+    confirm(rt, client, 2, spec)
+    (share,) = rt.shares.list(state="pending")
+    assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
+    ncmec.lose_next_answer = True
+    assert rt.shares.send_due() == 0
+    with rt.sessions() as s:
+        entry = s.scalars(select(BankEntry.public_id).where(BankEntry.value == md5(2))).one()
+    body = {"enabled": False, "reason": "A false positive."}
+    assert client.patch(f"/v1/entries/{entry}", headers=auth, json=body).is_success
+    assert rt.shares.get(share.id).state == "cancelled"
+    result = rt.exchanges.sync("ncmec", actor="t", now=time.time() + 60)
+    assert (result.added, result.seen) == (0, 0)
+    found = rt.shares.get(share.id)
+    assert found.state == "withdrawing" and found.upstream_id and found.withdrawn_at is None
+    assert rt.shares.withdraw_due() == 0
+    assert rt.shares.get(share.id).state == "withdraw_failed"

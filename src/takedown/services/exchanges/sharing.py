@@ -362,6 +362,15 @@ class _Sharers:
 # Shares the exchange may hold (an approved one's answer may have been lost).
 _SENT_STATES = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
 
+# Shares a sync may find upstream: every one that may ever have been sent.
+_RECOGNISED = (
+    *_SENT_STATES,
+    ShareState.CANCELLED.value,
+    ShareState.WITHDRAWING.value,
+    ShareState.WITHDRAWN.value,
+    ShareState.WITHDRAW_FAILED.value,
+)
+
 _NO_LONGER = (
     "Not sent: the file is no longer an enabled entry of its bank (disabled as a false "
     "positive, or its decision overturned) since the share was approved."
@@ -393,8 +402,10 @@ def recognise_own(
     Known by the upstream id the exchange answered, or, when its answer was lost (a
     timeout after it took the entry, a sync between its answer and our commit), by our
     entry id, the share's id, at the end of the upstream id (NCMEC: member-entry); the
-    upstream id is then learnt from the sync."""
-    sent = _SENT_STATES
+    upstream id is then learnt from the sync. A share cancelled after such a lost
+    answer (its file found not violating) is then held by the exchange after all: it
+    goes on to be withdrawn."""
+    sent = _RECOGNISED
     shared = s.scalar(
         select(ExchangeShare.id)
         .where(ExchangeShare.exchange_id == exchange_id, ExchangeShare.state.in_(sent))
@@ -418,6 +429,13 @@ def recognise_own(
                 upstream = sh.upstream_id or by_share[sh.public_id]
                 if sh.upstream_id is None:
                     sh.upstream_id = upstream
+                    if sh.state == ShareState.CANCELLED.value:
+                        sh.state, sh.withdrawn_at = ShareState.WITHDRAWING.value, None
+                        sh.attempts, sh.next_attempt_at = 0, now
+                        record(s, "worker", "exchange.share_withdrawal_queued",
+                               "exchange_share", sh.public_id,
+                               _details(s, sh, upstream_id=upstream,
+                                        reason=sh.withdraw_reason))  # fmt: skip
                 sh.upstream_seen_at = now
                 ours.add(upstream)
     return ours & ids
@@ -434,7 +452,7 @@ def recognise_own_values(
     for sh in s.scalars(
         select(ExchangeShare).where(
             ExchangeShare.exchange_id == exchange_id,
-            ExchangeShare.state.in_(_SENT_STATES),
+            ExchangeShare.state.in_(_RECOGNISED),
         )
     ):
         if wanted & set(json.loads(sh.signals).values()):
