@@ -12,7 +12,8 @@
   query string and again as a form body, as the library sends them): a descriptor of
   our app in the privacy group, validated as the Graph API does (``indicator``,
   ``type``, ``description``, ``share_level``, ``status``, ``privacy_type`` required;
-  ``HAS_PRIVACY_GROUP`` needs ``privacy_members`` naming a group the app may use);
+  ``HAS_PRIVACY_GROUP`` needs ``privacy_members`` naming a group the app may use, and a
+  share level ``AMBER`` or ``RED``, as ThreatExchange's reference says);
   ``{"success": true, "id": descriptor}``. One descriptor per app and indicator: a
   second submission updates it. The indicator is then in the group's threat_updates.
 - ``DELETE /{descriptor_id}?access_token=``: only the owner's; ``{"success": true}``;
@@ -116,7 +117,7 @@ class ThreatExchangeServer(LocalServer):
             return 400, _err("GraphMethodException", 100, f"Missing field {missing[0]}")
         if form["type"] not in TYPES or form["status"] not in STATUSES:
             return 400, _err("GraphMethodException", 100, "Invalid type or status")
-        if form["share_level"] not in ("WHITE", "GREEN", "AMBER", "RED"):
+        if form["share_level"] not in ("AMBER", "RED"):  # (GREEN/WHITE need VISIBLE)
             return 400, _err("GraphMethodException", 100, "Invalid share_level")
         if (
             form["privacy_type"] != "HAS_PRIVACY_GROUP"
