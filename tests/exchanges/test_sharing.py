@@ -12,7 +12,7 @@ import json
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from takedown.ids import utcnow
 from takedown.store.models import AuditEvent, Bank, BankEntry, ExchangeEntry
@@ -194,7 +194,8 @@ def test_sharing_needs_a_bank_setting_and_legal_approval(rt, client, auth, tmp_p
 
 
 def test_a_disabled_file_cannot_be_approved(rt, client, auth, tmp_path, ncmec):  # noqa: F811
-    """A file disabled as a false positive after it was proposed is not shared."""
+    """A file disabled as a false positive after it was proposed is not shared: its
+    share is cancelled, pending or approved (test_share_withdrawal.py: one sent)."""
     spec = user_headers(rt, "spec", "child_safety_specialist")
     legal = user_headers(rt, "lee", "legal")
     rt.banks.create_bank("csam", actor="t", source="ncmec")
@@ -208,15 +209,34 @@ def test_a_disabled_file_cannot_be_approved(rt, client, auth, tmp_path, ncmec): 
         entry = s.scalars(select(BankEntry.public_id).where(BankEntry.value == md5(2))).one()
     rt.banks.set_entry_enabled(entry, False, actor="t", reason="a false positive")
     r = client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal)
-    assert r.status_code == 409 and r.json()["code"] == "share_not_confirmed"
-    assert rt.shares.get(share.id).state == "pending"
-    # Disabled after its approval: not sent, failed with the reason.
+    assert r.status_code == 409 and r.json()["code"] == "share_already_decided"
+    cancelled = rt.shares.get(share.id)
+    assert cancelled.state == "cancelled" and "a false positive" in (
+        cancelled.withdraw_reason or ""
+    )
+    # Disabled after its approval, before it was sent: cancelled, never sent.
     confirm(rt, client, 3, spec)
-    (share,) = rt.shares.list(state="pending")[1:]
+    (share,) = rt.shares.list(state="pending")
     assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
     with rt.sessions() as s:
         entry = s.scalars(select(BankEntry.public_id).where(BankEntry.value == pdq(3))).one()
     rt.banks.set_entry_enabled(entry, False, actor="t", reason="a false positive")
+    assert rt.shares.get(share.id).state == "cancelled"
+    assert rt.shares.send_due(now=utcnow() + timedelta(hours=2)) == 0
+    assert ncmec.submissions == []
+    # A file whose entry leaves the bank's enabled entries another way (not through a
+    # disabling that withdraws shares) cannot be approved, and fails at sending.
+    confirm(rt, client, 4, spec)
+    confirm(rt, client, 5, spec)
+    early, share = rt.shares.list(state="pending")
+    assert client.post(f"/v1/exchange-shares/{share.id}/approve", headers=legal).is_success
+    with rt.sessions() as s:
+        s.execute(
+            update(BankEntry).where(BankEntry.value.in_([md5(4), md5(5)])).values(enabled=False)
+        )
+        s.commit()
+    r = client.post(f"/v1/exchange-shares/{early.id}/approve", headers=legal)
+    assert r.status_code == 409 and r.json()["code"] == "share_not_confirmed"
     assert rt.shares.send_due() == 0
     failed = rt.shares.get(share.id)
     assert failed.state == "failed" and "no longer an enabled entry" in (failed.last_error or "")

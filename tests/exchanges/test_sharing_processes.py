@@ -1,7 +1,8 @@
 """Sharing driven from outside, on both database backends: the CLI sets a bank to share
 and lists the shares; the legal team decides in the console (others are refused); a
 running ``takedown worker`` sends the approved share to the local NCMEC-protocol server,
-retrying a 5xx, so that the entry reaches it once."""
+retrying a 5xx, so that the entry reaches it once; and to the local ThreatExchange
+server, then takes it back when the decision is overturned."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from tests.cases.helpers import user_headers
 from tests.console.helpers import csrf_of, sign_in
 from tests.exchanges.ncmec_hash_server import MEMBER_ID, PASSWORD, USER
 from tests.exchanges.test_processes import _cli, _env, _run
-from tests.exchanges.test_pull import creds_file, md5, ncmec  # noqa: F401
+from tests.exchanges.test_pull import creds_file, md5, ncmec, pdq  # noqa: F401
+from tests.exchanges.test_share_withdrawal import overturn
 from tests.exchanges.test_sharing import OWN, confirm
+from tests.exchanges.test_sharing_threatexchange import te  # noqa: F401
+from tests.exchanges.threatexchange_server import GROUP, TOKEN
 
 
 def _shares(env: dict[str, str], *args: str) -> list[dict]:
@@ -112,3 +116,46 @@ def test_cli_console_and_worker(rt, client, database_url, tmp_path, ncmec, monke
     refused = rt.shares.get(pending["id"])
     assert refused.decided_by == "user:legal" and refused.reason.startswith("Not within")
     assert rt.shares.send_due() == 0 and len(ncmec.submissions) == 1
+
+
+def test_worker_shares_to_threatexchange_and_takes_it_back(rt, client, database_url, tmp_path, te):  # noqa: F811
+    """The CLI sets the own bank to share to ThreatExchange; the legal team approves; a
+    running worker sends the descriptors; the decision is overturned on appeal and a
+    running worker deletes them again."""
+    env = _env(database_url, tmp_path, TAKEDOWN_EXCHANGE_POLL_SECONDS="0.2")
+    spec = user_headers(rt, "specialist", "child_safety_specialist")
+    legal = user_headers(rt, "lee", "legal")
+    rt.banks.create_bank("gifct", actor="t", source="threatexchange")
+    cred = creds_file(tmp_path, TOKEN, "te")
+    rt.exchanges.add("te", type="threatexchange", bank="gifct", actor="t", base_url=te.url,
+                     privacy_group=GROUP, credentials_file=cred)  # fmt: skip
+    confirm(rt, client, 1, spec)
+    r = _run(env, "bank", "update", OWN, "--share-to", "te")
+    assert r.returncode == 0 and "shares to te" in r.stdout, r.stderr
+    case = confirm(rt, client, 2, spec)
+    (share,) = _shares(env, "--state", "pending")
+    r = client.post(f"/v1/exchange-shares/{share['id']}/approve", headers=legal, json={})
+    assert r.is_success, r.text
+
+    def run_worker_until(state: str) -> None:
+        worker = _cli(env, "worker")
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and rt.shares.get(share["id"]).state != state:
+                time.sleep(0.2)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+
+    run_worker_until("sent")
+    (sent,) = _shares(env, "--state", "sent")
+    assert sorted(sent["upstream_id"].split(",")) == sorted(te.own_descriptors().values())
+    assert set(te.own_descriptors()) == {md5(2), pdq(2)}
+
+    overturn(rt, client, case)
+    assert rt.shares.get(share["id"]).state == "withdrawing"
+    run_worker_until("withdrawn")
+    (gone,) = _shares(env, "--state", "withdrawn")
+    assert gone["id"] == share["id"] and gone["withdrawn_at"]
+    assert "overturned on appeal" in gone["withdraw_reason"]
+    assert te.own_descriptors() == {} and len(te.deletions) == 2

@@ -163,7 +163,11 @@ def exchange_list(
 def exchange_shares(
     state: Annotated[
         str | None,
-        typer.Option(help="pending (the legal team's queue), approved, refused, sent, failed"),
+        typer.Option(
+            help="pending (the legal team's queue), approved, refused, sent, failed; "
+            "cancelled, withdrawing, withdrawn, withdraw_failed (the file found not "
+            "violating after all)"
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
@@ -186,7 +190,9 @@ def exchange_shares(
             v.exchange,
             v.case_id or "",
             ", ".join(sorted(v.signals)),
-            v.state + (f": {v.reason}" if v.state == "refused" and v.reason else ""),
+            v.state
+            + (f": {v.reason}" if v.state == "refused" and v.reason else "")
+            + (f": {v.withdraw_reason}" if v.withdraw_reason else ""),
             v.decided_by or "",
             v.upstream_id or "",
             v.last_error or "",

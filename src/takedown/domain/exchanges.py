@@ -118,7 +118,7 @@ def check_api_credentials_env(env: str) -> str:
     credentials ones, never another of the server's own."""
     if not env.startswith(API_CREDENTIALS_ENV_PREFIX):
         raise InvalidRequest(
-            f"Through the API the credentials' variable must be named "
+            f"Through the API and the console the credentials' variable must be named "
             f"{API_CREDENTIALS_ENV_PREFIX}…; other variables are the server's own "
             "(the CLI on the server may name any).",
             code="credentials_source_not_allowed",
@@ -146,9 +146,9 @@ def check_api_base_url(kind: ExchangeType, url: str, allowed: Sequence[str]) -> 
     if base_url_allowed(url, [*OFFICIAL_BASE_URLS.get(kind, ()), *allowed]):
         return url
     raise InvalidRequest(
-        f"Through the API an exchange's base URL must be one of {kind.value}'s own or one "
-        "allowed by the setting TAKEDOWN_EXCHANGE_BASE_URLS (the CLI on the server may "
-        "name any).",
+        "Through the API and the console an exchange's base URL must be one of "
+        f"{kind.value}'s own or one allowed by the setting TAKEDOWN_EXCHANGE_BASE_URLS "
+        "(the CLI on the server may name any).",
         code="exchange_url_not_allowed",
     )
 

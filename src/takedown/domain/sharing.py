@@ -22,14 +22,20 @@ class ShareState(StrEnum):
     REFUSED = "refused"  # the legal team said no, with a reason; nothing sent
     SENT = "sent"  # the exchange took it and answered its upstream id
     FAILED = "failed"  # the exchange refused it (a 4xx), or every retry failed
+    # The file was found not violating after all (its decision overturned on appeal,
+    # or its entry disabled as a false positive):
+    CANCELLED = "cancelled"  # nothing had been sent: it never will be
+    WITHDRAWING = "withdrawing"  # sent: in the outbox to be taken back from the exchange
+    WITHDRAWN = "withdrawn"  # the exchange deleted it
+    WITHDRAW_FAILED = "withdraw_failed"  # the exchange cannot, or every retry failed
 
 
 # Exchanges that take submissions, and the signal types of ours each takes (in their
 # own names, ``SIGNAL_NAMES``). NCMEC's TMK+PDQF goes through a separate file upload
-# endpoint and is not shared here. Another exchange (ThreatExchange) is one more line
-# here and one more sharer in ``integrations/hash_sharing.py``.
+# endpoint and is not shared here. Each has its sharer in ``integrations/hash_sharing.py``.
 SHARE_SIGNALS: dict[ExchangeType, tuple[str, ...]] = {
     ExchangeType.NCMEC: ("md5", "pdq", "photodna"),
+    ExchangeType.THREATEXCHANGE: ("md5", "pdq"),  # one descriptor each
 }
 
 # NCMEC's classifications of an entry (A: prepubescent, B: pubescent; 1: sex act, 2:

@@ -22,6 +22,9 @@ What is adapted, and why (python-threatexchange 1.2.17):
 - Reactions (``react_to_threat_descriptor``) answer Graph API errors as JSON without
   raising; the answer is read here. Invalid tokens are HTTP 400 ``OAuthException``,
   reported as refused credentials.
+- An indicator whose every descriptor our own app owns is our own share
+  (``hash_sharing.ThreatExchangeSharer``): labelled ``own``, so the sync recognises it
+  instead of pulling it into the exchange's bank.
 - The access token travels in every URL (the Graph API's way): urllib3's log lines of
   URLs get it masked, and no error here repeats a URL.
 """
@@ -161,6 +164,11 @@ class ThreatExchangeFeed:
                 record = FBThreatExchangeIndicatorRecord.from_threatexchange_json(
                     self._app_id, update
                 )
+                if _only_ours(update, self._app_id):
+                    # Our own share (integrations/hash_sharing.py): never pulled back in.
+                    signals = ((update.threat_type, update.indicator),)
+                    entries.append(UpstreamEntry(upstream_id, signals, {"own": True}))
+                    continue
                 labels = _labels(update, record)
                 if labels is None:
                     removed.append(upstream_id)
@@ -194,6 +202,15 @@ class ThreatExchangeFeed:
                 raise _refused("4xx", err[0], err[1])
             detail = f"{err[0]} {err[1]}: {err[2]}" if err else "no success in the answer"
             raise FeedError(f"ThreatExchange did not take the reaction ({detail}).")
+
+
+def _only_ours(update: Any, app_id: int) -> bool:
+    """A live indicator whose every visible descriptor our own app owns."""
+    if update.should_delete:
+        return False
+    data = (update.raw_json.get("descriptors") or {}).get("data") or []
+    owners = {int(d["owner"]["id"]) for d in data if "owner" in d}
+    return owners == {app_id} and all(d.get("status") != "NON_MALICIOUS" for d in data)
 
 
 def _labels(update: Any, record: Any) -> dict[str, object] | None:

@@ -154,7 +154,8 @@ class ExchangeWorker(PeriodicWorker):
         self._rt.exchanges.sync_due(actor="worker")
         self._rt.exchanges.check_stale(self._rt.settings.legal_alert_email)
         busy = self._rt.exchanges.send_due() >= 100  # feedback to the exchanges
-        return self._rt.shares.send_due() >= 100 or busy  # approved shares of our own
+        busy = self._rt.shares.send_due() >= 100 or busy  # approved shares of our own
+        return self._rt.shares.withdraw_due() >= 100 or busy  # and those taken back
 
 
 def start_exchange_worker(rt: Runtime) -> ExchangeWorker:

@@ -1073,7 +1073,9 @@ class ExchangeShare(Base):
     and retried by ``takedown worker``) or refuses it with a reason; then ``sent`` (the
     exchange's provenance of what it holds from us: ``signals``, ``sent_at``, the
     ``upstream_id`` it answered, ``upstream_seen_at`` when a sync last saw it) or
-    ``failed`` with the exchange's reason."""
+    ``failed`` with the exchange's reason. When its file is found not violating after
+    all: ``cancelled`` if nothing was sent, else ``withdrawing`` (an outbox row again)
+    then ``withdrawn`` or ``withdraw_failed``."""
 
     __tablename__ = "exchange_shares"
     __table_args__ = (
@@ -1091,7 +1093,7 @@ class ExchangeShare(Base):
     media_sha256: Mapped[str] = mapped_column(String(64))
     media_type: Mapped[str] = mapped_column(String(16))  # image | video
     signals: Mapped[str] = mapped_column(Text)  # JSON {our signal type: value}
-    state: Mapped[str] = mapped_column(String(16))  # pending|approved|refused|sent|failed
+    state: Mapped[str] = mapped_column(String(16))  # domain/sharing.ShareState
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -1104,3 +1106,7 @@ class ExchangeShare(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     upstream_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Withdrawn (migration 0029): the decision that confirmed the file was overturned,
+    # or the file was otherwise found not violating.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    withdraw_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

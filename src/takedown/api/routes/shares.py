@@ -36,7 +36,10 @@ class ShareRefusal(BaseModel):
 )
 def list_shares(
     state: str | None = Query(
-        None, max_length=20, description="pending, approved, refused, sent or failed."
+        None,
+        max_length=20,
+        description="pending, approved, refused, sent or failed; cancelled, withdrawing, "
+        "withdrawn or withdraw_failed (the file found not violating after all).",
     ),
     limit: int = Query(200, ge=1, le=1000),
     _: Principal = Depends(_legal),

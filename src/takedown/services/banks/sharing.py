@@ -2,7 +2,10 @@
 offers themselves: each file a decision confirmed and banked becomes one pending share
 per such exchange, waiting for the legal team (``services/exchanges/sharing.py``
 approves, refuses and sends). Shared by the bank settings (``BankService.update_bank``)
-and by case decisions (``services/cases/enforcement.py``), in their transactions."""
+and by case decisions (``services/cases/enforcement.py``), in their transactions; and
+the way back: a file found not violating after all (its decision overturned, its entry
+disabled as a false positive) has its shares cancelled or queued for withdrawal
+(``withdraw_shares``)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from takedown.domain.exchanges import ExchangeType
@@ -199,3 +202,63 @@ def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> se
             )
         )
     return out
+
+
+# Shares the exchange holds, or may hold (an approved one's lost answer, learnt by a
+# sync: its upstream id is known), and those not sent yet.
+_HELD = (ShareState.SENT.value, ShareState.APPROVED.value, ShareState.FAILED.value)
+_NOT_SENT = (ShareState.PENDING.value, ShareState.APPROVED.value)
+
+
+def withdraw_shares(
+    s: Session,
+    bank_id: int,
+    signals: set[tuple[str, str]],
+    *,
+    actor: str,
+    now: datetime,
+    why: str,
+) -> int:
+    """The bank's shares offering any of these (type, value), now no longer confirmed:
+    one not sent yet is cancelled (never sent); one the exchange holds is queued for
+    withdrawal (``withdrawing``, sent by the outbox like a share, retried). Audited per
+    share. Returns how many changed."""
+    values = sorted({v for _, v in signals})
+    if not values:
+        return 0
+    changed = 0
+    for i in range(0, len(values), 50):
+        part = values[i : i + 50]
+        shares = s.scalars(
+            select(ExchangeShare)
+            .where(
+                ExchangeShare.bank_id == bank_id,
+                ExchangeShare.state.in_({*_HELD, *_NOT_SENT}),
+                or_(*(ExchangeShare.signals.contains(v) for v in part)),
+            )
+            .order_by(ExchangeShare.id)
+            .with_for_update()
+        ).all()
+        for sh in shares:
+            offered = set(json.loads(sh.signals).items())
+            if not offered & signals:
+                continue
+            ex = s.get_one(Exchange, sh.exchange_id)
+            details = {"exchange": ex.name, "media_sha256": sh.media_sha256,
+                       "decision": sh.decision_id, "reason": why}  # fmt: skip
+            if sh.upstream_id is None and sh.state in _NOT_SENT:
+                sh.state = ShareState.CANCELLED.value
+                sh.withdrawn_at, sh.withdraw_reason = now, why
+                sh.next_attempt_at = None
+                record(s, actor, "exchange.share_cancelled", "exchange_share", sh.public_id,
+                       details)  # fmt: skip
+            elif sh.upstream_id is not None:
+                sh.state = ShareState.WITHDRAWING.value
+                sh.withdraw_reason = why
+                sh.attempts, sh.next_attempt_at, sh.last_error = 0, now, None
+                record(s, actor, "exchange.share_withdrawal_queued", "exchange_share",
+                       sh.public_id, {**details, "upstream_id": sh.upstream_id})  # fmt: skip
+            else:
+                continue  # failed without reaching the exchange: nothing to take back
+            changed += 1
+    return changed

@@ -34,7 +34,7 @@ from takedown.domain.transparency import automation
 from takedown.ids import new_id, utcnow
 from takedown.services.audit.chain import record, record_many
 from takedown.services.banks.service import _insert_records, apply_settings, setting_changes
-from takedown.services.banks.sharing import queue_shares
+from takedown.services.banks.sharing import queue_shares, withdraw_shares
 from takedown.services.cases.copies import chunks
 from takedown.services.outbound.mail import queue_mail
 from takedown.store import repositories as repo
@@ -373,10 +373,11 @@ def undo_account_measures(
 
 def disable_banked_media(s: Session, case: Case, actor: str, now: datetime, why: str) -> int:
     """The entries banked from the case (provenance: the case) disabled, so its media
-    upload again once a decision is overturned."""
-    ids = list(
-        s.scalars(
-            select(BankEntry.id)
+    upload again once a decision is overturned; their shares to exchanges cancelled or
+    withdrawn (``services/banks/sharing.withdraw_shares``)."""
+    rows = list(
+        s.execute(
+            select(BankEntry.id, BankEntry.bank_id, BankEntry.signal_type, BankEntry.value)
             .join(Bank, Bank.id == BankEntry.bank_id)
             .where(
                 Bank.name == OWN_BANK,
@@ -385,12 +386,19 @@ def disable_banked_media(s: Session, case: Case, actor: str, now: datetime, why:
             )
         )
     )
+    ids = [r[0] for r in rows]
     for part in chunks(ids):
         s.execute(
             update(BankEntry)
             .where(BankEntry.id.in_(part))
             .values(enabled=False, disabled_at=now, disabled_by=actor, disabled_reason=why)
         )
+    # Its files shared to exchanges: cancelled if not sent yet, else taken back.
+    by_bank: dict[int, set[tuple[str, str]]] = {}
+    for _, bank_id, stype, value in rows:
+        by_bank.setdefault(bank_id, set()).add((stype, value))
+    for bank_id, pairs in by_bank.items():
+        withdraw_shares(s, bank_id, pairs, actor=actor, now=now, why=why)
     if ids:
         record(
             s,

@@ -12,7 +12,7 @@ import queue
 import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from takedown.memory import paused_gc
 from takedown.services.audit.chain import record
 from takedown.services.banks.feedback import queue_opinion
 from takedown.services.banks.service import insert_entries
-from takedown.services.exchanges.sharing import recognise_own
+from takedown.services.exchanges.sharing import recognise_own, recognise_own_values
 from takedown.services.outbound.mail import queue_mail
 from takedown.signals import SignalType, signal_type
 from takedown.store import repositories as repo
@@ -618,6 +618,13 @@ def _apply_page(
     # 0. Our own shares, listed like anyone's: recognised, never pulled back in.
     own = recognise_own(s, ex.id, (e.upstream_id for e in page.entries), now)
     entries = [e for e in page.entries if e.upstream_id not in own] if own else page.entries
+    # An entry the exchange says only we vouch for (ThreatExchange: every descriptor
+    # is our app's) is ours too: recognised by its values, and gone as a foreign entry.
+    mine = [e for e in entries if e.labels.get("own")]
+    if mine:
+        recognise_own_values(s, ex.id, [v for e in mine for _, v in e.signals], now)
+        entries = [e for e in entries if not e.labels.get("own")]
+        page = replace(page, removed=[*page.removed, *(e.upstream_id for e in mine)])
     # 1. The page's signals in our types; the rest rejected.
     wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (upstream id, type) -> (type, value)
     labels: dict[str, str] = {}
@@ -972,7 +979,7 @@ def confine_api_request(
     candidate = (base / credentials_file).resolve()  # an absolute path stays itself
     if candidate == base or not candidate.is_relative_to(base):
         raise InvalidRequest(
-            f"Through the API the credentials file must be in {base} (the setting "
+            f"Through the API and the console the credentials file must be in {base} (the setting "
             "TAKEDOWN_EXCHANGE_CREDENTIALS_DIR; the CLI on the server may name any file).",
             code="credentials_source_not_allowed",
         )

@@ -1,9 +1,11 @@
 """The platform's own confirmed hashes shared out to exchanges (NCMEC's list for
-industry; ThreatExchange is one more sharer): the legal team's queue of pending shares,
+industry, ThreatExchange): the legal team's queue of pending shares,
 its approval or refusal (with a reason), both audited; approved shares sent through an
 outbox retried like webhooks (the clients never retry a POST); and, for the sync, which
 upstream entries are our own shares (recognised, never pulled back in as foreign
-entries). Shares are proposed by ``services/banks/sharing.py``."""
+entries); shares taken back when their file turns out not violating (``withdraw_due``).
+Shares are proposed, cancelled and queued for withdrawal by
+``services/banks/sharing.py``."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from takedown.store.db import unit_of_work
 from takedown.store.models import Bank, BankEntry, Case, Exchange, ExchangeShare
 
 log = logging.getLogger(__name__)
-SharerFactory = Callable[[ExchangeType, Credentials, str | None], Sharer]
+SharerFactory = Callable[[ExchangeType, Credentials, str | None, int | None], Sharer]
 CredentialsReader = Callable[[ExchangeType, str], Credentials]
 _CHUNK = 1000
 
@@ -68,6 +70,8 @@ class ShareView:
     sent_at: datetime | None
     upstream_id: str | None  # what the exchange calls it (NCMEC: member-entry)
     upstream_seen_at: datetime | None  # when a sync of the exchange last listed it
+    withdrawn_at: datetime | None  # cancelled (nothing sent) or taken back from the exchange
+    withdraw_reason: str | None  # why: the decision overturned, the entry disabled
 
     @classmethod
     def of(cls, sh: ExchangeShare, ex: Exchange, bank: str, case: str | None) -> ShareView:
@@ -94,6 +98,8 @@ class ShareView:
             sent_at=sh.sent_at,
             upstream_id=sh.upstream_id,
             upstream_seen_at=sh.upstream_seen_at,
+            withdrawn_at=sh.withdrawn_at,
+            withdraw_reason=sh.withdraw_reason,
         )
 
 
@@ -215,29 +221,39 @@ class ShareService:
                     ex.type,
                     ex.credentials,
                     ex.base_url,
+                    ex.privacy_group,
                 )
                 for sh, ex in due
             ]
         sent = 0
-        sharers: dict[tuple[str, str, str | None], Sharer] = {}
-        for row_id, confirmed, request, kind_name, ref, url in work:
+        sharers = _Sharers(self._sharer_factory, self._credentials)
+        for row_id, confirmed, request, kind_name, ref, url, group in work:
             upstream: str | None = None
             error: str | None = None
             permanent = False
             try:
                 if not confirmed:
                     raise ShareError(_NO_LONGER, permanent=True)
-                kind = ExchangeType(kind_name)
-                key = (kind_name, ref, url)
-                if key not in sharers:
-                    sharers[key] = self._sharer_factory(kind, self._credentials(kind, ref), url)
-                upstream = sharers[key].share(request).upstream_id
+                upstream = sharers.get(kind_name, ref, url, group).share(request).upstream_id
             except ShareError as exc:
                 error, permanent = str(exc)[:2000], exc.permanent
             except TakedownError as exc:  # the credentials cannot be read
                 error = exc.message[:2000]
             with unit_of_work(self._sessions) as s:
                 sh = s.get_one(ExchangeShare, row_id)
+                if sh.state == ShareState.CANCELLED.value and upstream is not None:
+                    # Cancelled while it was being sent, and the exchange took it: the
+                    # withdrawal follows.
+                    sh.state, sh.sent_at, sh.upstream_id = (
+                        ShareState.WITHDRAWING.value,
+                        utcnow(),
+                        upstream,
+                    )
+                    sh.withdrawn_at, sh.attempts, sh.next_attempt_at = None, 0, now
+                    record(s, "worker", "exchange.share_withdrawal_queued", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=upstream,
+                                                  reason=sh.withdraw_reason))  # fmt: skip
+                    continue
                 if sh.state != ShareState.APPROVED.value:
                     continue
                 sh.attempts += 1
@@ -262,6 +278,98 @@ class ShareService:
                     sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
         return sent
 
+    def withdraw_due(self, now: datetime | None = None, limit: int = 100) -> int:
+        """Take back shares whose file was found not violating after all (queued by
+        ``services/banks/sharing.withdraw_shares``): each exchange's own way (the
+        sharer's ``withdraw``), retried as sending is; ``withdrawn`` once the exchange
+        has deleted it, ``withdraw_failed`` when it cannot (NCMEC offers no call for
+        it: the error says what to do) or every retry failed. Audited. Returns how many
+        were withdrawn."""
+        now = now or utcnow()
+        with unit_of_work(self._sessions, write=False) as s:
+            work = [
+                (
+                    sh.id,
+                    sh.upstream_id or "",
+                    ex.type,
+                    ex.credentials,
+                    ex.base_url,
+                    ex.privacy_group,
+                )  # fmt: skip
+                for sh, ex in s.execute(
+                    select(ExchangeShare, Exchange)
+                    .join(Exchange, Exchange.id == ExchangeShare.exchange_id)
+                    .where(
+                        ExchangeShare.state == ShareState.WITHDRAWING.value,
+                        ExchangeShare.next_attempt_at <= now,
+                    )
+                    .order_by(ExchangeShare.id)
+                    .limit(limit)
+                ).all()
+            ]
+        done = 0
+        sharers = _Sharers(self._sharer_factory, self._credentials)
+        for row_id, upstream, kind_name, ref, url, group in work:
+            error: str | None = None
+            permanent = False
+            try:
+                sharers.get(kind_name, ref, url, group).withdraw(upstream)
+            except ShareError as exc:
+                error, permanent = str(exc)[:2000], exc.permanent
+            except TakedownError as exc:  # the credentials cannot be read
+                error = exc.message[:2000]
+            with unit_of_work(self._sessions) as s:
+                sh = s.get_one(ExchangeShare, row_id)
+                if sh.state != ShareState.WITHDRAWING.value:
+                    continue
+                sh.attempts += 1
+                if error is None:
+                    sh.state, sh.withdrawn_at, sh.last_error = (
+                        ShareState.WITHDRAWN.value, utcnow(), None)  # fmt: skip
+                    sh.next_attempt_at = None
+                    done += 1
+                    record(s, "worker", "exchange.share_withdrawn", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=sh.upstream_id,
+                                                  reason=sh.withdraw_reason,
+                                                  attempts=sh.attempts))  # fmt: skip
+                    continue
+                sh.last_error = error
+                if permanent or sh.attempts >= MAX_ATTEMPTS:
+                    sh.state, sh.next_attempt_at = ShareState.WITHDRAW_FAILED.value, None
+                    record(s, "worker", "exchange.share_withdraw_failed", "exchange_share",
+                           sh.public_id, _details(s, sh, upstream_id=sh.upstream_id,
+                                                  error=error, attempts=sh.attempts))  # fmt: skip
+                else:
+                    sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
+        return done
+
+
+class _Sharers:
+    """One sharer per exchange for a round of the outbox."""
+
+    def __init__(self, factory: SharerFactory, credentials: CredentialsReader) -> None:
+        self._factory, self._credentials = factory, credentials
+        self._open: dict[tuple[str, str, str | None, int | None], Sharer] = {}
+
+    def get(self, kind_name: str, ref: str, url: str | None, group: int | None) -> Sharer:
+        key = (kind_name, ref, url, group)
+        if key not in self._open:
+            kind = ExchangeType(kind_name)
+            self._open[key] = self._factory(kind, self._credentials(kind, ref), url, group)
+        return self._open[key]
+
+
+# Shares the exchange may hold (an approved one's answer may have been lost).
+_SENT_STATES = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
+
+# Shares a sync may find upstream: every one that may ever have been sent.
+_RECOGNISED = (
+    *_SENT_STATES,
+    ShareState.CANCELLED.value,
+    ShareState.WITHDRAWING.value,
+    ShareState.WITHDRAWN.value,
+    ShareState.WITHDRAW_FAILED.value,
+)
 
 _NO_LONGER = (
     "Not sent: the file is no longer an enabled entry of its bank (disabled as a false "
@@ -294,8 +402,10 @@ def recognise_own(
     Known by the upstream id the exchange answered, or, when its answer was lost (a
     timeout after it took the entry, a sync between its answer and our commit), by our
     entry id, the share's id, at the end of the upstream id (NCMEC: member-entry); the
-    upstream id is then learnt from the sync."""
-    sent = (ShareState.APPROVED.value, ShareState.SENT.value, ShareState.FAILED.value)
+    upstream id is then learnt from the sync. A share cancelled after such a lost
+    answer (its file found not violating) is then held by the exchange after all: it
+    goes on to be withdrawn."""
+    sent = _RECOGNISED
     shared = s.scalar(
         select(ExchangeShare.id)
         .where(ExchangeShare.exchange_id == exchange_id, ExchangeShare.state.in_(sent))
@@ -319,9 +429,34 @@ def recognise_own(
                 upstream = sh.upstream_id or by_share[sh.public_id]
                 if sh.upstream_id is None:
                     sh.upstream_id = upstream
+                    if sh.state == ShareState.CANCELLED.value:
+                        sh.state, sh.withdrawn_at = ShareState.WITHDRAWING.value, None
+                        sh.attempts, sh.next_attempt_at = 0, now
+                        record(s, "worker", "exchange.share_withdrawal_queued",
+                               "exchange_share", sh.public_id,
+                               _details(s, sh, upstream_id=upstream,
+                                        reason=sh.withdraw_reason))  # fmt: skip
                 sh.upstream_seen_at = now
                 ours.add(upstream)
     return ours & ids
+
+
+def recognise_own_values(
+    s: Session, exchange_id: int, values: Iterable[str], now: datetime
+) -> None:
+    """Shares to this exchange carrying these values, listed by a sync as entries only
+    we vouch for (ThreatExchange: only our app's descriptors): marked as seen."""
+    wanted = set(values)
+    if not wanted:
+        return
+    for sh in s.scalars(
+        select(ExchangeShare).where(
+            ExchangeShare.exchange_id == exchange_id,
+            ExchangeShare.state.in_(_RECOGNISED),
+        )
+    ):
+        if wanted & set(json.loads(sh.signals).values()):
+            sh.upstream_seen_at = now
 
 
 def _joined() -> Any:
