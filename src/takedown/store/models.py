@@ -1106,7 +1106,7 @@ class ExchangeShare(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     upstream_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # Withdrawn (migration 0029): the decision that confirmed the file was overturned,
+    # Withdrawn (migration 0028): the decision that confirmed the file was overturned,
     # or the file was otherwise found not violating.
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     withdraw_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -3,7 +3,7 @@ overturned (or the file is otherwise found not violating): when it was withdrawn
 the exchange, and why (the states ``cancelled``, ``withdrawing``, ``withdrawn`` and
 ``withdraw_failed`` fit the existing state column)
 
-Revision ID: 0029_share_withdrawals
+Revision ID: 0028_share_withdrawals
 Revises: 0027_exchange_shares
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0029_share_withdrawals"
+revision = "0028_share_withdrawals"
 down_revision = "0027_exchange_shares"
 branch_labels = None
 depends_on = None
