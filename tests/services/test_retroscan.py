@@ -391,3 +391,36 @@ def _case_items(client: TestClient, auth: dict[str, str]) -> list[list[str]]:
         detail = client.get(f"/v1/cases/{c['id']}", headers=auth).json()
         out.append(sorted(x["item_id"] for x in detail["copies"]))
     return out
+
+
+def test_a_rescan_leaves_alone_what_was_matched_at_upload(
+    client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings, cli: None
+) -> None:
+    """Media uploaded after the entry was banked was matched then; a rescan of the bank
+    finds the pair again and does not act on it a second time."""
+    h = _hashes(standin_bytes("coffee.png"))
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={"name": "cs", "source": "ncmec", "match_action": "block", "restrict_on_match": True},
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/v1/banks/cs/import?format=text&signal_type=pdq", headers=auth, content=f"{h['pdq']}\n"
+    )
+    assert r.status_code == 200, r.text
+    r = client.put("/v1/items/later", headers=auth, json={"media": [h]})
+    assert r.status_code == 200, r.text
+    assert r.json()["visibility"] == "restricted" and len(r.json()["cases"]) == 1
+    result = runner.invoke(app, ["retroscan", "cs", "--json"])
+    assert result.exit_code == 0, result.output
+    jobs = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [(j["state"], j["matches"], j["cases"]) for j in jobs] == [("done", 0, 0)]
+    assert all(j["matches"] == 0 for j in _jobs(client, auth, "cs"))
+    with unit_of_work(rt.sessions, write=False) as s:
+        acted = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "item.retroactive_match")
+        )
+    assert acted == 0

@@ -49,6 +49,8 @@ from takedown.store.models import (
     Bank,
     BankEntry,
     BankVideoFrame,
+    CaseEntry,
+    CaseItem,
     Item,
     ItemMedia,
     Media,
@@ -334,7 +336,7 @@ class RetroscanService:
                 job.updated_at = now
                 return False
             pairs = held_to_exchanges(s, match_chunk(s, entries, rows) if len(entries) else {})
-            fresh = _insert_pairs(s, pairs, job.id, "database")
+            fresh = _not_handled_yet(s, _insert_pairs(s, pairs, job.id, "database"))
             cases = self._act(s, fresh)
             job.checkpoint_media_id = int(rows[-1][0])
             job.media_scanned += len(rows)
@@ -448,7 +450,8 @@ class RetroscanService:
                     raise NotFound(f"No bank entry {entry_pid[:40]!r}.", code="entry_not_found")
                 claimed[int(entry_id)].add(item_pid)
             pairs = _confirmed(s, claimed)
-            fresh = _insert_pairs(s, held_to_exchanges(s, pairs), None, "ingested")
+            inserted = _insert_pairs(s, held_to_exchanges(s, pairs), None, "ingested")
+            fresh = _not_handled_yet(s, inserted)
             result.new_pairs = len(fresh)
             result.already_known = len(pairs) - len(fresh)
             result.cases = self._act(s, fresh)
@@ -556,6 +559,43 @@ def _confirmed(s: Session, claimed: dict[int, set[str]]) -> dict[tuple[int, int]
             if carried[m] & claimed[e]:
                 found[(e, m)] = d
     return found
+
+
+def _not_handled_yet(s: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """The pairs still to act on: not those whose every item carrying the media is
+    already in a case this entry's match brought it into (matched at upload, after the
+    entry was banked; a rescan of the bank finds them again and leaves them be)."""
+    if not pairs:
+        return pairs
+    media = sorted({m for _, m in pairs})
+    entries = sorted({e for e, _ in pairs})
+    carriers: dict[int, set[int]] = defaultdict(set)
+    for start in range(0, len(media), 1000):
+        for m, i in s.execute(
+            select(ItemMedia.media_id, ItemMedia.item_id).where(
+                ItemMedia.media_id.in_(media[start : start + 1000])
+            )
+        ).all():
+            carriers[int(m)].add(int(i))
+    items = sorted({i for held in carriers.values() for i in held})
+    handled: set[tuple[int, int]] = set()  # (entry id, item id)
+    for start in range(0, len(items), 1000):
+        handled.update(
+            (int(e), int(i))
+            for e, i in s.execute(
+                select(CaseEntry.entry_id, CaseItem.item_id)
+                .join(CaseItem, CaseItem.case_id == CaseEntry.case_id)
+                .where(
+                    CaseItem.item_id.in_(items[start : start + 1000]),
+                    CaseEntry.entry_id.in_(entries),
+                )
+            ).all()
+        )
+    return {
+        (e, m): d
+        for (e, m), d in pairs.items()
+        if not carriers[m] or any((e, i) not in handled for i in carriers[m])
+    }
 
 
 def held_to_exchanges(s: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
