@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,3 +310,117 @@ def test_a_video_banked_today_finds_its_copy_registered_before_by_the_frame_rule
         ).all()
     assert [tuple(p) for p in pairs] == [(vpdq, "vpdq")]  # found by the frame rule
     assert acted == ["v"]
+
+
+def _flip(hex_hash: str, bits: int, rng: np.random.Generator) -> str:
+    value = int(hex_hash, 16)
+    for b in rng.choice(256, size=bits, replace=False):
+        value ^= 1 << int(b)
+    return f"{value:064x}"
+
+
+def test_the_banks_threshold_and_quality_floor_hold_for_every_path(
+    client: TestClient, auth: dict[str, str], settings: Settings, cli: None, tmp_path: Path
+) -> None:
+    """A bank's PDQ threshold may be wider than the scan index's 47 bits (up to 128):
+    the scan still runs, within it. A stored PDQ below the bank's quality floor matches
+    nothing, in the worker as at upload, and matches said to be found elsewhere
+    (``--ingest``) are acted on only where the same rule confirms them on the media
+    registered here."""
+    rng = np.random.default_rng(47)
+    entry, low, other = (rng.bytes(32).hex() for _ in range(3))
+    media = {
+        "wide": {"sha256": rng.bytes(32).hex(), "pdq": _flip(entry, 55, rng), "pdq_quality": 90},
+        "past": {"sha256": rng.bytes(32).hex(), "pdq": _flip(entry, 70, rng), "pdq_quality": 90},
+        "faint": {"sha256": rng.bytes(32).hex(), "pdq": low, "pdq_quality": 20},
+        "unrelated": {"sha256": rng.bytes(32).hex(), "pdq": other, "pdq_quality": 90},
+    }
+    for item, m in media.items():
+        r = client.put(f"/v1/items/{item}", headers=auth, json={"media": [m]})
+        assert r.status_code == 200, r.text
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={"name": "wide", "source": "ncmec", "match_action": "block", "pdq_threshold": 60},
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/v1/banks/wide/import?format=text&signal_type=pdq",
+        headers=auth,
+        content=f"{entry}\n{low}\n",
+    )
+    assert r.status_code == 200 and r.json()["added"] == 2, r.text
+    done = subprocess.run(
+        [sys.executable, "-m", "takedown.cli", "worker", "--once"],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    [job] = _jobs(client, auth, "wide")
+    assert job["state"] == "done" and job["error"] is None, job
+    assert job["matches"] == 1 and job["media_scanned"] == 4, job
+    assert _case_items(client, auth) == [["wide"]]
+
+    # Matches from elsewhere: the faint PDQ and an unrelated item are refused by the
+    # rule; the wide match was acted on already. Nothing new is acted on.
+    entries = client.get("/v1/banks/wide/entries", headers=auth).json()
+    rows = entries["entries"] if isinstance(entries, dict) else entries
+    ids = {e["value"]: e["id"] for e in rows}
+    claims = tmp_path / "claims.ndjson"
+    claims.write_text(
+        "".join(
+            json.dumps({"entry_id": ids[e], "item_id": i, "distance": 0}) + "\n"
+            for e, i in ((low, "faint"), (entry, "unrelated"), (entry, "past"), (entry, "wide"))
+        )
+    )
+    result = runner.invoke(app, ["retroscan", "wide", "--ingest", str(claims), "--json"])
+    assert result.exit_code == 0, result.output
+    ingested = json.loads(result.stdout)
+    assert ingested["lines"] == 4 and ingested["new_pairs"] == 0, ingested
+    assert ingested["already_known"] == 1 and ingested["cases"] == [], ingested
+    assert _case_items(client, auth) == [["wide"]]
+
+
+def _case_items(client: TestClient, auth: dict[str, str]) -> list[list[str]]:
+    cases = client.get("/v1/cases", headers=auth).json()
+    listed = cases["cases"] if isinstance(cases, dict) else cases
+    out = []
+    for c in listed:
+        detail = client.get(f"/v1/cases/{c['id']}", headers=auth).json()
+        out.append(sorted(x["item_id"] for x in detail["copies"]))
+    return out
+
+
+def test_a_rescan_leaves_alone_what_was_matched_at_upload(
+    client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings, cli: None
+) -> None:
+    """Media uploaded after the entry was banked was matched then; a rescan of the bank
+    finds the pair again and does not act on it a second time."""
+    h = _hashes(standin_bytes("coffee.png"))
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={"name": "cs", "source": "ncmec", "match_action": "block", "restrict_on_match": True},
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/v1/banks/cs/import?format=text&signal_type=pdq", headers=auth, content=f"{h['pdq']}\n"
+    )
+    assert r.status_code == 200, r.text
+    r = client.put("/v1/items/later", headers=auth, json={"media": [h]})
+    assert r.status_code == 200, r.text
+    assert r.json()["visibility"] == "restricted" and len(r.json()["cases"]) == 1
+    result = runner.invoke(app, ["retroscan", "cs", "--json"])
+    assert result.exit_code == 0, result.output
+    jobs = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [(j["state"], j["matches"], j["cases"]) for j in jobs] == [("done", 0, 0)]
+    assert all(j["matches"] == 0 for j in _jobs(client, auth, "cs"))
+    with unit_of_work(rt.sessions, write=False) as s:
+        acted = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "item.retroactive_match")
+        )
+    assert acted == 0

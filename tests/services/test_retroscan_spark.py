@@ -74,7 +74,9 @@ def test_spark_and_the_database_find_the_same_matches(
         MediaInput(rng.bytes(32).hex(), rng.bytes(16).hex(), rng.bytes(32).hex(), 90)
         for _ in range(40)
     ]
-    items = {"astro": astronaut, "coffee": coffee, "astro-again": astronaut}
+    # A PDQ below the bank's quality floor matches nothing, on either engine.
+    faint = MediaInput(rng.bytes(32).hex(), None, rng.bytes(32).hex(), 20)
+    items = {"astro": astronaut, "coffee": coffee, "astro-again": astronaut, "faint": faint}
     items |= {f"r{n}": m for n, m in enumerate(randoms)}
     for n, (pid, media) in enumerate(items.items()):
         rt.registry.upsert_item(
@@ -88,6 +90,7 @@ def test_spark_and_the_database_find_the_same_matches(
         HashRecord("pdq", _flip_bits(randoms[0].pdq, 20, rng)),  # inside the radius
         HashRecord("pdq", _flip_bits(randoms[1].pdq, 40, rng)),  # outside it
         HashRecord("sha256", randoms[2].sha256),
+        HashRecord("pdq", str(faint.pdq)),
     ] + [HashRecord("pdq", rng.bytes(32).hex()) for _ in range(50)]
     rt.banks.add_hashes("ncmec", entries, actor="test")
 

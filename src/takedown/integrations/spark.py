@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 SCHEMA = "item_id string, account_id string, signal_type string, signal string"
+# Optional: a PDQ's quality (0-100). Where the dataset has it, a PDQ below the bank's
+# quality floor is not matched, as at upload and in the database worker.
+QUALITY = "quality"
 MATCH_SCHEMA = (
     "entry_id string, item_id string, account_id string, signal_type string, distance int"
 )
@@ -70,7 +73,9 @@ def match_batches(index: ScanIndex, batches: Iterable[Any]) -> Iterator[Any]:
             continue
         types = pc.utf8_lower(batch.column("signal_type")).to_pylist()
         values = pc.utf8_lower(batch.column("signal")).to_pylist()
-        found = match_signals(index, range(batch.num_rows), types, values)
+        names = batch.schema.names
+        qualities = batch.column(QUALITY).to_pylist() if QUALITY in names else None
+        found = match_signals(index, range(batch.num_rows), types, values, qualities)
         if not found:
             continue
         rows = sorted(found.items())
@@ -103,7 +108,9 @@ def scan_parquet(
     def per_partition(batches: Iterable[Any]) -> Iterator[Any]:
         return match_batches(broadcast.value, batches)
 
-    frame = spark.read.parquet(media).select("item_id", "account_id", "signal_type", "signal")
+    frame = spark.read.parquet(media)
+    columns = ["item_id", "account_id", "signal_type", "signal"]
+    frame = frame.select(*columns, *([QUALITY] if QUALITY in frame.columns else []))
     found = frame.mapInArrow(per_partition, MATCH_SCHEMA)
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in found.collect():  # few rows; toLocalIterator would run partitions one by one
@@ -118,10 +125,11 @@ def scan_parquet(
 
 
 def write_registry_parquet(
-    chunks: Iterable[list[tuple[str, str | None, str, str]]], output: str
+    chunks: Iterable[list[tuple[str, str | None, str, str, int | None]]], output: str
 ) -> int:
-    """Write (item_id, account_id, signal_type, signal) rows as a Parquet dataset at
-    ``output``, partitioned by signal type (hive layout: ``signal_type=pdq/...``)."""
+    """Write (item_id, account_id, signal_type, signal, quality) rows as a Parquet
+    dataset at ``output``, partitioned by signal type (hive layout:
+    ``signal_type=pdq/...``); ``quality`` is a PDQ's (null for other types)."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -131,6 +139,7 @@ def write_registry_parquet(
             ("account_id", pa.string()),
             ("signal_type", pa.string()),
             ("signal", pa.string()),
+            (QUALITY, pa.int32()),
         ]
     )
     total = 0
@@ -139,9 +148,10 @@ def write_registry_parquet(
         nonlocal total
         for chunk in chunks:
             total += len(chunk)
-            columns = [[row[k] for row in chunk] for k in range(4)]
+            columns = [[row[k] for row in chunk] for k in range(5)]
             yield pa.RecordBatch.from_arrays(
-                [pa.array(c, pa.string()) for c in columns], schema=schema
+                [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
+                schema=schema,
             )
 
     ds.write_dataset(

@@ -30,6 +30,10 @@ from takedown.matching.mih import _popcount
 TABLES = 16  # 16-bit chunks: 65,536 buckets a table
 _KEYS = 1 << 16
 MAX_RADIUS = 47  # thresholds up to 2 a chunk: at most 137 keys probed a table
+# A bank may set a PDQ threshold up to 128 bits (domain/banks.MAX_PDQ_THRESHOLD). Past
+# MAX_RADIUS the chunk tables would probe thousands of keys a table: such a (rare, wide)
+# radius is scanned by comparing every hash with every entry instead (_brute).
+PDQ_BITS = PDQ_BYTES * 8
 
 
 def thresholds_for(radius: int) -> np.ndarray:
@@ -136,6 +140,31 @@ def _search(qwords, twords, tids, offsets, masks, nmasks, thresholds, radius, ou
     return found
 
 
+@njit(cache=True, nogil=True)
+def _brute(qwords, words, ids, radius, out):
+    """Every (query row, entry id, distance) within ``radius``, each query against each
+    entry: the scan for radii past :data:`MAX_RADIUS`. Same contract as :func:`_search`."""
+    found = 0
+    cap = out.shape[0]
+    for q in range(qwords.shape[0]):
+        for e in range(words.shape[0]):
+            d = (
+                _popcount(words[e, 0] ^ qwords[q, 0])
+                + _popcount(words[e, 1] ^ qwords[q, 1])
+                + _popcount(words[e, 2] ^ qwords[q, 2])
+                + _popcount(words[e, 3] ^ qwords[q, 3])
+            )
+            if d > radius:
+                continue
+            if found >= cap:
+                return -1
+            out[found, 0] = q
+            out[found, 1] = ids[e]
+            out[found, 2] = d
+            found += 1
+    return found
+
+
 @dataclass(frozen=True)
 class EntryIndex:
     """The new entries' PDQ hashes, indexed for :func:`scan` (picklable: a Spark job
@@ -154,7 +183,8 @@ class EntryIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.shape[0] != hashes.shape[0]:
             raise ValueError("one id per hash")
-        thresholds_for(radius)  # checks the radius
+        if not 0 <= radius <= PDQ_BITS:
+            raise ValueError(f"a PDQ radius is 0..{PDQ_BITS} bits, not {radius}")
         keys = hashes.view(np.uint16).reshape(-1, TABLES)
         words = hashes.view(np.uint64).reshape(-1, PDQ_BYTES // 8)
         n = hashes.shape[0]
@@ -183,8 +213,14 @@ def scan(index: EntryIndex, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     if hashes.shape[0] == 0 or len(index) == 0:
         return empty
     qwords = hashes.view(np.uint64).reshape(-1, PDQ_BYTES // 8)
-    thresholds = thresholds_for(index.radius)
     out = np.empty((max(1024, hashes.shape[0] // 8), 3), dtype=np.int64)
+    if index.radius > MAX_RADIUS:
+        words = index.words[0]  # table 0 holds every entry (in its bucket order)
+        while (found := _brute(qwords, words, index.table_ids[0], index.radius, out)) < 0:
+            out = np.empty((out.shape[0] * 4, 3), dtype=np.int64)
+        pairs = out[:found]
+        return pairs[:, 0].copy(), pairs[:, 1].copy(), pairs[:, 2].astype(np.int16)
+    thresholds = thresholds_for(index.radius)
     while True:
         found = _search(
             qwords,
@@ -228,12 +264,14 @@ class ScanIndex:
     pdq: EntryIndex | None
     exact: dict[str, dict[str, tuple[int, ...]]]  # type -> value -> entry ids
     names: dict[int, str]  # entry id -> its public id (what leaves the process)
+    pdq_floor: int = 0  # the bank's PDQ quality floor: a stored PDQ below it is not matched
 
     @classmethod
     def build(
         cls,
         rows: Iterable[tuple[int, str, str, str]],
         radius: int,
+        pdq_floor: int = 0,
     ) -> ScanIndex:
         """``rows``: (entry id, public id, signal type, normalised value)."""
         pdq_ids: list[int] = []
@@ -255,7 +293,7 @@ class ScanIndex:
             else None
         )
         frozen = {t: {v: tuple(ids) for v, ids in values.items()} for t, values in exact.items()}
-        return cls(pdq, frozen, names)
+        return cls(pdq, frozen, names, pdq_floor)
 
     def __len__(self) -> int:
         return (len(self.pdq) if self.pdq else 0) + sum(
@@ -267,18 +305,26 @@ EXACT_TYPES = ("md5", "sha256")
 
 
 def match_signals(
-    index: ScanIndex, owners: Sequence[int], types: Sequence[str], values: Sequence[str]
+    index: ScanIndex,
+    owners: Sequence[int],
+    types: Sequence[str],
+    values: Sequence[str],
+    qualities: Sequence[int | None] | None = None,
 ) -> dict[tuple[int, int], int]:
     """The rule of retroactive matching, the same on every engine: stored signals
     (``owners[i]`` has a ``types[i]`` signal ``values[i]``; a PDQ's 8 dihedral variants
     are 8 rows) against a bank's entries. Returns (entry id, owner) -> the smallest
-    distance (0 for exact types). PDQ within the index's radius; MD5 and SHA-256 equal."""
+    distance (0 for exact types). PDQ within the index's radius, when its quality
+    (``qualities[i]``, when known) reaches the bank's floor, as at upload; MD5 and
+    SHA-256 equal."""
     found: dict[tuple[int, int], int] = {}
     rows: list[int] = []
     hashes: list[str] = []
+    floor = index.pdq_floor
     for i, (stype, value) in enumerate(zip(types, values, strict=True)):
         if stype == "pdq":
-            if index.pdq is not None:
+            quality = qualities[i] if qualities is not None else None
+            if index.pdq is not None and (quality is None or quality >= floor):
                 rows.append(i)
                 hashes.append(value)
             continue

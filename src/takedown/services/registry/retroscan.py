@@ -49,6 +49,8 @@ from takedown.store.models import (
     Bank,
     BankEntry,
     BankVideoFrame,
+    CaseEntry,
+    CaseItem,
     Item,
     ItemMedia,
     Media,
@@ -113,7 +115,6 @@ class JobEntries:
     index: ScanIndex  # PDQ, MD5, SHA-256 (matching/retro.py: the rule of every engine)
     videos: dict[int, VideoRule]  # vpdq entry id -> the bank's video rule
     video_frames: EntryIndex | None  # the banked videos' frames (ids: frame ids)
-    pdq_floor: int
 
     def __len__(self) -> int:
         return len(self.index) + len(self.videos)
@@ -280,7 +281,9 @@ class RetroscanService:
                 )
             ).all()
             index = ScanIndex.build(
-                ((e, "", t, v) for e, t, v in rows if t != "vpdq"), rule.pdq_threshold
+                ((e, "", t, v) for e, t, v in rows if t != "vpdq"),
+                rule.pdq_threshold,
+                rule.pdq_quality_floor,
             )
             videos = {e: rule.video_rule for e, t, _ in rows if t == "vpdq"}
             if videos:  # an exchange's own threshold holds its banked videos' frames too
@@ -303,7 +306,7 @@ class RetroscanService:
                         stored_hex_to_bytes_array([r[1] for r in frame_rows]),
                         rule.video_rule.frame_threshold,
                     )
-            return JobEntries(index, videos, frames, rule.pdq_quality_floor)
+            return JobEntries(index, videos, frames)
 
     def _step(self, job_id: int, entries: JobEntries) -> bool:
         """Scan the next chunk of media and act on what it matched, in one transaction;
@@ -333,7 +336,7 @@ class RetroscanService:
                 job.updated_at = now
                 return False
             pairs = held_to_exchanges(s, match_chunk(s, entries, rows) if len(entries) else {})
-            fresh = _insert_pairs(s, pairs, job.id, "database")
+            fresh = _not_handled_yet(s, _insert_pairs(s, pairs, job.id, "database"))
             cases = self._act(s, fresh)
             job.checkpoint_media_id = int(rows[-1][0])
             job.media_scanned += len(rows)
@@ -365,16 +368,20 @@ class RetroscanService:
                     BankEntry.id, BankEntry.public_id, BankEntry.signal_type, BankEntry.value
                 ).where(BankEntry.bank_id == bank.id, BankEntry.enabled.is_(True))
             ).all()
+            rule = repo.bank_rule(bank)
             return ScanIndex.build(
-                ((int(i), p, t, v) for i, p, t, v in rows), repo.bank_rule(bank).pdq_threshold
+                ((int(i), p, t, v) for i, p, t, v in rows),
+                rule.pdq_threshold,
+                rule.pdq_quality_floor,
             )
 
     def registry_rows(
         self, chunk: int = 50_000
-    ) -> Iterator[list[tuple[str, str | None, str, str]]]:
+    ) -> Iterator[list[tuple[str, str | None, str, str, int | None]]]:
         """The registered media's signals, item by item, as (item id, account id, signal
-        type, signal) rows in chunks: what a platform's warehouse keeps, for
-        ``takedown registry export`` (a PDQ's dihedral variants are rows of their own)."""
+        type, signal, quality) rows in chunks: what a platform's warehouse keeps, for
+        ``takedown registry export`` (a PDQ's dihedral variants are rows of their own,
+        each with the PDQ's quality; None for other types)."""
         after = 0
         while True:
             with unit_of_work(self._sessions, write=False) as s:
@@ -387,6 +394,7 @@ class RetroscanService:
                         Media.md5,
                         Media.pdq,
                         Media.pdq_dihedral,
+                        Media.pdq_quality,
                     )
                     .join(ItemMedia, ItemMedia.media_id == Media.id)
                     .join(Item, Item.id == ItemMedia.item_id)
@@ -402,14 +410,14 @@ class RetroscanService:
             if len(rows) == chunk and rows[0][0] != last:
                 rows = [r for r in rows if r[0] != last]
                 last = rows[-1][0]
-            out: list[tuple[str, str | None, str, str]] = []
-            for _, item, account, sha256, md5, pdq, dihedral in rows:
-                out.append((item, account, "sha256", sha256))
+            out: list[tuple[str, str | None, str, str, int | None]] = []
+            for _, item, account, sha256, md5, pdq, dihedral, quality in rows:
+                out.append((item, account, "sha256", sha256, None))
                 if md5:
-                    out.append((item, account, "md5", md5))
+                    out.append((item, account, "md5", md5, None))
                 if pdq:
                     for v in dihedral.split(",") if dihedral else [pdq]:
-                        out.append((item, account, "pdq", v))
+                        out.append((item, account, "pdq", v, quality))
             yield out
             after = last
 
@@ -435,21 +443,15 @@ class RetroscanService:
                 ) from None
         result.lines = len(wanted)
         with unit_of_work(self._sessions) as s:
-            pairs: dict[tuple[int, int], int] = {}
-            for entry_pid, item_pid, distance in wanted:
+            claimed: dict[int, set[str]] = defaultdict(set)  # entry id -> items named
+            for entry_pid, item_pid, _ in wanted:
                 entry_id = s.scalar(select(BankEntry.id).where(BankEntry.public_id == entry_pid))
                 if entry_id is None:
                     raise NotFound(f"No bank entry {entry_pid[:40]!r}.", code="entry_not_found")
-                media_ids = s.scalars(
-                    select(Media.id)
-                    .join(ItemMedia, ItemMedia.media_id == Media.id)
-                    .join(Item, Item.id == ItemMedia.item_id)
-                    .where(Item.platform_id == item_pid)
-                ).all()
-                for media_id in media_ids:
-                    key = (int(entry_id), int(media_id))
-                    pairs[key] = min(distance, pairs.get(key, distance))
-            fresh = _insert_pairs(s, held_to_exchanges(s, pairs), None, "ingested")
+                claimed[int(entry_id)].add(item_pid)
+            pairs = _confirmed(s, claimed)
+            inserted = _insert_pairs(s, held_to_exchanges(s, pairs), None, "ingested")
+            fresh = _not_handled_yet(s, inserted)
             result.new_pairs = len(fresh)
             result.already_known = len(pairs) - len(fresh)
             result.cases = self._act(s, fresh)
@@ -477,18 +479,20 @@ def match_chunk(s: Session, entries: JobEntries, rows: Sequence[Any]) -> dict[tu
     owners: list[int] = []
     types: list[str] = []
     values: list[str] = []
+    qualities: list[int | None] = []
     videos: list[int] = []
     for media_id, sha256, md5, pdq, dihedral, quality, media_type in rows:
         signals = [("sha256", sha256)] + ([("md5", md5)] if md5 else [])
-        if pdq and (quality is None or quality >= entries.pdq_floor):
+        if pdq:  # below the bank's quality floor: left out by match_signals
             signals += [("pdq", v) for v in (dihedral.split(",") if dihedral else [pdq])]
         for stype, value in signals:
             owners.append(media_id)
             types.append(stype)
             values.append(value)
+            qualities.append(quality if stype == "pdq" else None)
         if media_type == "video" and entries.video_frames is not None:
             videos.append(media_id)
-    for key, distance in match_signals(entries.index, owners, types, values).items():
+    for key, distance in match_signals(entries.index, owners, types, values, qualities).items():
         keep(*key, distance)
     for media_id in videos:
         features = stored_features(s, media_id)
@@ -507,6 +511,91 @@ def match_chunk(s: Session, entries: JobEntries, rows: Sequence[Any]) -> dict[tu
         for entry_id in judge_banked(s, features, hits, entries.videos):
             keep(entry_id, media_id, 0)
     return found
+
+
+def _confirmed(s: Session, claimed: dict[int, set[str]]) -> dict[tuple[int, int], int]:
+    """The (entry id, media id) pairs among the items each entry is said to match that
+    the one-machine rule confirms on the media registered here (match_signals with the
+    entry's bank's threshold and quality floor): an item's other files, a PDQ below the
+    floor or a pair past the threshold are not acted on, whatever the file says."""
+    entries = s.execute(
+        select(BankEntry.id, BankEntry.bank_id, BankEntry.signal_type, BankEntry.value).where(
+            BankEntry.id.in_(sorted(claimed)), BankEntry.enabled.is_(True)
+        )
+    ).all()
+    by_bank: dict[int, list[Any]] = defaultdict(list)
+    for row in entries:
+        by_bank[int(row[1])].append(row)
+    found: dict[tuple[int, int], int] = {}
+    for bank_id, rows in by_bank.items():
+        rule = repo.bank_rule(s.get_one(Bank, bank_id))
+        index = ScanIndex.build(
+            ((int(e), "", t, v) for e, _, t, v in rows),
+            rule.pdq_threshold,
+            rule.pdq_quality_floor,
+        )
+        items = sorted({i for e, *_ in rows for i in claimed[int(e)]})
+        media = s.execute(
+            select(
+                Item.platform_id,
+                Media.id,
+                Media.sha256,
+                Media.md5,
+                Media.pdq,
+                Media.pdq_dihedral,
+                Media.pdq_quality,
+                Media.media_type,
+            )
+            .join(ItemMedia, ItemMedia.media_id == Media.id)
+            .join(Item, Item.id == ItemMedia.item_id)
+            .where(Item.platform_id.in_(items))
+        ).all()
+        carried: dict[int, set[str]] = defaultdict(set)  # media id -> items named with it
+        for item_pid, media_id, *_ in media:
+            carried[int(media_id)].add(item_pid)
+        unique = {int(r[1]): tuple(r[1:]) for r in media}
+        matched = match_chunk(s, JobEntries(index, {}, None), list(unique.values()))
+        for (e, m), d in matched.items():
+            if carried[m] & claimed[e]:
+                found[(e, m)] = d
+    return found
+
+
+def _not_handled_yet(s: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """The pairs still to act on: not those whose every item carrying the media is
+    already in a case this entry's match brought it into (matched at upload, after the
+    entry was banked; a rescan of the bank finds them again and leaves them be)."""
+    if not pairs:
+        return pairs
+    media = sorted({m for _, m in pairs})
+    entries = sorted({e for e, _ in pairs})
+    carriers: dict[int, set[int]] = defaultdict(set)
+    for start in range(0, len(media), 1000):
+        for m, i in s.execute(
+            select(ItemMedia.media_id, ItemMedia.item_id).where(
+                ItemMedia.media_id.in_(media[start : start + 1000])
+            )
+        ).all():
+            carriers[int(m)].add(int(i))
+    items = sorted({i for held in carriers.values() for i in held})
+    handled: set[tuple[int, int]] = set()  # (entry id, item id)
+    for start in range(0, len(items), 1000):
+        handled.update(
+            (int(e), int(i))
+            for e, i in s.execute(
+                select(CaseEntry.entry_id, CaseItem.item_id)
+                .join(CaseItem, CaseItem.case_id == CaseEntry.case_id)
+                .where(
+                    CaseItem.item_id.in_(items[start : start + 1000]),
+                    CaseEntry.entry_id.in_(entries),
+                )
+            ).all()
+        )
+    return {
+        (e, m): d
+        for (e, m), d in pairs.items()
+        if not carriers[m] or any((e, i) not in handled for i in carriers[m])
+    }
 
 
 def held_to_exchanges(s: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
