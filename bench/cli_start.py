@@ -1,4 +1,4 @@
-"""How fast the `takedown` command starts: `--help`, a group's help and a light command.
+"""How fast the `takedown` command starts: `--help`, every group's help and a light command.
 
     .venv/bin/python bench/cli_start.py [--runs 15]
 
@@ -22,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from takedown.cli.main import GROUPS  # every command group: `takedown GROUP --help`
+
 RESULTS = Path(__file__).parent / "results"
 GOAL_S = 0.3
 
 COMMANDS = {
     "takedown --help": ["-m", "takedown.cli", "--help"],
-    "takedown bank --help": ["-m", "takedown.cli", "bank", "--help"],
+    **{f"takedown {group} --help": ["-m", "takedown.cli", group, "--help"] for group in GROUPS},
     "takedown legal run --help": ["-m", "takedown.cli", "legal", "run", "--help"],
     "takedown key new": ["-m", "takedown.cli", "key", "new"],
 }

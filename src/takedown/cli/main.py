@@ -1,6 +1,7 @@
 """The ``takedown`` command: the global options (``--config``, ``--data-dir``), the
 top-level commands (serve, status, hash, screen, worker, db, index, key) and every
-command group, each defined in its own module of this package."""
+command group (``GROUPS``), each defined in its own module of this package, imported
+and built only when it is invoked."""
 
 from __future__ import annotations
 
