@@ -154,7 +154,10 @@ def test_apikey_create_list_revoke(cli_env):
 
 def test_apikey_create_help_lists_every_scope():
     from takedown.domain.access import SCOPE_PERMISSIONS
+    from takedown.domain.scopes import SCOPES
 
+    # The help's list (domain/scopes.py, light to import) names the scopes that exist.
+    assert tuple(SCOPE_PERMISSIONS) == SCOPES
     r = runner.invoke(app, ["apikey", "create", "--help"], env={"COLUMNS": "400"})
     assert r.exit_code == 0
     assert "platform" in SCOPE_PERMISSIONS

@@ -1,7 +1,10 @@
 """`takedown --help` (every command's) and light commands start without loading the
-settings, the database, the media code or the web framework: those imports are what
-made `takedown --help` take 3.6 s. Checked by which modules a fresh interpreter holds
-after running them (the time itself is measured by bench/cli_start.py)."""
+settings, the database, the media code or the web framework (those imports are what
+made `takedown --help` take 3.6 s), nor rich, asyncio or the domain's models (a tenth
+of a second more), and `takedown --help` without importing the command groups' modules
+(cli/main.py builds a group when it is invoked). Checked by which modules a fresh
+interpreter holds after running them (the time itself is measured by
+bench/cli_start.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,24 @@ HEAVY = (
     "takedown.services",
     "takedown.store.blobs",
     "takedown.media",
+    # Imported by the commands that use them, never at start (cli/common.py's consoles
+    # make their rich Console at first use).
+    "rich",
+    "asyncio",
+    "takedown.domain.access",
+    "takedown.domain.cases",
+)
+
+# The modules of the command groups (cli/main.py's GROUPS, but for main itself).
+GROUP_MODULES = (
+    "takedown.cli.access",
+    "takedown.cli.audit",
+    "takedown.cli.banks",
+    "takedown.cli.clock",
+    "takedown.cli.connector",
+    "takedown.cli.exchanges",
+    "takedown.cli.legal",
+    "takedown.cli.outbox",
 )
 
 _PROBE = r"""
@@ -35,9 +56,10 @@ from takedown.cli.main import app
 
 def commands(cmd, path):
     yield path
-    if hasattr(cmd, "commands"):
-        for name, sub in cmd.commands.items():
-            yield from commands(sub, path + [name])
+    if hasattr(cmd, "list_commands"):
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from commands(cmd.get_command(ctx, name), path + [name])
 
 results = {}
 root = typer.main.get_command(app)
@@ -99,8 +121,32 @@ with redirect_stdout(buf):
         app(["key", "new"], standalone_mode=False)
     except SystemExit:
         pass
-print(json.dumps({"key": buf.getvalue().strip(), "heavy": heavy()}))
+groups = sorted(m for m in sys.modules if m.startswith("takedown.cli."))
+print(json.dumps({"key": buf.getvalue().strip(), "heavy": heavy(), "cli": groups}))
 """
     found = _probe(code)
     assert len(found["key"]) == 44  # 32 bytes, URL-safe base64
     assert found["heavy"] == []
+    assert not set(found["cli"]) & set(GROUP_MODULES), found["cli"]
+
+
+def test_the_top_help_lists_every_group_without_importing_them():
+    code = r"""
+import io, json, sys
+from contextlib import redirect_stdout
+from takedown.cli.main import GROUPS, app
+buf = io.StringIO()
+with redirect_stdout(buf):
+    try:
+        app(["--help"], standalone_mode=False)
+    except SystemExit:
+        pass
+groups = sorted(m for m in sys.modules if m.startswith("takedown.cli."))
+print(json.dumps({"help": buf.getvalue(), "groups": list(GROUPS), "heavy": heavy(), "cli": groups}))
+"""
+    found = _probe(code)
+    listed = [line.split()[0] for line in found["help"].split("Commands:")[1].splitlines() if line]
+    assert found["groups"] and set(found["groups"]) <= set(listed), listed
+    assert {"serve", "status", "hash", "screen", "worker", "retroscan", "consume"} <= set(listed)
+    assert found["heavy"] == []
+    assert not set(found["cli"]) & set(GROUP_MODULES), found["cli"]

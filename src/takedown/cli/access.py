@@ -7,19 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
-from takedown.domain.access import SCOPE_PERMISSIONS
+from takedown.domain.scopes import SCOPES
 from takedown.errors import TakedownError
 
 key_app = typer.Typer(
-    rich_markup_mode=None, help="API keys for platforms and tools.", no_args_is_help=True
+    rich_markup_mode=None,
 )
 user_app = typer.Typer(
     rich_markup_mode=None,
-    help="People who sign in: moderators, specialists, legal, admins.",
-    no_args_is_help=True,
 )
 
 
@@ -31,7 +28,7 @@ def key_create(
         list[str],
         typer.Option(
             "--scope",
-            help=f"One of {', '.join(SCOPE_PERMISSIONS)}; repeat for several. "
+            help=f"One of {', '.join(SCOPES)}; repeat for several. "
             "'platform' is the usual integration key.",
         ),
     ],
@@ -58,6 +55,8 @@ def key_list(json_lines: _JSON = False) -> None:
     if json_lines:
         print_json_lines(keys)
         return
+    from rich.table import Table
+
     table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
     for k in keys:
         table.add_row(
@@ -119,6 +118,8 @@ def user_list(json_lines: _JSON = False) -> None:
     if json_lines:
         print_json_lines(users)
         return
+    from rich.table import Table
+
     table = Table("id", "username", "role", "active", "created")
     for u in users:
         table.add_row(u.id, u.username, u.role, str(u.active), str(u.created_at)[:19])

@@ -24,8 +24,6 @@ T = TypeVar("T")
 
 audit_app = typer.Typer(
     rich_markup_mode=None,
-    help="The tamper-evident audit log: verify the hash chain, write a checkpoint.",
-    no_args_is_help=True,
 )
 
 
@@ -84,9 +82,6 @@ def audit_checkpoint() -> None:
 # -- evidence ----------------------------------------------------------------------------
 evidence_app = typer.Typer(
     rich_markup_mode=None,
-    help="The evidence vault (legal staff): preserve, hold, export, delete, destroy. "
-    "Every command is written to the audit log with its purpose or reason.",
-    no_args_is_help=True,
 )
 Purpose = Annotated[str, typer.Option(help="Why you need it (written to the audit log).")]
 Reason = Annotated[str, typer.Option(help="Why (written to the audit log).")]

@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
+from takedown.cli.common import (
+    CLI_ACTOR,
+    err,
+    fail,
+    out,
+    print_json_lines,
+    print_table,
+    real_console,
+    runtime,
+)
 from takedown.errors import TakedownError
 
 if TYPE_CHECKING:
@@ -19,14 +26,9 @@ if TYPE_CHECKING:
 
 bank_app = typer.Typer(
     rich_markup_mode=None,
-    help="Hash banks: create, configure, add, import, export.",
-    no_args_is_help=True,
 )
 entry_app = typer.Typer(
     rich_markup_mode=None,
-    help="Bank entries: disable (false positive) or enable, with the other signals of the "
-    "file they were banked from.",
-    no_args_is_help=True,
 )
 
 
@@ -109,6 +111,8 @@ def bank_list(json_lines: _JSON = False) -> None:
     if json_lines:
         print_json_lines(banks)
         return
+    from rich.table import Table
+
     table = Table("name", "source", "match", "PDQ ≤", "quality ≥", "entries", "enabled", "state")
     for b in banks:
         table.add_row(
@@ -343,6 +347,14 @@ def bank_import(
     if fmt not in FORMATS:
         err.print(f"[red]error[/red]: unknown format {fmt!r}; use {', '.join(FORMATS)}")
         raise typer.Exit(code=2)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from takedown.services.banks.service import Provenance
 
     rt = runtime()
@@ -351,7 +363,7 @@ def bank_import(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=real_console(err),
     ) as progress:
         task = progress.add_task("import", total=None)
 

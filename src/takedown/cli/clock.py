@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 clock_app = typer.Typer(
     rich_markup_mode=None,
-    help="Test and staging only: set a report's or a decision's time.",
-    no_args_is_help=True,
 )
 
 _TIME = Annotated[str, typer.Argument(help="ISO time with a zone, e.g. 2026-05-01T09:00:00Z.")]

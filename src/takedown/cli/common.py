@@ -8,8 +8,9 @@ Every command module imports this one and nothing else of the package, so the
 package has no import cycle (``takedown.cli.main`` imports the command modules).
 
 Start-up time: ``takedown --help`` and light commands must answer in a fraction of a
-second, so nothing here or in a command module imports the settings, the database or
-the media code at module level; each command imports what it uses when it runs
+second, so nothing here or in a command module imports the settings, the database,
+the media code, rich or asyncio at module level; each command imports what it uses
+when it runs, and the consoles below make their rich ``Console`` at their first use
 (tests/test_cli_startup.py checks which modules ``--help`` loads).
 """
 
@@ -17,22 +18,51 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.measure import Measurement
-from rich.table import Table
 
 from takedown.errors import ConfigError, TakedownError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from takedown.config import Settings
     from takedown.runtime import Runtime
 
-out = Console(soft_wrap=True)  # long paths and hashes stay on one line
-err = Console(stderr=True, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made at its first use: importing rich costs a tenth of a
+    second, which ``--help`` and commands that print nothing through rich never pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+def _lazy_console(**options: Any) -> Console:
+    return cast("Console", _LazyConsole(**options))
+
+
+def real_console(console: Console) -> Console:
+    """The rich ``Console`` itself behind ``out`` or ``err`` (for rich code that takes
+    a console: progress bars, measuring a table)."""
+    return console.real() if isinstance(console, _LazyConsole) else console
+
+
+out = _lazy_console(soft_wrap=True)  # long paths and hashes stay on one line
+err = _lazy_console(stderr=True, soft_wrap=True)
 CLI_ACTOR = "cli"
 
 # The global options of this invocation (cli/main.py's callback sets them each time).
@@ -97,6 +127,8 @@ def runtime(*, create: bool = False, config: Settings | None = None) -> Runtime:
 
 def setup_failed(exc: ConfigError) -> typer.Exit:
     """Print what is wrong with the set-up; the caller raises the returned exit (2)."""
+    from rich.markup import escape
+
     err.print(f"[red]error[/red]: {escape(str(exc))}")
     return typer.Exit(code=2)
 
@@ -118,9 +150,13 @@ def print_table(table: Table) -> None:
     """A table as wide as its content, wider than the terminal if need be: ids and other
     values that commands take are never cut (rich shrinks and ellipsizes columns to fit
     the terminal, or 80 columns when the output is not one)."""
-    needed = Measurement.get(out, out.options.update_width(100_000), table).maximum
-    if needed <= out.width:
-        out.print(table)
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = real_console(out)
+    needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if needed <= console.width:
+        console.print(table)
     else:  # rich never prints wider than its console: one as wide as the table
         Console(width=needed, soft_wrap=True).print(table)
 

@@ -12,8 +12,6 @@ from takedown.cli.common import err
 
 connector_app = typer.Typer(
     rich_markup_mode=None,
-    help="Platform connectors (Mastodon) that use Takedown's public API.",
-    no_args_is_help=True,
 )
 
 

@@ -11,8 +11,6 @@ its id and applies nothing. nats-py is imported when the command runs.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
     from takedown.config import Settings
     from takedown.runtime import Runtime
 
-log = logging.getLogger("takedown.consume")
 ACTOR = "stream"
 
 
@@ -90,6 +87,9 @@ async def consume(
 ) -> ConsumeStats:
     """Apply events until stopped, or until nothing came for ``max_idle_s``, or after
     ``max_messages``."""
+    import asyncio
+    import logging
+
     import nats
 
     from takedown.api.limits import json_has_nul
@@ -97,6 +97,7 @@ async def consume(
     from takedown.errors import TakedownError
     from takedown.services.registry.batch import register_batch
 
+    log = logging.getLogger("takedown.consume")
     stats = ConsumeStats()
     nc = await nats.connect(s.nats_url, max_reconnect_attempts=-1)
     try:
@@ -162,6 +163,7 @@ def consume_cmd(
     """Register accounts, items and views from NATS JetStream (TAKEDOWN_NATS_URL, …),
     through a durable pull consumer: each message applied once, acknowledged after its
     commit. Events and subjects: docs/integrations/streams.md."""
+    import asyncio
     import json
 
     s = settings()

@@ -7,15 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, print_table, runtime
 from takedown.errors import TakedownError
 
 exchange_app = typer.Typer(
     rich_markup_mode=None,
-    help="Hash-list exchanges: add one feeding a bank, sync it, list their state.",
-    no_args_is_help=True,
 )
 
 
@@ -131,6 +128,8 @@ def exchange_list(
     if not views:
         err.print("no exchanges yet: takedown exchange add NAME --type … --bank … --credentials …")
         return
+    from rich.table import Table
+
     table = Table(
         "name",
         "type",
@@ -181,6 +180,8 @@ def exchange_shares(
     if json_out:
         print_json_lines(views)
         return
+    from rich.table import Table
+
     table = Table(
         "id", "exchange", "case", "signals", "state", "decided by", "upstream id", "error"
     )

@@ -19,8 +19,6 @@ from takedown.errors import TakedownError
 
 legal_app = typer.Typer(
     rich_markup_mode=None,
-    help="Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
-    no_args_is_help=True,
 )
 
 

@@ -1,24 +1,22 @@
 """The ``takedown`` command: the global options (``--config``, ``--data-dir``), the
 top-level commands (serve, status, hash, screen, worker, db, index, key) and every
-command group, each defined in its own module of this package."""
+command group (``GROUPS``), each defined in its own module of this package, imported
+and built only when it is invoked."""
 
 from __future__ import annotations
 
 import contextlib
-import json
+import importlib
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_group_from_info
+from typer.models import TyperInfo
 
-from takedown.cli.access import key_app, user_app
-from takedown.cli.audit import audit_app, evidence_app
-from takedown.cli.banks import bank_app, entry_app
-from takedown.cli.clock import clock_app
 from takedown.cli.common import (
     CLI_ACTOR,
     choose,
@@ -29,51 +27,127 @@ from takedown.cli.common import (
     settings,
     setup_failed,
 )
-from takedown.cli.connector import connector_app
 from takedown.cli.consume import consume_cmd
-from takedown.cli.exchanges import exchange_app
-from takedown.cli.legal import legal_app
-from takedown.cli.outbox import outbox_app
-from takedown.cli.retroscan import registry_app, retroscan
+from takedown.cli.retroscan import retroscan
 from takedown.errors import ConfigError, TakedownError
 
 if TYPE_CHECKING:
+    import socket
+
+    from typer._click import Command, Context, HelpFormatter
+
     from takedown.config import Settings
     from takedown.media.video import VideoSignals
     from takedown.periodic import PeriodicWorker
 
+# The command groups, in the order `takedown --help` lists them: (module of this package,
+# its Typer, the group's help). A group's module is imported, and its commands built,
+# only when that group is invoked (or its help asked): building every command of every
+# group (typer reads each function's signature and annotations) and importing their
+# modules cost more than the rest of `takedown --help`.
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "user": ("access", "user_app", "People who sign in: moderators, specialists, legal, admins."),
+    "bank": ("banks", "bank_app", "Hash banks: create, configure, add, import, export."),
+    "exchange": (
+        "exchanges",
+        "exchange_app",
+        "Hash-list exchanges: add one feeding a bank, sync it, list their state.",
+    ),
+    "entry": (
+        "banks",
+        "entry_app",
+        "Bank entries: disable (false positive) or enable, with the other signals of the "
+        "file they were banked from.",
+    ),
+    "apikey": ("access", "key_app", "API keys for platforms and tools."),
+    "db": ("main", "db_app", "Database schema."),
+    "outbox": ("outbox", "outbox_app", "Actions for the platform: deliveries and dead letters."),
+    "legal": (
+        "legal",
+        "legal_app",
+        "Legal reporting: queue, due filings, DSA and TAKE IT DOWN reports.",
+    ),
+    "audit": (
+        "audit",
+        "audit_app",
+        "The tamper-evident audit log: verify the hash chain, write a checkpoint.",
+    ),
+    "evidence": (
+        "audit",
+        "evidence_app",
+        "The evidence vault (legal staff): preserve, hold, export, delete, destroy. "
+        "Every command is written to the audit log with its purpose or reason.",
+    ),
+    "clock": (
+        "clock",
+        "clock_app",
+        "Test and staging only: set a report's or a decision's time.",
+    ),
+    "connector": (
+        "connector",
+        "connector_app",
+        "Platform connectors (Mastodon) that use Takedown's public API.",
+    ),
+    "registry": ("retroscan", "registry_app", "The registry of accounts, items and media."),
+    "index": ("main", "index_app", "The bank index's snapshot file."),
+    "key": ("main", "master_key_app", "The master key that seals media and signs the audit log."),
+}
+
+
+class _LazyGroups(TyperGroup):
+    """The ``takedown`` command: its own commands built by typer as usual, the groups
+    of :data:`GROUPS` imported and built when one is looked up (exactly as
+    ``add_typer`` would have built them); its help lists the groups from
+    :data:`GROUPS` without building them."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [name for name in self.commands if name not in GROUPS] + list(GROUPS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name in GROUPS and cmd_name not in self.commands:
+            module, attribute, help_text = GROUPS[cmd_name]
+            group = getattr(importlib.import_module(f"takedown.cli.{module}"), attribute)
+            self.commands[cmd_name] = get_group_from_info(
+                TyperInfo(group, name=cmd_name, help=help_text, no_args_is_help=True),
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                suggest_commands=self.suggest_commands,
+                rich_markup_mode=self.rich_markup_mode,
+            )
+        return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        if args and args[0] not in self.commands and args[0] not in GROUPS:
+            for name in GROUPS:  # a mistyped command: "Did you mean" chooses among all
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        listed = [
+            (name, self.commands.get(name) or TyperCommand(name, help=GROUPS[name][2]))
+            for name in self.list_commands(ctx)
+        ]
+        listed = [(name, cmd) for name, cmd in listed if not cmd.hidden]
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in listed])
+
+
 # Plain (click-style) help and tracebacks: typer's rich help costs a tenth of a second at
 # every start, and `takedown --help` must answer at once (bench/cli_start.py).
 app = typer.Typer(
+    cls=_LazyGroups,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     help="Takedown: find, restrict and remove CSAM and NCII.",
     no_args_is_help=True,
 )
-db_app = typer.Typer(rich_markup_mode=None, help="Database schema.", no_args_is_help=True)
-index_app = typer.Typer(
-    rich_markup_mode=None, help="The bank index's snapshot file.", no_args_is_help=True
-)
-master_key_app = typer.Typer(
-    rich_markup_mode=None, help="The master key that seals media and signs the audit log."
-)
-app.add_typer(user_app, name="user")
-app.add_typer(bank_app, name="bank")
-app.add_typer(exchange_app, name="exchange")
-app.add_typer(entry_app, name="entry")
-app.add_typer(key_app, name="apikey")
-app.add_typer(db_app, name="db")
-app.add_typer(outbox_app, name="outbox")
-app.add_typer(legal_app, name="legal")
-app.add_typer(audit_app, name="audit")
-app.add_typer(evidence_app, name="evidence")
-app.add_typer(clock_app, name="clock")
-app.add_typer(connector_app, name="connector")
-app.add_typer(registry_app, name="registry")
+db_app = typer.Typer(rich_markup_mode=None)
+index_app = typer.Typer(rich_markup_mode=None)
+master_key_app = typer.Typer(rich_markup_mode=None)
 app.command("retroscan")(retroscan)
 app.command("consume")(consume_cmd)
-app.add_typer(index_app, name="index")
-app.add_typer(master_key_app, name="key", no_args_is_help=True)
 
 
 @app.callback()
@@ -254,6 +328,8 @@ def status() -> None:
     """Which config file, data directory, database and master key this command uses
     (the server logs the same at start), the schema revision and a few counts. Creates
     nothing; exit code 1 when something needs fixing."""
+    from rich.markup import escape
+
     from takedown.runtime import setup
 
     lines = setup.describe(settings())
@@ -278,6 +354,8 @@ def hash_cmd(
     writes them (`frame_number,quality,pdq,timestamp`) after a `# file md5 sha256` line;
     with --json one JSON object (digests, stream facts and the frames). Files that
     cannot be hashed get an error object; exit code 2."""
+    import json
+
     from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 
     config = settings()
@@ -321,6 +399,8 @@ def _vpdq_lines(file: str, signals: VideoSignals) -> str:
 @app.command()
 def screen(files: Annotated[list[Path], typer.Argument(help="Image or video files")]) -> None:
     """Screen images and videos against the banks locally; prints one JSON verdict per file."""
+    import json
+
     rt = runtime()
     for path in files:
         try:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from takedown.cli.common import CLI_ACTOR, fail, out, print_json_lines, print_table, runtime
 from takedown.errors import TakedownError
 
 outbox_app = typer.Typer(
     rich_markup_mode=None,
-    help="Actions for the platform: deliveries and dead letters.",
-    no_args_is_help=True,
 )
 
 
@@ -36,6 +33,8 @@ def outbox_list(
     if json_lines:
         print_json_lines(rows)
         return
+    from rich.table import Table
+
     table = Table("id", "topic", "target", "state", "attempts", "last error")
     for r in rows:
         table.add_row(

@@ -13,7 +13,7 @@ from takedown.cli.common import CLI_ACTOR, err, fail, out, print_json_lines, run
 from takedown.errors import TakedownError
 
 registry_app = typer.Typer(
-    rich_markup_mode=None, help="The registry of accounts, items and media.", no_args_is_help=True
+    rich_markup_mode=None,
 )
 
 _JSON = Annotated[bool, typer.Option("--json", help="One JSON object per line, every field whole.")]

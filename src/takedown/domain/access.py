@@ -74,7 +74,8 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
 # The evidence vault is for legal staff (and admins, who hold every permission).
 ROLE_PERMISSIONS[UserRole.LEGAL] = ROLE_PERMISSIONS[UserRole.LEGAL] | {Permission.EVIDENCE}
 
-# API-key scopes (machine integrations). "platform" is the usual integration key.
+# API-key scopes (machine integrations). "platform" is the usual integration key. Their
+# names in the same order: domain/scopes.py (what `takedown apikey create --help` lists).
 SCOPE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "screen": frozenset({Permission.SCREEN}),
     "banks:read": frozenset({Permission.BANKS_READ}),
