@@ -185,6 +185,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--radius", type=int, default=31)
     parser.add_argument("--db-media", type=int, default=100_000)
+    parser.add_argument(
+        "--db-entries",
+        type=int,
+        default=None,
+        help="entries of the end-to-end run (default: --entries / 10); a run of 10 million "
+        "hashes or more (--db-media 1250000) is kept apart as database_10m_hashes",
+    )
     parser.add_argument("--skip-core", action="store_true")
     parser.add_argument(
         "--postgres-admin-url",
@@ -197,9 +204,11 @@ def main() -> None:
     if not args.skip_core:
         out["core"] = core(args.media, args.entries, args.threads, args.radius)
         print(json.dumps(out["core"]), flush=True)
+    db_entries = args.db_entries or args.entries // 10
+    db_key = "database_10m_hashes" if args.db_media * 8 >= 10_000_000 else "database"
     if args.db_media:
-        out["database"] = end_to_end(args.db_media, args.entries // 10, args.radius)
-        print(json.dumps(out["database"]), flush=True)
+        out[db_key] = end_to_end(args.db_media, db_entries, args.radius)
+        print(json.dumps(out[db_key]), flush=True)
     if args.db_media and args.postgres_admin_url:
         from sqlalchemy import create_engine, text
 
@@ -209,10 +218,8 @@ def main() -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
             url = admin.url.set(database=name).render_as_string(hide_password=False)
-            out["database_postgresql"] = end_to_end(
-                args.db_media, args.entries // 10, args.radius, url
-            )
-            print(json.dumps(out["database_postgresql"]), flush=True)
+            out[db_key + "_postgresql"] = end_to_end(args.db_media, db_entries, args.radius, url)
+            print(json.dumps(out[db_key + "_postgresql"]), flush=True)
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

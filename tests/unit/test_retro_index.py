@@ -14,6 +14,7 @@ from takedown.matching.retro import (
     brute_force,
     match_signals,
     scan,
+    scan_threads,
     thresholds_for,
 )
 
@@ -59,3 +60,29 @@ def test_the_shared_rule_matches_exact_types_and_any_pdq_variant() -> None:
     values = [rng.bytes(32).hex(), pdq, "ab" * 16, "cd" * 32, rng.bytes(32).hex()]
     assert match_signals(index, owners, types, values) == {(1, 7): 0, (2, 8): 0, (3, 9): 0}
     assert len(index) == 3 and index.names[2] == "E2"
+
+
+def test_threads_change_nothing_but_the_time() -> None:
+    """The database worker splits a chunk's scan over threads: the same pairs, numbered
+    as one call numbers them, whatever the split."""
+    rng = np.random.default_rng(3)
+    entries = rng.integers(0, 256, size=(2_000, 32), dtype=np.uint8)
+    ids = np.arange(1, 2_001, dtype=np.int64)
+    copies = _near(rng, entries[:300], rng.integers(0, 36, size=300))
+    queries = np.concatenate([rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8), copies])
+    index = EntryIndex.build(ids, entries, 31)
+    q, e, d = scan(index, queries)
+    one = sorted(zip(q.tolist(), e.tolist(), d.tolist(), strict=True))
+    for threads in (2, 3, 4):
+        tq, te, td = scan_threads(index, queries, threads)
+        assert sorted(zip(tq.tolist(), te.tolist(), td.tolist(), strict=True)) == one
+    assert len(one) >= 250  # the copies within the radius were there to find
+    hexes = [h.tobytes().hex() for h in queries]
+    owners = [k // 8 for k in range(len(hexes))]  # 8 variants an owner, as stored
+    scan_index = ScanIndex.build(
+        [(int(i), f"E{i}", "pdq", h.tobytes().hex()) for i, h in zip(ids, entries, strict=True)], 31
+    )
+    types = ["pdq"] * len(hexes)
+    assert match_signals(scan_index, owners, types, hexes, threads=4) == match_signals(
+        scan_index, owners, types, hexes
+    )

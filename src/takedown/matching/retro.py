@@ -18,6 +18,7 @@ benchmark and the Spark job (``integrations/spark.py``) all call :func:`scan`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -310,30 +311,64 @@ def match_signals(
     types: Sequence[str],
     values: Sequence[str],
     qualities: Sequence[int | None] | None = None,
+    threads: int = 1,
 ) -> dict[tuple[int, int], int]:
     """The rule of retroactive matching, the same on every engine: stored signals
     (``owners[i]`` has a ``types[i]`` signal ``values[i]``; a PDQ's 8 dihedral variants
     are 8 rows) against a bank's entries. Returns (entry id, owner) -> the smallest
     distance (0 for exact types). PDQ within the index's radius, when its quality
     (``qualities[i]``, when known) reaches the bank's floor, as at upload; MD5 and
-    SHA-256 equal."""
+    SHA-256 equal. ``threads``: the PDQ scan split over that many threads (it releases
+    the GIL); the answer does not depend on it."""
     found: dict[tuple[int, int], int] = {}
-    rows: list[int] = []
-    hashes: list[str] = []
+    for stype, table in index.exact.items():  # only the exact types the bank holds
+        for i, (t, value) in enumerate(zip(types, values, strict=True)):
+            if t == stype:
+                for entry_id in table.get(value, ()):
+                    found[(entry_id, owners[i])] = 0
+    if index.pdq is None:
+        return found
     floor = index.pdq_floor
-    for i, (stype, value) in enumerate(zip(types, values, strict=True)):
-        if stype == "pdq":
-            quality = qualities[i] if qualities is not None else None
-            if index.pdq is not None and (quality is None or quality >= floor):
-                rows.append(i)
-                hashes.append(value)
-            continue
-        for entry_id in index.exact.get(stype, {}).get(value, ()):
-            found[(entry_id, owners[i])] = 0
-    if hashes and index.pdq is not None:
-        query, entry_ids, distances = scan(index.pdq, stored_hex_to_bytes_array(hashes))
-        for q, e, d in zip(query.tolist(), entry_ids.tolist(), distances.tolist(), strict=True):
-            key = (e, owners[rows[q]])
-            if key not in found or d < found[key]:
-                found[key] = d
+    if qualities is None:
+        rows = [i for i, t in enumerate(types) if t == "pdq"]
+    else:
+        rows = [
+            i
+            for i, (t, q) in enumerate(zip(types, qualities, strict=True))
+            if t == "pdq" and (q is None or q >= floor)
+        ]
+    if not rows:
+        return found
+    hashes = stored_hex_to_bytes_array([values[i] for i in rows])
+    query, entry_ids, distances = scan_threads(index.pdq, hashes, threads)
+    if len(query) == 0:
+        return found
+    owner_of = np.asarray(owners, dtype=np.int64)[np.asarray(rows, dtype=np.int64)[query]]
+    for e, o, d in zip(entry_ids.tolist(), owner_of.tolist(), distances.tolist(), strict=True):
+        key = (e, o)
+        if key not in found or d < found[key]:
+            found[key] = d
     return found
+
+
+def scan_threads(
+    index: EntryIndex, hashes: np.ndarray, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`scan` of ``hashes`` cut into ``threads`` parts scanned side by side (the
+    kernel releases the GIL), rows numbered as in one call."""
+    parts = max(1, min(threads, hashes.shape[0] // 10_000))
+    if parts == 1:
+        return scan(index, hashes)
+    bounds = np.linspace(0, hashes.shape[0], parts + 1).astype(np.int64)
+    with ThreadPoolExecutor(parts) as pool:
+        results = list(
+            pool.map(
+                lambda k: scan(index, hashes[bounds[k] : bounds[k + 1]]),
+                range(parts),
+            )
+        )
+    return (
+        np.concatenate([q + bounds[k] for k, (q, _, _) in enumerate(results)]),
+        np.concatenate([e for _, e, _ in results]),
+        np.concatenate([d for _, _, d in results]),
+    )
