@@ -319,20 +319,24 @@ class RetroscanService:
             if job.state != "running":
                 return False
             # Core rows, not the ORM's (a million rows: seconds of the ORM's loading).
-            rows = s.connection().execute(
-                select(
-                    Media.id,
-                    Media.sha256,
-                    Media.md5,
-                    Media.pdq,
-                    Media.pdq_dihedral,
-                    Media.pdq_quality,
-                    Media.media_type,
+            rows = (
+                s.connection()
+                .execute(
+                    select(
+                        Media.id,
+                        Media.sha256,
+                        Media.md5,
+                        Media.pdq,
+                        Media.pdq_dihedral,
+                        Media.pdq_quality,
+                        Media.media_type,
+                    )
+                    .where(Media.id > job.checkpoint_media_id)
+                    .order_by(Media.id)
+                    .limit(self.chunk)
                 )
-                .where(Media.id > job.checkpoint_media_id)
-                .order_by(Media.id)
-                .limit(self.chunk)
-            ).all()
+                .all()
+            )
             now = utcnow()
             if not rows:
                 job.state = "done"
