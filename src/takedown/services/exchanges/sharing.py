@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -201,16 +201,7 @@ class ShareService:
         from then on: what was sent, when, and the upstream id it answered."""
         now = now or utcnow()
         with unit_of_work(self._sessions, write=False) as s:
-            due = s.execute(
-                select(ExchangeShare, Exchange)
-                .join(Exchange, Exchange.id == ExchangeShare.exchange_id)
-                .where(
-                    ExchangeShare.state == ShareState.APPROVED.value,
-                    ExchangeShare.next_attempt_at <= now,
-                )
-                .order_by(ExchangeShare.id)
-                .limit(limit)
-            ).all()
+            due = _due(s, ShareState.APPROVED, now, limit)
             work = [
                 (
                     sh.id,
@@ -296,16 +287,7 @@ class ShareService:
                     ex.base_url,
                     ex.privacy_group,
                 )  # fmt: skip
-                for sh, ex in s.execute(
-                    select(ExchangeShare, Exchange)
-                    .join(Exchange, Exchange.id == ExchangeShare.exchange_id)
-                    .where(
-                        ExchangeShare.state == ShareState.WITHDRAWING.value,
-                        ExchangeShare.next_attempt_at <= now,
-                    )
-                    .order_by(ExchangeShare.id)
-                    .limit(limit)
-                ).all()
+                for sh, ex in _due(s, ShareState.WITHDRAWING, now, limit)
             ]
         done = 0
         sharers = _Sharers(self._sharer_factory, self._credentials)
@@ -492,3 +474,14 @@ def _details(s: Session, sh: ExchangeShare, **extra: object) -> dict[str, object
 
 def _not_found(share_id: str) -> NotFound:
     return NotFound(f"No share {share_id[:60]!r}.", code="share_not_found")
+
+
+def _due(s: Session, state: ShareState, now: datetime, limit: int) -> Sequence[Any]:
+    """Shares in ``state`` whose next try is due, oldest first, with their exchange."""
+    return s.execute(
+        select(ExchangeShare, Exchange)
+        .join(Exchange, Exchange.id == ExchangeShare.exchange_id)
+        .where(ExchangeShare.state == state.value, ExchangeShare.next_attempt_at <= now)
+        .order_by(ExchangeShare.id)
+        .limit(limit)
+    ).all()
