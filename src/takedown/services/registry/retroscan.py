@@ -322,15 +322,7 @@ class RetroscanService:
             rows = (
                 s.connection()
                 .execute(
-                    select(
-                        Media.id,
-                        Media.sha256,
-                        Media.md5,
-                        Media.pdq,
-                        Media.pdq_dihedral,
-                        Media.pdq_quality,
-                        Media.media_type,
-                    )
+                    select(*_SCANNED)
                     .where(Media.id > job.checkpoint_media_id)
                     .order_by(Media.id)
                     .limit(self.chunk)
@@ -474,6 +466,18 @@ class RetroscanService:
         return result
 
 
+# The media columns a scan reads, in the order match_chunk takes them.
+_SCANNED = (
+    Media.id,
+    Media.sha256,
+    Media.md5,
+    Media.pdq,
+    Media.pdq_dihedral,
+    Media.pdq_quality,
+    Media.media_type,
+)
+
+
 def match_chunk(s: Session, entries: JobEntries, rows: Sequence[Any]) -> dict[tuple[int, int], int]:
     """(entry id, media id) -> distance for one chunk of media rows (id, sha256, md5,
     pdq, pdq_dihedral, pdq_quality, media_type)."""
@@ -553,16 +557,7 @@ def _confirmed(s: Session, claimed: dict[int, set[str]]) -> dict[tuple[int, int]
         )
         items = sorted({i for e, *_ in rows for i in claimed[int(e)]})
         media = s.execute(
-            select(
-                Item.platform_id,
-                Media.id,
-                Media.sha256,
-                Media.md5,
-                Media.pdq,
-                Media.pdq_dihedral,
-                Media.pdq_quality,
-                Media.media_type,
-            )
+            select(Item.platform_id, *_SCANNED)
             .join(ItemMedia, ItemMedia.media_id == Media.id)
             .join(Item, Item.id == ItemMedia.item_id)
             .where(Item.platform_id.in_(items))
