@@ -26,7 +26,7 @@ from takedown.store.db import current_revision, make_engine, upgrade
 from takedown.store.models import Base, Blob
 from tests.conftest import PG_ADMIN_URL
 
-HEAD = "0028_share_withdrawals"  # the newest migration
+HEAD = "0029_outbox_statements"
 
 
 def test_migrations_match_models(database_url: str):

@@ -33,7 +33,7 @@ def _decide(client, case: str, headers, outcome: str, reasons: str) -> dict:
 def _actions(rt: Runtime, topic: str) -> dict[str, dict]:
     with rt.sessions() as s:
         return {
-            m.target_platform_id: json.loads(m.payload)
+            m.target_platform_id: json.loads(m.full_payload)
             for m in s.scalars(select(OutboxMessage).where(OutboxMessage.topic == topic))
         }
 

@@ -310,9 +310,9 @@ def test_every_action_carries_a_statement_of_reasons(rt: Runtime, client):
     )
     with rt.sessions() as s:
         payloads = [
-            json.loads(p)
-            for p in s.scalars(
-                select(OutboxMessage.payload)
+            json.loads(m.full_payload)
+            for m in s.scalars(
+                select(OutboxMessage)
                 .where(OutboxMessage.target_type == "item")
                 .order_by(OutboxMessage.id)
             )
@@ -410,9 +410,11 @@ def test_ncii_warns_first_then_suspends(rt: Runtime, client):
     _confirm(rt, client, "n1", "ncii", mod)
     with rt.sessions() as s:
         assert s.scalar(select(Account.status).where(Account.platform_id == "sharer")) == ("active")
-        warn = s.scalars(
-            select(OutboxMessage.payload).where(OutboxMessage.topic == "account.warn")
-        ).one()
+        warn = (
+            s.scalars(select(OutboxMessage).where(OutboxMessage.topic == "account.warn"))
+            .one()
+            .full_payload
+        )
     assert json.loads(warn)["statement_of_reasons"]["ground"].endswith("(DSA art. 23).")
     _confirm(rt, client, "n2", "ncii", mod)
     with rt.sessions() as s:

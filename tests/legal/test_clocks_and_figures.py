@@ -470,7 +470,8 @@ def test_the_clock_command(rt: Runtime, client, settings: Settings):
             timeout=120,
         )
 
-    received = _iso(utcnow() - timedelta(hours=50))
+    base = utcnow()  # one "now" for both dates: the commands may run minutes apart
+    received = _iso(base - timedelta(hours=50))
     done = clock("set-received", str(receipt["report_id"]), received)
     assert done.returncode == 0, done.stderr
     change = json.loads(done.stdout)
@@ -478,7 +479,7 @@ def test_the_clock_command(rt: Runtime, client, settings: Settings):
     assert change["changes"]["case.takedown_due_at"]["new"] == _iso_plus(
         change["changes"]["report.received_at"]["new"], hours=48
     )
-    done = clock("set-decided", decision, _iso(utcnow() - timedelta(hours=1)))
+    done = clock("set-decided", decision, _iso(base - timedelta(hours=1)))
     assert done.returncode == 0, done.stderr
     assert "case.removed_at" in json.loads(done.stdout)["changes"]
     assert _clock(w.case(receipt["case_number"]), "take_it_down_48h")["state"] == "met"

@@ -289,8 +289,8 @@ def test_the_scope_setting_reaches_both_statements_end_to_end(
         from takedown.store.models import OutboxMessage
 
         told = [
-            json.loads(p)["statement_of_reasons"]["territorial_scope"]
-            for p in s.scalars(select(OutboxMessage.payload))
+            json.loads(m.full_payload)["statement_of_reasons"]["territorial_scope"]
+            for m in s.scalars(select(OutboxMessage))
         ]
     assert told and all(t == "These countries: AT, DE." for t in told), told
     assert {tuple(st["territorial_scope"]) for st in dsadb.stored} == {("AT", "DE")}
@@ -534,10 +534,15 @@ def test_a_requeue_that_would_fail_again_changes_nothing(rt: Runtime, client, ds
     confirmed = confirmed_case(rt, client)
     with unit_of_work(rt.sessions) as s:
         for msg in s.scalars(select(OutboxMessage)):
-            payload = json.loads(msg.payload)
-            if "statement_of_reasons" in payload:
-                payload["statement_of_reasons"]["territorial_scope_countries"] = ["US"]
-                msg.payload = json.dumps(payload)
+            payload = json.loads(msg.full_payload)
+            statement = payload.pop("statement_of_reasons", None)
+            if statement is None:
+                continue
+            statement["territorial_scope_countries"] = ["US"]
+            if msg.statement is None:
+                msg.payload = json.dumps({**payload, "statement_of_reasons": statement})
+            else:  # shared by the actions of one measure
+                msg.statement.body = json.dumps(statement)
     run = rt.dsa.submit_due()
     assert run.refused == run.created > 0 and dsadb.calls == []
     row = _rows(rt)[0]

@@ -28,7 +28,7 @@ from takedown.integrations.webhooks import SIGNATURE_HEADER, WebhookClient, veri
 from takedown.runtime import Runtime
 from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
 from takedown.services.outbound.sinks import JetStreamSink, accepted_in, batch_key
-from takedown.store.models import Case, OutboxMessage
+from takedown.store.models import Case, OutboxMessage, OutboxStatement
 from tests.services.test_delivery import SECRET, _closed_port_url, _restrict_some, _states
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -147,6 +147,25 @@ def test_batches_are_signed_keyed_and_keep_order_per_item(rt: Runtime, batch_rec
             per_item.setdefault(a["target"]["id"], []).append(a["action"]["action"])
     assert set(per_item) == {"orig"} | {f"r{i}" for i in range(1, 7)}
     assert all(v == ["restrict", "restore"] for v in per_item.values()), per_item
+
+
+def test_a_measure_on_many_items_stores_its_statement_once(rt: Runtime, batch_receiver):
+    """The restriction of 7 copies and their restoration: two statements of reasons
+    stored (not 14), and every action the platform receives carries its own."""
+    _restrict_some(rt, 7)
+    _restore_all(rt)
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxStatement)) == 2
+    d = _batched(rt, batch_receiver.url, 500)
+    d.deliver_due(now=utcnow())  # the restrictions; then each item's restoration
+    d.deliver_due(now=utcnow() + timedelta(seconds=1))
+    got = [a["action"] for b in batch_receiver.batches for a in b["actions"]]
+    assert len(got) == 14
+    measures = {a["action"]: a["statement_of_reasons"]["measure"] for a in got}
+    assert set(measures) == {"restrict", "restore"}
+    assert "restricted" in measures["restrict"].lower()
+    assert all(a["statement_of_reasons"]["measure"] == measures[a["action"]] for a in got)
+    assert {a["item_id"] for a in got} == {"orig"} | {f"r{i}" for i in range(1, 7)}
 
 
 def test_a_partly_acknowledged_batch_retries_only_the_rest(rt: Runtime):

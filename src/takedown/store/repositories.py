@@ -27,7 +27,15 @@ from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
 from takedown.errors import NotFound
 from takedown.ids import utcnow
-from takedown.store.models import Bank, BankEntry, Case, Item, OutboxMessage, RetroscanJob
+from takedown.store.models import (
+    Bank,
+    BankEntry,
+    Case,
+    Item,
+    OutboxMessage,
+    OutboxStatement,
+    RetroscanJob,
+)
 from takedown.store.valuesets import named_value_set, value_set_argument
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
@@ -253,6 +261,7 @@ def insert_item_actions(
     case_id: int,
     payload_head: str,
     payload_tail: str,
+    statement: str,
     now: datetime,
 ) -> None:
     """One pending outbox action per item, built by the database (INSERT … SELECT)
@@ -260,15 +269,19 @@ def insert_item_actions(
     100,000 of them. Each row's id and idempotency key is ``key_prefix`` (16
     characters of a fresh ULID) followed by the item's id in ten digits, so the ids of
     one call are unique and sort like ULIDs; the payload is ``payload_head`` + the
-    item's platform id as a JSON string + ``payload_tail``."""
+    item's platform id as a JSON string + ``payload_tail``, and ``statement`` (the
+    statement of reasons, JSON) is stored once for all of them (``OutboxStatement``)."""
     if len(key_prefix) != 16:
         raise ValueError("key_prefix is 16 characters")
+    statement_id = session.scalar(
+        insert(OutboxStatement).values(body=statement).returning(OutboxStatement.id)
+    )
     dialect = session.get_bind().dialect.name
-    statement = _ITEM_ACTIONS.get(dialect)
-    if statement is None:
-        statement = _ITEM_ACTIONS[dialect] = _item_actions(dialect)
+    sql = _ITEM_ACTIONS.get(dialect)
+    if sql is None:
+        sql = _ITEM_ACTIONS[dialect] = _item_actions(dialect)
     session.execute(
-        statement,
+        sql,
         {
             "ids": value_set_argument(dialect, item_ids),
             "key_prefix": key_prefix,
@@ -276,6 +289,7 @@ def insert_item_actions(
             "case_id": case_id,
             "head": payload_head,
             "tail": payload_tail,
+            "statement_id": statement_id,
             "now": now,
         },
     )
@@ -304,6 +318,7 @@ def _item_actions(dialect: str) -> Executable:
         o.target_platform_id,
         o.case_id,
         o.payload,
+        o.statement_id,
         o.state,
         o.attempts,
         o.created_at,
@@ -317,6 +332,7 @@ def _item_actions(dialect: str) -> Executable:
         Item.platform_id,
         bindparam("case_id", type_=Integer),
         bindparam("head", type_=String) + quoted + bindparam("tail", type_=String),
+        bindparam("statement_id", type_=Integer),
         literal("pending"),
         literal(0),
         stamp,

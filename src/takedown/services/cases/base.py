@@ -166,9 +166,8 @@ class CaseBase:
             "case": case.public_id,
             "reason": why,
             "monetization": "paused" if paused else "resumed",
-            "statement_of_reasons": statement,
             "decision": decision_id,
-        }
+        }  # + the statement of reasons, stored once for all these items
         head, tail = json.dumps(payload).split(json.dumps(_ITEM))
         key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
         s.execute(
@@ -186,6 +185,7 @@ class CaseBase:
             case_id=case.id,
             payload_head=head,
             payload_tail=tail,
+            statement=json.dumps(statement),
             now=now,
         )
         pids: list[str] = list(

@@ -153,7 +153,7 @@ class DsaService:
         return len(rows), refused
 
     def _statement(self, s: Session, msg: OutboxMessage) -> dict[str, object]:
-        payload = json.loads(msg.payload)
+        payload = json.loads(msg.full_payload)
         action = msg.topic.split(".", 1)[1]
         case = s.get(Case, msg.case_id) if msg.case_id else None
         cats = {Category(c) for c in (case.categories if case else "").split(",") if c}

@@ -25,6 +25,7 @@ from takedown.store.models import (
     Decision,
     Item,
     OutboxMessage,
+    OutboxStatement,
     Report,
     ReporterStanding,
 )
@@ -226,8 +227,17 @@ def _actions(s: Session, start: datetime, end: datetime) -> dict[str, object]:
     by_ground: Counter[str] = Counter()
     automation: Counter[str] = Counter()
     solely: Counter[str] = Counter()
-    for topic, payload in s.execute(
-        select(OutboxMessage.topic, OutboxMessage.payload).where(
+    # A statement shared by many actions (OutboxStatement) is parsed once.
+    shared: dict[int, dict[str, object]] = {}
+    for topic, payload, statement_id, shared_body in s.execute(
+        select(
+            OutboxMessage.topic,
+            OutboxMessage.payload,
+            OutboxMessage.statement_id,
+            OutboxStatement.body,
+        )
+        .outerjoin(OutboxStatement, OutboxStatement.id == OutboxMessage.statement_id)
+        .where(
             OutboxMessage.created_at >= start,
             OutboxMessage.created_at < end,
             OutboxMessage.topic.like("item.%") | OutboxMessage.topic.like("account.%"),
@@ -235,7 +245,12 @@ def _actions(s: Session, start: datetime, end: datetime) -> dict[str, object]:
     ).yield_per(2000):
         body = json.loads(payload)
         by_type[topic] += 1
-        statement = body.get("statement_of_reasons") or {}
+        if statement_id is None:
+            statement = body.get("statement_of_reasons") or {}
+        elif statement_id in shared:
+            statement = shared[statement_id]
+        else:
+            statement = shared[statement_id] = json.loads(shared_body)
         by_ground[str(statement.get("ground_type", "unknown"))] += 1
         how = tr.automation(topic, body.get("reason"))
         automation[how] += 1

@@ -44,7 +44,7 @@ from takedown.metrics import DELIVERY_FAILURES
 from takedown.services.audit.chain import record
 from takedown.services.outbound.sinks import Claimed, Sink, SinkResult, WebhookSink
 from takedown.store.db import unit_of_work
-from takedown.store.models import Case, OutboxMessage
+from takedown.store.models import Case, OutboxMessage, OutboxStatement, action_payload
 from takedown.store.valuesets import in_values
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def webhook_body(row: OutboxMessage, case_public_id: str | None) -> bytes:
         target_id=row.target_platform_id,
         case_public_id=case_public_id,
         created_at=row.created_at,
-        payload=row.payload,
+        payload=row.full_payload,
     )
 
 
@@ -257,7 +257,9 @@ class DeliveryDispatcher:
                 o.case_id,
                 o.created_at,
                 o.payload,
+                OutboxStatement.body,
             )
+            .outerjoin(OutboxStatement, OutboxStatement.id == o.statement_id)
             .where(o.state.in_((PENDING, DELIVERING)), o.next_attempt_at <= now, ~blocked)
             # Oldest due first, so one failing row cannot starve the others; the
             # partial index ix_outbox_open (next_attempt_at, id) over the rows still to
@@ -276,7 +278,7 @@ class DeliveryDispatcher:
                 s.execute(text("SET LOCAL enable_sort = off"))
                 rows = s.execute(stmt).all()
             else:
-                # SQLite's planner takes ix_outbox_state_next instead (the partial
+                # SQLite's planner takes another index instead (the partial
                 # index's condition cannot be proved from bound parameters), checks the
                 # order rule for every due row and sorts them all: a claim cost
                 # O(backlog), 0.2 s per 2,000 rows with 100,000 waiting. INDEXED BY.
@@ -325,7 +327,7 @@ class DeliveryDispatcher:
                         target_id=r[6],
                         case_public_id=cases.get(r[7]) if r[7] is not None else None,
                         created_at=r[8],
-                        payload=r[9],
+                        payload=action_payload(r[9], r[10]),
                     ),
                 )
                 for r in rows
@@ -456,5 +458,5 @@ def _view(row: OutboxMessage, case: str | None) -> OutboxView:
         acknowledged_at=row.acknowledged_at,
         last_status=row.last_status,
         last_error=row.last_error,
-        payload=json.loads(row.payload),
+        payload=json.loads(row.full_payload),
     )
