@@ -170,11 +170,16 @@ class CaseBase:
         }  # + the statement of reasons, stored once for all these items
         head, tail = json.dumps(payload).split(json.dumps(_ITEM))
         key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
-        s.execute(
-            update(Item)
-            .where(in_values(s, Item.id, ids))
-            .values(visibility=visibility, monetization_paused=paused, updated_at=now)
-            .execution_options(synchronize_session=False)
+        # The platform ids come back from the UPDATE itself (not a second look-up of
+        # every item: ~0.5 s for 100,000 copies on PostgreSQL).
+        pids: list[str] = list(
+            s.scalars(
+                update(Item)
+                .where(in_values(s, Item.id, ids))
+                .values(visibility=visibility, monetization_paused=paused, updated_at=now)
+                .returning(Item.platform_id)
+                .execution_options(synchronize_session=False)
+            )
         )
         _expire_loaded_items(s, ids)
         repo.insert_item_actions(
@@ -187,9 +192,6 @@ class CaseBase:
             payload_tail=tail,
             statement=json.dumps(statement),
             now=now,
-        )
-        pids: list[str] = list(
-            s.scalars(select(Item.platform_id).where(in_values(s, Item.id, ids)))
         )
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this
