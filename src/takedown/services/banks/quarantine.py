@@ -17,6 +17,7 @@ from takedown.domain.cases import UserRole
 from takedown.errors import Conflict, Forbidden, NotFound
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
+from takedown.services.banks.sharing import withdraw_shares
 from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
@@ -151,6 +152,10 @@ class QuarantineService:
             else:
                 entry.disabled_by = principal.actor
                 entry.disabled_reason = "flood quarantine: confirmed false positive"
+                # A file of ours shared to an exchange: cancelled, or taken back.
+                withdraw_shares(s, entry.bank_id, {(entry.signal_type, entry.value)},
+                                actor=principal.actor, now=now,
+                                why=entry.disabled_reason)  # fmt: skip
             record(
                 s,
                 principal.actor,
