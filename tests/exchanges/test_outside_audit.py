@@ -105,8 +105,13 @@ def test_false_positive_controls_and_operators_view_from_outside(
 
     spec = user_headers(rt, "spec-outside", "child_safety_specialist")
     server, port = start_server(env, workers=1)
-    worker = subprocess.Popen([sys.executable, "-m", "takedown.cli", "worker"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "takedown.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=120) as http:
 
