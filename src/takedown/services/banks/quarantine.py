@@ -1,8 +1,10 @@
 """Flood quarantine: a bank entry that suddenly matches many distinct uploads (default
-100 in an hour) is most likely a benign picture on a list by mistake. ``sweep`` (run by
-``takedown worker``) disables it at once with an audit event and an alert mail; it then
-waits for a child-safety specialist, whose decision restores it or leaves it disabled.
-A restored entry is not quarantined again for the flood it was restored in."""
+100 in an hour: screenings, and registered items whose file matched it) is most likely
+a benign picture on a list by mistake. ``sweep`` (run by ``takedown worker``) disables
+it at once with an audit event and an alert mail; it then waits for a child-safety
+specialist, whose decision restores it or leaves it disabled (its file's shares to
+exchanges then cancelled or taken back). A restored entry is not quarantined again for
+the flood it was restored in."""
 
 from __future__ import annotations
 
@@ -64,12 +66,15 @@ class QuarantineService:
         since = now - WINDOW
         out: list[QuarantineView] = []
         with unit_of_work(self._sessions) as s:
+            # Distinct uploads: a screening named by its content_ref (a registered item
+            # is ``item:<id>``, registered again: the same upload), else each one.
+            upload = func.count(distinct(func.coalesce(Screening.content_ref, Screening.public_id)))
             floods = s.execute(
-                select(ScreeningMatch.entry_id, func.count(distinct(ScreeningMatch.screening_id)))
+                select(ScreeningMatch.entry_id, upload)
                 .join(Screening, Screening.id == ScreeningMatch.screening_id)
                 .where(Screening.screened_at >= since)
                 .group_by(ScreeningMatch.entry_id)
-                .having(func.count(distinct(ScreeningMatch.screening_id)) >= self.uploads)
+                .having(upload >= self.uploads)
             ).all()
             for entry_id, uploads in floods:
                 entry = s.get_one(BankEntry, entry_id)
