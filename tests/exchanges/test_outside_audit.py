@@ -163,6 +163,12 @@ def test_false_positive_controls_and_operators_view_from_outside(
             history = http.get(f"/v1/entries/{q['entry']}/matches").json()
             assert history["matches"] == 101 and history["last_match_at"]  # not since
             assert [x["state"] for x in history["quarantines"]] == ["pending"]
+            # Its provenance: the exchange, the upstream id, labels, first and last seen.
+            (up,) = history["upstream"]
+            assert (up["exchange"], up["exchange_type"], up["signal_type"]) == (
+                "ncmec-ngo", "ncmec", "md5")  # fmt: skip
+            assert up["upstream_id"].endswith("n3") and up["labels"]["classification"] == "A1"
+            assert up["first_seen_at"] and up["last_seen_at"] and up["removed_at"] is None
             # The specialist restores it: it blocks again.
             r = http.post(f"/v1/quarantines/{q['id']}/decision", json={"restore": True},
                           headers=spec)  # fmt: skip

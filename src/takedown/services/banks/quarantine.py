@@ -8,7 +8,8 @@ the flood it was restored in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, select
@@ -27,6 +28,8 @@ from takedown.store.models import (
     BankEntry,
     CaseEntry,
     EntryQuarantine,
+    Exchange,
+    ExchangeEntry,
     Screening,
     ScreeningMatch,
 )
@@ -220,6 +223,22 @@ class EntryMatchHistory:
     confirmed: int
     rejected: int
     quarantines: list[QuarantineView]
+    # Where the entry came from when exchanges carry it: each upstream entry, live first.
+    upstream: list[UpstreamEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """One exchange's entry carrying a bank entry: its provenance."""
+
+    exchange: str
+    exchange_type: str
+    upstream_id: str  # the exchange's id (NCMEC: member-entry; StopNCII: the hash)
+    signal_type: str
+    labels: dict[str, object]  # as the exchange labels it (classification, tags, ...)
+    first_seen_at: datetime
+    last_seen_at: datetime
+    removed_at: datetime | None  # withdrawn or deleted upstream
 
 
 def entry_history(
@@ -262,7 +281,27 @@ def entry_history(
                 .group_by(CaseEntry.opinion)
             )
         }
+        upstream = [
+            UpstreamEntry(
+                exchange=ex.name,
+                exchange_type=ex.type,
+                upstream_id=row.upstream_id,
+                signal_type=row.signal_type,
+                labels=json.loads(row.labels or "{}"),
+                first_seen_at=row.first_seen_at,
+                last_seen_at=row.last_seen_at,
+                removed_at=row.removed_at,
+            )
+            for row, ex in s.execute(
+                select(ExchangeEntry, Exchange)
+                .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
+                .where(ExchangeEntry.entry_id == entry.id)
+                .order_by(ExchangeEntry.removed_at.is_not(None), ExchangeEntry.id)
+                .limit(100)
+            )
+        ]
         return EntryMatchHistory(
+            upstream=upstream,
             entry=entry.public_id,
             bank=bank.name,
             enabled=entry.enabled,
