@@ -4,6 +4,7 @@ restriction, no case). Both database backends."""
 
 from __future__ import annotations
 
+from takedown.services.banks.quarantine import QuarantineService
 from tests.cases.helpers import platform_headers
 
 LISTED = "f0" * 32  # a stand-in PDQ "on an exchange's list"
@@ -126,3 +127,41 @@ def test_flood_quarantine(rt, client, auth):
     r = client.post(f"/v1/quarantines/{q.id}/decision", json={"restore": False}, headers=spec)
     assert r.json()["state"] == "disabled" and screen({"sha256": "cd" * 32}) == "allow"
     assert client.get("/v1/quarantines", headers=auth).json() == []
+
+
+def test_a_flood_of_registered_uploads_quarantines_the_entry(rt, client, auth):
+    """The platform registers its uploads (``PUT /v1/items``) rather than screening
+    them: N distinct items matching one entry within an hour quarantine it like N
+    screenings, and its match history counts them. The same item registered again is
+    one upload; an item a negative bank spares does not count."""
+    from tests.cases.helpers import platform_headers, user_headers
+
+    rt.quarantine = QuarantineService(rt.sessions, uploads=3, alert_to="cs@example.org")
+    _banks(client, auth)
+    listed_md5 = "ab" * 16
+    r = client.post("/v1/banks/ncmec/entries", headers=auth,
+                    json={"entries": [{"signal_type": "md5", "value": listed_md5}]})  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    platform = platform_headers(rt)
+
+    def register(n: int, md5: str = listed_md5) -> dict:
+        media = {"sha256": f"{n:064x}", "md5": md5, "media_type": "image"}
+        r = client.put(f"/v1/items/up-{n}", headers=platform,
+                       json={"account_id": f"acc-{n}", "media": [media]})  # fmt: skip
+        assert r.is_success, r.text
+        return r.json()
+
+    assert register(1)["matched_banks"] == ["ncmec"]
+    register(1)  # the same upload registered again
+    register(2)
+    assert rt.quarantine.sweep() == []  # two distinct uploads so far
+    assert register(3)["matched_banks"] == ["ncmec"]
+    (q,) = rt.quarantine.sweep()
+    assert (q.value, q.uploads) == (listed_md5, 3)
+    assert register(4)["matched_banks"] == []  # it stopped matching at once
+    history = client.get(f"/v1/entries/{q.entry}/matches", headers=auth).json()
+    assert history["matches_last_hour"] >= 3 and history["last_match_at"]
+    spec = user_headers(rt, "spec", "child_safety_specialist")
+    r = client.post(f"/v1/quarantines/{q.id}/decision", json={"restore": True}, headers=spec)
+    assert r.status_code == 200 and r.json()["state"] == "restored", r.text
+    assert register(5)["matched_banks"] == ["ncmec"]

@@ -206,7 +206,11 @@ def open_runtime(
         registry=registry,
         outbox=OutboxService(sessions),
         exchanges=exchanges,
-        shares=ShareService(sessions, credentials=exchanges.read_credentials),
+        shares=ShareService(
+            sessions,
+            credentials=exchanges.read_credentials,
+            alert_email=settings.legal_alert_email,
+        ),
         quarantine=QuarantineService(
             sessions,
             uploads=settings.flood_quarantine_uploads,

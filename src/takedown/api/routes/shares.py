@@ -1,6 +1,6 @@
 """Shares of the platform's own confirmed hashes to exchanges: the legal team's queue,
-approval and refusal. The legal role only (``shares:decide``): an admin, a specialist or
-any API key gets 403 ``forbidden``."""
+approval and refusal, and a withdrawal done by hand. The legal role only
+(``shares:decide``): an admin, a specialist or any API key gets 403 ``forbidden``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ class ShareApproval(BaseModel):
 class ShareRefusal(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(max_length=5000, description="Why nothing is shared (required).")
+
+
+class ShareRemovedByHand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(max_length=5000, description="How the exchange removed the entry (required).")
 
 
 @router.get(
@@ -83,3 +88,17 @@ def refuse_share(
     share: str, body: ShareRefusal, p: Principal = Depends(_legal), rt: Runtime = Depends(runtime)
 ) -> ShareView:
     return rt.shares.refuse(share, actor=p.actor, reason=body.reason)
+
+
+@router.post(
+    "/exchange-shares/{share}/withdrawn",
+    response_model=ShareView,
+    summary="Mark a share whose withdrawal failed as removed by the exchange (asked by hand)",
+)
+def share_withdrawn_by_hand(
+    share: str,
+    body: ShareRemovedByHand,
+    p: Principal = Depends(_legal),
+    rt: Runtime = Depends(runtime),
+) -> ShareView:
+    return rt.shares.mark_withdrawn(share, actor=p.actor, note=body.note)

@@ -1,12 +1,15 @@
 """Flood quarantine: a bank entry that suddenly matches many distinct uploads (default
-100 in an hour) is most likely a benign picture on a list by mistake. ``sweep`` (run by
-``takedown worker``) disables it at once with an audit event and an alert mail; it then
-waits for a child-safety specialist, whose decision restores it or leaves it disabled.
-A restored entry is not quarantined again for the flood it was restored in."""
+100 in an hour: screenings, and registered items whose file matched it) is most likely
+a benign picture on a list by mistake. ``sweep`` (run by ``takedown worker``) disables
+it at once with an audit event and an alert mail; it then waits for a child-safety
+specialist, whose decision restores it or leaves it disabled (its file's shares to
+exchanges then cancelled or taken back). A restored entry is not quarantined again for
+the flood it was restored in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, select
@@ -17,6 +20,7 @@ from takedown.domain.cases import UserRole
 from takedown.errors import Conflict, Forbidden, NotFound
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record
+from takedown.services.banks.sharing import withdraw_shares
 from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
@@ -24,6 +28,8 @@ from takedown.store.models import (
     BankEntry,
     CaseEntry,
     EntryQuarantine,
+    Exchange,
+    ExchangeEntry,
     Screening,
     ScreeningMatch,
 )
@@ -63,12 +69,15 @@ class QuarantineService:
         since = now - WINDOW
         out: list[QuarantineView] = []
         with unit_of_work(self._sessions) as s:
+            # Distinct uploads: a screening named by its content_ref (a registered item
+            # is ``item:<id>``, registered again: the same upload), else each one.
+            upload = func.count(distinct(func.coalesce(Screening.content_ref, Screening.public_id)))
             floods = s.execute(
-                select(ScreeningMatch.entry_id, func.count(distinct(ScreeningMatch.screening_id)))
+                select(ScreeningMatch.entry_id, upload)
                 .join(Screening, Screening.id == ScreeningMatch.screening_id)
                 .where(Screening.screened_at >= since)
                 .group_by(ScreeningMatch.entry_id)
-                .having(func.count(distinct(ScreeningMatch.screening_id)) >= self.uploads)
+                .having(upload >= self.uploads)
             ).all()
             for entry_id, uploads in floods:
                 entry = s.get_one(BankEntry, entry_id)
@@ -151,6 +160,10 @@ class QuarantineService:
             else:
                 entry.disabled_by = principal.actor
                 entry.disabled_reason = "flood quarantine: confirmed false positive"
+                # A file of ours shared to an exchange: cancelled, or taken back.
+                withdraw_shares(s, entry.bank_id, {(entry.signal_type, entry.value)},
+                                actor=principal.actor, now=now,
+                                why=entry.disabled_reason)  # fmt: skip
             record(
                 s,
                 principal.actor,
@@ -210,6 +223,22 @@ class EntryMatchHistory:
     confirmed: int
     rejected: int
     quarantines: list[QuarantineView]
+    # Where the entry came from when exchanges carry it: each upstream entry, live first.
+    upstream: list[UpstreamEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """One exchange's entry carrying a bank entry: its provenance."""
+
+    exchange: str
+    exchange_type: str
+    upstream_id: str  # the exchange's id (NCMEC: member-entry; StopNCII: the hash)
+    signal_type: str
+    labels: dict[str, object]  # as the exchange labels it (classification, tags, ...)
+    first_seen_at: datetime
+    last_seen_at: datetime
+    removed_at: datetime | None  # withdrawn or deleted upstream
 
 
 def entry_history(
@@ -252,7 +281,27 @@ def entry_history(
                 .group_by(CaseEntry.opinion)
             )
         }
+        upstream = [
+            UpstreamEntry(
+                exchange=ex.name,
+                exchange_type=ex.type,
+                upstream_id=row.upstream_id,
+                signal_type=row.signal_type,
+                labels=json.loads(row.labels or "{}"),
+                first_seen_at=row.first_seen_at,
+                last_seen_at=row.last_seen_at,
+                removed_at=row.removed_at,
+            )
+            for row, ex in s.execute(
+                select(ExchangeEntry, Exchange)
+                .join(Exchange, Exchange.id == ExchangeEntry.exchange_id)
+                .where(ExchangeEntry.entry_id == entry.id)
+                .order_by(ExchangeEntry.removed_at.is_not(None), ExchangeEntry.id)
+                .limit(100)
+            )
+        ]
         return EntryMatchHistory(
+            upstream=upstream,
             entry=entry.public_id,
             bank=bank.name,
             enabled=entry.enabled,

@@ -38,7 +38,7 @@ from takedown.media.video import VideoSignals, hash_image_upload, hash_video_byt
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.memory import paused_gc
 from takedown.services.audit.chain import record
-from takedown.services.banks.sharing import set_share_targets, withdraw_shares
+from takedown.services.banks.sharing import reoffer_shares, set_share_targets, withdraw_shares
 from takedown.signals import PDQ, SHA256, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
 from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
@@ -861,11 +861,13 @@ def _set_enabled(
     now = utcnow()
     changed = 0
     off: dict[int, set[tuple[str, str]]] = {}  # bank -> (type, value) disabled now
+    on: dict[int, set[tuple[str, str]]] = {}  # and enabled again
     for entry in entries:
         if entry.enabled == enabled:
             continue
-        if not enabled:
-            off.setdefault(entry.bank_id, set()).add((entry.signal_type, entry.value))
+        (on if enabled else off).setdefault(entry.bank_id, set()).add(
+            (entry.signal_type, entry.value)
+        )
         entry.enabled = enabled
         entry.disabled_at = None if enabled else now
         entry.disabled_by = None if enabled else actor
@@ -888,6 +890,9 @@ def _set_enabled(
     for bank_id, pairs in off.items():
         withdraw_shares(s, bank_id, pairs, actor=actor, now=now,
                         why=f"entry disabled: {reason or 'no reason given'}"[:2000])  # fmt: skip
+    # Enabled again: a share cancelled or withdrawn for it is offered to legal again.
+    for bank_id, pairs in on.items():
+        reoffer_shares(s, bank_id, pairs, actor=actor, now=now)
     return changed
 
 

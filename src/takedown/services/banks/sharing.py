@@ -5,7 +5,8 @@ approves, refuses and sends). Shared by the bank settings (``BankService.update_
 and by case decisions (``services/cases/enforcement.py``), in their transactions; and
 the way back: a file found not violating after all (its decision overturned, its entry
 disabled as a false positive) has its shares cancelled or queued for withdrawal
-(``withdraw_shares``)."""
+(``withdraw_shares``), and offered again when it is confirmed again (an entry
+re-enabled, a new decision: ``reoffer_shares``, ``queue_shares``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from takedown.domain.cases import Outcome
 from takedown.domain.exchanges import ExchangeType
 from takedown.domain.sharing import ShareState, accepts_shares, shareable
 from takedown.errors import NotFound
@@ -112,8 +114,14 @@ def queue_shares(
         }
         if not offers:
             continue
-        for sha in _already_offered(s, ex.id, list(offers)):
-            offers.pop(sha)
+        for sha, earlier in _already_offered(s, ex.id, list(offers)).items():
+            media_type, held = offers.pop(sha)
+            if earlier.state in _GONE and not _carried_by(s, ex.id, set(held.items())):
+                # Cancelled or withdrawn before (found not violating), now confirmed
+                # again: offered again, for the legal team to decide anew.
+                reopen(s, earlier, held, case=case, decision_id=decision_id,
+                       actor=actor, now=now)  # fmt: skip
+                total += 1
         theirs = _carried_by(
             s, ex.id, {(t, v) for _, held in offers.values() for t, v in held.items()}
         )
@@ -170,18 +178,102 @@ def _enabled_in_bank(
     return out
 
 
-def _already_offered(s: Session, exchange_id: int, shas: list[str]) -> set[str]:
-    out: set[str] = set()
+def _already_offered(s: Session, exchange_id: int, shas: list[str]) -> dict[str, ExchangeShare]:
+    """The shares these files have with the exchange (one per file and exchange)."""
+    out: dict[str, ExchangeShare] = {}
     for i in range(0, len(shas), _CHUNK):
         out.update(
-            s.scalars(
-                select(ExchangeShare.media_sha256).where(
+            (sh.media_sha256, sh)
+            for sh in s.scalars(
+                select(ExchangeShare).where(
                     ExchangeShare.exchange_id == exchange_id,
                     ExchangeShare.media_sha256.in_(shas[i : i + _CHUNK]),
                 )
             )
         )
     return out
+
+
+# Shares that ended because their file was found not violating, and that the exchange
+# does not hold: offered again when the file is confirmed again. (``withdraw_failed``
+# is not among them: the exchange may still hold it.)
+_GONE = (ShareState.CANCELLED.value, ShareState.WITHDRAWN.value)
+
+
+def reopen(
+    s: Session,
+    sh: ExchangeShare,
+    held: dict[str, str],
+    *,
+    case: Case,
+    decision_id: str | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """A cancelled or withdrawn share offered again (its file confirmed again): pending,
+    for the legal team to approve or refuse anew, with the signals the bank holds now.
+    What it was before stays in the audit log (``exchange.share_reoffered``)."""
+    ex = s.get_one(Exchange, sh.exchange_id)
+    before = {"state": sh.state, "upstream_id": sh.upstream_id,
+              "withdraw_reason": sh.withdraw_reason}  # fmt: skip
+    sh.state = ShareState.PENDING.value
+    sh.case_id, sh.decision_id = case.id, decision_id
+    sh.signals = json.dumps(held, sort_keys=True)
+    sh.created_at, sh.created_by = now, actor
+    sh.decided_at = sh.decided_by = sh.reason = sh.classification = None
+    sh.attempts, sh.next_attempt_at, sh.last_error = 0, None, None
+    sh.sent_at = sh.upstream_id = sh.upstream_seen_at = None
+    sh.withdrawn_at = sh.withdraw_reason = None
+    record(s, actor, "exchange.share_reoffered", "exchange_share", sh.public_id,
+           {"exchange": ex.name, "media_sha256": sh.media_sha256, "case": case.public_id,
+            "decision": decision_id, "before": before})  # fmt: skip
+
+
+def reoffer_shares(
+    s: Session, bank_id: int, signals: set[tuple[str, str]], *, actor: str, now: datetime
+) -> int:
+    """Entries enabled again (a false positive that was not one): the bank's cancelled or
+    withdrawn shares offering any of these (type, value) are offered again, pending the
+    legal team, when the case that confirmed the file still stands as a violation and
+    the bank still shares to that exchange. Returns how many."""
+    values = sorted({v for _, v in signals})
+    if not values:
+        return 0
+    targets = set(
+        s.scalars(select(BankShareTarget.exchange_id).where(BankShareTarget.bank_id == bank_id))
+    )
+    if not targets:
+        return 0
+    changed = 0
+    for i in range(0, len(values), 50):
+        part = values[i : i + 50]
+        shares = s.scalars(
+            select(ExchangeShare)
+            .where(
+                ExchangeShare.bank_id == bank_id,
+                ExchangeShare.state.in_(_GONE),
+                ExchangeShare.exchange_id.in_(targets),
+                or_(*(ExchangeShare.signals.contains(v) for v in part)),
+            )
+            .order_by(ExchangeShare.id)
+            .with_for_update()
+        ).all()
+        for sh in shares:
+            offered = json.loads(sh.signals)
+            if not set(offered.items()) & signals:
+                continue
+            case = s.get(Case, sh.case_id) if sh.case_id is not None else None
+            if case is None or case.outcome != Outcome.VIOLATION.value:
+                continue  # the decision that confirmed it no longer stands
+            ex = s.get_one(Exchange, sh.exchange_id)
+            enabled = _enabled_in_bank(s, bank_id, [(sh.media_sha256, sh.media_type, offered)])
+            held = shareable(ExchangeType(ex.type), {t: v for t, v in offered.items()
+                                                      if (t, v) in enabled})  # fmt: skip
+            if not held or _carried_by(s, ex.id, set(held.items())):
+                continue
+            reopen(s, sh, held, case=case, decision_id=sh.decision_id, actor=actor, now=now)
+            changed += 1
+    return changed
 
 
 def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:

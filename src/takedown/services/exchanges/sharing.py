@@ -37,6 +37,7 @@ from takedown.integrations.hash_sharing import (
     open_sharer,
 )
 from takedown.services.audit.chain import record
+from takedown.services.outbound.mail import queue_mail
 from takedown.store.db import unit_of_work
 from takedown.store.models import Bank, BankEntry, Case, Exchange, ExchangeShare
 
@@ -110,10 +111,15 @@ class ShareService:
         *,
         credentials: CredentialsReader,
         sharer_factory: SharerFactory = open_sharer,
+        alert_email: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._credentials = credentials
         self._sharer_factory = sharer_factory
+        # The legal team's address (TAKEDOWN_LEGAL_ALERT_EMAIL): told when a share
+        # could not be taken back (withdraw_failed), since then they must ask the
+        # exchange by hand.
+        self._alert_email = alert_email
 
     # -- the legal team's queue ----------------------------------------------------
     def list(
@@ -188,6 +194,32 @@ class ShareService:
             sh.decided_at, sh.decided_by, sh.reason = utcnow(), actor, why
             record(s, actor, "exchange.share_refused", "exchange_share", sh.public_id,
                    _details(s, sh, reason=why))  # fmt: skip
+        return self.get(share_id)
+
+    def mark_withdrawn(self, share_id: str, *, actor: str, note: str | None) -> ShareView:
+        """The legal team says the exchange removed a share Takedown could not take back
+        itself (``withdraw_failed``: NCMEC has no call for it, or every retry failed),
+        e.g. after asking NCMEC by hand; with a note on how (required). Audited as
+        ``exchange.share_withdrawn`` with ``by_hand``."""
+        why = (note or "").strip()[:5000]
+        if not why:
+            raise InvalidRequest(
+                "Say how the exchange removed the entry (note), e.g. 'NCMEC confirmed the "
+                "removal by mail on 2026-12-01': it stays in the audit log.",
+                code="note_required",
+            )
+        with unit_of_work(self._sessions) as s:
+            sh = _locked(s, share_id)
+            if sh.state != ShareState.WITHDRAW_FAILED.value:
+                raise Conflict(
+                    f"Share {sh.public_id} is {sh.state}: only a share whose withdrawal "
+                    "failed is marked withdrawn by hand.",
+                    code="share_not_withdraw_failed",
+                )
+            sh.state, sh.withdrawn_at = ShareState.WITHDRAWN.value, utcnow()
+            sh.last_error = f"{sh.last_error or ''} Removed by hand: {why}".strip()[:2000]
+            record(s, actor, "exchange.share_withdrawn", "exchange_share", sh.public_id,
+                   _details(s, sh, upstream_id=sh.upstream_id, by_hand=True, note=why))  # fmt: skip
         return self.get(share_id)
 
     # -- the outbox ----------------------------------------------------------------
@@ -321,9 +353,32 @@ class ShareService:
                     record(s, "worker", "exchange.share_withdraw_failed", "exchange_share",
                            sh.public_id, _details(s, sh, upstream_id=sh.upstream_id,
                                                   error=error, attempts=sh.attempts))  # fmt: skip
+                    if self._alert_email:
+                        _alert_withdraw_failed(s, sh, self._alert_email, error, now)
                 else:
                     sh.next_attempt_at = now + timedelta(seconds=retry_after_s(sh.attempts))
         return done
+
+
+def _alert_withdraw_failed(
+    s: Session, sh: ExchangeShare, to: str, error: str, now: datetime
+) -> None:
+    """Mail the legal team that a share could not be taken back: the exchange still
+    holds the file's hashes, and someone must ask it to remove them by hand."""
+    ex = s.get_one(Exchange, sh.exchange_id)
+    queue_mail(
+        s,
+        to,
+        f"Hash share {sh.public_id} to {ex.name} could not be withdrawn",
+        f"The {ex.type} exchange {ex.name} still holds the hashes of file "
+        f"{sh.media_sha256} that this platform shared (share {sh.public_id}, upstream id "
+        f"{sh.upstream_id or 'unknown'}), although the file was found not violating "
+        f"({sh.withdraw_reason or 'no reason recorded'}). Takedown could not take it back: "
+        f"{error} Ask {ex.name} to remove the entry, then mark the share as withdrawn on "
+        "the console's Hash shares page (or POST /v1/exchange-shares/"
+        f"{sh.public_id}/withdrawn).",
+        now,
+    )
 
 
 class _Sharers:

@@ -10,6 +10,7 @@ its treatment (restricted while under review, removed once confirmed).
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import Verdict, verdict_for
 from takedown.errors import InvalidRequest, NotFound
-from takedown.ids import utcnow
+from takedown.ids import new_id, utcnow
 from takedown.media import DIHEDRAL_NAMES, ImageLimits
 from takedown.media.video import hash_image_upload, hash_video_bytes, is_video
 from takedown.media.video_decode import FrameFeature
@@ -30,7 +31,7 @@ from takedown.services.cases.copies import Copy, stored_variants
 from takedown.services.cases.negative import negative_media
 from takedown.services.cases.service import CaseService
 from takedown.services.screening.exchange_policy import entry_policies
-from takedown.services.screening.matcher import Matcher, QuerySignals
+from takedown.services.screening.matcher import Match, Matcher, QuerySignals
 from takedown.services.screening.video import stored_features
 from takedown.signals import MD5, PDQ, SHA256
 from takedown.store import repositories as repo
@@ -49,6 +50,8 @@ from takedown.store.models import (
     ItemViews,
     Media,
     MediaVideoFrame,
+    Screening,
+    ScreeningMatch,
 )
 
 ACCOUNT_STATUSES = ("active", "suspended", "terminated", "deleted")
@@ -639,6 +642,7 @@ class RegistryService:
                     video_frames=m.video_frames,
                 ),
             )
+            _record_matches(s, item, m, matches, actor)
             for match in matches:
                 actions.append(match.bank.match_action)
                 result.matched_banks.append(match.bank.name)
@@ -1016,4 +1020,47 @@ def _account_view(s: Session, a: Account) -> AccountView:
         suspended_by=_holding_cases(s, a.id) if a.status != "active" else [],
         cases=cases,
         measures=measures,
+    )
+
+
+def _record_matches(
+    s: Session, item: Item, m: MediaInput, matches: Sequence[Match], actor: str
+) -> None:
+    """A registered item's file matching bank entries, kept as a screening of that item
+    (``content_ref`` ``item:<id>``), so each entry's match history and flood quarantine
+    (services/banks/quarantine.py) count registered uploads as they count screenings.
+    Not when a negative bank matched too: the item is spared, and its match is not
+    evidence of a flood. Only matches are written: a clean upload costs nothing."""
+    if not matches or any(x.bank.match_action is MatchAction.NEGATIVE for x in matches):
+        return
+    screening_id = s.execute(
+        insert(Screening)
+        .values(
+            public_id=new_id(),
+            screened_at=utcnow(),
+            requested_by=actor[:200],
+            content_ref=f"item:{item.platform_id}"[:500],
+            verdict=verdict_for([x.bank.match_action for x in matches]).value,
+            md5=m.md5,
+            sha256=m.sha256,
+            pdq=m.pdq,
+            pdq_quality=m.pdq_quality,
+        )
+        .returning(Screening.id)
+    ).scalar_one()
+    s.execute(
+        insert(ScreeningMatch),
+        [
+            {
+                "screening_id": screening_id,
+                "entry_id": x.entry.id,
+                "bank_id": x.bank.bank_id,
+                "signal_type": x.signal_type,
+                "distance": x.distance,
+                "threshold": x.threshold,
+                "variant": x.variant,
+                "video_match": json.dumps(v) if (v := x.video_dict()) else None,
+            }
+            for x in matches
+        ],
     )

@@ -1,7 +1,9 @@
 """The legal team's page of hash shares: the platform's own confirmed files that a bank
 offers to an exchange, each waiting for approval or for a refusal with a reason, and
 what became of the decided ones (sent with the exchange's upstream id, or failed with
-its reason).
+its reason); first, the shares the exchange still holds although their file was found
+not violating (``withdraw_failed``: NCMEC has no call to take one back), to be removed
+by asking the exchange and then marked withdrawn here.
 
 Who: the legal role only (``shares:decide``; not admins).
 """
@@ -37,6 +39,7 @@ def shares(request: Request, notice: str = "", v: Visitor = Depends(visitor)) ->
             rt,
             v,
             pending=rt.shares.list(state="pending", limit=1000),
+            withdraw_failed=rt.shares.list(state="withdraw_failed", limit=1000),
             decided=rt.shares.list(decided=True, limit=200),
             notice=notice[:300],
         ),
@@ -67,6 +70,19 @@ def refuse(request: Request, share_id: str, v: Visitor = Depends(poster)) -> Res
             share_id, actor=v.principal.actor, reason=v.text("reason", 5000)
         )
         notice = f"Share {share_id} refused: nothing is sent."
+    except TakedownError as exc:
+        notice = exc.message
+    return _back(notice)
+
+
+@router.post("/shares/{share_id}/withdrawn")
+def withdrawn(request: Request, share_id: str, v: Visitor = Depends(poster)) -> Response:
+    _legal(v)
+    try:
+        runtime(request).shares.mark_withdrawn(
+            share_id, actor=v.principal.actor, note=v.text("note", 5000)
+        )
+        notice = f"Share {share_id} marked withdrawn: the exchange removed it."
     except TakedownError as exc:
         notice = exc.message
     return _back(notice)
