@@ -9,9 +9,9 @@ by one would measure the registry, not the restriction). One delivery worker run
 ``takedown serve`` runs it (``TAKEDOWN_WEBHOOK_BATCH_MAX`` 500, polling every
 ``TAKEDOWN_DELIVERY_POLL_SECONDS``), sending to a local receiver over real HTTP, in
 its own process, that checks every signature (``webhook``), or publishing to the NATS
-JetStream server at 127.0.0.1:4222 that a pull consumer reads (``jetstream``). Then the
-parent's report goes through the real HTTP app (in-process ASGI client), and the run
-measures:
+JetStream server at 127.0.0.1:4222 that a pull consumer reads in its own process
+(``jetstream``). Then the parent's report goes through the real HTTP app (in-process
+ASGI client), and the run measures:
 
 - ``report_to_all_restricted_s``: the report request — copy-graph walk, case,
   restriction of every copy, outbox rows, audit events, one transaction;
@@ -28,7 +28,6 @@ Prints JSON and writes bench/results/restrict-<backend>.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -159,48 +158,76 @@ class ReceiverProcess:
         self.proc.wait()
 
 
+STREAM_READER = """
+import asyncio, json, sys, time
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig
+
+async def main(stream, subject, want):
+    nc = await nats.connect({nats_url!r})
+    js = nc.jetstream()
+    print("ready", flush=True)
+    while True:  # the sink creates the stream on its first publish
+        try:
+            sub = await js.pull_subscribe(
+                subject + ".>",
+                stream=stream,
+                # a reader that only counts: no acknowledgements to wait for
+                config=ConsumerConfig(ack_policy=AckPolicy.NONE),
+            )
+            break
+        except Exception:  # not there yet
+            await asyncio.sleep(0.01)
+    restricted = set()
+    while len(restricted) < want:
+        try:
+            msgs = await sub.fetch(2000, timeout=0.2)
+        except TimeoutError:
+            continue
+        for m in msgs:
+            doc = json.loads(m.data)
+            if doc["topic"] == "item.restrict":
+                restricted.add(doc["target"]["id"])
+    print("done", time.time(), flush=True)
+    await js.delete_stream(stream)
+    await nc.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
 class StreamReader:
-    """A JetStream pull consumer in its own thread, noting when it has read ``want``
-    restrict actions."""
+    """The platform's stream consumer in its own process (as it would be: not sharing
+    the worker's interpreter), a JetStream pull consumer noting when it has read
+    ``want`` restrict actions."""
 
     def __init__(self, stream: str, subject: str, want: int) -> None:
-        self.stream, self.subject, self.want = stream, subject, want
-        self.restricted: set[str] = set()
+        import subprocess
+
+        code = STREAM_READER.format(nats_url=NATS_URL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, stream, subject, str(want)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
         self.done_at: float | None = None
-        self._stop = False
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread = threading.Thread(target=self._wait, daemon=True)
         self.thread.start()
 
-    async def _run(self) -> None:
-        import nats
-        from nats.js.api import AckPolicy, ConsumerConfig
+    def _wait(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if line and line[0] == "done":
+            self.done_at = float(line[1])
 
-        nc = await nats.connect(NATS_URL)
-        js = nc.jetstream()
-        while True:  # the sink creates the stream on its first publish
-            try:
-                sub = await js.pull_subscribe(
-                    f"{self.subject}.>",
-                    stream=self.stream,
-                    # a reader that only counts: no acknowledgements to wait for
-                    config=ConsumerConfig(ack_policy=AckPolicy.NONE),
-                )
-                break
-            except Exception:  # noqa: BLE001 - not there yet
-                await asyncio.sleep(0.01)
-        while not self._stop and self.done_at is None:
-            try:
-                msgs = await sub.fetch(2000, timeout=0.2)
-            except TimeoutError:
-                continue
-            for m in msgs:
-                doc = json.loads(m.data)
-                if doc["topic"] == "item.restrict":
-                    self.restricted.add(doc["target"]["id"])
-            if len(self.restricted) >= self.want:
-                self.done_at = time.time()
-        await js.delete_stream(self.stream)
-        await nc.close()
+    def close(self) -> None:
+        try:
+            self.proc.wait(10)  # it deletes its stream
+        except Exception:  # noqa: BLE001 - a reader that did not finish
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _fresh_postgres(server_url: str) -> tuple[str, str]:
@@ -272,7 +299,7 @@ def _run(  # noqa: PLR0913
     time.sleep(1)  # the worker idles, as it would when the report comes
     t0 = time.perf_counter()
     wall0 = time.time()
-    cpu0 = time.process_time()  # this process: the app, the worker (and the reader)
+    cpu0 = time.process_time()  # this process: the app and the worker
     r = client.post(
         "/v1/reports",
         json={
@@ -303,7 +330,7 @@ def _run(  # noqa: PLR0913
     if receiver:
         receiver.close()
     if reader:
-        reader.thread.join(10)
+        reader.close()
     out: dict[str, object] = {
         "copies": copies,
         "sink": sink,
@@ -313,8 +340,8 @@ def _run(  # noqa: PLR0913
         "webhook_requests": requests,
         "bad_signatures": bad,
         "setup_s": round(setup_s, 1),
-        # CPU seconds of the benchmark's process (app, delivery worker, stream reader;
-        # not the receiver's): what the load on the machine does not stretch.
+        # CPU seconds of the benchmark's process (app, delivery worker;
+        # not the receiver's or the stream reader's): what the load does not stretch.
         "report_cpu_s": round(report_cpu_s, 2),
         "cpu_s_report_to_received": round(cpu_to_received_s, 2),
         "restricted": body["restricted_items"],
