@@ -371,12 +371,12 @@ class CaseIntake(CaseStatus):
         near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
         touching = sorted({n for ns in near.values() for n in ns})
         in_cases: set[int] = set()
-        for part in chunks(touching):
+        if touching:  # the whole set one parameter (store/valuesets.py)
             in_cases.update(
                 s.scalars(
                     select(CaseItem.item_id)
                     .join(Case, Case.id == CaseItem.case_id)
-                    .where(CaseItem.item_id.in_(part))
+                    .where(in_values(s, CaseItem.item_id, touching))
                     .where(
                         or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
                     )
@@ -391,13 +391,14 @@ class CaseIntake(CaseStatus):
                 places.setdefault(("url", url), set()).add(i)
         for kind in ("item", "url"):
             values = sorted(v for k, v in places if k == kind)
-            for part in chunks(values):
-                for value in s.scalars(
-                    select(CaseLocation.value).where(
-                        CaseLocation.kind == kind, CaseLocation.value.in_(part)
-                    )
-                ):
-                    one_by_one |= places[(kind, value)]
+            if not values:
+                continue
+            for value in s.scalars(
+                select(CaseLocation.value).where(
+                    CaseLocation.kind == kind, in_values(s, CaseLocation.value, values)
+                )
+            ):
+                one_by_one |= places[(kind, value)]
         flat = [(i, m) for i, _, _, media in items for m in media]
         one_by_one.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
         for i in video:  # the video rule is not in the map: found item by item

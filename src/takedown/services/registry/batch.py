@@ -67,6 +67,7 @@ from takedown.store.models import (
     Media,
     MediaVideoFrame,
 )
+from takedown.store.valuesets import in_values
 
 MAX_LINES = 10_000  # per request
 CHUNK = 2_000  # events per transaction
@@ -172,7 +173,9 @@ class _Chunk:
         for part in chunks(asked):
             known.update(
                 s.scalars(
-                    select(AppliedMessage.message_id).where(AppliedMessage.message_id.in_(part))
+                    select(AppliedMessage.message_id).where(
+                        in_values(s, AppliedMessage.message_id, part)
+                    )
                 )
             )
         fresh: list[tuple[int, AccountInput | ItemInput | ViewsInput]] = []
@@ -207,7 +210,7 @@ class _Chunk:
         for part in chunks(wanted):
             rows.update(
                 (a.platform_id, a)
-                for a in s.scalars(select(Account).where(Account.platform_id.in_(part)))
+                for a in s.scalars(select(Account).where(in_values(s, Account.platform_id, part)))
             )
         missing = [pid for pid in wanted if pid not in rows]
         if missing:
@@ -223,7 +226,9 @@ class _Chunk:
             for part in chunks(missing):
                 rows.update(
                     (a.platform_id, a)
-                    for a in s.scalars(select(Account).where(Account.platform_id.in_(part)))
+                    for a in s.scalars(
+                        select(Account).where(in_values(s, Account.platform_id, part))
+                    )
                 )
             self.result.accounts_created += len({pid for _, _, pid, _ in accounts} & set(missing))
         created = set(missing)
@@ -240,7 +245,9 @@ class _Chunk:
         pids = [c.platform_id for _, c in items]
         known: dict[str, Any] = {}
         for part in chunks(pids):
-            for found in s.execute(select(*_ITEM_COLUMNS).where(Item.platform_id.in_(part))):
+            for found in s.execute(
+                select(*_ITEM_COLUMNS).where(in_values(s, Item.platform_id, part))
+            ):
                 known[found.platform_id] = found
         links = self._links(s, [r.id for r in known.values()])
         fresh: list[CheckedItem] = []
@@ -380,7 +387,7 @@ class _Chunk:
                     Media.pdq_dihedral,
                 )
                 .join(Media, Media.id == ItemMedia.media_id)
-                .where(ItemMedia.item_id.in_(part))
+                .where(in_values(s, ItemMedia.item_id, part))
             ).all():
                 out.setdefault(item_id, {})[sha] = (name, pdq, dihedral)
         return out
@@ -411,7 +418,7 @@ class _Chunk:
             ids.update(
                 (pid, i)
                 for i, pid in s.execute(
-                    select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
+                    select(Item.id, Item.platform_id).where(in_values(s, Item.platform_id, part))
                 ).all()
             )
         pids = [c.platform_id for c in fresh]
@@ -437,7 +444,7 @@ class _Chunk:
         for part in chunks(sorted(first)):
             for i, sha, pdq, dihedral in s.execute(
                 select(Media.id, Media.sha256, Media.pdq, Media.pdq_dihedral).where(
-                    Media.sha256.in_(part)
+                    in_values(s, Media.sha256, part)
                 )
             ).all():
                 media_id[sha] = i
@@ -465,7 +472,7 @@ class _Chunk:
                 media_id.update(
                     (sha, i)
                     for i, sha in s.execute(
-                        select(Media.id, Media.sha256).where(Media.sha256.in_(part))
+                        select(Media.id, Media.sha256).where(in_values(s, Media.sha256, part))
                     ).all()
                 )
             add_pending_media(
@@ -546,7 +553,9 @@ class _Chunk:
         current: dict[str, list[int]] = {}  # platform id -> [item id, view count]
         for part in chunks(sorted({v.item_id for _, v in views})):
             for i, pid, count in s.execute(
-                select(Item.id, Item.platform_id, Item.view_count).where(Item.platform_id.in_(part))
+                select(Item.id, Item.platform_id, Item.view_count).where(
+                    in_values(s, Item.platform_id, part)
+                )
             ).all():
                 current[pid] = [i, count]
         samples: list[dict[str, object]] = []
