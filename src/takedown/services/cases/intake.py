@@ -522,17 +522,22 @@ class CaseIntake(CaseStatus):
         actor: str,
         origins: Sequence[str] = (),
         categories: Iterable[str] = (),
+        copies: dict[int, Copy] | None = None,
     ) -> str:
         """A registered item matched a bank: it joins the active case of its copies, or
         else the case its bank entry was banked from (``origins``: a re-upload of
         confirmed material, however it was rotated or cropped), or else a new case,
         which takes the category, minor safety and clock of that origin case or the
-        entries' categories."""
+        entries' categories. ``copies``: the items' copy graph when the caller knows it
+        already (``expand``'s answer, reason "hash_match" for the items)."""
         now = utcnow()
-        copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
-        origin = [
-            c for c in s.scalars(select(Case).where(Case.public_id.in_(sorted(set(origins)))))
-        ]
+        if copies is None:
+            copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
+        origin = (
+            list(s.scalars(select(Case).where(Case.public_id.in_(sorted(set(origins))))))
+            if origins
+            else []
+        )
         case = self._holding_case(s, set(copies)) or next(
             (c for c in sorted(origin, key=lambda c: c.opened_at) if _is_active(c)), None
         )

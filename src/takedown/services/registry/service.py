@@ -698,6 +698,10 @@ class RegistryService:
                 s, item.id, item.platform_id, item.url, actor, media=media
             )
         if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
+            # A batch's item one step from nothing (``neighbours``: a copy-graph read
+            # for the whole batch, which the batch does not change) is its only copy:
+            # what the walk from it would find, without walking.
+            alone = neighbours is not None and item.id in neighbours and not neighbours[item.id]
             joined.append(
                 self._cases.open_for_match(
                     s,
@@ -707,6 +711,7 @@ class RegistryService:
                     actor=actor,
                     origins=sorted(origins),
                     categories=categories,
+                    copies={item.id: Copy(item.id, "hash_match")} if alone else None,
                 )
             )
         result.cases = sorted(set(joined))
