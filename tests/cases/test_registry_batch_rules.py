@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from takedown.runtime import Runtime
-from takedown.store.models import AuditEvent, CaseItem, Item, ItemViews, OutboxMessage
+from takedown.store.models import (
+    AuditEvent,
+    Case,
+    CaseEntry,
+    CaseItem,
+    Item,
+    ItemViews,
+    OutboxMessage,
+)
 from tests.cases.helpers import parent_report, platform_headers
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -235,6 +243,34 @@ def _matched_state(rt: Runtime, prefix: str) -> dict[str, Any]:
         cases: dict[int, list[tuple[Any, ...]]] = {}
         for case_id, pid, reason, distance, visibility, paused in rows:
             cases.setdefault(case_id, []).append((pid[cut:], reason, distance, visibility, paused))
+        facts = {}  # each case's own state, triage and provenance
+        events_of = {}  # and its events, when it holds one item
+        for case in s.scalars(select(Case).where(Case.id.in_(sorted(cases)))):
+            events = sorted(
+                (action, json.loads(details).get("reason"), len(json.loads(details)))
+                for action, details in s.execute(
+                    select(AuditEvent.action, AuditEvent.details).where(
+                        AuditEvent.object_type == "case", AuditEvent.object_id == case.public_id
+                    )
+                ).all()
+            )
+            entries = s.scalar(
+                select(func.count()).select_from(CaseEntry).where(CaseEntry.case_id == case.id)
+            )
+            facts[case.id] = (
+                case.state,
+                case.restrict_first,
+                case.categories,
+                case.hash_sources,
+                case.minor_safety,
+                case.priority,
+                case.priority_factors,
+                case.restricted_at is not None,
+                case.decision_due_at is not None,
+                entries,
+            )
+            if len(cases[case.id]) == 1:  # (a batch restricts copies with their original)
+                events_of[case.id] = tuple(events)
         items = sorted(
             (pid[cut:], visibility)
             for pid, visibility in s.execute(select(Item.platform_id, Item.visibility).where(like))
@@ -255,7 +291,14 @@ def _matched_state(rt: Runtime, prefix: str) -> dict[str, Any]:
                 )
             ).all()
         )
-    return {"cases": sorted(cases.values()), "items": items, "outbox": outbox, "audit": audit}
+    return {
+        "cases": sorted(cases.values()),
+        "case_facts": sorted((cases[i][0][0], f) for i, f in facts.items()),
+        "case_events": sorted((cases[i][0][0], e) for i, e in events_of.items()),
+        "items": items,
+        "outbox": outbox,
+        "audit": audit,
+    }
 
 
 def test_bank_matches_alone_or_with_copies_as_single_requests(
@@ -279,7 +322,7 @@ def test_bank_matches_alone_or_with_copies_as_single_requests(
     )
     assert r.status_code == 201, r.text
     # Pictures of their own for each run (a run's items are no copies of the other's).
-    pictures = [40 + k for k in range(5)] + [50 + k for k in range(5)]
+    pictures = [40 + k for k in range(6)] + [50 + k for k in range(6)]
     r = client.post(
         "/v1/banks/ncmec/entries",
         headers=auth,
@@ -309,6 +352,7 @@ def test_bank_matches_alone_or_with_copies_as_single_requests(
             _item(prefix, "quote", quotes="plain", media=[near(3, 2)]),
             _item(prefix, "alone", account_id="u1", media=[near(0, 1)], view_count=4),
             _item(prefix, "solo", account_id="u4", media=[near(4, 5)]),  # its own
+            _item(prefix, "solo2", media=[near(5, 1)], monetized=True),  # and another
         ]
 
     assert set(_single(client, p, events("s-", 60))) == {200}
@@ -316,6 +360,13 @@ def test_bank_matches_alone_or_with_copies_as_single_requests(
     assert out["rejected"] == []
     single, batched = _matched_state(rt, "s-"), _matched_state(rt, "b-")
     assert single == batched
+    # Again (the items in their cases now: they stay in them, nothing opens twice).
+    assert set(_single(client, p, events("s-", 60))) == {200}
+    out = _batch(client, p, events("b-", 70))
+    assert out["rejected"] == [] and out["items_created"] == 0
+    again = _matched_state(rt, "s-")
+    assert again == _matched_state(rt, "b-")
+    assert again["cases"] == single["cases"]
     # What the rules say, whichever way the events came: a case each, every copy in
     # its original's case by its link, every one restricted first.
     assert single["cases"] == [
@@ -334,5 +385,6 @@ def test_bank_matches_alone_or_with_copies_as_single_requests(
             ("shared", "hash_match", None, "restricted", True),
         ],
         [("solo", "hash_match", None, "restricted", True)],
+        [("solo2", "hash_match", None, "restricted", True)],
     ]
-    assert {t for _, t in single["outbox"]} == {"item.restrict"} and len(single["outbox"]) == 9
+    assert {t for _, t in single["outbox"]} == {"item.restrict"} and len(single["outbox"]) == 10

@@ -144,6 +144,36 @@ class CaseBase:
     ) -> int:
         if not ids:
             return 0
+        s.execute(
+            update(Item)
+            .where(in_values(s, Item.id, ids))
+            .values(visibility=visibility, monetization_paused=paused, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        _expire_loaded_items(s, ids)
+        pids: list[str] = list(
+            s.scalars(select(Item.platform_id).where(in_values(s, Item.id, ids)))
+        )
+        return self._announce_items(
+            s, case, ids, pids, visibility, paused, topic, actor, why, now, decision_id
+        )
+
+    def _announce_items(
+        self,
+        s: Session,
+        case: Case,
+        ids: Sequence[int],
+        pids: Sequence[str],
+        visibility: str,
+        paused: bool,
+        topic: str,
+        actor: str,
+        why: str,
+        now: datetime,
+        decision_id: str | None = None,
+    ) -> int:
+        """What :meth:`_set_items` says of items it set (``ids``, their platform ids
+        ``pids``): one outbox action each, the case's event."""
         action = topic.split(".", 1)[1]
         # The statement of reasons (DSA art. 17) travels with every action, for the
         # platform to pass on to the owner of the content; it is the same for all copies.
@@ -171,13 +201,6 @@ class CaseBase:
         }
         head, tail = json.dumps(payload).split(json.dumps(_ITEM))
         key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
-        s.execute(
-            update(Item)
-            .where(in_values(s, Item.id, ids))
-            .values(visibility=visibility, monetization_paused=paused, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        _expire_loaded_items(s, ids)
         repo.insert_item_actions(
             s,
             ids,
@@ -187,9 +210,6 @@ class CaseBase:
             payload_head=head,
             payload_tail=tail,
             now=now,
-        )
-        pids: list[str] = list(
-            s.scalars(select(Item.platform_id).where(in_values(s, Item.id, ids)))
         )
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this

@@ -324,19 +324,15 @@ class _Chunk:
                     s, joiners, self.actor, neighbours=joining.by_neighbour
                 )
             )
+        screened: list[tuple[Item, list[MediaInput], ItemResult]] = []
         for k in sorted(todo):
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
-            r = ItemResult.of(item)
-            self.reg.screen_and_join(
-                s,
-                item,
-                c.media,
-                r,
-                self.actor,
-                neighbours=joining.neighbours,
-                by_location=item.id in joining.one_by_one,
-            )
+            screened.append((item, c.media, ItemResult.of(item)))
+        self.reg.screen_and_join_many(
+            s, screened, self.actor, neighbours=joining.neighbours, one_by_one=joining.one_by_one
+        )
+        for _, _, r in screened:
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
 
