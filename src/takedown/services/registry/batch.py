@@ -8,9 +8,11 @@ chunk every event is checked first (a bad one is rejected with its line and code
 others go on); new accounts, new items, their media, media links, IP events and view
 rows are inserted in bulk; then the chunk is screened and checked for cases set-wise
 (``Matcher.may_match``, ``CaseIntake.may_join_cases``: a few reads for the whole chunk)
-and only the items that may match a bank or join a case go through the single
-request's ``screen_and_join``. Items already registered whose media the event repeats as
-they are (no new file, name or variants, no IP events) are updated set-wise when said
+and only the items that may match a bank or join a case are screened, in order
+(``RegistryService.screen_and_join_many``): the cases of bank matches one step from no
+other item opened set-wise, the others by the single request's ``screen_and_join``.
+Items already registered whose media the event repeats as they are (no new file, name
+or variants, no IP events) are updated set-wise when said
 differently (``item.updated`` and a view count sample each, as ``apply_item`` writes
 them) and screened with the chunk; the others (new media or IP events, an event without
 media for an item that has some, an id seen twice in a chunk) go through ``apply_item``
