@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from takedown.runtime import Runtime
-from takedown.store.models import AuditEvent, CaseItem, Item, ItemViews, OutboxMessage
+from takedown.store.models import (
+    AuditEvent,
+    Case,
+    CaseEntry,
+    CaseItem,
+    Item,
+    ItemViews,
+    OutboxMessage,
+)
 from tests.cases.helpers import parent_report, platform_headers
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -211,3 +219,172 @@ def test_batches_do_what_single_requests_do(rt: Runtime, client: TestClient, aut
     assert [n for pid, n in single["views"] if pid == "d"] == [3, 5, 7, 9]
     assert [n for pid, n in single["views"] if pid == "n"] == [40, 41, 42]
     assert ("item.updated", "d", None) in single["audit"]
+
+
+def _matched_state(rt: Runtime, prefix: str) -> dict[str, Any]:
+    """Cases (their items, links, treatment), the outbox and the audit log of the items
+    under ``prefix``, the cases named by their first item."""
+    cut = len(prefix)
+    like = Item.platform_id.like(f"{prefix}%")
+    with rt.sessions() as s:
+        rows = s.execute(
+            select(
+                CaseItem.case_id,
+                Item.platform_id,
+                CaseItem.reason,
+                CaseItem.distance,
+                Item.visibility,
+                Item.monetization_paused,
+            )
+            .join(Item, Item.id == CaseItem.item_id)
+            .where(like)
+            .order_by(Item.platform_id)
+        ).all()
+        cases: dict[int, list[tuple[Any, ...]]] = {}
+        for case_id, pid, reason, distance, visibility, paused in rows:
+            cases.setdefault(case_id, []).append((pid[cut:], reason, distance, visibility, paused))
+        facts = {}  # each case's own state, triage and provenance
+        events_of = {}  # and its events, when it holds one item
+        for case in s.scalars(select(Case).where(Case.id.in_(sorted(cases)))):
+            events = sorted(
+                (action, json.loads(details).get("reason"), len(json.loads(details)))
+                for action, details in s.execute(
+                    select(AuditEvent.action, AuditEvent.details).where(
+                        AuditEvent.object_type == "case", AuditEvent.object_id == case.public_id
+                    )
+                ).all()
+            )
+            entries = s.scalar(
+                select(func.count()).select_from(CaseEntry).where(CaseEntry.case_id == case.id)
+            )
+            facts[case.id] = (
+                case.state,
+                case.restrict_first,
+                case.categories,
+                case.hash_sources,
+                case.minor_safety,
+                case.priority,
+                case.priority_factors,
+                case.restricted_at is not None,
+                case.decision_due_at is not None,
+                entries,
+            )
+            if len(cases[case.id]) == 1:  # (a batch restricts copies with their original)
+                events_of[case.id] = tuple(events)
+        items = sorted(
+            (pid[cut:], visibility)
+            for pid, visibility in s.execute(select(Item.platform_id, Item.visibility).where(like))
+        )
+        outbox = sorted(
+            (pid[cut:], topic)
+            for pid, topic in s.execute(
+                select(OutboxMessage.target_platform_id, OutboxMessage.topic).where(
+                    OutboxMessage.target_platform_id.like(f"{prefix}%")
+                )
+            ).all()
+        )
+        audit = sorted(
+            (action, pid[cut:], json.loads(details).get("reason"))
+            for action, pid, details in s.execute(
+                select(AuditEvent.action, AuditEvent.object_id, AuditEvent.details).where(
+                    AuditEvent.object_type == "item", AuditEvent.object_id.like(f"{prefix}%")
+                )
+            ).all()
+        )
+    return {
+        "cases": sorted(cases.values()),
+        "case_facts": sorted((cases[i][0][0], f) for i, f in facts.items()),
+        "case_events": sorted((cases[i][0][0], e) for i, e in events_of.items()),
+        "items": items,
+        "outbox": outbox,
+        "audit": audit,
+    }
+
+
+def test_bank_matches_alone_or_with_copies_as_single_requests(
+    rt: Runtime, client: TestClient, auth
+):
+    """Items whose media a bank matches, in one batch: one with no copy anywhere (its
+    case opened without walking the copy graph: it is its own only copy), one reposted
+    and re-uploaded a few lines later, one whose near-duplicate is registered in the
+    same batch, two carrying the same banked bytes. Each opens or joins the case it
+    would had every line come as its own request."""
+    p = platform_headers(rt)
+    r = client.post(
+        "/v1/banks",
+        headers=auth,
+        json={
+            "name": "ncmec",
+            "source": "ncmec",
+            "match_action": "block",
+            "restrict_on_match": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    # Pictures of their own for each run (a run's items are no copies of the other's).
+    pictures = [40 + k for k in range(6)] + [50 + k for k in range(6)]
+    r = client.post(
+        "/v1/banks/ncmec/entries",
+        headers=auth,
+        json={
+            "entries": [{"signal_type": "pdq", "value": _pdq(k), "quality": 90} for k in pictures]
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+
+    def events(prefix: str, seed: int) -> list[dict[str, Any]]:
+        def near(k: int, flip: int) -> dict[str, object]:  # a banked picture's upload
+            return {
+                "sha256": f"{seed:02x}{k:02x}{flip:02x}" * 10 + "abcd",
+                "md5": f"{seed:02x}{k:02x}{flip:02x}" * 5 + "cd",
+                "pdq": _pdq(seed - 20 + k, flip),
+                "pdq_quality": 90,
+            }
+
+        return [
+            _item(prefix, "alone", account_id="u1", media=[near(0, 1)], monetized=True),
+            _item(prefix, "plain", media=[_media(seed)]),
+            _item(prefix, "shared", account_id="u2", media=[near(1, 1)]),
+            _item(prefix, "repost", reposts="shared", account_id="u3"),
+            _item(prefix, "reupload", media=[near(1, 1)]),
+            _item(prefix, "first", media=[near(2, 1)]),
+            _item(prefix, "second", media=[near(2, 3)]),  # a near-duplicate of first
+            _item(prefix, "quote", quotes="plain", media=[near(3, 2)]),
+            _item(prefix, "alone", account_id="u1", media=[near(0, 1)], view_count=4),
+            _item(prefix, "solo", account_id="u4", media=[near(4, 5)]),  # its own
+            _item(prefix, "solo2", media=[near(5, 1)], monetized=True),  # and another
+        ]
+
+    assert set(_single(client, p, events("s-", 60))) == {200}
+    out = _batch(client, p, events("b-", 70))
+    assert out["rejected"] == []
+    single, batched = _matched_state(rt, "s-"), _matched_state(rt, "b-")
+    assert single == batched
+    # Again (the items in their cases now: they stay in them, nothing opens twice).
+    assert set(_single(client, p, events("s-", 60))) == {200}
+    out = _batch(client, p, events("b-", 70))
+    assert out["rejected"] == [] and out["items_created"] == 0
+    again = _matched_state(rt, "s-")
+    assert again == _matched_state(rt, "b-")
+    assert again["cases"] == single["cases"]
+    # What the rules say, whichever way the events came: a case each, every copy in
+    # its original's case by its link, every one restricted first.
+    assert single["cases"] == [
+        [("alone", "hash_match", None, "restricted", True)],
+        [
+            ("first", "hash_match", None, "restricted", True),
+            ("second", "pdq", 2, "restricted", True),
+        ],
+        [
+            ("plain", "original", None, "restricted", True),
+            ("quote", "hash_match", None, "restricted", True),
+        ],
+        [
+            ("repost", "repost", None, "restricted", True),
+            ("reupload", "same_bytes", None, "restricted", True),
+            ("shared", "hash_match", None, "restricted", True),
+        ],
+        [("solo", "hash_match", None, "restricted", True)],
+        [("solo2", "hash_match", None, "restricted", True)],
+    ]
+    assert {t for _, t in single["outbox"]} == {"item.restrict"} and len(single["outbox"]) == 10

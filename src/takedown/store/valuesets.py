@@ -4,7 +4,10 @@ A report about an item with 100,000 copies walks, updates and inserts rows for a
 them. Passing the ids as ``IN (:p1, …, :p5000)`` in chunks makes SQLAlchemy build and
 bind 100,000 parameters per statement (seconds of CPU before the database sees the
 query); here the whole set is one parameter: a JSON array read by ``json_each`` on
-SQLite, an array read by ``unnest`` on PostgreSQL.
+SQLite; on PostgreSQL an array literal (``'{1,2,3}'``) cast to ``bigint[]`` and read by
+``unnest``, or for text a JSON array read by ``json_array_elements_text``. One text
+parameter, not a Python list: psycopg adapts a list element by element in Python (about
+1.7 ms of CPU for 2,000 values, ten times the text's).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Text, bindparam, func, select
+from sqlalchemy import JSON, BigInteger, String, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement, Select
@@ -22,9 +25,13 @@ from sqlalchemy.sql import ColumnElement, Select
 def value_set(session: Session, values: Collection[int] | Collection[str]) -> Select[Any]:
     """A one-column ``SELECT value`` of ``values`` (all ints or all strings)."""
     if session.get_bind().dialect.name == "postgresql":
-        ints = all(isinstance(v, int) for v in values)
-        param = bindparam(None, list(values), type_=ARRAY(BigInteger() if ints else Text()))
-        table = func.unnest(param).table_valued("value").render_derived()
+        if all(isinstance(v, int) for v in values):
+            param = bindparam(None, _int_array(values), type_=String())  # type: ignore[arg-type]
+            ints = cast(param, ARRAY(BigInteger()))
+            table = func.unnest(ints).table_valued("value").render_derived()
+        else:
+            text = cast(bindparam(None, json.dumps(list(values)), type_=String()), JSON())
+            table = func.json_array_elements_text(text).table_valued("value")
     else:
         param = bindparam(None, json.dumps(list(values)), type_=String())
         table = func.json_each(param).table_valued("value")
@@ -44,8 +51,8 @@ def named_value_set(dialect: str, name: str) -> Select[Any]:
     """``SELECT value`` of the integers bound later as ``name`` (pass
     :func:`value_set_argument`): for statements built once and run many times."""
     if dialect == "postgresql":
-        param = bindparam(name, type_=ARRAY(BigInteger()))
-        table = func.unnest(param).table_valued("value").render_derived()
+        ints = cast(bindparam(name, type_=String()), ARRAY(BigInteger()))
+        table = func.unnest(ints).table_valued("value").render_derived()
     else:
         table = func.json_each(bindparam(name, type_=String())).table_valued("value")
     return select(table.c.value)
@@ -53,4 +60,9 @@ def named_value_set(dialect: str, name: str) -> Select[Any]:
 
 def value_set_argument(dialect: str, values: Collection[int]) -> object:
     """The value of a :func:`named_value_set` parameter."""
-    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+    return _int_array(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
+def _int_array(values: Collection[int]) -> str:
+    """PostgreSQL's literal of an integer array, ``{1,2,3}``."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"

@@ -137,33 +137,59 @@ class CopyFinder:
         copies are found by the video rule, which is not split by item): callers treat
         them one by one."""
         out: dict[int, dict[int, Copy]] = {i: {} for i in items}
+        if not items:
+            return out, set()
         by_pid: dict[str, int] = {}
         by_parent: dict[str, set[int]] = {}
-        for part in chunks(sorted(items)):
-            for i, pid, reposts, quotes in s.execute(_ITEM_EDGES, {"ids": part}).all():
-                by_pid[pid] = i
-                for parent in (reposts, quotes):
-                    if parent:
-                        by_parent.setdefault(parent, set()).add(i)
-        for reason, statement in (("repost", _REPOSTS_WITH_PARENT), ("quote", _QUOTES_WITH_PARENT)):
-            for part in chunks(sorted(by_pid)):
-                for i, parent in s.execute(statement, {"ids": part}).all():
-                    if parent is not None:
-                        out[by_pid[parent]].setdefault(i, Copy(i, reason))
-        for part in chunks(sorted(by_parent)):
-            for i, pid in s.execute(_ITEMS_WITH_PID, {"ids": part}).all():
+        # Each read takes its whole set as one parameter (store/valuesets.py): a batch's
+        # thousands of ids bound one by one cost more than the reads.
+        ids = sorted(items)
+        for i, pid, reposts, quotes in s.execute(
+            select(
+                Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
+            ).where(in_values(s, Item.id, ids))
+        ).all():
+            by_pid[pid] = i
+            for parent in (reposts, quotes):
+                if parent:
+                    by_parent.setdefault(parent, set()).add(i)
+        pids = sorted(by_pid)
+        for reason, column in (
+            ("repost", Item.reposts_platform_id),
+            ("quote", Item.quotes_platform_id),
+        ):
+            if not pids:
+                break
+            for i, parent in s.execute(
+                select(Item.id, column).where(in_values(s, column, pids))
+            ).all():
+                if parent is not None:
+                    out[by_pid[parent]].setdefault(i, Copy(i, reason))
+        if by_parent:
+            for i, pid in s.execute(
+                select(Item.id, Item.platform_id).where(
+                    in_values(s, Item.platform_id, sorted(by_parent))
+                )
+            ).all():
                 for seed in by_parent[pid]:
                     out[seed].setdefault(i, Copy(i, "original"))
         owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
-        for part in chunks(sorted(items)):
-            for i, mid in s.execute(_LINKS_OF_ITEMS, {"ids": part}).all():
-                owners.setdefault(mid, set()).add(i)
+        for i, mid in s.execute(
+            select(ItemMedia.item_id, ItemMedia.media_id).where(
+                in_values(s, ItemMedia.item_id, ids)
+            )
+        ).all():
+            owners.setdefault(mid, set()).add(i)
         near: dict[int, dict[int, int]] = {}  # other media -> seeds' media -> distance
         hashes: list[str] = []
         hash_owner: list[int] = []
         video: set[int] = set()
-        for part in chunks(sorted(owners)):
-            for mid, h, dihedral, q, kind in s.execute(_MEDIA_ROWS, {"ids": part}).all():
+        if owners:
+            for mid, h, dihedral, q, kind in s.execute(
+                select(
+                    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
+                ).where(in_values(s, Media.id, sorted(owners)))
+            ).all():
                 if kind == "video":
                     video |= owners[mid]
                 if h and (q is None or q >= PDQ_QUALITY_FLOOR):
@@ -188,12 +214,23 @@ class CopyFinder:
                         by_own = near.setdefault(mid, {})
                         by_own[own] = min(d, by_own.get(own, d))
         quality_ok: set[int] = set()
-        for part in chunks(sorted(near)):
-            quality_ok.update(s.scalars(_QUALITY_OK, {"ids": part}))
+        if near:
+            quality_ok.update(
+                s.scalars(
+                    select(Media.id).where(
+                        in_values(s, Media.id, sorted(near)),
+                        (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+                    )
+                )
+            )
         wanted = sorted(set(owners) | quality_ok)
         carriers: dict[int, list[int]] = {}  # media id -> items carrying it
-        for part in chunks(wanted):
-            for i, mid in s.execute(_LINKS_OF_MEDIA, {"ids": part}).all():
+        if wanted:
+            for i, mid in s.execute(
+                select(ItemMedia.item_id, ItemMedia.media_id).where(
+                    in_values(s, ItemMedia.media_id, wanted)
+                )
+            ).all():
                 carriers.setdefault(mid, []).append(i)
         for mid, seeds in owners.items():  # the same bytes
             for i in carriers.get(mid, ()):
@@ -314,27 +351,13 @@ class CopyFinder:
 
 
 # The near-duplicate step's reads, built once (a statement built per call costs more
-# than the query); each for one chunk of ids (``ids``). The walk's edges take the whole
-# set as one parameter instead (store/valuesets.py).
+# than the query); each for one chunk of ids (``ids``). The walk's edges and
+# ``neighbour_map`` take the whole set as one parameter instead (store/valuesets.py).
 _IDS: BindParameter[list[object]] = bindparam("ids", expanding=True)
 _LINKS_OF_MEDIA = select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.media_id.in_(_IDS))
 _PDQ_OF = select(Media.pdq, Media.pdq_dihedral, Media.pdq_quality).where(
     Media.id.in_(_IDS), Media.pdq.is_not(None)
 )
-_ITEM_EDGES = select(
-    Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
-).where(Item.id.in_(_IDS))
-_REPOSTS_WITH_PARENT = select(Item.id, Item.reposts_platform_id).where(
-    Item.reposts_platform_id.in_(_IDS)
-)
-_QUOTES_WITH_PARENT = select(Item.id, Item.quotes_platform_id).where(
-    Item.quotes_platform_id.in_(_IDS)
-)
-_ITEMS_WITH_PID = select(Item.id, Item.platform_id).where(Item.platform_id.in_(_IDS))
-_LINKS_OF_ITEMS = select(ItemMedia.item_id, ItemMedia.media_id).where(ItemMedia.item_id.in_(_IDS))
-_MEDIA_ROWS = select(
-    Media.id, Media.pdq, Media.pdq_dihedral, Media.pdq_quality, Media.media_type
-).where(Media.id.in_(_IDS))
 _QUALITY_OK = select(Media.id).where(
     Media.id.in_(_IDS),
     (Media.pdq_quality.is_(None)) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, exists, insert, literal, null, or_, select
+from sqlalchemy import Integer, exists, insert, literal, null, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,13 @@ from takedown.domain.reports import (
 from takedown.domain.triage import TAKE_IT_DOWN_WINDOW, decision_target
 from takedown.ids import utcnow
 from takedown.services.audit.chain import record, record_many
-from takedown.services.cases.base import ACTIVE_STATES, _categories, _hash_sources, _token_hash
+from takedown.services.cases.base import (
+    ACTIVE_STATES,
+    _categories,
+    _expire_loaded_items,
+    _hash_sources,
+    _token_hash,
+)
 from takedown.services.cases.copies import Copy, chunks
 from takedown.services.cases.enforcement import apply_account_measures, is_limited, reporter_key
 from takedown.services.cases.negative import negative_items
@@ -69,6 +75,17 @@ class JoinCandidates:
     by_neighbour: dict[int, dict[int, Copy]]
     one_by_one: set[int]
     neighbours: dict[int, dict[int, Copy]]  # every item's (the copy graph does not change)
+
+
+@dataclass(frozen=True)
+class AloneMatch:
+    """A registered item a bank matched, one step from no other item: it is its only
+    copy (:meth:`CaseIntake.open_alone_for_matches`)."""
+
+    item_id: int
+    sources: frozenset[str]
+    restrict: bool
+    categories: frozenset[str]
 
 
 def _is_active(case: Case) -> bool:
@@ -371,12 +388,12 @@ class CaseIntake(CaseStatus):
         near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
         touching = sorted({n for ns in near.values() for n in ns})
         in_cases: set[int] = set()
-        for part in chunks(touching):
+        if touching:  # the whole set one parameter (store/valuesets.py)
             in_cases.update(
                 s.scalars(
                     select(CaseItem.item_id)
                     .join(Case, Case.id == CaseItem.case_id)
-                    .where(CaseItem.item_id.in_(part))
+                    .where(in_values(s, CaseItem.item_id, touching))
                     .where(
                         or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
                     )
@@ -391,13 +408,14 @@ class CaseIntake(CaseStatus):
                 places.setdefault(("url", url), set()).add(i)
         for kind in ("item", "url"):
             values = sorted(v for k, v in places if k == kind)
-            for part in chunks(values):
-                for value in s.scalars(
-                    select(CaseLocation.value).where(
-                        CaseLocation.kind == kind, CaseLocation.value.in_(part)
-                    )
-                ):
-                    one_by_one |= places[(kind, value)]
+            if not values:
+                continue
+            for value in s.scalars(
+                select(CaseLocation.value).where(
+                    CaseLocation.kind == kind, in_values(s, CaseLocation.value, values)
+                )
+            ):
+                one_by_one |= places[(kind, value)]
         flat = [(i, m) for i, _, _, media in items for m in media]
         one_by_one.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
         for i in video:  # the video rule is not in the map: found item by item
@@ -521,17 +539,22 @@ class CaseIntake(CaseStatus):
         actor: str,
         origins: Sequence[str] = (),
         categories: Iterable[str] = (),
+        copies: dict[int, Copy] | None = None,
     ) -> str:
         """A registered item matched a bank: it joins the active case of its copies, or
         else the case its bank entry was banked from (``origins``: a re-upload of
         confirmed material, however it was rotated or cropped), or else a new case,
         which takes the category, minor safety and clock of that origin case or the
-        entries' categories."""
+        entries' categories. ``copies``: the items' copy graph when the caller knows it
+        already (``expand``'s answer, reason "hash_match" for the items)."""
         now = utcnow()
-        copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
-        origin = [
-            c for c in s.scalars(select(Case).where(Case.public_id.in_(sorted(set(origins)))))
-        ]
+        if copies is None:
+            copies = self._copies.expand(s, item_ids, seed_reason="hash_match")
+        origin = (
+            list(s.scalars(select(Case).where(Case.public_id.in_(sorted(set(origins))))))
+            if origins
+            else []
+        )
         case = self._holding_case(s, set(copies)) or next(
             (c for c in sorted(origin, key=lambda c: c.opened_at) if _is_active(c)), None
         )
@@ -565,6 +588,144 @@ class CaseIntake(CaseStatus):
             self._restrict(s, case, actor, "hash_match", now)
         self._refresh_priority(s, case, now)
         return case.public_id
+
+    def open_alone_for_matches(
+        self, s: Session, matches: Sequence[AloneMatch], actor: str
+    ) -> list[str]:
+        """:meth:`open_for_match` for items that are their own only copies, without
+        origin cases, one after the other (each item's case number, in order), set-wise:
+        an item already in an active or confirmed case goes through
+        :meth:`open_for_match` (it joins that case); each other one opens a case of its
+        own, as :meth:`open_for_match` would (categories, clock, hash sources, the item
+        in it by "hash_match", restricted first when a bank says so, triage), with one
+        read of the items, one insert of the cases, of their items and of their outbox
+        actions' item update for all. No item can join another's new case: none is a
+        copy of another."""
+        if not matches:
+            return []
+        now = utcnow()
+        ids = [m.item_id for m in matches]
+        held: set[int] = set(
+            s.scalars(
+                select(CaseItem.item_id)
+                .join(Case, Case.id == CaseItem.case_id)
+                .where(in_values(s, CaseItem.item_id, ids))
+                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+            )
+        )
+        items: dict[int, tuple[str, str, str | None]] = {
+            i: (pid, visibility, public)
+            for i, pid, visibility, public in s.execute(
+                select(Item.id, Item.platform_id, Item.visibility, Item.platform_visibility).where(
+                    in_values(s, Item.id, ids)
+                )
+            ).all()
+        }
+        fresh = [m for m in matches if m.item_id not in held]
+        cases = {
+            m.item_id: Case(state=CaseState.OPEN.value, opened_at=now, updated_at=now)
+            for m in fresh
+        }
+        s.add_all(cases.values())
+        s.flush()
+        for m in fresh:  # _new_case's and open_for_match's, for each
+            case = cases[m.item_id]
+            record(
+                s,
+                "system",
+                "case.opened",
+                "case",
+                case.public_id,
+                {"reason": "hash_match", "banked_from": []},
+            )
+            inherited = {Category(c) for c in m.categories if c in CATEGORY_VALUES}
+            if inherited:
+                case.categories = ",".join(sorted(c.value for c in inherited))
+                case.minor_safety = bool(inherited & MINOR_SAFETY)
+            case.decision_due_at = now + decision_target(
+                inherited,
+                self._policy.decision_target_minor_hours,
+                self._policy.decision_target_hours,
+            )
+            _add_hash_sources(case, set(m.sources))
+        if cases:  # _add_copies': each item in its new case
+            s.execute(
+                insert(CaseItem),
+                [
+                    {
+                        "case_id": case.id,
+                        "item_id": i,
+                        "reason": "hash_match",
+                        "distance": None,
+                        "added_at": now,
+                        "publicly_available": (
+                            None if items[i][2] is None else items[i][2] == "public"
+                        ),
+                    }
+                    for i, case in cases.items()
+                ],
+            )
+        # _restrict's, for each case of one item: the visible item hidden (unless a
+        # negative bank matches it), the case restricted if its item is hidden.
+        restricting = [m.item_id for m in fresh if m.restrict]
+        visible = [i for i in restricting if items[i][1] == "visible"]
+        spared = negative_items(s, self._hashes.matcher, visible) if visible else set()
+        for i in sorted(spared):  # a new case: never said before
+            record_many(
+                s,
+                actor,
+                SPARED,
+                "item",
+                [items[i][0]],
+                {"case": cases[i].public_id, "measure": "restrict"},
+            )
+        hidden = [i for i in visible if i not in spared]
+        if hidden:
+            s.execute(
+                update(Item)
+                .where(in_values(s, Item.id, hidden))
+                .values(visibility="restricted", monetization_paused=True, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            _expire_loaded_items(s, hidden)
+        shown = set(hidden)
+        for i in restricting:
+            case = cases[i]
+            if i in shown:
+                self._announce_items(
+                    s,
+                    case,
+                    [i],
+                    [items[i][0]],
+                    "restricted",
+                    True,
+                    "item.restrict",
+                    actor,
+                    "hash_match",
+                    now,
+                )
+            case.restrict_first = True  # copies found later are restricted too
+            if i in shown or items[i][1] == "restricted":
+                case.state = CaseState.RESTRICTED.value
+                case.restricted_at = now
+        refs: list[str] = []
+        for m in matches:
+            if m.item_id in held:
+                refs.append(
+                    self.open_for_match(
+                        s,
+                        {m.item_id},
+                        set(m.sources),
+                        restrict=m.restrict,
+                        actor=actor,
+                        categories=m.categories,
+                        copies={m.item_id: Copy(m.item_id, "hash_match")},
+                    )
+                )
+            else:
+                self._refresh_priority(s, cases[m.item_id], now)
+                refs.append(cases[m.item_id].public_id)
+        return refs
 
     def _treat_new_copies(
         self, s: Session, case: Case, actor: str, now: datetime, new_items: set[int]

@@ -32,6 +32,7 @@ from takedown.services.index.follower import IndexFollower
 from takedown.services.screening.matcher import Matcher, QuerySignals
 from takedown.store import repositories as repo
 from takedown.store.models import Bank, CaseLocation, ItemMedia, Media
+from takedown.store.valuesets import in_values
 
 # The follower reads reported PDQs only; their inserts hold REPORTED_HASH_INSERTS so
 # ids become visible in commit order (see store/repositories.lock_inserts).
@@ -150,11 +151,11 @@ class ReportedHashes:
         found: set[int] = set()
         md5s = sorted({m.md5 for m in media if m.md5})
         known: set[str] = set()
-        for part in chunks(md5s):
+        if md5s:  # the whole set one parameter (store/valuesets.py)
             known.update(
                 s.scalars(
                     select(CaseLocation.value).where(
-                        CaseLocation.kind == "md5", CaseLocation.value.in_(part)
+                        CaseLocation.kind == "md5", in_values(s, CaseLocation.value, md5s)
                     )
                 )
             )

@@ -8,9 +8,11 @@ chunk every event is checked first (a bad one is rejected with its line and code
 others go on); new accounts, new items, their media, media links, IP events and view
 rows are inserted in bulk; then the chunk is screened and checked for cases set-wise
 (``Matcher.may_match``, ``CaseIntake.may_join_cases``: a few reads for the whole chunk)
-and only the items that may match a bank or join a case go through the single
-request's ``screen_and_join``. Items already registered whose media the event repeats as
-they are (no new file, name or variants, no IP events) are updated set-wise when said
+and only the items that may match a bank or join a case are screened, in order
+(``RegistryService.screen_and_join_many``): the cases of bank matches one step from no
+other item opened set-wise, the others by the single request's ``screen_and_join``.
+Items already registered whose media the event repeats as they are (no new file, name
+or variants, no IP events) are updated set-wise when said
 differently (``item.updated`` and a view count sample each, as ``apply_item`` writes
 them) and screened with the chunk; the others (new media or IP events, an event without
 media for an item that has some, an id seen twice in a chunk) go through ``apply_item``
@@ -67,6 +69,7 @@ from takedown.store.models import (
     Media,
     MediaVideoFrame,
 )
+from takedown.store.valuesets import in_values
 
 MAX_LINES = 10_000  # per request
 CHUNK = 2_000  # events per transaction
@@ -172,7 +175,9 @@ class _Chunk:
         for part in chunks(asked):
             known.update(
                 s.scalars(
-                    select(AppliedMessage.message_id).where(AppliedMessage.message_id.in_(part))
+                    select(AppliedMessage.message_id).where(
+                        in_values(s, AppliedMessage.message_id, part)
+                    )
                 )
             )
         fresh: list[tuple[int, AccountInput | ItemInput | ViewsInput]] = []
@@ -207,7 +212,7 @@ class _Chunk:
         for part in chunks(wanted):
             rows.update(
                 (a.platform_id, a)
-                for a in s.scalars(select(Account).where(Account.platform_id.in_(part)))
+                for a in s.scalars(select(Account).where(in_values(s, Account.platform_id, part)))
             )
         missing = [pid for pid in wanted if pid not in rows]
         if missing:
@@ -223,7 +228,9 @@ class _Chunk:
             for part in chunks(missing):
                 rows.update(
                     (a.platform_id, a)
-                    for a in s.scalars(select(Account).where(Account.platform_id.in_(part)))
+                    for a in s.scalars(
+                        select(Account).where(in_values(s, Account.platform_id, part))
+                    )
                 )
             self.result.accounts_created += len({pid for _, _, pid, _ in accounts} & set(missing))
         created = set(missing)
@@ -240,7 +247,9 @@ class _Chunk:
         pids = [c.platform_id for _, c in items]
         known: dict[str, Any] = {}
         for part in chunks(pids):
-            for found in s.execute(select(*_ITEM_COLUMNS).where(Item.platform_id.in_(part))):
+            for found in s.execute(
+                select(*_ITEM_COLUMNS).where(in_values(s, Item.platform_id, part))
+            ):
                 known[found.platform_id] = found
         links = self._links(s, [r.id for r in known.values()])
         fresh: list[CheckedItem] = []
@@ -317,19 +326,15 @@ class _Chunk:
                     s, joiners, self.actor, neighbours=joining.by_neighbour
                 )
             )
+        screened: list[tuple[Item, list[MediaInput], ItemResult]] = []
         for k in sorted(todo):
             c = fresh[k]
             item = s.get_one(Item, ids[c.platform_id])
-            r = ItemResult.of(item)
-            self.reg.screen_and_join(
-                s,
-                item,
-                c.media,
-                r,
-                self.actor,
-                neighbours=joining.neighbours,
-                by_location=item.id in joining.one_by_one,
-            )
+            screened.append((item, c.media, ItemResult.of(item)))
+        self.reg.screen_and_join_many(
+            s, screened, self.actor, neighbours=joining.neighbours, one_by_one=joining.one_by_one
+        )
+        for _, _, r in screened:
             self.result.matched += int(bool(r.matched_banks))
             self.result.cases.update(r.cases)
 
@@ -380,7 +385,7 @@ class _Chunk:
                     Media.pdq_dihedral,
                 )
                 .join(Media, Media.id == ItemMedia.media_id)
-                .where(ItemMedia.item_id.in_(part))
+                .where(in_values(s, ItemMedia.item_id, part))
             ).all():
                 out.setdefault(item_id, {})[sha] = (name, pdq, dihedral)
         return out
@@ -411,7 +416,7 @@ class _Chunk:
             ids.update(
                 (pid, i)
                 for i, pid in s.execute(
-                    select(Item.id, Item.platform_id).where(Item.platform_id.in_(part))
+                    select(Item.id, Item.platform_id).where(in_values(s, Item.platform_id, part))
                 ).all()
             )
         pids = [c.platform_id for c in fresh]
@@ -437,7 +442,7 @@ class _Chunk:
         for part in chunks(sorted(first)):
             for i, sha, pdq, dihedral in s.execute(
                 select(Media.id, Media.sha256, Media.pdq, Media.pdq_dihedral).where(
-                    Media.sha256.in_(part)
+                    in_values(s, Media.sha256, part)
                 )
             ).all():
                 media_id[sha] = i
@@ -465,7 +470,7 @@ class _Chunk:
                 media_id.update(
                     (sha, i)
                     for i, sha in s.execute(
-                        select(Media.id, Media.sha256).where(Media.sha256.in_(part))
+                        select(Media.id, Media.sha256).where(in_values(s, Media.sha256, part))
                     ).all()
                 )
             add_pending_media(
@@ -546,7 +551,9 @@ class _Chunk:
         current: dict[str, list[int]] = {}  # platform id -> [item id, view count]
         for part in chunks(sorted({v.item_id for _, v in views})):
             for i, pid, count in s.execute(
-                select(Item.id, Item.platform_id, Item.view_count).where(Item.platform_id.in_(part))
+                select(Item.id, Item.platform_id, Item.view_count).where(
+                    in_values(s, Item.platform_id, part)
+                )
             ).all():
                 current[pid] = [i, count]
         samples: list[dict[str, object]] = []

@@ -28,6 +28,7 @@ from takedown.media.video_decode import FrameFeature
 from takedown.media.video_limits import VideoLimits, VideoSampling
 from takedown.services.audit.chain import record
 from takedown.services.cases.copies import Copy, stored_variants
+from takedown.services.cases.intake import AloneMatch
 from takedown.services.cases.negative import negative_media
 from takedown.services.cases.service import CaseService
 from takedown.services.screening.exchange_policy import entry_policies
@@ -139,6 +140,19 @@ class AccountView:
     measures: list[dict[str, object]] = field(default_factory=list)
     # Personal data: only for those who may read evidence (legal, admin); else None.
     ip_events: list[dict[str, object]] | None = None
+
+
+@dataclass
+class _Screened:
+    """What the banks said of an item's media (``RegistryService._screen``)."""
+
+    media: list[MediaInput]
+    actions: list[MatchAction] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    restrict_sources: set[str] = field(default_factory=set)
+    origins: set[str] = field(default_factory=set)  # cases the matched entries came from
+    categories: set[str] = field(default_factory=set)  # the matched entries' categories
+    entries: set[int] = field(default_factory=set)  # the matched entries (provenance)
 
 
 @dataclass
@@ -622,15 +636,99 @@ class RegistryService:
         the item's one-step neighbours when a batch has them already; ``by_location``
         False: a batch found the item at no reported place and its media matching no
         reported hashes, which its lines cannot change)."""
-        actions: list[MatchAction] = []
-        restrict_sources: set[str] = set()
-        sources: set[str] = set()
-        origins: set[str] = set()  # cases the matched entries were banked from
-        categories: set[str] = set()  # the matched entries' categories
-        entries: set[int] = set()  # the matched entries (the case's match provenance)
-        if not media:  # the item's known media, when the event did not repeat them
-            media = _stored_media(s, item)
-        for m in media:
+        found = self._screen(s, item, media, result, actor)
+        self._act(
+            s,
+            item,
+            found.media,
+            result,
+            actor,
+            found.actions,
+            found.sources,
+            found.restrict_sources,
+            found.origins,
+            found.categories,
+            neighbours=neighbours,
+            entries=found.entries,
+            by_location=by_location,
+        )
+
+    def screen_and_join_many(
+        self,
+        s: Session,
+        items: Sequence[tuple[Item, list[MediaInput], ItemResult]],
+        actor: str,
+        neighbours: Mapping[int, Mapping[int, Copy]],
+        one_by_one: set[int],
+    ) -> None:
+        """:meth:`screen_and_join` for a batch's items, in their order (``neighbours``:
+        every item's one-step neighbours; ``one_by_one``: the items at a reported
+        place, matching reported hashes or with video). An item one step from nothing
+        whose match opens a case (no negative match, no origin case) is its only copy
+        and joins nothing: its case is opened with the others of its kind in a row, set-
+        wise (``CaseIntake.open_alone_for_matches``), which gives what opening them one
+        after the other gives; any other item goes the single request's way, after the
+        cases of the items before it are opened."""
+        waiting: list[tuple[ItemResult, AloneMatch, set[int]]] = []
+
+        def open_waiting() -> None:
+            if not waiting:
+                return
+            refs = self._cases.open_alone_for_matches(s, [w for _, w, _ in waiting], actor)
+            for (result, _, entries), ref in zip(waiting, refs, strict=True):
+                result.cases = [ref]
+                if entries:
+                    self._cases.record_matched_entries(s, result.cases, entries)
+            waiting.clear()
+
+        for item, media, result in items:
+            found = self._screen(s, item, media, result, actor)
+            alone = item.id in neighbours and not neighbours[item.id]
+            if alone and item.id not in one_by_one and not found.origins:
+                result.matched_banks = sorted(set(result.matched_banks))
+                result.verdict = verdict_for(found.actions).value
+                opens = found.restrict_sources or (
+                    found.sources and result.verdict != Verdict.ALLOW.value
+                )
+                if MatchAction.NEGATIVE not in found.actions and opens:
+                    waiting.append(
+                        (
+                            result,
+                            AloneMatch(
+                                item.id,
+                                frozenset(found.sources),
+                                bool(found.restrict_sources),
+                                frozenset(found.categories),
+                            ),
+                            found.entries,
+                        )
+                    )
+                    continue
+            open_waiting()
+            self._act(
+                s,
+                item,
+                found.media,
+                result,
+                actor,
+                found.actions,
+                found.sources,
+                found.restrict_sources,
+                found.origins,
+                found.categories,
+                neighbours=neighbours,
+                entries=found.entries,
+                by_location=item.id in one_by_one,
+            )
+        open_waiting()
+
+    def _screen(
+        self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str
+    ) -> _Screened:
+        """What the banks say of the item's media (the item's stored media when the
+        event did not repeat them)."""
+        found = _Screened(media or _stored_media(s, item))
+        for m in found.media:
             variants = m.pdq_variants or ((("original", m.pdq),) if m.pdq else ())
             matches = self._matcher.find(
                 s,
@@ -644,33 +742,19 @@ class RegistryService:
             )
             _record_matches(s, item, m, matches, actor)
             for match in matches:
-                actions.append(match.bank.match_action)
+                found.actions.append(match.bank.match_action)
                 result.matched_banks.append(match.bank.name)
                 bank = s.get_one(Bank, match.bank.bank_id)
-                sources.add(bank.source)
+                found.sources.add(bank.source)
                 if bank.restrict_on_match and match.exchange_action in (None, MatchAction.BLOCK):
-                    restrict_sources.add(bank.source)  # (an exchange's review or record: not)
+                    found.restrict_sources.add(bank.source)  # (an exchange's review: not)
                 if match.entry.source == "own" and match.entry.source_id:
-                    origins.add(match.entry.source_id)  # banked from that case
+                    found.origins.add(match.entry.source_id)  # banked from that case
                 if match.entry.category:
-                    categories.add(match.entry.category)
+                    found.categories.add(match.entry.category)
                 if match.bank.match_action is not MatchAction.NEGATIVE:
-                    entries.add(match.entry.id)
-        self._act(
-            s,
-            item,
-            media,
-            result,
-            actor,
-            actions,
-            sources,
-            restrict_sources,
-            origins,
-            categories,
-            neighbours=neighbours,
-            entries=entries,
-            by_location=by_location,
-        )
+                    found.entries.add(match.entry.id)
+        return found
 
     def _act(
         self,
@@ -702,6 +786,10 @@ class RegistryService:
                 s, item.id, item.platform_id, item.url, actor, media=media
             )
         if restrict_sources or (sources and result.verdict != Verdict.ALLOW.value):
+            # A batch's item one step from nothing (``neighbours``: a copy-graph read
+            # for the whole batch, which the batch does not change) is its only copy:
+            # what the walk from it would find, without walking.
+            alone = neighbours is not None and item.id in neighbours and not neighbours[item.id]
             joined.append(
                 self._cases.open_for_match(
                     s,
@@ -711,6 +799,7 @@ class RegistryService:
                     actor=actor,
                     origins=sorted(origins),
                     categories=categories,
+                    copies={item.id: Copy(item.id, "hash_match")} if alone else None,
                 )
             )
         result.cases = sorted(set(joined))

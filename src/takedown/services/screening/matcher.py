@@ -53,6 +53,7 @@ from takedown.store.models import (
     Exchange,
     ExchangeEntry,
 )
+from takedown.store.valuesets import in_values
 
 _SYNC_BATCH = 100_000
 Candidates = dict[int, tuple[int, str | None]]  # entry id -> (distance, variant)
@@ -290,7 +291,8 @@ class Matcher:
                         # Naming the banks lets the (bank_id, signal_type, value) index answer.
                         BankEntry.bank_id.in_(select(Bank.id)),
                         BankEntry.signal_type.in_((MD5.name, SHA256.name)),
-                        BankEntry.value.in_(values[start : start + 5_000]),
+                        # The values one parameter (store/valuesets.py).
+                        in_values(session, BankEntry.value, values[start : start + 5_000]),
                     )
                 )
             )
