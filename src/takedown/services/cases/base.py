@@ -243,10 +243,14 @@ class CaseBase:
         cut = now - timedelta(hours=1)
         return int(s.scalar(_VIEWS_AT, {"case_id": case.id, "cut": cut}) or 0)
 
-    def _refresh_priority(self, s: Session, case: Case, now: datetime) -> None:
+    def _refresh_priority(
+        self, s: Session, case: Case, now: datetime, total_views: int | None = None
+    ) -> None:
+        """``total_views``: the case's views when the caller has just summed them (a
+        sum over every copy: 0.3-0.9 s for 100,000 on PostgreSQL)."""
         reports = s.execute(_CASE_REPORTS, {"case_id": case.id}).all()
         strikes, flagged = s.execute(_CASE_ACCOUNTS, {"case_id": case.id}).one()
-        total = self._total_views(s, case)
+        total = self._total_views(s, case) if total_views is None else total_views
         score, factors = priority(
             TriageInput(
                 categories=frozenset(Category(r[0]) for r in reports)

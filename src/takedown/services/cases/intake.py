@@ -192,7 +192,11 @@ class CaseIntake(CaseStatus):
                 # Not hidden yet (e.g. a bystander's report of intimate imagery), but
                 # nobody should earn from it while it is reviewed.
                 self._demonetize(s, case, actor, now)
-            self._refresh_priority(s, case, now)
+            # A first report has just summed the case's views; nothing since changed them.
+            first = case.first_report_at == now
+            self._refresh_priority(
+                s, case, now, total_views=case.views_at_first_report if first else None
+            )
             status = PUBLIC_STATUS[CaseState(case.state)]
             self._mail(s, case, [report], "received", now)
             if status != before:
