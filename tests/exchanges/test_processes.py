@@ -126,7 +126,7 @@ def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
     creds = _add_ncmec(rt, tmp_path, ncmec)
     ncmec.hold_page = 13  # the fifth page
     proc = _cli(env, "exchange", "sync", "ncmec-ngo")
-    assert ncmec.held.wait(60), proc.stderr.read() if proc.stderr else ""
+    assert ncmec.held.wait(180), proc.stderr.read() if proc.stderr else ""
     # What was fetched before the held page is being committed: killed once a first
     # batch is in (a fixed pause left none on a loaded machine), maybe mid-way through
     # the next one.
