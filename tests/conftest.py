@@ -69,6 +69,7 @@ SLOW_FIRST = (
     "tests/services/test_retroscan_spark.py",
     "tests/ops/test_backup_drill.py",
     "tests/api/test_fuzz_openapi.py",
+    "tests/exchanges/test_sharing_processes.py",
 )
 
 
