@@ -60,7 +60,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     return ModuleGroups(config, log)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# The longest single tests (one to two minutes each on the loaded machine), handed out
+# first under xdist: a worker that began one when the rest of the suite was nearly done
+# would run on alone for that long. Listed by module, in the order they are handed out.
+SLOW_FIRST = (
+    "tests/test_readme.py",
+    "tests/cases/test_mission_case.py",
+    "tests/services/test_retroscan_spark.py",
+    "tests/ops/test_backup_drill.py",
+    "tests/api/test_fuzz_openapi.py",
+    "tests/exchanges/test_sharing_processes.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike
+        rank = {module: n for n, module in enumerate(SLOW_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
     for item in items:
         mark = item.get_closest_marker("xdist_group")
         named = mark.args[0] if mark and mark.args else None
@@ -93,6 +109,11 @@ def postgres_url() -> Iterator[str]:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A commit does not wait for its WAL to reach the disk: what the tests see
+            # is the same (transactions, isolation, locks), only a crash of the server
+            # could lose the last commits. The tests' commits (thousands, each
+            # waiting for an fsync on a busy disk) were most of PostgreSQL's share.
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
     except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
         message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}"
         if REQUIRE_PG:
@@ -109,26 +130,43 @@ def postgres_url() -> Iterator[str]:
 
 
 _EMPTYING: dict[str, Engine] = {}
+_DELETES: dict[str, bool] = {}  # per database: may this role empty tables by DELETE?
+_LARGE = 5_000  # rows from which a table is truncated rather than deleted from
 
 
 def _truncate_all(url: str) -> None:
     """Empty every table and restart every sequence, for the next test.
 
-    Only the tables holding rows are truncated: TRUNCATE makes new files for a table and
-    each of its indexes, and doing it to all of them took 0.3-3 s a test (the machine's
-    load decides), while a test fills a few. The sequences are all restarted, as those
-    of tables emptied by a rollback have moved on too."""
+    Only the tables holding rows are emptied, and a small one by DELETE: TRUNCATE makes
+    new files for a table and each of its indexes, which took 0.4 s for the 11 tables
+    a report fills on the loaded machine (DELETE: 0.06 s). The append-only triggers
+    and the foreign keys are set aside for it (``session_replication_role``, for this
+    transaction only: a superuser's right, as the test server's ``postgres`` has; any
+    other role truncates). A table of many rows is truncated still. The sequences are
+    all restarted, as those of tables emptied by a rollback have moved on too."""
     engine = _EMPTYING.get(url)
     if engine is None:  # one per database, no connection kept between tests
         engine = _EMPTYING[url] = create_engine(url, poolclass=NullPool)
+        with engine.connect() as conn:
+            _DELETES[url] = bool(
+                conn.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
+            )
     names = [t.name for t in Base.metadata.sorted_tables]
     probe = " UNION ALL ".join(
-        f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM \"{name}\")" for name in names
+        f"SELECT '{name}', EXISTS (SELECT 1 FROM \"{name}\" OFFSET {_LARGE}) "
+        f'WHERE EXISTS (SELECT 1 FROM "{name}")'
+        for name in names
     )
     with engine.begin() as conn:
-        filled = [f'"{name}"' for (name,) in conn.execute(text(probe))]
-        if filled:
-            conn.execute(text(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE"))
+        filled = conn.execute(text(probe)).all()
+        small = [f'"{name}"' for name, large in filled if not large] if _DELETES[url] else []
+        large = [f'"{name}"' for name, _ in filled if f'"{name}"' not in small]
+        if small:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for name in small:
+                conn.execute(text(f"DELETE FROM {name}"))
+        if large:
+            conn.execute(text(f"TRUNCATE {', '.join(large)} RESTART IDENTITY CASCADE"))
         conn.execute(
             text(
                 "SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false) "
@@ -241,6 +279,24 @@ def _own_default_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch)
     """The default data directory (``$XDG_DATA_HOME/takedown``) of a test that names none
     is its own, never the machine user's."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+
+
+@pytest.fixture(autouse=True)
+def _light_password_hashing(request: pytest.FixtureRequest, monkeypatch) -> None:
+    """Passwords are hashed with argon2id at a light cost in this process: the same
+    hasher and code paths, but its production cost (64 MiB, 3 passes, 4 lanes) is 0.4 s
+    of CPU for each user a test makes and each sign-in (a second on the loaded machine),
+    and hundreds of tests make several. The production cost stays tested: by the tests
+    marked ``production_password_hashing`` and by every server and command the tests
+    start in another process (the README's users, `takedown serve`)."""
+    if request.node.get_closest_marker("production_password_hashing"):
+        return
+    from argon2 import PasswordHasher
+
+    from takedown.services.identity import users
+
+    light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(users, "_hasher", light)
 
 
 @pytest.fixture(autouse=True)

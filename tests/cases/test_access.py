@@ -188,6 +188,7 @@ def test_user_administration(rt: Runtime, client):
     assert r.status_code == 404 and r.json()["code"] == "user_not_found"
 
 
+@pytest.mark.production_password_hashing
 def test_passwords_are_stored_with_argon2(rt: Runtime):
     from sqlalchemy import select
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,6 +89,18 @@ def _add_ncmec(rt: Runtime, tmp_path: Path, ncmec: NcmecHashServer, **kw: object
     return creds
 
 
+def _wait_for(
+    condition: Callable[[], bool], what: str, proc: subprocess.Popen[str], timeout: float = 180
+) -> None:
+    """Wait for ``condition`` while ``proc`` runs (a generous deadline for a loaded
+    machine; polls, never a fixed pause)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 def _counts(rt: Runtime) -> tuple[int, int, int]:
     with rt.sessions() as s:
         entries = s.scalar(select(func.count()).select_from(BankEntry)) or 0
@@ -114,8 +126,11 @@ def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
     creds = _add_ncmec(rt, tmp_path, ncmec)
     ncmec.hold_page = 13  # the fifth page
     proc = _cli(env, "exchange", "sync", "ncmec-ngo")
-    assert ncmec.held.wait(60), proc.stderr.read() if proc.stderr else ""
-    time.sleep(1)  # what was fetched before the held page is being committed
+    assert ncmec.held.wait(180), proc.stderr.read() if proc.stderr else ""
+    # What was fetched before the held page is being committed: killed once a first
+    # batch is in (a fixed pause left none on a loaded machine), maybe mid-way through
+    # the next one.
+    _wait_for(lambda: _counts(rt)[0] > 0, "a first batch committed", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     ncmec.hold_page = None

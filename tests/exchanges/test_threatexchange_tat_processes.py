@@ -82,7 +82,11 @@ def test_threatexchange_cli_kill_9_resume_and_worker_reactions(
     te.hold_after = 5  # the fifth page
     proc = _cli(env, "exchange", "sync", "gifct")
     assert te.held.wait(120), proc.stderr.read() if proc.stderr else ""
-    time.sleep(1)  # what was fetched before the held page is being committed
+    # What was fetched before the held page is being committed: killed once a first
+    # batch is in (a fixed pause left none on a loaded machine), maybe mid-way through
+    # the next one.
+    _wait(lambda: _counts(rt)[0] > 0 or proc.poll() is not None, "a first batch committed")
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     te.hold_after = None

@@ -124,10 +124,15 @@ def _restrict_some(rt: Runtime, n: int) -> None:
     )
 
 
-def _dispatcher(rt: Runtime, url: str, **policy: object) -> DeliveryDispatcher:
+def _dispatcher(
+    rt: Runtime, url: str, timeout_s: float = 60, **policy: object
+) -> DeliveryDispatcher:
+    """A dispatcher posting to ``url``. The timeout is generous: a post to the local
+    receiver that timed out on a loaded machine would be sent again (twice received)
+    or wait for its retry; only the test of a hanging receiver wants a short one."""
     return DeliveryDispatcher(
         rt.sessions,
-        WebhookClient(url, SECRET, timeout_s=0.5),
+        WebhookClient(url, SECRET, timeout_s=timeout_s),
         DeliveryPolicy(**policy),
         rng=random.Random(1),
     )  # type: ignore[arg-type]
@@ -195,7 +200,7 @@ def test_every_action_arrives_once_in_order_despite_failures(rt: Runtime, receiv
         assert first.attempts == 1 and "Connect" in (first.last_error or "")
         assert first.next_attempt_at > now
 
-    up = _dispatcher(rt, receiver.url)
+    up = _dispatcher(rt, receiver.url, timeout_s=0.5)  # the receiver hangs for 1.5 s once
     receiver.hang_next = 1
     receiver.fail_next = 3
     t = now

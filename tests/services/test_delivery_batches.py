@@ -107,7 +107,8 @@ def batch_receiver() -> Iterator[BatchReceiver]:
 def _batched(rt: Runtime, url: str, n: int) -> DeliveryDispatcher:
     return DeliveryDispatcher(
         rt.sessions,
-        WebhookClient(url, SECRET, timeout_s=2),
+        # Generous: a batch timed out on a loaded machine would be posted twice.
+        WebhookClient(url, SECRET, timeout_s=60),
         DeliveryPolicy(),
         rng=random.Random(1),
         batch_max=n,
@@ -277,13 +278,18 @@ async def _read_stream(stream: str, subject: str) -> list[tuple[str, dict, bytes
     nc = await nats.connect(NATS_URL)
     try:
         js = nc.jetstream()
+        # Every message the stream holds: read until that many came (an empty short
+        # fetch on a loaded machine is no proof that none is left).
+        stored = (await js.stream_info(stream)).state.messages
         sub = await js.pull_subscribe(f"{subject}.>", durable=None, stream=stream)
-        out = []
-        while True:
+        out: list[tuple[str, dict, bytes]] = []
+        deadline = time.monotonic() + 120
+        while len(out) < stored:
+            assert time.monotonic() < deadline, f"read {len(out)} of {stored} messages"
             try:
-                msgs = await sub.fetch(100, timeout=0.5)
+                msgs = await sub.fetch(100, timeout=5)
             except TimeoutError:
-                break
+                continue
             for m in msgs:
                 out.append((m.subject, dict(m.headers or {}), m.data))
                 await m.ack()
@@ -419,7 +425,7 @@ def test_jetstream_publishes_past_a_small_in_flight_window_once_each(rt: Runtime
     d = DeliveryDispatcher(rt.sessions, JetStreamSink(publisher, subject), batch_max=10)
     # The same stream, but a subject it does not take: nothing stores these.
     stray = JetStreamSink(
-        JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], timeout_s=2),
+        JetStreamPublisher(NATS_URL, stream, [f"{subject}.>"], timeout_s=30),
         f"{subject}x",
     )
     try:
