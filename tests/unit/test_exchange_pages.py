@@ -1,4 +1,7 @@
-"""Consecutive pages of an exchange applied as one: the last change of an entry wins."""
+"""Consecutive pages of an exchange applied as one: the last change of an entry wins;
+and the pages fetched ahead, handed over in batches within a budget."""
+
+import pytest
 
 from takedown.domain.exchanges import Page, UpstreamEntry, merge_pages
 
@@ -19,3 +22,37 @@ def test_the_last_change_of_an_entry_wins():
     again = merge_pages([Page([], ["1-a"], {}, False), Page([a1], [], {"from": 2}, False)])
     assert again.entries == [a1] and again.removed == [] and not again.done
     assert merge_pages(pages[:1]) is pages[0]
+
+
+def _page(i: int, entries: int, value_len: int = 64) -> Page:
+    signals = (("pdq", "f" * value_len),)
+    return Page([UpstreamEntry(f"{i}-{k}", signals) for k in range(entries)], [], {"n": i}, False)
+
+
+def test_pages_fetched_ahead_come_in_batches_in_order_within_the_budget():
+    from takedown.services.exchanges.service import _prefetched, _weight
+
+    # Light pages, and one heavier than the whole budget (fetched and applied alone).
+    pages = [_page(i, 10) for i in range(30)] + [_page(30, 3, 20_000)] + [_page(31, 10)]
+    budget = 5 * _weight(pages[0])
+    assert _weight(pages[30]) > budget
+    batches = list(_prefetched(iter(pages), budget))
+    assert [p for batch in batches for p in batch] == pages  # every page, in order
+    for batch in batches:
+        # A batch stops at the page that reaches the budget.
+        assert sum(_weight(p) for p in batch[:-1]) < budget
+
+
+def test_a_feed_error_comes_after_the_pages_fetched_before_it():
+    from takedown.services.exchanges.service import _prefetched
+
+    def failing():
+        yield _page(0, 5)
+        yield _page(1, 5)
+        raise RuntimeError("the exchange went away")
+
+    seen: list[Page] = []
+    with pytest.raises(RuntimeError, match="went away"):
+        for batch in _prefetched(failing(), 10**9):
+            seen.extend(batch)
+    assert [p.checkpoint for p in seen] == [{"n": 0}, {"n": 1}]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    case,
     cast,
     func,
     insert,
@@ -207,7 +208,14 @@ def queue_retroscan(session: Session, bank_id: int, after_entry_id: int, actor: 
     Called with the entry-insert lock held, so the bank's newest id is this
     transaction's. A job of the same bank still waiting is extended rather than a second
     one queued; one already started is left alone (a new job follows it)."""
-    through = session.scalar(select(func.max(BankEntry.id)).where(BankEntry.bank_id == bank_id))
+    # Only the rows above ``after_entry_id`` (this transaction's) are looked at: asked
+    # with ``bank_id = ?`` in the WHERE clause, SQLite walks the bank's whole unique
+    # index for the maximum, at every page of an exchange's sync (quadratic in the bank).
+    through = session.scalar(
+        select(func.max(case((BankEntry.bank_id == bank_id, BankEntry.id)))).where(
+            BankEntry.id > after_entry_id
+        )
+    )
     if through is None or through <= after_entry_id:
         return
     waiting = session.scalars(

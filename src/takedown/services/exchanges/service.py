@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,7 +54,7 @@ from takedown.services.exchanges.sharing import recognise_own, recognise_own_val
 from takedown.services.outbound.mail import queue_mail
 from takedown.signals import SignalType, signal_type
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
+from takedown.store.db import bulk_insert, bulk_writer, refresh_statistics, unit_of_work
 from takedown.store.models import (
     Bank,
     BankEntry,
@@ -67,7 +67,13 @@ from takedown.store.models import (
 log = logging.getLogger(__name__)
 _CHUNK = 1000  # values per IN (...) list
 _ANALYZE_AFTER = 10_000  # rows a sync adds before PostgreSQL's statistics are refreshed
-_AHEAD = 8  # pages fetched ahead, and applied together at most
+# What is fetched ahead, and applied together at most: pages weighing this much (their
+# values' characters, and 100 an entry): about 40 of NCMEC's pages of a thousand PDQs
+# and MD5s. One transaction's random inserts into the bank's unique index dirty most of
+# its pages whatever their number, so fewer, larger transactions write less (measured
+# at a million entries: 8 pages a transaction wrote 9 GB, 32 pages 4.7 GB). A page
+# heavier than this alone (a thousand video TMKs) is fetched ahead alone.
+_AHEAD_WEIGHT = 8_000_000
 _EE = Base.metadata.tables["exchange_entries"]
 _FEEDBACK_ATTEMPTS = 12  # tries before a feedback row is given up (state failed)
 # (type, credentials, base URL, ThreatExchange privacy group) -> a feed
@@ -307,21 +313,22 @@ class ExchangeService:
         try:
             creds = self._credentials(kind, cred_ref)
             feed = self._feed_factory(kind, creds, base_url, group)
-            for batch in _prefetched(feed.pages(checkpoint, now)):
-                if max_pages is not None:
-                    batch = batch[: max_pages - result.pages]
-                page = merge_pages(batch)
-                with paused_gc():  # a batch's new objects; its cycles collected after
-                    version = self._apply(ex_id, version, kind, page, result, stats)
-                result.pages += len(batch)
-                result.checkpoint = page.checkpoint
-                if page.done:
-                    result.complete = True
-                    break
-                if max_pages is not None and result.pages >= max_pages:
-                    break
-            else:
-                result.complete = True  # nothing (more) to pull
+            with bulk_writer(self._sessions) as connection:
+                for batch in _prefetched(feed.pages(checkpoint, now)):
+                    if max_pages is not None:
+                        batch = batch[: max_pages - result.pages]
+                    page = merge_pages(batch)
+                    with paused_gc():  # a batch's new objects; its cycles collected after
+                        version = self._apply(ex_id, version, kind, page, result, stats, connection)
+                    result.pages += len(batch)
+                    result.checkpoint = page.checkpoint
+                    if page.done:
+                        result.complete = True
+                        break
+                    if max_pages is not None and result.pages >= max_pages:
+                        break
+                else:
+                    result.complete = True  # nothing (more) to pull
         except FeedError as exc:
             self._failed(ex_id, str(exc))
             raise ExchangeFailed(
@@ -505,9 +512,11 @@ class ExchangeService:
         page: Page,
         result: SyncResult,
         stats: _Statistics | None = None,
+        connection: Connection | None = None,
     ) -> int:
-        """One page and its checkpoint, in one transaction. Returns the new version."""
-        with unit_of_work(self._sessions) as s:
+        """One page and its checkpoint, in one transaction (on ``connection`` when
+        given). Returns the new version."""
+        with unit_of_work(self._sessions, bind=connection) as s:
             ex = s.scalars(select(Exchange).where(Exchange.id == ex_id).with_for_update()).one()
             if ex.version != version:
                 raise Conflict(
@@ -633,7 +642,7 @@ def _apply_page(
     plugins: dict[str, SignalType | None] = {}  # upstream type -> ours, or None
     source = kind.value
     for e in entries:
-        shape = tuple(sorted(e.labels.items()))
+        shape = tuple(e.labels.items())  # the same labels in another order: the same text
         text = texts.get(shape)
         if text is None:
             text = texts[shape] = json.dumps(e.labels, sort_keys=True)
@@ -875,44 +884,61 @@ def _is_stale(ex: Exchange, now: datetime) -> bool:
     return ex.enabled and (now - since).total_seconds() >= STALE_AFTER_S
 
 
-def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Page]]:
-    """The feed's pages in batches: a thread fetches (and the client parses) up to
-    ``ahead`` pages while the previous batch is applied, and each batch is every page
-    fetched by then (at least one), applied in one transaction with its last page's
-    checkpoint. Only whole pages, in order; the feed's error is raised after the pages
-    fetched before it."""
-    box: queue.Queue[tuple[Page | None, BaseException | None]] = queue.Queue(maxsize=ahead)
+def _weight(page: Page) -> int:
+    """About how much memory a page holds, for :func:`_prefetched`'s budget."""
+    return sum(100 + sum(len(v) for _, v in e.signals) for e in page.entries) + 100 * len(
+        page.removed
+    )
+
+
+def _prefetched(pages: Iterator[Page], budget: int = _AHEAD_WEIGHT) -> Iterator[list[Page]]:
+    """The feed's pages in batches: a thread fetches (and the client parses) pages
+    weighing up to ``budget`` (at least one page) while the previous batch is applied,
+    and each batch is every page fetched by then (at least one; at most ``budget``),
+    applied in one transaction with its last page's checkpoint. Only whole pages, in
+    order; the feed's error is raised after the pages fetched before it."""
+    box: queue.Queue[tuple[Page | None, BaseException | None, int]] = queue.Queue()
     stop = threading.Event()
+    room = threading.Condition()
+    held = [0]  # the weight of the pages fetched and not yet taken
 
     def fetch() -> None:
         try:
             for page in pages:
-                while not stop.is_set():
-                    try:
-                        box.put((page, None), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            box.put((None, None))
+                weight = _weight(page)
+                with room:
+                    while held[0] and held[0] + weight > budget and not stop.is_set():
+                        room.wait(0.5)
+                    if stop.is_set():
+                        return
+                    held[0] += weight
+                box.put((page, None, weight))
+            box.put((None, None, 0))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            box.put((None, exc))
+            box.put((None, exc, 0))
+
+    def taken(weight: int) -> None:
+        with room:
+            held[0] -= weight
+            room.notify_all()
 
     thread = threading.Thread(target=fetch, name="takedown-exchange-fetch", daemon=True)
     thread.start()
     try:
-        ended: tuple[Page | None, BaseException | None] | None = None
+        ended: tuple[Page | None, BaseException | None, int] | None = None
         while ended is None:
             batch: list[Page] = []
+            size = 0
             item = box.get()
             while True:
-                page, error = item
+                page, error, weight = item
                 if page is None:
                     ended = item
                     break
                 batch.append(page)
-                if len(batch) >= ahead:
+                taken(weight)
+                size += weight
+                if size >= budget:
                     break
                 try:
                     item = box.get_nowait()
@@ -924,6 +950,8 @@ def _prefetched(pages: Iterator[Page], ahead: int = _AHEAD) -> Iterator[list[Pag
             raise ended[1]
     finally:
         stop.set()
+        with room:
+            room.notify_all()
 
 
 def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
