@@ -11,11 +11,12 @@ re-enabled, a new decision: ``reoffer_shares``, ``queue_shares``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from takedown.domain.cases import Outcome
 from takedown.domain.exchanges import ExchangeType
@@ -245,19 +246,9 @@ def reoffer_shares(
     if not targets:
         return 0
     changed = 0
-    for i in range(0, len(values), 50):
-        part = values[i : i + 50]
-        shares = s.scalars(
-            select(ExchangeShare)
-            .where(
-                ExchangeShare.bank_id == bank_id,
-                ExchangeShare.state.in_(_GONE),
-                ExchangeShare.exchange_id.in_(targets),
-                or_(*(ExchangeShare.signals.contains(v) for v in part)),
-            )
-            .order_by(ExchangeShare.id)
-            .with_for_update()
-        ).all()
+    for shares in _shares_offering(
+        s, bank_id, values, _GONE, ExchangeShare.exchange_id.in_(targets)
+    ):
         for sh in shares:
             offered = json.loads(sh.signals)
             if not set(offered.items()) & signals:
@@ -274,6 +265,32 @@ def reoffer_shares(
             reopen(s, sh, held, case=case, decision_id=sh.decision_id, actor=actor, now=now)
             changed += 1
     return changed
+
+
+def _shares_offering(
+    s: Session,
+    bank_id: int,
+    values: Sequence[str],
+    states: Iterable[str],
+    *more: ColumnElement[bool],
+) -> Iterator[list[ExchangeShare]]:
+    """The bank's shares in ``states`` whose signals mention any of ``values`` (the
+    caller checks the exact (type, value) pairs), locked, 50 values a query."""
+    for i in range(0, len(values), 50):
+        part = values[i : i + 50]
+        yield list(
+            s.scalars(
+                select(ExchangeShare)
+                .where(
+                    ExchangeShare.bank_id == bank_id,
+                    ExchangeShare.state.in_(tuple(states)),
+                    or_(*(ExchangeShare.signals.contains(v) for v in part)),
+                    *more,
+                )
+                .order_by(ExchangeShare.id)
+                .with_for_update()
+            )
+        )
 
 
 def _carried_by(s: Session, exchange_id: int, pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -319,18 +336,7 @@ def withdraw_shares(
     if not values:
         return 0
     changed = 0
-    for i in range(0, len(values), 50):
-        part = values[i : i + 50]
-        shares = s.scalars(
-            select(ExchangeShare)
-            .where(
-                ExchangeShare.bank_id == bank_id,
-                ExchangeShare.state.in_({*_HELD, *_NOT_SENT}),
-                or_(*(ExchangeShare.signals.contains(v) for v in part)),
-            )
-            .order_by(ExchangeShare.id)
-            .with_for_update()
-        ).all()
+    for shares in _shares_offering(s, bank_id, values, {*_HELD, *_NOT_SENT}):
         for sh in shares:
             offered = set(json.loads(sh.signals).items())
             if not offered & signals:

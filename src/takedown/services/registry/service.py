@@ -637,6 +637,19 @@ class RegistryService:
         False: a batch found the item at no reported place and its media matching no
         reported hashes, which its lines cannot change)."""
         found = self._screen(s, item, media, result, actor)
+        self._act_on(s, item, found, result, actor, neighbours, by_location)
+
+    def _act_on(
+        self,
+        s: Session,
+        item: Item,
+        found: _Screened,
+        result: ItemResult,
+        actor: str,
+        neighbours: Mapping[int, Mapping[int, Copy]] | None,
+        by_location: bool,
+    ) -> None:
+        """:meth:`_act` on what :meth:`_screen` found."""
         self._act(
             s,
             item,
@@ -705,21 +718,7 @@ class RegistryService:
                     )
                     continue
             open_waiting()
-            self._act(
-                s,
-                item,
-                found.media,
-                result,
-                actor,
-                found.actions,
-                found.sources,
-                found.restrict_sources,
-                found.origins,
-                found.categories,
-                neighbours=neighbours,
-                entries=found.entries,
-                by_location=item.id in one_by_one,
-            )
+            self._act_on(s, item, found, result, actor, neighbours, item.id in one_by_one)
         open_waiting()
 
     def _screen(
