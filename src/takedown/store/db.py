@@ -107,20 +107,31 @@ def bulk_writer(factory: sessionmaker[Session]) -> Iterator[Connection]:
     Checkpoints stay SQLite's default (after a commit past 1,000 WAL pages): held off,
     the log they leave would be copied at some other writer's commit (an upload's)."""
     engine: Engine = factory.kw["bind"]
-    with engine.connect() as connection:
-        if engine.dialect.name != "sqlite":
-            yield connection
-            return
-        cursor = connection.connection.cursor()
-        cache = cursor.execute("PRAGMA cache_size").fetchone()[0]
+    with engine.connect() as connection, bulk_cache(connection):
         try:
-            cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
             yield connection
         finally:
             if connection.in_transaction():
                 connection.rollback()
-            cursor.execute(f"PRAGMA cache_size={int(cache)}")
-            cursor.close()
+
+
+@contextmanager
+def bulk_cache(connection: Connection) -> Iterator[None]:
+    """On SQLite, a page cache of ``BULK_CACHE_KIB`` for this connection while the block
+    runs, then its own setting back (large imports and syncs: random index keys would
+    otherwise spill pages at every insert). Set through the driver's cursor, so it
+    neither begins nor joins a transaction."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    cursor = connection.connection.cursor()
+    before = cursor.execute("PRAGMA cache_size").fetchone()[0]
+    try:
+        cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        yield
+    finally:
+        cursor.execute(f"PRAGMA cache_size={int(before)}")
+        cursor.close()
 
 
 BULK_CACHE_KIB = 256 * 1024  # SQLite's page cache for bulk writes (see bulk_writer)

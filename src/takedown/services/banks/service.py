@@ -3,13 +3,13 @@ export entries. Each public method is one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TextIO
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,12 +41,11 @@ from takedown.services.audit.chain import record
 from takedown.services.banks.sharing import reoffer_shares, set_share_targets, withdraw_shares
 from takedown.signals import PDQ, SHA256, VPDQ, all_types, signal_type
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, refresh_statistics, unit_of_work
+from takedown.store.db import bulk_cache, bulk_insert, refresh_statistics, unit_of_work
 from takedown.store.models import Bank, BankEntry, BankEntryPayload, BankVideoFrame, Base
 
 _INSERT_CHUNK = 5_000
 _BULK_ROWS = 50_000
-_BULK_CACHE_KIB = 256 * 1024  # SQLite page cache during a large import
 ProgressFn = Callable[[int, int], None]
 
 
@@ -972,7 +971,8 @@ def _insert_records(
             # A large import into a large bank asks per chunk: the plan of that
             # question must know how large the bank is now (see refresh_statistics).
             refresh_statistics(connection, table)
-    with _bulk_cache(connection, total):
+    # A large import on SQLite: a bigger page cache while it runs.
+    with bulk_cache(connection) if total >= _BULK_ROWS else nullcontext():
         for start in range(0, total, _INSERT_CHUNK):
             chunk = unique[start : start + _INSERT_CHUNK]
             present: set[tuple[str, str]] = set()
@@ -1076,21 +1076,6 @@ def _rows(
         }
         for r, public_id in zip(records, new_ids(len(records)), strict=True)
     ]
-
-
-@contextmanager
-def _bulk_cache(connection: Connection, rows: int) -> Iterator[None]:
-    """A large import on SQLite: a bigger page cache for this connection while it runs
-    (random index keys would otherwise spill pages at every insert), then back."""
-    if rows < _BULK_ROWS or connection.dialect.name != "sqlite":
-        yield
-        return
-    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-    connection.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
 
 def _views_for(s: Session, bank: Bank, records: Sequence[HashRecord]) -> list[EntryView]:
