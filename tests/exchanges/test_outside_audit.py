@@ -158,7 +158,10 @@ def test_false_positive_controls_and_operators_view_from_outside(
 
             _wait(quarantined, "the worker's flood quarantine")
             (q,) = quarantined()
-            assert q["uploads"] == 101 and q["value"] == md5(3) and q["state"] == "pending"
+            # The worker may see the flood at the 100th upload or after the 101st (the
+            # screenings are kept by group commit): both are past the threshold.
+            assert q["uploads"] in (100, 101), q
+            assert q["value"] == md5(3) and q["state"] == "pending"
             assert screen({"md5": md5(3)}) == "allow"  # stopped blocking at once
             history = http.get(f"/v1/entries/{q['entry']}/matches").json()
             assert history["matches"] == 101 and history["last_match_at"]  # not since
