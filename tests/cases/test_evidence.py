@@ -51,7 +51,9 @@ def _preserve(client, case_id: str, legal: dict[str, str]) -> dict:
 
 def _audit(rt: Runtime, action: str) -> list[dict]:
     with rt.sessions() as s:
-        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+        rows = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        ).all()
         return [{"actor": e.actor, **json.loads(e.details)} for e in rows]
 
 

@@ -34,7 +34,9 @@ def _state(rt: Runtime, case_id: str) -> str:
 
 def _views(rt: Runtime) -> list[tuple[str, str, dict]]:
     with unit_of_work(rt.sessions, write=False) as s:
-        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "media.viewed"))
+        rows = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "media.viewed").order_by(AuditEvent.id)
+        )
         return [(e.actor, e.object_id, json.loads(e.details)) for e in rows]
 
 

@@ -50,7 +50,11 @@ def _events(rt: Runtime, action: str) -> list[dict]:
     with unit_of_work(rt.sessions, write=False) as s:
         return [
             json.loads(d)
-            for d in s.scalars(select(AuditEvent.details).where(AuditEvent.action == action))
+            for d in s.scalars(
+                select(AuditEvent.details)
+                .where(AuditEvent.action == action)
+                .order_by(AuditEvent.id)
+            )
         ]
 
 
