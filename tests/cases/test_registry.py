@@ -213,4 +213,4 @@ def test_views_an_hour_ago_follow_each_items_samples(rt: Runtime):
         )
     with rt.sessions() as s:
         case = s.scalars(select(Case)).one()
-        assert rt.cases._views_hour_ago(s, case, now) == 300 + 0 + 70 + 0
+        assert rt.cases._figures(s, case, now).views_hour_ago == 300 + 0 + 70 + 0

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy import case as sql_case
@@ -235,45 +235,46 @@ class CaseBase:
         return len(pids)
 
     # -- triage ----------------------------------------------------------------------
-    def _total_views(self, s: Session, case: Case) -> int:
-        return int(s.scalar(_TOTAL_VIEWS, {"case_id": case.id}) or 0)
-
-    def _views_hour_ago(self, s: Session, case: Case, now: datetime) -> int:
-        """The case's views one hour ago, as well as the samples tell (``_VIEWS_AT``)."""
-        cut = now - timedelta(hours=1)
-        return int(s.scalar(_VIEWS_AT, {"case_id": case.id, "cut": cut}) or 0)
+    def _figures(self, s: Session, case: Case, now: datetime) -> CaseFigures:
+        """The case's views now and one hour ago, and its accounts' strikes and flags:
+        one statement, the case's copies read once (``_CASE_FIGURES``)."""
+        row = s.execute(_CASE_FIGURES, {"case_id": case.id, "cut": now - timedelta(hours=1)}).one()
+        return CaseFigures(*(int(v or 0) for v in row))
 
     def _refresh_priority(
-        self, s: Session, case: Case, now: datetime, total_views: int | None = None
+        self, s: Session, case: Case, now: datetime, figures: CaseFigures | None = None
     ) -> None:
-        """``total_views``: the case's views when the caller has just summed them (a
-        sum over every copy: 0.3-0.9 s for 100,000 on PostgreSQL)."""
+        """``figures``: the case's, when the caller has just read them (a pass over
+        every copy: ~1 s for 100,000 on PostgreSQL)."""
         reports = s.execute(_CASE_REPORTS, {"case_id": case.id}).all()
-        strikes, flagged = s.execute(_CASE_ACCOUNTS, {"case_id": case.id}).one()
-        total = self._total_views(s, case) if total_views is None else total_views
+        f = figures or self._figures(s, case, now)
         score, factors = priority(
             TriageInput(
                 categories=frozenset(Category(r[0]) for r in reports)
                 | frozenset(_categories(case)),
                 reporter_roles=frozenset(ReporterRole(r[1]) for r in reports),
                 hash_sources=frozenset(_hash_sources(case)),
-                account_confirmed_violations=int(strikes),
-                accounts_flagged=int(flagged),
-                total_views=total,
-                views_last_hour=max(0, total - self._views_hour_ago(s, case, now)),
+                account_confirmed_violations=f.strikes,
+                accounts_flagged=f.flagged,
+                total_views=f.total_views,
+                views_last_hour=max(0, f.total_views - f.views_hour_ago),
             )
         )
         case.priority = score
         case.priority_factors = json.dumps([f.__dict__ for f in factors])
 
 
+class CaseFigures(NamedTuple):
+    """What triage reads of a case's copies (``CaseBase._figures``)."""
+
+    total_views: int
+    views_hour_ago: int
+    strikes: int  # the posting accounts' confirmed and prior violations, each account once
+    flagged: int  # how many of those accounts the platform flagged
+
+
 # Triage's reads, built once (a batch refreshes many cases; a statement built per call
 # costs more than the query), each for one case (``case_id``).
-_TOTAL_VIEWS = (
-    select(func.coalesce(func.sum(Item.view_count), 0))
-    .join(CaseItem, CaseItem.item_id == Item.id)
-    .where(CaseItem.case_id == bindparam("case_id"))
-)
 # The reports that raise the priority: a limited reporter's role no longer does (DSA
 # art. 23).
 _CASE_REPORTS = select(Report.category, Report.reporter_role).where(
@@ -281,51 +282,42 @@ _CASE_REPORTS = select(Report.category, Report.reporter_role).where(
 )
 
 
-def _case_accounts() -> Select[Any]:
-    """Each account once (two accounts with the same history both count), summed by
-    the database: a viral item's case has 100,000 posting accounts."""
-    accounts = (
-        select(
-            (Account.confirmed_violations + Account.prior_violations).label("strikes"),
-            sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
-            Account.id,
-        )
-        .join(Item, Item.account_id == Account.id)
+def _case_figures() -> Select[Any]:
+    """A case's figures for triage (``CaseFigures``), for one case (``case_id``) at
+    ``cut`` (one hour ago), in one statement: the case's copies are read once
+    (``copies``, a CTE the three parts share) rather than once per figure, each a
+    pass over 100,000 copies for a viral item (~0.3-0.8 s apiece on PostgreSQL).
+
+    - views now: the copies' counts summed;
+    - views at the cut, as well as the samples tell. Per item: the last sample at or
+      before the cut; for an item posted after it, zero; otherwise (older, but first
+      seen since) its first sample, so that registering an old item with many views
+      does not look like sudden growth. Each item's two figures read through the
+      (item_id, at) index;
+    - the posting accounts, each once (two accounts with the same history both count):
+      their strikes and how many are flagged."""
+    copies = (
+        select(Item.id, Item.view_count, Item.posted_at, Item.account_id)
         .join(CaseItem, CaseItem.item_id == Item.id)
         .where(CaseItem.case_id == bindparam("case_id"))
-        .distinct()
-        .subquery()
+        .cte("copies")
     )
-    return select(
-        func.coalesce(func.sum(accounts.c.strikes), 0),
-        func.coalesce(func.sum(accounts.c.flagged), 0),
-    )
-
-
-def _views_at() -> Select[Any]:
-    """The case's views at ``cut`` (one hour ago), as well as the samples tell. Per
-    item: the last sample at or before the cut; for an item posted after it, zero;
-    otherwise (older, but first seen since) its first sample, so that registering an old
-    item with many views does not look like sudden growth. One query, each item's two
-    figures read through the (item_id, at) index."""
+    total = select(func.coalesce(func.sum(copies.c.view_count), 0)).scalar_subquery()
     cut = bindparam("cut", type_=ItemViews.at.type)
     before = (
         select(func.max(ItemViews.view_count))
-        .where(ItemViews.item_id == Item.id, ItemViews.at <= cut)
+        .where(ItemViews.item_id == copies.c.id, ItemViews.at <= cut)
         .scalar_subquery()
     )
-    first = select(func.min(ItemViews.view_count)).where(ItemViews.item_id == Item.id)
-    per_item = (
-        select(
-            Item.posted_at.label("posted_at"),
-            before.label("before"),
-            first.scalar_subquery().label("first"),
-        )
-        .join(CaseItem, CaseItem.item_id == Item.id)
-        .where(CaseItem.case_id == bindparam("case_id"))
-        .subquery()
+    first = (
+        select(func.min(ItemViews.view_count))
+        .where(ItemViews.item_id == copies.c.id)
+        .scalar_subquery()
     )
-    return select(
+    per_item = select(
+        copies.c.posted_at.label("posted_at"), before.label("before"), first.label("first")
+    ).subquery()
+    at_cut = select(
         func.coalesce(
             func.sum(
                 sql_case(
@@ -339,8 +331,23 @@ def _views_at() -> Select[Any]:
             ),
             0,
         )
+    ).scalar_subquery()
+    accounts = (
+        select(
+            (Account.confirmed_violations + Account.prior_violations).label("strikes"),
+            sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
+            Account.id,
+        )
+        .join(copies, copies.c.account_id == Account.id)
+        .distinct()
+        .subquery()
+    )
+    return select(
+        total,
+        at_cut,
+        func.coalesce(func.sum(accounts.c.strikes), 0),
+        func.coalesce(func.sum(accounts.c.flagged), 0),
     )
 
 
-_CASE_ACCOUNTS = _case_accounts()
-_VIEWS_AT = _views_at()
+_CASE_FIGURES = _case_figures()

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import BindParameter, bindparam, select, union
+from sqlalchemy import BindParameter, bindparam, literal, select, union, union_all
 from sqlalchemy.orm import Session, aliased
 
 from takedown.domain.video import VideoRule
@@ -31,6 +31,7 @@ from takedown.store.valuesets import in_values
 
 _CHUNK = 5_000  # ids per IN list: well below SQLite (32,766) and PostgreSQL (65,535) limits
 MAX_ROUNDS = 20
+_EDGE_REASONS = ("repost", "quote", "original")
 PDQ_RADIUS = 31  # the field's threshold for "the same picture"
 PDQ_QUALITY_FLOOR = 50
 
@@ -279,31 +280,34 @@ class CopyFinder:
         """The items that repost or quote these, then the items these repost or quote.
         Joined in the database: a viral item's 100,000 reposts are one round of the walk,
         and their platform ids need not come to Python and go back as a parameter
-        (measured: 1.35 s of a 3.7 s report on SQLite)."""
+        (measured: 1.35 s of a 3.7 s report on SQLite). The round's items are looked up
+        once (``frontier``, a CTE the three links share) rather than once per link:
+        100,000 primary-key probes each time, ~0.65 s apiece on PostgreSQL (measured)."""
         if not items:
             return []
-        parent, child = aliased(Item), aliased(Item)
-        out: list[Copy] = []
-        for link, reason in (
-            (child.reposts_platform_id, "repost"),
-            (child.quotes_platform_id, "quote"),
-        ):
-            out += [
-                Copy(i, reason)
-                for i in s.scalars(
-                    select(child.id)
-                    .join(parent, link == parent.platform_id)
-                    .where(in_values(s, parent.id, items))
-                )
-            ]
-        originals = (
-            select(parent.id)
-            .join(child, link == parent.platform_id)
-            .where(in_values(s, child.id, items))
-            for link in (child.reposts_platform_id, child.quotes_platform_id)
+        frontier = (
+            select(Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id)
+            .where(in_values(s, Item.id, items))
+            .cte("frontier")
         )
-        out += [Copy(i, "original") for i in s.scalars(union(*originals))]
-        return out
+        child = aliased(Item)
+        reposts = select(child.id, literal(0)).join(
+            frontier, child.reposts_platform_id == frontier.c.platform_id
+        )
+        quotes = select(child.id, literal(1)).join(
+            frontier, child.quotes_platform_id == frontier.c.platform_id
+        )
+        linked = union(
+            select(frontier.c.reposts_platform_id), select(frontier.c.quotes_platform_id)
+        )
+        originals = select(Item.id, literal(2)).where(Item.platform_id.in_(linked))
+        # The first link found names the copy's reason, as the rounds always did:
+        # a repost before a quote before an original.
+        best: dict[int, int] = {}
+        for item_id, rank in s.execute(union_all(reposts, quotes, originals)):
+            if best.get(item_id, 3) > rank:
+                best[item_id] = rank
+        return [Copy(i, _EDGE_REASONS[rank]) for i, rank in best.items()]
 
     def _media_of(self, s: Session, items: set[int]) -> set[int]:
         if not items:

@@ -32,6 +32,7 @@ from takedown.ids import utcnow
 from takedown.services.audit.chain import record, record_many
 from takedown.services.cases.base import (
     ACTIVE_STATES,
+    CaseFigures,
     _categories,
     _expire_loaded_items,
     _hash_sources,
@@ -174,7 +175,7 @@ class CaseIntake(CaseStatus):
                 },
             )
             before = PUBLIC_STATUS[CaseState(case.state)]
-            self._apply_report(s, case, valid, now)
+            figures = self._apply_report(s, case, valid, now)
             restricted = 0
             if report.from_limited_reporter:
                 # DSA art. 23(2): reviewed like any report, but it hides nothing first.
@@ -192,11 +193,8 @@ class CaseIntake(CaseStatus):
                 # Not hidden yet (e.g. a bystander's report of intimate imagery), but
                 # nobody should earn from it while it is reviewed.
                 self._demonetize(s, case, actor, now)
-            # A first report has just summed the case's views; nothing since changed them.
-            first = case.first_report_at == now
-            self._refresh_priority(
-                s, case, now, total_views=case.views_at_first_report if first else None
-            )
+            # A first report has just read the case's figures; nothing since changed them.
+            self._refresh_priority(s, case, now, figures)
             status = PUBLIC_STATUS[CaseState(case.state)]
             self._mail(s, case, [report], "received", now)
             if status != before:
@@ -301,13 +299,19 @@ class CaseIntake(CaseStatus):
             added += result.rowcount  # type: ignore[attr-defined]
         return added
 
-    def _apply_report(self, s: Session, case: Case, valid: ValidReport, now: datetime) -> None:
+    def _apply_report(
+        self, s: Session, case: Case, valid: ValidReport, now: datetime
+    ) -> CaseFigures | None:
+        """The report's marks on the case; for a first report, the case's figures it
+        read (its views then are kept)."""
         cats = _categories(case) | {valid.category}
         case.categories = ",".join(sorted(c.value for c in cats))
         case.minor_safety = bool(cats & MINOR_SAFETY)
+        figures = None
         if case.first_report_at is None:
             case.first_report_at = now
-            case.views_at_first_report = self._total_views(s, case)
+            figures = self._figures(s, case, now)
+            case.views_at_first_report = figures.total_views
         target = now + decision_target(
             cats, self._policy.decision_target_minor_hours, self._policy.decision_target_hours
         )
@@ -319,6 +323,7 @@ class CaseIntake(CaseStatus):
             case.takedown_requested_at = now
             case.takedown_due_at = now + TAKE_IT_DOWN_WINDOW
         case.updated_at = now
+        return figures
 
     # -- restriction and effects ----------------------------------------------------
     def _restrict(self, s: Session, case: Case, actor: str, why: str, now: datetime) -> int:
