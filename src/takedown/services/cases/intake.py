@@ -244,7 +244,7 @@ class CaseIntake(CaseStatus):
             .join(CaseItem, CaseItem.case_id == Case.id)
             .where(in_values(s, CaseItem.item_id, item_ids))
             .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
-            .order_by(Case.opened_at)
+            .order_by(Case.opened_at, Case.id)
             .limit(1)
         ).first()
 
@@ -474,7 +474,7 @@ class CaseIntake(CaseStatus):
             copies = self._copies.expand(s, seeds, known=known)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now, set(copies))
-        return [c.public_id for c in cases.values()]
+        return [c.public_id for c in sorted(cases.values(), key=lambda c: c.id)]
 
     def join_by_location(
         self,
@@ -495,7 +495,7 @@ class CaseIntake(CaseStatus):
         case_ids |= set(by_hash)
         joined = []
         now = utcnow()
-        for case in s.scalars(select(Case).where(Case.id.in_(case_ids))):
+        for case in s.scalars(select(Case).where(Case.id.in_(case_ids)).order_by(Case.id)):
             if not _is_active(case):
                 continue
             known = frozenset(self._case_item_ids(s, case))
@@ -565,7 +565,7 @@ class CaseIntake(CaseStatus):
             else []
         )
         case = self._holding_case(s, set(copies)) or next(
-            (c for c in sorted(origin, key=lambda c: c.opened_at) if _is_active(c)), None
+            (c for c in sorted(origin, key=lambda c: (c.opened_at, c.id)) if _is_active(c)), None
         )
         if case is None:
             case = self._new_case(
@@ -770,7 +770,7 @@ class CaseIntake(CaseStatus):
                 decision = s.scalar(
                     select(Decision.public_id)
                     .where(Decision.case_id == case.id, Decision.effective.is_(True))
-                    .order_by(Decision.decided_at.desc())
+                    .order_by(Decision.decided_at.desc(), Decision.id.desc())
                     .limit(1)
                 )
                 apply_account_measures(

@@ -155,7 +155,9 @@ class CaseReads(CaseBase):
             reports = [
                 _report_view(r, show_identity)
                 for r in s.scalars(
-                    select(Report).where(Report.case_id == case.id).order_by(Report.received_at)
+                    select(Report)
+                    .where(Report.case_id == case.id)
+                    .order_by(Report.received_at, Report.id)
                 )
             ]
             decisions = [
@@ -163,7 +165,7 @@ class CaseReads(CaseBase):
                 for d in s.scalars(
                     select(Decision)
                     .where(Decision.case_id == case.id)
-                    .order_by(Decision.decided_at)
+                    .order_by(Decision.decided_at, Decision.id)
                 )
             ]
             appeals: list[dict[str, object]] = [
@@ -173,7 +175,11 @@ class CaseReads(CaseBase):
                     "opened_at": a.opened_at,
                     "decided_at": a.decided_at,
                 }
-                for a in s.scalars(select(Appeal).where(Appeal.case_id == case.id))
+                for a in s.scalars(
+                    select(Appeal)
+                    .where(Appeal.case_id == case.id)
+                    .order_by(Appeal.opened_at, Appeal.id)
+                )
             ]
             resolved = {c.item_id for c in copies} | {c.url for c in copies if c.url}
             unresolved = sorted(

@@ -59,13 +59,21 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
             select(ItemMedia, Media)
             .join(Media, Media.id == ItemMedia.media_id)
             .where(ItemMedia.item_id.in_(chunk))
+            .order_by(ItemMedia.item_id, ItemMedia.media_id)
         ).all():
             media_of.setdefault(link.item_id, []).append(m.sha256)
             media[m.id] = m
     account_ids = sorted({it.account_id for _, it in rows if it.account_id is not None})
     accounts: dict[int, Account] = {}
     for chunk in _chunks(account_ids):
-        accounts.update({a.id: a for a in s.scalars(select(Account).where(Account.id.in_(chunk)))})
+        accounts.update(
+            {
+                a.id: a
+                for a in s.scalars(
+                    select(Account).where(Account.id.in_(chunk)).order_by(Account.id)
+                )
+            }
+        )
     names = _file_names(s, item_ids)
     ips = _ip_events(s, IpEvent.account_id, account_ids) | _ip_events(s, IpEvent.item_id, item_ids)
     doc: dict[str, Any] = {
@@ -90,7 +98,11 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
         },
         "locations": [
             {"kind": loc.kind, "value": loc.value}
-            for loc in s.scalars(select(CaseLocation).where(CaseLocation.case_id == case.id))
+            for loc in s.scalars(
+                select(CaseLocation)
+                .where(CaseLocation.case_id == case.id)
+                .order_by(CaseLocation.id)
+            )
         ],
         "items": [
             {
@@ -140,7 +152,10 @@ def case_context(s: Session, case: Case) -> tuple[dict[str, Any], list[MediaRef]
             }
             for m in media.values()
         ],
-        "reports": [_report(r) for r in s.scalars(select(Report).where(Report.case_id == case.id))],
+        "reports": [
+            _report(r)
+            for r in s.scalars(select(Report).where(Report.case_id == case.id).order_by(Report.id))
+        ],
         "decisions": [
             {
                 "id": d.public_id,

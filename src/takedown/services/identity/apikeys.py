@@ -157,7 +157,9 @@ class ApiKeyService:
 
     def list(self) -> list[ApiKeyView]:
         with unit_of_work(self._sessions, write=False) as s:
-            return [_view(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+            return [
+                _view(r) for r in s.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))
+            ]
 
     def revoke(self, key_id: str, *, actor: str = "operator") -> ApiKeyView:
         with unit_of_work(self._sessions) as s:

@@ -197,7 +197,7 @@ def _reportable_cases(s: Session) -> list[Case]:
                 Case.outcome == Outcome.VIOLATION.value,
                 or_(*(Case.categories.contains(c.value) for c in REPORTABLE)),
             )
-            .order_by(Case.opened_at)
+            .order_by(Case.opened_at, Case.id)
         )
         if {Category(x) for x in c.categories.split(",") if x} & REPORTABLE
     ]

@@ -100,7 +100,7 @@ class TransparencyService:
                     Report.received_at >= start,
                     Report.received_at < end,
                 )
-                .order_by(Report.received_at)
+                .order_by(Report.received_at, Report.id)
             ).all()
             copies = {case.id: _copies(s, case.id) for _, case in rows}
         requests = [_request_row(report, case, copies[case.id], now) for report, case in rows]
@@ -320,7 +320,7 @@ def _complaints(s: Session, start: datetime, end: datetime) -> dict[str, object]
                 Decision.effective.is_(True),
                 Decision.decided_at < decided_at,
             )
-            .order_by(Decision.decided_at.desc())
+            .order_by(Decision.decided_at.desc(), Decision.id.desc())
             .limit(1)
         )
         if before is not None and before != outcome:

@@ -938,6 +938,7 @@ def _stored_media(s: Session, item: Item) -> list[MediaInput]:
             select(Media)
             .join(ItemMedia, ItemMedia.media_id == Media.id)
             .where(ItemMedia.item_id == item.id)
+            .order_by(Media.id)
         )
     ]
 
@@ -1053,7 +1054,7 @@ def _holding_cases(s: Session, account_id: int) -> list[str]:
                 AppliedMeasure.reversed_at.is_(None),
                 AppliedMeasure.measure.in_(("suspend", "terminate")),
             )
-            .order_by(AppliedMeasure.applied_at)
+            .order_by(AppliedMeasure.applied_at, AppliedMeasure.id)
         )
     )
 
@@ -1070,7 +1071,7 @@ def _account_view(s: Session, a: Account) -> AccountView:
             .join(Item, Item.id == CaseItem.item_id)
             .where(Item.account_id == a.id)
             .group_by(Case.id)
-            .order_by(Case.opened_at.desc())
+            .order_by(Case.opened_at.desc(), Case.id.desc())
             .limit(ACCOUNT_CASES_SHOWN)
         ).all()
     ]
@@ -1089,7 +1090,7 @@ def _account_view(s: Session, a: Account) -> AccountView:
             select(AppliedMeasure, Case.public_id)
             .join(Case, Case.id == AppliedMeasure.case_id)
             .where(AppliedMeasure.account_id == a.id)
-            .order_by(AppliedMeasure.applied_at.desc())
+            .order_by(AppliedMeasure.applied_at.desc(), AppliedMeasure.id.desc())
             .limit(ACCOUNT_CASES_SHOWN)
         ).all()
     ]
