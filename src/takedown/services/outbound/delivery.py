@@ -45,7 +45,7 @@ from takedown.services.audit.chain import record
 from takedown.services.outbound.sinks import Claimed, Sink, SinkResult, WebhookSink
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage, OutboxStatement, action_payload
-from takedown.store.valuesets import in_values
+from takedown.store.valuesets import in_ids, in_values
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class DeliveryDispatcher:
             for attempts, ids in by_attempts.items():
                 s.execute(
                     update(o)
-                    .where(in_values(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
+                    .where(in_ids(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
                     .values(state=PENDING, attempts=o.attempts - 1, next_attempt_at=now)
                     .execution_options(synchronize_session=False)
                 )
@@ -297,7 +297,7 @@ class DeliveryDispatcher:
             ids = [r[0] for r in rows]
             s.execute(
                 update(o)
-                .where(in_values(s, o.id, ids))
+                .where(in_ids(s, o.id, ids))
                 .values(
                     state=DELIVERING,
                     attempts=o.attempts + 1,
@@ -355,7 +355,7 @@ class DeliveryDispatcher:
                 # A worker whose lease ran out must not overwrite the rows' new owner.
                 s.execute(
                     update(o)
-                    .where(in_values(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
+                    .where(in_ids(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
                     .values(
                         state=ACKNOWLEDGED,
                         acknowledged_at=now,
@@ -366,7 +366,7 @@ class DeliveryDispatcher:
                 )
             if not failed:
                 return
-            for row in s.scalars(select(o).where(in_values(s, o.id, sorted(failed)))):
+            for row in s.scalars(select(o).where(in_ids(s, o.id, sorted(failed)))):
                 c, result = failed[row.id]
                 if row.attempts != c.attempts or row.state != DELIVERING:
                     continue
