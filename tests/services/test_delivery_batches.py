@@ -26,7 +26,7 @@ from takedown.ids import utcnow
 from takedown.integrations.jetstream import JetStreamPublisher
 from takedown.integrations.webhooks import SIGNATURE_HEADER, WebhookClient, verify
 from takedown.runtime import Runtime
-from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
+from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy, webhook_body
 from takedown.services.outbound.sinks import JetStreamSink, accepted_in, batch_key
 from takedown.store.models import Case, OutboxMessage, OutboxStatement
 from tests.services.test_delivery import SECRET, _closed_port_url, _restrict_some, _states
@@ -167,6 +167,26 @@ def test_a_measure_on_many_items_stores_its_statement_once(rt: Runtime, batch_re
     assert "restricted" in measures["restrict"].lower()
     assert all(a["statement_of_reasons"]["measure"] == measures[a["action"]] for a in got)
     assert {a["item_id"] for a in got} == {"orig"} | {f"r{i}" for i in range(1, 7)}
+
+
+def test_claimed_bodies_are_each_rows_webhook_body(rt: Runtime):
+    """A claim writes each action's body from the row's columns, encoding the values
+    the actions of one measure share once: byte for byte the body of the one-action
+    form (the row read whole, its statement put back), with and without a case."""
+    _restrict_some(rt, 4)
+    with rt.sessions.begin() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.id == 1).values(case_id=None))
+    d = _batched(rt, _closed_port_url(), 10)
+    claimed = d._claim(utcnow(), 10)
+    assert len(claimed) == 4
+    with rt.sessions() as s:
+        for c in claimed:
+            row = s.get(OutboxMessage, c.row_id)
+            assert row is not None
+            case = s.scalar(select(Case.public_id).where(Case.id == row.case_id))
+            assert c.body == webhook_body(row, case)
+            assert (case is None) == (row.id == 1)
+            assert json.loads(c.body)["case"] == case
 
 
 def test_a_partly_acknowledged_batch_retries_only_the_rest(rt: Runtime):
