@@ -471,3 +471,26 @@ def test_jetstream_publishes_past_a_small_in_flight_window_once_each(rt: Runtime
         d._sink.close()
         stray.close()
         asyncio.run(_drop_stream(stream))
+
+
+def test_jetstream_answers_read_as_stored_or_not():
+    """JetStream's answers to a publish, as the server writes them: stored (or a
+    duplicate of a stored message) read without parsing, anything else with its reason."""
+    from types import SimpleNamespace
+
+    from takedown.integrations.jetstream import _ack_error
+
+    def answer(data: bytes, headers: dict | None = None) -> str | None:
+        return _ack_error(SimpleNamespace(data=data, headers=headers))
+
+    assert answer(b'{"stream":"TD","seq":7}') is None
+    assert answer(b'{"stream":"TD","seq":7,"duplicate":true}') is None
+    assert answer(b'{"stream":"error","seq":1}') is None  # a stream named "error"
+    assert answer(b"", {"Status": "503"}) == "no stream stored it (status 503)"
+    err = b'{"error":{"code":503,"description":"maximum messages exceeded"},"stream":"TD"}'
+    assert answer(err) == "JetStream error 503: maximum messages exceeded"
+    assert answer(b'{"stream":"TD","error":{"code":400,"description":"bad"}}') == (
+        "JetStream error 400: bad"
+    )
+    assert answer(b"nonsense") == "unreadable acknowledgement"
+    assert answer(b'{"other":1}') == "unexpected acknowledgement"
