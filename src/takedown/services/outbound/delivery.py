@@ -33,12 +33,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import (
     Integer,
     String,
+    Table,
     and_,
     bindparam,
     exists,
@@ -275,6 +276,7 @@ class DeliveryDispatcher:
         )
         o = OutboxMessage
         t = OutboxMessage.__table__
+        assert isinstance(t, Table)
         columns = (
             t.c.id,
             t.c.attempts,  # after the claim
@@ -317,8 +319,7 @@ class DeliveryDispatcher:
                 got = s.execute(
                     lease.where(t.c.id == due.c.id).returning(*columns, due.c.due_at)
                 ).all()
-                got.sort(key=lambda r: (r[-1], r[0]))
-                rows: Sequence[Any] = got
+                rows: Sequence[Any] = sorted(got, key=lambda r: (r[-1], r[0]))
             else:
                 # SQLite's planner takes another index instead (the partial
                 # index's condition cannot be proved from bound parameters), checks the
