@@ -30,7 +30,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii
@@ -188,21 +188,23 @@ class DeliveryDispatcher:
         self._rng = rng or random.Random()
         self.batch_max = batch_max
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send")
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-record")
 
     def deliver_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
         """Deliver up to ``limit`` due actions; returns how many were acknowledged.
 
         Rows are claimed ``claim_max`` at a time (one transaction) and sent
         ``batch_max`` a request; what the sink answered for a whole claim is recorded in
-        one transaction. The platform's time and the database's overlap: while one claim
-        is with the platform (a second thread) the next is claimed, and while that one
-        is with the platform the answers to the first are recorded. A claim never holds
-        an action for a target of a claim in flight or not yet recorded (those are
-        still ``delivering``), so order per item holds."""
+        one transaction. Three things overlap, each in its own thread and (for the
+        database) transaction: a claim is with the platform while the next is claimed
+        and the answers to the one before are recorded. A claim never holds an action
+        for a target of a claim in flight or not yet recorded (those are still
+        ``delivering``), so order per item holds."""
         delivered = 0
         claimed = self._claim(now or utcnow(), min(self.claim_max, limit))
         tried = len(claimed)
         sending = self._pool.submit(self._send_all, claimed) if claimed else None
+        recording: Future[int] | None = None
         try:
             while sending is not None:
                 following: list[Claimed] = []
@@ -216,18 +218,28 @@ class DeliveryDispatcher:
                 unreachable = bool(unsent) or bool(following and _unreachable(sent[-1][1]))
                 if following and not unreachable:
                     sending = self._pool.submit(self._send_all, following)
-                self._record_all(sent, now or utcnow())
-                delivered += sum(
-                    1 for chunk, result in sent for c in chunk if c.public_id in result.accepted
-                )
+                if recording is not None:
+                    delivered += recording.result()  # one recording at a time
+                recording = self._recorder.submit(self._record_sent, sent, now or utcnow())
                 if unreachable:
                     self._release([*unsent, *following], now or utcnow())
+            if recording is not None:
+                delivered += recording.result()
+                recording = None
         finally:
-            if sending is not None:
-                # Recording failed with a claim in flight: it is left to its lease
-                # (retried), but no request goes on after this call returns.
-                sending.exception()
+            # Something failed with a claim in flight: it is left to its lease (retried),
+            # but nothing goes on after this call returns.
+            for task in (sending, recording):
+                if task is not None:
+                    task.exception()
         return delivered
+
+    def _record_sent(
+        self, sent: Sequence[tuple[Sequence[Claimed], SinkResult]], now: datetime
+    ) -> int:
+        """:meth:`_record_all`; returns how many actions were acknowledged."""
+        self._record_all(sent, now)
+        return sum(1 for chunk, result in sent for c in chunk if c.public_id in result.accepted)
 
     def _send_all(
         self, claimed: Sequence[Claimed]
