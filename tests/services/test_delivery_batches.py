@@ -26,7 +26,7 @@ from takedown.ids import utcnow
 from takedown.integrations.jetstream import JetStreamPublisher
 from takedown.integrations.webhooks import SIGNATURE_HEADER, WebhookClient, verify
 from takedown.runtime import Runtime
-from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy
+from takedown.services.outbound.delivery import DeliveryDispatcher, DeliveryPolicy, webhook_body
 from takedown.services.outbound.sinks import JetStreamSink, accepted_in, batch_key
 from takedown.store.models import Case, OutboxMessage, OutboxStatement
 from tests.services.test_delivery import SECRET, _closed_port_url, _restrict_some, _states
@@ -167,6 +167,26 @@ def test_a_measure_on_many_items_stores_its_statement_once(rt: Runtime, batch_re
     assert "restricted" in measures["restrict"].lower()
     assert all(a["statement_of_reasons"]["measure"] == measures[a["action"]] for a in got)
     assert {a["item_id"] for a in got} == {"orig"} | {f"r{i}" for i in range(1, 7)}
+
+
+def test_claimed_bodies_are_each_rows_webhook_body(rt: Runtime):
+    """A claim writes each action's body from the row's columns, encoding the values
+    the actions of one measure share once: byte for byte the body of the one-action
+    form (the row read whole, its statement put back), with and without a case."""
+    _restrict_some(rt, 4)
+    with rt.sessions.begin() as s:
+        s.execute(update(OutboxMessage).where(OutboxMessage.id == 1).values(case_id=None))
+    d = _batched(rt, _closed_port_url(), 10)
+    claimed = d._claim(utcnow(), 10)
+    assert len(claimed) == 4
+    with rt.sessions() as s:
+        for c in claimed:
+            row = s.get(OutboxMessage, c.row_id)
+            assert row is not None
+            case = s.scalar(select(Case.public_id).where(Case.id == row.case_id))
+            assert c.body == webhook_body(row, case)
+            assert (case is None) == (row.id == 1)
+            assert json.loads(c.body)["case"] == case
 
 
 def test_a_partly_acknowledged_batch_retries_only_the_rest(rt: Runtime):
@@ -451,3 +471,26 @@ def test_jetstream_publishes_past_a_small_in_flight_window_once_each(rt: Runtime
         d._sink.close()
         stray.close()
         asyncio.run(_drop_stream(stream))
+
+
+def test_jetstream_answers_read_as_stored_or_not():
+    """JetStream's answers to a publish, as the server writes them: stored (or a
+    duplicate of a stored message) read without parsing, anything else with its reason."""
+    from types import SimpleNamespace
+
+    from takedown.integrations.jetstream import _ack_error
+
+    def answer(data: bytes, headers: dict | None = None) -> str | None:
+        return _ack_error(SimpleNamespace(data=data, headers=headers))
+
+    assert answer(b'{"stream":"TD","seq":7}') is None
+    assert answer(b'{"stream":"TD","seq":7,"duplicate":true}') is None
+    assert answer(b'{"stream":"error","seq":1}') is None  # a stream named "error"
+    assert answer(b"", {"Status": "503"}) == "no stream stored it (status 503)"
+    err = b'{"error":{"code":503,"description":"maximum messages exceeded"},"stream":"TD"}'
+    assert answer(err) == "JetStream error 503: maximum messages exceeded"
+    assert answer(b'{"stream":"TD","error":{"code":400,"description":"bad"}}') == (
+        "JetStream error 400: bad"
+    )
+    assert answer(b"nonsense") == "unreadable acknowledgement"
+    assert answer(b'{"other":1}') == "unexpected acknowledgement"

@@ -16,7 +16,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String, bindparam, cast, func, select
+from sqlalchemy import JSON, BigInteger, String, any_, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import ColumnElement, Select
@@ -45,6 +45,23 @@ def in_values(
 ) -> ColumnElement[bool]:
     """``column IN (the values)``, one bound parameter however many values."""
     return column.in_(value_set(session, values))
+
+
+def in_ids(
+    session: Session,
+    column: ColumnElement[Any] | InstrumentedAttribute[Any],
+    ids: Collection[int],
+) -> ColumnElement[bool]:
+    """``column`` is one of ``ids`` (integers), one bound parameter however many: on
+    PostgreSQL ``column = ANY(CAST(:ids AS BIGINT[]))``, which the planner reads as a
+    primary-key lookup of exactly ``len(ids)`` rows (``IN (SELECT unnest(...))`` is
+    estimated at 200 rows whatever it holds, and with stale statistics on the other
+    conditions it chose a nested loop comparing every row with every id: 0.25 s to
+    acknowledge 2,000 outbox rows instead of a few ms); on SQLite :func:`in_values`."""
+    if session.get_bind().dialect.name == "postgresql":
+        param = bindparam(None, _int_array(ids), type_=String())
+        return column == any_(cast(param, ARRAY(BigInteger())))
+    return in_values(session, column, ids)
 
 
 def named_value_set(dialect: str, name: str) -> Select[Any]:

@@ -30,11 +30,25 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
+from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, exists, func, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from takedown.errors import Conflict, InvalidRequest, NotFound
@@ -45,7 +59,7 @@ from takedown.services.audit.chain import record
 from takedown.services.outbound.sinks import Claimed, Sink, SinkResult, WebhookSink
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage, OutboxStatement, action_payload
-from takedown.store.valuesets import in_values
+from takedown.store.valuesets import in_ids
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +135,10 @@ def action_body(
     ).encode()
 
 
-_enc = json.JSONEncoder(separators=(",", ":")).encode
+def _enc(value: str | None) -> str:
+    """A string (or None) as JSON, exactly as ``json.dumps`` writes it (ASCII, escaped),
+    by the encoder's C function without the encoder's Python wrapper around it."""
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 # The due rows' ids on SQLite, oldest first, walking ix_outbox_open (the claim's rule;
@@ -171,37 +188,58 @@ class DeliveryDispatcher:
         self._rng = rng or random.Random()
         self.batch_max = batch_max
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send")
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-record")
 
     def deliver_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
         """Deliver up to ``limit`` due actions; returns how many were acknowledged.
 
         Rows are claimed ``claim_max`` at a time (one transaction) and sent
         ``batch_max`` a request; what the sink answered for a whole claim is recorded in
-        one transaction. While one claim is with the platform the next is claimed (a
-        second thread), so the database's time and the platform's overlap; the next
-        claim never holds an action for a target of the one in flight (those are still
-        ``delivering``)."""
+        one transaction. Three things overlap, each in its own thread and (for the
+        database) transaction: a claim is with the platform while the next is claimed
+        and the answers to the one before are recorded. A claim never holds an action
+        for a target of a claim in flight or not yet recorded (those are still
+        ``delivering``), so order per item holds."""
         delivered = 0
         claimed = self._claim(now or utcnow(), min(self.claim_max, limit))
         tried = len(claimed)
-        while claimed:
-            sending = self._pool.submit(self._send_all, claimed)
-            following: list[Claimed] = []
-            if tried < limit:
-                following = self._claim(now or utcnow(), min(self.claim_max, limit - tried))
-                tried += len(following)
-            sent, unsent = sending.result()
-            self._record_all(sent, now or utcnow())
-            delivered += sum(
-                1 for chunk, result in sent for c in chunk if c.public_id in result.accepted
-            )
-            if unsent or (following and _unreachable(sent[-1][1])):
-                # The platform is unreachable: what was not sent is given back as it was
-                # (its lease undone), to be tried again next round, not now.
-                self._release([*unsent, *following], now or utcnow())
-                break
-            claimed = following
+        sending = self._pool.submit(self._send_all, claimed) if claimed else None
+        recording: Future[int] | None = None
+        try:
+            while sending is not None:
+                following: list[Claimed] = []
+                if tried < limit:
+                    following = self._claim(now or utcnow(), min(self.claim_max, limit - tried))
+                    tried += len(following)
+                sent, unsent = sending.result()
+                sending = None
+                # The platform is unreachable: what was not sent is given back as it
+                # was (its lease undone), to be tried again next round, not now.
+                unreachable = bool(unsent) or bool(following and _unreachable(sent[-1][1]))
+                if following and not unreachable:
+                    sending = self._pool.submit(self._send_all, following)
+                if recording is not None:
+                    delivered += recording.result()  # one recording at a time
+                recording = self._recorder.submit(self._record_sent, sent, now or utcnow())
+                if unreachable:
+                    self._release([*unsent, *following], now or utcnow())
+            if recording is not None:
+                delivered += recording.result()
+                recording = None
+        finally:
+            # Something failed with a claim in flight: it is left to its lease (retried),
+            # but nothing goes on after this call returns.
+            for task in (sending, recording):
+                if task is not None:
+                    task.exception()
         return delivered
+
+    def _record_sent(
+        self, sent: Sequence[tuple[Sequence[Claimed], SinkResult]], now: datetime
+    ) -> int:
+        """:meth:`_record_all`; returns how many actions were acknowledged."""
+        self._record_all(sent, now)
+        return sum(1 for chunk, result in sent for c in chunk if c.public_id in result.accepted)
 
     def _send_all(
         self, claimed: Sequence[Claimed]
@@ -229,12 +267,16 @@ class DeliveryDispatcher:
             for attempts, ids in by_attempts.items():
                 s.execute(
                     update(o)
-                    .where(in_values(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
+                    .where(in_ids(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
                     .values(state=PENDING, attempts=o.attempts - 1, next_attempt_at=now)
                     .execution_options(synchronize_session=False)
                 )
 
     def _claim(self, now: datetime, n: int) -> list[Claimed]:
+        """Up to ``n`` due rows, oldest first, set ``delivering`` with a lease: on
+        PostgreSQL one statement (``WITH due AS (SELECT … FOR UPDATE SKIP LOCKED)
+        UPDATE … RETURNING``), on SQLite the due ids and one ``UPDATE … RETURNING``.
+        The statement of reasons the rows share is read once, not with each row."""
         earlier = aliased(OutboxMessage)
         blocked = exists().where(
             and_(
@@ -245,93 +287,85 @@ class DeliveryDispatcher:
             )
         )
         o = OutboxMessage
-        stmt = (
-            select(
-                o.id,
-                o.attempts,
-                o.public_id,
-                o.idempotency_key,
-                o.topic,
-                o.target_type,
-                o.target_platform_id,
-                o.case_id,
-                o.created_at,
-                o.payload,
-                OutboxStatement.body,
-            )
-            .outerjoin(OutboxStatement, OutboxStatement.id == o.statement_id)
-            .where(o.state.in_((PENDING, DELIVERING)), o.next_attempt_at <= now, ~blocked)
-            # Oldest due first, so one failing row cannot starve the others; the
-            # partial index ix_outbox_open (next_attempt_at, id) over the rows still to
-            # deliver gives them in this order without a sort, however many rows were
-            # delivered before.
-            .order_by(o.next_attempt_at, o.id)
-            .limit(n)
-            .with_for_update(skip_locked=True, of=o)
+        t = OutboxMessage.__table__
+        assert isinstance(t, Table)
+        columns = (
+            t.c.id,
+            t.c.attempts,  # after the claim
+            t.c.public_id,
+            t.c.idempotency_key,
+            t.c.topic,
+            t.c.target_type,
+            t.c.target_platform_id,
+            t.c.case_id,
+            # As the driver gives it: the body needs its text, and the rows of one
+            # measure share it (converted once, _claimed).
+            type_coerce(t.c.created_at, String()),
+            t.c.payload,
+            t.c.statement_id,
+        )
+        lease = update(t).values(
+            state=DELIVERING,
+            attempts=t.c.attempts + 1,
+            next_attempt_at=now + self._policy.lease,
         )
         with unit_of_work(self._sessions) as s:
             if s.get_bind().dialect.name == "postgresql":
+                due = (
+                    select(o.id, o.next_attempt_at.label("due_at"))
+                    .where(o.state.in_((PENDING, DELIVERING)), o.next_attempt_at <= now, ~blocked)
+                    # Oldest due first, so one failing row cannot starve the others;
+                    # the partial index ix_outbox_open (next_attempt_at, id) over the
+                    # rows still to deliver gives them in this order without a sort,
+                    # however many rows were delivered before.
+                    .order_by(o.next_attempt_at, o.id)
+                    .limit(n)
+                    .with_for_update(skip_locked=True, of=o)
+                    .cte("due")
+                )
                 # Walk ix_outbox_open in order and stop at n rows. Left to choose, the
                 # planner (whose statistics lag 100,000 rows inserted at once) checked
                 # the order rule for every open row and sorted them: 13 s a claim
                 # instead of 7 ms with a viral item's actions waiting.
                 s.execute(text("SET LOCAL enable_sort = off"))
-                rows = s.execute(stmt).all()
+                got = s.execute(
+                    lease.where(t.c.id == due.c.id).returning(*columns, due.c.due_at)
+                ).all()
+                rows: Sequence[Any] = sorted(got, key=lambda r: (r[-1], r[0]))
             else:
                 # SQLite's planner takes another index instead (the partial
                 # index's condition cannot be proved from bound parameters), checks the
                 # order rule for every due row and sorts them all: a claim cost
                 # O(backlog), 0.2 s per 2,000 rows with 100,000 waiting. INDEXED BY.
-                due = list(s.scalars(_SQLITE_DUE, {"now": now, "n": n}))
-                rows = (
-                    s.execute(
-                        stmt.with_only_columns(*stmt.selected_columns)
-                        .where(in_values(s, o.id, due))
-                        .limit(None)
-                    ).all()
-                    if due
-                    else []
-                )
+                ids = s.scalars(_SQLITE_DUE, {"now": now, "n": n}).all()
+                if not ids:
+                    return []
+                by_id = {
+                    r[0]: r
+                    for r in s.execute(lease.where(in_ids(s, t.c.id, ids)).returning(*columns))
+                }
+                rows = [by_id[i] for i in ids]
             if not rows:
                 return []
-            ids = [r[0] for r in rows]
-            s.execute(
-                update(o)
-                .where(in_values(s, o.id, ids))
-                .values(
-                    state=DELIVERING,
-                    attempts=o.attempts + 1,
-                    next_attempt_at=now + self._policy.lease,
-                )
-                .execution_options(synchronize_session=False)
-            )
             case_ids = sorted({r[7] for r in rows if r[7] is not None})
             cases = (
                 dict(s.execute(select(Case.id, Case.public_id).where(Case.id.in_(case_ids))).all())
                 if case_ids
                 else {}
             )
-            return [
-                Claimed(
-                    row_id=r[0],
-                    attempts=r[1] + 1,
-                    public_id=r[2],
-                    idempotency_key=r[3],
-                    target_type=r[5],
-                    target_id=r[6],
-                    body=action_body(
-                        public_id=r[2],
-                        idempotency_key=r[3],
-                        topic=r[4],
-                        target_type=r[5],
-                        target_id=r[6],
-                        case_public_id=cases.get(r[7]) if r[7] is not None else None,
-                        created_at=r[8],
-                        payload=action_payload(r[9], r[10]),
-                    ),
+            statement_ids = sorted({r[10] for r in rows if r[10] is not None})
+            statements = (
+                dict(
+                    s.execute(
+                        select(OutboxStatement.id, OutboxStatement.body).where(
+                            OutboxStatement.id.in_(statement_ids)
+                        )
+                    ).all()
                 )
-                for r in rows
-            ]
+                if statement_ids
+                else {}
+            )
+        return _claimed(rows, cases, statements)
 
     def _record(self, claimed: Sequence[Claimed], result: SinkResult, now: datetime) -> None:
         self._record_all([(claimed, result)], now)
@@ -355,7 +389,7 @@ class DeliveryDispatcher:
                 # A worker whose lease ran out must not overwrite the rows' new owner.
                 s.execute(
                     update(o)
-                    .where(in_values(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
+                    .where(in_ids(s, o.id, ids), o.attempts == attempts, o.state == DELIVERING)
                     .values(
                         state=ACKNOWLEDGED,
                         acknowledged_at=now,
@@ -366,7 +400,7 @@ class DeliveryDispatcher:
                 )
             if not failed:
                 return
-            for row in s.scalars(select(o).where(in_values(s, o.id, sorted(failed)))):
+            for row in s.scalars(select(o).where(in_ids(s, o.id, sorted(failed)))):
                 c, result = failed[row.id]
                 if row.attempts != c.attempts or row.state != DELIVERING:
                     continue
@@ -392,6 +426,47 @@ class DeliveryDispatcher:
                     row.state = PENDING
                     row.next_attempt_at = now + self._policy.delay(row.attempts, self._rng)
                     DELIVERY_FAILURES.labels("retry").inc()
+
+
+def _claimed(
+    rows: Sequence[Any], cases: dict[int, str], statements: dict[int, str]
+) -> list[Claimed]:
+    """The claimed rows with their bodies, exactly as :func:`action_body` writes them;
+    the values the actions of one measure share (topic, target type, case, creation
+    time) are encoded once, not per action."""
+    enc: dict[object, str] = {None: "null"}
+    stamps: dict[object, str] = {}
+    out = []
+    for r in rows:
+        row_id, attempts, public_id, key, topic, target_type, target_id = r[:7]
+        case_id, created, payload, statement_id = r[7:11]
+        stamp = stamps.get(created)
+        if stamp is None:
+            stamp = stamps[created] = _enc(_as_utc(created).isoformat())
+        case = enc.get(case_id)
+        if case is None:
+            case = enc[case_id] = _enc(cases.get(case_id))
+        head = enc.get(topic)
+        if head is None:
+            head = enc[topic] = _enc(topic)
+        kind = enc.get(target_type)
+        if kind is None:
+            kind = enc[target_type] = _enc(target_type)
+        body = (
+            f'{{"action":{action_payload(payload, statements.get(statement_id))},"case":{case},'
+            f'"created_at":{stamp},"id":{_enc(public_id)},'
+            f'"idempotency_key":{_enc(key)},'
+            f'"target":{{"id":{_enc(target_id)},"type":{kind}}},"topic":{head}}}'
+        ).encode()
+        out.append(Claimed(row_id, attempts, public_id, key, target_type, target_id, body))
+    return out
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    """A UTC column's value as the driver returned it (SQLite: its stored text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _unreachable(result: SinkResult) -> bool:
