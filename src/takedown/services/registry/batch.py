@@ -306,7 +306,8 @@ class _Chunk:
                     )
                 )
                 owner.append(k)
-        todo = {owner[q] for q in self.reg._matcher.may_match(s, queries)}
+        not_banked: set[str] = set()  # exact hashes in no bank: not looked up again
+        todo = {owner[q] for q in self.reg._matcher.may_match(s, queries, not_banked)}
         by_id = {ids[c.platform_id]: k for k, c in enumerate(fresh)}
         joining = self.reg._cases.may_join_cases(
             s,
@@ -327,12 +328,30 @@ class _Chunk:
                 )
             )
         screened: list[tuple[Item, list[MediaInput], ItemResult]] = []
-        for k in sorted(todo):
+        order = sorted(todo)
+        loaded = (
+            {  # one read; the rows loaded before in the chunk are these objects
+                it.id: it
+                for it in s.scalars(
+                    select(Item).where(
+                        in_values(s, Item.id, sorted({ids[fresh[k].platform_id] for k in order}))
+                    )
+                )
+            }
+            if order
+            else {}
+        )
+        for k in order:
             c = fresh[k]
-            item = s.get_one(Item, ids[c.platform_id])
+            item = loaded[ids[c.platform_id]]
             screened.append((item, c.media, ItemResult.of(item)))
         self.reg.screen_and_join_many(
-            s, screened, self.actor, neighbours=joining.neighbours, one_by_one=joining.one_by_one
+            s,
+            screened,
+            self.actor,
+            neighbours=joining.neighbours,
+            one_by_one=joining.one_by_one,
+            not_banked=not_banked,
         )
         for _, _, r in screened:
             self.result.matched += int(bool(r.matched_banks))
