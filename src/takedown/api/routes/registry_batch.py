@@ -112,6 +112,11 @@ def parse_bytes(data: bytes, *, nul_checked: bool = False) -> Event:
 
 
 def parse_ndjson(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLine]]:
+    with paused_gc():  # 10,000 lines' objects (a collection would walk them all)
+        return _parse_lines(body)
+
+
+def _parse_lines(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLine]]:
     lines = [(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
     if len(lines) > MAX_LINES:
         raise TooManyLines(
@@ -120,12 +125,11 @@ def parse_ndjson(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLin
     events: list[tuple[int, Event]] = []
     rejected: list[RejectedLine] = []
     clean = not json_has_nul(body)  # one scan of the body, not one per line
-    with paused_gc():  # 10,000 lines' objects
-        for n, line in lines:
-            try:
-                events.append((n, parse_bytes(line, nul_checked=clean)))
-            except TakedownError as exc:
-                rejected.append(RejectedLine(line=n, code=exc.code, message=exc.message))
+    for n, line in lines:
+        try:
+            events.append((n, parse_bytes(line, nul_checked=clean)))
+        except TakedownError as exc:
+            rejected.append(RejectedLine(line=n, code=exc.code, message=exc.message))
     return events, rejected
 
 

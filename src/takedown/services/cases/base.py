@@ -242,11 +242,18 @@ class CaseBase:
         return CaseFigures(*(int(v or 0) for v in row))
 
     def _refresh_priority(
-        self, s: Session, case: Case, now: datetime, figures: CaseFigures | None = None
+        self,
+        s: Session,
+        case: Case,
+        now: datetime,
+        figures: CaseFigures | None = None,
+        reports: Sequence[Any] | None = None,
     ) -> None:
         """``figures``: the case's, when the caller has just read them (a pass over
-        every copy: ~1 s for 100,000 on PostgreSQL)."""
-        reports = s.execute(_CASE_REPORTS, {"case_id": case.id}).all()
+        every copy: ~1 s for 100,000 on PostgreSQL); ``reports`` likewise, its
+        (category, reporter role) that count."""
+        if reports is None:
+            reports = s.execute(_CASE_REPORTS, {"case_id": case.id}).all()
         f = figures or self._figures(s, case, now)
         score, factors = priority(
             TriageInput(
@@ -262,6 +269,30 @@ class CaseBase:
         )
         case.priority = score
         case.priority_factors = json.dumps([f.__dict__ for f in factors])
+
+    def _refresh_priority_many(self, s: Session, cases: Sequence[Case], now: datetime) -> None:
+        """:meth:`_refresh_priority` for many cases, each read grouped by case: four
+        reads in all, not two per case (a batch opens a case for each of many bank
+        matches)."""
+        if not cases:
+            return
+        ids = sorted({c.id for c in cases})
+        reports: dict[int, list[tuple[str, str]]] = {}
+        for case_id, category, role in s.execute(
+            select(Report.case_id, Report.category, Report.reporter_role).where(
+                in_values(s, Report.case_id, ids), Report.from_limited_reporter.is_(False)
+            )
+        ):
+            reports.setdefault(case_id, []).append((category, role))
+        figures = _case_figures_many(s, ids, now - timedelta(hours=1))
+        for case in cases:
+            self._refresh_priority(
+                s,
+                case,
+                now,
+                figures=figures.get(case.id, CaseFigures(0, 0, 0, 0)),
+                reports=reports.get(case.id, []),
+            )
 
 
 class CaseFigures(NamedTuple):
@@ -351,3 +382,83 @@ def _case_figures() -> Select[Any]:
 
 
 _CASE_FIGURES = _case_figures()
+
+
+def _case_figures_many(
+    s: Session, case_ids: Sequence[int], cut_at: datetime
+) -> dict[int, CaseFigures]:
+    """``_CASE_FIGURES`` for many cases, each part grouped by case (a case without
+    copies has none: its figures are zeros)."""
+    copies = (
+        select(CaseItem.case_id, Item.id, Item.view_count, Item.posted_at, Item.account_id)
+        .select_from(Item)
+        .join(CaseItem, CaseItem.item_id == Item.id)
+        .where(in_values(s, CaseItem.case_id, case_ids))
+        .cte("copies")
+    )
+    total: dict[int, int] = {
+        case_id: int(v or 0)
+        for case_id, v in s.execute(
+            select(copies.c.case_id, func.sum(copies.c.view_count)).group_by(copies.c.case_id)
+        )
+    }
+    cut = bindparam("cut", cut_at, type_=ItemViews.at.type)
+    before = (
+        select(func.max(ItemViews.view_count))
+        .where(ItemViews.item_id == copies.c.id, ItemViews.at <= cut)
+        .scalar_subquery()
+    )
+    first = (
+        select(func.min(ItemViews.view_count))
+        .where(ItemViews.item_id == copies.c.id)
+        .scalar_subquery()
+    )
+    per_item = select(
+        copies.c.case_id.label("case_id"),
+        copies.c.posted_at.label("posted_at"),
+        before.label("before"),
+        first.label("first"),
+    ).subquery()
+    at_cut: dict[int, int] = {
+        case_id: int(v or 0)
+        for case_id, v in s.execute(
+            select(
+                per_item.c.case_id,
+                func.sum(
+                    sql_case(
+                        (per_item.c.before.is_not(None), per_item.c.before),
+                        (
+                            per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
+                            func.coalesce(per_item.c.first, 0),
+                        ),
+                        else_=0,
+                    )
+                ),
+            ).group_by(per_item.c.case_id)
+        )
+    }
+    accounts = (
+        select(
+            copies.c.case_id.label("case_id"),
+            (Account.confirmed_violations + Account.prior_violations).label("strikes"),
+            sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
+            Account.id,
+        )
+        .join(copies, copies.c.account_id == Account.id)
+        .distinct()
+        .subquery()
+    )
+    marks: dict[int, tuple[int, int]] = {
+        case_id: (int(st or 0), int(fl or 0))
+        for case_id, st, fl in s.execute(
+            select(
+                accounts.c.case_id, func.sum(accounts.c.strikes), func.sum(accounts.c.flagged)
+            ).group_by(accounts.c.case_id)
+        )
+    }
+    return {
+        case_id: CaseFigures(
+            total.get(case_id, 0), at_cut.get(case_id, 0), *marks.get(case_id, (0, 0))
+        )
+        for case_id in case_ids
+    }

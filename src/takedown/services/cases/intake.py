@@ -539,6 +539,46 @@ class CaseIntake(CaseStatus):
                     s.add(CaseEntry(case_id=case_id, entry_id=e, first_matched_at=now))
         s.flush()
 
+    def record_matched_entries_many(
+        self, s: Session, matched: Sequence[tuple[str, Iterable[int]]]
+    ) -> None:
+        """:meth:`record_matched_entries` for many ``(case ref, entry ids)``, one after
+        the other, in one read of the cases, one of their recorded entries and one
+        flush."""
+        wanted = [(ref, sorted(set(entries))) for ref, entries in matched]
+        wanted = [(ref, entries) for ref, entries in wanted if entries]
+        if not wanted:
+            return
+        now = utcnow()
+        case_ids = dict(
+            s.execute(
+                select(Case.public_id, Case.id).where(
+                    Case.public_id.in_(sorted({ref for ref, _ in wanted}))
+                )
+            ).all()
+        )
+        all_entries = sorted({e for _, entries in wanted for e in entries})
+        known: set[tuple[int, int]] = set()
+        for part in chunks(all_entries):
+            known.update(
+                (case_id, entry_id)
+                for case_id, entry_id in s.execute(
+                    select(CaseEntry.case_id, CaseEntry.entry_id).where(
+                        CaseEntry.case_id.in_(sorted(set(case_ids.values()))),
+                        CaseEntry.entry_id.in_(part),
+                    )
+                )
+            )
+        for ref, entries in wanted:
+            case_id = case_ids.get(ref)
+            if case_id is None:
+                continue
+            for e in entries:
+                if (case_id, e) not in known:
+                    known.add((case_id, e))
+                    s.add(CaseEntry(case_id=case_id, entry_id=e, first_matched_at=now))
+        s.flush()
+
     def open_for_match(
         self,
         s: Session,
@@ -718,8 +758,11 @@ class CaseIntake(CaseStatus):
                 case.state = CaseState.RESTRICTED.value
                 case.restricted_at = now
         refs: list[str] = []
+        unranked: list[Case] = []  # their triage, read set-wise before the next held one
         for m in matches:
             if m.item_id in held:
+                self._refresh_priority_many(s, unranked, now)
+                unranked.clear()
                 refs.append(
                     self.open_for_match(
                         s,
@@ -732,8 +775,9 @@ class CaseIntake(CaseStatus):
                     )
                 )
             else:
-                self._refresh_priority(s, cases[m.item_id], now)
+                unranked.append(cases[m.item_id])
                 refs.append(cases[m.item_id].public_id)
+        self._refresh_priority_many(s, unranked, now)
         return refs
 
     def _treat_new_copies(

@@ -673,10 +673,13 @@ class RegistryService:
         actor: str,
         neighbours: Mapping[int, Mapping[int, Copy]],
         one_by_one: set[int],
+        not_banked: set[str] | None = None,
     ) -> None:
         """:meth:`screen_and_join` for a batch's items, in their order (``neighbours``:
         every item's one-step neighbours; ``one_by_one``: the items at a reported
-        place, matching reported hashes or with video). An item one step from nothing
+        place, matching reported hashes or with video; ``not_banked``: MD5 and SHA-256
+        values no bank entry holds, from ``Matcher.may_match`` in this transaction, not
+        looked up again). An item one step from nothing
         whose match opens a case (no negative match, no origin case) is its only copy
         and joins nothing: its case is opened with the others of its kind in a row, set-
         wise (``CaseIntake.open_alone_for_matches``), which gives what opening them one
@@ -688,14 +691,17 @@ class RegistryService:
             if not waiting:
                 return
             refs = self._cases.open_alone_for_matches(s, [w for _, w, _ in waiting], actor)
-            for (result, _, entries), ref in zip(waiting, refs, strict=True):
+            for (result, _, _), ref in zip(waiting, refs, strict=True):
                 result.cases = [ref]
-                if entries:
-                    self._cases.record_matched_entries(s, result.cases, entries)
+            # record_matched_entries' for each item, in one read and one flush
+            self._cases.record_matched_entries_many(
+                s, [(ref, entries) for (_, _, entries), ref in zip(waiting, refs, strict=True)]
+            )
             waiting.clear()
 
+        banks: dict[int, Bank] = {}  # read once for the batch (held: not read again)
         for item, media, result in items:
-            found = self._screen(s, item, media, result, actor)
+            found = self._screen(s, item, media, result, actor, banks, not_banked)
             alone = item.id in neighbours and not neighbours[item.id]
             if alone and item.id not in one_by_one and not found.origins:
                 result.matched_banks = sorted(set(result.matched_banks))
@@ -722,11 +728,20 @@ class RegistryService:
         open_waiting()
 
     def _screen(
-        self, s: Session, item: Item, media: list[MediaInput], result: ItemResult, actor: str
+        self,
+        s: Session,
+        item: Item,
+        media: list[MediaInput],
+        result: ItemResult,
+        actor: str,
+        banks: dict[int, Bank] | None = None,
+        not_banked: set[str] | None = None,
     ) -> _Screened:
         """What the banks say of the item's media (the item's stored media when the
-        event did not repeat them)."""
+        event did not repeat them). ``banks``: bank rows read before in this
+        transaction, added to; ``not_banked``: exact values known to be in no bank."""
         found = _Screened(media or _stored_media(s, item))
+        skip = not_banked or set()
         for m in found.media:
             variants = m.pdq_variants or ((("original", m.pdq),) if m.pdq else ())
             matches = self._matcher.find(
@@ -734,8 +749,8 @@ class RegistryService:
                 QuerySignals(
                     pdq_variants=variants,
                     pdq_quality=m.pdq_quality,
-                    md5=m.md5,
-                    sha256=m.sha256,
+                    md5=None if m.md5 in skip else m.md5,
+                    sha256=None if m.sha256 in skip else m.sha256,
                     video_frames=m.video_frames,
                 ),
             )
@@ -743,7 +758,11 @@ class RegistryService:
             for match in matches:
                 found.actions.append(match.bank.match_action)
                 result.matched_banks.append(match.bank.name)
-                bank = s.get_one(Bank, match.bank.bank_id)
+                bank = banks.get(match.bank.bank_id) if banks is not None else None
+                if bank is None:
+                    bank = s.get_one(Bank, match.bank.bank_id)
+                    if banks is not None:
+                        banks[bank.id] = bank
                 found.sources.add(bank.source)
                 if bank.restrict_on_match and match.exchange_action in (None, MatchAction.BLOCK):
                     found.restrict_sources.add(bank.source)  # (an exchange's review: not)

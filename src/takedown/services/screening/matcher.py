@@ -272,10 +272,18 @@ class Matcher:
         the in-memory search; banks are read only when there are candidates."""
         return self.resolve(session, query, self.candidates(query))
 
-    def may_match(self, session: Session, queries: Sequence[QuerySignals]) -> set[int]:
+    def may_match(
+        self,
+        session: Session,
+        queries: Sequence[QuerySignals],
+        not_banked: set[str] | None = None,
+    ) -> set[int]:
         """Which of ``queries`` (their positions) may match a bank: one index search and
         one read of exact hashes for a whole batch. A superset (any entry, enabled or
-        not, within the largest threshold); :meth:`find` decides for each of these."""
+        not, within the largest threshold); :meth:`find` decides for each of these.
+        ``not_banked``, when given, receives the queries' MD5 and SHA-256 values that no
+        bank entry holds (enabled or not): :meth:`find` need not look them up again in
+        the same transaction."""
         found = {i for i, q in enumerate(queries) if q.video_frames or q.others}
         radius = self._radius()
         asked = [(i, h) for i, q in enumerate(queries) for _, h in q.pdq_variants]
@@ -297,6 +305,8 @@ class Matcher:
                 )
             )
         found.update(i for i, q in enumerate(queries) if (q.md5 in banked) or (q.sha256 in banked))
+        if not_banked is not None:
+            not_banked.update(v for v in values if v not in banked)
         return found
 
     def candidates(self, query: QuerySignals) -> Candidates:
