@@ -29,6 +29,7 @@ from takedown.domain.reports import (
 )
 from takedown.domain.triage import TAKE_IT_DOWN_WINDOW, decision_target
 from takedown.ids import utcnow
+from takedown.memory import paused_gc
 from takedown.services.audit.chain import record, record_many
 from takedown.services.cases.base import (
     ACTIVE_STATES,
@@ -104,7 +105,10 @@ class CaseIntake(CaseStatus):
         valid = validate_report(raw, authenticated_role=_channel_role(principal))
         token = secrets.token_urlsafe(24)
         actor = principal.actor if principal else f"reporter:{valid.reporter_role.value}"
-        with unit_of_work(self._sessions) as s:
+        # A viral item's report makes hundreds of thousands of short-lived tuples (the
+        # walk's copies, the rows read): no cyclic collection walking the whole process
+        # meanwhile (measured: ~0.35 s of a 2.2 s report of 100,000 copies on SQLite).
+        with paused_gc(), unit_of_work(self._sessions) as s:
             now = utcnow()
             seeds = self._resolve(s, valid.item_ids, valid.urls)
             copies = self._copies.expand(s, seeds) if seeds else {}
