@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, Select, bindparam, func, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ColumnElement
 
 from takedown.domain.cases import CaseState
 from takedown.domain.enforcement import AccountPolicy, ReporterPolicy
@@ -238,8 +239,8 @@ class CaseBase:
     def _figures(self, s: Session, case: Case, now: datetime) -> CaseFigures:
         """The case's views now and one hour ago, and its accounts' strikes and flags:
         one statement, the case's copies read once (``_CASE_FIGURES``)."""
-        row = s.execute(_CASE_FIGURES, {"case_id": case.id, "cut": now - timedelta(hours=1)}).one()
-        return CaseFigures(*(int(v or 0) for v in row))
+        rows = s.execute(_CASE_FIGURES, {"case_id": case.id, "cut": now - timedelta(hours=1)})
+        return _figures_of(rows).get(case.id, CaseFigures(0, 0, 0, 0))
 
     def _refresh_priority(
         self,
@@ -313,11 +314,13 @@ _CASE_REPORTS = select(Report.category, Report.reporter_role).where(
 )
 
 
-def _case_figures() -> Select[Any]:
-    """A case's figures for triage (``CaseFigures``), for one case (``case_id``) at
-    ``cut`` (one hour ago), in one statement: the case's copies are read once
-    (``copies``, a CTE the three parts share) rather than once per figure, each a
-    pass over 100,000 copies for a viral item (~0.3-0.8 s apiece on PostgreSQL).
+def _figures_statement(cases: ColumnElement[bool], cut: BindParameter[Any]) -> Select[Any]:
+    """The figures for triage (``CaseFigures``) of the cases ``cases`` chooses (a
+    condition on ``CaseItem.case_id``) at ``cut`` (one hour ago), one row per case
+    with copies: ``case_id, views now, views at the cut, strikes, flagged``. One
+    statement, the cases' copies read once (``copies``, a CTE the three parts share)
+    rather than once per figure, each a pass over 100,000 copies for a viral item
+    (~0.3-0.8 s apiece on PostgreSQL).
 
     - views now: the copies' counts summed;
     - views at the cut, as well as the samples tell. Per item: the last sample at or
@@ -325,84 +328,20 @@ def _case_figures() -> Select[Any]:
       seen since) its first sample, so that registering an old item with many views
       does not look like sudden growth. Each item's two figures read through the
       (item_id, at) index;
-    - the posting accounts, each once (two accounts with the same history both count):
-      their strikes and how many are flagged."""
-    copies = (
-        select(Item.id, Item.view_count, Item.posted_at, Item.account_id)
-        .join(CaseItem, CaseItem.item_id == Item.id)
-        .where(CaseItem.case_id == bindparam("case_id"))
-        .cte("copies")
-    )
-    total = select(func.coalesce(func.sum(copies.c.view_count), 0)).scalar_subquery()
-    cut = bindparam("cut", type_=ItemViews.at.type)
-    before = (
-        select(func.max(ItemViews.view_count))
-        .where(ItemViews.item_id == copies.c.id, ItemViews.at <= cut)
-        .scalar_subquery()
-    )
-    first = (
-        select(func.min(ItemViews.view_count))
-        .where(ItemViews.item_id == copies.c.id)
-        .scalar_subquery()
-    )
-    per_item = select(
-        copies.c.posted_at.label("posted_at"), before.label("before"), first.label("first")
-    ).subquery()
-    at_cut = select(
-        func.coalesce(
-            func.sum(
-                sql_case(
-                    (per_item.c.before.is_not(None), per_item.c.before),
-                    (
-                        per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
-                        func.coalesce(per_item.c.first, 0),
-                    ),
-                    else_=0,
-                )
-            ),
-            0,
-        )
-    ).scalar_subquery()
-    accounts = (
-        select(
-            (Account.confirmed_violations + Account.prior_violations).label("strikes"),
-            sql_case((Account.flagged.is_(True), 1), else_=0).label("flagged"),
-            Account.id,
-        )
-        .join(copies, copies.c.account_id == Account.id)
-        .distinct()
-        .subquery()
-    )
-    return select(
-        total,
-        at_cut,
-        func.coalesce(func.sum(accounts.c.strikes), 0),
-        func.coalesce(func.sum(accounts.c.flagged), 0),
-    )
-
-
-_CASE_FIGURES = _case_figures()
-
-
-def _case_figures_many(
-    s: Session, case_ids: Sequence[int], cut_at: datetime
-) -> dict[int, CaseFigures]:
-    """``_CASE_FIGURES`` for many cases, each part grouped by case (a case without
-    copies has none: its figures are zeros)."""
+    - the posting accounts, each once per case (two accounts with the same history
+      both count): their strikes and how many are flagged."""
     copies = (
         select(CaseItem.case_id, Item.id, Item.view_count, Item.posted_at, Item.account_id)
         .select_from(Item)
         .join(CaseItem, CaseItem.item_id == Item.id)
-        .where(in_values(s, CaseItem.case_id, case_ids))
+        .where(cases)
         .cte("copies")
     )
-    total: dict[int, int] = {
-        case_id: int(v or 0)
-        for case_id, v in s.execute(
-            select(copies.c.case_id, func.sum(copies.c.view_count)).group_by(copies.c.case_id)
-        )
-    }
-    cut = bindparam("cut", cut_at, type_=ItemViews.at.type)
+    totals = (
+        select(copies.c.case_id, func.sum(copies.c.view_count).label("views"))
+        .group_by(copies.c.case_id)
+        .subquery()
+    )
     before = (
         select(func.max(ItemViews.view_count))
         .where(ItemViews.item_id == copies.c.id, ItemViews.at <= cut)
@@ -419,24 +358,23 @@ def _case_figures_many(
         before.label("before"),
         first.label("first"),
     ).subquery()
-    at_cut: dict[int, int] = {
-        case_id: int(v or 0)
-        for case_id, v in s.execute(
-            select(
-                per_item.c.case_id,
-                func.sum(
-                    sql_case(
-                        (per_item.c.before.is_not(None), per_item.c.before),
-                        (
-                            per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
-                            func.coalesce(per_item.c.first, 0),
-                        ),
-                        else_=0,
-                    )
-                ),
-            ).group_by(per_item.c.case_id)
+    at_cut = (
+        select(
+            per_item.c.case_id,
+            func.sum(
+                sql_case(
+                    (per_item.c.before.is_not(None), per_item.c.before),
+                    (
+                        per_item.c.posted_at.is_(None) | (per_item.c.posted_at < cut),
+                        func.coalesce(per_item.c.first, 0),
+                    ),
+                    else_=0,
+                )
+            ).label("views"),
         )
-    }
+        .group_by(per_item.c.case_id)
+        .subquery()
+    )
     accounts = (
         select(
             copies.c.case_id.label("case_id"),
@@ -448,17 +386,37 @@ def _case_figures_many(
         .distinct()
         .subquery()
     )
-    marks: dict[int, tuple[int, int]] = {
-        case_id: (int(st or 0), int(fl or 0))
-        for case_id, st, fl in s.execute(
-            select(
-                accounts.c.case_id, func.sum(accounts.c.strikes), func.sum(accounts.c.flagged)
-            ).group_by(accounts.c.case_id)
+    marks = (
+        select(
+            accounts.c.case_id,
+            func.sum(accounts.c.strikes).label("strikes"),
+            func.sum(accounts.c.flagged).label("flagged"),
         )
-    }
-    return {
-        case_id: CaseFigures(
-            total.get(case_id, 0), at_cut.get(case_id, 0), *marks.get(case_id, (0, 0))
-        )
-        for case_id in case_ids
-    }
+        .group_by(accounts.c.case_id)
+        .subquery()
+    )
+    return (
+        select(totals.c.case_id, totals.c.views, at_cut.c.views, marks.c.strikes, marks.c.flagged)
+        .outerjoin(at_cut, at_cut.c.case_id == totals.c.case_id)
+        .outerjoin(marks, marks.c.case_id == totals.c.case_id)
+    )
+
+
+# One case's, built once (every report and every copy joining a case reads it).
+_CASE_FIGURES = _figures_statement(
+    CaseItem.case_id == bindparam("case_id"), bindparam("cut", type_=ItemViews.at.type)
+)
+
+
+def _figures_of(rows: Iterable[Any]) -> dict[int, CaseFigures]:
+    return {r[0]: CaseFigures(*(int(v or 0) for v in r[1:])) for r in rows}
+
+
+def _case_figures_many(
+    s: Session, case_ids: Sequence[int], cut_at: datetime
+) -> dict[int, CaseFigures]:
+    """``_CASE_FIGURES`` for many cases in one statement (a case without copies has
+    none: its figures are zeros)."""
+    cut = bindparam("cut", cut_at, type_=ItemViews.at.type)
+    statement = _figures_statement(in_values(s, CaseItem.case_id, case_ids), cut)
+    return _figures_of(s.execute(statement))
