@@ -161,6 +161,13 @@ class Settings(BaseSettings):
         default=True,
         description="Restrict at once on a valid TAKE IT DOWN request (intimate imagery).",
     )
+    outbox_fanout_min: int = Field(
+        default=10_000,
+        ge=1,
+        description="A measure on this many items or more (a viral item's copies) writes "
+        "its outbox actions after its transaction, a chunk at a time, instead of inside it: "
+        "the items are restricted at once either way. See docs/scaling.md.",
+    )
     account_measures_minor_safety: str = Field(
         default="uploader=suspend,reuploader=suspend,quoter=warn,reposter=warn",
         description="First measure per part in a confirmed minor-safety case (part=measure; "

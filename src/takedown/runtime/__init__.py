@@ -148,6 +148,7 @@ def open_runtime(
             decision_target_hours=settings.decision_target_hours,
             restrict_first_minor_safety=settings.restrict_first_minor_safety,
             restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
+            outbox_fanout_min=settings.outbox_fanout_min,
             public_base_url=settings.public_base_url,
             territorial_scope=territorial_scope(settings.dsa_territorial_scope),
             accounts=AccountPolicy(

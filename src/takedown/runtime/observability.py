@@ -20,6 +20,7 @@ from takedown.domain.cases import CaseState
 from takedown.ids import utcnow
 from takedown.runtime import Runtime
 from takedown.services.index import snapshot as index_snapshot
+from takedown.store import item_actions
 from takedown.store.db import current_revision, head_revision, unit_of_work
 from takedown.store.models import Case, LegalFiling, MasterKeyFingerprint, OutboxMessage
 
@@ -97,6 +98,11 @@ def database_figures(rt: Runtime) -> Iterator[Figure]:
         oldest_pending = s.scalar(
             select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == "pending")
         )
+        # A viral measure's actions not yet written from its fan-out are pending too.
+        unwritten, oldest_unwritten = item_actions.unwritten(s)
+        if unwritten:
+            outbox["pending"] = outbox.get("pending", 0) + unwritten
+            oldest_pending = min(filter(None, (oldest_pending, oldest_unwritten)))
         open_case = Case.decided_at.is_(None)
         decision = and_(open_case, Case.decision_due_at.is_not(None))
         takedown = and_(

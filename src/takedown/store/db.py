@@ -45,7 +45,29 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+    event.listen(engine, "connect", _postgres_settings)
+    return engine
+
+
+def many_rows(session: Session) -> None:
+    """Mark this transaction as one that reads and writes rows by the hundred thousand
+    (a report about a viral item): on PostgreSQL it gets memory for hash tables and
+    sorts of that many ids (``work_mem`` 64 MB for this transaction only; at the
+    default 4 MB the copy walk and the triage figures spilled them to disk)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+
+def _postgres_settings(dbapi_conn: Any, _record: object) -> None:
+    """No JIT compilation. PostgreSQL compiles a statement it estimates costly (over
+    ``jit_above_cost``) to machine code before running it; the copy walk of a report
+    about an item with 100,000 copies spent 0.8 s of its 1.9 s compiling (measured on
+    the 2-core machine), to run a plan of index look-ups JIT does not speed up. The
+    statements here are short-lived and many; none gains from it."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SET jit = off")
+    dbapi_conn.commit()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -566,6 +566,40 @@ class OutboxStatement(Base):
     body: Mapped[str] = mapped_column(Text)  # JSON
 
 
+class OutboxFanout(Base):
+    """A measure on many items whose outbox actions are written after its transaction
+    (store/item_actions.py): the items, the parts every action's row is made of, and how
+    many of the actions are written so far. A report about an item with 100,000 copies
+    writes this one row instead of 100,000 actions (~2 s of PostgreSQL's time)."""
+
+    __tablename__ = "outbox_fanouts"
+    __table_args__ = (
+        # The few not yet written out, oldest first (the delivery worker's question
+        # before each claim).
+        Index(
+            "ix_outbox_fanouts_open",
+            "id",
+            sqlite_where=text("finished_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The actions' ids and idempotency keys: this prefix + each item's id (ten digits),
+    # as if written at once.
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[int] = mapped_column(BigId)  # no foreign key, as outbox.case_id
+    payload_head: Mapped[str] = mapped_column(Text)
+    payload_tail: Mapped[str] = mapped_column(Text)
+    statement_id: Mapped[int] = mapped_column(BigId)
+    item_ids: Mapped[str] = mapped_column(Text)  # JSON array of item ids, ascending
+    total: Mapped[int] = mapped_column(Integer)
+    written: Mapped[int] = mapped_column(Integer, default=0)  # item_ids[:written] are
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the actions' too
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 def action_payload(payload: str, statement: str | None) -> str:
     """An outbox row's payload with its shared statement of reasons put back as the
     last key (both are JSON objects written by Takedown: no parsing needed)."""

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import (
-    Integer,
-    String,
-    bindparam,
     case,
-    cast,
     func,
-    insert,
-    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.schema import Table
 
 from takedown.domain.banks import MatchAction
 from takedown.domain.screening import BankRule, SignalSetting
@@ -33,11 +23,8 @@ from takedown.store.models import (
     BankEntry,
     Case,
     Item,
-    OutboxMessage,
-    OutboxStatement,
     RetroscanJob,
 )
-from takedown.store.valuesets import named_value_set, value_set_argument
 
 # Arbitrary constants naming the PostgreSQL advisory locks that serialize inserts into
 # the tables that in-memory indexes follow.
@@ -258,95 +245,3 @@ def newest_entry_id(session: Session) -> int:
     """The newest bank entry id of any bank (read under the entry-insert lock: what this
     transaction adds comes after it)."""
     return int(session.scalar(select(func.max(BankEntry.id))) or 0)
-
-
-def insert_item_actions(
-    session: Session,
-    item_ids: Sequence[int],
-    *,
-    key_prefix: str,
-    topic: str,
-    case_id: int,
-    payload_head: str,
-    payload_tail: str,
-    statement: str,
-    now: datetime,
-) -> None:
-    """One pending outbox action per item, built by the database (INSERT … SELECT)
-    rather than row by row in Python: a report about an item with 100,000 copies writes
-    100,000 of them. Each row's id and idempotency key is ``key_prefix`` (16
-    characters of a fresh ULID) followed by the item's id in ten digits, so the ids of
-    one call are unique and sort like ULIDs; the payload is ``payload_head`` + the
-    item's platform id as a JSON string + ``payload_tail``, and ``statement`` (the
-    statement of reasons, JSON) is stored once for all of them (``OutboxStatement``)."""
-    if len(key_prefix) != 16:
-        raise ValueError("key_prefix is 16 characters")
-    statement_id = session.scalar(
-        insert(OutboxStatement).values(body=statement).returning(OutboxStatement.id)
-    )
-    dialect = session.get_bind().dialect.name
-    sql = _ITEM_ACTIONS.get(dialect)
-    if sql is None:
-        sql = _ITEM_ACTIONS[dialect] = _item_actions(dialect)
-    session.execute(
-        sql,
-        {
-            "ids": value_set_argument(dialect, item_ids),
-            "key_prefix": key_prefix,
-            "topic": topic,
-            "case_id": case_id,
-            "head": payload_head,
-            "tail": payload_tail,
-            "statement_id": statement_id,
-            "now": now,
-        },
-    )
-
-
-# insert_item_actions' statement, built once per dialect (a case restricts its copies
-# in many small calls too: one per copy that joins it later).
-_ITEM_ACTIONS: dict[str, Executable] = {}
-
-
-def _item_actions(dialect: str) -> Executable:
-    if dialect == "postgresql":
-        padded = func.lpad(cast(Item.id, String), 10, "0")
-        quoted: ColumnElement[str] = cast(func.to_json(Item.platform_id), String)
-    else:
-        padded = func.substr(literal("0000000000") + cast(Item.id, String), -10)
-        quoted = func.json_quote(Item.platform_id)
-    key = bindparam("key_prefix", type_=String) + padded
-    o = OutboxMessage.__table__.c
-    stamp = bindparam("now", type_=o.created_at.type)
-    columns = [
-        o.public_id,
-        o.idempotency_key,
-        o.topic,
-        o.target_type,
-        o.target_platform_id,
-        o.case_id,
-        o.payload,
-        o.statement_id,
-        o.state,
-        o.attempts,
-        o.created_at,
-        o.next_attempt_at,
-    ]
-    rows = select(
-        key,
-        key,
-        bindparam("topic", type_=String),
-        literal("item"),
-        Item.platform_id,
-        bindparam("case_id", type_=Integer),
-        bindparam("head", type_=String) + quoted + bindparam("tail", type_=String),
-        bindparam("statement_id", type_=Integer),
-        literal("pending"),
-        literal(0),
-        stamp,
-        stamp,
-    ).where(Item.id.in_(named_value_set(dialect, "ids")))
-    # The table's insert, not the entity's: an ORM insert would take the parameters
-    # for rows to bulk-insert.
-    table: Table = OutboxMessage.__table__  # type: ignore[assignment]
-    return insert(table).from_select(columns, rows)

@@ -30,6 +30,7 @@ from takedown.services.audit.chain import record
 from takedown.services.cases.copies import CopyFinder
 from takedown.services.cases.reported_hashes import ReportedHashes
 from takedown.store import repositories as repo
+from takedown.store.item_actions import FANOUT_MIN, insert_item_actions
 from takedown.store.models import Account, Case, CaseItem, Item, ItemViews, Report
 from takedown.store.valuesets import in_values
 
@@ -57,6 +58,9 @@ class CasePolicy:
     territorial_scope: TerritorialScope = WORLDWIDE
     # Why setting clocks by hand is refused here (code, sentence); None: allowed
     # (Settings.clock_override_refusal: test and staging deployments only).
+    # A measure on this many items or more writes its outbox actions after its
+    # transaction (store/item_actions.py).
+    outbox_fanout_min: int = FANOUT_MIN
     clock_override_refusal: tuple[str, str] | None = (
         "clock_override_disabled",
         "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",
@@ -202,8 +206,8 @@ class CaseBase:
             "decision": decision_id,
         }  # + the statement of reasons, stored once for all these items
         head, tail = json.dumps(payload).split(json.dumps(_ITEM))
-        key_prefix = new_id()[:16]  # + the item's id: one action per item (repositories)
-        repo.insert_item_actions(
+        key_prefix = new_id()[:16]  # + the item's id: one action per item (item_actions)
+        insert_item_actions(
             s,
             ids,
             key_prefix=key_prefix,
@@ -213,6 +217,7 @@ class CaseBase:
             payload_tail=tail,
             statement=json.dumps(statement),
             now=now,
+            fanout_min=self._policy.outbox_fanout_min,
         )
         if visibility == "removed" and pids and case.removed_at is None:
             case.removed_at = now  # the TAKE IT DOWN clock is judged on this

@@ -48,6 +48,7 @@ from takedown.ids import utcnow
 from takedown.integrations.dsa_transparency import DsaAnswer, DsaClient
 from takedown.services.audit.chain import record
 from takedown.services.outbound.mail import queue_mail
+from takedown.store import item_actions
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Case,
@@ -121,6 +122,9 @@ class DsaService:
     def _collect(self, limit: int, now: datetime) -> tuple[int, int]:
         """(statements written, of which refused by the validator)."""
         refused = 0
+        # A statement per action: those of a viral measure still in its fan-out
+        # written out first (store/item_actions.py).
+        item_actions.settle(self._sessions)
         with unit_of_work(self._sessions) as s:
             rows = list(
                 s.scalars(

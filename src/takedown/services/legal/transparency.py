@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from takedown.domain import transparency as tr
 from takedown.ids import utcnow
+from takedown.store import item_actions
 from takedown.store.db import unit_of_work
 from takedown.store.models import (
     Appeal,
@@ -54,6 +55,9 @@ class TransparencyService:
     # -- DSA Articles 15 and 24 -----------------------------------------------------------
     def dsa_report(self, start: datetime, end: datetime) -> dict[str, object]:
         tr.check_range(start, end)
+        # Every action counted: those of a viral measure still in its fan-out written
+        # out first (store/item_actions.py).
+        item_actions.settle(self._sessions)
         with unit_of_work(self._sessions, write=False) as s:
             actions = _actions(s, start, end)
             return {

@@ -57,6 +57,7 @@ from takedown.integrations.webhooks import WebhookClient
 from takedown.metrics import DELIVERY_FAILURES
 from takedown.services.audit.chain import record
 from takedown.services.outbound.sinks import Claimed, Sink, SinkResult, WebhookSink
+from takedown.store import item_actions
 from takedown.store.db import unit_of_work
 from takedown.store.models import Case, OutboxMessage, OutboxStatement, action_payload
 from takedown.store.valuesets import in_ids
@@ -310,6 +311,10 @@ class DeliveryDispatcher:
             next_attempt_at=now + self._policy.lease,
         )
         with unit_of_work(self._sessions) as s:
+            # A viral measure's actions, written from its fan-out a chunk at a time
+            # ahead of the claims (store/item_actions.py): the first are with the
+            # platform while the rest are written.
+            item_actions.write_next(s, 2 * self.claim_max)
             if s.get_bind().dialect.name == "postgresql":
                 due = (
                     select(o.id, o.next_attempt_at.label("due_at"))
@@ -510,12 +515,17 @@ class OutboxService:
             return _view(row, case)
 
     def counts(self) -> dict[str, int]:
+        """Actions per state; ``pending`` includes those still in a fan-out."""
         with unit_of_work(self._sessions, write=False) as s:
-            return dict(
+            counts = dict(
                 s.execute(
                     select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
                 ).all()
             )
+            unwritten, _ = item_actions.unwritten(s)
+        if unwritten:
+            counts[PENDING] = counts.get(PENDING, 0) + unwritten
+        return counts
 
 
 def _view(row: OutboxMessage, case: str | None) -> OutboxView:

@@ -1,0 +1,271 @@
+"""A measure's outbox actions, one per item: written at once, or for a measure on many
+items (a viral item's 100,000 copies) from a fan-out after the measure's transaction.
+
+A measure on fewer than ``fanout_min`` items writes its actions in its own transaction
+(one INSERT … SELECT). A larger one writes one ``outbox_fanouts`` row instead — the
+items, the parts each action's row is made of — and its actions are written from it
+later, a chunk per transaction (:func:`write_next`): by the delivery worker before each
+claim, so the first actions go out while the rest are being written, and by whatever
+must see them all first (:func:`settle`: DSA statements, the transparency report). The
+items are restricted in the measure's transaction either way; only the platform's
+copies of the news wait (measured on the 2-core machine, PostgreSQL: 100,000 actions
+are 1.9 s of the server's CPU, 2.8-4.0 s of a 5-10 s report).
+
+The rows are the same either way: an action's id and idempotency key are the measure's
+``key_prefix`` followed by the item's id in ten digits, its times the measure's.
+
+Order per item: the outbox delivers an item's actions in the order of their row ids.
+Before writing actions, :func:`insert_item_actions` writes out every unfinished fan-out
+that holds one of its items, so a later measure's action (the removal after a
+restriction) always gets the higher id. A chunk's rows and the fan-out's progress
+commit together: a worker killed mid-way leaves no gap and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    Integer,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.schema import Table
+
+from takedown.ids import utcnow
+from takedown.store.db import unit_of_work
+from takedown.store.models import Item, OutboxFanout, OutboxMessage, OutboxStatement
+from takedown.store.valuesets import named_value_set, value_set_argument
+
+# Actions a measure writes at once, at most; beyond, a fan-out (Settings.outbox_fanout_min).
+FANOUT_MIN = 10_000
+# Actions a fan-out writes per transaction when settled in one go.
+SETTLE_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class ActionParts:
+    """What every action of one measure is made of: ``payload_head`` + the item's
+    platform id as a JSON string + ``payload_tail`` is its payload."""
+
+    key_prefix: str  # 16 characters of a fresh ULID
+    topic: str
+    case_id: int
+    payload_head: str
+    payload_tail: str
+    statement_id: int
+    now: datetime
+
+
+def insert_item_actions(
+    session: Session,
+    item_ids: Sequence[int],
+    *,
+    key_prefix: str,
+    topic: str,
+    case_id: int,
+    payload_head: str,
+    payload_tail: str,
+    statement: str,
+    now: datetime,
+    fanout_min: int = FANOUT_MIN,
+) -> None:
+    """One pending outbox action per item, built by the database (INSERT … SELECT)
+    rather than row by row in Python; ``statement`` (the statement of reasons, JSON)
+    stored once for all of them (``OutboxStatement``). ``fanout_min`` items or more:
+    one fan-out row now, the actions after this transaction (the module's docstring)."""
+    if len(key_prefix) != 16:
+        raise ValueError("key_prefix is 16 characters")
+    if not item_ids:
+        return
+    statement_id = session.scalar(
+        insert(OutboxStatement).values(body=statement).returning(OutboxStatement.id)
+    )
+    assert statement_id is not None
+    parts = ActionParts(key_prefix, topic, case_id, payload_head, payload_tail, statement_id, now)
+    _finish_fanouts_holding(session, item_ids)
+    if len(item_ids) < fanout_min:
+        _write(session, item_ids, parts)
+        return
+    ids = sorted(set(item_ids))
+    session.add(
+        OutboxFanout(
+            key_prefix=key_prefix,
+            topic=topic,
+            case_id=case_id,
+            payload_head=payload_head,
+            payload_tail=payload_tail,
+            statement_id=statement_id,
+            item_ids=json.dumps(ids),
+            total=len(ids),
+            written=0,
+            created_at=now,
+        )
+    )
+    session.flush()
+
+
+def write_next(session: Session, max_rows: int) -> int:
+    """Write up to ``max_rows`` actions of the oldest unfinished fan-out no other
+    transaction is writing (SKIP LOCKED on PostgreSQL); returns how many (0: none
+    waiting)."""
+    row = session.scalars(
+        select(OutboxFanout)
+        .where(OutboxFanout.finished_at.is_(None))
+        .order_by(OutboxFanout.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if row is None:
+        return 0
+    return _write_from(session, row, max_rows)
+
+
+def settle(sessions: sessionmaker[Session], chunk: int = SETTLE_CHUNK) -> int:
+    """Every fan-out written out, a chunk per transaction; returns the actions written.
+    For readers that must see every action (DSA statements, transparency)."""
+    written = 0
+    while True:
+        with unit_of_work(sessions) as s:
+            n = write_next(s, chunk)
+        if not n:
+            return written
+        written += n
+
+
+def unwritten(session: Session) -> tuple[int, datetime | None]:
+    """Actions of fan-outs not written yet, and when the oldest was decided: pending
+    for whoever counts the outbox."""
+    count, oldest = session.execute(
+        select(
+            func.coalesce(func.sum(OutboxFanout.total - OutboxFanout.written), 0),
+            func.min(OutboxFanout.created_at),
+        ).where(OutboxFanout.finished_at.is_(None))
+    ).one()
+    return int(count), oldest
+
+
+def _finish_fanouts_holding(session: Session, item_ids: Sequence[int]) -> None:
+    """Write out every unfinished fan-out sharing an item with ``item_ids`` (waiting on
+    PostgreSQL for a worker writing one of its chunks), so that the actions about to be
+    written come after theirs."""
+    waiting = session.execute(
+        select(OutboxFanout.id, OutboxFanout.item_ids, OutboxFanout.written).where(
+            OutboxFanout.finished_at.is_(None)
+        )
+    ).all()
+    if not waiting:
+        return
+    wanted = set(item_ids)
+    for fanout_id, ids_json, written in sorted(waiting):
+        if wanted.isdisjoint(json.loads(ids_json)[written:]):
+            continue
+        row = session.scalars(
+            select(OutboxFanout).where(OutboxFanout.id == fanout_id).with_for_update()
+        ).one()
+        if row.finished_at is None:
+            _write_from(session, row, row.total)
+
+
+def _write_from(session: Session, row: OutboxFanout, max_rows: int) -> int:
+    ids = json.loads(row.item_ids)[row.written : row.written + max_rows]
+    parts = ActionParts(
+        row.key_prefix,
+        row.topic,
+        row.case_id,
+        row.payload_head,
+        row.payload_tail,
+        row.statement_id,
+        row.created_at,
+    )
+    _write(session, ids, parts)
+    written = row.written + len(ids)
+    session.execute(
+        update(OutboxFanout)
+        .where(OutboxFanout.id == row.id)
+        .values(written=written, finished_at=utcnow() if written >= row.total else None)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(row)
+    return len(ids)
+
+
+def _write(session: Session, item_ids: Sequence[int], parts: ActionParts) -> None:
+    dialect = session.get_bind().dialect.name
+    sql = _ITEM_ACTIONS.get(dialect)
+    if sql is None:
+        sql = _ITEM_ACTIONS[dialect] = _item_actions(dialect)
+    session.execute(
+        sql,
+        {
+            "ids": value_set_argument(dialect, item_ids),
+            "key_prefix": parts.key_prefix,
+            "topic": parts.topic,
+            "case_id": parts.case_id,
+            "head": parts.payload_head,
+            "tail": parts.payload_tail,
+            "statement_id": parts.statement_id,
+            "now": parts.now,
+        },
+    )
+
+
+# The actions' statement, built once per dialect (a case restricts its copies in many
+# small calls too: one per copy that joins it later).
+_ITEM_ACTIONS: dict[str, Executable] = {}
+
+
+def _item_actions(dialect: str) -> Executable:
+    if dialect == "postgresql":
+        padded = func.lpad(cast(Item.id, String), 10, "0")
+        quoted: ColumnElement[str] = cast(func.to_json(Item.platform_id), String)
+    else:
+        padded = func.substr(literal("0000000000") + cast(Item.id, String), -10)
+        quoted = func.json_quote(Item.platform_id)
+    key = bindparam("key_prefix", type_=String) + padded
+    o = OutboxMessage.__table__.c
+    stamp = bindparam("now", type_=o.created_at.type)
+    columns = [
+        o.public_id,
+        o.idempotency_key,
+        o.topic,
+        o.target_type,
+        o.target_platform_id,
+        o.case_id,
+        o.payload,
+        o.statement_id,
+        o.state,
+        o.attempts,
+        o.created_at,
+        o.next_attempt_at,
+    ]
+    rows = select(
+        key,
+        key,
+        bindparam("topic", type_=String),
+        literal("item"),
+        Item.platform_id,
+        bindparam("case_id", type_=Integer),
+        bindparam("head", type_=String) + quoted + bindparam("tail", type_=String),
+        bindparam("statement_id", type_=Integer),
+        literal("pending"),
+        literal(0),
+        stamp,
+        stamp,
+    ).where(Item.id.in_(named_value_set(dialect, "ids")))
+    # The table's insert, not the entity's: an ORM insert would take the parameters
+    # for rows to bulk-insert.
+    table: Table = OutboxMessage.__table__  # type: ignore[assignment]
+    return insert(table).from_select(columns, rows)
