@@ -119,20 +119,24 @@ class CaseBase:
         return repo.get_case(s, case_id, for_update=for_update)
 
     # -- items of a case ----------------------------------------------------------
+    # The ids of a case's items are read through the session's connection (its
+    # transaction, flushed first), not the ORM's result layer: ~2 µs a row, 0.4 s of CPU
+    # for a viral item's 100,000 copies.
     def _paused_ids(self, s: Session, case: Case, *, paused: bool) -> list[int]:
-        return list(
-            s.scalars(
-                select(CaseItem.item_id)
-                .join(Item, Item.id == CaseItem.item_id)
-                .where(CaseItem.case_id == case.id, Item.monetization_paused.is_(paused))
-            )
+        stmt = (
+            select(CaseItem.item_id)
+            .join(Item, Item.id == CaseItem.item_id)
+            .where(CaseItem.case_id == case.id, Item.monetization_paused.is_(paused))
         )
+        s.flush()
+        return list(s.connection().execute(stmt).scalars().all())
 
     def _case_item_ids(self, s: Session, case: Case, *, visibility: str | None = None) -> list[int]:
         stmt = select(CaseItem.item_id).where(CaseItem.case_id == case.id)
         if visibility is not None:
             stmt = stmt.join(Item, Item.id == CaseItem.item_id).where(Item.visibility == visibility)
-        return list(s.scalars(stmt))
+        s.flush()
+        return list(s.connection().execute(stmt).scalars().all())
 
     def _set_items(
         self,
@@ -151,16 +155,19 @@ class CaseBase:
             return 0
         # The platform ids come back from the UPDATE itself (not a second look-up of
         # every item: ~0.5 s for 100,000 copies on PostgreSQL).
+        s.flush()
         pids: list[str] = list(
-            s.scalars(
+            s.connection()
+            .execute(
                 update(Item)
                 .where(in_values(s, Item.id, ids))
                 .values(visibility=visibility, monetization_paused=paused, updated_at=now)
                 .returning(Item.platform_id)
-                .execution_options(synchronize_session=False)
             )
+            .scalars()
+            .all()
         )
-        _expire_loaded_items(s, ids)
+        _expire_loaded_items(s, ids)  # the session's copies of them, if any, are stale
         return self._announce_items(
             s, case, ids, pids, visibility, paused, topic, actor, why, now, decision_id
         )

@@ -314,7 +314,7 @@ class DeliveryDispatcher:
             # A viral measure's actions, written from its fan-out a chunk at a time
             # ahead of the claims (store/item_actions.py): the first are with the
             # platform while the rest are written.
-            item_actions.write_next(s, 2 * self.claim_max)
+            item_actions.write_next(s, 5 * self.claim_max)
             if s.get_bind().dialect.name == "postgresql":
                 due = (
                     select(o.id, o.next_attempt_at.label("due_at"))
