@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, Select, bindparam, func, literal, select, true, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ColumnElement
@@ -326,7 +326,9 @@ _CASE_REPORTS = select(Report.category, Report.reporter_role).where(
 )
 
 
-def _figures_statement(cases: ColumnElement[bool], cut: BindParameter[Any]) -> Select[Any]:
+def _figures_statement(
+    cases: ColumnElement[bool], cut: BindParameter[Any], listed: ColumnElement[bool] | None = None
+) -> Select[Any]:
     """The figures for triage (``CaseFigures``) of the cases ``cases`` chooses (a
     condition on ``CaseItem.case_id``) at ``cut`` (one hour ago), one row per case
     with copies: ``case_id, views now, views at the cut, strikes, flagged``. One
@@ -342,13 +344,26 @@ def _figures_statement(cases: ColumnElement[bool], cut: BindParameter[Any]) -> S
       (item_id, at) index;
     - the posting accounts, each once per case (two accounts with the same history
       both count): their strikes and how many are flagged."""
-    copies = (
-        select(CaseItem.case_id, Item.id, Item.view_count, Item.posted_at, Item.account_id)
-        .select_from(Item)
-        .join(CaseItem, CaseItem.item_id == Item.id)
-        .where(cases)
-        .cte("copies")
-    )
+    if listed is None:
+        copies = (
+            select(CaseItem.case_id, Item.id, Item.view_count, Item.posted_at, Item.account_id)
+            .select_from(Item)
+            .join(CaseItem, CaseItem.item_id == Item.id)
+            .where(cases)
+            .cte("copies")
+        )
+    else:  # the copies named by ``listed`` (a condition on Item.id), as one case
+        copies = (
+            select(
+                literal(0).label("case_id"),
+                Item.id,
+                Item.view_count,
+                Item.posted_at,
+                Item.account_id,
+            )
+            .where(listed)
+            .cte("copies")
+        )
     totals = (
         select(copies.c.case_id, func.sum(copies.c.view_count).label("views"))
         .group_by(copies.c.case_id)
@@ -422,6 +437,13 @@ _CASE_FIGURES = _figures_statement(
 
 def _figures_of(rows: Iterable[Any]) -> dict[int, CaseFigures]:
     return {r[0]: CaseFigures(*(int(v or 0) for v in r[1:])) for r in rows}
+
+
+def listed_figures(s: Session, item_ids: Collection[int], cut_at: datetime) -> CaseFigures:
+    """``_CASE_FIGURES`` of a case that would hold exactly these items."""
+    cut = bindparam("cut", cut_at, type_=ItemViews.at.type)
+    statement = _figures_statement(true(), cut, listed=in_values(s, Item.id, item_ids))
+    return _figures_of(s.execute(statement)).get(0, CaseFigures(0, 0, 0, 0))
 
 
 def _case_figures_many(
