@@ -51,6 +51,7 @@ from takedown.services.registry.service import (
     MediaInput,
     RegistryService,
     _dihedral_text,
+    account_fields,
     check_account,
     check_item,
     item_fields,
@@ -224,12 +225,29 @@ class _Chunk:
                 for a in s.scalars(select(Account).where(in_values(s, Account.platform_id, part)))
             )
         missing = [pid for pid in wanted if pid not in rows]
+        # A new account's first line: its fields written with the row, not by an update
+        # of it (the same columns, the same account.updated event, recorded below).
+        folded: dict[str, dict[str, object]] = {}
         if missing:
+            absent = set(missing)
+            for _, a, pid, _ in accounts:
+                if pid in absent and pid not in folded:
+                    folded[pid] = {
+                        k: v for k, v in account_fields(a).items() if _ACCOUNT_DEFAULTS[k] != v
+                    }
             now = utcnow()
-            s.execute(
-                insert(Account),
+            _bulk(
+                s,
+                Account,
                 [
-                    {"platform_id": pid, "public_id": pub, "created_at": now, "updated_at": now}
+                    {
+                        **_ACCOUNT_DEFAULTS,
+                        **folded.get(pid, {}),
+                        "platform_id": pid,
+                        "public_id": pub,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                     for pid, pub in zip(missing, new_ids(len(missing)), strict=True)
                 ],
             )
@@ -244,7 +262,12 @@ class _Chunk:
             self.result.accounts_created += len({pid for _, _, pid, _ in accounts} & set(missing))
         created = set(missing)
         for _, a, pid, ips in accounts:
+            changes = folded.pop(pid, None)
             changed = self.reg.apply_account(s, rows[pid], a, ips, self.actor)
+            if changes:  # what apply_account records and does after the row's update
+                record(s, self.actor, "account.updated", "account", pid, changes)
+                if {"flagged", "prior_violations"} & set(changes):
+                    self.reg._cases.refresh_priority_for_accounts(s, [rows[pid].id])
             if changed and pid not in created:
                 self.result.accounts_changed += 1
         return {pid: acc.id for pid, acc in rows.items()}
@@ -614,6 +637,20 @@ class _Chunk:
                 set_committed_value(item, "view_count", changed[item.id])
         self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
+
+# A new account's columns before any event says otherwise (store/models.py's defaults).
+_ACCOUNT_DEFAULTS: dict[str, object] = {
+    "handle": None,
+    "platform_status": "active",
+    "status": "active",
+    "flagged": False,
+    "flag_reason": None,
+    "flag_source": None,
+    "confirmed_violations": 0,
+    "prior_violations": 0,
+    "prior_violations_source": None,
+    "platform_reinstated_at": None,
+}
 
 _ITEM_COLUMNS = (
     Item.id,
