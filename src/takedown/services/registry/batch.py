@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -58,7 +58,7 @@ from takedown.services.registry.service import (
 )
 from takedown.services.screening.matcher import QuerySignals
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.db import bulk_insert, bulk_writer, unit_of_work
 from takedown.store.models import (
     Account,
     AppliedMessage,
@@ -116,20 +116,32 @@ def register_batch(
     """Apply numbered events (line numbers, or stream sequences) in chunks of
     ``chunk``, one transaction each; each rejected event is answered with its number."""
     result = BatchResult(lines=len(events))
-    for start in range(0, len(events), chunk):
-        part = list(events[start : start + chunk])
-        ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
-        with paused_gc():  # a chunk's rows, then collected at once
-            _Chunk(registry, actor, result).run(part, ids)
+    # One connection for the chunks, on SQLite with a large page cache while it is held
+    # (store/db.py's bulk_writer): a chunk inserts thousands of rows at random places of
+    # a dozen indexes, which SQLite's default 2 MB cache would otherwise read back page
+    # by page, and spill its dirty pages to the log before the commit.
+    with bulk_writer(registry._sessions) as connection:
+        for start in range(0, len(events), chunk):
+            part = list(events[start : start + chunk])
+            ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
+            with paused_gc():  # a chunk's rows, then collected at once
+                _Chunk(registry, actor, result, connection).run(part, ids)
     result.accepted = result.lines - len(result.rejected) - result.duplicates
     return result
 
 
 class _Chunk:
-    def __init__(self, registry: RegistryService, actor: str, result: BatchResult) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        actor: str,
+        result: BatchResult,
+        connection: Connection | None = None,
+    ) -> None:
         self.reg = registry
         self.actor = actor
         self.result = result
+        self.connection = connection
 
     def reject(self, line: int, exc: TakedownError) -> None:
         self.result.rejected.append(Rejected(line, exc.code, exc.message))
@@ -140,7 +152,7 @@ class _Chunk:
         message_ids: list[str | None] | None,
     ) -> None:
 
-        with unit_of_work(self.reg._sessions) as s:
+        with unit_of_work(self.reg._sessions, bind=self.connection) as s:
             try:
                 if s.get_bind().dialect.name == "postgresql":
                     # Each statement planned for its own values: a chunk's reads take sets
