@@ -100,13 +100,19 @@ async def consume(
     log = logging.getLogger("takedown.consume")
     stats = ConsumeStats()
     nc = await nats.connect(s.nats_url, max_reconnect_attempts=-1)
+    # The next fetch, under way while a batch is applied (the applying thread waits on
+    # the database much of the time): what it brings is applied after that batch
+    # commits, as it would be had it been fetched then.
+    fetching: asyncio.Future[Any] | None = None
     try:
         sub = await _subscribe(nc.jetstream(), s)
         idle_since = time.monotonic()
         started: float | None = None
         while max_messages is None or stats.messages < max_messages:
+            task = fetching or asyncio.ensure_future(sub.fetch(s.nats_batch, timeout=1.0))
+            fetching = None
             try:
-                msgs = await sub.fetch(s.nats_batch, timeout=1.0)
+                msgs = await task
             except (TimeoutError, nats.errors.TimeoutError):
                 if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
@@ -123,13 +129,20 @@ async def consume(
                 except TakedownError as exc:
                     stats.rejected += 1
                     log.warning("message %s refused: %s: %s", seq, exc.code, exc.message)
+            applying = asyncio.ensure_future(
+                asyncio.to_thread(register_batch, rt.registry, events, actor=ACTOR, message_ids=ids)
+            )
+            if max_messages is None or stats.messages + len(msgs) < max_messages:
+                fetching = asyncio.ensure_future(sub.fetch(s.nats_batch, timeout=1.0))
             try:
-                result = await asyncio.to_thread(
-                    register_batch, rt.registry, events, actor=ACTOR, message_ids=ids
-                )
+                result = await applying
             except Exception:
                 log.exception("a batch of %s messages failed; redelivered later", len(msgs))
                 await asyncio.gather(*(m.nak(delay=1) for m in msgs))
+                if fetching is not None:  # fetched after it: redelivered after it
+                    later = await _fetched(fetching)
+                    fetching = None
+                    await asyncio.gather(*(m.nak(delay=1) for m in later))
                 await asyncio.sleep(1)
                 continue
             # Acknowledged only now that their transaction has committed.
@@ -144,10 +157,25 @@ async def consume(
             stats.cases |= result.cases
             stats.seconds = time.monotonic() - started
             idle_since = time.monotonic()
+        if fetching is not None:  # not applied: back to the stream at once
+            await asyncio.gather(*(m.nak() for m in await _fetched(fetching)))
+            fetching = None
         await nc.flush()
     finally:
+        if fetching is not None:
+            fetching.cancel()
         await nc.close()
     return stats
+
+
+async def _fetched(task: Any) -> list[Any]:
+    """The messages a fetch under way brings (none when it times out)."""
+    import nats
+
+    try:
+        return list(await task)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
 
 
 def consume_cmd(
