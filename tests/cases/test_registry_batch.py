@@ -217,3 +217,68 @@ def test_limits_content_type_and_auth(rt: Runtime, client, auth):
     assert r.status_code == 403
     r = client.post("/v1/registry/batch", content=b"\n\n", headers={**p, **NDJSON})
     assert r.status_code == 200 and r.json()["lines"] == 0
+
+
+def _account_rows(rt: Runtime, prefix: str) -> list[tuple[object, ...]]:
+    from takedown.store.models import Account
+
+    with rt.sessions() as s:
+        return [
+            (a.platform_id[len(prefix) :], a.handle, a.platform_status, a.status, a.flagged)
+            + (a.flag_reason, a.flag_source, a.prior_violations, a.prior_violations_source)
+            for a in s.scalars(
+                select(Account).where(Account.platform_id.startswith(prefix)).order_by(Account.id)
+            )
+        ]
+
+
+def _account_events(rt: Runtime, prefix: str) -> list[tuple[str, str, str]]:
+    with rt.sessions() as s:
+        return [
+            (e.action, e.object_id[len(prefix) :], e.details)
+            for e in s.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.object_type == "account")
+                .where(AuditEvent.object_id.startswith(prefix))
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+def test_new_accounts_in_a_batch_as_with_single_requests(rt: Runtime, client):
+    """A new account's first line is written with its row: the same columns and the
+    same audit events (registered, IP events added, updated) as PUT /v1/accounts."""
+    p = platform_headers(rt)
+    ip = [{"ip": "192.0.2.7", "event": "login", "at": "2026-01-02T03:04:05Z"}]
+
+    def lines(prefix: str) -> list[dict[str, object]]:
+        return [
+            {"account": {"id": f"{prefix}a", "handle": "first", "ip_events": ip}},
+            {"account": {"id": f"{prefix}b"}},
+            {"account": {"id": f"{prefix}c", "flagged": True, "flag_reason": "known"}},
+            {"account": {"id": f"{prefix}a", "handle": "second", "flagged": False}},
+            {
+                "account": {
+                    "id": f"{prefix}d",
+                    "prior_violations": 2,
+                    "prior_violations_source": "x",
+                }
+            },
+            {"account": {"id": f"{prefix}e", "platform_status": "suspended", "flagged": False}},
+            {"item": {"id": f"{prefix}i", "account_id": f"{prefix}f"}},
+        ]
+
+    for line in lines("s-"):
+        body = dict(next(iter(line.values())))
+        kind = "accounts" if "account" in line else "items"
+        r = client.put(f"/v1/{kind}/{body.pop('id')}", json=body, headers=p)
+        assert r.status_code == 200, r.text
+    out = client.post("/v1/registry/batch", content=_ndjson(lines("b-")), headers={**p, **NDJSON})
+    assert out.status_code == 200 and out.json()["rejected"] == [], out.text
+    assert out.json()["accounts_created"] == 5
+    assert _account_rows(rt, "b-") == _account_rows(rt, "s-")
+    # The single requests register each account as it comes; the batch, all at once.
+    assert sorted(_account_events(rt, "b-")) == sorted(_account_events(rt, "s-"))
+    assert [e for e in _account_events(rt, "b-") if e[0] != "account.registered"] == [
+        e for e in _account_events(rt, "s-") if e[0] != "account.registered"
+    ]

@@ -99,55 +99,114 @@ async def consume(
 
     log = logging.getLogger("takedown.consume")
     stats = ConsumeStats()
+
+    def parse(msgs: list[Any]) -> _Parsed:
+        parsed = _Parsed(msgs)
+        clean = not json_has_nul(b"\n".join(m.data for m in msgs))  # one scan
+        for m in msgs:
+            seq = int(m.metadata.sequence.stream)
+            try:
+                parsed.events.append((seq, parse_bytes(m.data, nul_checked=clean)))
+                parsed.ids.append(message_id(m, s.nats_stream))
+            except TakedownError as exc:
+                parsed.refused.append((seq, exc.code, exc.message))
+        return parsed
+
     nc = await nats.connect(s.nats_url, max_reconnect_attempts=-1)
+    # The next fetch, under way while a batch is applied (the applying thread waits on
+    # the database much of the time), and its messages parsed then when they come
+    # first: they are applied after that batch commits, as they would be had they been
+    # fetched then.
+    fetching: asyncio.Future[Any] | None = None
+    ahead: _Parsed | None = None
     try:
         sub = await _subscribe(nc.jetstream(), s)
         idle_since = time.monotonic()
         started: float | None = None
         while max_messages is None or stats.messages < max_messages:
-            try:
-                msgs = await sub.fetch(s.nats_batch, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
+            if ahead is not None:
+                batch, ahead = ahead, None
+            else:
+                task = fetching or asyncio.ensure_future(sub.fetch(s.nats_batch, timeout=1.0))
+                fetching = None
+                batch = parse(await _fetched(task))
+            if not batch.msgs:  # nothing came within the fetch's timeout
                 if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
                 continue
+            msgs = batch.msgs
             started = started or time.monotonic()
-            events: list[tuple[int, Any]] = []
-            ids: list[str | None] = []
-            clean = not json_has_nul(b"\n".join(m.data for m in msgs))  # one scan
-            for m in msgs:
-                seq = int(m.metadata.sequence.stream)
-                try:
-                    events.append((seq, parse_bytes(m.data, nul_checked=clean)))
-                    ids.append(message_id(m, s.nats_stream))
-                except TakedownError as exc:
-                    stats.rejected += 1
-                    log.warning("message %s refused: %s: %s", seq, exc.code, exc.message)
-            try:
-                result = await asyncio.to_thread(
-                    register_batch, rt.registry, events, actor=ACTOR, message_ids=ids
+            applying = asyncio.ensure_future(
+                asyncio.to_thread(
+                    register_batch, rt.registry, batch.events, actor=ACTOR, message_ids=batch.ids
                 )
+            )
+            if max_messages is None or stats.messages + len(msgs) < max_messages:
+                fetching = asyncio.ensure_future(sub.fetch(s.nats_batch, timeout=1.0))
+                await asyncio.wait({applying, fetching}, return_when=asyncio.FIRST_COMPLETED)
+                if fetching.done() and not applying.done():
+                    ahead = parse(await _fetched(fetching))
+                    fetching = None
+            try:
+                result = await applying
             except Exception:
                 log.exception("a batch of %s messages failed; redelivered later", len(msgs))
                 await asyncio.gather(*(m.nak(delay=1) for m in msgs))
+                # Fetched after it: redelivered after it.
+                later = ahead.msgs if ahead is not None else []
+                if fetching is not None:
+                    later = await _fetched(fetching)
+                fetching, ahead = None, None
+                await asyncio.gather(*(m.nak(delay=1) for m in later))
                 await asyncio.sleep(1)
                 continue
             # Acknowledged only now that their transaction has committed.
             await asyncio.gather(*(m.ack() for m in msgs))
+            for seq, code, message in batch.refused:
+                log.warning("message %s refused: %s: %s", seq, code, message)
             for r in result.rejected:
                 log.warning("message %s refused: %s: %s", r.line, r.code, r.message)
             stats.messages += len(msgs)
             stats.batches += 1
             stats.applied += result.accepted
             stats.duplicates += result.duplicates
-            stats.rejected += len(result.rejected)
+            stats.rejected += len(batch.refused) + len(result.rejected)
             stats.cases |= result.cases
             stats.seconds = time.monotonic() - started
             idle_since = time.monotonic()
+        # Fetched and not applied (none unless stopped early): back to the stream now.
+        later = ahead.msgs if ahead is not None else []
+        if fetching is not None:
+            later = await _fetched(fetching)
+        fetching, ahead = None, None
+        await asyncio.gather(*(m.nak() for m in later))
         await nc.flush()
     finally:
+        if fetching is not None:
+            fetching.cancel()
         await nc.close()
     return stats
+
+
+@dataclass
+class _Parsed:
+    """A fetch's messages, their events and ids, and those refused (sequence, code,
+    message)."""
+
+    msgs: list[Any]
+    events: list[tuple[int, Any]] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+async def _fetched(task: Any) -> list[Any]:
+    """The messages a fetch under way brings (none when it times out)."""
+    import nats
+
+    try:
+        return list(await task)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
 
 
 def consume_cmd(

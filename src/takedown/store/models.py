@@ -269,9 +269,10 @@ class Item(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(26), unique=True, default=new_id)
     platform_id: Mapped[str] = mapped_column(String(200), unique=True)
-    account_id: Mapped[int | None] = mapped_column(
-        ForeignKey("accounts.id"), nullable=True, index=True
-    )
+    # No foreign key (migration 0032): a trigger per row on PostgreSQL, for every item a
+    # registry batch writes with the id of an account its transaction holds; nothing
+    # deletes accounts.
+    account_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
     url: Mapped[str | None] = mapped_column(String(2000), nullable=True, index=True)
     # Edges of the copy graph by the platform's ids, so an item may name one that has
     # not been registered yet (events arrive out of order).
@@ -311,8 +312,11 @@ class Media(Base):
 class ItemMedia(Base):
     __tablename__ = "item_media"
 
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
-    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), primary_key=True, index=True)
+    # No foreign keys (migration 0032): a trigger per row on PostgreSQL, and a registry
+    # batch writes a link per item's file from ids its transaction has just inserted or
+    # read; nothing deletes items or media.
+    item_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    media_id: Mapped[int] = mapped_column(BigId, primary_key=True, index=True)
     # The name the file was uploaded with, as the platform says (migration 0018).
     file_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
@@ -356,7 +360,7 @@ class ItemViews(Base):
     __table_args__ = (Index("ix_item_views_item_at", "item_id", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    item_id: Mapped[int] = mapped_column(BigId)  # no foreign key (migration 0032)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     view_count: Mapped[int] = mapped_column(BigInteger)
 

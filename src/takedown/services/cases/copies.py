@@ -22,7 +22,12 @@ from sqlalchemy import BindParameter, bindparam, literal, select, union, union_a
 from sqlalchemy.orm import Session, aliased
 
 from takedown.domain.video import VideoRule
-from takedown.matching.hamming import BruteForceHammingIndex, SearchResult, hex_to_bytes_array
+from takedown.matching.hamming import (
+    BruteForceHammingIndex,
+    SearchResult,
+    hex_to_bytes_array,
+    stored_hex_to_bytes_array,
+)
 from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -57,8 +62,11 @@ def add_pending_media(s: Session, rows: Sequence[tuple[int, str]]) -> None:
     index = s.info.get(PENDING_MEDIA)
     if index is None:
         index = s.info[PENDING_MEDIA] = BruteForceHammingIndex()
+    # Normalised hashes (the registry's checked media): parsed in one go, the checking
+    # path only should one be malformed (stored_hex_to_bytes_array).
     index.add(
-        np.array([i for i, _ in rows], dtype=np.int64), hex_to_bytes_array(h for _, h in rows)
+        np.array([i for i, _ in rows], dtype=np.int64),
+        stored_hex_to_bytes_array([h for _, h in rows]),
     )
 
 
@@ -66,11 +74,12 @@ def forget_pending_media(s: Session) -> None:
     s.info.pop(PENDING_MEDIA, None)
 
 
-def _pending_search(s: Session, hashes: list[str]) -> SearchResult | None:
+def _pending_search(s: Session, hashes: list[str] | np.ndarray) -> SearchResult | None:
     index = s.info.get(PENDING_MEDIA)
     if index is None or not len(index):
         return None
-    result: SearchResult = index.search(hex_to_bytes_array(hashes), PDQ_RADIUS)
+    queries = hashes if isinstance(hashes, np.ndarray) else hex_to_bytes_array(hashes)
+    result: SearchResult = index.search(queries, PDQ_RADIUS)
     return result
 
 
@@ -198,9 +207,10 @@ class CopyFinder:
                         hashes.append(v)
                         hash_owner.append(mid)
         if hashes:
+            queries = stored_hex_to_bytes_array(hashes)  # stored: parsed once, for both
             for result in (
-                self._media_index.search(hashes, PDQ_RADIUS),
-                _pending_search(s, hashes),
+                self._media_index.search(queries, PDQ_RADIUS),
+                _pending_search(s, queries),
             ):
                 if result is None:
                     continue

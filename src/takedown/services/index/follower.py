@@ -189,14 +189,17 @@ class IndexFollower:
         if isinstance(self._index, MultiIndexHammingIndex):
             self._index.close()
 
-    def search(self, hexes: list[str], radius: int) -> SearchResult:
+    def search(self, hexes: list[str] | np.ndarray, radius: int) -> SearchResult:
         """Search, after reading new rows when due. A search waits for a read only for
         this process's own adds; rows other processes added are left to a read already
-        under way (a :class:`Poller`'s), so a million-row import never stalls queries."""
+        under way (a :class:`Poller`'s), so a million-row import never stalls queries.
+        ``hexes``: PDQ hex strings, or an ``(n, 32)`` uint8 array of them already parsed
+        (``hex_to_bytes_array``)."""
         # A follower without an interval (the registry's) is read-your-writes across
         # processes: it always waits for a read under way, as a read may hold the row.
         self.sync(wait=not self._sync_interval_s or self._synced != self._stale)
-        return self._index.search(hex_to_bytes_array(hexes), radius)
+        queries = hexes if isinstance(hexes, np.ndarray) else hex_to_bytes_array(hexes)
+        return self._index.search(queries, radius)
 
 
 class Poller(PeriodicWorker):

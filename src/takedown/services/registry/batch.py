@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -51,13 +51,14 @@ from takedown.services.registry.service import (
     MediaInput,
     RegistryService,
     _dihedral_text,
+    account_fields,
     check_account,
     check_item,
     item_fields,
 )
 from takedown.services.screening.matcher import QuerySignals
 from takedown.store import repositories as repo
-from takedown.store.db import bulk_insert, unit_of_work
+from takedown.store.db import bulk_insert, bulk_writer, unit_of_work
 from takedown.store.models import (
     Account,
     AppliedMessage,
@@ -115,20 +116,32 @@ def register_batch(
     """Apply numbered events (line numbers, or stream sequences) in chunks of
     ``chunk``, one transaction each; each rejected event is answered with its number."""
     result = BatchResult(lines=len(events))
-    for start in range(0, len(events), chunk):
-        part = list(events[start : start + chunk])
-        ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
-        with paused_gc():  # a chunk's rows, then collected at once
-            _Chunk(registry, actor, result).run(part, ids)
+    # One connection for the chunks, on SQLite with a large page cache while it is held
+    # (store/db.py's bulk_writer): a chunk inserts thousands of rows at random places of
+    # a dozen indexes, which SQLite's default 2 MB cache would otherwise read back page
+    # by page, and spill its dirty pages to the log before the commit.
+    with bulk_writer(registry._sessions) as connection:
+        for start in range(0, len(events), chunk):
+            part = list(events[start : start + chunk])
+            ids = list(message_ids[start : start + chunk]) if message_ids is not None else None
+            with paused_gc():  # a chunk's rows, then collected at once
+                _Chunk(registry, actor, result, connection).run(part, ids)
     result.accepted = result.lines - len(result.rejected) - result.duplicates
     return result
 
 
 class _Chunk:
-    def __init__(self, registry: RegistryService, actor: str, result: BatchResult) -> None:
+    def __init__(
+        self,
+        registry: RegistryService,
+        actor: str,
+        result: BatchResult,
+        connection: Connection | None = None,
+    ) -> None:
         self.reg = registry
         self.actor = actor
         self.result = result
+        self.connection = connection
 
     def reject(self, line: int, exc: TakedownError) -> None:
         self.result.rejected.append(Rejected(line, exc.code, exc.message))
@@ -139,7 +152,7 @@ class _Chunk:
         message_ids: list[str | None] | None,
     ) -> None:
 
-        with unit_of_work(self.reg._sessions) as s:
+        with unit_of_work(self.reg._sessions, bind=self.connection) as s:
             try:
                 if s.get_bind().dialect.name == "postgresql":
                     # Each statement planned for its own values: a chunk's reads take sets
@@ -224,12 +237,29 @@ class _Chunk:
                 for a in s.scalars(select(Account).where(in_values(s, Account.platform_id, part)))
             )
         missing = [pid for pid in wanted if pid not in rows]
+        # A new account's first line: its fields written with the row, not by an update
+        # of it (the same columns, the same account.updated event, recorded below).
+        folded: dict[str, dict[str, object]] = {}
         if missing:
+            absent = set(missing)
+            for _, a, pid, _ in accounts:
+                if pid in absent and pid not in folded:
+                    folded[pid] = {
+                        k: v for k, v in account_fields(a).items() if _ACCOUNT_DEFAULTS[k] != v
+                    }
             now = utcnow()
-            s.execute(
-                insert(Account),
+            _bulk(
+                s,
+                Account,
                 [
-                    {"platform_id": pid, "public_id": pub, "created_at": now, "updated_at": now}
+                    {
+                        **_ACCOUNT_DEFAULTS,
+                        **folded.get(pid, {}),
+                        "platform_id": pid,
+                        "public_id": pub,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                     for pid, pub in zip(missing, new_ids(len(missing)), strict=True)
                 ],
             )
@@ -244,7 +274,12 @@ class _Chunk:
             self.result.accounts_created += len({pid for _, _, pid, _ in accounts} & set(missing))
         created = set(missing)
         for _, a, pid, ips in accounts:
+            changes = folded.pop(pid, None)
             changed = self.reg.apply_account(s, rows[pid], a, ips, self.actor)
+            if changes:  # what apply_account records and does after the row's update
+                record(s, self.actor, "account.updated", "account", pid, changes)
+                if {"flagged", "prior_violations"} & set(changes):
+                    self.reg._cases.refresh_priority_for_accounts(s, [rows[pid].id])
             if changed and pid not in created:
                 self.result.accounts_changed += 1
         return {pid: acc.id for pid, acc in rows.items()}
@@ -614,6 +649,20 @@ class _Chunk:
                 set_committed_value(item, "view_count", changed[item.id])
         self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
+
+# A new account's columns before any event says otherwise (store/models.py's defaults).
+_ACCOUNT_DEFAULTS: dict[str, object] = {
+    "handle": None,
+    "platform_status": "active",
+    "status": "active",
+    "flagged": False,
+    "flag_reason": None,
+    "flag_source": None,
+    "confirmed_violations": 0,
+    "prior_violations": 0,
+    "prior_violations_source": None,
+    "platform_reinstated_at": None,
+}
 
 _ITEM_COLUMNS = (
     Item.id,

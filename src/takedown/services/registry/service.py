@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -223,6 +224,29 @@ def check_account(a: AccountInput) -> tuple[str, list[IpEventInput]]:
     return pid, clean_ip_events(a.ip_events)
 
 
+def account_fields(a: AccountInput) -> dict[str, object]:
+    """The account row's columns the event says (checked by :func:`check_account`)."""
+    new: dict[str, object] = {}
+    if a.handle is not None:
+        new["handle"] = _text(a.handle, "handle")
+    if a.platform_status is not None:
+        new["platform_status"] = a.platform_status
+    if a.flagged is not None:
+        new["flagged"] = a.flagged
+        new["flag_reason"] = _text(a.flag_reason, "flag_reason", 500) if a.flagged else None
+        new["flag_source"] = (
+            (_text(a.flag_source, "flag_source") or "platform") if a.flagged else None
+        )
+    if a.prior_violations is not None:
+        new["prior_violations"] = a.prior_violations
+        new["prior_violations_source"] = (
+            _text(a.prior_violations_source, "prior_violations_source")
+            if a.prior_violations
+            else None
+        )
+    return new
+
+
 @dataclass(frozen=True)
 class CheckedItem:
     """An item event that passed :func:`check_item`: its id, media and IP events in
@@ -305,24 +329,7 @@ class RegistryService:
         applied to its row; True when anything changed. One place for the rule, for
         single requests and batches alike."""
         added = self._add_ip_events(s, events, actor, account=acc)
-        new: dict[str, object] = {}
-        if a.handle is not None:
-            new["handle"] = _text(a.handle, "handle")
-        if a.platform_status is not None:
-            new["platform_status"] = a.platform_status
-        if a.flagged is not None:
-            new["flagged"] = a.flagged
-            new["flag_reason"] = _text(a.flag_reason, "flag_reason", 500) if a.flagged else None
-            new["flag_source"] = (
-                (_text(a.flag_source, "flag_source") or "platform") if a.flagged else None
-            )
-        if a.prior_violations is not None:
-            new["prior_violations"] = a.prior_violations
-            new["prior_violations_source"] = (
-                _text(a.prior_violations_source, "prior_violations_source")
-                if a.prior_violations
-                else None
-            )
+        new = account_fields(a)
         changed = {k: v for k, v in new.items() if getattr(acc, k) != v}
         now = utcnow()
         if a.platform_status == "active" and acc.status != "active":
@@ -700,8 +707,9 @@ class RegistryService:
             waiting.clear()
 
         banks: dict[int, Bank] = {}  # read once for the batch (held: not read again)
+        recorded: list[_Recorded] = []  # the items' matches, written at the end at once
         for item, media, result in items:
-            found = self._screen(s, item, media, result, actor, banks, not_banked)
+            found = self._screen(s, item, media, result, actor, banks, not_banked, recorded)
             alone = item.id in neighbours and not neighbours[item.id]
             if alone and item.id not in one_by_one and not found.origins:
                 result.matched_banks = sorted(set(result.matched_banks))
@@ -726,6 +734,7 @@ class RegistryService:
             open_waiting()
             self._act_on(s, item, found, result, actor, neighbours, item.id in one_by_one)
         open_waiting()
+        _write_matches(s, recorded)
 
     def _screen(
         self,
@@ -736,10 +745,12 @@ class RegistryService:
         actor: str,
         banks: dict[int, Bank] | None = None,
         not_banked: set[str] | None = None,
+        recorded: list[_Recorded] | None = None,
     ) -> _Screened:
         """What the banks say of the item's media (the item's stored media when the
         event did not repeat them). ``banks``: bank rows read before in this
-        transaction, added to; ``not_banked``: exact values known to be in no bank."""
+        transaction, added to; ``not_banked``: exact values known to be in no bank;
+        ``recorded``: the matches' screenings kept there, not written (a batch's)."""
         found = _Screened(media or _stored_media(s, item))
         skip = not_banked or set()
         for m in found.media:
@@ -754,7 +765,7 @@ class RegistryService:
                     video_frames=m.video_frames,
                 ),
             )
-            _record_matches(s, item, m, matches, actor)
+            _record_matches(s, item, m, matches, actor, recorded)
             for match in matches:
                 found.actions.append(match.bank.match_action)
                 result.matched_banks.append(match.bank.name)
@@ -1132,35 +1143,36 @@ def _account_view(s: Session, a: Account) -> AccountView:
 
 
 def _record_matches(
-    s: Session, item: Item, m: MediaInput, matches: Sequence[Match], actor: str
+    s: Session,
+    item: Item,
+    m: MediaInput,
+    matches: Sequence[Match],
+    actor: str,
+    into: list[_Recorded] | None = None,
 ) -> None:
     """A registered item's file matching bank entries, kept as a screening of that item
     (``content_ref`` ``item:<id>``), so each entry's match history and flood quarantine
     (services/banks/quarantine.py) count registered uploads as they count screenings.
     Not when a negative bank matched too: the item is spared, and its match is not
-    evidence of a flood. Only matches are written: a clean upload costs nothing."""
+    evidence of a flood. Only matches are written: a clean upload costs nothing.
+    ``into``: kept there, for :func:`_write_matches` to write with a batch's others
+    (nothing in the batch's transaction reads them back)."""
     if not matches or any(x.bank.match_action is MatchAction.NEGATIVE for x in matches):
         return
-    screening_id = s.execute(
-        insert(Screening)
-        .values(
-            public_id=new_id(),
-            screened_at=utcnow(),
-            requested_by=actor[:200],
-            content_ref=f"item:{item.platform_id}"[:500],
-            verdict=verdict_for([x.bank.match_action for x in matches]).value,
-            md5=m.md5,
-            sha256=m.sha256,
-            pdq=m.pdq,
-            pdq_quality=m.pdq_quality,
-        )
-        .returning(Screening.id)
-    ).scalar_one()
-    s.execute(
-        insert(ScreeningMatch),
+    recorded = _Recorded(
+        {
+            "public_id": new_id(),
+            "screened_at": utcnow(),
+            "requested_by": actor[:200],
+            "content_ref": f"item:{item.platform_id}"[:500],
+            "verdict": verdict_for([x.bank.match_action for x in matches]).value,
+            "md5": m.md5,
+            "sha256": m.sha256,
+            "pdq": m.pdq,
+            "pdq_quality": m.pdq_quality,
+        },
         [
             {
-                "screening_id": screening_id,
                 "entry_id": x.entry.id,
                 "bank_id": x.bank.bank_id,
                 "signal_type": x.signal_type,
@@ -1171,4 +1183,28 @@ def _record_matches(
             }
             for x in matches
         ],
+    )
+    if into is not None:
+        into.append(recorded)
+    else:
+        _write_matches(s, [recorded])
+
+
+class _Recorded(NamedTuple):
+    screening: dict[str, object]  # the screenings row
+    matches: list[dict[str, object]]  # its screening_matches rows, without its id
+
+
+def _write_matches(s: Session, recorded: Sequence[_Recorded]) -> None:
+    """Screenings and their matches (:func:`_record_matches`), in their order: two
+    statements for all."""
+    if not recorded:
+        return
+    ids = s.scalars(
+        insert(Screening).returning(Screening.id, sort_by_parameter_order=True),
+        [r.screening for r in recorded],
+    ).all()
+    s.execute(
+        insert(ScreeningMatch),
+        [{"screening_id": i, **x} for i, r in zip(ids, recorded, strict=True) for x in r.matches],
     )
