@@ -165,7 +165,7 @@ class Settings(BaseSettings):
         default=10_000,
         ge=1,
         description="A measure on this many items or more (a viral item's copies) writes "
-        "its outbox actions after its transaction, a chunk at a time, instead of inside it: "
+        "its outbox actions after its transaction, in large chunks, instead of inside it: "
         "the items are restricted at once either way. See docs/scaling.md.",
     )
     account_measures_minor_safety: str = Field(

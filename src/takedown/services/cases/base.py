@@ -56,11 +56,11 @@ class CasePolicy:
     reporters: ReporterPolicy = field(default_factory=ReporterPolicy)
     # Where measures apply: told to the user and sent to the DSA database alike.
     territorial_scope: TerritorialScope = WORLDWIDE
-    # Why setting clocks by hand is refused here (code, sentence); None: allowed
-    # (Settings.clock_override_refusal: test and staging deployments only).
     # A measure on this many items or more writes its outbox actions after its
     # transaction (store/item_actions.py).
     outbox_fanout_min: int = FANOUT_MIN
+    # Why setting clocks by hand is refused here (code, sentence); None: allowed
+    # (Settings.clock_override_refusal: test and staging deployments only).
     clock_override_refusal: tuple[str, str] | None = (
         "clock_override_disabled",
         "Setting times by hand is off (TAKEDOWN_ALLOW_CLOCK_OVERRIDE).",

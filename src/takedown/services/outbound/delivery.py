@@ -311,10 +311,9 @@ class DeliveryDispatcher:
             next_attempt_at=now + self._policy.lease,
         )
         with unit_of_work(self._sessions) as s:
-            # A viral measure's actions, written from its fan-out a chunk at a time
-            # ahead of the claims (store/item_actions.py): the first are with the
-            # platform while the rest are written.
-            item_actions.write_next(s, 5 * self.claim_max)
+            # A viral measure's actions, written from its fan-out in large chunks ahead
+            # of the claims (store/item_actions.py, WRITE_AHEAD).
+            item_actions.write_next(s, item_actions.WRITE_AHEAD)
             if s.get_bind().dialect.name == "postgresql":
                 due = (
                     select(o.id, o.next_attempt_at.label("due_at"))

@@ -1,5 +1,5 @@
 """outbox_fanouts: a measure on many items writes one row, and its outbox actions are
-written from it after its transaction, a chunk at a time (store/item_actions.py)
+written from it after its transaction, a chunk per transaction (store/item_actions.py)
 
 Measured on the 2-core machine, a report about an item with 100,000 copies on
 PostgreSQL: writing its 100,000 actions (a row and six index entries each) took 1.9 s
