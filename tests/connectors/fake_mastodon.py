@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -77,6 +78,7 @@ class FakeMastodon:
         self._lock = threading.Lock()
         self.remaining = self.rate_limit
         self.reset_at = time.time() + self.window_s
+        self._refused_for = 0.0  # how long an exhausted budget refuses calls (exhaust)
         self.service = self.add_account("takedown", staff=True)
         handler = _handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -262,14 +264,22 @@ class FakeMastodon:
 
     # -- rate limit ---------------------------------------------------------------------
     def exhaust(self, seconds: float) -> None:
-        """Spend the budget: the next calls get 429 until ``seconds`` from now."""
+        """Spend the budget: the next call gets 429 whenever it comes, and so does every
+        call until ``seconds`` after it (counted from that call, not from now: on a slow
+        machine the next call may come later than a test expects). 0: a fresh budget."""
         with self._lock:
+            if seconds <= 0:
+                self.remaining, self.reset_at = self.rate_limit, time.time() + self.window_s
+                return
             self.remaining = 0
-            self.reset_at = time.time() + seconds
+            self.reset_at = math.inf
+            self._refused_for = seconds
 
     def spend(self) -> tuple[bool, dict[str, str]]:
         with self._lock:
             now = time.time()
+            if self.reset_at == math.inf:  # exhausted: refused from this call on
+                self.reset_at = now + self._refused_for
             if now >= self.reset_at:
                 self.remaining, self.reset_at = self.rate_limit, now + self.window_s
             allowed = self.remaining > 0
