@@ -5,11 +5,11 @@ A measure on fewer than ``fanout_min`` items writes its actions in its own trans
 (one INSERT … SELECT). A larger one writes one ``outbox_fanouts`` row instead — the
 items, the parts each action's row is made of — and its actions are written from it
 later, a chunk per transaction (:func:`write_next`): by the delivery worker before its
-claims, and by whatever
-must see them all first (:func:`settle`: DSA statements, the transparency report). The
-items are restricted in the measure's transaction either way; only the platform's
-copies of the news wait (measured on the 2-core machine, PostgreSQL: 100,000 actions
-are 1.9 s of the server's CPU, 2.8-4.0 s of a 5-10 s report).
+claims, and by whatever must see them all first (:func:`settle`: DSA statements, the
+transparency report). The items are restricted in the measure's transaction either
+way; only the platform's copies of the news wait (measured on the 2-core machine,
+PostgreSQL: 100,000 actions are 1.9 s of the server's CPU, 2.8-4.0 s of a 5-10 s
+report).
 
 The rows are the same either way: an action's id and idempotency key are the measure's
 ``key_prefix`` followed by the item's id in ten digits, its times the measure's.
