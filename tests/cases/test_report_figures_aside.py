@@ -16,6 +16,7 @@ from takedown.services.cases import intake
 from takedown.services.cases.base import listed_figures
 from takedown.services.registry.service import AccountInput, ItemInput
 from takedown.store.models import Case, CaseItem
+from tests.cases.helpers import parent_report
 
 
 def _graph(rt: Runtime) -> None:
@@ -30,17 +31,8 @@ def _graph(rt: Runtime) -> None:
 
 
 def _report(rt: Runtime) -> str:
-    receipt = rt.cases.submit_report(
-        ReportInput(
-            category="csam",
-            reporter_role="parent_guardian",
-            item_ids=["orig"],
-            explanation="This video shows my son.",
-            good_faith=True,
-        ),
-        channel="api",
-    )
-    return receipt.case_number
+    report = ReportInput(**parent_report(["orig"]))  # type: ignore[arg-type]
+    return rt.cases.submit_report(report, channel="api").case_number
 
 
 def test_figures_read_aside_are_the_figures_read_in_the_transaction(

@@ -276,10 +276,8 @@ class _Chunk:
         for _, a, pid, ips in accounts:
             changes = folded.pop(pid, None)
             changed = self.reg.apply_account(s, rows[pid], a, ips, self.actor)
-            if changes:  # what apply_account records and does after the row's update
-                record(s, self.actor, "account.updated", "account", pid, changes)
-                if {"flagged", "prior_violations"} & set(changes):
-                    self.reg._cases.refresh_priority_for_accounts(s, [rows[pid].id])
+            if changes:  # written with the row: what apply_account does after an update
+                self.reg.account_updated(s, rows[pid], changes, self.actor)
             if changed and pid not in created:
                 self.result.accounts_changed += 1
         return {pid: acc.id for pid, acc in rows.items()}
@@ -650,18 +648,23 @@ class _Chunk:
         self.reg._cases.refresh_priority_for_items(s, sorted(changed))
 
 
-# A new account's columns before any event says otherwise (store/models.py's defaults).
+# A new account's columns before any event says otherwise: the model's defaults.
 _ACCOUNT_DEFAULTS: dict[str, object] = {
-    "handle": None,
-    "platform_status": "active",
-    "status": "active",
-    "flagged": False,
-    "flag_reason": None,
-    "flag_source": None,
-    "confirmed_violations": 0,
-    "prior_violations": 0,
-    "prior_violations_source": None,
-    "platform_reinstated_at": None,
+    c.name: c.default.arg if c.default is not None else None
+    for c in Account.__table__.c
+    if c.name
+    in (
+        "handle",
+        "platform_status",
+        "status",
+        "flagged",
+        "flag_reason",
+        "flag_source",
+        "confirmed_violations",
+        "prior_violations",
+        "prior_violations_source",
+        "platform_reinstated_at",
+    )
 }
 
 _ITEM_COLUMNS = (

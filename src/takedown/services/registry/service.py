@@ -340,10 +340,17 @@ class RegistryService:
             for k, v in changed.items():
                 setattr(acc, k, v)
             acc.updated_at = now
-            record(s, actor, "account.updated", "account", acc.platform_id, changed)
-            if {"flagged", "prior_violations"} & set(changed):
-                self._cases.refresh_priority_for_accounts(s, [acc.id])
+            self.account_updated(s, acc, changed, actor)
         return bool(changed) or bool(added)
+
+    def account_updated(
+        self, s: Session, acc: Account, changed: dict[str, object], actor: str
+    ) -> None:
+        """What follows a change of an account's fields, however it was written: its
+        event, and the priority of its cases when their triage reads the change."""
+        record(s, actor, "account.updated", "account", acc.platform_id, changed)
+        if {"flagged", "prior_violations"} & set(changed):
+            self._cases.refresh_priority_for_accounts(s, [acc.id])
 
     def _reinstated_by_platform(self, s: Session, acc: Account, actor: str, now: datetime) -> None:
         """The platform reactivated an account Takedown suspended: recorded, on the
