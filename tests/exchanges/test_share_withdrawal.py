@@ -81,11 +81,12 @@ def test_an_overturned_decision_withdraws_its_threatexchange_share(
     (event,) = audit(rt, "exchange.share_withdrawal_queued")
     assert json.loads(event.details)["upstream_id"] == queued["upstream_id"]
     te.fail_next(503)
-    assert rt.shares.withdraw_due() == 0
+    t0 = utcnow()  # one clock: a slow machine must not make the retry due early
+    assert rt.shares.withdraw_due(now=t0) == 0
     retry = client.get(f"/v1/exchange-shares/{first['id']}", headers=legal).json()
     assert (retry["state"], retry["attempts"]) == ("withdrawing", 1) and retry["last_error"]
-    assert rt.shares.withdraw_due() == 0  # not due yet
-    assert rt.shares.withdraw_due(now=utcnow() + timedelta(minutes=1)) == 1
+    assert rt.shares.withdraw_due(now=t0 + timedelta(seconds=1)) == 0  # not due yet
+    assert rt.shares.withdraw_due(now=t0 + timedelta(minutes=1)) == 1
     done = client.get(f"/v1/exchange-shares/{first['id']}", headers=legal).json()
     assert done["state"] == "withdrawn" and done["withdrawn_at"] and done["last_error"] is None
     assert sorted(te.deletions) == sorted(int(d) for d in descriptors.values())

@@ -122,12 +122,13 @@ def test_sharing_needs_a_bank_setting_and_legal_approval(rt, client, auth, tmp_p
     again = client.post(f"/v1/exchange-shares/{sid}/approve", headers=legal)
     assert again.status_code == 409 and again.json()["code"] == "share_already_decided"
     ncmec.fail_next(503)
-    assert rt.shares.send_due() == 0
+    t0 = utcnow()  # one clock: a slow machine must not make the retry due early
+    assert rt.shares.send_due(now=t0) == 0
     after = client.get(f"/v1/exchange-shares/{sid}", headers=legal).json()
     assert (after["state"], after["attempts"]) == ("approved", 1)
     assert "503" in after["last_error"] and ncmec.submissions == []
-    assert rt.shares.send_due() == 0  # not due yet
-    assert rt.shares.send_due(now=utcnow() + timedelta(minutes=1)) == 1
+    assert rt.shares.send_due(now=t0 + timedelta(seconds=1)) == 0  # not due yet
+    assert rt.shares.send_due(now=t0 + timedelta(minutes=1)) == 1
     sent = client.get(f"/v1/exchange-shares/{sid}", headers=legal).json()
     assert sent["state"] == "sent" and sent["upstream_id"] == f"{MEMBER_ID}-{sid}"
     assert sent["sent_at"] and sent["last_error"] is None

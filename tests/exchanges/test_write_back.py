@@ -61,12 +61,15 @@ def test_opinions_go_back_with_retries(rt, client, tmp_path, ncmec, stopncii):  
     # times); the outbox tries again later.
     stopncii.fail_next(503)
     ncmec.fail_next(500, 5)
-    assert rt.exchanges.send_due() == 0
+    # One clock for the three calls: the retry is scheduled from the first call's time,
+    # and a slow machine must not make it due before the second.
+    t0 = utcnow()
+    assert rt.exchanges.send_due(now=t0) == 0
     rows = _feedback(rt)
     assert [(r.state, r.attempts) for r in rows] == [("pending", 1), ("pending", 1)]
     assert "503" in (rows[0].last_error or "") and "500" in (rows[1].last_error or "")
-    assert rt.exchanges.send_due() == 0  # not due yet
-    assert rt.exchanges.send_due(now=utcnow() + timedelta(minutes=1)) == 2
+    assert rt.exchanges.send_due(now=t0 + timedelta(seconds=1)) == 0  # not due yet
+    assert rt.exchanges.send_due(now=t0 + timedelta(minutes=1)) == 2
     assert [r.state for r in _feedback(rt)] == ["sent", "sent"]
     (body,) = stopncii.feedback
     assert body["hashFeedbacks"][0]["hashValue"] == pdq(1)
