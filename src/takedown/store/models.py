@@ -514,7 +514,15 @@ class OutboxMessage(Base):
             postgresql_where=text("state IN ('pending', 'delivering', 'dead_letter')"),
         ),
         # Order per target: "is there an earlier undelivered action for this item?"
-        Index("ix_outbox_target_order", "target_type", "target_platform_id", "id"),
+        # Open rows only (migration 0033): an acknowledged row writes no entry here.
+        Index(
+            "ix_outbox_target_order",
+            "target_type",
+            "target_platform_id",
+            "id",
+            sqlite_where=text("state IN ('pending', 'delivering')"),
+            postgresql_where=text("state IN ('pending', 'delivering')"),
+        ),
         # What is left to deliver, oldest first (services/outbound/delivery.py).
         Index(
             "ix_outbox_open",
