@@ -138,6 +138,10 @@ def _dispatcher(
     )  # type: ignore[arg-type]
 
 
+def _delivery_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("takedown-deliv")}
+
+
 def _states(rt: Runtime) -> dict[str, int]:
     with rt.sessions() as s:
         return dict(
@@ -281,6 +285,7 @@ def test_two_workers_never_deliver_the_same_action(settings, receiver):
     b = open_runtime(settings, migrate=False)
     try:
         _restrict_some(a, 40)
+        before = _delivery_threads()
         workers = [
             DeliveryWorker(_dispatcher(x, receiver.url), interval_s=0.05) for x in (a, b, a, b)
         ]
@@ -294,6 +299,9 @@ def test_two_workers_never_deliver_the_same_action(settings, receiver):
         assert _states(a) == {"acknowledged": 40}
         assert len(receiver.received) == 40  # no action posted twice
         assert len({d["id"] for d in receiver.received}) == 40
+        # A stopped worker leaves no thread behind: its dispatcher's sending and
+        # recording threads ended with it (threads earlier tests left are not these).
+        assert not [t.name for t in _delivery_threads() - before]
     finally:
         a.close()
         b.close()

@@ -100,6 +100,11 @@ class DeliveryWorker(PeriodicWorker):
     def round(self) -> bool:
         return self._dispatcher.deliver_due(limit=self._batch) >= self._batch
 
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
+        if not self.running:  # its last round is over: the dispatcher's threads end too
+            self._dispatcher.close()
+
 
 def delivery_dispatcher(rt: Runtime) -> DeliveryDispatcher | None:
     """The dispatcher the settings ask for: JetStream when ``TAKEDOWN_ACTIONS_NATS_URL``

@@ -188,8 +188,24 @@ class DeliveryDispatcher:
         self._policy = policy or DeliveryPolicy()
         self._rng = rng or random.Random()
         self.batch_max = batch_max
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send")
-        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-record")
+        # The sending and the recording threads: made at the first delivery, shut down
+        # by close() (made again if the dispatcher is used after it).
+        self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        if self._threads is None:
+            self._threads = (
+                ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-send"),
+                ThreadPoolExecutor(1, thread_name_prefix="takedown-delivery-record"),
+            )
+        return self._threads
+
+    def close(self) -> None:
+        """Let the sending and recording threads end (after the work they hold). The
+        sink is its owner's to close."""
+        threads, self._threads = self._threads, None
+        for pool in threads or ():
+            pool.shutdown(wait=True)
 
     def deliver_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
         """Deliver up to ``limit`` due actions; returns how many were acknowledged.
@@ -204,7 +220,10 @@ class DeliveryDispatcher:
         delivered = 0
         claimed = self._claim(now or utcnow(), min(self.claim_max, limit))
         tried = len(claimed)
-        sending = self._pool.submit(self._send_all, claimed) if claimed else None
+        if not claimed:
+            return 0
+        pool, recorder = self._pools()
+        sending: Future[Any] | None = pool.submit(self._send_all, claimed)
         recording: Future[int] | None = None
         try:
             while sending is not None:
@@ -218,10 +237,10 @@ class DeliveryDispatcher:
                 # was (its lease undone), to be tried again next round, not now.
                 unreachable = bool(unsent) or bool(following and _unreachable(sent[-1][1]))
                 if following and not unreachable:
-                    sending = self._pool.submit(self._send_all, following)
+                    sending = pool.submit(self._send_all, following)
                 if recording is not None:
                     delivered += recording.result()  # one recording at a time
-                recording = self._recorder.submit(self._record_sent, sent, now or utcnow())
+                recording = recorder.submit(self._record_sent, sent, now or utcnow())
                 if unreachable:
                     self._release([*unsent, *following], now or utcnow())
             if recording is not None:
