@@ -32,6 +32,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# Playwright waits 5 s for an expect() and 30 s for an action or a navigation by default:
+# too little for Chromium and the app (a thread of this very process) on a loaded CI
+# machine. A passing check returns as soon as it holds, so a long deadline costs nothing.
+BROWSER_TIMEOUT_MS = 120_000
 
 
 def browser_unavailable(reason: str) -> None:
@@ -40,22 +44,47 @@ def browser_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+class _GenerousBrowser:
+    """The launched browser, its contexts waiting ``BROWSER_TIMEOUT_MS`` for actions,
+    navigations and ``wait_for_*`` (explicit timeouts in a test still apply)."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_context(self, **kwargs: Any) -> Any:
+        context = self._browser.new_context(**kwargs)
+        context.set_default_timeout(BROWSER_TIMEOUT_MS)
+        context.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
+        return context
+
+    def new_page(self, **kwargs: Any) -> Any:
+        page = self._browser.new_page(**kwargs)
+        page.set_default_timeout(BROWSER_TIMEOUT_MS)
+        page.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium per test module (starting it is the slow part)."""
+    """One headless Chromium per test module (starting it is the slow part), with
+    generous default timeouts for expect() and for the pages' actions."""
     if not CHROMIUM.exists():
         browser_unavailable(
             f"{CHROMIUM} is missing; run scripts/install as root or apt-get install chromium"
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         browser_unavailable("the playwright package is not installed (pip install -e '.[test]')")
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        yield chromium
+        expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+        yield _GenerousBrowser(chromium)
         chromium.close()
 
 

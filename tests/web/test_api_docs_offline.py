@@ -27,9 +27,9 @@ def test_the_api_reference_renders_with_no_request_leaving_the_server(
         response = page.goto(f"{live_url}/docs")
         assert response is not None and response.status == 200
         # Swagger UI ran: the API's title and an operation from the OpenAPI document.
-        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        page.wait_for_selector(".swagger-ui .info .title")
         assert "Takedown API" in page.inner_text(".swagger-ui .info .title")
-        page.wait_for_selector('.opblock-summary-path[data-path^="/v1/"]', timeout=30_000)
+        page.wait_for_selector('.opblock-summary-path[data-path^="/v1/"]')
         assert elsewhere == []
     finally:
         context.close()
