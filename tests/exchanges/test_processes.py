@@ -132,7 +132,7 @@ def test_kill_9_mid_sync_then_resume(rt, database_url, tmp_path, ncmec):
     # the next one.
     _wait_for(lambda: _counts(rt)[0] > 0, "a first batch committed", proc)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    proc.wait(60)
     ncmec.hold_page = None
     ncmec.release.set()
     # Whole pages only: pages are fetched ahead and applied in batches, so one to four

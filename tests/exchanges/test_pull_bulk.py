@@ -243,7 +243,7 @@ def test_kill_9_of_a_sync_whose_pull_is_in_a_child(rt, database_url, tmp_path, n
         assert len(children) == 1  # the child process fetching the pages
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        proc.wait(60)
     ncmec.hold_page = None
     ncmec.release.set()
     # The child's answer has nowhere to go: it ends instead of pulling on.

@@ -85,7 +85,7 @@ def test_cli_console_and_worker(rt, client, database_url, tmp_path, ncmec, monke
             time.sleep(0.2)
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        worker.wait(120)
     (now,) = _shares(env, "--state", "sent")
     assert now["id"] == share["id"], now
     assert now["upstream_id"] == f"{MEMBER_ID}-{share['id']}" and now["attempts"] == 2
@@ -145,7 +145,7 @@ def test_worker_shares_to_threatexchange_and_takes_it_back(rt, client, database_
                 time.sleep(0.2)
         finally:
             worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+            worker.wait(120)
 
     run_worker_until("sent")
     (sent,) = _shares(env, "--state", "sent")

@@ -88,7 +88,7 @@ def test_threatexchange_cli_kill_9_resume_and_worker_reactions(
     _wait(lambda: _counts(rt)[0] > 0 or proc.poll() is not None, "a first batch committed")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    proc.wait(60)
     te.hold_after = None
     te.release.set()
     te.delete(101, base + 40)  # meanwhile upstream deletes an applied indicator

@@ -74,7 +74,7 @@ def test_screenings_queued_behind_a_commit_share_the_next_one(rt: Runtime):
                 _wait_until(lambda: recorder.waiting == 20, "20 screenings wait")
                 assert _count(rt, Screening) == 0  # nothing answered before its commit
                 assert not any(f.done() for f in futures)
-            ids = [f.result(timeout=30) for f in futures]
+            ids = [f.result(timeout=120) for f in futures]
     finally:
         recorder.close()
     assert len(set(ids)) == 20
@@ -105,7 +105,7 @@ def test_each_screening_of_a_batch_keeps_its_own_matches(rt: Runtime):
             with _write_lock_held(rt):
                 futures = [pool.submit(recorder.record, r) for r in records]
                 _wait_until(lambda: recorder.waiting == 12, "12 screenings wait")
-            ids = [f.result(timeout=30) for f in futures]
+            ids = [f.result(timeout=120) for f in futures]
     finally:
         recorder.close()
     assert recorder.batches <= 2
@@ -142,7 +142,7 @@ def test_a_bad_record_fails_alone(rt: Runtime):
             _wait_until(lambda: recorder.waiting == 3, "3 screenings wait")
         for ref, future in futures.items():
             try:
-                outcomes[ref] = future.result(timeout=30)
+                outcomes[ref] = future.result(timeout=120)
             except IntegrityError as exc:
                 outcomes[ref] = exc
     finally:
@@ -186,8 +186,8 @@ def test_close_writes_what_is_queued_then_refuses(rt: Runtime):
             futures = [pool.submit(recorder.record, record) for _ in range(4)]
             _wait_until(lambda: recorder.waiting == 4, "4 screenings wait")
             closing = pool.submit(recorder.close)  # waits for the lock like the writer
-        closing.result(timeout=30)
-        assert all(isinstance(f.result(timeout=30), str) for f in futures)
+        closing.result(timeout=120)
+        assert all(isinstance(f.result(timeout=120), str) for f in futures)
     assert _count(rt, Screening) == 4
     with pytest.raises(RuntimeError, match="closed"):
         recorder.record(record)

@@ -97,7 +97,7 @@ def server(plugin_env: dict[str, str]) -> Iterator[tuple[httpx.Client, dict[str,
     finally:
         client.close()
         proc.terminate()
-        proc.wait(30)
+        proc.wait(120)
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
