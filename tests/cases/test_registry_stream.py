@@ -141,7 +141,9 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
 
         # Every message delivered again (the consumer forgotten): nothing applied twice.
         asyncio.run(_nats("delete_consumer", stream, durable))
-        third = _consume(env, "--idle-exit", "2")
+        # A new consumer, nothing to take over: a long ack wait, so that a batch applied
+        # slowly on a loaded machine is not redelivered (and counted twice) meanwhile.
+        third = _consume({**env, "TAKEDOWN_NATS_ACK_WAIT_S": "60"}, "--idle-exit", "2")
         stdout, stderr = third.communicate(timeout=120)
         assert third.returncode == 0, stderr
         again = json.loads(stdout.strip().splitlines()[-1])
