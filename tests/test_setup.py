@@ -435,10 +435,10 @@ def test_the_server_and_the_cli_agree_and_the_audit_log_verifies(
     key = created.stdout.strip()
     auth = {"Authorization": f"Bearer {key}"}
     for name in ("from-api-1", "from-api-2"):  # each worker may take one
-        r = httpx.post(f"{base}/v1/banks", headers=auth, json={"name": name}, timeout=30)
+        r = httpx.post(f"{base}/v1/banks", headers=auth, json={"name": name}, timeout=120)
         assert r.status_code == 201, r.text
     assert _invoke("bank", "create", "from-cli")[0] == 0
-    r = httpx.post(f"{base}/v1/banks", headers=auth, json={"name": "from-api-3"}, timeout=30)
+    r = httpx.post(f"{base}/v1/banks", headers=auth, json={"name": "from-api-3"}, timeout=120)
     assert r.status_code == 201, r.text
     code, output = _invoke("audit", "verify")
     assert code == 0 and "audit log intact" in output, output

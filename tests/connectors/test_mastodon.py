@@ -155,7 +155,7 @@ max_rate_limit_wait_seconds = 5
             http.post(
                 takedown + "/v1/auth/token",
                 json={"username": name, "password": PASSWORD},
-                timeout=30,
+                timeout=120,  # may wait in the queue of a worker still starting
             ).json()["token"]
             for name in SPECIALISTS
         ]

@@ -87,7 +87,7 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_limit(
     address the proxy names, so two clients behind one proxy do not share a limit."""
     server, base = _serve(tmp_path, sqlite_template, workers, [], {})
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=120) as client:
             assert _report(client, "203.0.113.5") == 201
             assert _report(client, "203.0.113.5") == 201
             assert _report(client, "203.0.113.5") == 429
@@ -113,7 +113,7 @@ def test_an_untrusted_peer_cannot_dodge_the_limit_with_x_forwarded_for(
     client making up a new address on every request is still counted as itself."""
     server, base = _serve(tmp_path, sqlite_template, workers, args, env)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=120) as client:
             assert _report(client, "203.0.113.1") == 201
             assert _report(client, "203.0.113.2") == 201
             assert _report(client, "203.0.113.3") == 429
