@@ -405,7 +405,10 @@ def test_a_claim_spans_several_requests_and_the_worker_delivers_each_action_once
 
     _restrict_some(rt, 60)
     d = DeliveryDispatcher(
-        rt.sessions, WebhookClient(batch_receiver.url, SECRET), batch_max=7, claim_max=20
+        rt.sessions,
+        WebhookClient(batch_receiver.url, SECRET, timeout_s=60),  # never posted twice for lateness
+        batch_max=7,
+        claim_max=20,
     )
     worker = DeliveryWorker(d, interval_s=0.05).start()
     try:
