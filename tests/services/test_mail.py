@@ -72,7 +72,10 @@ class SmtpServer:
     controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        # aiosmtpd gives its thread 5 s to start by default: too little on a loaded machine.
+        self.controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, ready_timeout=120
+        )
         self.controller.start()
 
     def stop(self) -> None:
@@ -81,6 +84,9 @@ class SmtpServer:
             self.controller = None
 
     def sender(self, **kw: Any) -> SmtpSender:
+        # This server is a thread of the busy test process: a reply it gives late must
+        # not time out (the tests count attempts and messages exactly).
+        kw.setdefault("timeout", 60)
         return SmtpSender("127.0.0.1", self.port, mail_from="takedown@example.test", **kw)
 
 
