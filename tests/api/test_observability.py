@@ -304,7 +304,6 @@ def test_two_workers_sum_their_counts_and_log_json(sqlite_template: Path, tmp_pa
     stale.write_bytes(b"old")
     server, port = start_server(env, workers=2)
     base = f"http://127.0.0.1:{port}"
-    screenings = 24
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -315,17 +314,25 @@ def test_two_workers_sum_their_counts_and_log_json(sqlite_template: Path, tmp_pa
                 pass
             assert time.monotonic() < deadline and server.poll() is None, "no server"
             time.sleep(0.1)
-        for i in range(screenings):  # a new connection each: spread over both sockets
+        # A new connection each, spread over both workers' sockets -- once both are
+        # up: a worker still starting takes no connection (the first one up takes
+        # them all meanwhile), so screen until both have screened some.
+        screenings = 0
+        deadline = time.monotonic() + 300
+        while True:
             r = httpx.post(
                 base + "/v1/screen/hashes",
-                json={"md5": f"{i:032x}"},
-                headers={**screen, "X-Request-ID": f"obs-{i}"},
-                timeout=30,
+                json={"md5": f"{screenings:032x}"},
+                headers={**screen, "X-Request-ID": f"obs-{screenings}"},
+                timeout=120,
             )
-            assert r.status_code == 200 and r.headers["x-request-id"] == f"obs-{i}"
-        files = {p.name for p in (data / "metrics").glob("counter_*.db")}
+            assert r.status_code == 200 and r.headers["x-request-id"] == f"obs-{screenings}"
+            screenings += 1
+            files = {p.name for p in (data / "metrics").glob("counter_*.db")}
+            if screenings >= 24 and len(files) == 2:
+                break  # both workers screened some
+            assert time.monotonic() < deadline, files
         assert "counter_1.db" not in files
-        assert len(files) == 2, files  # both workers screened some
         for _ in range(4):  # whichever worker answers, it reports both workers' counts
             body = httpx.get(base + "/metrics", headers=metrics, timeout=30).text
             samples = _samples(body)
