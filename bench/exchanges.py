@@ -18,6 +18,9 @@ fresh database with an empty bank. Then, timed from outside through the CLI:
   existing ones), `takedown exchange sync` again, then the seconds until the last new
   PDQ is blocked everywhere and a deleted one is allowed. End to end is the sum.
 
+With --database-url (a PostgreSQL server) the run gets a database of its own, created
+on that server and dropped afterwards (the database the URL names is not written to).
+
 Prints JSON and writes bench/results/exchanges.json (exchanges-postgresql.json with
 --database-url), with the machine's load average.
 """
@@ -40,6 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import drop_postgres, fresh_postgres  # noqa: E402
 from tests.exchanges.ncmec_hash_server import PASSWORD, USER, NcmecHashServer  # noqa: E402
 
 from takedown.config import Settings  # noqa: E402
@@ -150,17 +154,37 @@ def main() -> None:
         "workers": args.workers,
         "backend": "postgresql" if args.database_url else "sqlite",
     }
+    database_url, db_name = fresh_postgres(args.database_url) if args.database_url else (None, "")
+    try:
+        _run(args, rng, server, server_cpu, pdqs, out, database_url)
+    finally:
+        server.stop()
+        _write(out, args)
+        if args.database_url:
+            drop_postgres(args.database_url, db_name)
+    print(json.dumps(out, indent=2))
+
+
+def _run(  # noqa: PLR0913
+    args: argparse.Namespace,
+    rng: random.Random,
+    server: NcmecHashServer,
+    server_cpu: list[float],
+    pdqs: list[str],
+    out: dict[str, object],
+    database_url: str | None,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TAKEDOWN_DATA_DIR": tmp, "TAKEDOWN_ACCESS_LOG": "false"}
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")]
         )
-        if args.database_url:
-            env["TAKEDOWN_DATABASE_URL"] = args.database_url
+        if database_url:
+            env["TAKEDOWN_DATABASE_URL"] = database_url
             env["TAKEDOWN_MASTER_KEY"] = new_key_text()
         settings = Settings(
             data_dir=Path(tmp),
-            database_url=args.database_url,
+            database_url=database_url,
             master_key=env.get("TAKEDOWN_MASTER_KEY"),
         )
         creds = Path(tmp) / "ncmec.creds"
@@ -243,9 +267,6 @@ def main() -> None:
         finally:
             serve.terminate()
             serve.wait(30)
-            server.stop()
-            _write(out, args)
-    print(json.dumps(out, indent=2))
 
 
 def _write(out: dict[str, object], args: argparse.Namespace) -> None:
