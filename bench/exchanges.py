@@ -13,7 +13,8 @@ fresh database with an empty bank. Then, timed from outside through the CLI:
   worker blocks the last entry's PDQ (20 answers in a row on new connections);
   The CPU seconds of the sync command (with the child process that fetches a long
   pull's pages) are reported beside the wall time: on this shared machine the wall time
-  depends on what else runs;
+  depends on what else runs; on PostgreSQL (a server on this machine) also the CPU
+  seconds of the backends serving the sync's connections (``postgres_cpu_s``);
 - incremental sync: CHANGES changes upstream (half new entries, half deletions of
   existing ones), `takedown exchange sync` again, then the seconds until the last new
   PDQ is blocked everywhere and a deleted one is allowed. End to end is the sum.
@@ -36,10 +37,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -77,6 +81,60 @@ def _cli(env: dict[str, str], *args: str) -> tuple[float, str]:
     if done.returncode != 0:
         raise RuntimeError(f"takedown {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - t, done.stdout
+
+
+SYNC_APP = "takedown-bench-sync"  # the sync command's connections' application_name
+
+
+class _BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving connections named ``SYNC_APP``
+    (libpq's PGAPPNAME, set for the sync command only), read from /proc/<pid>/stat while
+    they run (a server on this machine): PostgreSQL's share of the sync, which the
+    command's own CPU seconds leave out. Polled every 0.1 s; a backend's last tenth of a
+    second may be missed. None when the server's processes cannot be read."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self._url = database_url
+        self._last: dict[int, float] = {}
+        self._readable = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _BackendCpu:
+        if self._url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def seconds(self) -> float | None:
+        if not self._url or not self._readable:
+            return None
+        return round(sum(self._last.values()), 1)
+
+    def _poll(self) -> None:
+        assert self._url is not None
+        engine = create_engine(self._url, isolation_level="AUTOCOMMIT")
+        question = sql("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+        tick = os.sysconf("SC_CLK_TCK")
+        try:
+            with engine.connect() as c:
+                while not self._stop.wait(0.1):
+                    for pid in c.execute(question, {"name": SYNC_APP}).scalars():
+                        try:
+                            with open(f"/proc/{pid}/stat") as fh:
+                                fields = fh.read().rsplit(")", 1)[1].split()
+                        except FileNotFoundError:  # ended since
+                            continue
+                        except OSError:
+                            self._readable = False
+                            return
+                        self._last[pid] = (int(fields[11]) + int(fields[12])) / tick
+        finally:
+            engine.dispose()
 
 
 def _until(base: str, key: str, pdq: str, verdict: str, limit_s: float = 300) -> float:
@@ -182,6 +240,7 @@ def _run(  # noqa: PLR0913
         if database_url:
             env["TAKEDOWN_DATABASE_URL"] = database_url
             env["TAKEDOWN_MASTER_KEY"] = new_key_text()
+        sync_env = {**env, "PGAPPNAME": SYNC_APP}  # see _BackendCpu
         settings = Settings(
             data_dir=Path(tmp),
             database_url=database_url,
@@ -215,12 +274,14 @@ def _run(  # noqa: PLR0913
             _wait_healthy(base, log)
             out["load_average_before"] = _load_average()
             cpu = _children_cpu()
-            sync_s, text = _cli(env, "exchange", "sync", "ncmec-bench", "--json")
+            with _BackendCpu(database_url) as backends:
+                sync_s, text = _cli(sync_env, "exchange", "sync", "ncmec-bench", "--json")
             cpu = _children_cpu() - cpu
             first = json.loads(text)
             out["first_sync"] = {
                 "seconds": round(sync_s, 2),
                 "cpu_s": round(cpu, 1),
+                "postgres_cpu_s": backends.seconds(),
                 "pages": first["pages"],
                 "bank_entries_added": first["added"],
                 "entries_per_s": round(args.n / sync_s),
@@ -246,7 +307,8 @@ def _run(  # noqa: PLR0913
             t = time.perf_counter()
             cpu = _children_cpu()
             try:
-                inc_s, text = _cli(env, "exchange", "sync", "ncmec-bench", "--json")
+                with _BackendCpu(database_url) as backends:
+                    inc_s, text = _cli(sync_env, "exchange", "sync", "ncmec-bench", "--json")
             except RuntimeError as exc:
                 out["incremental_sync"] = {"error": str(exc)}
                 raise
@@ -259,6 +321,7 @@ def _run(  # noqa: PLR0913
                 "disabled": inc["disabled"],
                 "sync_s": round(inc_s, 2),
                 "sync_cpu_s": round(_children_cpu() - cpu, 1),
+                "sync_postgres_cpu_s": backends.seconds(),
                 "new_entry_blocked_everywhere_after_s": searchable,
                 "deleted_entry_allowed_everywhere_after_s": allowed,
                 "end_to_end_s": round(time.perf_counter() - t, 2),
