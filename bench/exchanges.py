@@ -13,10 +13,14 @@ fresh database with an empty bank. Then, timed from outside through the CLI:
   worker blocks the last entry's PDQ (20 answers in a row on new connections);
   The CPU seconds of the sync command (with the child process that fetches a long
   pull's pages) are reported beside the wall time: on this shared machine the wall time
-  depends on what else runs;
+  depends on what else runs; on PostgreSQL (a server on this machine) also the CPU
+  seconds of the backends serving the sync's connections (``postgres_cpu_s``);
 - incremental sync: CHANGES changes upstream (half new entries, half deletions of
   existing ones), `takedown exchange sync` again, then the seconds until the last new
   PDQ is blocked everywhere and a deleted one is allowed. End to end is the sum.
+
+With --database-url (a PostgreSQL server) the run gets a database of its own, created
+on that server and dropped afterwards (the database the URL names is not written to).
 
 Prints JSON and writes bench/results/exchanges.json (exchanges-postgresql.json with
 --database-url), with the machine's load average.
@@ -33,13 +37,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import drop_postgres, fresh_postgres  # noqa: E402
 from tests.exchanges.ncmec_hash_server import PASSWORD, USER, NcmecHashServer  # noqa: E402
 
 from takedown.config import Settings  # noqa: E402
@@ -73,6 +81,60 @@ def _cli(env: dict[str, str], *args: str) -> tuple[float, str]:
     if done.returncode != 0:
         raise RuntimeError(f"takedown {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - t, done.stdout
+
+
+SYNC_APP = "takedown-bench-sync"  # the sync command's connections' application_name
+
+
+class _BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving connections named ``SYNC_APP``
+    (libpq's PGAPPNAME, set for the sync command only), read from /proc/<pid>/stat while
+    they run (a server on this machine): PostgreSQL's share of the sync, which the
+    command's own CPU seconds leave out. Polled every 0.1 s; a backend's last tenth of a
+    second may be missed. None when the server's processes cannot be read."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self._url = database_url
+        self._last: dict[int, float] = {}
+        self._readable = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _BackendCpu:
+        if self._url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def seconds(self) -> float | None:
+        if not self._url or not self._readable:
+            return None
+        return round(sum(self._last.values()), 1)
+
+    def _poll(self) -> None:
+        assert self._url is not None
+        engine = create_engine(self._url, isolation_level="AUTOCOMMIT")
+        question = sql("SELECT pid FROM pg_stat_activity WHERE application_name = :name")
+        tick = os.sysconf("SC_CLK_TCK")
+        try:
+            with engine.connect() as c:
+                while not self._stop.wait(0.1):
+                    for pid in c.execute(question, {"name": SYNC_APP}).scalars():
+                        try:
+                            with open(f"/proc/{pid}/stat") as fh:
+                                fields = fh.read().rsplit(")", 1)[1].split()
+                        except FileNotFoundError:  # ended since
+                            continue
+                        except OSError:
+                            self._readable = False
+                            return
+                        self._last[pid] = (int(fields[11]) + int(fields[12])) / tick
+        finally:
+            engine.dispose()
 
 
 def _until(base: str, key: str, pdq: str, verdict: str, limit_s: float = 300) -> float:
@@ -150,17 +212,38 @@ def main() -> None:
         "workers": args.workers,
         "backend": "postgresql" if args.database_url else "sqlite",
     }
+    database_url, db_name = fresh_postgres(args.database_url) if args.database_url else (None, "")
+    try:
+        _run(args, rng, server, server_cpu, pdqs, out, database_url)
+    finally:
+        server.stop()
+        _write(out, args)
+        if args.database_url:
+            drop_postgres(args.database_url, db_name)
+    print(json.dumps(out, indent=2))
+
+
+def _run(  # noqa: PLR0913
+    args: argparse.Namespace,
+    rng: random.Random,
+    server: NcmecHashServer,
+    server_cpu: list[float],
+    pdqs: list[str],
+    out: dict[str, object],
+    database_url: str | None,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TAKEDOWN_DATA_DIR": tmp, "TAKEDOWN_ACCESS_LOG": "false"}
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).resolve().parents[1] / "src"), env.get("PYTHONPATH", "")]
         )
-        if args.database_url:
-            env["TAKEDOWN_DATABASE_URL"] = args.database_url
+        if database_url:
+            env["TAKEDOWN_DATABASE_URL"] = database_url
             env["TAKEDOWN_MASTER_KEY"] = new_key_text()
+        sync_env = {**env, "PGAPPNAME": SYNC_APP}  # see _BackendCpu
         settings = Settings(
             data_dir=Path(tmp),
-            database_url=args.database_url,
+            database_url=database_url,
             master_key=env.get("TAKEDOWN_MASTER_KEY"),
         )
         creds = Path(tmp) / "ncmec.creds"
@@ -191,12 +274,14 @@ def main() -> None:
             _wait_healthy(base, log)
             out["load_average_before"] = _load_average()
             cpu = _children_cpu()
-            sync_s, text = _cli(env, "exchange", "sync", "ncmec-bench", "--json")
+            with _BackendCpu(database_url) as backends:
+                sync_s, text = _cli(sync_env, "exchange", "sync", "ncmec-bench", "--json")
             cpu = _children_cpu() - cpu
             first = json.loads(text)
             out["first_sync"] = {
                 "seconds": round(sync_s, 2),
                 "cpu_s": round(cpu, 1),
+                "postgres_cpu_s": backends.seconds(),
                 "pages": first["pages"],
                 "bank_entries_added": first["added"],
                 "entries_per_s": round(args.n / sync_s),
@@ -222,7 +307,8 @@ def main() -> None:
             t = time.perf_counter()
             cpu = _children_cpu()
             try:
-                inc_s, text = _cli(env, "exchange", "sync", "ncmec-bench", "--json")
+                with _BackendCpu(database_url) as backends:
+                    inc_s, text = _cli(sync_env, "exchange", "sync", "ncmec-bench", "--json")
             except RuntimeError as exc:
                 out["incremental_sync"] = {"error": str(exc)}
                 raise
@@ -235,6 +321,7 @@ def main() -> None:
                 "disabled": inc["disabled"],
                 "sync_s": round(inc_s, 2),
                 "sync_cpu_s": round(_children_cpu() - cpu, 1),
+                "sync_postgres_cpu_s": backends.seconds(),
                 "new_entry_blocked_everywhere_after_s": searchable,
                 "deleted_entry_allowed_everywhere_after_s": allowed,
                 "end_to_end_s": round(time.perf_counter() - t, 2),
@@ -243,9 +330,6 @@ def main() -> None:
         finally:
             serve.terminate()
             serve.wait(30)
-            server.stop()
-            _write(out, args)
-    print(json.dumps(out, indent=2))
 
 
 def _write(out: dict[str, object], args: argparse.Namespace) -> None:

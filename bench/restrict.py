@@ -38,11 +38,11 @@ import uuid
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._pg import drop_postgres, fresh_postgres  # noqa: E402
 from tests.services.test_delivery import SECRET  # noqa: E402
 
 from takedown.api.app import create_app  # noqa: E402
@@ -230,22 +230,6 @@ class StreamReader:
             self.proc.wait()
 
 
-def _fresh_postgres(server_url: str) -> tuple[str, str]:
-    name = f"takedown_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(server_url).set(database=name).render_as_string(False), name
-
-
-def _drop_postgres(server_url: str, name: str) -> None:
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
-
 def run(
     copies: int,
     sink: str,
@@ -255,13 +239,13 @@ def run(
     poll_s: float = 0.5,
     decide: bool = False,
 ) -> dict[str, object]:
-    database_url, db_name = _fresh_postgres(server_url) if server_url else (None, "")
+    database_url, db_name = fresh_postgres(server_url) if server_url else (None, "")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             return _run(copies, sink, database_url, Path(tmp), batch_max, poll_s, decide)
     finally:
         if server_url:
-            _drop_postgres(server_url, db_name)
+            drop_postgres(server_url, db_name)
 
 
 def _run(  # noqa: PLR0913

@@ -25,7 +25,7 @@ from takedown.errors import ExchangeFailed
 from takedown.integrations import feed_process
 from takedown.integrations.hash_exchanges import NcmecFeed
 from takedown.runtime import Runtime
-from takedown.store.models import BankEntry, ExchangeEntry
+from takedown.store.models import Bank, BankEntry, ExchangeEntry
 from tests.exchanges.ncmec_hash_server import PASSWORD, USER, NcmecHashServer
 
 
@@ -308,3 +308,38 @@ def test_a_sync_refreshes_postgresqls_statistics_as_the_bank_grows(
             assert time.monotonic() < deadline, (table, before, after)
             time.sleep(0.2)
             after = _last_analyzed(rt) or {}
+
+
+def test_values_asked_in_one_string_and_one_with_a_line_break(rt: Runtime):
+    # _rows_in sends PostgreSQL the values as one string split by the server; a value
+    # with a line break in it cannot be, and is asked as an array instead.
+    from datetime import UTC, datetime
+
+    from takedown.services.exchanges.service import _rows_in
+    from takedown.store.db import bulk_insert, unit_of_work
+    from takedown.store.models import Base
+
+    rt.banks.create_bank("b", actor="t")
+    table = Base.metadata.tables["bank_entries"]
+    values = ["a\nb", "c", "d", "e,f"]
+    with unit_of_work(rt.sessions) as s:
+        bank_id = s.scalar(select(Bank.id))
+        rows = [
+            {
+                "public_id": f"P{i:025d}",
+                "bank_id": bank_id,
+                "signal_type": "md5",
+                "value": v,
+                "source": "own",
+                "added_by": "t",
+                "added_at": datetime.now(UTC),
+                "enabled": True,
+            }
+            for i, v in enumerate(values)
+        ]
+        bulk_insert(s.connection(), table, rows)
+    sql = "SELECT value FROM bank_entries WHERE bank_id = {p} AND value {in}"
+    with unit_of_work(rt.sessions, write=False) as s:
+        for asked in (["c", "e,f", "x"], ["a\nb", "d", "x"], ["a"], [""], []):
+            found = sorted(v for (v,) in _rows_in(s, sql, (bank_id,), asked))
+            assert found == sorted(v for v in asked if v in values)

@@ -49,3 +49,27 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(rt: Runtime):
     by_bulk = [[getattr(e, f) for f in fields] for e in entries[10:]]
     assert len(entries) == 20 and by_bulk == by_sqlalchemy
     assert entries[11].added_at == datetime(2026, 11, 26, 1, 2, 4, 456789, tzinfo=UTC)
+
+
+def test_postgresql_copies_in_binary_only_types_it_dumps_exactly():
+    # COPY's binary format needs each column's exact type; a type without one here (a
+    # date, say) makes the whole COPY text, as before.
+    from sqlalchemy import Column, Date, Integer, MetaData, Table
+    from sqlalchemy.dialects import postgresql
+
+    from takedown.store.db import _binary_copy_types
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    entries = Base.metadata.tables["bank_entries"]
+    keys = ["id", "public_id", "quality", "note", "added_at", "enabled"]
+    assert _binary_copy_types(dialect, entries, keys) == [
+        "int8",
+        "varchar",
+        "int4",
+        "text",
+        "timestamptz",
+        "bool",
+    ]
+    other = Table("t", MetaData(), Column("id", Integer), Column("born", Date))
+    assert _binary_copy_types(dialect, other, ["id"]) == ["int4"]
+    assert _binary_copy_types(dialect, other, ["id", "born"]) is None

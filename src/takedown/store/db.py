@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Table, TextClause, create_engine, event, insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -240,16 +240,55 @@ def _copy(
 ) -> None:
     """PostgreSQL: ``COPY ... FROM STDIN``, its bulk-loading protocol (psycopg writes the
     rows with its own adapters). An ``executemany`` of a million rows, pipelined, loaded
-    about 25,000 rows a second on this machine."""
+    about 25,000 rows a second on this machine.
+
+    In COPY's binary format when every column's type has one here (see
+    :func:`_binary_copy_types`): psycopg then writes each value's bytes as they are
+    instead of formatting text, and PostgreSQL parses no text back (timestamps, numbers).
+    Measured on 200,000 bank-entry rows: 0.05 CPU-s in this process instead of 0.30, and
+    0.11 in PostgreSQL's instead of 0.17 -- an exchange's first sync of a million entries
+    copies four million rows. Other types (dates, JSON, ...) are copied as text."""
     quote = connection.dialect.identifier_preparer.quote
     columns = ", ".join(quote(key) for key in keys)
+    types = _binary_copy_types(connection.dialect, table, keys)
+    binary = " (FORMAT BINARY)" if types else ""
     cursor = connection.connection.cursor()
     try:
-        with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN{binary}") as copy:
+            if types:
+                copy.set_types(types)
             for values in zip(*converted.values(), strict=True):
                 copy.write_row(values)
     finally:
         cursor.close()
+
+
+# Column types COPY's binary format is used for: those psycopg dumps exactly from what
+# SQLAlchemy's bind processors hand it (int, str, bool, aware datetime, bytes); a value of
+# another Python type is refused by the dumper, never stored as something else.
+_BINARY_COPY = {
+    "BIGINT": "int8",
+    "INTEGER": "int4",
+    "SMALLINT": "int2",
+    "BOOLEAN": "bool",
+    "TEXT": "text",
+    "VARCHAR": "varchar",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "BYTEA": "bytea",
+}
+
+
+def _binary_copy_types(dialect: Dialect, table: Table, keys: list[str]) -> list[str] | None:
+    """The PostgreSQL type of each of ``keys``' columns, as psycopg names it for a binary
+    COPY, or None when one has no entry in ``_BINARY_COPY`` (then the COPY is text)."""
+    names: list[str] = []
+    for key in keys:
+        compiled = table.c[key].type.compile(dialect=dialect)
+        name = _BINARY_COPY.get(compiled.partition("(")[0].strip().upper())
+        if name is None:
+            return None
+        names.append(name)
+    return names
 
 
 def refresh_statistics(connection: Connection, table: Table) -> bool:
