@@ -14,6 +14,7 @@ import os
 from fastapi import FastAPI
 
 from takedown.api.app import create_app
+from takedown.memory import freeze_startup
 from takedown.runtime import open_runtime
 
 # uvicorn configures its own loggers in every worker; this one is shown with them.
@@ -32,4 +33,6 @@ def app_factory() -> FastAPI:
         rt.blobs.cipher.keyring.fingerprints[0],
     )
     rt.warm_up()  # load the indexes before the first request
-    return create_app(rt)
+    app = create_app(rt)
+    freeze_startup()  # takedown/memory.py
+    return app

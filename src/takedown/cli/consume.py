@@ -225,8 +225,11 @@ def consume_cmd(
     import asyncio
     import json
 
+    from takedown.memory import freeze_startup
+
     s = settings()
     rt = runtime(config=s)
+    freeze_startup()  # takedown/memory.py
     try:
         stats = asyncio.run(consume(rt, s, max_idle_s=idle_exit, max_messages=max_messages))
     except KeyboardInterrupt:

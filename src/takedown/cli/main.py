@@ -287,12 +287,15 @@ def _serve(
 
     from takedown.api.app import create_app
     from takedown.logs import uvicorn_log_config
+    from takedown.memory import freeze_startup
 
     rt.warm_up()
+    app = create_app(rt)
+    freeze_startup()  # takedown/memory.py
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(rt),
+            app,
             log_level="info",
             access_log=config.access_log,
             proxy_headers=config.proxy_headers,
@@ -444,6 +447,7 @@ def worker(
     import threading
 
     config = settings(serving=True)  # a wrong setting is named before the heavy imports
+    from takedown.memory import freeze_startup
     from takedown.runtime.workers import (
         start_delivery_worker,
         start_exchange_worker,
@@ -459,6 +463,7 @@ def worker(
     workers: list[PeriodicWorker] = [start_retroscan_worker(rt)]
     workers += [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
     workers.append(start_exchange_worker(rt))
+    freeze_startup()  # takedown/memory.py
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.print(f"delivering ({len(workers)} worker thread(s)); Ctrl-C to stop")
