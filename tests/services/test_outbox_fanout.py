@@ -6,6 +6,7 @@ threshold is lowered to 5 items so that a dozen copies make a fan-out."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -220,3 +221,24 @@ def test_the_claim_as_written_finds_open_actions_through_their_index(rt: Runtime
     with rt.engine.connect() as c:
         plan = c.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()  # type: ignore[arg-type]
     assert any("ix_outbox_target_order" in row[-1] for row in plan), plan
+
+
+def test_readers_that_need_every_action_wait_for_a_fanout_being_written(rt: Runtime):
+    """PostgreSQL: while a delivery worker holds the fan-out (writing a chunk), the DSA
+    statements' and the transparency report's settle() waits for it and then writes the
+    rest, instead of skipping it and reading before the last actions exist. (SQLite's
+    writers take turns under its write lock: nothing to skip there.)"""
+    if rt.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock already makes settle() wait")
+    _restrict_some(rt, 12)
+    done: list[int] = []
+    with unit_of_work(rt.sessions) as worker:  # a worker writing the fan-out's first chunk
+        assert item_actions.write_next(worker, 5) == 5
+        reader = threading.Thread(target=lambda: done.append(item_actions.settle(rt.sessions)))
+        reader.start()
+        reader.join(1.0)
+        assert reader.is_alive() and not done  # waiting, not finished without the rest
+    reader.join(120)
+    assert done == [7]
+    assert _fanouts(rt) == [(12, 12, True)]
+    assert _states(rt) == {"pending": 12}

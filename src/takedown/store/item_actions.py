@@ -124,24 +124,25 @@ def insert_item_actions(
     session.flush()
 
 
-def write_next(session: Session, max_rows: int) -> int:
+def write_next(session: Session, max_rows: int, *, wait: bool = False) -> int:
     """Write up to ``max_rows`` actions of the oldest unfinished fan-out no other
-    transaction is writing (SKIP LOCKED on PostgreSQL); returns how many (0: none
-    waiting)."""
-    row = _next_fanout(session)
+    transaction is writing (SKIP LOCKED on PostgreSQL; ``wait``: the oldest one, waiting
+    for a transaction writing it); returns how many (0: none waiting, or the one waited
+    for was finished meanwhile)."""
+    row = _next_fanout(session, skip_locked=not wait)
     if row is None:
         return 0
     return _write_from(session, row, max_rows)
 
 
-def _next_fanout(session: Session) -> OutboxFanout | None:
-    """The oldest unfinished fan-out no other transaction is writing, locked."""
+def _next_fanout(session: Session, *, skip_locked: bool = True) -> OutboxFanout | None:
+    """The oldest unfinished fan-out (no other transaction is writing), locked."""
     return session.scalars(
         select(OutboxFanout)
         .where(OutboxFanout.finished_at.is_(None))
         .order_by(OutboxFanout.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=skip_locked)
         # Its item ids are read (and parsed) once per process, not once per chunk.
         .options(defer(OutboxFanout.item_ids))
     ).first()
@@ -185,14 +186,19 @@ def claim_next(
 
 def settle(sessions: sessionmaker[Session], chunk: int = SETTLE_CHUNK) -> int:
     """Every fan-out written out, a chunk per transaction; returns the actions written.
-    For readers that must see every action (DSA statements, transparency)."""
+    For readers that must see every action (DSA statements, transparency): a fan-out a
+    delivery worker is writing at that moment is waited for, not skipped (skipped, the
+    reader went on while its last actions were still to be written)."""
     written = 0
     while True:
         with unit_of_work(sessions) as s:
-            n = write_next(s, chunk)
-        if not n:
-            return written
+            n = write_next(s, chunk, wait=True)
+            if not n and s.scalar(_UNFINISHED) is None:
+                return written
         written += n
+
+
+_UNFINISHED = select(OutboxFanout.id).where(OutboxFanout.finished_at.is_(None)).limit(1)
 
 
 def unwritten(session: Session) -> tuple[int, datetime | None]:
