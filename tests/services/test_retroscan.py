@@ -24,6 +24,7 @@ from takedown.config import Settings
 from takedown.media import ImageLimits
 from takedown.media.video import hash_image_upload
 from takedown.runtime import Runtime
+from takedown.services.registry.batch import register_batch
 from takedown.services.registry.service import ItemInput, MediaInput
 from takedown.store.db import unit_of_work
 from takedown.store.models import AuditEvent, BankEntry, RetroscanMatch
@@ -166,6 +167,9 @@ def test_a_hash_learned_today_finds_the_copies_registered_before(
     ]
 
 
+TOTAL = 401  # registered media in the kill test
+
+
 def test_a_killed_worker_is_resumed_from_its_checkpoint(
     client: TestClient, auth: dict[str, str], rt: Runtime, settings: Settings
 ) -> None:
@@ -178,14 +182,18 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(
         int(h["pdq_quality"]),  # type: ignore[call-overload]
     )
     rng = np.random.default_rng(7)
-    # 40 unrelated media, then the copy, then 40 more: the kill lands among them.
-    for n in range(81):
-        if n == 40:
+    # 200 unrelated media, then the copy, then 200 more: the kill lands among them. A
+    # worker scans ~80 a second here: with 81 in all it could finish before a loaded
+    # machine's next look at its progress, and the kill came too late.
+    events = []
+    for n in range(TOTAL):
+        if n == TOTAL // 2:
             m = media
         else:
             sha = rng.bytes(32).hex()
             m = MediaInput(sha, rng.bytes(16).hex(), rng.bytes(32).hex(), 90)
-        rt.registry.upsert_item(ItemInput(platform_id=f"i{n}", media=[m]), actor="test")
+        events.append((n, ItemInput(platform_id=f"i{n}", media=[m])))
+    assert not register_batch(rt.registry, events, actor="test").rejected
     r = client.post(
         "/v1/banks",
         headers=auth,
@@ -208,7 +216,7 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(60)
     [job] = _jobs(client, auth, "hashes")
-    assert job["state"] == "running" and 5 <= int(job["media_scanned"]) < 81
+    assert job["state"] == "running" and 5 <= int(job["media_scanned"]) < TOTAL
     scanned_at_kill = int(job["media_scanned"])
     again = _worker(settings, TAKEDOWN_RETROSCAN_LEASE_SECONDS="1")
     try:
@@ -218,9 +226,9 @@ def test_a_killed_worker_is_resumed_from_its_checkpoint(
         again.wait(60)
     [job] = _jobs(client, auth, "hashes")
     # Resumed, not restarted: every media counted once.
-    assert job["media_scanned"] == 81 and scanned_at_kill < 81
+    assert job["media_scanned"] == TOTAL and scanned_at_kill < TOTAL
     assert job["matches"] == 1
-    assert client.get("/v1/items/i40", headers=auth).json()["visibility"] == "restricted"
+    assert client.get(f"/v1/items/i{TOTAL // 2}", headers=auth).json()["visibility"] == "restricted"
     with unit_of_work(rt.sessions, write=False) as s:
         acted = s.scalar(
             select(func.count())
