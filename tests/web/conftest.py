@@ -44,6 +44,13 @@ def browser_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _generous(target: Any) -> Any:
+    """A context or a page waiting ``BROWSER_TIMEOUT_MS`` by default."""
+    target.set_default_timeout(BROWSER_TIMEOUT_MS)
+    target.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
+    return target
+
+
 class _GenerousBrowser:
     """The launched browser, its contexts waiting ``BROWSER_TIMEOUT_MS`` for actions,
     navigations and ``wait_for_*`` (explicit timeouts in a test still apply)."""
@@ -52,16 +59,10 @@ class _GenerousBrowser:
         self._browser = browser
 
     def new_context(self, **kwargs: Any) -> Any:
-        context = self._browser.new_context(**kwargs)
-        context.set_default_timeout(BROWSER_TIMEOUT_MS)
-        context.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
-        return context
+        return _generous(self._browser.new_context(**kwargs))
 
     def new_page(self, **kwargs: Any) -> Any:
-        page = self._browser.new_page(**kwargs)
-        page.set_default_timeout(BROWSER_TIMEOUT_MS)
-        page.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
-        return page
+        return _generous(self._browser.new_page(**kwargs))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._browser, name)
