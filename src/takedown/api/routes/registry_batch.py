@@ -112,11 +112,8 @@ def parse_bytes(data: bytes, *, nul_checked: bool = False) -> Event:
 
 
 def parse_ndjson(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLine]]:
-    with paused_gc():  # 10,000 lines' objects (a collection would walk them all)
-        return _parse_lines(body)
-
-
-def _parse_lines(body: bytes) -> tuple[list[tuple[int, Event]], list[RejectedLine]]:
+    """A body's events by line number, and the lines refused (the caller pauses the
+    garbage collector: 10,000 lines' objects)."""
     lines = [(n, line) for n, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
     if len(lines) > MAX_LINES:
         raise TooManyLines(
@@ -153,10 +150,18 @@ async def post_batch(
             "Send the lines as application/x-ndjson (one JSON object a line).",
         )
     body = await request.body()
-    events, rejected = parse_ndjson(body)
-    result: BatchResult = await run_in_threadpool(
-        register_batch, rt.registry, events, actor=p.actor
-    )
+    # No cyclic garbage collection from the first line parsed to the last row written:
+    # the lines' objects live until the answer, and each collection on the way (one per
+    # 700 new objects, and full ones) walked them all again, the full ones everything
+    # the chunks had loaded too (measured: 0.44 s of a 4.3 s batch of 30,000 items).
+    # They are freed by reference counting as the request ends (``del``), before the
+    # collector is back; cycles made meanwhile are collected after.
+    with paused_gc():
+        events, rejected = parse_ndjson(body)
+        result: BatchResult = await run_in_threadpool(
+            register_batch, rt.registry, events, actor=p.actor
+        )
+        del events
     out = BatchOut(
         lines=result.lines + len(rejected),
         accepted=result.accepted,
