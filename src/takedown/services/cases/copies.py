@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, aliased
 
 from takedown.domain.video import VideoRule
 from takedown.matching.hamming import (
-    BruteForceHammingIndex,
     SearchResult,
     hex_to_bytes_array,
     stored_hex_to_bytes_array,
 )
+from takedown.matching.scan import ScanIndex
 from takedown.media.pdq import DIHEDRAL_NAMES
 from takedown.services.index.follower import IndexFollower
 from takedown.services.screening import video as video_matching
@@ -47,10 +47,11 @@ MEDIA_MORE_ROWS = [(video_matching.MEDIA_FRAME_ROWS, video_matching.FRAME_ID_BAS
 VIDEO_RULE = VideoRule(frame_threshold=PDQ_RADIUS, quality_floor=PDQ_QUALITY_FLOOR)
 
 
-# Media rows inserted by the session's open transaction, by PDQ (a brute-force index):
-# the media index follows committed rows only, so a batch that registers many items in
-# one transaction searches these too, and a near-duplicate registered a few lines
-# earlier in the same batch is found as it would be had it come in its own request.
+# Media rows inserted by the session's open transaction, by PDQ (a compiled scan,
+# matching/scan.py: thousands of the batch's media searched at once): the media index
+# follows committed rows only, so a batch that registers many items in one transaction
+# searches these too, and a near-duplicate registered a few lines earlier in the same
+# batch is found as it would be had it come in its own request.
 PENDING_MEDIA = "takedown.copies.pending_media"
 
 
@@ -61,7 +62,7 @@ def add_pending_media(s: Session, rows: Sequence[tuple[int, str]]) -> None:
         return
     index = s.info.get(PENDING_MEDIA)
     if index is None:
-        index = s.info[PENDING_MEDIA] = BruteForceHammingIndex()
+        index = s.info[PENDING_MEDIA] = ScanIndex()
     # Normalised hashes (the registry's checked media): parsed in one go, the checking
     # path only should one be malformed (stored_hex_to_bytes_array).
     index.add(
