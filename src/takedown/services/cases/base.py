@@ -138,6 +138,39 @@ class CaseBase:
         s.flush()
         return list(s.connection().execute(stmt).scalars().all())
 
+    def _visible_of(
+        self, s: Session, item_ids: Collection[int], *, also: str | None = None
+    ) -> list[int]:
+        """Of these items, the visible ones (and those whose visibility is ``also``)."""
+        if not item_ids:
+            return []
+        states = ("visible",) if also is None else ("visible", also)
+        s.flush()
+        return sorted(
+            s.connection()
+            .execute(
+                select(Item.id).where(
+                    in_values(s, Item.id, sorted(item_ids)), Item.visibility.in_(states)
+                )
+            )
+            .scalars()
+        )
+
+    def _holds_restricted(self, s: Session, case: Case) -> bool:
+        """Whether any of the case's copies is restricted (one row read, not all)."""
+        s.flush()
+        return (
+            s.connection()
+            .execute(
+                select(CaseItem.item_id)
+                .join(Item, Item.id == CaseItem.item_id)
+                .where(CaseItem.case_id == case.id, Item.visibility == "restricted")
+                .limit(1)
+            )
+            .first()
+            is not None
+        )
+
     def _set_items(
         self,
         s: Session,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -374,20 +374,35 @@ class CaseIntake(CaseStatus):
         return figures
 
     # -- restriction and effects ----------------------------------------------------
-    def _restrict(self, s: Session, case: Case, actor: str, why: str, now: datetime) -> int:
-        """Every visible copy in the case: hidden pending review, monetization off, one
-        action per item in the outbox for the platform."""
+    def _restrict(
+        self,
+        s: Session,
+        case: Case,
+        actor: str,
+        why: str,
+        now: datetime,
+        only: Collection[int] | None = None,
+    ) -> int:
+        """Every visible copy in the case (``only``: of these copies, which just joined
+        it; the others were restricted as they joined or when it began): hidden pending
+        review, monetization off, one action per item in the outbox for the platform.
+
+        A later copy of a viral item joins a case of 100,000: with ``only`` that costs
+        its own rows, not a read and an UPDATE of the whole case per joining batch."""
         if any_negative_bank(s):  # which visible copies are known benign, spared
-            ids = self._case_item_ids(s, case, visibility="visible")
+            if only is None:
+                ids = self._case_item_ids(s, case, visibility="visible")
+            else:
+                ids = self._visible_of(s, only)
             ids = self._spare_negative(s, case, ids, actor, "restrict")
         else:  # the usual deployment: the UPDATE itself picks the visible copies
-            ids = self._case_item_ids(s, case)
+            ids = self._case_item_ids(s, case) if only is None else sorted(only)
         changed = self._set_items(
             s, case, ids, "restricted", True, "item.restrict", actor, why, now,
             only_from="visible",
         )  # fmt: skip
         case.restrict_first = True  # copies found later are restricted too
-        hidden = changed or bool(self._case_item_ids(s, case, visibility="restricted"))
+        hidden = changed or self._holds_restricted(s, case)
         if hidden:
             if case.state == CaseState.OPEN.value:
                 case.state = CaseState.RESTRICTED.value
@@ -840,8 +855,8 @@ class CaseIntake(CaseStatus):
         part (a re-uploader, a reposter...) like the case's accounts were; joining a
         case under review, it is restricted if the case's copies are."""
         if case.outcome == Outcome.VIOLATION.value:
-            ids = self._case_item_ids(s, case, visibility="visible")
-            ids += self._case_item_ids(s, case, visibility="restricted")
+            # The new copies only: the case's others were removed by its decision.
+            ids = self._visible_of(s, new_items, also="restricted")
             kept = set(ids)
             ids = self._spare_negative(s, case, ids, actor, "remove")
             spared = kept - set(ids)  # known benign: neither removed nor held against
@@ -883,7 +898,7 @@ class CaseIntake(CaseStatus):
                     reason="copy_of_confirmed_violation",
                 )
         elif case.restrict_first and case.state in ACTIVE_STATES:
-            self._restrict(s, case, actor, "copy_of_restricted_content", now)
+            self._restrict(s, case, actor, "copy_of_restricted_content", now, only=new_items)
 
     # -- triage ----------------------------------------------------------------------
     def refresh_priority_for_accounts(self, s: Session, account_ids: Sequence[int]) -> None:
