@@ -73,7 +73,7 @@ from takedown.store.models import (
 from takedown.store.valuesets import in_values
 
 MAX_LINES = 10_000  # per request
-CHUNK = 2_000  # events per transaction
+CHUNK = 5_000  # events per transaction
 
 
 @dataclass(frozen=True)
