@@ -318,6 +318,7 @@ class _Chunk:
             else:
                 updated.append((c, row, f))  # new fields only (a view count...)
         ids = self._insert_items(s, fresh, fresh_fields)
+        created = set(ids.values())
         self._update_items(s, updated)
         self._insert_media(s, fresh, ids)
         self._insert_ip_events(s, fresh, ids)
@@ -394,6 +395,7 @@ class _Chunk:
             neighbours=joining.neighbours,
             one_by_one=joining.one_by_one,
             not_banked=not_banked,
+            created=created,
         )
         for _, _, r in screened:
             self.result.matched += int(bool(r.matched_banks))
