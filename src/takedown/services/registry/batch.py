@@ -54,7 +54,6 @@ from takedown.services.registry.service import (
     account_fields,
     check_account,
     check_item,
-    item_fields,
 )
 from takedown.services.screening.matcher import QuerySignals
 from takedown.store import repositories as repo
@@ -306,7 +305,7 @@ class _Chunk:
                 continue
             seen.add(c.platform_id)
             account = account_ids[c.item.account_id.strip()] if c.item.account_id else None
-            f = item_fields(c.item, account)
+            f = c.fields_with(account)
             row = known.get(c.platform_id)
             if row is None:
                 fresh.append(c)

@@ -256,6 +256,11 @@ class CheckedItem:
     platform_id: str
     media: list[MediaInput]
     ip_events: list[IpEventInput]
+    fields: dict[str, object]  # item_fields' columns, the account's id not yet known
+
+    def fields_with(self, account_id: int | None) -> dict[str, object]:
+        """The item row's columns as the event says them (:func:`item_fields`)."""
+        return {**self.fields, "account_id": account_id}
 
 
 def check_item(it: ItemInput) -> CheckedItem:
@@ -272,9 +277,9 @@ def check_item(it: ItemInput) -> CheckedItem:
         )
     if it.account_id:
         _required_id(it.account_id, "account id")
-    item_fields(it, None)  # the fields' own checks (lengths)
+    fields = item_fields(it, None)  # the fields' own checks (lengths) too
     events = clean_ip_events(it.ip_events, default_event="upload")
-    return CheckedItem(it, pid, media, events)
+    return CheckedItem(it, pid, media, events, fields)
 
 
 def item_fields(it: ItemInput, account_id: int | None) -> dict[str, object]:
