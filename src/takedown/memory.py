@@ -13,6 +13,7 @@ import ctypes.util
 import functools
 import gc
 import mmap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,20 +22,34 @@ from pathlib import Path
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", 4)
 
 
+# Pauses can overlap (requests in a worker's threads, a batch awaiting its thread): the
+# collector is back when the last one ends, not when the first one does.
+_pause_lock = threading.Lock()
+_pauses = 0
+_enabled_before = False
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection while many objects are made at once (a bank
     import's records, a registry batch's rows): each allocation past the threshold
     would trigger collections that walk every object the process holds (measured: a
     third of a 1M-line parse; a tenth of a registry batch). Cycles made meanwhile are
-    collected once it is over. Process-wide, as the collector is."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    collected once it is over. Process-wide, as the collector is: overlapping pauses
+    (several threads) end together, the collector back as it was before the first."""
+    global _pauses, _enabled_before
+    with _pause_lock:
+        if _pauses == 0:
+            _enabled_before = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _enabled_before:
+                gc.enable()
 
 
 def freeze_startup() -> None:

@@ -3,12 +3,14 @@ process works on as before."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from takedown.memory import _clean_mappings, drop_clean_library_pages
+from takedown.memory import _clean_mappings, drop_clean_library_pages, paused_gc
 
 SMAPS = """\
 7f0000000000-7f0000004000 r--p 00000000 08:01 11 /opt/lib/libllvmlite.so
@@ -96,3 +98,33 @@ print(before, dropped, after)
     assert before > 20 * 2**20  # tens of MB of LLVM were resident
     assert dropped >= before * 0.9
     assert after < before * 0.1
+
+
+def test_overlapping_pauses_of_the_collector_end_with_the_last_one():
+    """Two threads' pauses overlapping (a registry batch and a report): the first to end
+    leaves the collector off for the other; the last one brings it back as it was."""
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def other() -> None:
+        with paused_gc():
+            inside.set()
+            release.wait(10)
+            seen.append(gc.isenabled())
+
+    thread = threading.Thread(target=other)
+    with paused_gc():
+        thread.start()
+        assert inside.wait(10)
+    assert not gc.isenabled()  # the other thread's pause still holds
+    release.set()
+    thread.join(10)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()  # off before: a pause leaves it off
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
