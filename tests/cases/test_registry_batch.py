@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from takedown.runtime import Runtime
 from takedown.store.models import AuditEvent, CaseItem, Item, ItemViews, OutboxMessage
-from tests.cases.helpers import parent_report, platform_headers
+from tests.cases.helpers import parent_report, platform_headers, user_headers
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -282,3 +282,64 @@ def test_new_accounts_in_a_batch_as_with_single_requests(rt: Runtime, client):
     assert [e for e in _account_events(rt, "b-") if e[0] != "account.registered"] == [
         e for e in _account_events(rt, "s-") if e[0] != "account.registered"
     ]
+
+
+def test_near_duplicates_join_only_the_cases_copies_may_still_join(rt: Runtime, client):
+    """A batch's PDQ near-duplicates are looked up among the media of the items of
+    active and confirmed cases: one of an open case's item is restricted with it, one
+    of a confirmed case's item is removed, one of a case closed without a violation or
+    of an item in no case joins nothing; the near-duplicate's repost goes where it goes."""
+    p = platform_headers(rt)
+    spec_a = user_headers(rt, "spec-a", "child_safety_specialist")
+    spec_b = user_headers(rt, "spec-b", "child_safety_specialist")
+    seeds = {"open": 30, "closed": 40, "confirmed": 50, "loose": 60}
+    cases = {}
+    for name, seed in seeds.items():
+        r = client.put(f"/v1/items/{name}", json={"media": [_media(seed)]}, headers=p)
+        assert r.status_code == 200, r.text
+        if name != "loose":
+            cases[name] = client.post("/v1/reports", json=parent_report([name])).json()[
+                "case_number"
+            ]
+
+    def decide(case: str, headers: dict[str, str], outcome: str) -> bool:
+        body = {"outcome": outcome, "reasons": "Reviewed (a test's stand-in decision)."}
+        if outcome == "violation":
+            body["policy"] = "csam"
+        r = client.post(f"/v1/cases/{case}/decisions", headers=headers, json=body)
+        assert r.status_code == 201, r.text
+        return bool(r.json()["effective"])
+
+    decide(cases["closed"], spec_a, "no_violation")
+    assert decide(cases["closed"], spec_b, "no_violation")
+    assert decide(cases["confirmed"], spec_a, "violation")
+    lines: list[object] = [
+        {"item": {"id": f"u{k}", "media": [_media(100 + k)]}} for k in range(40)
+    ]  # unrelated uploads around them
+    for name, seed in seeds.items():
+        lines.append({"item": {"id": f"near-{name}", "media": [_media(seed, flip=4)]}})
+        lines.append({"item": {"id": f"re-{name}", "reposts": f"near-{name}"}})
+    r = client.post("/v1/registry/batch", content=_ndjson(lines), headers={**p, **NDJSON})
+    assert r.status_code == 200 and r.json()["rejected"] == [], r.text
+    assert sorted(r.json()["cases"]) == sorted([cases["open"], cases["confirmed"]])
+    seen = {}
+    for name in seeds:
+        for pid in (f"near-{name}", f"re-{name}"):
+            seen[pid] = client.get(f"/v1/items/{pid}", headers=p).json()["visibility"]
+    assert seen == {
+        "near-open": "restricted",
+        "re-open": "restricted",
+        "near-closed": "visible",
+        "re-closed": "visible",
+        "near-confirmed": "removed",
+        "re-confirmed": "removed",
+        "near-loose": "visible",
+        "re-loose": "visible",
+    }
+    with rt.sessions() as s:
+        in_cases = set(
+            s.scalars(select(Item.platform_id).join(CaseItem, CaseItem.item_id == Item.id)).all()
+        )
+    assert in_cases >= {"near-open", "re-open", "near-confirmed", "re-confirmed"}
+    assert not in_cases & {"near-closed", "re-closed", "near-loose", "re-loose"}
+    assert not any(pid.startswith("u") for pid in in_cases)

@@ -73,12 +73,24 @@ def add_pending_media(s: Session, rows: Sequence[tuple[int, str]]) -> None:
     index = s.info.get(PENDING_MEDIA)
     if index is None:
         index = s.info[PENDING_MEDIA] = ScanIndex()
-    # Normalised hashes (the registry's checked media): parsed in one go, the checking
-    # path only should one be malformed (stored_hex_to_bytes_array).
+    _add_rows(index, rows)
+
+
+def _add_rows(index: ScanIndex, rows: Sequence[tuple[int, str]]) -> None:
+    # Normalised hashes (checked or stored): parsed in one go, the checking path only
+    # should one be malformed (stored_hex_to_bytes_array).
     index.add(
         np.array([i for i, _ in rows], dtype=np.int64),
         stored_hex_to_bytes_array([h for _, h in rows]),
     )
+
+
+def scan_index_of(rows: Sequence[tuple[int, str]]) -> ScanIndex:
+    """A :class:`ScanIndex` of media rows ``(id, stored PDQ hex)``, each id once."""
+    index = ScanIndex()
+    if rows:
+        _add_rows(index, rows)
+    return index
 
 
 def forget_pending_media(s: Session) -> None:
@@ -149,14 +161,20 @@ class CopyFinder:
         return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
 
     def neighbour_map(
-        self, s: Session, items: set[int]
+        self, s: Session, items: set[int], near_among: ScanIndex | None = None
     ) -> tuple[dict[int, dict[int, Copy]], set[int]]:
         """:meth:`neighbours` of many items at once, each item's own: item -> the items
         one step away and how they are linked (first an edge, then the same bytes, then
         a PDQ near-duplicate, as :meth:`neighbours` prefers them). Set-based, a few
         queries for a whole batch. Items with video media are returned apart (their
         copies are found by the video rule, which is not split by item): callers treat
-        them one by one."""
+        them one by one.
+
+        ``near_among``: PDQ near-duplicates are looked up among these media only (ids
+        and PDQs of media whose quality passes the floor; :func:`scan_index_of`),
+        instead of every registered media and the transaction's own: the other links
+        are all found. For a caller that only needs the neighbours in a set it knows
+        (the items of cases: ``CaseIntake.may_join_cases``)."""
         out: dict[int, dict[int, Copy]] = {i: {} for i in items}
         if not items:
             return out, set()
@@ -224,8 +242,9 @@ class CopyFinder:
         if hashes:
             queries = stored_hex_to_bytes_array(hashes)  # stored: parsed once, for both
             for result in (
-                self._media_index.search(queries, PDQ_RADIUS),
-                _pending_search(s, queries),
+                (near_among.search(queries, PDQ_RADIUS),)
+                if near_among is not None
+                else (self._media_index.search(queries, PDQ_RADIUS), _pending_search(s, queries))
             ):
                 if result is None:
                     continue
@@ -239,8 +258,8 @@ class CopyFinder:
                     if mid != own:
                         by_own = near.setdefault(mid, {})
                         by_own[own] = min(d, by_own.get(own, d))
-        quality_ok: set[int] = set()
-        if near:
+        quality_ok: set[int] = set(near) if near_among is not None else set()
+        if near and near_among is None:
             quality_ok.update(
                 conn.execute(
                     select(Media.id).where(

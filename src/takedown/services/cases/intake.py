@@ -42,7 +42,7 @@ from takedown.services.cases.base import (
     _token_hash,
     listed_figures,
 )
-from takedown.services.cases.copies import Copy, chunks
+from takedown.services.cases.copies import PDQ_QUALITY_FLOOR, Copy, chunks, scan_index_of
 from takedown.services.cases.enforcement import apply_account_measures, is_limited, reporter_key
 from takedown.services.cases.negative import any_negative_bank, negative_items
 from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
@@ -58,6 +58,8 @@ from takedown.store.models import (
     CaseLocation,
     Decision,
     Item,
+    ItemMedia,
+    Media,
     Report,
 )
 from takedown.store.valuesets import in_values
@@ -65,6 +67,23 @@ from takedown.store.valuesets import in_values
 CATEGORY_VALUES = frozenset(c.value for c in Category)
 # An item a negative bank matches, spared an automatic measure (cases/negative.py).
 SPARED = "item.negative_match_spared"
+
+
+# The media of the items of the cases a copy may still join (active, or confirmed: a
+# later copy is removed), each once, with a PDQ above the quality floor:
+# ``may_join_cases`` looks a batch's near-duplicates up among these only.
+_CASE_MEDIA = (
+    select(Media.id, Media.pdq)
+    .distinct()
+    .join(ItemMedia, ItemMedia.media_id == Media.id)
+    .join(CaseItem, CaseItem.item_id == ItemMedia.item_id)
+    .join(Case, Case.id == CaseItem.case_id)
+    .where(
+        or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value),
+        Media.pdq.is_not(None),
+        Media.pdq_quality.is_(None) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
+    )
+)
 
 
 def _add_hash_sources(case: Case, sources: set[str]) -> None:
@@ -77,9 +96,11 @@ class JoinCandidates:
     of a case (with each item's neighbours, for :meth:`CaseIntake.join_later_copies`),
     and the items to treat one by one (a reported place or hash, video media)."""
 
-    by_neighbour: dict[int, dict[int, Copy]]
+    by_neighbour: dict[int, dict[int, Copy]]  # each item's neighbours in cases, at least
     one_by_one: set[int]
-    neighbours: dict[int, dict[int, Copy]]  # every item's (the copy graph does not change)
+    # Every neighbour of the items screened or treated one by one (the copy graph does
+    # not change), video media apart.
+    neighbours: dict[int, dict[int, Copy]]
 
 
 @dataclass(frozen=True)
@@ -451,17 +472,33 @@ class CaseIntake(CaseStatus):
 
     # -- copies that appear later (called by the registry) ----------------------------
     def may_join_cases(
-        self, s: Session, items: Sequence[tuple[int, str, str | None, Sequence[HashedMedia]]]
+        self,
+        s: Session,
+        items: Sequence[tuple[int, str, str | None, Sequence[HashedMedia]]],
+        screened: Collection[int] = (),
     ) -> JoinCandidates:
         """Of these registered items ``(id, platform id, url, media)``, those that may
         join a case, for a whole batch in a few reads: one step from an item of an
         active or confirmed case (:meth:`join_later_copies`, given ``neighbours``), or
         at a reported place or matching reported hashes, or with video media
         (:meth:`join_by_location` and the video rule, item by item). The others would
-        join nothing."""
+        join nothing. ``screened``: the items whose media may match a bank, which go
+        the single request's way with the items treated one by one; they get all
+        their neighbours (``JoinCandidates.neighbours``).
+
+        The others' near-duplicates are looked up among the media of the items of
+        such cases only, not among every registered media: a near-duplicate carried by
+        no item of a case links the item to nothing it could join (the walk from a
+        case's item, :meth:`join_later_copies`, finds the rest). That is one read of a
+        set that grows with the items in cases, against a search that grows with the
+        registry (measured, 30,000 items of ``bench/registry.py``'s feed: ~0.5 s of
+        index search per batch, growing with the media registered)."""
         if not items:
             return JoinCandidates({}, set(), {})
-        near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items})
+        in_case_media = scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h])
+        near, video = self._copies.neighbour_map(
+            s, {i for i, _, _, _ in items}, near_among=in_case_media
+        )
         touching = sorted({n for ns in near.values() for n in ns})
         in_cases: set[int] = set()
         if touching:  # the whole set one parameter (store/valuesets.py)
@@ -494,9 +531,11 @@ class CaseIntake(CaseStatus):
                 one_by_one |= places[(kind, value)]
         flat = [(i, m) for i, _, _, media in items for m in media]
         one_by_one.update(flat[k][0] for k in self._hashes.media_matching(s, [m for _, m in flat]))
-        for i in video:  # the video rule is not in the map: found item by item
-            near.pop(i, None)
-        return JoinCandidates(by_neighbour, one_by_one, near)
+        # Every neighbour, for the items that go the single request's way (the video
+        # rule is not in the map: found item by item).
+        full = (set(screened) | one_by_one) - video
+        neighbours = self._copies.neighbour_map(s, full)[0] if full else {}
+        return JoinCandidates(by_neighbour, one_by_one, neighbours)
 
     def join_later_copies(
         self,

@@ -357,6 +357,7 @@ class _Chunk:
                 (ids[c.platform_id], c.platform_id, f["url"], c.media)  # type: ignore[misc]
                 for c, f in zip(fresh, fields, strict=True)
             ],
+            screened={ids[fresh[k].platform_id] for k in todo},
         )
         todo |= {by_id[i] for i in joining.one_by_one}
         # Copies of what is in a case (a repost, the same bytes, a near-duplicate), and
