@@ -106,6 +106,15 @@ def _pending_search(s: Session, hashes: list[str] | np.ndarray) -> SearchResult 
     return result
 
 
+class Among(NamedTuple):
+    """A set of items a caller knows (the items of cases), for :meth:`CopyFinder.neighbour_map`:
+    ``items``, their ids; ``media``, their media's PDQs that pass the quality floor
+    (:func:`scan_index_of`)."""
+
+    items: frozenset[int]
+    media: ScanIndex
+
+
 class Copy(NamedTuple):  # a tuple: 100,000 of them are made for one viral item
     item_id: int
     reason: str  # reported, repost, quote, original, same_bytes, pdq
@@ -161,7 +170,7 @@ class CopyFinder:
         return {i: c for i, c in self._round(s, set(item_ids), set()).items() if i not in item_ids}
 
     def neighbour_map(
-        self, s: Session, items: set[int], near_among: ScanIndex | None = None
+        self, s: Session, items: set[int], among: Among | None = None
     ) -> tuple[dict[int, dict[int, Copy]], set[int]]:
         """:meth:`neighbours` of many items at once, each item's own: item -> the items
         one step away and how they are linked (first an edge, then the same bytes, then
@@ -170,11 +179,10 @@ class CopyFinder:
         copies are found by the video rule, which is not split by item): callers treat
         them one by one.
 
-        ``near_among``: PDQ near-duplicates are looked up among these media only (ids
-        and PDQs of media whose quality passes the floor; :func:`scan_index_of`),
-        instead of every registered media and the transaction's own: the other links
-        are all found. For a caller that only needs the neighbours in a set it knows
-        (the items of cases: ``CaseIntake.may_join_cases``)."""
+        ``among``: only the neighbours in that set, for a caller that needs no others
+        (the items of cases: ``CaseIntake.may_join_cases``); near-duplicates are then
+        looked up among its media, not every registered media and the transaction's
+        own."""
         out: dict[int, dict[int, Copy]] = {i: {} for i in items}
         if not items:
             return out, set()
@@ -187,6 +195,9 @@ class CopyFinder:
         ids = sorted(items)
         s.flush()
         conn = s.connection()
+        # ``among``'s items are looked for here, not in the reads: SQLite would look
+        # every pair of two lists up in a two-column key.
+        keep = among.items if among is not None else None
         for i, pid, reposts, quotes in conn.execute(
             select(
                 Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
@@ -206,7 +217,7 @@ class CopyFinder:
             for i, parent in conn.execute(
                 select(Item.id, column).where(in_values(s, column, pids))
             ).all():
-                if parent is not None:
+                if parent is not None and (keep is None or i in keep):
                     out[by_pid[parent]].setdefault(i, Copy(i, reason))
         if by_parent:
             for i, pid in conn.execute(
@@ -214,6 +225,8 @@ class CopyFinder:
                     in_values(s, Item.platform_id, sorted(by_parent))
                 )
             ).all():
+                if keep is not None and i not in keep:
+                    continue
                 for seed in by_parent[pid]:
                     out[seed].setdefault(i, Copy(i, "original"))
         owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
@@ -242,8 +255,8 @@ class CopyFinder:
         if hashes:
             queries = stored_hex_to_bytes_array(hashes)  # stored: parsed once, for both
             for result in (
-                (near_among.search(queries, PDQ_RADIUS),)
-                if near_among is not None
+                (among.media.search(queries, PDQ_RADIUS),)
+                if among is not None
                 else (self._media_index.search(queries, PDQ_RADIUS), _pending_search(s, queries))
             ):
                 if result is None:
@@ -258,8 +271,8 @@ class CopyFinder:
                     if mid != own:
                         by_own = near.setdefault(mid, {})
                         by_own[own] = min(d, by_own.get(own, d))
-        quality_ok: set[int] = set(near) if near_among is not None else set()
-        if near and near_among is None:
+        quality_ok: set[int] = set(near) if among is not None else set()
+        if near and among is None:
             quality_ok.update(
                 conn.execute(
                     select(Media.id).where(
@@ -276,7 +289,8 @@ class CopyFinder:
                     in_values(s, ItemMedia.media_id, wanted)
                 )
             ).all():
-                carriers.setdefault(mid, []).append(i)
+                if keep is None or i in keep:
+                    carriers.setdefault(mid, []).append(i)
         for mid, seeds in owners.items():  # the same bytes
             for i in carriers.get(mid, ()):
                 for seed in seeds:

@@ -42,7 +42,13 @@ from takedown.services.cases.base import (
     _token_hash,
     listed_figures,
 )
-from takedown.services.cases.copies import PDQ_QUALITY_FLOOR, Copy, chunks, scan_index_of
+from takedown.services.cases.copies import (
+    PDQ_QUALITY_FLOOR,
+    Among,
+    Copy,
+    chunks,
+    scan_index_of,
+)
 from takedown.services.cases.enforcement import apply_account_measures, is_limited, reporter_key
 from takedown.services.cases.negative import any_negative_bank, negative_items
 from takedown.services.cases.reported_hashes import REASON as REPORTED_HASH
@@ -69,9 +75,11 @@ CATEGORY_VALUES = frozenset(c.value for c in Category)
 SPARED = "item.negative_match_spared"
 
 
-# The media of the items of the cases a copy may still join (active, or confirmed: a
-# later copy is removed), each once, with a PDQ above the quality floor:
-# ``may_join_cases`` looks a batch's near-duplicates up among these only.
+# The items of the cases a copy may still join (active, or confirmed: a later copy is
+# removed), and their media with a PDQ above the quality floor, each once:
+# ``may_join_cases`` looks a batch's neighbours up among these only.
+_JOINABLE = or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
+_CASE_ITEMS = select(CaseItem.item_id).join(Case, Case.id == CaseItem.case_id).where(_JOINABLE)
 _CASE_MEDIA = (
     select(Media.id, Media.pdq)
     .distinct()
@@ -79,7 +87,7 @@ _CASE_MEDIA = (
     .join(CaseItem, CaseItem.item_id == ItemMedia.item_id)
     .join(Case, Case.id == CaseItem.case_id)
     .where(
-        or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value),
+        _JOINABLE,
         Media.pdq.is_not(None),
         Media.pdq_quality.is_(None) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
     )
@@ -486,33 +494,21 @@ class CaseIntake(CaseStatus):
         the single request's way with the items treated one by one; they get all
         their neighbours (``JoinCandidates.neighbours``).
 
-        The others' near-duplicates are looked up among the media of the items of
-        such cases only, not among every registered media: a near-duplicate carried by
-        no item of a case links the item to nothing it could join (the walk from a
-        case's item, :meth:`join_later_copies`, finds the rest). That is one read of a
-        set that grows with the items in cases, against a search that grows with the
-        registry (measured, 30,000 items of ``bench/registry.py``'s feed: ~0.5 s of
-        index search per batch, growing with the media registered)."""
+        The others' neighbours are looked for among the items of such cases only, and
+        their near-duplicates among those items' media, not every registered media: a
+        neighbour in no such case links the item to nothing it could join (the walk
+        from a case's item, :meth:`join_later_copies`, finds the rest). That is a read
+        of a set that grows with the items in cases, against an index search that
+        grows with the registry (measured, 30,000 items of ``bench/registry.py``'s
+        feed: ~0.5 s of index search per batch, growing with the media registered)."""
         if not items:
             return JoinCandidates({}, set(), {})
-        in_case_media = scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h])
-        near, video = self._copies.neighbour_map(
-            s, {i for i, _, _, _ in items}, near_among=in_case_media
+        in_cases = Among(
+            frozenset(s.scalars(_CASE_ITEMS)),
+            scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h]),
         )
-        touching = sorted({n for ns in near.values() for n in ns})
-        in_cases: set[int] = set()
-        if touching:  # the whole set one parameter (store/valuesets.py)
-            in_cases.update(
-                s.scalars(
-                    select(CaseItem.item_id)
-                    .join(Case, Case.id == CaseItem.case_id)
-                    .where(in_values(s, CaseItem.item_id, touching))
-                    .where(
-                        or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
-                    )
-                )
-            )
-        by_neighbour = {i: ns for i, ns in near.items() if in_cases.intersection(ns)}
+        near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items}, among=in_cases)
+        by_neighbour = {i: ns for i, ns in near.items() if ns}  # each an item of a case
         one_by_one: set[int] = set(video)
         places: dict[tuple[str, str], set[int]] = {}
         for i, pid, url, _ in items:
