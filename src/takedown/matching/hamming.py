@@ -111,26 +111,27 @@ def hex_to_bytes_array(hashes: Iterable[str]) -> np.ndarray:
     Raises :class:`~takedown.errors.InvalidHash` (with the offending value) for anything
     that is not a PDQ hash, so a bad bank row is reported rather than silently skipped.
     """
-    normalized = "".join(PDQ.normalize(value) for value in hashes)
+    values = hashes if isinstance(hashes, list | tuple) else list(hashes)
+    # First all at once: a length check and one ``bytes.fromhex`` over them all instead
+    # of a pattern match per value (a million rows: 0.15 s instead of 1.7). It takes
+    # exactly what the check takes (64 hex digits, either case); anything else, or a
+    # value that is not a string, goes the checking way, which names it.
+    width = 2 * PDQ_BYTES
+    try:
+        if set(map(len, values)) <= {width}:  # (map and set in C: no Python per value)
+            raw = bytes.fromhex("".join(values))
+            if len(raw) == PDQ_BYTES * len(values):  # fromhex skips spaces: count again
+                return np.frombuffer(raw, dtype=np.uint8).reshape(-1, PDQ_BYTES).copy()
+    except (TypeError, ValueError):
+        pass
+    normalized = "".join(PDQ.normalize(value) for value in values)
     raw = bytes.fromhex(normalized)
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, PDQ_BYTES).copy()
 
 
 def stored_hex_to_bytes_array(hashes: Sequence[str]) -> np.ndarray:
-    """:func:`hex_to_bytes_array` for hashes read back from our own tables, which were
-    validated when they were stored: a length check and one ``bytes.fromhex`` over them
-    all instead of a pattern match per value (a million rows: 0.15 s instead of 1.7).
-    Should a stored value be malformed anyway, a length or the parse fails, and the
-    checking path runs to name the offending value."""
-    width = 2 * PDQ_BYTES
-    if set(map(len, hashes)) <= {width}:  # (map and set in C: no Python per value)
-        joined = "".join(hashes)
-        try:
-            raw = bytes.fromhex(joined)
-        except ValueError:
-            raw = b""
-        if len(raw) == PDQ_BYTES * len(hashes):  # fromhex skips spaces: count again
-            return np.frombuffer(raw, dtype=np.uint8).reshape(-1, PDQ_BYTES).copy()
+    """:func:`hex_to_bytes_array` for hashes read back from our own tables (the same
+    function: it parses all of them at once, checking each only should one fail)."""
     return hex_to_bytes_array(hashes)
 
 
