@@ -321,7 +321,6 @@ def run(database_url: str | None, items: int, single: int, stream_items: int) ->
                     "nats_stream": stream,
                     "nats_subject": subject,
                     "nats_durable": f"bench-{name}",
-                    "nats_batch": 1000,
                 }
             )
             publish_s = asyncio.run(_publish(events, stream, subject))
@@ -334,7 +333,7 @@ def run(database_url: str | None, items: int, single: int, stream_items: int) ->
             result["stream"] = {
                 "items": _items(events),
                 "events": len(events),
-                "batch": 1000,
+                "batch": s.nats_batch,  # the setting's default
                 "publish_s": round(publish_s, 2),
                 "seconds": round(stats.seconds, 2),
                 "items_per_s": round(_items(events) / stats.seconds),

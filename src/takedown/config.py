@@ -238,10 +238,11 @@ class Settings(BaseSettings):
         "consumer stopped mid-batch): longer than a batch takes to commit.",
     )
     nats_batch: int = Field(
-        default=1000,
+        default=5000,
         ge=1,
         le=10_000,
-        description="Messages fetched and applied in one transaction by takedown consume.",
+        description="Messages fetched and applied in one transaction by takedown consume "
+        "(as many events as a POST /v1/registry/batch chunk).",
     )
     smtp_host: str | None = Field(default=None, description="SMTP server for reporter mail.")
     smtp_port: int = Field(default=25, description="SMTP port.")

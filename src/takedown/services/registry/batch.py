@@ -210,10 +210,11 @@ class _Chunk:
             if mid:
                 new_ids_seen.add(mid)
             fresh.append(event)
-        if new_ids_seen:
+        if new_ids_seen:  # one executemany (PostgreSQL: COPY), as the chunk's rows
             now = utcnow()
-            s.execute(
-                insert(AppliedMessage),
+            _bulk(
+                s,
+                AppliedMessage,
                 [{"message_id": m, "applied_at": now} for m in sorted(new_ids_seen)],
             )
         return fresh
