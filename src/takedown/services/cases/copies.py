@@ -14,7 +14,7 @@ followed to its end. All queries go in batches, never one per item.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, Literal, NamedTuple
 
@@ -108,10 +108,10 @@ def _pending_search(s: Session, hashes: list[str] | np.ndarray) -> SearchResult 
 
 class Among(NamedTuple):
     """A set of items a caller knows (the items of cases), for :meth:`CopyFinder.neighbour_map`:
-    ``items``, their ids; ``media``, their media's PDQs that pass the quality floor
-    (:func:`scan_index_of`)."""
+    ``members``, which of some item ids are in it (one read); ``media``, its items'
+    media's PDQs that pass the quality floor (:func:`scan_index_of`)."""
 
-    items: frozenset[int]
+    members: Callable[[Session, set[int]], set[int]]
     media: ScanIndex
 
 
@@ -195,9 +195,6 @@ class CopyFinder:
         ids = sorted(items)
         s.flush()
         conn = s.connection()
-        # ``among``'s items are looked for here, not in the reads: SQLite would look
-        # every pair of two lists up in a two-column key.
-        keep = among.items if among is not None else None
         for i, pid, reposts, quotes in conn.execute(
             select(
                 Item.id, Item.platform_id, Item.reposts_platform_id, Item.quotes_platform_id
@@ -208,6 +205,7 @@ class CopyFinder:
                 if parent:
                     by_parent.setdefault(parent, set()).add(i)
         pids = sorted(by_pid)
+        edges: list[tuple[str, int, str]] = []  # (reason, the other item, parent)
         for reason, column in (
             ("repost", Item.reposts_platform_id),
             ("quote", Item.quotes_platform_id),
@@ -217,18 +215,15 @@ class CopyFinder:
             for i, parent in conn.execute(
                 select(Item.id, column).where(in_values(s, column, pids))
             ).all():
-                if parent is not None and (keep is None or i in keep):
-                    out[by_pid[parent]].setdefault(i, Copy(i, reason))
+                if parent is not None:
+                    edges.append((reason, i, parent))
+        parents: Sequence[tuple[int, str]] = ()
         if by_parent:
-            for i, pid in conn.execute(
+            parents = conn.execute(
                 select(Item.id, Item.platform_id).where(
                     in_values(s, Item.platform_id, sorted(by_parent))
                 )
-            ).all():
-                if keep is not None and i not in keep:
-                    continue
-                for seed in by_parent[pid]:
-                    out[seed].setdefault(i, Copy(i, "original"))
+            ).all()
         owners: dict[int, set[int]] = {}  # media id -> the seeds carrying it
         for i, mid in conn.execute(
             select(ItemMedia.item_id, ItemMedia.media_id).where(
@@ -282,15 +277,34 @@ class CopyFinder:
                 ).scalars()
             )
         wanted = sorted(set(owners) | quality_ok)
-        carriers: dict[int, list[int]] = {}  # media id -> items carrying it
+        held: Sequence[tuple[int, int]] = ()  # (item, media id): the items carrying them
         if wanted:
-            for i, mid in conn.execute(
+            held = conn.execute(
                 select(ItemMedia.item_id, ItemMedia.media_id).where(
                     in_values(s, ItemMedia.media_id, wanted)
                 )
-            ).all():
-                if keep is None or i in keep:
-                    carriers.setdefault(mid, []).append(i)
+            ).all()
+        # ``among``: which of these rows' items are in it, asked once of them all (in the
+        # reads, SQLite would look every pair of two lists up in a two-column key; and
+        # the set may be a viral case's 100,000 items, read for a few).
+        keep = (
+            among.members(
+                s, {i for _, i, _ in edges} | {i for i, _ in parents} | {i for i, _ in held}
+            )
+            if among is not None
+            else None
+        )
+        for reason, i, parent in edges:
+            if keep is None or i in keep:
+                out[by_pid[parent]].setdefault(i, Copy(i, reason))
+        for i, pid in parents:
+            if keep is None or i in keep:
+                for seed in by_parent[pid]:
+                    out[seed].setdefault(i, Copy(i, "original"))
+        carriers: dict[int, list[int]] = {}  # media id -> items carrying it
+        for i, mid in held:
+            if keep is None or i in keep:
+                carriers.setdefault(mid, []).append(i)
         for mid, seeds in owners.items():  # the same bytes
             for i in carriers.get(mid, ()):
                 for seed in seeds:

@@ -75,11 +75,10 @@ CATEGORY_VALUES = frozenset(c.value for c in Category)
 SPARED = "item.negative_match_spared"
 
 
-# The items of the cases a copy may still join (active, or confirmed: a later copy is
-# removed), and their media with a PDQ above the quality floor, each once:
-# ``may_join_cases`` looks a batch's neighbours up among these only.
+# The cases a copy may still join (active, or confirmed: a later copy is removed), and
+# their items' media with a PDQ above the quality floor, each once: ``may_join_cases``
+# looks a batch's neighbours up among these only.
 _JOINABLE = or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value)
-_CASE_ITEMS = select(CaseItem.item_id).join(Case, Case.id == CaseItem.case_id).where(_JOINABLE)
 _CASE_MEDIA = (
     select(Media.id, Media.pdq)
     .distinct()
@@ -92,6 +91,19 @@ _CASE_MEDIA = (
         Media.pdq_quality.is_(None) | (Media.pdq_quality >= PDQ_QUALITY_FLOOR),
     )
 )
+
+
+def _in_joinable_cases(s: Session, item_ids: set[int]) -> set[int]:
+    """Which of these items are in a case a copy may still join."""
+    if not item_ids:
+        return set()
+    return set(
+        s.scalars(
+            select(CaseItem.item_id)
+            .join(Case, Case.id == CaseItem.case_id)
+            .where(in_values(s, CaseItem.item_id, sorted(item_ids)), _JOINABLE)
+        )
+    )
 
 
 def _add_hash_sources(case: Case, sources: set[str]) -> None:
@@ -504,8 +516,7 @@ class CaseIntake(CaseStatus):
         if not items:
             return JoinCandidates({}, set(), {})
         in_cases = Among(
-            frozenset(s.scalars(_CASE_ITEMS)),
-            scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h]),
+            _in_joinable_cases, scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h])
         )
         near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items}, among=in_cases)
         by_neighbour = {i: ns for i, ns in near.items() if ns}  # each an item of a case
