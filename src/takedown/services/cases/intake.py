@@ -321,7 +321,7 @@ class CaseIntake(CaseStatus):
             select(Case)
             .join(CaseItem, CaseItem.case_id == Case.id)
             .where(in_values(s, CaseItem.item_id, item_ids))
-            .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+            .where(_JOINABLE)
             .order_by(Case.opened_at, Case.id)
             .limit(1)
         ).first()
@@ -572,7 +572,7 @@ class CaseIntake(CaseStatus):
                 select(Case)
                 .join(CaseItem, CaseItem.case_id == Case.id)
                 .where(CaseItem.item_id.in_(part))
-                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
+                .where(_JOINABLE)
             ):
                 cases[case.id] = case
         now = utcnow()
@@ -768,14 +768,7 @@ class CaseIntake(CaseStatus):
             return []
         now = utcnow()
         ids = [m.item_id for m in matches]
-        held: set[int] = set(
-            s.scalars(
-                select(CaseItem.item_id)
-                .join(Case, Case.id == CaseItem.case_id)
-                .where(in_values(s, CaseItem.item_id, ids))
-                .where(or_(Case.state.in_(ACTIVE_STATES), Case.outcome == Outcome.VIOLATION.value))
-            )
-        )
+        held = _in_joinable_cases(s, set(ids))
         items: dict[int, tuple[str, str, str | None]] = {
             i: (pid, visibility, public)
             for i, pid, visibility, public in s.execute(
