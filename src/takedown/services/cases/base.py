@@ -27,7 +27,7 @@ from takedown.domain.transparency import automation
 from takedown.domain.triage import TriageInput, priority
 from takedown.ids import new_id
 from takedown.services.audit.chain import record
-from takedown.services.cases.copies import CopyFinder
+from takedown.services.cases.copies import CopyFinder, Members
 from takedown.services.cases.reported_hashes import ReportedHashes
 from takedown.store import repositories as repo
 from takedown.store.item_actions import FANOUT_MIN, insert_item_actions
@@ -137,6 +137,21 @@ class CaseBase:
             stmt = stmt.join(Item, Item.id == CaseItem.item_id).where(Item.visibility == visibility)
         s.flush()
         return list(s.connection().execute(stmt).scalars().all())
+
+    def _members(self, s: Session, case: Case) -> Members:
+        """Which of some item ids are the case's, one read each time it is asked (for
+        :meth:`CopyFinder.expand`'s ``known``): never a read of all its items."""
+
+        def of(ids: set[int]) -> set[int]:
+            if not ids:
+                return set()
+            s.flush()
+            stmt = select(CaseItem.item_id).where(
+                CaseItem.case_id == case.id, in_values(s, CaseItem.item_id, sorted(ids))
+            )
+            return set(s.connection().execute(stmt).scalars())
+
+        return of
 
     def _visible_of(
         self, s: Session, item_ids: Collection[int], *, also: str | None = None

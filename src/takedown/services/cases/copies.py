@@ -115,6 +115,11 @@ class Among(NamedTuple):
     media: ScanIndex
 
 
+# Which of some item ids a set holds, asked of the database (a case's items: a viral
+# case holds 100,000, and a copy joining it needs to know of a few).
+Members = Callable[[set[int]], set[int]]
+
+
 class Copy(NamedTuple):  # a tuple: 100,000 of them are made for one viral item
     item_id: int
     reason: str  # reported, repost, quote, original, same_bytes, pdq
@@ -143,23 +148,29 @@ class CopyFinder:
         s: Session,
         seeds: Iterable[int] | Mapping[int, Copy],
         seed_reason: str = "reported",
-        known: frozenset[int] = frozenset(),
+        known: frozenset[int] | Members = frozenset(),
         seed_distance: int | None = None,
     ) -> dict[int, Copy]:
         """Every copy reachable from ``seeds``. Items in ``known`` (already in the case)
         are neither returned nor walked through, so adding one late copy to a case of
-        100,000 costs a few queries, not a walk of the whole case."""
+        100,000 costs a few queries, not a walk of the whole case. ``known`` may be
+        :data:`Members`, asked once a round of the items the round found: the case's
+        items are then never all read (``CaseIntake``'s joins)."""
+        held: Members = (lambda ids: ids & known) if isinstance(known, frozenset) else known
         if isinstance(seeds, Mapping):  # each seed with its own reason (a batch's)
-            found = {i: c for i, c in seeds.items() if i not in known}
+            candidates = dict(seeds)
         else:
-            found = {i: Copy(i, seed_reason, seed_distance) for i in seeds if i not in known}
+            candidates = {i: Copy(i, seed_reason, seed_distance) for i in seeds}
+        inside = held(set(candidates)) if candidates else set()
+        found = {i: c for i, c in candidates.items() if i not in inside}
         frontier = set(found)
         seen_media: set[int] = set()
         for _ in range(MAX_ROUNDS):
             if not frontier:
                 break
             new = self._round(s, frontier, seen_media)
-            frontier = {i for i in new if i not in found and i not in known}
+            fresh = {i for i in new if i not in found}
+            frontier = fresh - held(fresh) if fresh else set()
             for i in frontier:
                 found[i] = new[i]
         return found

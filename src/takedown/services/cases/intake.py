@@ -577,14 +577,18 @@ class CaseIntake(CaseStatus):
                 cases[case.id] = case
         now = utcnow()
         for case in sorted(cases.values(), key=lambda c: c.id):
-            known = frozenset(self._case_item_ids(s, case))
+            # Which of the neighbours are the case's: asked of them, not by reading all
+            # its items (a viral case's 100,000 for each batch's few copies: 0.06-0.24 s
+            # a join on PostgreSQL, measured).
+            members = self._members(s, case)
+            linked = members(set(touching))
             seeds: dict[int, Copy] = {}
             for i in sorted(item_ids):
-                link = next((c for n, c in sorted(per_item[i].items()) if n in known), None)
+                link = next((c for n, c in sorted(per_item[i].items()) if n in linked), None)
                 if link is not None:
                     reason = _LINK_REASON.get(link.reason, link.reason)
                     seeds[i] = Copy(i, reason, link.distance)
-            copies = self._copies.expand(s, seeds, known=known)
+            copies = self._copies.expand(s, seeds, known=members)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now, set(copies))
         return [c.public_id for c in sorted(cases.values(), key=lambda c: c.id)]
@@ -611,7 +615,7 @@ class CaseIntake(CaseStatus):
         for case in s.scalars(select(Case).where(Case.id.in_(case_ids)).order_by(Case.id)):
             if not _is_active(case):
                 continue
-            known = frozenset(self._case_item_ids(s, case))
+            known = self._members(s, case)
             if case.id in by_hash:
                 copies = self._copies.expand(
                     s,
