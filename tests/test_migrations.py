@@ -26,7 +26,7 @@ from takedown.store.db import current_revision, make_engine, upgrade
 from takedown.store.models import Base, Blob
 from tests.conftest import PG_ADMIN_URL
 
-HEAD = "0034_exchange_entry_foreign_keys"
+HEAD = "0035_case_priority_stale"
 
 
 def test_migrations_match_models(database_url: str):

@@ -168,6 +168,20 @@ class Settings(BaseSettings):
         "its outbox actions after its transaction, in large chunks, instead of inside it: "
         "the items are restricted at once either way. See docs/scaling.md.",
     )
+    priority_inline_copies: int = Field(
+        default=1_000,
+        ge=0,
+        description="A case with more copies than this (a viral item's) has its priority "
+        "recomputed in the background when its copies' view counts or accounts change, "
+        "within TAKEDOWN_PRIORITY_REFRESH_SECONDS, not in the registry request that changed "
+        "them (one pass over every copy each time). See docs/scaling.md.",
+    )
+    priority_refresh_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="How often `takedown serve` and `takedown worker` recompute the "
+        "priorities that wait for it (TAKEDOWN_PRIORITY_INLINE_COPIES).",
+    )
     account_measures_minor_safety: str = Field(
         default="uploader=suspend,reuploader=suspend,quoter=warn,reposter=warn",
         description="First measure per part in a confirmed minor-safety case (part=measure; "

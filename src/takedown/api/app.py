@@ -37,6 +37,7 @@ from takedown.runtime import Runtime
 from takedown.runtime.workers import (
     start_delivery_worker,
     start_mail_worker,
+    start_priority_worker,
     start_retroscan_worker,
     start_snapshot_worker,
 )
@@ -69,6 +70,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
         delivery = start_delivery_worker(rt)
         snapshots = start_snapshot_worker(rt)
         retro = start_retroscan_worker(rt) if rt.settings.retroscan_in_serve else None
+        priorities = start_priority_worker(rt)
         # Bank entries other processes add are read by a thread, not by the query that
         # happens to come next (services/index/follower.py).
         interval_s = rt.settings.index_sync_interval_ms / 1000
@@ -76,7 +78,7 @@ def create_app(rt: Runtime, *, fast_screening: bool = True) -> TakedownAPI:
         try:
             yield
         finally:
-            for worker in (poller, mail, delivery, snapshots, retro):
+            for worker in (poller, mail, delivery, snapshots, retro, priorities):
                 if worker is not None:
                     worker.stop()
 

@@ -434,12 +434,15 @@ def worker(
     once: Annotated[
         bool,
         typer.Option(
-            "--once", help="Run the retroactive scans due now, then exit (cron, scripts)."
+            "--once",
+            help="Run the retroactive scans due now and recompute the case priorities "
+            "waiting for it, then exit (cron, scripts).",
         ),
     ] = False,
 ) -> None:
     """Run retroactive scans, deliver the platform's actions (webhooks) and reporter
-    mail, and sync the hash exchanges on their schedules, until stopped.
+    mail, sync the hash exchanges on their schedules and recompute large cases'
+    priorities, until stopped.
 
     `takedown serve` delivers and mails itself; run separate workers (several are safe
     on PostgreSQL) when the API runs on many processes."""
@@ -452,6 +455,7 @@ def worker(
         start_delivery_worker,
         start_exchange_worker,
         start_mail_worker,
+        start_priority_worker,
         start_retroscan_worker,
     )
 
@@ -459,10 +463,12 @@ def worker(
     _log_in_use(rt.settings)
     if once:
         out.print(f"{rt.retroscan.run_pending()} retroactive scan(s) run")
+        refreshed = rt.cases.refresh_stale_priorities(limit=10_000)
+        out.print(f"{refreshed} case priorit{'y' if refreshed == 1 else 'ies'} recomputed")
         return
     workers: list[PeriodicWorker] = [start_retroscan_worker(rt)]
     workers += [w for w in (start_delivery_worker(rt), start_mail_worker(rt)) if w is not None]
-    workers.append(start_exchange_worker(rt))
+    workers += [start_exchange_worker(rt), start_priority_worker(rt)]
     freeze_startup()  # takedown/memory.py
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

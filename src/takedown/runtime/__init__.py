@@ -149,6 +149,7 @@ def open_runtime(
             restrict_first_minor_safety=settings.restrict_first_minor_safety,
             restrict_first_takedown_requests=settings.restrict_first_takedown_requests,
             outbox_fanout_min=settings.outbox_fanout_min,
+            priority_inline_copies=settings.priority_inline_copies,
             public_base_url=settings.public_base_url,
             territorial_scope=territorial_scope(settings.dsa_territorial_scope),
             accounts=AccountPolicy(

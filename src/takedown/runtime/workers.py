@@ -1,5 +1,6 @@
 """The background threads a serving process (or ``takedown worker``) starts, and how
-each is built from the runtime: reporter mail, webhook deliveries, bank-index snapshots.
+each is built from the runtime: reporter mail, webhook deliveries, bank-index snapshots,
+large cases' priorities.
 
 The work itself lives in the services that own it (``services/outbound``,
 ``services/index``); this module only gives each a thread (:class:`PeriodicWorker`) and
@@ -290,5 +291,27 @@ class RetroscanWorker(PeriodicWorker):
 def start_retroscan_worker(rt: Runtime) -> RetroscanWorker:
     """Start running retroactive scans in this process. Call ``stop()`` at shutdown."""
     worker = RetroscanWorker(rt.retroscan, interval_s=rt.settings.retroscan_poll_seconds)
+    worker.start()
+    return worker
+
+
+class PriorityWorker(PeriodicWorker):
+    """Recomputes the priorities of large cases whose copies' views or accounts changed
+    (``CaseIntake.refresh_stale_priorities``; ``TAKEDOWN_PRIORITY_INLINE_COPIES``)."""
+
+    def __init__(self, rt: Runtime, *, interval_s: float) -> None:
+        super().__init__(interval_s, name="takedown-priority", wait_first=True)
+        self._rt = rt
+
+    def round(self) -> bool:
+        limit = 50
+        return self._rt.cases.refresh_stale_priorities(limit=limit) >= limit
+
+
+def start_priority_worker(rt: Runtime) -> PriorityWorker:
+    """Start recomputing waiting priorities in this process. Call ``stop()`` at
+    shutdown. Several processes may run one: a case two of them take in the same round
+    is recomputed twice, to the same result."""
+    worker = PriorityWorker(rt, interval_s=rt.settings.priority_refresh_seconds)
     worker.start()
     return worker

@@ -59,6 +59,9 @@ class CasePolicy:
     # A measure on this many items or more writes its outbox actions after its
     # transaction (store/item_actions.py).
     outbox_fanout_min: int = FANOUT_MIN
+    # A case with more copies than this has its priority recomputed in the background
+    # after its copies' views or accounts change (CaseIntake.refresh_priority_for_items).
+    priority_inline_copies: int = 1_000
     # Why setting clocks by hand is refused here (code, sentence); None: allowed
     # (Settings.clock_override_refusal: test and staging deployments only).
     clock_override_refusal: tuple[str, str] | None = (
