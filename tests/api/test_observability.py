@@ -93,6 +93,8 @@ def test_metrics_count_screenings_and_read_the_database(client, rt: Runtime, aut
     for state in ("pending", "delivering", "dead_letter"):
         assert ("takedown_outbox_messages", (("state", state),)) in after
     assert ("takedown_outbox_oldest_pending_age_seconds", ()) in after
+    assert _value(after, "takedown_case_priorities_waiting") == 0
+    assert _value(after, "takedown_case_priority_oldest_wait_seconds") == 0
     for clock in ("decision", "take_it_down_48h"):
         for state in ("running", "overdue"):
             key = ("takedown_case_clocks", (("clock", clock), ("state", state)))

@@ -18,6 +18,7 @@ from takedown.api.app import create_app
 from takedown.cli.main import app as cli
 from takedown.config import Settings
 from takedown.runtime import open_runtime
+from tests.api.test_observability import _key, _samples, _value
 from tests.cases.helpers import PASSWORD, parent_report, platform_headers, user_headers
 from tests.conftest import start_server
 
@@ -94,6 +95,10 @@ def test_a_large_cases_priority_is_recomputed_by_the_background_round(
             r = client.post("/v1/items/big3/views", json={"view_count": 90}, headers=p)
             assert r.status_code == 200 and r.json()["changed"] is True
             assert _reach(case(big)) == "40 views"
+            metrics = _key(rt, "metrics")
+            waiting = _samples(client.get("/metrics", headers=metrics).text)
+            assert _value(waiting, "takedown_case_priorities_waiting") == 1
+            assert _value(waiting, "takedown_case_priority_oldest_wait_seconds") >= 0
 
             # The background round: what `takedown serve` and `takedown worker` run.
             monkeypatch.setenv("TAKEDOWN_DATABASE_URL", s.resolved_database_url)
@@ -110,6 +115,8 @@ def test_a_large_cases_priority_is_recomputed_by_the_background_round(
             out = CliRunner().invoke(cli, ["worker", "--once"])
             assert "0 case priorities recomputed" in out.output, out.output
             assert case(big)["priority"] == big_after["priority"]
+            done = _samples(client.get("/metrics", headers=metrics).text)
+            assert _value(done, "takedown_case_priorities_waiting") == 0
     finally:
         rt.close()
 

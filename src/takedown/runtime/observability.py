@@ -118,6 +118,12 @@ def database_figures(rt: Runtime) -> Iterator[Figure]:
                 func.count().filter(and_(takedown, Case.takedown_due_at < now_dt)),
             ).where(Case.state.in_(OPEN_CASE_STATES))  # indexed: decided cases skipped
         ).one()
+        # Large cases waiting for the background priority round (a partial index).
+        waiting, oldest_wait = s.execute(
+            select(func.count(), func.min(Case.priority_stale_since)).where(
+                Case.priority_stale_since.is_not(None)
+            )
+        ).one()
         filings = dict(
             s.execute(
                 select(LegalFiling.state, func.count())
@@ -153,6 +159,17 @@ def database_figures(rt: Runtime) -> Iterator[Figure]:
             int(clocks[i] or 0),
             (("clock", clock), ("state", state)),
         )
+    yield Figure(
+        "case_priorities_waiting",
+        "Large cases whose priority waits for the background round (their copies' view "
+        "counts or accounts changed).",
+        int(waiting or 0),
+    )
+    yield Figure(
+        "case_priority_oldest_wait_seconds",
+        "How long the longest-waiting of them has waited (0: none).",
+        _age(oldest_wait, now),
+    )
     dsa = rt.dsa.summary(now_dt)
     for state, count in (
         ("pending", dsa.pending),
