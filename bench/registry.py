@@ -17,7 +17,12 @@ new PostgreSQL database (--postgres; created and dropped here):
 - ``batch``: ``POST /v1/registry/batch``, 10,000 lines a request;
 - ``stream``: the same events published to NATS JetStream (127.0.0.1:4222), applied by
   ``takedown consume``'s loop (``cli/consume.py``), from its first fetch to the last
-  acknowledgement.
+  acknowledgement;
+- with ``--viral N``, last: ``viral_copies``, N reposts of the reported item (and
+  reposts of those) in batches, each joining its case and restricted as it comes; then
+  ``batch_with_viral_case``, a fresh feed of ``--items`` with that case of N + 1 copies
+  live, 1 % of its items reposting one of them (the feed's view counts then change
+  some of the case's copies, as a viral item's keep changing).
 Prints JSON and writes bench/results/registry-<database>.json.
 """
 
@@ -122,6 +127,33 @@ class Feed:
         }
         media.append(m)
         return m
+
+
+def viral_events(
+    prefix: str, copies: int, original: str, rng: random.Random
+) -> list[dict[str, Any]]:
+    """``copies`` reposts of ``original``: 70 % of it, the others of an earlier repost
+    (a cascade), one new account per ten."""
+    out: list[dict[str, Any]] = []
+    ids = [original]
+    for k in range(copies):
+        if k % 10 == 0:
+            out.append({"account": {"id": f"{prefix}acc{k // 10}", "handle": f"v{k}"}})
+        parent = original if rng.random() < 0.7 else rng.choice(ids)
+        item = {"id": f"{prefix}{k}", "account_id": f"{prefix}acc{k // 10}", "reposts": parent}
+        out.append({"item": {**item, "view_count": rng.randrange(100)}})
+        ids.append(item["id"])
+    return out
+
+
+def reposting(events: list[dict[str, Any]], ids: list[str], rng: random.Random) -> None:
+    """1 % of the feed's items become reposts of one of ``ids`` (without media)."""
+    for e in events:
+        item = e.get("item")
+        if item is not None and rng.random() < 0.01:
+            item.pop("media", None)
+            item.pop("quotes", None)
+            item["reposts"] = rng.choice(ids)
 
 
 def _items(events: list[dict[str, Any]]) -> int:
@@ -261,7 +293,26 @@ def _progress(what: str, figures: dict[str, Any]) -> None:
     print(what, json.dumps(figures), file=sys.stderr, flush=True)
 
 
-def run(database_url: str | None, items: int, single: int, stream_items: int) -> dict[str, Any]:
+def _batch_figures(
+    events: list[dict[str, Any]], t: float, totals: dict[str, int]
+) -> dict[str, Any]:
+    return {
+        "items": _items(events),
+        "events": len(events),
+        "lines_per_request": LINES,
+        "seconds": round(t, 2),
+        "items_per_s": round(_items(events) / t),
+        "events_per_s": round(len(events) / t),
+        **totals,
+        # What one core does: the wall clock of a shared machine counts other
+        # processes' turns too.
+        "items_per_cpu_s": round(_items(events) / totals["process_cpu_s"]),
+    }
+
+
+def run(
+    database_url: str | None, items: int, single: int, stream_items: int, viral: int = 0
+) -> dict[str, Any]:
     from takedown.cli.consume import consume
 
     result: dict[str, Any] = {}
@@ -287,18 +338,7 @@ def run(database_url: str | None, items: int, single: int, stream_items: int) ->
         events = feed.events("b", items)
         _left_to_the_platform()
         t, totals = _batch(client, platform, events)
-        result["batch"] = {
-            "items": _items(events),
-            "events": len(events),
-            "lines_per_request": LINES,
-            "seconds": round(t, 2),
-            "items_per_s": round(_items(events) / t),
-            "events_per_s": round(len(events) / t),
-            **totals,
-            # What one core does: the wall clock of a shared machine counts other
-            # processes' turns too.
-            "items_per_cpu_s": round(_items(events) / totals["process_cpu_s"]),
-        }
+        result["batch"] = _batch_figures(events, t, totals)
         _progress("batch", result["batch"])
         replay = events[:LINES]  # the first request again: a replay
         t, totals = _batch(client, platform, replay)
@@ -342,6 +382,22 @@ def run(database_url: str | None, items: int, single: int, stream_items: int) ->
             }
         with rt.sessions() as sess:
             result["items_in_cases"] = sess.scalar(select(func.count()).select_from(CaseItem))
+        if viral:
+            events = viral_events("v", viral, "reported0", random.Random(3))
+            _left_to_the_platform()
+            t, totals = _batch(client, platform, events)
+            with rt.sessions() as sess:
+                joined = sess.scalar(select(func.count()).select_from(CaseItem))
+            assert joined - result["items_in_cases"] == viral, (joined, result["items_in_cases"])
+            result["viral_copies"] = _batch_figures(events, t, totals)
+            events = feed.events("w", items)
+            reposting(events, [f"v{k}" for k in range(viral)], random.Random(5))
+            _left_to_the_platform()
+            t, totals = _batch(client, platform, events)
+            result["batch_with_viral_case"] = _batch_figures(events, t, totals)
+            _progress("batch_with_viral_case", result["batch_with_viral_case"])
+        with rt.sessions() as sess:
+            result["items_in_cases"] = sess.scalar(select(func.count()).select_from(CaseItem))
             result["items_restricted"] = sess.scalar(
                 select(func.count()).select_from(Item).where(Item.visibility != "visible")
             )
@@ -355,6 +411,9 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=1_000, help="items sent one request each")
     ap.add_argument("--stream", type=int, default=20_000, help="items through NATS (0: skip)")
     ap.add_argument("--postgres", action="store_true", help="a new PostgreSQL database")
+    ap.add_argument(
+        "--viral", type=int, default=0, help="copies of a reported item, then a batch (0: skip)"
+    )
     args = ap.parse_args()
     database_url = None
     name = f"takedown_bench_registry_{os.getpid()}"
@@ -366,7 +425,7 @@ def main() -> None:
         database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     try:
-        runs = run(database_url, args.items, args.single, args.stream)
+        runs = run(database_url, args.items, args.single, args.stream, args.viral)
     finally:
         if args.postgres:
             import psycopg
