@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -176,3 +177,49 @@ def test_a_serving_process_recomputes_waiting_priorities_itself(
         _, stderr = server.communicate(timeout=60)
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
+
+
+def test_a_mark_made_while_the_round_recomputes_stays_for_the_next(
+    rt, client, database_url: str, monkeypatch
+):
+    """A copy's view count changes while the round works the case out (PostgreSQL: the
+    round's transaction holds no lock on the case until it writes): the round writes
+    its priority but leaves the new mark, and the next round takes the case again."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock keeps every other writer out of the round")
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from takedown.ids import utcnow
+    from takedown.store.models import Case
+
+    p = platform_headers(rt)
+    r = client.post("/v1/registry/batch", content=_lines(), headers={**p, **NDJSON})
+    assert r.status_code == 200, r.text
+    number = client.post("/v1/reports", json=parent_report(["big0"])).json()["case_number"]
+    first = utcnow() - timedelta(seconds=5)
+    with rt.engine.begin() as conn:  # as refresh_priority_for_items marks a large case
+        conn.execute(
+            update(Case).where(Case.public_id == number).values(priority_stale_since=first)
+        )
+    later = utcnow()
+    recompute = rt.cases._refresh_priority
+
+    def meanwhile(s, case, now, *args, **kwargs):  # another transaction marks it again
+        with rt.engine.begin() as conn:
+            conn.execute(update(Case).where(Case.id == case.id).values(priority_stale_since=later))
+        return recompute(s, case, now, *args, **kwargs)
+
+    monkeypatch.setattr(rt.cases, "_refresh_priority", meanwhile)
+    assert rt.cases.refresh_stale_priorities() == 1
+    monkeypatch.setattr(rt.cases, "_refresh_priority", recompute)
+
+    def mark() -> object:
+        with rt.sessions() as s:
+            return s.scalar(select(Case.priority_stale_since).where(Case.public_id == number))
+
+    assert mark() == later
+    assert rt.cases.refresh_stale_priorities() == 1
+    assert mark() is None
+    assert rt.cases.refresh_stale_priorities() == 0

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, bindparam, exists, func, insert, literal, null, or_, select, update
+from sqlalchemy import Integer, exists, func, insert, literal, null, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session
 
@@ -981,32 +981,31 @@ class CaseIntake(CaseStatus):
 
     def refresh_stale_priorities(self, limit: int = 50) -> int:
         """Recompute the priorities :meth:`refresh_priority_for_items` left marked,
-        the oldest marks first, at most ``limit`` cases (one transaction); returns how
-        many were taken. A case decided meanwhile only loses its mark. A mark another
-        transaction made after this one read it stays, for the next round."""
-        with unit_of_work(self._sessions) as s:
-            cases = list(
-                s.scalars(
-                    select(Case)
-                    .where(Case.priority_stale_since.is_not(None))
-                    .order_by(Case.priority_stale_since, Case.id)
-                    .limit(limit)
+        the oldest marks first, at most ``limit`` cases; returns how many were taken.
+        One transaction a case: it writes that case's row only, so it never holds one
+        row another writer waits for while waiting for another (PostgreSQL). A case
+        decided meanwhile only loses its mark; a mark another transaction made after
+        this one read it stays, for the next round."""
+        with unit_of_work(self._sessions, write=False) as s:
+            marked = s.execute(
+                select(Case.id, Case.priority_stale_since)
+                .where(Case.priority_stale_since.is_not(None))
+                .order_by(Case.priority_stale_since, Case.id)
+                .limit(limit)
+            ).all()
+        for case_id, at in marked:
+            with unit_of_work(self._sessions) as s:
+                case = s.get_one(Case, case_id)  # cases are never deleted
+                if case.state in ACTIVE_STATES:
+                    self._refresh_priority(s, case, utcnow())
+                    s.flush()
+                s.connection().execute(
+                    update(Case)
+                    .where(Case.id == case_id, Case.priority_stale_since == at)
+                    .values(priority_stale_since=None)
                 )
-            )
-            if not cases:
-                return 0
-            seen = [(c.id, c.priority_stale_since) for c in cases]
-            self._refresh_priority_many(s, [c for c in cases if c.state in ACTIVE_STATES], utcnow())
-            s.flush()
-            s.connection().execute(
-                update(Case)
-                .where(Case.id == bindparam("_id"), Case.priority_stale_since == bindparam("_at"))
-                .values(priority_stale_since=None),
-                [{"_id": i, "_at": at} for i, at in seen],
-            )
-            for case in cases:  # as written (or as left by another transaction's mark)
                 s.expire(case, ["priority_stale_since"])
-        return len(cases)
+        return len(marked)
 
     def _holds_more_than(self, s: Session, case_id: int, n: int) -> bool:
         """Whether the case has more than ``n`` copies: reads ``n + 1`` rows at most."""
