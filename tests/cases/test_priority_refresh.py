@@ -118,6 +118,43 @@ def test_a_large_cases_priority_is_recomputed_by_the_background_round(
             assert case(big)["priority"] == big_after["priority"]
             done = _samples(client.get("/metrics", headers=metrics).text)
             assert _value(done, "takedown_case_priorities_waiting") == 0
+
+            # Copies joining re-rank a case the same way: their views count, and their
+            # accounts' flags. The small case at once...
+            flagged = {"flagged": True, "flag_reason": "shares such material"}
+            r = client.put("/v1/accounts/a8", json=flagged, headers=p)
+            assert r.status_code == 200, r.text
+            more = [
+                {
+                    "item": {
+                        "id": "small1",
+                        "account_id": "a8",
+                        "reposts": "small0",
+                        "view_count": 30_000,
+                    }
+                },
+                {
+                    "item": {
+                        "id": "big4",
+                        "account_id": "a8",
+                        "reposts": "big0",
+                        "view_count": 1_000,
+                    }
+                },
+            ]
+            body = "\n".join(json.dumps(e) for e in more).encode()
+            r = client.post("/v1/registry/batch", content=body, headers={**p, **NDJSON})
+            assert r.status_code == 200 and sorted(r.json()["cases"]) == sorted([big, small])
+            small_now = case(small)
+            assert _reach(small_now) == "100000 views"
+            assert any(f["name"] == "account_history" for f in small_now["priority_factors"])  # type: ignore[union-attr]
+            # ... the large one by the round.
+            assert case(big)["priority"] == big_after["priority"]
+            out = CliRunner().invoke(cli, ["worker", "--once"])
+            assert "1 case priority recomputed" in out.output, out.output
+            big_now = case(big)
+            assert _reach(big_now) == f"{10 + 10 + 500_000 + 90 + 1_000} views"
+            assert any(f["name"] == "account_history" for f in big_now["priority_factors"])  # type: ignore[union-attr]
     finally:
         rt.close()
 

@@ -576,6 +576,7 @@ class CaseIntake(CaseStatus):
             ):
                 cases[case.id] = case
         now = utcnow()
+        grown: list[Case] = []
         for case in sorted(cases.values(), key=lambda c: c.id):
             # Which of the neighbours are the case's: asked of them, not by reading all
             # its items (a viral case's 100,000 for each batch's few copies: 0.06-0.24 s
@@ -591,6 +592,8 @@ class CaseIntake(CaseStatus):
             copies = self._copies.expand(s, seeds, known=members)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now, set(copies))
+                grown.append(case)
+        self._rerank(s, grown, now)  # more copies: more views, perhaps flagged accounts
         return [c.public_id for c in sorted(cases.values(), key=lambda c: c.id)]
 
     def join_by_location(
@@ -628,7 +631,7 @@ class CaseIntake(CaseStatus):
                 copies = self._copies.expand(s, {item_id}, known=known)
             if self._add_copies(s, case, copies):
                 self._treat_new_copies(s, case, actor, now, set(copies))
-                self._refresh_priority(s, case, now)
+                self._rerank(s, [case], now)
             joined.append(case.public_id)
         return joined
 
@@ -753,7 +756,10 @@ class CaseIntake(CaseStatus):
                 self._treat_new_copies(s, case, actor, now, set(copies))
         elif restrict:
             self._restrict(s, case, actor, "hash_match", now)
-        self._refresh_priority(s, case, now)
+        if new:
+            self._refresh_priority(s, case, now)
+        else:  # a viral item's case of 100,000 copies, perhaps
+            self._rerank(s, [case], now)
         return case.public_id
 
     def open_alone_for_matches(
@@ -971,13 +977,26 @@ class CaseIntake(CaseStatus):
                 .distinct()
             ):
                 cases[case.id] = case
+        self._rerank(s, list(cases.values()), now)
+
+    def _rerank(self, s: Session, cases: Iterable[Case], now: datetime) -> None:
+        """The priority of these cases, what they hold having changed: at once for an
+        active case of up to ``CasePolicy.priority_inline_copies`` copies (all such
+        cases in one pass); a larger one is marked for
+        :meth:`refresh_stale_priorities`. A decided case is in no queue (a
+        confirmed one that a copy joins stays as it was ranked)."""
         inline: list[Case] = []
-        for case_id, case in sorted(cases.items()):
-            if self._holds_more_than(s, case_id, self._policy.priority_inline_copies):
+        for case in sorted({c.id: c for c in cases}.values(), key=lambda c: c.id):
+            if case.state not in ACTIVE_STATES:
+                continue
+            if self._holds_more_than(s, case.id, self._policy.priority_inline_copies):
                 case.priority_stale_since = now
             else:
                 inline.append(case)
-        self._refresh_priority_many(s, inline, now)
+        if len(inline) == 1:  # the statement built once (``_CASE_FIGURES``)
+            self._refresh_priority(s, inline[0], now)
+        else:
+            self._refresh_priority_many(s, inline, now)
 
     def refresh_stale_priorities(self, limit: int = 50) -> int:
         """Recompute the priorities :meth:`refresh_priority_for_items` left marked,
