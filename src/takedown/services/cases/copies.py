@@ -150,12 +150,16 @@ class CopyFinder:
         seed_reason: str = "reported",
         known: frozenset[int] | Members = frozenset(),
         seed_distance: int | None = None,
+        *,
+        through_known_seeds: bool = False,
     ) -> dict[int, Copy]:
         """Every copy reachable from ``seeds``. Items in ``known`` (already in the case)
         are neither returned nor walked through, so adding one late copy to a case of
         100,000 costs a few queries, not a walk of the whole case. ``known`` may be
         :data:`Members`, asked once a round of the items the round found: the case's
-        items are then never all read (``CaseIntake``'s joins)."""
+        items are then never all read (``CaseIntake``'s joins). ``through_known_seeds``:
+        the walk starts from every seed, the known ones too (not returned), for a seed
+        already in the case whose other copies may not be."""
         held: Members = (lambda ids: ids & known) if isinstance(known, frozenset) else known
         if isinstance(seeds, Mapping):  # each seed with its own reason (a batch's)
             candidates = dict(seeds)
@@ -163,7 +167,7 @@ class CopyFinder:
             candidates = {i: Copy(i, seed_reason, seed_distance) for i in seeds}
         inside = held(set(candidates)) if candidates else set()
         found = {i: c for i, c in candidates.items() if i not in inside}
-        frontier = set(found)
+        frontier = set(candidates) if through_known_seeds else set(found)
         seen_media: set[int] = set()
         for _ in range(MAX_ROUNDS):
             if not frontier:
