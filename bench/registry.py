@@ -20,9 +20,11 @@ new PostgreSQL database (--postgres; created and dropped here):
   acknowledgement;
 - with ``--viral N``, last: ``viral_copies``, N reposts of the reported item (and
   reposts of those) in batches, each joining its case and restricted as it comes; then
-  ``batch_with_viral_case``, a fresh feed of ``--items`` with that case of N + 1 copies
-  live, 1 % of its items reposting one of them (the feed's view counts then change
-  some of the case's copies, as a viral item's keep changing).
+  the restrict-on-match bank learns the reported item's picture (a hotline knows it
+  now), and ``batch_with_viral_case`` is a fresh feed of ``--items`` with that case of
+  N + 1 copies live: 1 % of its items repost one of them (the feed's view counts then
+  change some of the case's copies, as a viral item's keep changing) and 0.5 % are
+  re-uploads of the picture (a few PDQ bits changed), which the bank matches.
 Prints JSON and writes bench/results/registry-<database>.json.
 """
 
@@ -146,13 +148,24 @@ def viral_events(
     return out
 
 
-def reposting(events: list[dict[str, Any]], ids: list[str], rng: random.Random) -> None:
-    """1 % of the feed's items become reposts of one of ``ids`` (without media)."""
+def reposting(
+    events: list[dict[str, Any]], ids: list[str], picture: str, rng: random.Random
+) -> None:
+    """0.5 % of the feed's items become re-uploads of ``picture`` (a near-duplicate),
+    1 % reposts of one of ``ids`` (without media)."""
     for e in events:
         item = e.get("item")
-        if item is not None and rng.random() < 0.01:
+        if item is None:
+            continue
+        roll = rng.random()
+        if roll < 0.015:
             item.pop("media", None)
             item.pop("quotes", None)
+            item.pop("reposts", None)
+        if roll < 0.005:
+            media = {"sha256": _bits(rng, 256), "md5": _bits(rng, 128), "pdq_quality": 90}
+            item["media"] = [{**media, "pdq": _near(picture, rng, 4)}]
+        elif roll < 0.015:
             item["reposts"] = rng.choice(ids)
 
 
@@ -390,8 +403,15 @@ def run(
                 joined = sess.scalar(select(func.count()).select_from(CaseItem))
             assert joined - result["items_in_cases"] == viral, (joined, result["items_in_cases"])
             result["viral_copies"] = _batch_figures(events, t, totals)
+            key = rt.api_keys.create("bench-hotline", ["admin"], actor="bench")[1]
+            r = client.post(
+                "/v1/banks/bench/entries",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"entries": [{"signal_type": "pdq", "value": reported[0], "quality": 90}]},
+            )
+            assert r.status_code in (200, 201), r.text
             events = feed.events("w", items)
-            reposting(events, [f"v{k}" for k in range(viral)], random.Random(5))
+            reposting(events, [f"v{k}" for k in range(viral)], reported[0], random.Random(5))
             _left_to_the_platform()
             t, totals = _batch(client, platform, events)
             result["batch_with_viral_case"] = _batch_figures(events, t, totals)
