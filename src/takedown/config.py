@@ -172,9 +172,9 @@ class Settings(BaseSettings):
         default=1_000,
         ge=0,
         description="A case with more copies than this (a viral item's) has its priority "
-        "recomputed in the background when its copies' view counts or accounts change, "
-        "within TAKEDOWN_PRIORITY_REFRESH_SECONDS, not in the registry request that changed "
-        "them (one pass over every copy each time). See docs/scaling.md.",
+        "recomputed in the background when copies join it or their view counts or accounts "
+        "change, within TAKEDOWN_PRIORITY_REFRESH_SECONDS, not in the request that changed "
+        "them (one pass over every copy each time). See docs/operations.md.",
     )
     priority_refresh_seconds: float = Field(
         default=10,

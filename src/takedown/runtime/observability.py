@@ -161,8 +161,8 @@ def database_figures(rt: Runtime) -> Iterator[Figure]:
         )
     yield Figure(
         "case_priorities_waiting",
-        "Large cases whose priority waits for the background round (their copies' view "
-        "counts or accounts changed).",
+        "Large cases whose priority waits for the background round (copies joined them, "
+        "or their copies' view counts or accounts changed).",
         int(waiting or 0),
     )
     yield Figure(

@@ -296,8 +296,9 @@ def start_retroscan_worker(rt: Runtime) -> RetroscanWorker:
 
 
 class PriorityWorker(PeriodicWorker):
-    """Recomputes the priorities of large cases whose copies' views or accounts changed
-    (``CaseIntake.refresh_stale_priorities``; ``TAKEDOWN_PRIORITY_INLINE_COPIES``)."""
+    """Recomputes the priorities of large cases that copies joined or whose copies'
+    views or accounts changed (``CaseIntake.refresh_stale_priorities``;
+    ``TAKEDOWN_PRIORITY_INLINE_COPIES``)."""
 
     def __init__(self, rt: Runtime, *, interval_s: float) -> None:
         super().__init__(interval_s, name="takedown-priority", wait_first=True)

@@ -394,9 +394,9 @@ class Case(Base):
     pending_dismissal_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
     views_at_first_report: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Views or accounts of a large case's copies changed since its priority was worked
-    # out: recomputed in the background (CaseIntake.refresh_stale_priorities), not by
-    # the registry request that changed them. NULL: up to date.
+    # A large case's copies, or their views or accounts, changed since its priority was
+    # worked out: recomputed in the background (CaseIntake.refresh_stale_priorities),
+    # not by the request that changed them (CaseIntake._rerank). NULL: up to date.
     priority_stale_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (

@@ -106,18 +106,18 @@ def _pending_search(s: Session, hashes: list[str] | np.ndarray) -> SearchResult 
     return result
 
 
+# Which of some item ids a set holds, asked of the database (a case's items: a viral
+# case holds 100,000, and a copy joining it needs to know of a few).
+Members = Callable[[set[int]], set[int]]
+
+
 class Among(NamedTuple):
     """A set of items a caller knows (the items of cases), for :meth:`CopyFinder.neighbour_map`:
     ``members``, which of some item ids are in it (one read); ``media``, its items'
     media's PDQs that pass the quality floor (:func:`scan_index_of`)."""
 
-    members: Callable[[Session, set[int]], set[int]]
+    members: Members
     media: ScanIndex
-
-
-# Which of some item ids a set holds, asked of the database (a case's items: a viral
-# case holds 100,000, and a copy joining it needs to know of a few).
-Members = Callable[[set[int]], set[int]]
 
 
 class Copy(NamedTuple):  # a tuple: 100,000 of them are made for one viral item
@@ -303,9 +303,7 @@ class CopyFinder:
         # reads, SQLite would look every pair of two lists up in a two-column key; and
         # the set may be a viral case's 100,000 items, read for a few).
         keep = (
-            among.members(
-                s, {i for _, i, _ in edges} | {i for i, _ in parents} | {i for i, _ in held}
-            )
+            among.members({i for _, i, _ in edges} | {i for i, _ in parents} | {i for i, _ in held})
             if among is not None
             else None
         )

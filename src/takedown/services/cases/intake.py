@@ -519,7 +519,8 @@ class CaseIntake(CaseStatus):
         if not items:
             return JoinCandidates({}, set(), {})
         in_cases = Among(
-            _in_joinable_cases, scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h])
+            lambda ids: _in_joinable_cases(s, ids),
+            scan_index_of([(i, h) for i, h in s.execute(_CASE_MEDIA) if h]),
         )
         near, video = self._copies.neighbour_map(s, {i for i, _, _, _ in items}, among=in_cases)
         by_neighbour = {i: ns for i, ns in near.items() if ns}  # each an item of a case
@@ -981,15 +982,8 @@ class CaseIntake(CaseStatus):
         self.refresh_priority_for_items(s, items)
 
     def refresh_priority_for_items(self, s: Session, item_ids: Iterable[int]) -> None:
-        """These items' view counts or accounts changed: the priorities of the active
-        cases holding them. A case of up to ``CasePolicy.priority_inline_copies``
-        copies is recomputed now (all such cases in one pass); a larger one is marked,
-        and :meth:`refresh_stale_priorities` recomputes it in the background. The
-        figures are one pass over every copy: a viral item's case of 100,000 copies
-        took 0.13 s on SQLite and 0.4-0.65 s on PostgreSQL each time, and a registry
-        batch changing view counts paid that in every chunk (measured: a 30,000-item
-        batch at ~8,300 items/s on SQLite, ~4,300 on PostgreSQL, against ~15,000 and
-        ~10,000 without the case)."""
+        """These items' view counts or accounts changed: the active cases holding them
+        are re-ranked (:meth:`_rerank`)."""
         now = utcnow()
         cases: dict[int, Case] = {}
         for part in chunks(sorted(set(item_ids))):
@@ -1006,8 +1000,12 @@ class CaseIntake(CaseStatus):
         """The priority of these cases, what they hold having changed: at once for an
         active case of up to ``CasePolicy.priority_inline_copies`` copies (all such
         cases in one pass); a larger one is marked for
-        :meth:`refresh_stale_priorities`. A decided case is in no queue (a
-        confirmed one that a copy joins stays as it was ranked)."""
+        :meth:`refresh_stale_priorities`. The figures are one pass over every copy: a
+        viral item's case of 100,000 copies took 0.13 s on SQLite and 0.4-0.65 s on
+        PostgreSQL each time, and a registry batch changing view counts paid that in
+        every chunk (a 30,000-item batch at ~8,300 items/s on SQLite, ~4,300 on
+        PostgreSQL, against ~15,000 and ~10,000 without the case). A decided case is
+        in no queue (a confirmed one that a copy joins stays as it was ranked)."""
         inline: list[Case] = []
         for case in sorted({c.id: c for c in cases}.values(), key=lambda c: c.id):
             if case.state not in ACTIVE_STATES:
@@ -1016,13 +1014,10 @@ class CaseIntake(CaseStatus):
                 case.priority_stale_since = now
             else:
                 inline.append(case)
-        if len(inline) == 1:  # the statement built once (``_CASE_FIGURES``)
-            self._refresh_priority(s, inline[0], now)
-        else:
-            self._refresh_priority_many(s, inline, now)
+        self._refresh_priority_many(s, inline, now)
 
     def refresh_stale_priorities(self, limit: int = 50) -> int:
-        """Recompute the priorities :meth:`refresh_priority_for_items` left marked,
+        """Recompute the priorities :meth:`_rerank` left marked,
         the oldest marks first, at most ``limit`` cases; returns how many were taken.
         One transaction a case: it writes that case's row only, so it never holds one
         row another writer waits for while waiting for another (PostgreSQL). A case
